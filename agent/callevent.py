@@ -1,0 +1,72 @@
+"""The internal contract between the call tracker and everything downstream (DESIGN.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+EventKind = Literal["ringing", "answered", "transferred", "ended"]
+Direction = Literal["in", "out", "internal"]
+CallResult = Literal["answered", "no_answer", "busy", "failed", "cancelled"]
+TransferKind = Literal["blind", "attended"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One thing that happened to a call.
+
+    `call_id` is the Asterisk Linkedid. Times are timezone-aware UTC datetimes, or None when the
+    source had no clock (a replay without timing or Timestamp headers). Fields that belong to one
+    event kind only are None on the others.
+    """
+
+    event: EventKind
+    call_id: str
+    enterprise: str
+    direction: Direction
+    phone: str | None
+    did: str | None
+    extension: str | None
+    at: datetime | None
+    # ended
+    extensions: tuple[str, ...] = ()
+    answered_by: str | None = None
+    result: CallResult | None = None
+    ring_seconds: float | None = None
+    talk_seconds: float | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    recording: str | None = None
+    # transferred
+    from_extension: str | None = None
+    to_extension: str | None = None
+    kind: TransferKind | None = None
+    # free-form details (per-leg talk time, the PBX name, ...); never needed by a connector
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """DESIGN.md's field names; times ISO-8601 UTC; only the fields of this event kind."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _ENDED_ONLY and self.event != "ended":
+                continue
+            if f.name in _TRANSFER_ONLY and self.event != "transferred":
+                continue
+            if f.name == "extra" and not value:
+                continue
+            if isinstance(value, datetime):
+                value = value.isoformat().replace("+00:00", "Z")
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+_ENDED_ONLY = frozenset(
+    {"extensions", "answered_by", "result", "ring_seconds", "talk_seconds", "started_at", "ended_at",
+     "recording"}
+)
+_TRANSFER_ONLY = frozenset({"from_extension", "to_extension", "kind"})
