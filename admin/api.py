@@ -1,0 +1,126 @@
+"""The JSON config API under /api: bearer-token auth, enterprises and their CRM settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from agent import enterprises, keys
+from agent.tokens import Principal, TokenError
+from agent.web import Handler
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+ENTERPRISE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+NAME_MAX = 200
+
+
+def error(status: int, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return error(401, "missing bearer token (Authorization: Bearer <token from `pbx-agent token`>)")
+    try:
+        principal = request.app[keys.SIGNER].verify(token.strip())
+    except TokenError as exc:
+        return error(401, str(exc))
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+def _enterprise(request: web.Request) -> str:
+    number = request.match_info["number"]
+    if not ENTERPRISE_RE.fullmatch(number):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "invalid enterprise number", "field": "number"}),
+                                 content_type="application/json")
+    principal = request[PRINCIPAL]
+    if not principal.may_access(number):
+        raise web.HTTPForbidden(text=json.dumps({"error": "this token is for another enterprise"}),
+                                content_type="application/json")
+    return number
+
+
+def _crm(request: web.Request) -> str:
+    crm = request.match_info["crm"]
+    if crm not in enterprises.CRMS:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"unknown CRM {crm!r}; expected one of {', '.join(enterprises.CRMS)}",
+                             "field": "crm"}),
+            content_type="application/json")
+    return crm
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "request body is not valid JSON"}),
+                                 content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "request body must be a JSON object"}),
+                                 content_type="application/json")
+    return body
+
+
+async def get_enterprise(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    row = await enterprises.get(request.app[keys.POOL], number)
+    if row is None:
+        return error(404, f"no enterprise {number}")
+    box = request.app[keys.SECRETS]
+    integrations = {crm: enterprises.masked(box, crm, value)
+                    for crm, value in row["integrations_config"].items() if isinstance(value, dict)}
+    return web.json_response({"number": row["number"], "name": row["name"], "integrations": integrations})
+
+
+async def put_enterprise(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    body = await _json_object(request)
+    unknown = sorted(set(body) - {"name"})
+    if unknown:
+        return error(400, f"unknown field {unknown[0]!r}", unknown[0])
+    name = body.get("name", "")
+    if not isinstance(name, str) or len(name) > NAME_MAX:
+        return error(400, f"name must be a string of at most {NAME_MAX} characters", "name")
+    row = await enterprises.put(request.app[keys.POOL], number, name.strip())
+    return web.json_response({"number": row["number"], "name": row["name"]})
+
+
+async def get_integration(request: web.Request) -> web.Response:
+    number, crm = _enterprise(request), _crm(request)
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        return error(404, f"no enterprise {number}")
+    stored = await enterprises.get_integration(pool, number, crm)
+    return web.json_response(enterprises.masked(request.app[keys.SECRETS], crm, stored or {}))
+
+
+async def put_integration(request: web.Request) -> web.Response:
+    number, crm = _enterprise(request), _crm(request)
+    body = await _json_object(request)
+    box = request.app[keys.SECRETS]
+    try:
+        stored = await enterprises.put_integration(request.app[keys.POOL], box, number, crm, body)
+    except enterprises.NotFound:
+        return error(404, f"no enterprise {number}")
+    return web.json_response(enterprises.masked(box, crm, stored))
+
+
+def add_routes(app: web.Application) -> None:
+    app.middlewares.append(bearer_auth)
+    app.router.add_get("/api/enterprises/{number}", get_enterprise)
+    app.router.add_put("/api/enterprises/{number}", put_enterprise)
+    app.router.add_get("/api/enterprises/{number}/integrations/{crm}", get_integration)
+    app.router.add_put("/api/enterprises/{number}/integrations/{crm}", put_integration)

@@ -1,0 +1,137 @@
+"""`pbx-agent run`: bring the parts up in order, report READY, and take them down in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiohttp import web
+
+from admin import api
+from agent import database, keys
+from agent.config import Config
+from agent.health import HealthRegistry
+from agent.logs import register_secret
+from agent.metrics import Metrics
+from agent.sdnotify import Notifier
+from agent.secretbox import SecretBox, load_or_create_secret
+from agent.supervisor import Supervisor
+from agent.tokens import TokenSigner
+from agent.web import create_app
+
+log = logging.getLogger(__name__)
+
+HTTP_SHUTDOWN_S = 3.0
+
+
+class StartupError(Exception):
+    """A part could not start; the message says which and why."""
+
+
+@dataclass
+class Agent:
+    """The running parts, for tests and for the components that need each other."""
+
+    config: Config
+    health: HealthRegistry = field(default_factory=HealthRegistry)
+    metrics: Metrics = field(default_factory=Metrics)
+    notifier: Notifier = field(default_factory=Notifier)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    pool: database.Pool | None = None
+    http_port: int | None = None
+
+    async def run(self) -> None:
+        cfg = self.config
+        for pbx in cfg.pbx:
+            register_secret(pbx.secret)
+        supervisor = Supervisor(self.metrics)
+        async with AsyncExitStack() as stack:
+            secret = await asyncio.to_thread(load_or_create_secret, cfg.agent.state_dir)
+            dsn = await stack.enter_async_context(
+                database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir))
+            try:
+                self.pool = await database.create_pool(dsn, cfg.database.pool_size)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise StartupError(f"cannot connect to the database: {exc}") from exc
+            stack.push_async_callback(self._close_pool)
+            await database.migrate(self.pool)
+            pool = self.pool
+            self.health.register_probe("database", lambda: database.probe(pool), critical=True)
+
+            runner = await self._start_http(secret)
+            stack.push_async_callback(runner.cleanup)
+            stack.push_async_callback(supervisor.stop)
+
+            interval = self.notifier.watchdog_interval()
+            if interval:
+                supervisor.start("watchdog", lambda: self._watchdog(interval))
+            self.metrics.up.set(1)
+            self.notifier.notify("READY=1", "STATUS=running")
+            self.ready.set()
+            log.info("pbx-agent ready: http %s, %d PBX configured", cfg.http.listen, len(cfg.pbx))
+            await self.stopping.wait()
+            log.info("stopping")
+            self.notifier.notify("STOPPING=1")
+            self.metrics.up.set(0)
+        log.info("stopped")
+
+    async def _start_http(self, secret: bytes) -> web.AppRunner:
+        app = create_app()
+        app[keys.CONFIG] = self.config
+        app[keys.HEALTH] = self.health
+        app[keys.METRICS] = self.metrics
+        assert self.pool is not None
+        app[keys.POOL] = self.pool
+        app[keys.SECRETS] = SecretBox(secret)
+        app[keys.SIGNER] = TokenSigner(secret)
+        api.add_routes(app)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
+        await runner.setup()
+        listen = self.config.http.listen
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise StartupError(f"cannot listen on [http] listen {listen}: {exc.strerror}") from exc
+        self.http_port = runner.addresses[0][1]  # the real port when [http] listen asks for port 0
+        return runner
+
+    async def _close_pool(self) -> None:
+        if self.pool is not None:
+            try:
+                await asyncio.wait_for(self.pool.close(), timeout=3)
+            except TimeoutError:
+                self.pool.terminate()
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code."""
+    agent = Agent(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stopping.set)
+    main = asyncio.create_task(agent.run())
+    stopping = asyncio.create_task(agent.stopping.wait())
+    await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not main.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(main), timeout=config.agent.shutdown_timeout)
+        except TimeoutError:
+            log.error("shutdown took longer than %.0f s; exiting anyway", config.agent.shutdown_timeout)
+            main.cancel()
+            os._exit(1)
+    stopping.cancel()
+    main.result()  # re-raise a start-up failure
+    return 0

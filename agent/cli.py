@@ -1,0 +1,143 @@
+"""The `pbx-agent` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from agent import __version__
+from agent.config import Config, ConfigError, config_path, load
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    return load(config_path(args.config))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    print(f"{cfg.path}: ok ({len(cfg.pbx)} PBX, {len(cfg.enterprises)} enterprise(s))")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent import logs
+    from agent.app import StartupError, serve
+    from agent.pgembed import EmbeddedPgError
+
+    cfg = _load_config(args)
+    logs.setup(cfg.agent.log_level, cfg.agent.log_format, journal=bool(os.environ.get("JOURNAL_STREAM")))
+    try:
+        return asyncio.run(serve(cfg))
+    except EmbeddedPgError as exc:
+        logging.getLogger("agent").error("%s", exc)
+        return EXIT_USAGE
+    except StartupError as exc:
+        logging.getLogger("agent").error("%s", exc)
+        return EXIT_FAILURE
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from agent import database, logs
+    from agent.pgembed import EmbeddedPgError
+
+    cfg = _load_config(args)
+    logs.setup(cfg.agent.log_level, cfg.agent.log_format)
+
+    async def migrate() -> list[str]:
+        async with database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir) as dsn:
+            pool = await database.create_pool(dsn, 2)
+            try:
+                return await database.migrate(pool)
+            finally:
+                await pool.close()
+
+    try:
+        applied = asyncio.run(migrate())
+    except EmbeddedPgError as exc:
+        print(f"pbx-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from agent.config import check_enterprise
+    from agent.secretbox import load_or_create_secret
+    from agent.tokens import TokenSigner
+
+    cfg = _load_config(args)
+    problem = check_enterprise(args.enterprise) if args.enterprise is not None else None
+    if problem:
+        print(f"pbx-agent token: --enterprise: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 0 < args.days <= 3650:
+        print("pbx-agent token: --days: expected 1..3650", file=sys.stderr)
+        return EXIT_USAGE
+    signer = TokenSigner(load_or_create_secret(cfg.agent.state_dir))
+    print(signer.issue(args.enterprise, args.days))
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    result: int = importlib.import_module("agent.replay").run(args)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pbx-agent", description="Bridge between an Asterisk PBX and CRMs (RetailCRM, amoCRM).")
+    parser.add_argument("--version", action="version", version=f"pbx-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str,
+                config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        if config:
+            p.add_argument("-c", "--config", metavar="PATH",
+                           help="configuration file (default: $PBX_AGENT_CONFIG, else ./agent.toml)")
+        p.set_defaults(func=func)
+        return p
+
+    command("run", cmd_run, "run the agent until SIGTERM/SIGINT")
+    command("check-config", cmd_check_config, "validate the configuration file and exit (2 when invalid)")
+    command("migrate", cmd_migrate, "apply database migrations and exit")
+    token = command("token", cmd_token, "print an API token (JWT) for the /api routes")
+    token.add_argument("--enterprise", metavar="N", help="limit the token to one enterprise (default: admin)")
+    token.add_argument("--days", type=float, default=365, metavar="D", help="validity in days (default 365)")
+    replay = command("replay", cmd_replay, "print the calls a recorded AMI byte stream gives", config=False)
+    try:
+        importlib.import_module("agent.replay").add_arguments(replay)
+    except ModuleNotFoundError:  # the call tracker is not part of this build yet
+        replay.set_defaults(func=lambda _args: _unavailable("replay"))
+    return parser
+
+
+def _unavailable(name: str) -> int:
+    print(f"pbx-agent: {name} is not available in this build", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,425 @@
+"""agent.toml: typed configuration, defaults in one place, every problem named by file, table and key.
+
+Validation collects every problem rather than stopping at the first, so `check-config` shows an admin
+everything to fix in one go. One small function per section, in the manner of fedora-messaging.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_CONFIG = "PBX_AGENT_CONFIG"
+DEFAULT_CONFIG = "agent.toml"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` holds one human-readable line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    state_dir: Path
+    public_url: str = "http://127.0.0.1:8019"
+    log_level: str = "info"
+    log_format: str = "text"
+    default_region: str = "BY"
+    shutdown_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    dsn: str = ""
+    pool_size: int = 10
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    listen: Address = Address("127.0.0.1", 8019)
+
+
+@dataclass(frozen=True)
+class AgiSection:
+    listen: Address = Address("127.0.0.1", 4573)
+    deadline_ms: int = 800
+
+
+@dataclass(frozen=True)
+class PbxSection:
+    name: str
+    enterprise: str
+    username: str
+    secret: str = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 5038
+    region: str | None = None
+    internal_channel_patterns: tuple[str, ...] = ()
+    internal_number_pattern: str | None = None
+    trunk_contexts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    agent: AgentSection
+    database: DatabaseSection
+    http: HttpSection
+    agi: AgiSection
+    pbx: tuple[PbxSection, ...]
+
+    @property
+    def enterprises(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.enterprise for p in self.pbx))
+
+
+def config_path(cli_value: str | None) -> Path:
+    """`-c PATH` wins, then $PBX_AGENT_CONFIG, then ./agent.toml."""
+    return Path(cli_value or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+
+
+def load(path: Path) -> Config:
+    label = path.name
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file (choose one with -c PATH or ${ENV_CONFIG})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{label}: not valid UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{label}: not valid TOML: {exc}"]) from None
+    return parse(raw, path)
+
+
+def parse(raw: Mapping[str, Any], path: Path) -> Config:
+    problems: list[str] = []
+    label = path.name
+    base_dir = path.resolve().parent
+
+    known = {"agent", "database", "http", "agi", "pbx"}
+    for key in raw:
+        if key not in known:
+            problems.append(f"{label}: [{key}]: unknown table (known: {', '.join(sorted(known))})")
+
+    def table(name: str) -> _Table:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            problems.append(f"{label}: {name}: expected a table, got {_show(value)}")
+            value = {}
+        return _Table(label, f"[{name}]", value, problems)
+
+    agent = _agent_section(table("agent"), base_dir)
+    database = _database_section(table("database"))
+    http = _http_section(table("http"))
+    agi = _agi_section(table("agi"))
+    pbx = _pbx_sections(raw.get("pbx", []), label, base_dir, problems)
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(path=path, agent=agent, database=database, http=http, agi=agi, pbx=pbx)
+
+
+def _agent_section(t: _Table, base_dir: Path) -> AgentSection:
+    state_dir = t.string("state_dir", "state")
+    public_url = t.string("public_url", AgentSection.public_url, check=_url)
+    level = t.string("log_level", AgentSection.log_level, check=_one_of(LOG_LEVELS))
+    fmt = t.string("log_format", AgentSection.log_format, check=_one_of(LOG_FORMATS))
+    region = t.string("default_region", AgentSection.default_region, check=_region)
+    shutdown = t.number("shutdown_timeout", AgentSection.shutdown_timeout, minimum=1)
+    t.reject_unknown()
+    state_path = Path(state_dir).expanduser()
+    if not state_path.is_absolute():
+        state_path = base_dir / state_path
+    return AgentSection(
+        state_dir=state_path,
+        public_url=public_url.rstrip("/"),
+        log_level=level,
+        log_format=fmt,
+        default_region=region.upper(),
+        shutdown_timeout=shutdown,
+    )
+
+
+def _database_section(t: _Table) -> DatabaseSection:
+    dsn = t.string("dsn", "", check=_dsn)
+    pool_size = t.integer("pool_size", DatabaseSection.pool_size, minimum=2, maximum=200)
+    t.reject_unknown()
+    return DatabaseSection(dsn=dsn, pool_size=pool_size)
+
+
+def _http_section(t: _Table) -> HttpSection:
+    listen = t.address("listen", HttpSection.listen)
+    t.reject_unknown()
+    return HttpSection(listen=listen)
+
+
+def _agi_section(t: _Table) -> AgiSection:
+    listen = t.address("listen", AgiSection.listen)
+    deadline = t.integer("deadline_ms", AgiSection.deadline_ms, minimum=50, maximum=10_000)
+    t.reject_unknown()
+    return AgiSection(listen=listen, deadline_ms=deadline)
+
+
+def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -> tuple[PbxSection, ...]:
+    if not isinstance(value, list):
+        problems.append(f"{label}: pbx: expected an array of tables ([[pbx]]), got {_show(value)}")
+        return ()
+    result: list[PbxSection] = []
+    names: set[str] = set()
+    for index, entry in enumerate(value):
+        where = f"[[pbx]] #{index + 1}"
+        if not isinstance(entry, dict):
+            problems.append(f"{label}: {where}: expected a table, got {_show(entry)}")
+            continue
+        t = _Table(label, where, entry, problems)
+        name = t.string("name", None, check=_name)
+        if name:
+            t.where = f"[[pbx]] {name}"
+            if name in names:
+                problems.append(f"{label}: {t.where} name: duplicate PBX name")
+            names.add(name)
+        enterprise = t.string("enterprise", None, check=check_enterprise)
+        host = t.string("host", PbxSection.host, check=_host)
+        port = t.integer("port", PbxSection.port, minimum=1, maximum=65535)
+        username = t.string("username", None)
+        secret = t.string("secret", "")
+        secret_file = t.string("secret_file", "")
+        region = t.string("region", "", check=_region) or None
+        patterns = t.strings("internal_channel_patterns", (), check=_regex)
+        number_pattern = t.string("internal_number_pattern", "", check=_regex) or None
+        trunk_contexts = t.strings("trunk_contexts", ())
+        t.reject_unknown()
+        if secret and secret_file:
+            problems.append(f"{label}: {t.where} secret: give either secret or secret_file, not both")
+        elif secret_file:
+            secret = _read_secret_file(secret_file, base_dir, label, t.where, problems)
+        elif not secret:
+            problems.append(f"{label}: {t.where} secret: missing (give secret or secret_file)")
+        if name and enterprise and username and secret:
+            result.append(
+                PbxSection(
+                    name=name, enterprise=enterprise, username=username, secret=secret, host=host,
+                    port=port, region=region.upper() if region else None,
+                    internal_channel_patterns=patterns, internal_number_pattern=number_pattern,
+                    trunk_contexts=trunk_contexts,
+                )
+            )
+    return tuple(result)
+
+
+def _read_secret_file(value: str, base_dir: Path, label: str, where: str, problems: list[str]) -> str:
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problems.append(f"{label}: {where} secret_file: cannot read {path}: {exc.strerror}")
+        return ""
+    if not secret:
+        problems.append(f"{label}: {where} secret_file: {path} is empty")
+    return secret
+
+
+class _Table:
+    """One TOML table being validated: typed getters that record problems instead of raising."""
+
+    def __init__(self, label: str, where: str, data: Mapping[str, Any], problems: list[str]) -> None:
+        self.label = label
+        self.where = where
+        self.data = data
+        self.problems = problems
+        self.seen: set[str] = set()
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.label}: {self.where} {key}: {message}")
+
+    def _get(self, key: str) -> tuple[bool, Any]:
+        self.seen.add(key)
+        return key in self.data, self.data.get(key)
+
+    def string(self, key: str, default: str | None, check: Callable[[str], str | None] | None = None) -> str:
+        present, value = self._get(key)
+        if not present:
+            if default is None:
+                self.problem(key, "missing (required)")
+                return ""
+            return default
+        if not isinstance(value, str):
+            self.problem(key, f"expected a string, got {_show(value)}")
+            return default or ""
+        if check and value:
+            error = check(value)
+            if error:
+                self.problem(key, error)
+                return default or ""
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...], check: Callable[[str], str | None] | None = None
+                ) -> tuple[str, ...]:
+        present, value = self._get(key)
+        if not present:
+            return default
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(key, f"expected an array of strings, got {_show(value)}")
+            return default
+        for item in value:
+            error = check(item) if check else None
+            if error:
+                self.problem(key, f"{_show(item)}: {error}")
+                return default
+        return tuple(value)
+
+    def integer(self, key: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
+        present, value = self._get(key)
+        if not present:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(key, f"expected an integer, got {_show(value)}")
+            return default
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self.problem(key, f"expected an integer from {minimum} to {maximum}, got {value}")
+            return default
+        return value
+
+    def number(self, key: str, default: float, minimum: float | None = None) -> float:
+        present, value = self._get(key)
+        if not present:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problem(key, f"expected a number, got {_show(value)}")
+            return default
+        if minimum is not None and value < minimum:
+            self.problem(key, f"expected a number of at least {minimum}, got {value}")
+            return default
+        return float(value)
+
+    def address(self, key: str, default: Address) -> Address:
+        present, value = self._get(key)
+        if not present:
+            return default
+        if not isinstance(value, str):
+            self.problem(key, f'expected an address "host:port", got {_show(value)}')
+            return default
+        parsed = parse_address(value)
+        if isinstance(parsed, str):
+            self.problem(key, parsed)
+            return default
+        return parsed
+
+    def reject_unknown(self) -> None:
+        for key in self.data:
+            if key not in self.seen:
+                known = ", ".join(sorted(self.seen))
+                self.problem(key, f"unknown key (known here: {known})")
+
+
+def parse_address(value: str) -> Address | str:
+    """"host:port" or "[v6]:port" -> Address, or an error message."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]\s]+):(\d{1,5})", value)
+    if not match:
+        return f'expected an address "host:port", got {_show(value)}'
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        return f"port must be 1..65535, got {port}"
+    error = _host(host)
+    if error:
+        return error
+    return Address(host, port)
+
+
+def _host(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    if re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9-]{1,63})*", value):
+        return None
+    return f"not a valid host name or IP address: {_show(value)}"
+
+
+def _url(value: str) -> str | None:
+    if re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        return None
+    return f"expected an http(s) URL, got {_show(value)}"
+
+
+def _dsn(value: str) -> str | None:
+    if value.startswith(("postgresql://", "postgres://")):
+        return None
+    return f'expected "" (embedded) or a postgresql:// URL, got {_show(_mask_dsn(value))}'
+
+
+def _mask_dsn(value: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
+
+
+def _region(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z]{2}", value):
+        return None
+    return f"expected a two-letter ISO country code such as \"BY\", got {_show(value)}"
+
+
+def _name(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        return None
+    return f"expected letters, digits, '_', '.', '-' (at most 64), got {_show(value)}"
+
+
+def check_enterprise(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
+        return None
+    return f"expected letters, digits, '_', '-' (at most 32), got {_show(value)}"
+
+
+def _regex(value: str) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"not a valid regular expression: {exc}"
+    return None
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if value in choices:
+            return None
+        return f"expected one of {', '.join(choices)}, got {_show(value)}"
+
+    return check
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return str(value)

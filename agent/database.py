@@ -1,0 +1,57 @@
+"""The PostgreSQL the agent uses: the embedded cluster (no DSN) or an external server, one code path."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from agent import migrations
+from agent.pgembed import EmbeddedPostgres
+
+log = logging.getLogger(__name__)
+
+Pool = asyncpg.Pool[asyncpg.Record]
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+@asynccontextmanager
+async def embedded_or_external(dsn: str, state_dir: Path) -> AsyncIterator[str]:
+    """Yield a DSN to connect to; with an empty `dsn`, run the embedded cluster for the duration."""
+    if dsn:
+        yield dsn
+        return
+    cluster = EmbeddedPostgres(state_dir / "pg")
+    await cluster.start()
+    try:
+        yield cluster.dsn
+    finally:
+        await cluster.stop()
+
+
+async def create_pool(dsn: str, size: int = 10) -> Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init_connection,
+                                     command_timeout=30)
+    assert pool is not None
+    return pool
+
+
+async def migrate(pool: Pool) -> list[str]:
+    async with pool.acquire() as conn:
+        return await migrations.apply(conn)
+
+
+async def probe(pool: Pool) -> dict[str, Any]:
+    """For /health: one round trip to the server."""
+    async with pool.acquire(timeout=1.5) as conn:
+        await conn.fetchval("SELECT 1")
+    return {"pool_size": pool.get_size(), "pool_idle": pool.get_idle_size()}

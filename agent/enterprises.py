@@ -1,0 +1,108 @@
+"""Enterprises and their per-CRM settings in `enterprises.integrations_config`, secrets encrypted at rest.
+
+Every change sends `NOTIFY integrations_config, '<number>'` in the same transaction, so every agent on
+the database drops its cached copy when (and only when) the change is committed.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from agent.database import Pool
+from agent.secretbox import SecretBox, is_encrypted, looks_masked, mask
+
+NOTIFY_CHANNEL = "integrations_config"
+CRMS = ("retailcrm", "amocrm")
+# Keys whose values are secrets, per CRM; nested keys are dotted paths.
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "retailcrm": ("api_key",),
+    "amocrm": ("client_secret", "access_token", "refresh_token", "long_lived_token"),
+}
+
+
+class NotFound(Exception):
+    pass
+
+
+async def get(pool: Pool, number: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow("SELECT number, name, integrations_config FROM enterprises WHERE number = $1", number)
+    return dict(row) if row else None
+
+
+async def put(pool: Pool, number: str, name: str) -> dict[str, Any]:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "INSERT INTO enterprises (number, name) VALUES ($1, $2) "
+            "ON CONFLICT (number) DO UPDATE SET name = EXCLUDED.name, updated_at = now() "
+            "RETURNING number, name, integrations_config",
+            number, name,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
+    assert row is not None
+    return dict(row)
+
+
+async def get_integration(pool: Pool, number: str, crm: str) -> dict[str, Any] | None:
+    """The stored entry (secrets still encrypted), or None when not configured."""
+    value = await pool.fetchval("SELECT integrations_config -> $2 FROM enterprises WHERE number = $1", number, crm)
+    return value if isinstance(value, dict) else None
+
+
+async def put_integration(pool: Pool, box: SecretBox, number: str, crm: str, settings: dict[str, Any]
+                          ) -> dict[str, Any]:
+    """Replace one CRM's entry. A secret sent back masked keeps the stored secret. Returns the stored entry."""
+    async with pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchval(
+            "SELECT integrations_config -> $2 FROM enterprises WHERE number = $1 FOR UPDATE", number, crm)
+        exists = await conn.fetchval("SELECT 1 FROM enterprises WHERE number = $1", number)
+        if not exists:
+            raise NotFound(number)
+        stored = encrypt_secrets(box, crm, settings, current if isinstance(current, dict) else {})
+        await conn.execute(
+            "UPDATE enterprises SET integrations_config = jsonb_set(integrations_config, ARRAY[$2::text], $3::jsonb),"
+            " updated_at = now() WHERE number = $1",
+            number, crm, stored,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
+    return stored
+
+
+def encrypt_secrets(box: SecretBox, crm: str, settings: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(settings)
+    for key in SECRET_KEYS.get(crm, ()):
+        value = out.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        if looks_masked(value) or is_encrypted(value):
+            previous = current.get(key)
+            if isinstance(previous, str) and previous:
+                out[key] = previous
+            else:
+                out.pop(key)
+        else:
+            out[key] = box.encrypt(value)
+    return out
+
+
+def masked(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """For API answers and pages: every secret as `abcd…wxyz`."""
+    out = copy.deepcopy(stored)
+    for key in SECRET_KEYS.get(crm, ()):
+        value = out.get(key)
+        if isinstance(value, str) and value:
+            try:
+                out[key] = mask(box.decrypt(value))
+            except ValueError:
+                out[key] = "…"
+    return out
+
+
+def decrypted(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """For the connector that needs the secrets in clear; never for display."""
+    out = copy.deepcopy(stored)
+    for key in SECRET_KEYS.get(crm, ()):
+        value = out.get(key)
+        if isinstance(value, str) and value:
+            out[key] = box.decrypt(value)
+    return out

@@ -1,0 +1,19 @@
+"""Typed aiohttp application keys: what the agent's components share with its HTTP handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.config import Config
+from agent.database import Pool
+from agent.health import HealthRegistry
+from agent.metrics import Metrics
+from agent.secretbox import SecretBox
+from agent.tokens import TokenSigner
+
+CONFIG = web.AppKey("config", Config)
+HEALTH = web.AppKey("health", HealthRegistry)
+METRICS = web.AppKey("metrics", Metrics)
+POOL = web.AppKey("pool", Pool)
+SECRETS = web.AppKey("secrets", SecretBox)
+SIGNER = web.AppKey("signer", TokenSigner)
