@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
@@ -16,7 +16,10 @@ from agent.pgembed import EmbeddedPostgres
 
 log = logging.getLogger(__name__)
 
-Pool = asyncpg.Pool[asyncpg.Record]
+if TYPE_CHECKING:
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+else:
+    Pool = asyncpg.Pool
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -171,7 +171,14 @@ class EmbeddedPostgres:
 
     def _running(self, binaries: PgBinaries) -> bool:
         result = self._run([binaries["pg_ctl"], "-D", str(self.data_dir), "status"], timeout=10)
-        return result.returncode == 0
+        if result.returncode != 0:
+            return False
+        # pg_ctl trusts kill(pid, 0), which also succeeds for an unreaped (zombie) server killed with -9
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        return _is_postgres_of(pid, self.data_dir)
 
     def _remove_stale_pid(self) -> None:
         """A postmaster.pid whose process is gone, or whose PID now belongs to something else."""
@@ -184,6 +191,9 @@ class EmbeddedPostgres:
             return
         log.warning("removing stale %s (PID %d is not this cluster's server)", pid_file, pid)
         pid_file.unlink(missing_ok=True)
+        # the socket directory is private to this cluster, so its lock files are stale too
+        for lock in self.socket_dir.glob(".s.PGSQL.*"):
+            lock.unlink(missing_ok=True)
 
     def _run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}
@@ -228,9 +238,13 @@ def _unprivileged_owner() -> tuple[int, int] | None:
 
 
 def _is_postgres_of(pid: int, data_dir: Path) -> bool:
+    """Is `pid` a live (not zombie) PostgreSQL server whose working directory is `data_dir`?"""
     try:
+        status = Path(f"/proc/{pid}/status").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
+        return False
+    if "\nState:\tZ" in status:
         return False
     if not cmdline or not cmdline[0].endswith((b"postgres", b"postmaster")):
         return False

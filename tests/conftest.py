@@ -1,0 +1,125 @@
+"""Shared fixtures: one real PostgreSQL cluster per test session (per xdist worker), a database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from agent import database
+from agent.app import Agent
+from agent.config import AgentSection, AgiSection, Config, DatabaseSection, HttpSection
+from agent.config import Address
+from agent.pgembed import EmbeddedPostgres
+
+TEMPLATE_DB = "pbx_template"
+
+
+def reachable_tmpdir(prefix: str) -> Path:
+    """A temp dir the unprivileged `postgres` user can pass through (pytest's tmp_path is 0700 under root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[EmbeddedPostgres]:
+    root = reachable_tmpdir("pbx-agent-test-pg-")
+    cluster = EmbeddedPostgres(root / "pg")
+
+    async def start() -> None:
+        await cluster.start()
+        conn = await asyncpg.connect(cluster.dsn_for("postgres"))
+        try:
+            await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        finally:
+            await conn.close()
+        pool = await database.create_pool(cluster.dsn_for(TEMPLATE_DB), 2)
+        try:
+            await database.migrate(pool)
+        finally:
+            await pool.close()
+
+    asyncio.run(start())
+    yield cluster
+    asyncio.run(cluster.stop())
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def db_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_cluster.dsn_for("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
+    yield pg_cluster.dsn_for(name)
+    admin = await asyncpg.connect(pg_cluster.dsn_for("postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(db_dsn: str) -> AsyncIterator[database.Pool]:
+    p = await database.create_pool(db_dsn, 4)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    def make(dsn: str = "", **agent_fields: object) -> Config:
+        state = tmp_path / "state"
+        return Config(
+            path=tmp_path / "agent.toml",
+            agent=replace(AgentSection(state_dir=state), **agent_fields),  # type: ignore[arg-type]
+            database=DatabaseSection(dsn=dsn, pool_size=4),
+            http=HttpSection(listen=Address("127.0.0.1", 0)),
+            agi=AgiSection(listen=Address("127.0.0.1", 0)),
+            pbx=(),
+        )
+
+    return make
+
+
+@pytest.fixture
+async def running_agent(db_dsn: str, make_config: Callable[..., Config]) -> AsyncIterator[Agent]:
+    """The whole agent in this process, on a test database, HTTP on a free port."""
+    agent = Agent(make_config(db_dsn))
+    task = asyncio.create_task(agent.run())
+    ready = asyncio.create_task(agent.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()
+    assert ready in done, "agent did not become ready"
+    yield agent
+    agent.stopping.set()
+    await asyncio.wait_for(task, timeout=15)
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def agent_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG", "PBX_AGENT"))}
+    return env
+
+
+def dbname(dsn: str) -> str:
+    return dsn.split("?", 1)[0].rsplit("/", 1)[-1]

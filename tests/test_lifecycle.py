@@ -1,0 +1,205 @@
+"""The agent as a process: embedded PostgreSQL start/stop, SIGTERM, kill -9 recovery, systemd notify."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent import pgembed
+from agent.supervisor import Supervisor
+from tests.conftest import reachable_tmpdir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def agent_dir() -> Iterator[Path]:
+    path = reachable_tmpdir("pbx-agent-life-")
+    yield path
+    data = path / "state" / "pg" / "data"
+    if (data / "postmaster.pid").exists():  # never leave a server behind, whatever the test did
+        pgembed.EmbeddedPostgres(path / "state" / "pg")._stop_blocking()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def write_config(directory: Path, port: int) -> Path:
+    cfg = directory / "agent.toml"
+    cfg.write_text(
+        f'[agent]\nstate_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
+        '[[pbx]]\nname = "office"\nenterprise = "0001"\nusername = "agent"\nsecret = "ami-secret-value"\n'
+    )
+    return cfg
+
+
+def start(cfg: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The agent's output goes to agent.log beside its config (a pipe nobody drains could block it)."""
+    with open(cfg.parent / "agent.log", "a") as log:
+        return subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(cfg)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def output(cfg_dir: Path) -> str:
+    return (cfg_dir / "agent.log").read_text()
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = (Path(proc.args[-1]).parent / "agent.log").read_text()[-3000:]
+            raise AssertionError(f"agent exited {proc.returncode}:\n{log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                body: dict[str, object] = json.loads(resp.read())
+                if resp.status == 200:
+                    return body
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("agent not healthy in time")
+
+
+def postmaster_pid(directory: Path) -> int | None:
+    try:
+        return int((directory / "state" / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_sigterm_stops_gracefully_and_stops_the_database(agent_dir: Path, agent_env: dict[str, str]) -> None:
+    port = free_port()
+    proc = start(write_config(agent_dir, port), agent_env)
+    try:
+        body = wait_healthy(port, proc)
+        assert body["status"] == "ok"
+        pg = postmaster_pid(agent_dir)
+        assert pg is not None and alive(pg)
+        assert oct((agent_dir / "state" / "secret.key").stat().st_mode & 0o777) == "0o600"
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - began < 10
+        assert not alive(pg)
+        log = output(agent_dir)
+        assert "ami-secret-value" not in log
+        assert "embedded PostgreSQL stopped" in log
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_recovers_after_kill_9(agent_dir: Path, agent_env: dict[str, str]) -> None:
+    port = free_port()
+    cfg = write_config(agent_dir, port)
+    first = start(cfg, agent_env)
+    wait_healthy(port, first)
+    first.kill()  # SIGKILL: the embedded server is orphaned and its postmaster.pid stays
+    first.wait()
+    orphan = postmaster_pid(agent_dir)
+    assert orphan is not None and alive(orphan)
+    second = start(cfg, agent_env)
+    try:
+        assert wait_healthy(port, second)["status"] == "ok"
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=15) == 0
+    finally:
+        second.kill()
+        second.wait()
+
+
+def test_recovers_when_agent_and_database_were_both_killed(agent_dir: Path, agent_env: dict[str, str]) -> None:
+    port = free_port()
+    cfg = write_config(agent_dir, port)
+    first = start(cfg, agent_env)
+    wait_healthy(port, first)
+    pg = postmaster_pid(agent_dir)
+    assert pg is not None
+    first.kill()
+    first.wait()
+    os.kill(pg, signal.SIGKILL)  # stale postmaster.pid, leftover shared memory
+    deadline = time.monotonic() + 10
+    while alive(pg) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = start(cfg, agent_env)
+    try:
+        assert wait_healthy(port, second)["status"] == "ok"
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=15)
+
+
+def test_systemd_notify_ready_watchdog_stopping(agent_dir: Path, agent_env: dict[str, str]) -> None:
+    port = free_port()
+    sock_path = agent_dir / "notify.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(sock_path))
+    receiver.settimeout(60)
+    env = {**agent_env, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
+    proc = start(write_config(agent_dir, port), env)
+    try:
+        messages: list[str] = []
+        while "READY=1" not in messages:
+            messages.extend(receiver.recv(4096).decode().splitlines())
+        wait_healthy(port, proc)  # READY=1 only once HTTP answers: it must be healthy right away
+        pings = 0
+        while pings < 2:
+            pings += receiver.recv(4096).decode().splitlines().count("WATCHDOG=1")
+        proc.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in messages:
+            messages.extend(receiver.recv(4096).decode().splitlines())
+        assert proc.wait(timeout=15) == 0
+    finally:
+        receiver.close()
+        proc.kill()
+        proc.wait()
+
+
+def test_no_server_binaries_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pgembed.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(pgembed.glob, "glob", lambda _pattern: [])
+    with pytest.raises(pgembed.EmbeddedPgError) as info:
+        pgembed.find_binaries()
+    assert "apt-get install postgresql" in str(info.value) and "[database] dsn" in str(info.value)
+
+
+async def test_supervisor_restarts_a_crashed_component() -> None:
+    runs = 0
+    third_run = asyncio.Event()
+
+    async def flaky() -> None:
+        nonlocal runs
+        runs += 1
+        if runs < 3:
+            raise RuntimeError("boom")
+        third_run.set()
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor(backoff_base=0.01)
+    supervisor.start("flaky", flaky)
+    await asyncio.wait_for(third_run.wait(), 5)
+    assert supervisor.restarts["flaky"] == 2
+    await supervisor.stop()
