@@ -463,11 +463,15 @@ class FakeAmi:
             self._server = None
         for session in list(self._sessions):
             session.close()
+        # Closing the transports makes every handler see EOF and finish on its own; cancel
+        # only what is still stuck after a grace period.
         tasks = list(self._handler_tasks)
-        for task in tasks:
-            task.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, pending = await asyncio.wait(tasks, timeout=2.0)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -587,6 +591,8 @@ class FakeAmi:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        elif mode == "close" and self._server is None:
+            await self._bind(self.host, self.port)
 
     async def accept_connections(self) -> None:
         """Undo :meth:`refuse_connections` (listening again on the same port if unbound)."""
@@ -647,6 +653,11 @@ class FakeAmi:
                 if not await self._dispatch(session, action):
                     break
         except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            # Only stop() cancels a handler, and only one that did not end by itself. This is
+            # the top of the connection's task (nobody else awaits it): end quietly, or
+            # asyncio's stream callback logs the cancellation as an error.
             pass
         finally:
             self._sessions.discard(session)
@@ -846,7 +857,7 @@ class FakeAmi:
                 self._paused = True
                 self._notify()
 
-            def ready() -> bool:
+            def ready(msg: RecordedMessage = msg) -> bool:
                 moved = self._next >= self._end or self.messages[self._next] is not msg
                 return moved or (bool(self._streaming_sessions()) and not self._paused)
 
