@@ -485,3 +485,30 @@ async def test_restart_drops_clients_and_forgets_calls(recordings: Path) -> None
             assert (await client.message()).startswith(b"Event: FullyBooted\r\n")
             _, items = await _core_show_channels(client, "r-3")
             assert fields(items[-1])["ListItems"] == "0"
+
+
+async def test_two_clients_both_get_the_stream(recordings: Path) -> None:
+    fake = scenario(recordings, "c_incoming_busy", speed=math.inf, pause_at=0)
+    async with fake, connect(fake) as one, connect(fake) as two:
+        for client in (one, two):
+            await client.banner()
+            await client.login()
+        await fake.wait_logins(2, within=2)
+        await fake.wait_paused(within=2)
+        fake.unpause()
+        assert await one.exactly(len(fake.stream_bytes)) == fake.stream_bytes
+        assert await two.exactly(len(fake.stream_bytes)) == fake.stream_bytes
+
+
+async def test_chunk_size_splits_the_bytes_on_the_wire(recordings: Path) -> None:
+    fake = scenario(recordings, "c_incoming_busy", speed=math.inf, chunk_size=10, chunk_delay=0.002)
+    async with fake, connect(fake) as client:
+        await client.banner()
+        await client.send("Login", ActionID="L1", Username="agent", Secret="secret")
+        reads: list[bytes] = []
+        async with asyncio.timeout(3):
+            while sum(map(len, reads)) < 400:
+                reads.append(await client.reader.read(4096))
+        assert b"".join(reads).startswith(ok_login() + b"Event: FullyBooted\r\n")
+        assert len(reads) >= 10
+        assert max(map(len, reads)) <= 30
