@@ -512,3 +512,23 @@ async def test_chunk_size_splits_the_bytes_on_the_wire(recordings: Path) -> None
         assert b"".join(reads).startswith(ok_login() + b"Event: FullyBooted\r\n")
         assert len(reads) >= 10
         assert max(map(len, reads)) <= 30
+
+
+async def test_custom_responders_and_inject(recordings: Path) -> None:
+    responders = {
+        "Status": lambda f: f"Response: Success\r\nActionID: {f['ActionID']}\r\nX: 1\r\n\r\n".encode(),
+        "Hangup": lambda f: f"Hung up {f['Channel']}",
+    }
+    fake = scenario(recordings, "c_incoming_busy", speed=math.inf, responders=responders)
+    async with fake, connect(fake) as client:
+        await client.banner()
+        await client.login()
+        await client.exactly(len(fake.stream_bytes))
+        await client.send("status", ActionID="s-1")
+        assert await client.message() == b"Response: Success\r\nActionID: s-1\r\nX: 1\r\n\r\n"
+        await client.send("Hangup", ActionID="h-1", Channel="PJSIP/150-00000001")
+        assert await client.message() == (
+            b"Response: Success\r\nActionID: h-1\r\nMessage: Hung up PJSIP/150-00000001\r\n\r\n"
+        )
+        await fake.inject(b"Event: UserEvent\r\nUserEvent: hello\r\n\r\n")
+        assert await client.message() == b"Event: UserEvent\r\nUserEvent: hello\r\n\r\n"
