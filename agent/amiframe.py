@@ -59,7 +59,7 @@ class AmiFrameParser:
         self.banner: str | None = None
         self.banners = 0
         self.malformed = 0
-        self._buf = b""  # normalised (LF-only) bytes of the frame in progress
+        self._buf = b""  # bytes (CRLF line ends) of the frame in progress
         self._cr = False  # the last raw byte was a CR whose LF may come in the next read
         self._skipping = False  # inside an oversized frame: drop until the next empty line
 
@@ -80,29 +80,31 @@ class AmiFrameParser:
         if data.endswith(b"\r"):
             self._cr = True
             data = data[:-1]
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
+        # CRLF is canonical; a read with any bare LF (or bare CR) is rewritten first. Counting
+        # single bytes is much cheaper than rewriting every read.
+        if data.count(b"\n") != data.count(b"\r"):
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"").replace(b"\n", b"\r\n")
         if self._skipping:
             rest = self._skip(data)
             if rest is None:
                 return []
             data = rest
         buf = self._buf + data if self._buf else data
-        if not self._buf and buf.startswith(b"\n"):
-            buf = buf.lstrip(b"\n")
+        if not self._buf and buf.startswith(b"\r\n"):
+            buf = buf.lstrip(b"\r\n")
         out: list[AmiMessage] = []
         if buf.startswith(_BANNER_PREFIX_B):
-            nl = buf.find(b"\n")
+            nl = buf.find(b"\r\n")
             if nl >= 0:
                 self._banner(buf[:nl].decode("utf-8", "replace"), out)
-                buf = buf[nl + 1 :]
-        end = buf.rfind(b"\n\n")
+                buf = buf[nl + 2 :]
+        end = buf.rfind(b"\r\n\r\n")
         if end < 0:
             self._buf = buf
             if len(buf) > self.max_frame:
                 self._overflow()
             return out
-        self._buf = buf[end + 2 :]
+        self._buf = buf[end + 4 :]
         if len(self._buf) > self.max_frame:
             self._overflow()
         self._parse_block(buf[:end], out)
@@ -112,24 +114,20 @@ class AmiFrameParser:
 
     def _skip(self, data: bytes) -> bytes | None:
         """Drop bytes up to the next empty line; None when it is not in `data`."""
-        if self._buf == b"\n" and data.startswith(b"\n"):
-            data = data[1:]
-            self._skipping = False
-            self._buf = b""
-            return data
-        end = data.find(b"\n\n")
+        data = self._buf + data  # at most the CRLF that may start the empty line
+        end = data.find(b"\r\n\r\n")
         if end < 0:
-            self._buf = b"\n" if data.endswith(b"\n") else b""
+            self._buf = b"\r\n" if data.endswith(b"\r\n") else b""
             return None
         self._skipping = False
         self._buf = b""
-        return data[end + 2 :]
+        return data[end + 4 :]
 
     def _overflow(self) -> None:
         log.warning("AMI: frame over %d bytes without an end, skipped", self.max_frame)
         self.malformed += 1
         self._skipping = True
-        self._buf = b"\n" if self._buf.endswith(b"\n") else b""
+        self._buf = b"\r\n" if self._buf.endswith(b"\r\n") else b""
 
     def _banner(self, text: str, out: list[AmiMessage]) -> None:
         self.banners += 1
@@ -140,13 +138,13 @@ class AmiFrameParser:
 
     def _parse_block(self, block: bytes, out: list[AmiMessage]) -> None:
         try:
-            frames: Iterable[str] = block.decode("utf-8").split("\n\n")
+            frames: Iterable[str] = block.decode("utf-8").split("\r\n\r\n")
         except UnicodeDecodeError:
-            frames = [self._decode(raw) for raw in block.split(b"\n\n")]
+            frames = [self._decode(raw) for raw in block.split(b"\r\n\r\n")]
         max_frame = self.max_frame
         append = out.append
         for frame in frames:
-            lines = frame.split("\n")
+            lines = frame.split("\r\n")
             try:
                 msg = AmiMessage([line.split(": ", 1) for line in lines])
             except ValueError:
@@ -173,8 +171,8 @@ class AmiFrameParser:
 
     def _parse_slow(self, lines: list[str], out: list[AmiMessage]) -> None:
         """Repeated keys, `Key:` without a space, junk lines, empty lines, a glued banner."""
-        if sum(len(line) + 1 for line in lines) > self.max_frame:
-            self._too_big(sum(len(line) + 1 for line in lines))
+        if sum(len(line) + 2 for line in lines) > self.max_frame:
+            self._too_big(sum(len(line) + 2 for line in lines))
             return
         msg = AmiMessage()
         repeated: dict[str, list[str]] = {}

@@ -86,14 +86,11 @@ def replay(data: bytes, timing: list[TimingEntry] | None, tracker: CallTracker,
     parser = parser or AmiFrameParser()
     events: list[CallEvent] = []
     if not timing:
-        for msg in parser.feed(data):
-            events += tracker.feed(msg, None)
-        return events
+        return tracker.feed_many(parser.feed(data), None)
     anchor = _anchor(data, timing)
     for chunk, secs in _chunks(data, timing):
         at = anchor + timedelta(seconds=secs) if anchor is not None else None
-        for msg in parser.feed(chunk):
-            events += tracker.feed(msg, at)
+        events += tracker.feed_many(parser.feed(chunk), at)
     return events
 
 
