@@ -27,15 +27,17 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.amiframe import AmiFrameParser  # noqa: E402
-from agent.calls import CallTracker  # noqa: E402
-from agent.channels import ChannelRules  # noqa: E402
+from agent.amiframe import AmiFrameParser
+from agent.calls import CallTracker
+from agent.channels import ChannelRules
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 _ID = re.compile(rb"\b(\d{10})\.(\d+)\b")
@@ -52,6 +54,10 @@ def recordings_dir() -> Path:
     raise SystemExit("no shared/asterisk-recordings found; set PBX_RECORDINGS")
 
 
+def _shift(offset: int, m: re.Match[bytes]) -> bytes:
+    return b"1700000000.%d" % (int(m.group(2)) + offset)
+
+
 def build_stream(copies: int) -> tuple[bytes, int]:
     bodies = []
     for path in sorted(recordings_dir().glob("*.ami")):
@@ -61,7 +67,7 @@ def build_stream(copies: int) -> tuple[bytes, int]:
     for copy in range(copies):
         for n, body in enumerate(bodies):
             offset = (copy * len(bodies) + n) * 1000
-            out += _ID.sub(lambda m, o=offset: b"1700000000.%d" % (int(m.group(2)) + o), body)
+            out += _ID.sub(partial(_shift, offset), body)
     stream = bytes(out)
     return stream, stream.count(b"\r\n\r\n")
 
@@ -139,7 +145,7 @@ async def panoramisk_parse(reader: asyncio.StreamReader, chunk: int) -> int:
     return n
 
 
-async def timed(consume: Callable[[asyncio.StreamReader], Awaitable[int]], data: bytes,
+async def timed(consume: Callable[[asyncio.StreamReader], Coroutine[Any, Any, int]], data: bytes,
                 chunk: int) -> tuple[float, int]:
     reader = asyncio.StreamReader(limit=1 << 20)
     start = time.perf_counter()
@@ -152,7 +158,7 @@ async def timed(consume: Callable[[asyncio.StreamReader], Awaitable[int]], data:
 async def main_async(args: argparse.Namespace) -> None:
     data, frames = build_stream(args.copies)
     chunk = args.chunk
-    methods: dict[str, Callable[[asyncio.StreamReader], Awaitable[int]]] = {
+    methods: dict[str, Callable[[asyncio.StreamReader], Coroutine[Any, Any, int]]] = {
         "bare": bare,
         "ours": lambda r: ours(r, chunk),
         "ours-parse": lambda r: ours(r, chunk, track=False),
@@ -173,7 +179,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"{name:<12} {med[name]:>14,.0f} {min(values):>12,.0f} {max(values):>12,.0f} "
               f"{med[name] / med['bare']:>7.0%}")
     target = med["ours"] / med["bare"]
-    print(f"ours (framer + tracker) / bare = {target:.0%}: target 80 % {'met' if target >= 0.8 else 'MISSED'}")
+    verdict = "met" if target >= 0.8 else "MISSED"
+    print(f"ours (framer + tracker) / bare = {target:.0%}: target 80 % {verdict}")
 
 
 def main() -> None:
