@@ -1,0 +1,65 @@
+"""Where the real Asterisk recordings are, and how to replay one through the production code.
+
+`PBX_RECORDINGS` wins; otherwise the nearest `shared/asterisk-recordings` beside any parent of
+this file (the repo is cloned next to `shared/`, whether as /work/<name> or in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cache
+from pathlib import Path
+
+from agent.callevent import CallEvent
+from agent.calls import CallTracker
+from agent.channels import ChannelRules
+from agent.replay import TimingEntry, read_timing, replay
+
+NAMES = (
+    "a_incoming_answered", "b_incoming_missed", "c_incoming_busy", "d_outgoing_answered",
+    "e_outgoing_noanswer", "f_internal_150_to_151", "g_blind_transfer", "h_attended_transfer",
+    "i_queue_second_member", "x1_agi_down_fallback_queue", "x2_click_to_call",
+    "x3_timestamped_incoming_answered", "p_a_incoming_answered", "p_b_incoming_missed",
+    "p_c_incoming_busy", "p_d_outgoing_answered", "p_i_queue_second_member", "p_l_ring_group",
+    "p_n_ivr_then_missed", "p_o_recorded_call",
+)
+
+
+@cache
+def recordings_dir() -> Path:
+    env = os.environ.get("PBX_RECORDINGS")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "asterisk-recordings"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("no shared/asterisk-recordings beside the repo; set PBX_RECORDINGS")
+
+
+def ami(name: str) -> bytes:
+    return (recordings_dir() / f"{name}.ami").read_bytes()
+
+
+def timing(name: str) -> list[TimingEntry]:
+    return read_timing((recordings_dir() / f"{name}.timing").read_text())
+
+
+def play(name: str, *, with_timing: bool = True, rules: ChannelRules | None = None,
+         tracker: CallTracker | None = None) -> list[CallEvent]:
+    tracker = tracker or CallTracker(rules or ChannelRules(region="BY"), "100", "office")
+    return replay(ami(name), timing(name) if with_timing else None, tracker)
+
+
+_ID = re.compile(rb"\b(\d{10})\.(\d+)\b")
+
+
+def rewrite_ids(data: bytes, offset: int, epoch: int = 1_700_000_000) -> bytes:
+    """Every `<epoch>.<counter>` id onto one epoch with counters shifted by `offset`."""
+    return _ID.sub(lambda m: b"%d.%d" % (epoch, int(m.group(2)) + offset), data)
+
+
+def frames(data: bytes, entries: list[TimingEntry]) -> list[bytes]:
+    """The recording cut into its messages (the banner is the first)."""
+    return [data[e.start : e.end] for e in entries]

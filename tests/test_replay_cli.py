@@ -1,0 +1,80 @@
+"""`pbx-agent replay` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import replay
+from tests.recordings import recordings_dir
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = replay.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_lines_with_design_field_names(capsys: pytest.CaptureFixture[str]) -> None:
+    r = recordings_dir()
+    code, out, _ = run(capsys, str(r / "g_blind_transfer.ami"), "--timing",
+                       str(r / "g_blind_transfer.timing"), "--json", "--pbx", "office",
+                       "--enterprise", "42")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [row["event"] for row in rows] == [
+        "ringing", "answered", "transferred", "ringing", "answered", "ended"]
+    end = rows[-1]
+    assert end["enterprise"] == "42" and end["extra"]["pbx"] == "office"
+    assert end["answered_by"] == "151" and end["result"] == "answered"
+    assert end["at"].endswith("Z") and end["started_at"].endswith("Z")
+    assert isinstance(end["talk_seconds"], float) and isinstance(end["ring_seconds"], float)
+    assert rows[2]["kind"] == "blind" and "kind" not in rows[0] and "result" not in rows[0]
+
+
+def test_without_timing_or_timestamps_durations_are_null(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, str(recordings_dir() / "p_b_incoming_missed.ami"), "--json")
+    end = json.loads(out.splitlines()[-1])
+    assert code == 0 and end["result"] == "no_answer"
+    assert end["ring_seconds"] is None and end["talk_seconds"] is None and end["at"] is None
+
+
+def test_table(capsys: pytest.CaptureFixture[str]) -> None:
+    r = recordings_dir()
+    code, out, _ = run(capsys, str(r / "p_o_recorded_call.ami"), "--timing",
+                       str(r / "p_o_recorded_call.timing"))
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["time", "event", "call"]
+    assert [line.split()[1] for line in lines[1:]] == ["ringing", "answered", "ended"]
+    assert "result=answered" in lines[-1] and "recording=/var/spool/asterisk/monitor/" in lines[-1]
+
+
+def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, str(tmp_path / "nope.ami"))
+    assert code == 2 and out == ""
+    assert "cannot read AMI file" in err and "nope.ami" in err
+
+
+def test_bad_timing_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.timing"
+    bad.write_text("0.0\tzero\t30\tbanner\n")
+    code, _, err = run(capsys, str(recordings_dir() / "a_incoming_answered.ami"), "--timing", str(bad))
+    assert code == 2 and "timing line 1" in err
+    code, _, err = run(capsys, str(recordings_dir() / "a_incoming_answered.ami"), "--timing",
+                       str(tmp_path / "missing.timing"))
+    assert code == 2 and "cannot read timing file" in err
+
+
+def test_python_dash_m_works() -> None:
+    r = recordings_dir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.replay", str(r / "c_incoming_busy.ami"), "--json"],
+        capture_output=True, text=True, check=False, timeout=60,
+        cwd=Path(replay.__file__).resolve().parents[1],
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["result"] == "busy"
