@@ -14,10 +14,13 @@ from aiohttp import web
 
 from admin import api
 from agent import database, keys
+from agent.callevent import CallEvent
+from agent.callstore import CallStore
 from agent.config import Config
 from agent.health import HealthRegistry
 from agent.logs import register_secret
 from agent.metrics import Metrics
+from agent.pbx import PbxPipeline
 from agent.sdnotify import Notifier
 from agent.secretbox import SecretBox, load_or_create_secret
 from agent.supervisor import Supervisor
@@ -45,6 +48,13 @@ class Agent:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     pool: database.Pool | None = None
     http_port: int | None = None
+    calls: CallStore | None = None
+    pipelines: dict[str, PbxPipeline] = field(default_factory=dict)
+
+    def on_call_event(self, event: CallEvent) -> None:
+        """Every CallEvent of every PBX passes here, on the AMI reader's path: enqueue only."""
+        if self.calls is not None:
+            self.calls.put(event)
 
     async def run(self) -> None:
         cfg = self.config
@@ -67,6 +77,14 @@ class Agent:
             runner = await self._start_http(secret)
             stack.push_async_callback(runner.cleanup)
             stack.push_async_callback(supervisor.stop)
+
+            self.calls = CallStore(pool, self.metrics)
+            supervisor.start("calls", self.calls.run)
+            for pbx in cfg.pbx:
+                pipeline = PbxPipeline(pbx, cfg.agent.default_region, self.health, self.metrics,
+                                       self.on_call_event)
+                self.pipelines[pbx.name] = pipeline
+                supervisor.start(f"pbx:{pbx.name}", pipeline.run)
 
             interval = self.notifier.watchdog_interval()
             if interval:

@@ -58,3 +58,13 @@ async def probe(pool: Pool) -> dict[str, Any]:
     async with pool.acquire(timeout=1.5) as conn:
         await conn.fetchval("SELECT 1")
     return {"pool_size": pool.get_size(), "pool_idle": pool.get_idle_size()}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that a retry can cure: the server away, restarting, or the connection lost."""
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        return state.startswith(("08", "57", "53"))  # connection, operator intervention, resources
+    return False

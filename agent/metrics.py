@@ -16,6 +16,11 @@ class Metrics:
         self.ami_reconnects = Counter("pbx_agent_ami_reconnects", "AMI reconnections", ["pbx"], registry=r)
         self.calls_ended = Counter(
             "pbx_agent_calls_ended", "Calls ended", ["direction", "result"], registry=r)
+        self.deliveries = Counter(
+            "pbx_agent_deliveries", "CRM deliveries by outcome", ["crm", "status"], registry=r)
+        self.delivery_seconds = Histogram(
+            "pbx_agent_delivery_seconds", "Duration of one CRM exchange", ["crm"], registry=r,
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.http_requests = Counter(
             "pbx_agent_http_requests", "HTTP requests served", ["route", "status"], registry=r)
         self.http_latency = Histogram(

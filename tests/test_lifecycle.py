@@ -43,6 +43,7 @@ def write_config(directory: Path, port: int) -> Path:
     cfg.write_text(
         f'[agent]\nstate_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
         '[[pbx]]\nname = "office"\nenterprise = "0001"\nusername = "agent"\nsecret = "ami-secret-value"\n'
+        f'port = {free_port()}\n'  # nothing listens there: the AMI link is down, the agent degraded
     )
     return cfg
 
@@ -95,7 +96,10 @@ def test_sigterm_stops_gracefully_and_stops_the_database(agent_dir: Path, agent_
     proc = start(write_config(agent_dir, port), agent_env)
     try:
         body = wait_healthy(port, proc)
-        assert body["status"] == "ok"
+        assert body["status"] == "degraded"
+        components: dict[str, dict[str, object]] = body["components"]  # type: ignore[assignment]
+        assert components["database"]["status"] == "ok"
+        assert components["pbx:office"]["connected"] is False
         pg = postmaster_pid(agent_dir)
         assert pg is not None and alive(pg)
         assert oct((agent_dir / "state" / "secret.key").stat().st_mode & 0o777) == "0o600"
@@ -123,7 +127,7 @@ def test_recovers_after_kill_9(agent_dir: Path, agent_env: dict[str, str]) -> No
     assert orphan is not None and alive(orphan)
     second = start(cfg, agent_env)
     try:
-        assert wait_healthy(port, second)["status"] == "ok"
+        assert wait_healthy(port, second)["status"] == "degraded"
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=15) == 0
     finally:
@@ -146,7 +150,7 @@ def test_recovers_when_agent_and_database_were_both_killed(agent_dir: Path, agen
         time.sleep(0.05)
     second = start(cfg, agent_env)
     try:
-        assert wait_healthy(port, second)["status"] == "ok"
+        assert wait_healthy(port, second)["status"] == "degraded"
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=15)

@@ -881,9 +881,15 @@ class FakeAmi:
 
             drop = next((d for d in self._drops if msg.start < d <= msg.end), None)
             if drop is None:
-                self._pass(msg)
-                for session in sessions:
-                    await self._send(session, msg.data)
+                # The PBX state moves past msg only together with its bytes on every wire: a
+                # CoreShowChannels answer (built under the same lock) never lists a channel whose
+                # Newchannel the client has not been sent yet.
+                async with contextlib.AsyncExitStack() as locks:
+                    for session in sessions:
+                        await locks.enter_async_context(session.lock)
+                    self._pass(msg)
+                    for session in sessions:
+                        await self._write_locked(session, msg.data)
                 continue
 
             # Fault: send up to the drop point, then cut every connection.

@@ -1,0 +1,54 @@
+"""One PBX's pipeline: its AMI link feeds its call tracker; the tracker's CallEvents go to the sink."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+
+from agent.ami import AmiLink
+from agent.amiframe import AmiMessage
+from agent.callevent import CallEvent
+from agent.calls import CallTracker
+from agent.channels import DEFAULT_INTERNAL_NUMBER, DEFAULT_PHONE_CHANNELS, ChannelRules
+from agent.config import PbxSection
+from agent.health import HealthRegistry
+from agent.metrics import Metrics
+
+CallEventSink = Callable[[CallEvent], None]
+
+
+def channel_rules(pbx: PbxSection, default_region: str | None) -> ChannelRules:
+    """The [[pbx]] table's tracking keys onto the tracker's rules; unset keys keep the defaults."""
+    return ChannelRules(
+        phone_channels=pbx.internal_channel_patterns or DEFAULT_PHONE_CHANNELS,
+        internal_number=pbx.internal_number_pattern or DEFAULT_INTERNAL_NUMBER,
+        trunk_contexts=pbx.trunk_contexts,
+        region=pbx.region or default_region,
+    )
+
+
+class PbxPipeline:
+    def __init__(self, pbx: PbxSection, default_region: str | None, health: HealthRegistry, metrics: Metrics,
+                 sink: CallEventSink) -> None:
+        self.pbx = pbx
+        self.tracker = CallTracker(channel_rules(pbx, default_region), pbx.enterprise, pbx.name)
+        self._sink = sink
+        self._events = metrics.ami_events
+        self._reconnects = metrics.ami_reconnects.labels(pbx.name)
+        self.link = AmiLink(pbx, self._on_events, self._on_reconcile,
+                            health.register(f"pbx:{pbx.name}", critical=False),
+                            on_reconnect=self._reconnects.inc)
+
+    async def run(self) -> None:
+        await self.link.run()
+
+    def _on_events(self, msgs: list[AmiMessage], at: datetime) -> None:
+        for name, count in Counter(m.get("Event", "") for m in msgs).items():
+            self._events.labels(self.pbx.name, name).inc(count)
+        for event in self.tracker.feed_many(msgs, at):
+            self._sink(event)
+
+    def _on_reconcile(self, channels: list[AmiMessage], at: datetime) -> None:
+        for event in self.tracker.reconcile(list(channels), at):
+            self._sink(event)
