@@ -8,6 +8,7 @@ import os
 import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import web
@@ -60,6 +61,8 @@ class Agent:
         cfg = self.config
         for pbx in cfg.pbx:
             register_secret(pbx.secret)
+        if cfg.database.dsn and urlsplit(cfg.database.dsn).password:
+            register_secret(str(urlsplit(cfg.database.dsn).password))
         supervisor = Supervisor(self.metrics)
         async with AsyncExitStack() as stack:
             secret = await asyncio.to_thread(load_or_create_secret, cfg.agent.state_dir)
