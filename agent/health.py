@@ -57,7 +57,7 @@ class HealthRegistry:
     async def report(self) -> dict[str, Any]:
         components: dict[str, dict[str, Any]] = {}
         for name, health in self._components.items():
-            components[name] = {"status": health.status, "critical": health.critical, "since": health.since,
+            components[name] = {"status": health.status, "critical": health.critical, "changed_at": health.since,
                                 **health.details}
         names = list(self._probes)
         results = await asyncio.gather(*(self._run_probe(self._probes[n][1]) for n in names))
