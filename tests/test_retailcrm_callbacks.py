@@ -65,3 +65,39 @@ def test_activity() -> None:
 def test_client_id_comparison() -> None:
     assert client_id_matches(CID, CID)
     assert not client_id_matches(CID, CID[:-1] + "d")
+
+
+async def test_fake_crm_click_to_call_reaches_our_parser() -> None:
+    from aiohttp import web
+
+    from connectors.retailcrm.client import RetailCrmClient
+    from connectors.retailcrm.models import ModuleUrls
+    from connectors.retailcrm.settings import parse
+    from tests.fakes.retailcrm import FakeRetailCrm
+
+    got: list[dict[str, str]] = []
+
+    async def make_call(request: web.Request) -> web.Response:
+        got.append(dict(request.query))
+        return web.json_response({"success": True})
+
+    app = web.Application()
+    app.router.add_get("/make-call", make_call)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    ours = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with FakeRetailCrm(api_key="k" * 32) as crm:
+            settings = parse({"domain": crm.url, "api_key": "k" * 32, "client_id": CID,
+                              "timezone": "Europe/Moscow"})
+            async with RetailCrmClient(settings) as client:
+                await client.register_module(ModuleUrls(base_url=ours, logo=f"{ours}/logo.svg",
+                                                        make_call=f"{ours}/make-call"))
+            status, _ = await crm.click_to_call("101", "+79161234567", user_id=7)
+    finally:
+        await runner.cleanup()
+    assert status == 200
+    call = parse_make_call(got[0])
+    assert client_id_matches(call.client_id, CID)
+    assert (call.code, call.phone, call.user_id) == ("101", "+79161234567", "7")

@@ -270,3 +270,20 @@ async def test_planned_call_end_to_end_passes_the_fake(crm: FakeRetailCrm, clien
             assert outcome.ok, (result, d.kind, outcome.error)
     assert {e["hangupStatus"] for e in crm.events} == {"answered", "no answered", "busy", "failed", "cancel"}
     assert {c["result"] for c in crm.calls.values()} == {"answered", "no answer", "busy", "failed"}
+
+
+async def test_fake_throttles_and_the_client_limiter_avoids_it() -> None:
+    from connectors.http import RateLimiter, retailcrm_route
+
+    async with FakeRetailCrm(api_key=KEY, rate_limit=True) as fake:
+        async with RetailCrmClient(settings_for(fake)) as c:
+            outcomes = [await c.send([upload(f"burst-{i}")]) for i in range(45)]
+        throttled = [o for o in outcomes if not o.ok]
+        assert throttled, "45 telephony requests at once must exceed 40 rps"
+        assert {(o.status, o.http_status, o.error) for o in throttled} == {
+            ("transient", 503, "Rate limit exceeded")}
+    async with FakeRetailCrm(api_key=KEY, rate_limit=True) as fake:
+        limiter = RateLimiter(retailcrm_route)
+        async with RetailCrmClient(settings_for(fake), limiter=limiter) as c:
+            paced = [await c.send([upload(f"paced-{i}")]) for i in range(45)]
+        assert [o.error for o in paced if not o.ok] == []

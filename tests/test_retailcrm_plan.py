@@ -154,3 +154,13 @@ def test_nobody_rang_gives_upload_without_code_and_no_hangup() -> None:
     [d] = plan(e, settings())
     assert d.kind == "calls_upload"
     assert "code" not in d.payload["call"]
+
+
+def test_payloads_are_json_round_trippable() -> None:
+    import json
+
+    events = [ev("ringing", extension="101"), ended("answered", answered_by="101", recording="r.wav"),
+              ev("transferred", from_extension="101", to_extension="102", kind="attended")]
+    for e in events:
+        for d in plan(e, settings()):
+            assert json.loads(json.dumps(d.payload)) == d.payload

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from connectors.base import CrmError, Delivery, SendOutcome, mask_text
-from connectors.http import Exchange, make_client, perform
+from connectors.http import Exchange, RateLimiter, make_client, perform
 from connectors.retailcrm import envelope
 from connectors.retailcrm.models import (
     ConnectionReport,
@@ -35,7 +35,8 @@ ExchangeHook = Callable[[str, SendOutcome], None]
 
 class RetailCrmClient:
     """One account. Pass a shared `http` client (connectors.http.make_client); else one is made and
-    closed by `aclose()`. `on_exchange(name, outcome)` sees every exchange, for integration_logs."""
+    closed by `aclose()`. `on_exchange(name, outcome)` sees every exchange, for integration_logs;
+    `limiter` (e.g. RateLimiter(retailcrm_route), shared per process) paces requests per account."""
 
     def __init__(
         self,
@@ -43,11 +44,13 @@ class RetailCrmClient:
         http: httpx.AsyncClient | None = None,
         *,
         on_exchange: ExchangeHook | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self._own_http = http is None
         self._http = http or make_client()
         self._on_exchange = on_exchange
+        self._limiter = limiter
 
     async def aclose(self) -> None:
         if self._own_http:
@@ -67,6 +70,8 @@ class RetailCrmClient:
     ) -> tuple[Exchange, SendOutcome]:
         base = self.settings.api_url if versioned else f"{self.settings.domain}/api"
         secrets = (self.settings.api_key, self.settings.client_id)
+        if self._limiter is not None:
+            await self._limiter.acquire(self.settings.domain, base + path)
         exchange = await perform(
             self._http, method, base + path, params=params, form=form,
             headers={"X-API-KEY": self.settings.api_key}, secrets=secrets,

@@ -26,6 +26,7 @@ ALL_METHODS = (
     "/api/telephony/call/event", "/api/telephony/calls/upload", "/api/telephony/manager",
     "/api/integration-modules/{code}", "/api/integration-modules/{code}/edit", "/api/users",
 )
+DEFAULT_SCOPES = ("integration_read", "integration_write", "telephony_read", "telephony_write", "user_read")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -80,6 +81,7 @@ class FakeRetailCrm:
         api_key: str = "fake-api-key-0123456789abcdef",
         *,
         credentials: list[str] | None = None,
+        scopes: list[str] | None = None,
         account_exists: bool = True,
         telephony_enabled: bool = True,
         report_duplicates: bool = True,
@@ -89,6 +91,7 @@ class FakeRetailCrm:
     ) -> None:
         self.api_key = api_key
         self.credentials = list(ALL_METHODS if credentials is None else credentials)
+        self.scopes = list(DEFAULT_SCOPES if scopes is None else scopes)
         self.account_exists = account_exists
         self.telephony_enabled = telephony_enabled
         self.report_duplicates = report_duplicates
@@ -257,9 +260,8 @@ class FakeRetailCrm:
     # -- routes --------------------------------------------------------------------------------
 
     async def _credentials(self, request: web.Request) -> web.Response:
-        body: dict[str, Any] = {"success": True, "scopes": ["integration_read", "integration_write",
-                                                            "telephony_read", "telephony_write", "user_read"],
-                                "credentials": self.credentials, "siteAccess": "access_full"}
+        body: dict[str, Any] = {"success": True, "scopes": self.scopes, "credentials": self.credentials,
+                                "siteAccess": "access_full"}
         if self.sites:
             body["sitesAvailable"] = self.sites
         return web.json_response(body)
