@@ -1,0 +1,141 @@
+"""What RetailCRM needs to hear about a call: pure CallEvent -> [Delivery].
+
+- `ringing` -> a pop-up (`telephony/call/event`, type in/out) for the ringing extension.
+- `transferred` -> a pop-up for the transfer target, so the customer card follows the call.
+- `answered` -> nothing: the event API has no "answered" type (only in/out/hangup).
+- `ended` -> a `hangup` event closing every pop-up of the call, and one `telephony/calls/upload` item.
+- `internal` calls -> nothing: RetailCRM's telephony records calls with a customer (`phone` is the
+  customer's number); an extension-to-extension call has none.
+- no external number (anonymous caller) -> nothing: `phone` is required by both methods.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.callevent import CallEvent, CallResult
+from connectors.base import Delivery
+from connectors.retailcrm.settings import RetailCrmSettings
+
+CRM = "retailcrm"
+KIND_EVENT = "call_event"
+KIND_UPLOAD = "calls_upload"
+POPUP_TTL = 60.0
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# The same outcome is spelled differently by the two methods (crm-api.md §A4, §A5).
+HANGUP_STATUS: dict[CallResult, str] = {
+    "answered": "answered",
+    "no_answer": "no answered",
+    "busy": "busy",
+    "failed": "failed",
+    "cancelled": "cancel",
+}
+UPLOAD_RESULT: dict[CallResult, str] = {
+    "answered": "answered",
+    "no_answer": "no answer",
+    "busy": "busy",
+    "failed": "failed",
+    # the upload enum has no "cancel": for the call history a caller who gave up is a missed call
+    "cancelled": "no answer",
+}
+
+
+def plan(event: CallEvent, settings: RetailCrmSettings) -> list[Delivery]:
+    if not settings.enabled or event.direction == "internal" or not event.phone:
+        return []
+    if event.event == "ringing":
+        if event.extension and _popups_on(event, settings):
+            return [_popup(event, settings, event.extension, f"event:ringing:{event.extension}")]
+        return []
+    if event.event == "transferred":
+        target = event.to_extension
+        if target and _popups_on(event, settings):
+            key = f"event:transferred:{event.from_extension or ''}:{target}"
+            return [_popup(event, settings, target, key)]
+        return []
+    if event.event == "ended":
+        return _ended(event, settings)
+    return []
+
+
+def _popups_on(event: CallEvent, settings: RetailCrmSettings) -> bool:
+    return settings.popup_in if event.direction == "in" else settings.popup_out
+
+
+def _external_phone(event: CallEvent, settings: RetailCrmSettings) -> str | None:
+    if event.direction == "in" and event.did:
+        return event.did
+    return settings.external_phone
+
+
+def _common(event: CallEvent, settings: RetailCrmSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if settings.site:
+        out["site"] = settings.site
+    external = _external_phone(event, settings)
+    if external:
+        out["externalPhone"] = external
+    return out
+
+
+def _delivery(event: CallEvent, key: str, kind: str, payload: dict[str, Any], **kw: Any) -> Delivery:
+    return Delivery(
+        idempotency_key=f"{CRM}:{event.call_id}:{key}", enterprise=event.enterprise, crm=CRM,
+        kind=kind, payload=payload, **kw,
+    )
+
+
+def _popup(event: CallEvent, settings: RetailCrmSettings, code: str, key: str) -> Delivery:
+    wire = {"phone": event.phone, "type": event.direction, "codes": [code],
+            "callExternalId": event.call_id, **_common(event, settings)}
+    return _delivery(event, key, KIND_EVENT, {"event": wire}, expires_after=POPUP_TTL)
+
+
+def _ended(event: CallEvent, settings: RetailCrmSettings) -> list[Delivery]:
+    out: list[Delivery] = []
+    rang = list(dict.fromkeys(event.extensions))
+    if event.answered_by and event.answered_by not in rang:
+        rang.append(event.answered_by)
+    if settings.popup_hangup and rang and event.result is not None:
+        wire = {"phone": event.phone, "type": "hangup", "codes": rang,
+                "hangupStatus": HANGUP_STATUS[event.result], "callExternalId": event.call_id,
+                **_common(event, settings)}
+        out.append(_delivery(event, "event:hangup", KIND_EVENT, {"event": wire}, expires_after=POPUP_TTL))
+    if settings.upload_history:
+        out.append(_upload(event, settings, rang))
+    return out
+
+
+def _upload(event: CallEvent, settings: RetailCrmSettings, rang: list[str]) -> Delivery:
+    call: dict[str, Any] = {
+        "type": event.direction,
+        "phone": event.phone,
+        "result": UPLOAD_RESULT[event.result] if event.result else "unknown",
+        "duration": round(event.talk_seconds or 0),
+        "durationWaiting": round(event.ring_seconds or 0),
+        "externalId": event.call_id,
+        **_common(event, settings),
+    }
+    when = event.started_at or event.at
+    if when is not None:
+        call["date"] = _local(when, settings)
+    # who handled it: the one who talked, else the last one who rang
+    manager = event.answered_by or (rang[-1] if rang else None)
+    if manager:
+        call["code"] = manager
+        user_id = settings.user_for_extension(manager)
+        if user_id is not None:
+            call["userId"] = int(user_id)
+    # `recording` is a PBX path; the sender turns it into a URL RetailCRM can fetch (recordUrl).
+    payload = {"call": call, "recording": event.recording}
+    return _delivery(event, "upload", KIND_UPLOAD, payload,
+                     batch_key=f"{CRM}:{event.enterprise}:{KIND_UPLOAD}")
+
+
+def _local(when: datetime, settings: RetailCrmSettings) -> str:
+    # RetailCRM dates carry no zone and are read in the account's time zone.
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(settings.zone).strftime(DATE_FORMAT)

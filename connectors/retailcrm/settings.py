@@ -1,0 +1,200 @@
+"""`integrations_config.retailcrm`: validation into `RetailCrmSettings` and back to JSON."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+SECRET_FIELDS: tuple[str, ...] = ("api_key", "client_id")
+DEFAULT_CODE = "pbx-agent"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_EXTENSION = re.compile(r"^[0-9A-Za-z_*#+-]{1,32}$")
+_USER_ID = re.compile(r"^[0-9]{1,18}$")
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_PHONE = re.compile(r"^\+?[0-9]{3,20}$")
+_KNOWN = frozenset(
+    {"enabled", "domain", "api_key", "client_id", "timezone", "popup_in", "popup_out", "popup_hangup",
+     "upload_history", "user_extensions", "site", "external_phone", "code"}
+)
+
+
+class SettingsError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"retailcrm.{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class RetailCrmSettings:
+    """One enterprise's RetailCRM connection. `domain` is the account URL without a path."""
+
+    domain: str
+    api_key: str
+    client_id: str
+    timezone: str
+    enabled: bool = True
+    popup_in: bool = True
+    popup_out: bool = True
+    popup_hangup: bool = True
+    upload_history: bool = True
+    user_extensions: Mapping[str, str] = field(default_factory=dict)  # crm user id -> extension
+    site: str | None = None
+    external_phone: str | None = None
+    code: str = DEFAULT_CODE
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.domain}/api/v5"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def user_for_extension(self, extension: str) -> str | None:
+        for user_id, ext in self.user_extensions.items():
+            if ext == extension:
+                return user_id
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled, "domain": self.domain, "api_key": self.api_key,
+            "client_id": self.client_id, "timezone": self.timezone, "popup_in": self.popup_in,
+            "popup_out": self.popup_out, "popup_hangup": self.popup_hangup,
+            "upload_history": self.upload_history, "user_extensions": dict(self.user_extensions),
+            "site": self.site, "external_phone": self.external_phone, "code": self.code,
+        }
+
+
+def parse(data: Mapping[str, Any], *, new_client_id: Callable[[], str] | None = None) -> RetailCrmSettings:
+    """Validate the JSON object; every error names its field. A missing `client_id` is generated
+    (the caller stores `to_json()` so it stays stable)."""
+    if not isinstance(data, Mapping):
+        raise SettingsError("*", "must be a JSON object")
+    for key in data:
+        if key not in _KNOWN:
+            raise SettingsError(str(key), "unknown setting")
+    enabled = _bool(data, "enabled", True)
+    client_id = data.get("client_id") or (new_client_id or _new_client_id)()
+    if not isinstance(client_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", client_id):
+        raise SettingsError("client_id", "16-128 letters, digits, '-' or '_'")
+    return RetailCrmSettings(
+        enabled=enabled,
+        domain=_domain(data.get("domain")),
+        api_key=_api_key(data.get("api_key")),
+        client_id=client_id,
+        timezone=_timezone(data.get("timezone")),
+        popup_in=_bool(data, "popup_in", True),
+        popup_out=_bool(data, "popup_out", True),
+        popup_hangup=_bool(data, "popup_hangup", True),
+        upload_history=_bool(data, "upload_history", True),
+        user_extensions=_user_extensions(data.get("user_extensions")),
+        site=_optional_str(data, "site"),
+        external_phone=_phone(data.get("external_phone")),
+        code=_code(data.get("code")),
+    )
+
+
+def _new_client_id() -> str:
+    return secrets.token_hex(24)
+
+
+def _bool(data: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise SettingsError(name, "must be true or false")
+    return value
+
+
+def _optional_str(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 255 or value != value.strip():
+        raise SettingsError(name, "must be a string without surrounding spaces")
+    return value
+
+
+def _domain(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError("domain", "required: the account URL, e.g. https://shop.retailcrm.ru")
+    raw = value.strip()
+    if "://" not in raw:
+        raw = "https://" + raw
+    parts = urlsplit(raw)
+    host = (parts.hostname or "").lower()
+    if not host or parts.username or parts.password or parts.query or parts.fragment:
+        raise SettingsError("domain", "must be a plain account URL such as https://shop.retailcrm.ru")
+    if parts.path not in ("", "/"):
+        raise SettingsError("domain", "must not have a path (give the account URL only)")
+    if parts.scheme != "https" and not (parts.scheme == "http" and host in _LOOPBACK):
+        raise SettingsError("domain", "must use https")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise SettingsError("domain", "bad port") from exc
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return f"{parts.scheme}://{netloc}"
+
+
+def _api_key(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise SettingsError("api_key", "required")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", value):
+        raise SettingsError("api_key", "must be 8-128 letters or digits (copy it from Settings → API keys)")
+    return value
+
+
+def _timezone(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise SettingsError("timezone", "required: the account's IANA time zone, e.g. Europe/Moscow")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise SettingsError("timezone", f"unknown time zone {value!r}") from exc
+    return value
+
+
+def _user_extensions(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SettingsError("user_extensions", "must be an object {crm_user_id: extension}")
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for user_id, ext in value.items():
+        uid = str(user_id)
+        where = f"user_extensions.{uid}"
+        if not _USER_ID.fullmatch(uid):
+            raise SettingsError(where, "CRM user ids are numbers")
+        if not isinstance(ext, str) or not _EXTENSION.fullmatch(ext):
+            raise SettingsError(where, "extension must be 1-32 characters: digits, letters, * # + - _")
+        if ext in seen:
+            raise SettingsError(where, f"extension {ext} is already given to user {seen[ext]}")
+        seen[ext] = uid
+        out[uid] = ext
+    return out
+
+
+def _phone(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _PHONE.fullmatch(value):
+        raise SettingsError("external_phone", "digits with an optional leading +")
+    return value
+
+
+def _code(value: Any) -> str:
+    if value is None or value == "":
+        return DEFAULT_CODE
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
+        raise SettingsError("code", "lowercase letters, digits, '-' or '_', up to 63 characters")
+    return value
