@@ -130,7 +130,8 @@ async def perform(
     }
     if "retry-after" in response.headers:
         response_log["retry_after"] = response.headers["retry-after"]
-    log.info("%s %s -> %s in %.0f ms", method, request_log["url"], response.status_code, elapsed)
+    # the outbox logs one line per delivery; this is the wire-level detail under it
+    log.debug("%s %s -> %s in %.0f ms", method, request_log["url"], response.status_code, elapsed)
     return Exchange(
         request_log, response_log, elapsed, http_status=response.status_code, body=body, text=text,
         headers=response.headers,
