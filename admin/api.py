@@ -111,8 +111,19 @@ async def put_integration(request: web.Request) -> web.Response:
     number, crm = _enterprise(request), _crm(request)
     body = await _json_object(request)
     box = request.app[keys.SECRETS]
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        return error(404, f"no enterprise {number}")
+    submitted = enterprises.unmask(box, crm, body, await enterprises.get_integration(pool, number, crm))
+    connector = request.app[keys.INTEGRATIONS].connectors.get(crm)
+    if connector is not None:
+        try:
+            submitted = connector.settings_json(connector.parse_settings(submitted))
+        except ValueError as exc:
+            field = getattr(exc, "field", None)
+            return error(400, getattr(exc, "message", None) or str(exc), f"{field}" if field else None)
     try:
-        stored = await enterprises.put_integration(request.app[keys.POOL], box, number, crm, body)
+        stored = await enterprises.put_integration(pool, box, number, crm, submitted)
     except enterprises.NotFound:
         return error(404, f"no enterprise {number}")
     return web.json_response(enterprises.masked(box, crm, stored))

@@ -18,15 +18,21 @@ from agent import database, keys
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
 from agent.config import Config
+from agent.dispatch import CrmDispatcher
 from agent.health import HealthRegistry
+from agent.integrations import Integrations
 from agent.logs import register_secret
 from agent.metrics import Metrics
+from agent.outbox import Outbox, OutboxPolicy, outbox_probe
 from agent.pbx import PbxPipeline
+from agent.planner import Planner
 from agent.sdnotify import Notifier
 from agent.secretbox import SecretBox, load_or_create_secret
 from agent.supervisor import Supervisor
 from agent.tokens import TokenSigner
 from agent.web import create_app
+from connectors.http import make_client
+from connectors.registry import connectors
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +56,18 @@ class Agent:
     pool: database.Pool | None = None
     http_port: int | None = None
     calls: CallStore | None = None
+    planner: Planner | None = None
+    outbox: Outbox | None = None
+    integrations: Integrations | None = None
     pipelines: dict[str, PbxPipeline] = field(default_factory=dict)
+    outbox_policy: OutboxPolicy = field(default_factory=OutboxPolicy)
 
     def on_call_event(self, event: CallEvent) -> None:
         """Every CallEvent of every PBX passes here, on the AMI reader's path: enqueue only."""
         if self.calls is not None:
             self.calls.put(event)
+        if self.planner is not None:
+            self.planner.put(event)
 
     async def run(self) -> None:
         cfg = self.config
@@ -77,11 +89,23 @@ class Agent:
             pool = self.pool
             self.health.register_probe("database", lambda: database.probe(pool), critical=True)
 
+            box = SecretBox(secret)
+            http = make_client()
+            stack.push_async_callback(http.aclose)
+            self.integrations = Integrations(pool, box, connectors(), http)
+            self.outbox = Outbox(pool, CrmDispatcher(self.integrations), self.metrics, self.outbox_policy)
+            self.planner = Planner(self.integrations, self.outbox)
+            self.calls = CallStore(pool, self.metrics)
+            outbox = self.outbox
+            self.health.register_probe("outbox", lambda: outbox_probe(outbox, self.metrics), critical=False)
+
             runner = await self._start_http(secret)
             stack.push_async_callback(runner.cleanup)
             stack.push_async_callback(supervisor.stop)
 
-            self.calls = CallStore(pool, self.metrics)
+            supervisor.start("config-listener", self.integrations.listen)
+            supervisor.start("outbox", self.outbox.run)
+            supervisor.start("planner", self.planner.run)
             supervisor.start("calls", self.calls.run)
             for pbx in cfg.pbx:
                 pipeline = PbxPipeline(pbx, cfg.agent.default_region, self.health, self.metrics,
@@ -111,6 +135,9 @@ class Agent:
         app[keys.POOL] = self.pool
         app[keys.SECRETS] = SecretBox(secret)
         app[keys.SIGNER] = TokenSigner(secret)
+        assert self.integrations is not None and self.outbox is not None
+        app[keys.INTEGRATIONS] = self.integrations
+        app[keys.OUTBOX] = self.outbox
         api.add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()

@@ -11,12 +11,13 @@ from typing import Any
 
 from agent.database import Pool
 from agent.secretbox import SecretBox, is_encrypted, looks_masked, mask
+from connectors.retailcrm.settings import SECRET_FIELDS as RETAILCRM_SECRETS
 
 NOTIFY_CHANNEL = "integrations_config"
 CRMS = ("retailcrm", "amocrm")
 # Keys whose values are secrets, per CRM; nested keys are dotted paths.
 SECRET_KEYS: dict[str, tuple[str, ...]] = {
-    "retailcrm": ("api_key",),
+    "retailcrm": RETAILCRM_SECRETS,
     "amocrm": ("client_secret", "access_token", "refresh_token", "long_lived_token"),
 }
 
@@ -82,6 +83,20 @@ def encrypt_secrets(box: SecretBox, crm: str, settings: dict[str, Any], current:
                 out.pop(key)
         else:
             out[key] = box.encrypt(value)
+    return out
+
+
+def unmask(box: SecretBox, crm: str, submitted: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A submitted entry with each secret that came back masked replaced by the stored secret in clear."""
+    out = copy.deepcopy(submitted)
+    current = decrypted(box, crm, stored or {})
+    for key in SECRET_KEYS.get(crm, ()):
+        value = out.get(key)
+        if isinstance(value, str) and looks_masked(value):
+            if key in current:
+                out[key] = current[key]
+            else:
+                out.pop(key)
     return out
 
 

@@ -7,7 +7,9 @@ from aiohttp import web
 from agent.config import Config
 from agent.database import Pool
 from agent.health import HealthRegistry
+from agent.integrations import Integrations
 from agent.metrics import Metrics
+from agent.outbox import Outbox
 from agent.secretbox import SecretBox
 from agent.tokens import TokenSigner
 
@@ -17,3 +19,5 @@ METRICS = web.AppKey("metrics", Metrics)
 POOL = web.AppKey("pool", Pool)
 SECRETS = web.AppKey("secrets", SecretBox)
 SIGNER = web.AppKey("signer", TokenSigner)
+INTEGRATIONS = web.AppKey("integrations", Integrations)
+OUTBOX = web.AppKey("outbox", Outbox)

@@ -18,6 +18,9 @@ class Metrics:
             "pbx_agent_calls_ended", "Calls ended", ["direction", "result"], registry=r)
         self.deliveries = Counter(
             "pbx_agent_deliveries", "CRM deliveries by outcome", ["crm", "status"], registry=r)
+        self.deliveries_by_status = Gauge(
+            "pbx_agent_deliveries_by_status", "Outbox rows by status (at the last /health)", ["status"],
+            registry=r)
         self.delivery_seconds = Histogram(
             "pbx_agent_delivery_seconds", "Duration of one CRM exchange", ["crm"], registry=r,
             buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

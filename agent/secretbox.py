@@ -11,6 +11,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from connectors.base import MASK_ALL
+from connectors.base import mask as mask
+
 SECRET_FILE = "secret.key"
 ENCRYPTED_PREFIX = "enc:v1:"
 
@@ -61,15 +64,6 @@ def is_encrypted(value: str) -> bool:
     return value.startswith(ENCRYPTED_PREFIX)
 
 
-def mask(secret: str) -> str:
-    """`abcd…wxyz` for long secrets; short ones are hidden entirely."""
-    if not secret:
-        return ""
-    if len(secret) < 12:
-        return "…"
-    return f"{secret[:4]}…{secret[-4:]}"
-
-
 def looks_masked(value: str) -> bool:
-    """A value the API handed out masked, sent back unchanged by a client."""
-    return "…" in value
+    """A value the API handed out masked (connectors.base.mask), sent back unchanged by a client."""
+    return "…" in value or value == MASK_ALL

@@ -54,6 +54,9 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # it failed while being cancelled: stopping wins, no restart
                 log.exception("component %s crashed", name)
             if time.monotonic() - started > HEALTHY_AFTER_S:
                 failures = 0

@@ -15,7 +15,7 @@ SECRET_KEYS = frozenset(
     {"apikey", "api_key", "x-api-key", "authorization", "access_token", "refresh_token",
      "client_secret", "token", "password", "secret"}
 )
-_MASK_ALL = "***"
+MASK_ALL = "***"
 _SHORTEST_PARTLY_SHOWN = 16
 _KEY_VALUE = re.compile(
     r"(?P<key>(?:" + "|".join(re.escape(k) for k in sorted(SECRET_KEYS, key=len, reverse=True)) + r"))"
@@ -77,7 +77,7 @@ class CrmError(Exception):
 def mask(secret: str) -> str:
     """`abcd…wxyz` for long secrets; short ones are hidden entirely (four plus four would be most of it)."""
     if len(secret) < _SHORTEST_PARTLY_SHOWN:
-        return _MASK_ALL
+        return MASK_ALL
     return f"{secret[:4]}…{secret[-4:]}"
 
 
@@ -93,7 +93,7 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
 
 def _mask_pair(m: re.Match[str]) -> str:
     value = m.group("value")
-    if value == _MASK_ALL or "…" in value:
+    if value == MASK_ALL or "…" in value:
         return m.group(0)
     return f"{m.group('key')}{m.group('sep')}{mask(value)}"
 

@@ -104,7 +104,8 @@ async def test_secrets_encrypted_at_rest_masked_on_the_way_out(
     caplog.set_level(logging.DEBUG)
     token = signer(running_agent).issue(None, 1)
     await call(running_agent, "PUT", "/api/enterprises/0001", token, {"name": "Shop"})
-    settings = {"enabled": True, "domain": "https://shop.retailcrm.ru", "api_key": API_KEY}
+    settings = {"enabled": True, "domain": "https://shop.retailcrm.ru", "api_key": API_KEY,
+                "timezone": "Europe/Minsk"}
     status, body = await call(running_agent, "PUT", "/api/enterprises/0001/integrations/retailcrm", token, settings)
     assert status == 200
     assert body["api_key"] == "rcrm…CRET"

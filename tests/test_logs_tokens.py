@@ -33,8 +33,7 @@ def test_json_lines_and_journal_priorities() -> None:
 
 def test_mask() -> None:
     assert mask("abcdefghijklmnop") == "abcd…mnop"
-    assert mask("short") == "…"
-    assert mask("") == ""
+    assert mask("short") == "***"
 
 
 def test_secret_box_round_trip_and_wrong_key(tmp_path: Path) -> None:

@@ -1,0 +1,99 @@
+"""Sends the outbox's deliveries to the right CRM account, paced and guarded per account.
+
+Per (CRM, account): a concurrency cap, the CRM's rate limit (token buckets from connectors.http),
+and a circuit breaker: after `breaker_threshold` consecutive transient failures the account pauses
+for `breaker_cooldown` seconds and its deliveries are rescheduled without being sent, so one CRM
+that is down does not slow other enterprises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from agent.integrations import Integrations
+from connectors.base import Delivery, SendOutcome
+from connectors.http import RateLimiter, retailcrm_route
+
+log = logging.getLogger(__name__)
+
+RecordUrl = Callable[[str], str | None]
+
+
+@dataclass
+class Breaker:
+    threshold: int
+    cooldown: float
+    failures: int = 0
+    open_until: float = 0.0
+
+    def remaining(self, now: float) -> float:
+        return max(0.0, self.open_until - now)
+
+    def record(self, status: str, now: float) -> None:
+        if status == "transient":
+            self.failures += 1
+            if self.failures >= self.threshold:
+                self.open_until = now + self.cooldown
+                self.failures = 0
+        else:
+            self.failures = 0
+
+
+@dataclass
+class _Account:
+    slots: asyncio.Semaphore
+    breaker: Breaker
+
+
+# The route each delivery kind uses, for the per-route rate limits (RetailCRM: 40 rps for /telephony).
+KIND_PATHS = {"call_event": "/api/v5/telephony/call/event", "calls_upload": "/api/v5/telephony/calls/upload"}
+
+
+class CrmDispatcher:
+    def __init__(self, integrations: Integrations, *, concurrency: int = 4, breaker_threshold: int = 5,
+                 breaker_cooldown: float = 30.0, record_url: RecordUrl | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.integrations = integrations
+        self.concurrency = concurrency
+        self.breaker_threshold = breaker_threshold
+        self.breaker_cooldown = breaker_cooldown
+        self.record_url = record_url
+        self.clock = clock
+        self._accounts: dict[tuple[str, str], _Account] = {}
+        self._limiter = RateLimiter(retailcrm_route)
+
+    def batch_limit(self, crm: str, kind: str) -> int:
+        connector = self.integrations.connectors.get(crm)
+        return connector.batch_limit(kind) if connector is not None else 1
+
+    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome:
+        enabled = (await self.integrations.enabled(enterprise)).get(crm)
+        if enabled is None:
+            return SendOutcome(status="permanent", error=f"{crm} is not enabled for enterprise {enterprise}")
+        account_name = enabled.connector.account(enabled.settings)
+        account = self._account(crm, account_name)
+        wait = account.breaker.remaining(self.clock())
+        if wait > 0:
+            return SendOutcome(status="transient", retry_after=wait,
+                               error=f"{crm} account paused for {wait:.0f} s after repeated failures")
+        async with account.slots:
+            await self._limiter.acquire(f"{crm}:{account_name}", KIND_PATHS.get(deliveries[0].kind, ""))
+            outcome = await self.integrations.client(enabled).send(deliveries, record_url=self.record_url)
+        before = account.breaker.open_until
+        account.breaker.record(outcome.status, self.clock())
+        if account.breaker.open_until != before:
+            log.warning("%s account %s: %d transient failures in a row; pausing it for %.0f s",
+                        crm, account_name, self.breaker_threshold, self.breaker_cooldown)
+        return outcome
+
+    def _account(self, crm: str, name: str) -> _Account:
+        account = self._accounts.get((crm, name))
+        if account is None:
+            account = _Account(asyncio.Semaphore(self.concurrency),
+                               Breaker(self.breaker_threshold, self.breaker_cooldown))
+            self._accounts[(crm, name)] = account
+        return account

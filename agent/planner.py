@@ -1,0 +1,53 @@
+"""CallEvents into outbox rows: each enabled CRM of the call's enterprise plans what it needs.
+
+The AMI reader only enqueues here (`put` never waits); a background task reads the enterprise's
+settings (cached), asks each connector's pure `plan`, and stores the result in one transaction.
+While the database is away the events wait in memory and are planned once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from agent import database
+from agent.callevent import CallEvent
+from agent.integrations import Integrations
+from agent.outbox import Outbox
+from connectors.base import Delivery
+
+log = logging.getLogger(__name__)
+
+
+class Planner:
+    def __init__(self, integrations: Integrations, outbox: Outbox) -> None:
+        self.integrations = integrations
+        self.outbox = outbox
+        self.queue: asyncio.Queue[CallEvent] = asyncio.Queue()
+
+    def put(self, event: CallEvent) -> None:
+        self.queue.put_nowait(event)
+
+    async def run(self) -> None:
+        while True:
+            event = await self.queue.get()
+            delay = 0.5
+            while True:
+                try:
+                    await self.plan_and_store(event)
+                    break
+                except Exception as exc:
+                    if not database.is_transient(exc):
+                        raise
+                    log.warning("planner: database unavailable (%s); call %s waits", exc, event.call_id)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+
+    async def plan_and_store(self, event: CallEvent) -> int:
+        deliveries: list[Delivery] = []
+        for enabled in (await self.integrations.enabled(event.enterprise)).values():
+            try:
+                deliveries += enabled.connector.plan(event, enabled.settings)
+            except Exception:  # one connector's bug must not cost the other CRMs the call
+                log.exception("planner: %s could not plan %s of call %s", enabled.crm, event.event, event.call_id)
+        return await self.outbox.enqueue(deliveries)

@@ -1,0 +1,47 @@
+"""Every CRM the agent knows, behind one small interface the outbox, planner and config API use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import httpx
+
+from agent.callevent import CallEvent
+from connectors.base import Delivery, SendOutcome
+
+RecordUrl = Callable[[str], str | None]
+ExchangeHook = Callable[[str, SendOutcome], None]
+
+
+class CrmClient(Protocol):
+    async def send(self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None
+                   ) -> SendOutcome: ...
+
+
+class Connector(Protocol):
+    name: str
+    secret_fields: tuple[str, ...]
+
+    def parse_settings(self, raw: Mapping[str, Any]) -> Any:
+        """Validated settings; raises a ValueError with `.field` naming the bad field."""
+
+    def settings_json(self, settings: Any) -> dict[str, Any]: ...
+
+    def enabled(self, settings: Any) -> bool: ...
+
+    def plan(self, event: CallEvent, settings: Any) -> list[Delivery]: ...
+
+    def batch_limit(self, kind: str) -> int: ...
+
+    def account(self, settings: Any) -> str:
+        """Names the CRM account: rate limits and circuit breakers are per account."""
+
+    def client(self, settings: Any, http: httpx.AsyncClient) -> CrmClient: ...
+
+
+def connectors() -> dict[str, Connector]:
+    from connectors.retailcrm.connector import RetailCrmConnector
+
+    found: list[Connector] = [RetailCrmConnector()]
+    return {c.name: c for c in found}

@@ -1,0 +1,40 @@
+"""RetailCRM as a `connectors.registry.Connector`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from agent.callevent import CallEvent
+from connectors.base import Delivery
+from connectors.retailcrm.client import MAX_UPLOAD_BATCH, RetailCrmClient
+from connectors.retailcrm.plan import CRM, KIND_UPLOAD, plan
+from connectors.retailcrm.settings import SECRET_FIELDS, RetailCrmSettings, parse
+
+
+class RetailCrmConnector:
+    name: str = CRM
+    secret_fields: tuple[str, ...] = SECRET_FIELDS
+
+    def parse_settings(self, raw: Mapping[str, Any]) -> RetailCrmSettings:
+        return parse(raw)
+
+    def settings_json(self, settings: RetailCrmSettings) -> dict[str, Any]:
+        return settings.to_json()
+
+    def enabled(self, settings: RetailCrmSettings) -> bool:
+        return settings.enabled
+
+    def plan(self, event: CallEvent, settings: RetailCrmSettings) -> list[Delivery]:
+        return plan(event, settings)
+
+    def batch_limit(self, kind: str) -> int:
+        return MAX_UPLOAD_BATCH if kind == KIND_UPLOAD else 1
+
+    def account(self, settings: RetailCrmSettings) -> str:
+        return settings.domain
+
+    def client(self, settings: RetailCrmSettings, http: httpx.AsyncClient) -> RetailCrmClient:
+        return RetailCrmClient(settings, http)
