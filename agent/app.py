@@ -23,7 +23,7 @@ from agent.health import HealthRegistry
 from agent.integrations import Integrations
 from agent.logs import register_secret
 from agent.metrics import Metrics
-from agent.outbox import Outbox, OutboxPolicy, outbox_probe
+from agent.outbox import Outbox, OutboxPolicy, outbox_probe, policy_from
 from agent.pbx import PbxPipeline
 from agent.planner import Planner
 from agent.sdnotify import Notifier
@@ -60,7 +60,7 @@ class Agent:
     outbox: Outbox | None = None
     integrations: Integrations | None = None
     pipelines: dict[str, PbxPipeline] = field(default_factory=dict)
-    outbox_policy: OutboxPolicy = field(default_factory=OutboxPolicy)
+    outbox_policy: OutboxPolicy | None = None  # tests pass one; else from [outbox]
 
     def on_call_event(self, event: CallEvent) -> None:
         """Every CallEvent of every PBX passes here, on the AMI reader's path: enqueue only."""
@@ -93,7 +93,11 @@ class Agent:
             http = make_client()
             stack.push_async_callback(http.aclose)
             self.integrations = Integrations(pool, box, connectors(), http)
-            self.outbox = Outbox(pool, CrmDispatcher(self.integrations), self.metrics, self.outbox_policy)
+            policy = self.outbox_policy or policy_from(cfg.outbox)
+            dispatcher = CrmDispatcher(self.integrations, concurrency=policy.account_concurrency,
+                                       breaker_threshold=policy.breaker_threshold,
+                                       breaker_cooldown=policy.breaker_cooldown)
+            self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
             self.planner = Planner(self.integrations, self.outbox)
             self.calls = CallStore(pool, self.metrics)
             outbox = self.outbox

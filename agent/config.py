@@ -66,6 +66,15 @@ class AgiSection:
 
 
 @dataclass(frozen=True)
+class OutboxSection:
+    lease: float = 60.0
+    max_age: float = 24 * 3600.0
+    account_concurrency: int = 4
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 30.0
+
+
+@dataclass(frozen=True)
 class PbxSection:
     name: str
     enterprise: str
@@ -87,6 +96,7 @@ class Config:
     http: HttpSection
     agi: AgiSection
     pbx: tuple[PbxSection, ...]
+    outbox: OutboxSection = field(default_factory=OutboxSection)
 
     @property
     def enterprises(self) -> tuple[str, ...]:
@@ -118,7 +128,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     label = path.name
     base_dir = path.resolve().parent
 
-    known = {"agent", "database", "http", "agi", "pbx"}
+    known = {"agent", "database", "http", "agi", "pbx", "outbox"}
     for key in raw:
         if key not in known:
             problems.append(f"{label}: [{key}]: unknown table (known: {', '.join(sorted(known))})")
@@ -135,10 +145,11 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     http = _http_section(table("http"))
     agi = _agi_section(table("agi"))
     pbx = _pbx_sections(raw.get("pbx", []), label, base_dir, problems)
+    outbox = _outbox_section(table("outbox"))
 
     if problems:
         raise ConfigError(problems)
-    return Config(path=path, agent=agent, database=database, http=http, agi=agi, pbx=pbx)
+    return Config(path=path, agent=agent, database=database, http=http, agi=agi, pbx=pbx, outbox=outbox)
 
 
 def _agent_section(t: _Table, base_dir: Path) -> AgentSection:
@@ -173,6 +184,19 @@ def _http_section(t: _Table) -> HttpSection:
     listen = t.address("listen", HttpSection.listen)
     t.reject_unknown()
     return HttpSection(listen=listen)
+
+
+def _outbox_section(t: _Table) -> OutboxSection:
+    d = OutboxSection()
+    section = OutboxSection(
+        lease=t.number("lease", d.lease, minimum=1),
+        max_age=t.number("max_age", d.max_age, minimum=60),
+        account_concurrency=t.integer("account_concurrency", d.account_concurrency, minimum=1, maximum=64),
+        breaker_threshold=t.integer("breaker_threshold", d.breaker_threshold, minimum=1, maximum=1000),
+        breaker_cooldown=t.number("breaker_cooldown", d.breaker_cooldown, minimum=0.1),
+    )
+    t.reject_unknown()
+    return section
 
 
 def _agi_section(t: _Table) -> AgiSection:

@@ -29,6 +29,7 @@ import asyncpg
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from agent import database
+from agent.config import OutboxSection
 from agent.database import Pool
 from agent.metrics import Metrics
 from connectors.base import Delivery, SendOutcome
@@ -36,6 +37,7 @@ from connectors.base import Delivery, SendOutcome
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "deliveries"
+MAX_RETRY_AFTER_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,16 @@ class OutboxPolicy:
     backoff_first: float = 1.0
     backoff_max: float = 600.0
     poll_interval: float = 5.0
+    # per CRM account: after this many transient failures in a row, pause it for the cool-down
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 30.0
+    account_concurrency: int = 4
+
+
+def policy_from(section: OutboxSection) -> OutboxPolicy:
+    return OutboxPolicy(max_age=section.max_age, lease=section.lease,
+                        account_concurrency=section.account_concurrency,
+                        breaker_threshold=section.breaker_threshold, breaker_cooldown=section.breaker_cooldown)
 
 
 class Dispatcher(Protocol):
@@ -237,10 +249,10 @@ class Outbox:
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
         state = RetryCallState(Retrying(), None, (), {})
         state.attempt_number = attempts
-        delay = float(self._wait(state))
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return min(delay, self.policy.backoff_max)
+        delay = min(float(self._wait(state)), self.policy.backoff_max)
+        if retry_after is not None:  # the CRM's own word wins over our cap, within reason
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+        return delay
 
     async def _finish(self, items: list[Claimed], status: str, error: str | None) -> None:
         await self.pool.execute(

@@ -82,7 +82,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         (("[[pbx]]", "[[pbx]]\nport = 70000"),
          "agent.toml: [[pbx]] office port: expected an integer from 1 to 65535, got 70000"),
         (('deadline_ms = 800', 'deadline_ms = 800\n[extra]\nx = 1'),
-         "agent.toml: [extra]: unknown table (known: agent, agi, database, http, pbx)"),
+         "agent.toml: [extra]: unknown table (known: agent, agi, database, http, outbox, pbx)"),
         (('dsn = ""', 'dsn = "mysql://x"'),
          'agent.toml: [database] dsn: expected "" (embedded) or a postgresql:// URL, got "mysql://x"'),
         (('[[pbx]]', '[[pbx]]\ninternal_number_pattern = "(("'),

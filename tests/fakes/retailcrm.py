@@ -39,6 +39,7 @@ class Recorded:
     headers: dict[str, str]
     content_type: str
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
     def json_field(self, name: str) -> Any:
         return json.loads(self.form[name])
@@ -103,6 +104,7 @@ class FakeRetailCrm:
         self.events: list[dict[str, Any]] = []
         self.calls: dict[str, dict[str, Any]] = {}
         self.uploads: list[list[dict[str, Any]]] = []
+        self.duplicates_seen = 0  # upload items whose externalId was already stored (a redelivery)
         self.users: list[dict[str, Any]] = []
         self.managers: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
         self.known_codes: set[str] = set()
@@ -116,7 +118,8 @@ class FakeRetailCrm:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Listen on loopback; `port` lets a test stop the fake and bring it back at the same URL."""
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/api/credentials", self._credentials)
         app.router.add_get("/api/api-versions", self._versions)
@@ -128,7 +131,7 @@ class FakeRetailCrm:
         app.router.add_get("/api/v5/users", self._users)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
@@ -340,6 +343,7 @@ class FakeRetailCrm:
             ext_id = call.get("externalId")
             if ext_id is not None and ext_id in self.calls:
                 duplicates.append(ext_id)
+                self.duplicates_seen += 1
                 continue
             self.calls[ext_id or f"anon-{len(self.calls)}"] = call
         body: dict[str, Any] = {"success": True, "processedCallsCount": len(calls) - len(duplicates)}

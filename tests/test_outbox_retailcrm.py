@@ -1,0 +1,220 @@
+"""Calls reach RetailCRM through the durable outbox: recorded AMI bytes in, requests at the fake out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from agent.config import Config
+from agent.database import Pool
+from tests import recordings
+from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running
+from tests.fakes.ami import FakeAmi
+from tests.fakes.retailcrm import FakeRetailCrm
+from tests.test_ami_link import pbx_for
+
+
+@pytest.fixture
+async def fake_crm() -> AsyncIterator[FakeRetailCrm]:
+    async with FakeRetailCrm(api_key=API_KEY) as fake:
+        yield fake
+
+
+_started: list[FakeAmi] = []
+
+
+def request_stop(ami: FakeAmi) -> None:
+    _started.append(ami)
+
+
+@pytest.fixture(autouse=True)
+async def _stop_fake_amis() -> AsyncIterator[None]:
+    yield
+    while _started:
+        await _started.pop().stop()
+
+
+def config_with(make_config: Callable[..., Config], db_dsn: str, ami: FakeAmi | None) -> Config:
+    base = make_config(db_dsn)
+    return replace(base, pbx=(pbx_for(ami),) if ami is not None else ())
+
+
+EXPECTED = {  # recording -> (popups of type "in"/"out", upload result, answered extension or None)
+    "a_incoming_answered": ({"in": 1, "hangup": 1}, "answered", "150"),
+    "b_incoming_missed": ({"in": 1, "hangup": 1}, "no answer", "150"),
+    "c_incoming_busy": ({"in": 1, "hangup": 1}, "busy", "150"),
+    "d_outgoing_answered": ({"hangup": 1}, "answered", "150"),
+    "i_queue_second_member": ({"in": 2, "hangup": 1}, "answered", "152"),
+    "p_l_ring_group": ({"in": 3, "hangup": 1}, "answered", "151"),
+    "p_n_ivr_then_missed": ({"in": 1, "hangup": 1}, "no answer", "150"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_each_recorded_call_reaches_retailcrm_once(name: str, fake_crm: FakeRetailCrm, pool: Pool,
+                                                         db_dsn: str, make_config: Callable[..., Config]) -> None:
+    directory = recordings.recordings_dir()
+    popups, result, code = EXPECTED[name]
+    ami = FakeAmi(directory / f"{name}.ami", directory / f"{name}.timing", speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
+    async with running(config) as agent:
+        await ami.wait_finished(within=10)
+        counts = await drained(pool, at_least=2)
+        assert agent.pipelines["office"].tracker.live_calls() == 0
+    assert set(counts) <= {"done", "expired"}
+    ((call,),) = fake_crm.uploads  # one request, one call
+    assert call["result"] == result
+    assert call["code"] == code
+    assert call["externalId"] == (await pool.fetchval("SELECT call_id FROM calls"))
+    types: dict[str, int] = {}
+    for event in fake_crm.events:
+        types[event["type"]] = types.get(event["type"], 0) + 1
+    assert {k: v for k, v in types.items() if k in popups} == popups
+    assert fake_crm.duplicates_seen == 0
+    # every exchange is logged, and never with the key
+    logs = await pool.fetch("SELECT * FROM integration_logs ORDER BY id")
+    assert len(logs) == len(fake_crm.requests)
+    assert all(row["status"] == "success" and row["duration_ms"] is not None for row in logs)
+    assert API_KEY not in json.dumps([dict(r) for r in logs], default=str)
+
+
+async def test_outage_then_everything_delivered_once(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
+                                                     make_config: Callable[..., Config]) -> None:
+    directory = recordings.recordings_dir()
+    ami = FakeAmi(directory / "p_a_incoming_answered.ami", speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
+    port = int(fake_crm.url.rsplit(":", 1)[1])
+    await fake_crm.stop()  # the CRM is down: connections refused
+    async with running(config) as agent:
+        await ami.wait_finished(within=10)
+        assert agent.outbox is not None
+        async with asyncio.timeout(10):
+            while (await pool.fetchval("SELECT max(attempts) FROM deliveries WHERE kind = 'calls_upload'") or 0) < 3:
+                await asyncio.sleep(0.05)
+        row = await pool.fetchrow("SELECT status, last_error FROM deliveries WHERE kind = 'calls_upload'")
+        assert row["status"] in ("pending", "in_progress")
+        assert "connection" in row["last_error"] or "paused" in row["last_error"]
+        await fake_crm.start(port)  # back
+        await drained(pool, at_least=2)
+    assert len(fake_crm.calls) == 1 and sum(len(u) for u in fake_crm.uploads) == 1
+
+
+async def test_503_and_429_with_retry_after_are_honoured(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
+                                                          make_config: Callable[..., Config]) -> None:
+    directory = recordings.recordings_dir()
+    ami = FakeAmi(directory / "p_b_incoming_missed.ami", speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    fake_crm.fail_next(1, status=503)
+    fake_crm.fail_next(1, status=429, retry_after=1)
+    async with running(config):
+        await ami.wait_finished(within=10)
+        await drained(pool, at_least=1)
+    uploads = fake_crm.requests_to("/telephony/calls/upload")
+    assert len(uploads) == 3
+    assert uploads[2].at - uploads[1].at >= 0.95  # waited out Retry-After: 1
+    assert len(fake_crm.calls) == 1
+
+
+async def test_a_rejected_delivery_fails_visibly_and_can_be_retried(
+        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    directory = recordings.recordings_dir()
+    ami = FakeAmi(directory / "p_b_incoming_missed.ami", speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    fake_crm.fail_next(1, status=400, body={"success": False, "errorMsg": "Calls are not loaded",
+                                            "errors": {"calls[0].result": "Bad value"}})
+    async with running(config) as agent:
+        await ami.wait_finished(within=10)
+        await drained(pool, at_least=1)
+        row = await pool.fetchrow("SELECT id, status, last_error, attempts FROM deliveries")
+        assert row["status"] == "failed" and "Bad value" in row["last_error"] and row["attempts"] == 1
+        assert not fake_crm.calls
+        assert agent.outbox is not None and await agent.outbox.retry(row["id"])
+        await drained(pool, at_least=1)
+    assert len(fake_crm.calls) == 1
+
+
+async def test_two_agents_on_one_database_send_each_delivery_once(
+        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    from tests.recordings import rewrite_ids
+
+    calls = 60
+    data = recordings.ami("p_a_incoming_answered")
+    head, _, _ = data.partition(b"\r\n")
+    body = data[len(head) + 2:]
+    stream = head + b"\r\n" + b"".join(rewrite_ids(body, offset=i * 10) for i in range(calls))
+    ami = FakeAmi(stream, speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    fake_crm.slow(0.02)
+    second = replace(config, pbx=())  # the same database, no PBX: it only helps deliver
+    async with running(config), running(second):
+        await ami.wait_finished(within=20)
+        await drained(pool, at_least=calls, within=30)
+    assert len(fake_crm.calls) == calls
+    assert sum(len(u) for u in fake_crm.uploads) == calls
+    assert fake_crm.duplicates_seen == 0
+
+
+async def test_invalid_settings_are_refused_naming_the_field(running_agent: Any) -> None:
+    import aiohttp
+
+    from agent.secretbox import load_or_create_secret
+    from agent.tokens import TokenSigner
+
+    token = TokenSigner(load_or_create_secret(running_agent.config.agent.state_dir)).issue(None, 1)
+    base = f"http://127.0.0.1:{running_agent.http_port}/api/enterprises/{ENTERPRISE}"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        await http.put(base, json={"name": "Shop"})
+        for body, field in [({"domain": "https://x.retailcrm.ru", "api_key": API_KEY}, "timezone"),
+                            ({"domain": "ftp://x", "api_key": API_KEY, "timezone": "UTC"}, "domain"),
+                            ({"domain": "https://x.retailcrm.ru", "api_key": API_KEY, "timezone": "UTC",
+                              "user_extensions": {"1": "150", "2": "150"}}, "user_extensions.2"),
+                            ({"domain": "https://x.retailcrm.ru", "api_key": API_KEY, "timezone": "UTC",
+                              "colour": 1}, "colour")]:
+            async with http.put(f"{base}/integrations/retailcrm", json=body) as resp:
+                answer = await resp.json()
+                assert resp.status == 400, answer
+                assert answer["field"] == field, answer
+        async with http.get(f"{base}/integrations/retailcrm") as resp:
+            assert await resp.json() == {}
+
+
+async def test_the_api_key_never_reaches_a_log_line(
+        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    directory = recordings.recordings_dir()
+    ami = FakeAmi(directory / "p_c_incoming_busy.ami", speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
+    fake_crm.fail_next(1, status=500)
+    async with running(config):
+        await ami.wait_finished(within=10)
+        await drained(pool, at_least=2)
+    assert fake_crm.calls
+    assert API_KEY not in caplog.text
+    assert "delivery retailcrm calls_upload" in caplog.text
