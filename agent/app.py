@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from admin import api
+from admin import api, deliveries_api
 from agent import database, keys
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
@@ -143,6 +143,7 @@ class Agent:
         app[keys.INTEGRATIONS] = self.integrations
         app[keys.OUTBOX] = self.outbox
         api.add_routes(app)
+        deliveries_api.add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()
         listen = self.config.http.listen

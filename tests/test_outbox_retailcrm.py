@@ -218,3 +218,38 @@ async def test_the_api_key_never_reaches_a_log_line(
     assert fake_crm.calls
     assert API_KEY not in caplog.text
     assert "delivery retailcrm calls_upload" in caplog.text
+
+
+async def test_failed_deliveries_are_listed_and_retried_through_the_api(
+        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    import aiohttp
+
+    from agent.secretbox import load_or_create_secret
+    from agent.tokens import TokenSigner
+
+    directory = recordings.recordings_dir()
+    ami = FakeAmi(directory / "p_b_incoming_missed.ami", speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    fake_crm.fail_next(1, status=400, body={"success": False, "errorMsg": "Calls are not loaded"})
+    signer = TokenSigner(load_or_create_secret(config.agent.state_dir))
+    async with running(config) as agent:
+        await ami.wait_finished(within=10)
+        await drained(pool, at_least=1)
+        base = f"http://127.0.0.1:{agent.http_port}/api/deliveries"
+        own = {"Authorization": f"Bearer {signer.issue(ENTERPRISE, 1)}"}
+        other = {"Authorization": f"Bearer {signer.issue('999', 1)}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base, params={"status": "failed", "enterprise": ENTERPRISE}, headers=own) as resp:
+                (item,) = (await resp.json())["deliveries"]
+            assert item["last_error"] == "Calls are not loaded" and item["crm"] == "retailcrm"
+            async with http.get(base, params={"enterprise": ENTERPRISE}, headers=other) as resp:
+                assert resp.status == 403
+            async with http.post(f"{base}/{item['id']}/retry", headers=other) as resp:
+                assert resp.status == 404
+            async with http.post(f"{base}/{item['id']}/retry", headers=own) as resp:
+                assert resp.status == 200
+        await drained(pool, at_least=1)
+    assert len(fake_crm.calls) == 1
