@@ -56,7 +56,7 @@ KIND_PATHS = {"call_event": "/api/v5/telephony/call/event", "calls_upload": "/ap
 class CrmDispatcher:
     def __init__(self, integrations: Integrations, *, concurrency: int = 4, breaker_threshold: int = 5,
                  breaker_cooldown: float = 30.0, record_url: RecordUrl | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, limiter: RateLimiter | None = None) -> None:
         self.integrations = integrations
         self.concurrency = concurrency
         self.breaker_threshold = breaker_threshold
@@ -64,7 +64,7 @@ class CrmDispatcher:
         self.record_url = record_url
         self.clock = clock
         self._accounts: dict[tuple[str, str], _Account] = {}
-        self._limiter = RateLimiter(retailcrm_route)
+        self._limiter = limiter or RateLimiter(retailcrm_route)
 
     def batch_limit(self, crm: str, kind: str) -> int:
         connector = self.integrations.connectors.get(crm)

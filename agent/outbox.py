@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -45,7 +46,8 @@ class OutboxPolicy:
     max_age: float = 24 * 3600.0
     lease: float = 60.0
     claim_batch: int = 200
-    concurrency: int = 16
+    max_in_flight: int = 2000  # rows claimed and not yet settled, across all accounts
+    concurrency: int = 16  # requests in flight, across all accounts
     backoff_first: float = 1.0
     backoff_max: float = 600.0
     poll_interval: float = 5.0
@@ -94,6 +96,69 @@ RETURNING d.id, d.idempotency_key, d.enterprise_number, d.integration_type, d.ki
           d.attempts, d.created_at, d.expires_at, d.batch_key
 """
 
+SETTLE = """
+UPDATE deliveries d
+SET status = u.status, last_error = u.error, updated_at = now(),
+    next_attempt_at = CASE WHEN u.status = 'pending' THEN now() + make_interval(secs => u.delay)
+                           ELSE d.next_attempt_at END,
+    delivered_at = CASE WHEN u.status = 'done' THEN now() ELSE d.delivered_at END
+FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::text[]) AS u(id, status, delay, error)
+WHERE d.id = u.id
+"""
+
+LOG_EXCHANGE = """
+INSERT INTO integration_logs (enterprise_number, integration_type, event_type, request_data, response_data,
+                              status, error_message, http_status, duration_ms, delivery_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+
+Settled = list[tuple[int, str, float, str | None]]
+LogRow = tuple[Any, ...]
+
+
+class _Settler:
+    """Writes the outcomes of the exchanges that finish close together in one transaction.
+
+    Each caller waits until its own outcome is committed; if the write fails, it gets the error and
+    its rows stay claimed until the lease runs out (then they are sent again, which the CRM
+    recognises by the idempotency key / externalId).
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self._pending: list[tuple[Settled, LogRow | None, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def record(self, settled: Settled, log_row: LogRow | None) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((settled, log_row, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the exchanges finishing in this loop turn join the batch
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    logs = [row for _, row, _ in batch if row is not None]
+                    if logs:
+                        await conn.executemany(LOG_EXCHANGE, logs)
+                    await conn.execute(SETTLE, *_columns([r for settled, _, _ in batch for r in settled]))
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
 INSERT = """
 INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, expires_at,
                         batch_key)
@@ -113,6 +178,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._wait = wait_random_exponential(multiplier=self.policy.backoff_first, max=self.policy.backoff_max)
+        self._settler = _Settler(pool)
 
     # -- producing -----------------------------------------------------------------------------
 
@@ -161,38 +227,70 @@ class Outbox:
                 await conn.remove_listener(NOTIFY_CHANNEL, callback)
 
     async def _loop(self) -> None:
-        while True:
-            self._wake.clear()  # before claiming, so an insert during the claim is not missed
-            try:
-                handled = await self.run_once()
-            except Exception as exc:
-                if not database.is_transient(exc):
-                    raise
-                log.warning("outbox: database unavailable (%s); retrying", exc)
-                handled = 0
-                await asyncio.sleep(1.0)
-            if handled:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
+        """Claim while fewer than `max_in_flight` rows are being delivered; every group of rows is
+        delivered by a task of its own, so one slow CRM account never holds up the others."""
+        in_flight: set[asyncio.Task[None]] = set()
+        rows_in_flight = 0
+
+        def done(task: asyncio.Task[None], rows: int) -> None:
+            nonlocal rows_in_flight
+            in_flight.discard(task)
+            rows_in_flight -= rows
+            self._wake.set()
+            if not task.cancelled() and task.exception() is not None:
+                log.error("outbox: a delivery task failed", exc_info=task.exception())
+
+        try:
+            while True:
+                self._wake.clear()  # before claiming, so an insert during the claim is not missed
+                room = min(self.policy.claim_batch, self.policy.max_in_flight - rows_in_flight)
+                groups: list[list[Claimed]] = []
+                if room > 0:
+                    try:
+                        groups = await self.claim(room)
+                    except Exception as exc:
+                        if not database.is_transient(exc):
+                            raise
+                        log.warning("outbox: database unavailable (%s); retrying", exc)
+                        await asyncio.sleep(1.0)
+                        continue
+                for group in groups:
+                    task = asyncio.create_task(self._deliver(group))
+                    in_flight.add(task)
+                    rows_in_flight += len(group)
+                    task.add_done_callback(functools.partial(done, rows=len(group)))
+                if groups and rows_in_flight < self.policy.max_in_flight:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            await self._settler.close()
 
     async def run_once(self) -> int:
-        """Claim one batch of due rows and deliver it; return how many rows were handled."""
-        rows = await self.pool.fetch(CLAIM, self.policy.claim_batch, self.policy.lease)
-        if not rows:
-            return 0
-        claimed = [_claimed(r) for r in rows]
+        """Claim one batch of due rows and deliver all of it (tests and benchmarks); rows handled."""
+        groups = await self.claim(self.policy.claim_batch)
+        await asyncio.gather(*(self._deliver(group) for group in groups))
+        return sum(len(g) for g in groups)
+
+    async def claim(self, limit: int) -> list[list[Claimed]]:
+        """Claim up to `limit` due rows; settle the expired and the too old; group the rest by request."""
+        rows = await self.pool.fetch(CLAIM, limit, self.policy.lease)
         now = datetime.now(UTC)
         live: list[Claimed] = []
-        for c in claimed:
+        settled: list[tuple[int, str, float, str | None]] = []
+        for c in map(_claimed, rows):
             if c.expires_at is not None and now >= c.expires_at:
-                await self._finish([c], "expired", "expired before it could be delivered")
+                settled.append((c.id, "expired", 0.0, "expired before it could be delivered"))
             elif now - c.created_at >= timedelta(seconds=self.policy.max_age):
-                await self._finish([c], "dead", f"not delivered within {self.policy.max_age:.0f} s")
+                settled.append((c.id, "dead", 0.0, f"not delivered within {self.policy.max_age:.0f} s"))
             else:
                 live.append(c)
-        await asyncio.gather(*(self._deliver(group) for group in self._groups(live)))
-        return len(claimed)
+        if settled:
+            await self.pool.execute(SETTLE, *_columns(settled))
+        return self._groups(live)
 
     def _groups(self, claimed: list[Claimed]) -> list[list[Claimed]]:
         buckets: dict[tuple[str, ...], list[Claimed]] = defaultdict(list)
@@ -220,31 +318,32 @@ class Outbox:
         if self.metrics is not None:
             self.metrics.deliveries.labels(first.crm, outcome.status).inc(len(group))
             self.metrics.delivery_seconds.labels(first.crm).observe(time.perf_counter() - started)
-        if outcome.request:
-            await self._log_exchange(group, outcome)
-        by_status: dict[str, list[Claimed]] = defaultdict(list)
+        settled: list[tuple[int, str, float, str | None]] = []
         for c in group:
-            item_status = outcome.items.get(c.delivery.idempotency_key, outcome.status)
-            by_status[item_status].append(c)
-        for status, items in by_status.items():
-            await self._settle(items, status, outcome)
+            status = outcome.items.get(c.delivery.idempotency_key, outcome.status)
+            if status == "success":
+                settled.append((c.id, "done", 0.0, None))
+            elif status == "permanent":
+                settled.append((c.id, "failed", 0.0, outcome.error or "rejected by the CRM"))
+            else:
+                settled.append((c.id, "pending", self._backoff(c.attempts, outcome.retry_after),
+                                outcome.error or "temporary failure"))
+        # shielded so that a stop in the middle cannot leave a sent delivery unrecorded (arq's rule)
+        await asyncio.shield(self._record(group, outcome, settled))
         keys = ",".join(c.delivery.idempotency_key for c in group[:3]) + ("…" if len(group) > 3 else "")
         log.info("delivery %s %s x%d [%s] try %d: %s%s (%.0f ms)", first.crm, first.kind, len(group), keys,
                  group[0].attempts, outcome.status, f" {outcome.http_status}" if outcome.http_status else "",
                  outcome.duration_ms)
 
-    async def _settle(self, items: list[Claimed], status: str, outcome: SendOutcome) -> None:
-        if status == "success":
-            await self._finish(items, "done", None)
-        elif status == "permanent":
-            await self._finish(items, "failed", outcome.error or "rejected by the CRM")
-        else:
-            for c in items:
-                delay = self._backoff(c.attempts, outcome.retry_after)
-                await self.pool.execute(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = now() + make_interval(secs => $2),"
-                    " last_error = $3, updated_at = now() WHERE id = $1",
-                    c.id, delay, outcome.error or "temporary failure")
+    async def _record(self, group: list[Claimed], outcome: SendOutcome,
+                      settled: list[tuple[int, str, float, str | None]]) -> None:
+        d = group[0].delivery
+        log_row = None
+        if outcome.request:  # nothing was sent (e.g. a paused account): no exchange to log
+            log_row = (d.enterprise, d.crm, d.kind, outcome.request, outcome.response,
+                       "success" if outcome.ok else "error", outcome.error, outcome.http_status,
+                       outcome.duration_ms, group[0].id)
+        await self._settler.record(settled, log_row)
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
         state = RetryCallState(Retrying(), None, (), {})
@@ -253,22 +352,6 @@ class Outbox:
         if retry_after is not None:  # the CRM's own word wins over our cap, within reason
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
         return delay
-
-    async def _finish(self, items: list[Claimed], status: str, error: str | None) -> None:
-        await self.pool.execute(
-            "UPDATE deliveries SET status = $2, last_error = $3, updated_at = now(),"
-            " delivered_at = CASE WHEN $2 = 'done' THEN now() ELSE delivered_at END WHERE id = ANY($1::bigint[])",
-            [c.id for c in items], status, error)
-
-    async def _log_exchange(self, group: list[Claimed], outcome: SendOutcome) -> None:
-        d = group[0].delivery
-        await self.pool.execute(
-            "INSERT INTO integration_logs (enterprise_number, integration_type, event_type, request_data,"
-            " response_data, status, error_message, http_status, duration_ms, delivery_id)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            d.enterprise, d.crm, d.kind, outcome.request, outcome.response,
-            "success" if outcome.ok else "error", outcome.error, outcome.http_status, outcome.duration_ms,
-            group[0].id)
 
     # -- operator actions ------------------------------------------------------------------------
 
@@ -294,6 +377,10 @@ class Outbox:
             "SELECT extract(epoch FROM now() - min(next_attempt_at)) FROM deliveries"
             " WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()")
         return float(age or 0.0)
+
+
+def _columns(settled: list[tuple[int, str, float, str | None]]) -> tuple[list[Any], ...]:
+    return tuple(list(column) for column in zip(*settled, strict=True))
 
 
 def _claimed(row: asyncpg.Record) -> Claimed:

@@ -18,6 +18,8 @@ from connectors.base import Delivery
 
 log = logging.getLogger(__name__)
 
+BATCH_MAX = 500
+
 
 class Planner:
     def __init__(self, integrations: Integrations, outbox: Outbox) -> None:
@@ -30,24 +32,29 @@ class Planner:
 
     async def run(self) -> None:
         while True:
-            event = await self.queue.get()
+            events = [await self.queue.get()]
+            while not self.queue.empty() and len(events) < BATCH_MAX:  # whatever else is waiting goes along
+                events.append(self.queue.get_nowait())
             delay = 0.5
             while True:
                 try:
-                    await self.plan_and_store(event)
+                    await self.plan_and_store(events)
                     break
                 except Exception as exc:
                     if not database.is_transient(exc):
                         raise
-                    log.warning("planner: database unavailable (%s); call %s waits", exc, event.call_id)
+                    log.warning("planner: database unavailable (%s); %d call event(s) wait", exc, len(events))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
 
-    async def plan_and_store(self, event: CallEvent) -> int:
+    async def plan_and_store(self, events: list[CallEvent]) -> int:
+        """Plan every event for every enabled CRM of its enterprise; store them all in one transaction."""
         deliveries: list[Delivery] = []
-        for enabled in (await self.integrations.enabled(event.enterprise)).values():
-            try:
-                deliveries += enabled.connector.plan(event, enabled.settings)
-            except Exception:  # one connector's bug must not cost the other CRMs the call
-                log.exception("planner: %s could not plan %s of call %s", enabled.crm, event.event, event.call_id)
+        for event in events:
+            for enabled in (await self.integrations.enabled(event.enterprise)).values():
+                try:
+                    deliveries += enabled.connector.plan(event, enabled.settings)
+                except Exception:  # one connector's bug must not cost the other CRMs the call
+                    log.exception("planner: %s could not plan %s of call %s", enabled.crm, event.event,
+                                  event.call_id)
         return await self.outbox.enqueue(deliveries)
