@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fakes.retailcrm import FakeRetailCrm  # noqa: E402
+from tests.fakes.retailcrm import FakeRetailCrm
 
 
 async def main(key: str, port: int, out: Path) -> None:

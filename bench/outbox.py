@@ -34,18 +34,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent import database, enterprises  # noqa: E402
-from agent.callevent import CallEvent  # noqa: E402
-from agent.dispatch import CrmDispatcher  # noqa: E402
-from agent.integrations import Integrations  # noqa: E402
-from agent.outbox import Outbox, OutboxPolicy  # noqa: E402
-from agent.pgembed import EmbeddedPostgres  # noqa: E402
-from agent.planner import Planner  # noqa: E402
-from agent.secretbox import SecretBox  # noqa: E402
-from connectors.http import RateLimiter, make_client  # noqa: E402
-from connectors.registry import connectors  # noqa: E402
-from connectors.retailcrm.plan import plan  # noqa: E402
-from connectors.retailcrm.settings import parse  # noqa: E402
+from agent import database, enterprises
+from agent.callevent import CallEvent
+from agent.dispatch import CrmDispatcher
+from agent.integrations import Integrations
+from agent.outbox import Outbox, OutboxPolicy
+from agent.pgembed import EmbeddedPostgres
+from agent.planner import Planner
+from agent.secretbox import SecretBox
+from connectors.http import RateLimiter, make_client
+from connectors.registry import connectors
+from connectors.retailcrm.plan import plan
+from connectors.retailcrm.settings import parse
 
 KEY = "BenchKey0123456789abcdefghijklmn"
 ENTERPRISE = "100"
