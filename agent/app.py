@@ -25,6 +25,7 @@ from agent.logs import register_secret
 from agent.metrics import Metrics
 from agent.outbox import Outbox, OutboxPolicy, outbox_probe, policy_from
 from agent.pbx import PbxPipeline
+from agent.pbxmanager import PbxManager
 from agent.planner import Planner
 from agent.sdnotify import Notifier
 from agent.secretbox import SecretBox, load_or_create_secret
@@ -59,8 +60,13 @@ class Agent:
     planner: Planner | None = None
     outbox: Outbox | None = None
     integrations: Integrations | None = None
-    pipelines: dict[str, PbxPipeline] = field(default_factory=dict)
+    pbxs: PbxManager | None = None
+    lock_interval: float = 2.0
     outbox_policy: OutboxPolicy | None = None  # tests pass one; else from [outbox]
+
+    @property
+    def pipelines(self) -> dict[str, PbxPipeline]:
+        return self.pbxs.pipelines if self.pbxs is not None else {}
 
     def on_call_event(self, event: CallEvent) -> None:
         """Every CallEvent of every PBX passes here, on the AMI reader's path: enqueue only."""
@@ -111,11 +117,9 @@ class Agent:
             supervisor.start("outbox", self.outbox.run)
             supervisor.start("planner", self.planner.run)
             supervisor.start("calls", self.calls.run)
-            for pbx in cfg.pbx:
-                pipeline = PbxPipeline(pbx, cfg.agent.default_region, self.health, self.metrics,
-                                       self.on_call_event)
-                self.pipelines[pbx.name] = pipeline
-                supervisor.start(f"pbx:{pbx.name}", pipeline.run)
+            self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
+                                   self.on_call_event, dsn, lock_interval=self.lock_interval)
+            self.pbxs.start(cfg.pbx)
 
             interval = self.notifier.watchdog_interval()
             if interval:
