@@ -14,7 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from admin import api
-from agent import database, keys
+from agent import database, keys, records
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
 from agent.config import Config
@@ -138,7 +138,10 @@ class Agent:
         assert self.integrations is not None and self.outbox is not None
         app[keys.INTEGRATIONS] = self.integrations
         app[keys.OUTBOX] = self.outbox
+        app[keys.RECORDS] = records.RecordLinks(self.config.agent.public_url, secret,
+                                                self.config.agent.recordings_dir)
         api.add_routes(app)
+        records.add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()
         listen = self.config.http.listen

@@ -10,6 +10,7 @@ from agent.health import HealthRegistry
 from agent.integrations import Integrations
 from agent.metrics import Metrics
 from agent.outbox import Outbox
+from agent.records import RecordLinks
 from agent.secretbox import SecretBox
 from agent.tokens import TokenSigner
 
@@ -21,3 +22,4 @@ SECRETS = web.AppKey("secrets", SecretBox)
 SIGNER = web.AppKey("signer", TokenSigner)
 INTEGRATIONS = web.AppKey("integrations", Integrations)
 OUTBOX = web.AppKey("outbox", Outbox)
+RECORDS = web.AppKey("records", RecordLinks)
