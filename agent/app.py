@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from admin import api
+from admin import api, extensions_api, retailcrm_api, retailcrm_callbacks
 from agent import database, keys, records
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
@@ -23,6 +23,7 @@ from agent.health import HealthRegistry
 from agent.integrations import Integrations
 from agent.logs import register_secret
 from agent.metrics import Metrics
+from agent.originate import Originator
 from agent.outbox import Outbox, OutboxPolicy, outbox_probe
 from agent.pbx import PbxPipeline
 from agent.planner import Planner
@@ -138,9 +139,13 @@ class Agent:
         assert self.integrations is not None and self.outbox is not None
         app[keys.INTEGRATIONS] = self.integrations
         app[keys.OUTBOX] = self.outbox
+        app[keys.ORIGINATOR] = Originator(self.config.pbx, self.pipelines)
         app[keys.RECORDS] = records.RecordLinks(self.config.agent.public_url, secret,
                                                 self.config.agent.recordings_dir)
         api.add_routes(app)
+        extensions_api.add_routes(app)
+        retailcrm_api.add_routes(app)
+        retailcrm_callbacks.add_routes(app)
         records.add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()
