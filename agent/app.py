@@ -27,6 +27,7 @@ from agent.originate import Originator
 from agent.outbox import Outbox, OutboxPolicy, outbox_probe
 from agent.pbx import PbxPipeline
 from agent.planner import Planner
+from agent.records import RecordLinks
 from agent.sdnotify import Notifier
 from agent.secretbox import SecretBox, load_or_create_secret
 from agent.supervisor import Supervisor
@@ -61,6 +62,7 @@ class Agent:
     outbox: Outbox | None = None
     integrations: Integrations | None = None
     pipelines: dict[str, PbxPipeline] = field(default_factory=dict)
+    records: RecordLinks | None = None  # record_url() for CRM clients' recordUrl
     outbox_policy: OutboxPolicy = field(default_factory=OutboxPolicy)
 
     def on_call_event(self, event: CallEvent) -> None:
@@ -91,6 +93,7 @@ class Agent:
             self.health.register_probe("database", lambda: database.probe(pool), critical=True)
 
             box = SecretBox(secret)
+            self.records = RecordLinks(cfg.agent.public_url, secret, cfg.agent.recordings_dir)
             http = make_client()
             stack.push_async_callback(http.aclose)
             self.integrations = Integrations(pool, box, connectors(), http)
@@ -140,8 +143,8 @@ class Agent:
         app[keys.INTEGRATIONS] = self.integrations
         app[keys.OUTBOX] = self.outbox
         app[keys.ORIGINATOR] = Originator(self.config.pbx, self.pipelines)
-        app[keys.RECORDS] = records.RecordLinks(self.config.agent.public_url, secret,
-                                                self.config.agent.recordings_dir)
+        assert self.records is not None
+        app[keys.RECORDS] = self.records
         api.add_routes(app)
         extensions_api.add_routes(app)
         retailcrm_api.add_routes(app)
