@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent import enterprises, keys
+from agent import enterprises, keys, retailcrm_store
 from agent.tokens import Principal, TokenError
 from agent.web import Handler
 
@@ -36,6 +36,8 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         principal = request.app[keys.SIGNER].verify(token.strip())
     except TokenError as exc:
         return error(401, str(exc))
+    if principal.source is not None and not await retailcrm_store.token_current(request.app[keys.POOL], principal):
+        return error(401, "token revoked (the RetailCRM module was registered again or removed)")
     request[PRINCIPAL] = principal
     return await handler(request)
 

@@ -7,6 +7,8 @@ completion) behind a thin layer of ours that fixes what its users tripped over:
 - a Ping whose reply does not come within `ping_timeout` drops the connection;
 - actions still pending when the connection drops fail with `AmiNotConnected`; they are never
   re-sent (an Originate must not ring twice);
+- an `Async: true` action (Originate) completes with Asterisk's immediate answer, not with the
+  OriginateResponse event that comes when the call is answered or fails (that event goes to the tracker);
 - reconnection backs off exponentially up to 5 s; a refused login is its own state, reported in
   /health and retried slowly, never a crash loop.
 """
@@ -127,7 +129,9 @@ class _Protocol(asyncio.Protocol):
     def send(self, fields: Mapping[str, Any]) -> asyncio.Future[Any]:
         if self.transport is None or self.transport.is_closing():
             raise AmiNotConnected("AMI link is down")
-        action = Action(dict(fields))
+        # panoramisk would hold an `Async: true` action open until its OriginateResponse event, i.e.
+        # until the call is answered or fails; its answer is the "successfully queued" response.
+        action = Action(dict(fields), as_list=False if _is_async(fields) else None)
         self.pending[action.action_id] = action
         self.last_action_id = action.action_id
         self.transport.write(str(action).encode("utf-8"))
@@ -137,6 +141,10 @@ class _Protocol(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _is_async(fields: Mapping[str, Any]) -> bool:
+    return any(k.lower() == "async" and str(v).lower() in ("true", "yes", "1") for k, v in fields.items())
 
 
 class AmiLink:

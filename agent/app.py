@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from admin import api, deliveries_api
-from agent import database, keys
+from admin import api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
+from agent import database, keys, records
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
 from agent.config import Config
@@ -23,10 +23,12 @@ from agent.health import HealthRegistry
 from agent.integrations import Integrations
 from agent.logs import register_secret
 from agent.metrics import Metrics
+from agent.originate import Originator
 from agent.outbox import Outbox, OutboxPolicy, outbox_probe, policy_from
 from agent.pbx import PbxPipeline
 from agent.pbxmanager import PbxManager
 from agent.planner import Planner
+from agent.records import RecordLinks
 from agent.sdnotify import Notifier
 from agent.secretbox import SecretBox, load_or_create_secret
 from agent.supervisor import Supervisor
@@ -62,6 +64,7 @@ class Agent:
     integrations: Integrations | None = None
     pbxs: PbxManager | None = None
     lock_interval: float = 2.0
+    records: RecordLinks | None = None  # record_url() for CRM clients' recordUrl
     outbox_policy: OutboxPolicy | None = None  # tests pass one; else from [outbox]
 
     @property
@@ -96,18 +99,23 @@ class Agent:
             self.health.register_probe("database", lambda: database.probe(pool), critical=True)
 
             box = SecretBox(secret)
+            self.records = RecordLinks(cfg.agent.public_url, secret, cfg.agent.recordings_dir)
             http = make_client()
             stack.push_async_callback(http.aclose)
             self.integrations = Integrations(pool, box, connectors(), http)
             policy = self.outbox_policy or policy_from(cfg.outbox)
             dispatcher = CrmDispatcher(self.integrations, concurrency=policy.account_concurrency,
                                        breaker_threshold=policy.breaker_threshold,
-                                       breaker_cooldown=policy.breaker_cooldown)
+                                       breaker_cooldown=policy.breaker_cooldown,
+                                       record_url=self.records.record_url)
             self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
             self.planner = Planner(self.integrations, self.outbox)
             self.calls = CallStore(pool, self.metrics)
             outbox = self.outbox
             self.health.register_probe("outbox", lambda: outbox_probe(outbox, self.metrics), critical=False)
+
+            self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
+                                   self.on_call_event, dsn, lock_interval=self.lock_interval)
 
             runner = await self._start_http(secret)
             stack.push_async_callback(runner.cleanup)
@@ -117,8 +125,6 @@ class Agent:
             supervisor.start("outbox", self.outbox.run)
             supervisor.start("planner", self.planner.run)
             supervisor.start("calls", self.calls.run)
-            self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
-                                   self.on_call_event, dsn, lock_interval=self.lock_interval)
             self.pbxs.start(cfg.pbx)
 
             interval = self.notifier.watchdog_interval()
@@ -146,8 +152,15 @@ class Agent:
         assert self.integrations is not None and self.outbox is not None
         app[keys.INTEGRATIONS] = self.integrations
         app[keys.OUTBOX] = self.outbox
+        app[keys.ORIGINATOR] = Originator(self.config.pbx, self.pipelines)
+        assert self.records is not None
+        app[keys.RECORDS] = self.records
         api.add_routes(app)
         deliveries_api.add_routes(app)
+        extensions_api.add_routes(app)
+        retailcrm_api.add_routes(app)
+        retailcrm_callbacks.add_routes(app)
+        records.add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()
         listen = self.config.http.listen

@@ -46,6 +46,7 @@ class AgentSection:
     log_format: str = "text"
     default_region: str = "BY"
     shutdown_timeout: float = 10.0
+    recordings_dir: Path = Path("/var/spool/asterisk/monitor")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class PbxSection:
     internal_channel_patterns: tuple[str, ...] = ()
     internal_number_pattern: str | None = None
     trunk_contexts: tuple[str, ...] = ()
+    originate_channel: str = "PJSIP/{extension}"  # click-to-call: the manager's phone, rung first
+    originate_context: str = "from-internal"  # ... then the number is dialled in this context
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +162,14 @@ def _agent_section(t: _Table, base_dir: Path) -> AgentSection:
     fmt = t.string("log_format", AgentSection.log_format, check=_one_of(LOG_FORMATS))
     region = t.string("default_region", AgentSection.default_region, check=_region)
     shutdown = t.number("shutdown_timeout", AgentSection.shutdown_timeout, minimum=1)
+    recordings_dir = t.string("recordings_dir", str(AgentSection.recordings_dir))
     t.reject_unknown()
     state_path = Path(state_dir).expanduser()
     if not state_path.is_absolute():
         state_path = base_dir / state_path
+    recordings_path = Path(recordings_dir or AgentSection.recordings_dir).expanduser()
+    if not recordings_path.is_absolute():
+        recordings_path = base_dir / recordings_path
     return AgentSection(
         state_dir=state_path,
         public_url=public_url.rstrip("/"),
@@ -170,6 +177,7 @@ def _agent_section(t: _Table, base_dir: Path) -> AgentSection:
         log_format=fmt,
         default_region=region.upper(),
         shutdown_timeout=shutdown,
+        recordings_dir=recordings_path,
     )
 
 
@@ -234,6 +242,11 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
         patterns = t.strings("internal_channel_patterns", (), check=_regex)
         number_pattern = t.string("internal_number_pattern", "", check=_regex) or None
         trunk_contexts = t.strings("trunk_contexts", ())
+        originate_channel = t.string("originate_channel", PbxSection.originate_channel, check=_originate_channel)
+        originate_context = t.string("originate_context", PbxSection.originate_context, check=_context)
+        for key in ("originate_channel", "originate_context"):
+            if entry.get(key) == "":
+                t.problem(key, "must not be empty (leave the key out for the default)")
         t.reject_unknown()
         if secret and secret_file:
             problems.append(f"{label}: {t.where} secret: give either secret or secret_file, not both")
@@ -247,7 +260,8 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
                     name=name, enterprise=enterprise, username=username, secret=secret, host=host,
                     port=port, region=region.upper() if region else None,
                     internal_channel_patterns=patterns, internal_number_pattern=number_pattern,
-                    trunk_contexts=trunk_contexts,
+                    trunk_contexts=trunk_contexts, originate_channel=originate_channel,
+                    originate_context=originate_context,
                 )
             )
     return tuple(result)
@@ -418,6 +432,21 @@ def check_enterprise(value: str) -> str | None:
     if re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
         return None
     return f"expected letters, digits, '_', '-' (at most 32), got {_show(value)}"
+
+
+def _originate_channel(value: str) -> str | None:
+    """A dial string with `{extension}` where the manager's extension goes, e.g. "PJSIP/{extension}"."""
+    fields = re.findall(r"\{([^{}]*)\}", value)
+    if fields != ["extension"] or re.search(r"[\s,]", value) or "/" not in value:
+        return ('expected a dial string with {extension} once and no spaces or commas, '
+                f'such as "PJSIP/{{extension}}" or "Local/{{extension}}@agents", got {_show(value)}')
+    return None
+
+
+def _context(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.+-]{1,79}", value):
+        return None
+    return f"expected a dialplan context name (letters, digits, '_', '.', '+', '-'), got {_show(value)}"
 
 
 def _regex(value: str) -> str | None:

@@ -9,7 +9,9 @@ from agent.database import Pool
 from agent.health import HealthRegistry
 from agent.integrations import Integrations
 from agent.metrics import Metrics
+from agent.originate import Originator
 from agent.outbox import Outbox
+from agent.records import RecordLinks
 from agent.secretbox import SecretBox
 from agent.tokens import TokenSigner
 
@@ -21,3 +23,5 @@ SECRETS = web.AppKey("secrets", SecretBox)
 SIGNER = web.AppKey("signer", TokenSigner)
 INTEGRATIONS = web.AppKey("integrations", Integrations)
 OUTBOX = web.AppKey("outbox", Outbox)
+ORIGINATOR = web.AppKey("originator", Originator)
+RECORDS = web.AppKey("records", RecordLinks)

@@ -24,6 +24,7 @@ class Principal:
 
     enterprise: str | None
     token_id: str
+    source: str | None = None  # who the token was issued for, e.g. "retailcrm" (the module's accountUrl)
 
     @property
     def is_admin(self) -> bool:
@@ -37,7 +38,8 @@ class TokenSigner:
     def __init__(self, secret: bytes) -> None:
         self._key = derive_key(secret, "pbx-agent jwt")
 
-    def issue(self, enterprise: str | None, days: float, *, now: float | None = None) -> str:
+    def issue(self, enterprise: str | None, days: float, *, now: float | None = None,
+              source: str | None = None) -> str:
         issued = int(now if now is not None else time.time())
         claims: dict[str, object] = {
             "iss": ISSUER,
@@ -49,6 +51,8 @@ class TokenSigner:
         }
         if enterprise:
             claims["enterprise"] = enterprise
+        if source:
+            claims["source"] = source
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def verify(self, token: str) -> Principal:
@@ -62,9 +66,11 @@ class TokenSigner:
         except jwt.InvalidTokenError:
             raise TokenError("invalid token") from None
         scope = claims.get("scope")
+        source = claims.get("source")
+        source = source if isinstance(source, str) and source else None
         if scope == "admin":
-            return Principal(enterprise=None, token_id=str(claims["jti"]))
+            return Principal(enterprise=None, token_id=str(claims["jti"]), source=source)
         enterprise = claims.get("enterprise")
         if scope == "enterprise" and isinstance(enterprise, str) and enterprise:
-            return Principal(enterprise=enterprise, token_id=str(claims["jti"]))
+            return Principal(enterprise=enterprise, token_id=str(claims["jti"]), source=source)
         raise TokenError("invalid token scope")

@@ -1,0 +1,41 @@
+"""`GET/PUT /api/enterprises/{number}/extensions`: the enterprise's internal extensions (user_internal_phones).
+
+PUT replaces the list: `{"extensions": [{"extension": "101", "display_name": "Anna"}, ...]}`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from admin.api import _enterprise, _json_object, error
+from agent import enterprises, extensions, keys
+
+
+async def get_extensions(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        return error(404, f"no enterprise {number}")
+    return web.json_response({"extensions": [e.to_json() for e in await extensions.list_for(pool, number)]})
+
+
+async def put_extensions(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    body = await _json_object(request)
+    unknown = sorted(set(body) - {"extensions"})
+    if unknown:
+        return error(400, f"unknown field {unknown[0]!r}", unknown[0])
+    try:
+        items = extensions.parse(body.get("extensions"))
+    except extensions.InvalidExtensions as exc:
+        return error(400, exc.message, exc.field)
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        return error(404, f"no enterprise {number}")
+    await extensions.replace(pool, number, items)
+    return web.json_response({"extensions": [e.to_json() for e in items]})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/enterprises/{number}/extensions", get_extensions)
+    app.router.add_put("/api/enterprises/{number}/extensions", put_extensions)

@@ -1,0 +1,278 @@
+"""RetailCRM setup under /api/enterprises/{number}/integrations/retailcrm/ (bearer token, admin/api.py).
+
+- `POST .../test` — what the stored (or the posted) API key may call, or why it fails;
+- `POST .../register` / `DELETE .../register` — create/update or switch off the telephony module;
+- `GET .../managers` — CRM users with their extensions; `PUT .../extensions` — save and sync the mapping;
+- `GET .../statuses` — the managers' statuses and the module's activity, as RetailCRM reported them.
+
+Every exchange with RetailCRM is written to integration_logs (masked by the client) under the
+operation's name. Settings changes go through `enterprises.put_integration` (NOTIFY).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from admin.api import _enterprise, _json_object, error
+from admin.retailcrm_callbacks import ACTIVITY, MAKE_CALL, USER_STATUS
+from agent import enterprises, extensions, keys, retailcrm_store
+from connectors.base import CrmError, SendOutcome, mask
+from connectors.retailcrm.client import RetailCrmClient
+from connectors.retailcrm.mapping import MappingError, merge, module_codes, reassign
+from connectors.retailcrm.models import ModuleUrls
+from connectors.retailcrm.settings import RetailCrmSettings, SettingsError, parse
+
+CRM = retailcrm_store.CRM
+PREFIX = "/api/enterprises/{number}/integrations/retailcrm"
+LOGO = "/static/retailcrm-logo.svg"
+LOGO_FILE = Path(__file__).parent / "static" / "retailcrm-logo.svg"
+ACCOUNT_PAGE = "/admin/retailcrm"
+ACCOUNT_TOKEN_DAYS = 365
+
+
+class Problem(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+Route = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def answers_problems(route: Route) -> Route:
+    @wraps(route)
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return await route(request)
+        except Problem as p:
+            return error(p.status, p.message, p.field)
+        except CrmError as exc:
+            return error(502, f"RetailCRM: {exc.outcome.error or exc.outcome.status}")
+
+    return wrapped
+
+
+async def _settings(request: web.Request, number: str) -> RetailCrmSettings:
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        raise Problem(404, f"no enterprise {number}")
+    try:
+        settings = await retailcrm_store.settings_of(pool, request.app[keys.SECRETS], number)
+    except (SettingsError, ValueError) as exc:
+        raise Problem(409, f"the stored retailcrm settings are unusable: {exc}") from None
+    if settings is None:
+        raise Problem(404, f"retailcrm is not configured for enterprise {number}")
+    return settings
+
+
+class LoggedClient(RetailCrmClient):
+    """A client on the shared HTTP pool that keeps its exchanges for integration_logs."""
+
+    def __init__(self, settings: RetailCrmSettings, request: web.Request) -> None:
+        self.seen: list[SendOutcome] = []
+        super().__init__(settings, request.app[keys.INTEGRATIONS].http,
+                         on_exchange=lambda _name, outcome: self.seen.append(outcome))
+
+
+@asynccontextmanager
+async def _client(request: web.Request, number: str, settings: RetailCrmSettings, event: str
+                  ) -> AsyncIterator[LoggedClient]:
+    """Every exchange of the client lands in integration_logs as `event`, whatever happens."""
+    client = LoggedClient(settings, request)
+    try:
+        yield client
+    finally:
+        for o in client.seen:
+            await retailcrm_store.log_exchange(request.app[keys.POOL], number, event, o.request, o.response,
+                                               o.ok, o.error, o.http_status, o.duration_ms)
+
+
+def module_urls(public_url: str, number: str, token: str) -> ModuleUrls:
+    account = f"{public_url}{ACCOUNT_PAGE}?" + urlencode({"enterprise_number": number, "token": token})
+    return ModuleUrls(base_url=public_url, logo=public_url + LOGO, make_call=public_url + MAKE_CALL,
+                      change_user_status=public_url + USER_STATUS, account=account, activity=ACTIVITY)
+
+
+# -- routes ----------------------------------------------------------------------------------------
+
+@answers_problems
+async def test_connection(request: web.Request) -> web.Response:
+    """The stored settings, or a posted settings object (masked secrets mean "the stored one")."""
+    number = _enterprise(request)
+    settings = await _settings_to_test(request, number)
+    async with _client(request, number, settings, "test_connection") as client:
+        report = await client.test_connection()
+        if not report.ok and client.seen:  # answered, but the key is not fit for use: log the verdict
+            client.seen[-1].status, client.seen[-1].error = "permanent", report.reason
+    return web.json_response({
+        "ok": report.ok, "reason": report.reason, "http_status": report.http_status,
+        "methods": list(report.methods), "scopes": list(report.scopes), "missing": list(report.missing),
+        "missing_optional": list(report.missing_optional), "site_access": report.site_access,
+        "sites": list(report.sites),
+    })
+
+
+async def _settings_to_test(request: web.Request, number: str) -> RetailCrmSettings:
+    if not request.can_read_body:
+        return await _settings(request, number)
+    body = await _json_object(request)
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        raise Problem(404, f"no enterprise {number}")
+    stored = await enterprises.get_integration(pool, number, CRM)
+    try:
+        return parse(enterprises.unmask(request.app[keys.SECRETS], CRM, body, stored))
+    except SettingsError as exc:
+        raise Problem(400, exc.message, exc.field) from None
+
+
+@answers_problems
+async def register(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    settings = await _settings(request, number)
+    if not settings.enabled:
+        raise Problem(409, "retailcrm is disabled for this enterprise; enable it before registering the module")
+    signer = request.app[keys.SIGNER]
+    token = signer.issue(number, ACCOUNT_TOKEN_DAYS, source=CRM)
+    token_id = signer.verify(token).token_id
+    public_url = request.app[keys.CONFIG].agent.public_url
+    urls = module_urls(public_url, number, token)
+    async with _client(request, number, settings, "register_module") as client:
+        result = await client.register_module(urls)
+    # the new token is in force from now on; the previous one (if any) is revoked by the same write
+    await retailcrm_store.set_account_token(request.app[keys.POOL], number, token_id)
+    return web.json_response({
+        "registered": True, "created": result.created, "code": settings.code,
+        "not_exist_user_ids": list(result.not_exist_user_ids),
+        "not_exist_site_codes": list(result.not_exist_site_codes),
+        "account_token_id": token_id, "account_token_expires_in_days": ACCOUNT_TOKEN_DAYS,
+        "urls": {"baseUrl": urls.base_url, "logo": urls.logo, "makeCallUrl": urls.make_call,
+                 "changeUserStatusUrl": urls.change_user_status,
+                 "accountUrl": module_urls(public_url, number, mask(token)).account,
+                 "actions": {"activity": urls.activity}},
+    })
+
+
+@answers_problems
+async def deregister(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        raise Problem(404, f"no enterprise {number}")
+    await retailcrm_store.set_account_token(pool, number, None)  # whatever RetailCRM says next
+    settings = await _settings(request, number)
+    async with _client(request, number, settings, "deactivate_module") as client:
+        try:
+            result = await client.deactivate_module()
+        except CrmError as exc:
+            raise Problem(502, f"the account link was revoked, but RetailCRM refused to switch the module off: "
+                               f"{exc.outcome.error or exc.outcome.status}") from None
+    return web.json_response({"deactivated": result is not None, "token_revoked": True})
+
+
+@answers_problems
+async def statuses(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        raise Problem(404, f"no enterprise {number}")
+    rows = await retailcrm_store.user_statuses(pool, number)
+    module = await retailcrm_store.module_state(pool, number) or {}
+    return web.json_response({
+        "statuses": [{"user_id": s.user_id, "code": s.code, "status": s.status,
+                      "changed_at": s.changed_at.isoformat()} for s in rows],
+        "module": {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in module.items()},
+    })
+
+
+@answers_problems
+async def managers(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    settings = await _settings(request, number)
+    pool = request.app[keys.POOL]
+    async with _client(request, number, settings, "list_managers") as client:
+        users = await client.all_users()
+        try:
+            module = await client.get_module()
+            crm_error = None
+        except CrmError as exc:  # e.g. the key may not read the module: show ours, say why theirs is missing
+            module, crm_error = None, exc.outcome.error or exc.outcome.status
+    merged = merge(users, settings.user_extensions, module_codes(module))
+    status = {s.user_id: s.status for s in await retailcrm_store.user_statuses(pool, number)}
+    return web.json_response({
+        "managers": [{
+            "user_id": m.user.id, "name": m.user.name, "email": m.user.email, "active": m.user.active,
+            "is_manager": m.user.is_manager, "status": status.get(m.user.id, m.user.status),
+            "extension": m.extension, "source": m.source, "crm_extension": m.crm_extension,
+            "differs": m.differs,
+        } for m in merged.managers],
+        "differences": merged.differences,
+        "unknown_users": merged.unknown_users,
+        "module_registered": module is not None,
+        "module_error": crm_error,
+        "extensions": [e.to_json() for e in await extensions.list_for(pool, number)],
+    })
+
+
+@answers_problems
+async def put_extensions(request: web.Request) -> web.Response:
+    """`{"user_extensions": {user_id: extension | null}, "replace": false}`: assign (or with replace,
+    set the whole mapping); then copy the result to the module's additionalCodes."""
+    number = _enterprise(request)
+    body = await _json_object(request)
+    unknown = sorted(set(body) - {"user_extensions", "replace"})
+    if unknown:
+        raise Problem(400, f"unknown field {unknown[0]!r}", unknown[0])
+    changes, replace = body.get("user_extensions"), body.get("replace", False)
+    if not isinstance(changes, dict) or not all(v is None or isinstance(v, str) for v in changes.values()):
+        raise Problem(400, "must be an object {crm_user_id: extension or null}", "user_extensions")
+    if not isinstance(replace, bool):
+        raise Problem(400, "must be true or false", "replace")
+    settings = await _settings(request, number)
+    try:
+        mapping, moves = reassign(settings.user_extensions, changes, replace=replace)
+        updated = parse({**settings.to_json(), "user_extensions": mapping})
+    except (MappingError, SettingsError) as exc:
+        raise Problem(400, getattr(exc, "message", str(exc)), getattr(exc, "field", None)) from None
+    pool, box = request.app[keys.POOL], request.app[keys.SECRETS]
+    try:
+        await enterprises.put_integration(pool, box, number, CRM, updated.to_json())
+    except enterprises.NotFound:
+        raise Problem(404, f"no enterprise {number}") from None
+    known = {e.extension for e in await extensions.list_for(pool, number)}
+    sync: dict[str, Any] = {"ok": True, "error": None}
+    async with _client(request, number, updated, "sync_codes") as client:
+        try:
+            result = await client.set_additional_codes(updated.user_extensions)
+            sync["not_exist_user_ids"] = list(result.not_exist_user_ids)
+        except CrmError as exc:
+            sync = {"ok": False, "error": exc.outcome.error or exc.outcome.status}
+    return web.json_response({
+        "user_extensions": dict(updated.user_extensions),
+        "moved": [{"extension": m.extension, "from_user": m.from_user, "to_user": m.to_user} for m in moves],
+        "unknown_extensions": sorted(e for e in set(updated.user_extensions.values()) if known and e not in known),
+        "sync": sync,
+    })
+
+
+async def logo(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(LOGO_FILE, headers={"Content-Type": "image/svg+xml", "Cache-Control": "max-age=86400"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(PREFIX + "/test", test_connection)
+    app.router.add_post(PREFIX + "/register", register)
+    app.router.add_delete(PREFIX + "/register", deregister)
+    app.router.add_get(PREFIX + "/managers", managers)
+    app.router.add_put(PREFIX + "/extensions", put_extensions)
+    app.router.add_get(PREFIX + "/statuses", statuses)
+    app.router.add_get(LOGO, logo)
