@@ -253,3 +253,25 @@ async def test_failed_deliveries_are_listed_and_retried_through_the_api(
                 assert resp.status == 200
         await drained(pool, at_least=1)
     assert len(fake_crm.calls) == 1
+
+
+async def test_a_recorded_call_carries_a_signed_record_url(
+        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    directory = recordings.recordings_dir()
+    ami = FakeAmi(directory / "p_o_recorded_call.ami", directory / "p_o_recorded_call.timing", speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
+    async with running(config) as agent:
+        await ami.wait_finished(within=10)
+        await drained(pool, at_least=2)
+        assert agent.records is not None
+        ((call,),) = fake_crm.uploads
+        url = call["recordUrl"]
+        assert url.startswith(config.agent.public_url + "/records/")
+        path = agent.records.relative(
+            "/var/spool/asterisk/monitor/in-375173880003-+375291234567-20261124-005922-1795481962.0.wav")
+        assert path == "in-375173880003-+375291234567-20261124-005922-1795481962.0.wav"
+    stored = await pool.fetchval("SELECT recording FROM calls")
+    assert stored.endswith("1795481962.0.wav")
