@@ -6,8 +6,9 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -17,7 +18,7 @@ from admin import api, deliveries_api, extensions_api, retailcrm_api, retailcrm_
 from agent import database, keys, records
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
-from agent.config import Config
+from agent.config import Config, ConfigError, load
 from agent.dispatch import CrmDispatcher
 from agent.health import HealthRegistry
 from agent.integrations import Integrations
@@ -40,6 +41,7 @@ from connectors.registry import connectors
 log = logging.getLogger(__name__)
 
 HTTP_SHUTDOWN_S = 3.0
+STATUS_INTERVAL_S = 10.0
 
 
 class StartupError(Exception):
@@ -65,6 +67,7 @@ class Agent:
     pbxs: PbxManager | None = None
     lock_interval: float = 2.0
     records: RecordLinks | None = None  # record_url() for CRM clients' recordUrl
+    originator: Originator | None = None
     outbox_policy: OutboxPolicy | None = None  # tests pass one; else from [outbox]
 
     @property
@@ -130,8 +133,10 @@ class Agent:
             interval = self.notifier.watchdog_interval()
             if interval:
                 supervisor.start("watchdog", lambda: self._watchdog(interval))
+            if self.notifier.enabled:
+                supervisor.start("status", self._status)
             self.metrics.up.set(1)
-            self.notifier.notify("READY=1", "STATUS=running")
+            self.notifier.notify("READY=1", f"STATUS={await self.status_line()}")
             self.ready.set()
             log.info("pbx-agent ready: http %s, %d PBX configured", cfg.http.listen, len(cfg.pbx))
             await self.stopping.wait()
@@ -152,7 +157,9 @@ class Agent:
         assert self.integrations is not None and self.outbox is not None
         app[keys.INTEGRATIONS] = self.integrations
         app[keys.OUTBOX] = self.outbox
-        app[keys.ORIGINATOR] = Originator(self.config.pbx, self.pipelines)
+        assert self.pbxs is not None
+        self.originator = Originator(self.config.pbx, self.pbxs.pipelines)
+        app[keys.ORIGINATOR] = self.originator
         assert self.records is not None
         app[keys.RECORDS] = self.records
         api.add_routes(app)
@@ -181,9 +188,50 @@ class Agent:
                 self.pool.terminate()
 
     async def _watchdog(self, interval: float) -> None:
+        """Pings from the event loop itself: a blocked loop stops them and systemd restarts the agent."""
         while True:
             self.notifier.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+    async def status_line(self) -> str:
+        """What `systemctl status` shows: e.g. `3 PBX connected of 3, 0 due`."""
+        connected = sum(p.link.connected.is_set() for p in self.pipelines.values())
+        try:
+            due = await self.outbox.due_count() if self.outbox is not None else 0
+            due_text = f"{due} due"
+        except Exception:
+            due_text = "database unavailable"
+        return f"{connected} PBX connected of {len(self.config.pbx)}, {due_text}"
+
+    async def _status(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            self.notifier.notify(f"STATUS={await self.status_line()}")
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read agent.toml; PBX links that were added, removed or changed are (re)connected,
+        the others untouched. A broken file is refused with check-config's messages; the running
+        configuration stays. Other tables take effect at the next restart (said in the log)."""
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        try:
+            try:
+                new = load(self.config.path)
+            except ConfigError as exc:
+                for line in exc.problems:
+                    log.error("reload refused: %s", line)
+                return
+            for pbx in new.pbx:
+                register_secret(pbx.secret)
+            changes = await self.pbxs.apply(new.pbx) if self.pbxs is not None else []
+            for section in ("agent", "database", "http", "agi", "outbox"):
+                if getattr(new, section) != getattr(self.config, section):
+                    log.warning("reload: [%s] changed; it takes effect when the agent restarts", section)
+            self.config = replace(self.config, pbx=new.pbx)
+            if self.originator is not None:
+                self.originator.pbx = new.pbx
+            log.info("reloaded %s: %s", self.config.path, ", ".join(changes) or "no PBX changes")
+        finally:
+            self.notifier.notify("READY=1", f"STATUS={await self.status_line()}")
 
 
 async def serve(config: Config) -> int:
@@ -192,6 +240,15 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stopping.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        if agent.ready.is_set() and not reloads:  # one reload at a time; a HUP during one is dropped
+            task = asyncio.create_task(agent.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     main = asyncio.create_task(agent.run())
     stopping = asyncio.create_task(agent.stopping.wait())
     await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -372,6 +372,12 @@ class Outbox:
         rows = await self.pool.fetch("SELECT status, count(*) AS n FROM deliveries GROUP BY status")
         return {r["status"]: int(r["n"]) for r in rows}
 
+    async def due_count(self) -> int:
+        """How many deliveries are due now (waiting to be sent)."""
+        return int(await self.pool.fetchval(
+            "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()")
+            or 0)
+
     async def oldest_due_age(self) -> float:
         age = await self.pool.fetchval(
             "SELECT extract(epoch FROM now() - min(next_attempt_at)) FROM deliveries"
