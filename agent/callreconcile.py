@@ -35,11 +35,15 @@ def _duration(value: str) -> timedelta | None:
 
 
 def _talking(env: Env, rows: list[Mapping[str, str]]) -> list[tuple[str, str]]:
-    """(extension, uid) of phones that are up and bridged, i.e. talking."""
+    """(extension, uid) of phones that are up, i.e. picked up. A dialled phone is Up from the moment it
+    answers; the bridge may come a few milliseconds later (a snapshot can fall in between), so a bridged
+    phone is preferred but an unbridged Up one counts too."""
+    up = [row for row in rows if row.get("ChannelState") == _TALKING_STATE]
+    up.sort(key=lambda row: not row.get("BridgeId"))
     found = []
-    for row in rows:
+    for row in up:
         ext = env.rules.phone_extension(row.get("Channel"))
-        if ext and row.get("ChannelState") == _TALKING_STATE and row.get("BridgeId"):
+        if ext:
             found.append((ext, row["Uniqueid"]))
     return found
 

@@ -1,0 +1,107 @@
+"""Two agents, one database, one PBX: only the lock holder consumes the AMI stream; when it is killed
+with -9, the standby takes over within 10 s, reconciles the call in progress, and every call reaches the
+fake RetailCRM exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import signal
+import urllib.request
+from pathlib import Path
+
+from agent.database import Pool
+from agent.secretbox import load_or_create_secret
+from tests import recordings
+from tests.crm_setup import API_KEY, configure_retailcrm
+from tests.fakes.ami import FakeAmi
+from tests.fakes.retailcrm import FakeRetailCrm
+from tests.test_lifecycle import free_port
+from tests.test_outbox_crash import start_agent
+
+CALLS = 12
+
+
+def stream() -> tuple[bytes, int]:
+    """CALLS copies of a SIP call; and a byte offset inside copy 7, after its answer."""
+    data = recordings.ami("p_a_incoming_answered")
+    banner, _, body = data.partition(b"\r\n")
+    copies = [recordings.rewrite_ids(body, offset=i * 10) for i in range(CALLS)]
+    before = len(banner) + 2 + sum(len(c) for c in copies[:6])
+    inside = copies[6].index(b"Event: BridgeEnter")
+    return banner + b"\r\n" + b"".join(copies), before + inside
+
+
+def write_config(directory: Path, dsn: str, ami_port: int) -> tuple[Path, int]:
+    directory.mkdir(exist_ok=True)
+    port = free_port()
+    cfg = directory / "agent.toml"
+    cfg.write_text(
+        f'[agent]\nstate_dir = "../state"\n[database]\ndsn = "{dsn}"\n'
+        f'[http]\nlisten = "127.0.0.1:{port}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
+        '[outbox]\nlease = 2\n'
+        f'[[pbx]]\nname = "office"\nenterprise = "100"\nusername = "agent"\nsecret = "secret"\nport = {ami_port}\n'
+    )
+    return cfg, port
+
+
+def pbx_health(port: int) -> dict[str, object]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+            body = json.loads(resp.read())
+    except OSError:
+        return {}
+    component: dict[str, object] = body["components"].get("pbx:office", {})
+    return component
+
+
+async def until(predicate: object, within: float) -> None:
+    async with asyncio.timeout(within):
+        while not await asyncio.to_thread(predicate):  # type: ignore[arg-type]
+            await asyncio.sleep(0.05)
+
+
+async def test_standby_takes_over_after_kill_9(pool: Pool, db_dsn: str, tmp_path: Path) -> None:
+    data, pause = stream()
+    async with FakeRetailCrm(api_key=API_KEY) as crm, FakeAmi(data, speed=math.inf, pause_at=pause) as ami:
+        load_or_create_secret(tmp_path / "state")
+        await configure_retailcrm(pool, tmp_path / "state", crm, popup_in=False, popup_hangup=False)
+        cfg_a, port_a = write_config(tmp_path / "a", db_dsn, ami.port)
+        cfg_b, port_b = write_config(tmp_path / "b", db_dsn, ami.port)
+        first = await start_agent(cfg_a)
+        second: asyncio.subprocess.Process | None = None
+        try:
+            await until(lambda: pbx_health(port_a).get("role") == "active", 30)
+            second = await start_agent(cfg_b)
+            await until(lambda: pbx_health(port_b).get("holder") is not None, 30)
+            assert pbx_health(port_b)["role"] == "standby"
+            assert str(pbx_health(port_b)["holder"]).startswith("pbx-agent ")
+            await ami.wait_paused(within=30)
+            async with asyncio.timeout(30):  # everything before the pause is stored
+                while await pool.fetchval("SELECT count(*) FROM calls") < 6:
+                    await asyncio.sleep(0.05)
+            assert ami.logins == 1
+            os.kill(first.pid, signal.SIGKILL)
+            await first.wait()
+            loop = asyncio.get_running_loop()
+            killed_at = loop.time()
+            await ami.wait_logins(2, within=15)
+            assert loop.time() - killed_at < 10
+            await until(lambda: pbx_health(port_b).get("role") == "active", 10)
+            ami.unpause()
+            await ami.wait_finished(within=30)
+            async with asyncio.timeout(30):
+                while len(crm.calls) < CALLS or await pool.fetchval(
+                        "SELECT count(*) FROM deliveries WHERE status <> 'done'") > 0:
+                    await asyncio.sleep(0.05)
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.returncode is None:
+                    proc.send_signal(signal.SIGTERM)
+                    await asyncio.wait_for(proc.wait(), 15)
+    assert len(crm.calls) == CALLS
+    assert sum(len(u) for u in crm.uploads) - crm.duplicates_seen == CALLS
+    results = [c["result"] for c in crm.calls.values()]
+    assert results == ["answered"] * CALLS
