@@ -36,11 +36,11 @@ class FakeResponsibleCrm:
         self.requests += 1
         phone = request.query.get("phone", "")
         self.phones.append(phone)
+        who, fail = self.responsible.get(phone), self.fail  # the answer as of the request's arrival
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.fail:
+        if fail:
             return web.json_response({"success": False, "errorMsg": "maintenance"}, status=503)
-        who = self.responsible.get(phone)
         manager: dict[str, Any] | None = None if who is None else {"id": who[0], "name": who[1]}
         return web.json_response({"success": True, "manager": manager})
 
