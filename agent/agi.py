@@ -31,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import socket
 from collections.abc import Mapping
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -60,28 +62,34 @@ class AgiRequestError(ValueError):
     pass
 
 
+_LINE = r"agi_\w+:[^\n]*"
+_REQUEST = re.compile(rf"(?:{_LINE}\n)*{_LINE}")
+_VARIABLE = re.compile(r"^(agi_\w+):[ \t]*([^\n]*)", re.MULTILINE)
+
+
 def parse_request(raw: bytes) -> dict[str, str]:
-    """The request's `agi_*` variables. Raises AgiRequestError for anything that is not a FastAGI request."""
+    """The request's `agi_*` variables (values as sent: strip the ones you use). Raises AgiRequestError for
+    anything that is not a FastAGI request."""
     text = raw.decode("utf-8", errors="replace")
-    headers: dict[str, str] = {}
-    for line in text.split("\n"):
-        line = line.removesuffix("\r")
-        key, sep, value = line.partition(":")
-        if not sep or not key.startswith("agi_") or not key.isidentifier():
-            raise AgiRequestError(f"not an AGI variable line: {line[:60]!r}")
-        headers[key] = value.strip()
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if not _REQUEST.fullmatch(text):
+        bad = next((line for line in text.split("\n") if not re.fullmatch(_LINE, line)), "")
+        raise AgiRequestError(f"not an AGI variable line: {bad[:60]!r}")
+    headers = dict(_VARIABLE.findall(text))
     if "agi_network_script" not in headers and "agi_request" not in headers:
         raise AgiRequestError("no agi_network_script nor agi_request")
     return headers
 
 
 def script_of(headers: Mapping[str, str]) -> str:
-    script = headers.get("agi_network_script")
+    script = headers.get("agi_network_script", "").strip() or None
     if script is None:  # agi://host:port/script, as a fallback
         script = headers.get("agi_request", "").split("://", 1)[-1].partition("/")[2]
     return script.strip("/").partition("?")[0]
 
 
+@lru_cache(maxsize=1024)
 def _ip(host: str) -> str | None:
     try:
         addr = ipaddress.ip_address(host.split("%", 1)[0])
@@ -90,6 +98,17 @@ def _ip(host: str) -> str | None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return str(addr.ipv4_mapped)
     return str(addr)
+
+
+@lru_cache(maxsize=4096)
+def commands_for(answer: Answer) -> tuple[bytes, ...]:
+    """The SET VARIABLE lines for an answer, last first (they are popped): REDIRECT_EXTEN goes first."""
+    return (
+        dv.set_variable(dv.CRM, answer.crm),
+        dv.set_variable(dv.MANAGER, answer.manager),
+        dv.set_variable(dv.STATUS, answer.status.value),
+        dv.set_variable(dv.EXTEN, answer.extension),
+    )
 
 
 class _State(Enum):
@@ -185,7 +204,7 @@ class AgiServer:
         self._by_ip = by_ip
 
     def enterprise_for(self, headers: Mapping[str, str], peer_ip: str | None) -> str | None:
-        arg = headers.get("agi_arg_1", "")
+        arg = headers.get("agi_arg_1", "").strip()
         if arg:
             return arg if check_enterprise(arg) is None else None
         if peer_ip is not None:
@@ -238,6 +257,7 @@ class _Session(asyncio.Protocol):
         self.enterprise = ""
         self.caller = ""
         self.failed_replies = 0
+        self.phase_started = 0.0
 
     # --- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -324,7 +344,7 @@ class _Session(asyncio.Protocol):
         return (crlf, crlf + 3)
 
     def _on_request(self, headers: dict[str, str]) -> None:
-        self.what = headers.get("agi_uniqueid") or "?"
+        self.what = headers.get("agi_uniqueid", "").strip() or "?"
         script = script_of(headers)
         if script != dv.SCRIPT:
             log.warning("FastAGI %s: %s unknown script %r; answering %s", self.peer, self.what, script,
@@ -332,7 +352,7 @@ class _Session(asyncio.Protocol):
             self._send(FALLBACK)
             return
         enterprise = self.server.enterprise_for(headers, self.peer_ip)
-        self.caller = headers.get("agi_callerid", "")
+        self.caller = headers.get("agi_callerid", "").strip()
         if enterprise is None:
             log.warning("FastAGI %s: %s no enterprise (no valid agi_arg_1, no [[pbx]] on this host, and not "
                         "exactly one enterprise configured); answering %s", self.peer, self.what, FALLBACK.status)
@@ -374,8 +394,13 @@ class _Session(asyncio.Protocol):
             if self.task is not None:
                 self.task.cancel()
             self._send(Answer(Status.TIMEOUT))
-        elif self.state in (_State.SENDING, _State.DRAINING):  # a peer that stopped answering or closing
-            self._close()
+        elif self.state in (_State.SENDING, _State.DRAINING):
+            # One timer per session: the deadline's, moved on here only if the session outlives it.
+            limit = self.phase_started + (REPLY_TIMEOUT_S if self.state is _State.SENDING else LINGER_S)
+            if self.loop.time() < limit:
+                self._arm(limit, self._on_deadline)
+            else:  # a peer that stopped answering, or never closed
+                self._close()
 
     # --- answering ---------------------------------------------------------------------------------
 
@@ -385,14 +410,9 @@ class _Session(asyncio.Protocol):
         log.info("smart-redirect %s enterprise=%s caller=%s status=%s exten=%s crm=%s cached=%s ms=%.1f",
                  self.what, self.enterprise or "-", self.caller or "-", answer.status.value, answer.extension or "-",
                  answer.crm or "-", "yes" if answer.cached else "no", seconds * 1000)
-        self.commands = [
-            dv.set_variable(dv.CRM, answer.crm),
-            dv.set_variable(dv.MANAGER, answer.manager),
-            dv.set_variable(dv.STATUS, answer.status.value),
-            dv.set_variable(dv.EXTEN, answer.extension),
-        ]  # popped from the end: REDIRECT_EXTEN goes first
+        self.commands = list(commands_for(answer))
         self.state = _State.SENDING
-        self._arm(self.loop.time() + REPLY_TIMEOUT_S, self._on_deadline)
+        self.phase_started = self.loop.time()
         self._next_command()
         if self.buf and self.state is _State.SENDING:
             data, self.buf = self.buf, b""
@@ -436,7 +456,7 @@ class _Session(asyncio.Protocol):
         self.buf = b""
         if self.transport.can_write_eof():
             self.transport.write_eof()
-            self._arm(self.loop.time() + LINGER_S, self._on_deadline)
+            self.phase_started = self.loop.time()
         else:
             self._close()
 
