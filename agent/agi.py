@@ -29,18 +29,16 @@ a cache hit costs one `data_received` call).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import re
 import socket
 from collections.abc import Mapping
 from enum import Enum
-from functools import lru_cache
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agent import dialplan_vars as dv
+from agent.agiproto import AgiRequestError, commands_for, parse_request, peer_ip, request_end, script_of
 from agent.config import AgiSection, check_enterprise
 from agent.dialplan_vars import Status
 from agent.health import ComponentHealth, HealthRegistry
@@ -56,59 +54,6 @@ LINGER_S = 2.0  # after our half-close, how long we wait for Asterisk's HANGUP a
 DEADLINE_MARGIN_S = 0.005  # the TIMEOUT answer is sent this much before the deadline
 HOST_RESOLVE_TIMEOUT_S = 2.0
 FALLBACK = Answer(Status.ERROR)
-
-
-class AgiRequestError(ValueError):
-    pass
-
-
-_LINE = r"agi_\w+:[^\n]*"
-_REQUEST = re.compile(rf"(?:{_LINE}\n)*{_LINE}")
-_VARIABLE = re.compile(r"^(agi_\w+):[ \t]*([^\n]*)", re.MULTILINE)
-
-
-def parse_request(raw: bytes) -> dict[str, str]:
-    """The request's `agi_*` variables (values as sent: strip the ones you use). Raises AgiRequestError for
-    anything that is not a FastAGI request."""
-    text = raw.decode("utf-8", errors="replace")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    if not _REQUEST.fullmatch(text):
-        bad = next((line for line in text.split("\n") if not re.fullmatch(_LINE, line)), "")
-        raise AgiRequestError(f"not an AGI variable line: {bad[:60]!r}")
-    headers = dict(_VARIABLE.findall(text))
-    if "agi_network_script" not in headers and "agi_request" not in headers:
-        raise AgiRequestError("no agi_network_script nor agi_request")
-    return headers
-
-
-def script_of(headers: Mapping[str, str]) -> str:
-    script = headers.get("agi_network_script", "").strip() or None
-    if script is None:  # agi://host:port/script, as a fallback
-        script = headers.get("agi_request", "").split("://", 1)[-1].partition("/")[2]
-    return script.strip("/").partition("?")[0]
-
-
-@lru_cache(maxsize=1024)
-def _ip(host: str) -> str | None:
-    try:
-        addr = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
-    return str(addr)
-
-
-@lru_cache(maxsize=4096)
-def commands_for(answer: Answer) -> tuple[bytes, ...]:
-    """The SET VARIABLE lines for an answer, last first (they are popped): REDIRECT_EXTEN goes first."""
-    return (
-        dv.set_variable(dv.CRM, answer.crm),
-        dv.set_variable(dv.MANAGER, answer.manager),
-        dv.set_variable(dv.STATUS, answer.status.value),
-        dv.set_variable(dv.EXTEN, answer.extension),
-    )
 
 
 class _State(Enum):
@@ -189,12 +134,12 @@ class AgiServer:
         loop = asyncio.get_running_loop()
         by_ip: dict[str, str] = {}
         for host, enterprise in self._pbx_hosts.items():
-            ips = {_ip(host)} - {None}
+            ips = {peer_ip(host)} - {None}
             if not ips:
                 try:
                     async with asyncio.timeout(HOST_RESOLVE_TIMEOUT_S):
                         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-                    ips = {_ip(str(info[4][0])) for info in infos} - {None}
+                    ips = {peer_ip(str(info[4][0])) for info in infos} - {None}
                 except (OSError, TimeoutError) as exc:
                     log.warning("FastAGI: cannot resolve [[pbx]] host %s (%s); its requests need agi_arg_1",
                                 host, exc)
@@ -203,12 +148,12 @@ class AgiServer:
                 by_ip[ip] = "" if by_ip.get(ip, enterprise) != enterprise else enterprise
         self._by_ip = by_ip
 
-    def enterprise_for(self, headers: Mapping[str, str], peer_ip: str | None) -> str | None:
+    def enterprise_for(self, headers: Mapping[str, str], source_ip: str | None) -> str | None:
         arg = headers.get("agi_arg_1", "").strip()
         if arg:
             return arg if check_enterprise(arg) is None else None
-        if peer_ip is not None:
-            by_host = self._by_ip.get(peer_ip)
+        if source_ip is not None:
+            by_host = self._by_ip.get(source_ip)
             if by_host:
                 return by_host
         return self._only
@@ -268,7 +213,7 @@ class _Session(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.peer = f"{peer[0]}:{peer[1]}"
-            self.peer_ip = _ip(str(peer[0]))
+            self.peer_ip = peer_ip(str(peer[0]))
         self.server._sessions.add(self)
         self._arm(self.arrival + max(self.server.deadline_s - DEADLINE_MARGIN_S, 0.0), self._on_deadline)
 
@@ -305,7 +250,7 @@ class _Session(asyncio.Protocol):
 
     def _on_request_bytes(self, data: bytes) -> None:
         self.buf += data
-        end = self._request_end(self.buf)
+        end = request_end(self.buf)
         if end is None:
             if len(self.buf) > MAX_REQUEST_BYTES:
                 self.server._reject("oversized")
@@ -327,21 +272,6 @@ class _Session(asyncio.Protocol):
             self._close()
             return
         self._on_request(headers)
-
-    @staticmethod
-    def _request_end(buf: bytes) -> tuple[int, int] | None:
-        """(end of the request, start of what follows), at the first empty line (LF or CRLF)."""
-        lf = buf.find(b"\n\n")
-        crlf = buf.find(b"\n\r\n")
-        if lf < 0 and crlf < 0:
-            if buf.startswith(b"\n"):
-                return (0, 1)
-            if buf.startswith(b"\r\n"):
-                return (0, 2)
-            return None
-        if crlf < 0 or (0 <= lf < crlf):
-            return (lf, lf + 2)
-        return (crlf, crlf + 3)
 
     def _on_request(self, headers: dict[str, str]) -> None:
         self.what = headers.get("agi_uniqueid", "").strip() or "?"

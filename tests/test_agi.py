@@ -7,9 +7,13 @@ import logging
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from agent.agi import AgiServer, hosts_of
 from agent.amiframe import AmiMessage
+from agent.config import Address, AgiSection, PbxSection
 from agent.dialplan_vars import CRM, EXTEN, MANAGER, STATUS
+from agent.routing import ResponsibleLookup
 from tests.agi_client import agi_call, agi_files, raw_session, recorded_request, request_with
 from tests.agi_env import CUSTOMER_A, CUSTOMER_B, ENTERPRISE, UNKNOWN, agi_env, wait_for
 
@@ -244,3 +248,51 @@ async def test_health_is_registered_critical_and_follows_the_listener() -> None:
         assert component.status == "ok"
         assert (await env.health.report())["status"] == "ok"
     assert component.status == "down"
+
+
+async def test_crlf_request_is_accepted_too() -> None:
+    async with agi_env() as env:
+        got = await agi_call(env.port, A_REQUEST.replace(b"\n", b"\r\n"))
+        assert (got.status, got.exten) == ("FOUND", "150")
+
+
+async def test_settings_hanging_answers_timeout_in_time() -> None:
+    deadline_ms = 150
+    async with agi_env(deadline_ms=deadline_ms) as env:
+        release = asyncio.Event()
+        original = env.router._source
+
+        async def hanging(enterprise: str) -> list[ResponsibleLookup]:
+            await release.wait()
+            return await original(enterprise)
+
+        env.router._source = hanging
+        got = await agi_call(env.port, A_REQUEST)
+        assert got.status == "TIMEOUT"
+        assert got.first_command_s is not None and got.first_command_s <= (deadline_ms + 50) / 1000
+        release.set()
+        await wait_for(lambda: env.router.background == 0)
+        assert (await agi_call(env.port, A_REQUEST)).status == "FOUND"
+
+
+def test_hosts_of_marks_a_host_shared_by_enterprises() -> None:
+    sections = [PbxSection("a", "100", "u", "s", host="10.0.0.1"), PbxSection("b", "200", "u", "s", host="10.0.0.1"),
+                PbxSection("c", "300", "u", "s", host="10.0.0.2"), PbxSection("d", "300", "u", "s", host="10.0.0.2")]
+    assert hosts_of(sections) == {"10.0.0.1": "", "10.0.0.2": "300"}
+
+
+async def test_metrics_count_answers_and_rejections() -> None:
+    registry = CollectorRegistry()
+    async with agi_env() as env:
+        server = AgiServer(AgiSection(Address("127.0.0.1", 0), 400), env.router, None, {"127.0.0.1": ENTERPRISE},
+                           registry=registry)
+        await server.start()
+        try:
+            assert server.port is not None
+            await agi_call(server.port, A_REQUEST)
+            await raw_session(server.port, b"garbage\n\n")
+        finally:
+            await server.stop()
+    assert registry.get_sample_value("pbx_agent_agi_requests_total", {"status": "FOUND"}) == 1
+    assert registry.get_sample_value("pbx_agent_agi_rejected_total", {"reason": "malformed"}) == 1
+    assert registry.get_sample_value("pbx_agent_agi_answer_seconds_count") == 1

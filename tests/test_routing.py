@@ -242,3 +242,15 @@ async def test_settings_are_re_read_after_their_ttl_and_kept_when_unreadable() -
     router.invalidate("100")
     assert (await router.resolve("100", CUSTOMER_A)).status == Status.ERROR
     await router.close()
+
+
+async def test_a_crm_that_never_answers_is_cut_at_the_fetch_timeout(crms: Crms) -> None:
+    crms.a.delay = 5
+    clock = Clock()
+
+    async def source(enterprise: str) -> list[ResponsibleLookup]:
+        return [crms.lookup(crms.a, "retailcrm")]
+
+    router = Router(source, settings=CacheSettings(fetch_timeout_s=0.1), timer=clock)
+    assert await router.resolve("100", CUSTOMER_A, within=1) == Answer(Status.UNAVAILABLE, crm="retailcrm")
+    await router.close()
