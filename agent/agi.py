@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agent import dialplan_vars as dv
 from agent.agiproto import AgiRequestError, commands_for, parse_request, peer_ip, request_end, script_of
-from agent.config import AgiSection, check_enterprise
+from agent.config import AgiSection, PbxSection, check_enterprise
 from agent.dialplan_vars import Status
 from agent.health import ComponentHealth, HealthRegistry
 from agent.routing import Answer, Router
@@ -169,7 +169,7 @@ class AgiServer:
             self._metrics.rejected.labels(reason).inc()
 
 
-def hosts_of(pbx: Any) -> dict[str, str]:
+def hosts_of(pbx: Iterable[PbxSection]) -> dict[str, str]:
     """[[pbx]] sections -> host -> enterprise, "" for a host that serves several enterprises."""
     out: dict[str, str] = {}
     for section in pbx:
