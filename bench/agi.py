@@ -1,0 +1,439 @@
+"""smart-redirect FastAGI: requests/s and latency of our server against a bare asyncio FastAGI server.
+
+Run alone from the repo root: `python bench/agi.py [--seconds S] [--reps N] [--rate R] [--write bench/AGI.md]`.
+
+Every server runs in its own process; this process is the load client and speaks like Asterisk (sends the
+recorded request, answers each command with `200 result=1`, sends `HANGUP` after the server's EOF).
+
+- **bare**: asyncio streams; read the request up to the empty line, send one `SET VARIABLE`, read the
+  reply, close. No parsing, no routing: the floor any FastAGI server in Python pays.
+- **ours (hit)**: `agent.agi.AgiServer` + `agent.routing.Router`, the caller's entry cached (one warm-up
+  request first); the server sets all four variables, so it pays four command round trips to bare's one.
+- **ours (miss)**: every request from a new number; the router asks a fake CRM (a third process, aiohttp,
+  answering after `--crm-ms`) through an aiohttp lookup, the way the RetailCRM client will.
+
+(a) Saturation: closed loop at concurrency 1, 10, 100 for `--seconds` each, interleaved, `--reps` times,
+medians. (b) Latency: open loop at `--rate` requests/s (a new connection every 1/rate s, whatever the
+server does) for `--seconds`, cache hit; p50/p99/max from connect to the server's EOF (the whole
+session as Asterisk sees it), and the worst time to the first command (what the deadline bounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REQUEST_TEMPLATE = (
+    "agi_network: yes\nagi_network_script: smart-redirect\nagi_request: agi://127.0.0.1:4573/smart-redirect\n"
+    "agi_channel: PJSIP/provider-00000000\nagi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1795481440.0\n"
+    "agi_version: 22.10.1\nagi_callerid: {caller}\nagi_calleridname: unknown\nagi_callingpres: 0\n"
+    "agi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: 375173880000\nagi_rdnis: unknown\n"
+    "agi_context: from-trunk\nagi_extension: 375173880000\nagi_priority: 3\nagi_enhanced: 0.0\n"
+    "agi_accountcode: \nagi_threadid: 139749110617792\n\n"
+)
+HIT_CALLER = "+375291234567"
+
+
+def request_for(caller: str) -> bytes:
+    return REQUEST_TEMPLATE.format(caller=caller).encode()
+
+
+# --- the servers (each in its own process) ----------------------------------------------------------------
+
+async def bare_server(port: int, commands: int) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\n\n")
+            for _ in range(commands):
+                writer.write(b'SET VARIABLE REDIRECT_EXTEN "150"\n')
+                await reader.readline()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    print("READY", server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+async def ours_server(port: int, crm_url: str, deadline_ms: int) -> None:
+    import aiohttp
+
+    from agent.agi import AgiServer
+    from agent.config import Address, AgiSection
+    from agent.health import HealthRegistry
+    from agent.routing import Manager, ResponsibleLookup, Router
+
+    session = aiohttp.ClientSession()
+
+    class Lookup:
+        crm = "retailcrm"
+
+        async def find_responsible(self, phone_e164: str) -> Manager | None:
+            async with session.get(f"{crm_url}/manager", params={"phone": phone_e164}) as resp:
+                resp.raise_for_status()
+                body = await resp.json()
+            found = body.get("manager")
+            return Manager(self.crm, str(found["id"]), found["name"], "150") if found else None
+
+    lookups: list[ResponsibleLookup] = [Lookup()]
+
+    async def source(enterprise: str) -> list[ResponsibleLookup]:
+        return lookups
+
+    router = Router(source, default_region="BY")
+    server = AgiServer(AgiSection(Address("127.0.0.1", port), deadline_ms), router, HealthRegistry(),
+                       {"127.0.0.1": "100"})
+    await server.start()
+    print("READY", server.port, flush=True)
+    try:
+        await asyncio.Future()
+    finally:
+        await server.stop()
+        await router.close()
+        await session.close()
+
+
+async def crm_server(port: int, latency_ms: float) -> None:
+    from aiohttp import web
+
+    async def manager(request: web.Request) -> web.Response:
+        await asyncio.sleep(latency_ms / 1000)
+        return web.json_response({"success": True, "manager": {"id": "7", "name": "Ivan Petrov"}})
+
+    app = web.Application()
+    app.router.add_get("/manager", manager)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+    await site.start()
+    print("READY", runner.addresses[0][1], flush=True)
+    await asyncio.Future()
+
+
+# --- the client -------------------------------------------------------------------------------------------
+
+@dataclass
+class Session:
+    total_s: float
+    first_s: float
+    commands: int
+
+
+class _Asterisk(asyncio.Protocol):
+    """The client side of one FastAGI session, as Asterisk runs it (a Protocol: cheap, so the client is
+    not what limits the rate)."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[Session], started: float) -> None:
+        self.request = request
+        self.done = done
+        self.started = started
+        self.first = 0.0
+        self.commands = 0
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buf += data
+        while (nl := self.buf.find(b"\n")) >= 0:
+            self.buf = self.buf[nl + 1:]
+            if not self.commands:
+                self.first = time.perf_counter() - self.started
+            self.commands += 1
+            self.transport.write(b"200 result=1\n")
+
+    def eof_received(self) -> bool:
+        assert self.transport is not None
+        self._finish()
+        self.transport.write(b"HANGUP\n")
+        self.transport.close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(Session(time.perf_counter() - self.started, self.first, self.commands))
+
+
+async def session(port: int, request: bytes) -> Session:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Session] = loop.create_future()
+    started = time.perf_counter()
+    await loop.create_connection(lambda: _Asterisk(request, done, started), "127.0.0.1", port)
+    return await done
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    count: int = 0
+    seconds: float = 0.0
+    totals: list[float] = field(default_factory=list)
+    firsts: list[float] = field(default_factory=list)
+    errors: int = 0
+    lag_max: float = 0.0
+    server_cpu_s: float = 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU time per request, µs."""
+        return self.server_cpu_s / self.count * 1e6 if self.count else float("nan")
+
+    @property
+    def rps(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+
+async def closed_loop(port: int, pid: int, concurrency: int, seconds: float, next_request: Callable[[], bytes]
+                      ) -> Run:
+    run = Run()
+    cpu_before = cpu_seconds(pid)
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < stop_at:
+            try:
+                s = await session(port, next_request())
+            except OSError:
+                run.errors += 1
+                continue
+            if s.commands == 0:
+                run.errors += 1
+                continue
+            run.count += 1
+            run.totals.append(s.total_s)
+            run.firsts.append(s.first_s)
+
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(concurrency):
+            tg.create_task(worker())
+    run.seconds = time.perf_counter() - started
+    run.server_cpu_s = cpu_seconds(pid) - cpu_before
+    return run
+
+
+async def open_loop(port: int, rate: float, seconds: float, request: bytes) -> Run:
+    run = Run()
+    n = int(rate * seconds)
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        try:
+            s = await session(port, request)
+        except OSError:
+            run.errors += 1
+            return
+        if s.commands == 0:
+            run.errors += 1
+            return
+        run.count += 1
+        run.totals.append(s.total_s)
+        run.firsts.append(s.first_s)
+
+    started = loop.time()
+    async with asyncio.TaskGroup() as tg:
+        for i in range(n):
+            due = started + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            run.lag_max = max(run.lag_max, loop.time() - due)
+            tg.create_task(one())
+    run.seconds = loop.time() - started
+    return run
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Proc:
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        self.proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != "READY":
+            self.proc.kill()
+            raise SystemExit(f"server {args} did not start")
+        self.port = int(line[1])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def drive(args: argparse.Namespace) -> str:
+    crm = Proc("--role", "crm", "--crm-ms", str(args.crm_ms))
+    bare = Proc("--role", "bare")
+    bare4 = Proc("--role", "bare4")
+    ours = Proc("--role", "ours", "--crm-url", f"http://127.0.0.1:{crm.port}", "--deadline-ms", str(args.deadline_ms))
+    try:
+        hit = request_for(HIT_CALLER)
+        warm = await session(ours.port, hit)
+        assert warm.commands == 4, warm
+        counter = iter(range(1_000_000, 9_999_999))
+
+        def miss() -> bytes:
+            return request_for(f"+37533{next(counter)}")
+
+        kinds: dict[str, tuple[Proc, Callable[[], bytes]]] = {
+            "bare": (bare, lambda: hit), "bare4": (bare4, lambda: hit), "hit": (ours, lambda: hit),
+            "miss": (ours, miss)}
+        sat: dict[tuple[str, int], list[Run]] = {}
+        for rep in range(args.reps):
+            for conc in (1, 10, 100):
+                for kind, (proc, make) in kinds.items():
+                    run = await closed_loop(proc.port, proc.proc.pid, conc, args.seconds, make)
+                    sat.setdefault((kind, conc), []).append(run)
+                    print(f"rep {rep + 1} c={conc:<3} {kind:<5} {run.rps:8.0f} req/s  cpu {run.cpu_us:5.0f} µs/req"
+                          f"  p50 {pct(run.totals, .5) * 1e3:6.2f} ms  p99 {pct(run.totals, .99) * 1e3:6.2f} ms"
+                          f"  first max {max(run.firsts) * 1e3:6.1f} ms  errors {run.errors}", file=sys.stderr)
+        lat: dict[str, list[Run]] = {}
+        for rep in range(args.reps):
+            for kind, port in (("bare", bare.port), ("hit", ours.port)):
+                run = await open_loop(port, args.rate, args.seconds, hit)
+                lat.setdefault(kind, []).append(run)
+                print(f"rep {rep + 1} open {args.rate:.0f}/s {kind:<4} p50 {pct(run.totals, .5)*1e3:.2f} ms "
+                      f"p99 {pct(run.totals, .99)*1e3:.2f} ms max {max(run.totals)*1e3:.2f} ms "
+                      f"lag max {run.lag_max*1e3:.2f} ms errors {run.errors}", file=sys.stderr)
+        return report(args, sat, lat)
+    finally:
+        for p in (ours, bare, bare4, crm):
+            p.stop()
+
+
+def report(args: argparse.Namespace, sat: dict[tuple[str, int], list[Run]], lat: dict[str, list[Run]]) -> str:
+    def med(runs: list[Run], f: Callable[[Run], float]) -> float:
+        return statistics.median(f(r) for r in runs)
+
+    def rps(runs: list[Run]) -> float:
+        return med(runs, lambda r: r.rps)
+
+    def cpu(runs: list[Run]) -> float:
+        return med(runs, lambda r: r.cpu_us)
+
+    def cell(runs: list[Run]) -> str:
+        return (f"{rps(runs):,.0f} ({med(runs, lambda r: pct(r.totals, .5)) * 1e3:.2f} / "
+                f"{med(runs, lambda r: pct(r.totals, .99)) * 1e3:.2f})")
+
+    worst_first = max(max(r.firsts) for runs in [*sat.values(), *lat.values()] for r in runs if r.firsts)
+    errors = sum(r.errors for runs in [*sat.values(), *lat.values()] for r in runs)
+    lines = [
+        f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, loopback; "
+        f"`python bench/agi.py --seconds {args.seconds:g} --reps {args.reps} --rate {args.rate:g} "
+        f"--crm-ms {args.crm_ms:g}`; deadline {args.deadline_ms} ms; medians of {args.reps} interleaved runs.",
+        "",
+        "**(a) Saturation, closed loop**: requests/s (session latency p50 / p99, ms)",
+        "",
+        "| concurrency | bare (1 command) | bare ×4 commands | ours, cache hit (4 commands) | hit / bare | "
+        "hit / bare ×4 | ours, cache miss (CRM " f"{args.crm_ms:g} ms) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for conc in (1, 10, 100):
+        b, b4, h, m = (sat[(k, conc)] for k in ("bare", "bare4", "hit", "miss"))
+        lines.append(f"| {conc} | {cell(b)} | {cell(b4)} | {cell(h)} | **{rps(h) / rps(b):.0%}** | "
+                     f"{rps(h) / rps(b4):.0%} | {cell(m)} |")
+    lines += [
+        "",
+        "Server CPU per request (µs, user + system, from /proc; includes the kernel's TCP work):",
+        "",
+        "| concurrency | bare | bare ×4 | ours, cache hit | ours, cache miss |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for conc in (1, 10, 100):
+        b, b4, h, m = (sat[(k, conc)] for k in ("bare", "bare4", "hit", "miss"))
+        lines.append(f"| {conc} | {cpu(b):.0f} | {cpu(b4):.0f} | {cpu(h):.0f} | {cpu(m):.0f} |")
+    miss1 = sat[("miss", 1)]
+    over = med(miss1, lambda r: pct(r.totals, .5)) * 1e3 - args.crm_ms
+    over99 = med(miss1, lambda r: pct(r.totals, .99)) * 1e3 - args.crm_ms
+    lines += [
+        "",
+        f"A miss at concurrency 1 costs the CRM's {args.crm_ms:g} ms + **{over:.1f} ms** at p50 "
+        f"(+ {over99:.1f} ms at p99), HTTP client and four command round trips included.",
+        "",
+        f"**(b) Latency, open loop at {args.rate:g} requests/s, cache hit** (ms, from connect to the server's EOF)",
+        "",
+        "| server | p50 | p99 | max | first command, max |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for kind, label in (("bare", "bare (1 command)"), ("hit", "ours, cache hit (4 commands)")):
+        runs = lat[kind]
+        lines.append(
+            f"| {label} | {med(runs, lambda r: pct(r.totals, .5)) * 1e3:.2f} | "
+            f"{med(runs, lambda r: pct(r.totals, .99)) * 1e3:.2f} | {med(runs, lambda r: max(r.totals)) * 1e3:.2f} | "
+            f"{med(runs, lambda r: max(r.firsts)) * 1e3:.2f} |")
+    lag = max(r.lag_max for runs in lat.values() for r in runs)
+    lines += [
+        "",
+        f"Worst time to the first command over every run: **{worst_first * 1e3:.1f} ms** "
+        f"(deadline {args.deadline_ms} ms); failed sessions: {errors}; worst client scheduling lag in the "
+        f"open loop: {lag * 1e3:.1f} ms.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--role", choices=("client", "bare", "bare4", "ours", "crm"), default="client")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--crm-ms", type=float, default=150.0)
+    parser.add_argument("--crm-url", default="")
+    parser.add_argument("--deadline-ms", type=int, default=800)
+    parser.add_argument("--write", type=Path, help="write the results table (markdown) to this file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    runners: dict[str, Callable[[], Awaitable[object]]] = {
+        "bare": lambda: bare_server(0, 1),
+        "bare4": lambda: bare_server(0, 4),
+        "ours": lambda: ours_server(0, args.crm_url, args.deadline_ms),
+        "crm": lambda: crm_server(0, args.crm_ms),
+    }
+    if args.role != "client":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(runners[args.role]())  # type: ignore[arg-type]
+        return
+    table = asyncio.run(drive(args))
+    print(table)
+    if args.write:
+        args.write.write_text(table)
+
+
+if __name__ == "__main__":
+    main()
