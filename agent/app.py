@@ -16,6 +16,7 @@ from aiohttp import web
 
 from admin import api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
 from agent import database, keys, records
+from agent.agi import AgiServer, hosts_of
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
 from agent.config import Config, ConfigError, load
@@ -23,6 +24,7 @@ from agent.dispatch import CrmDispatcher
 from agent.health import HealthRegistry
 from agent.integrations import Integrations
 from agent.logs import register_secret
+from agent.lookups import lookup_source
 from agent.metrics import Metrics
 from agent.originate import Originator
 from agent.outbox import Outbox, OutboxPolicy, outbox_probe, policy_from
@@ -30,6 +32,7 @@ from agent.pbx import PbxPipeline
 from agent.pbxmanager import PbxManager
 from agent.planner import Planner
 from agent.records import RecordLinks
+from agent.routing import Router
 from agent.sdnotify import Notifier
 from agent.secretbox import SecretBox, load_or_create_secret
 from agent.supervisor import Supervisor
@@ -68,6 +71,8 @@ class Agent:
     lock_interval: float = 2.0
     records: RecordLinks | None = None  # record_url() for CRM clients' recordUrl
     originator: Originator | None = None
+    router: Router | None = None
+    agi: AgiServer | None = None
     outbox_policy: OutboxPolicy | None = None  # tests pass one; else from [outbox]
 
     @property
@@ -119,6 +124,18 @@ class Agent:
 
             self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
                                    self.on_call_event, dsn, lock_interval=self.lock_interval)
+            self.router = Router(lookup_source(self.integrations), states=self.pbxs.states,
+                                 regions={p.enterprise: p.region for p in cfg.pbx},
+                                 default_region=cfg.agent.default_region)
+            stack.push_async_callback(self.router.close)
+            self.integrations.on_change(self.router.invalidate)
+            self.agi = AgiServer(cfg.agi, self.router, self.health, hosts_of(cfg.pbx),
+                                 registry=self.metrics.registry)
+            try:
+                await self.agi.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen on [agi] listen {cfg.agi.listen}: {exc.strerror}") from exc
+            stack.push_async_callback(self.agi.stop)
 
             runner = await self._start_http(secret)
             stack.push_async_callback(runner.cleanup)

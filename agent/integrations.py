@@ -45,7 +45,8 @@ class Integrations:
         self.http = http
         self._cache: dict[str, dict[str, Enabled]] = {}
         self._clients: dict[tuple[str, int], CrmClient] = {}
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[str | None], None]] = []
+        self._listened = False
 
     async def enabled(self, enterprise: str) -> dict[str, Enabled]:
         cached = self._cache.get(enterprise)
@@ -78,8 +79,9 @@ class Integrations:
             self._clients[key] = client
         return client
 
-    def on_change(self, listener: Callable[[str], None]) -> None:
-        """Also tell `listener(enterprise)` when an enterprise's settings change (routing caches)."""
+    def on_change(self, listener: Callable[[str | None], None]) -> None:
+        """Also tell `listener(enterprise)` when an enterprise's settings change (routing caches);
+        `listener(None)` means any enterprise's may have changed."""
         self._listeners.append(listener)
 
     def invalidate(self, enterprise: str) -> None:

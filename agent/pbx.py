@@ -12,6 +12,7 @@ from agent.callevent import CallEvent
 from agent.calls import CallTracker
 from agent.channels import DEFAULT_INTERNAL_NUMBER, DEFAULT_PHONE_CHANNELS, ChannelRules
 from agent.config import PbxSection
+from agent.extstates import ExtensionStates
 from agent.health import HealthRegistry
 from agent.metrics import Metrics
 
@@ -30,8 +31,9 @@ def channel_rules(pbx: PbxSection, default_region: str | None) -> ChannelRules:
 
 class PbxPipeline:
     def __init__(self, pbx: PbxSection, default_region: str | None, health: HealthRegistry, metrics: Metrics,
-                 sink: CallEventSink) -> None:
+                 sink: CallEventSink, states: ExtensionStates | None = None) -> None:
         self.pbx = pbx
+        self.states = states
         self.tracker = CallTracker(channel_rules(pbx, default_region), pbx.enterprise, pbx.name)
         self._sink = sink
         self._events = metrics.ami_events
@@ -46,6 +48,8 @@ class PbxPipeline:
     def _on_events(self, msgs: list[AmiMessage], at: datetime) -> None:
         for name, count in Counter(m.get("Event", "") for m in msgs).items():
             self._events.labels(self.pbx.name, name).inc(count)
+        if self.states is not None:
+            self.states.feed(msgs)
         for event in self.tracker.feed_many(msgs, at):
             self._sink(event)
 

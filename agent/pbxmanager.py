@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from agent.config import PbxSection
+from agent.extstates import ExtensionStates
 from agent.health import HealthRegistry
 from agent.metrics import Metrics
 from agent.pbx import CallEventSink, PbxPipeline
@@ -24,6 +25,7 @@ class PbxManager:
         self.default_region = default_region
         self.sink = sink
         self.pipelines: dict[str, PbxPipeline] = {}
+        self.states: dict[str, ExtensionStates] = {}  # per enterprise, for smart redirect
         self.locks = PbxLocks(dsn, self._acquired, self._released, self._standby, interval=lock_interval)
 
     def start(self, pbxs: Sequence[PbxSection]) -> None:
@@ -47,7 +49,8 @@ class PbxManager:
         return changes
 
     def _add(self, pbx: PbxSection) -> None:
-        pipeline = PbxPipeline(pbx, self.default_region, self.health, self.metrics, self.sink)
+        states = self.states.setdefault(pbx.enterprise, ExtensionStates())
+        pipeline = PbxPipeline(pbx, self.default_region, self.health, self.metrics, self.sink, states)
         pipeline.link.health.set("down", role="standby", holder=None, error="waiting for the PBX lock")
         self.pipelines[pbx.name] = pipeline
         self.locks.want(pbx.name)

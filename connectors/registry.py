@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import httpx
 
 from agent.callevent import CallEvent
+from agent.routing import ResponsibleLookup
 from connectors.base import Delivery, SendOutcome
 
 RecordUrl = Callable[[str], str | None]
@@ -38,6 +39,9 @@ class Connector(Protocol):
         """Names the CRM account: rate limits and circuit breakers are per account."""
 
     def client(self, settings: Any, http: httpx.AsyncClient) -> CrmClient: ...
+
+    def responsible_lookup(self, settings: Any, client: Any) -> ResponsibleLookup | None:
+        """Smart redirect's question to this CRM (None: the CRM cannot answer it)."""
 
 
 def connectors() -> dict[str, Connector]:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from agent.callevent import CallEvent
+from agent.routing import Manager
 from connectors.base import Delivery
 from connectors.retailcrm.client import MAX_UPLOAD_BATCH, RetailCrmClient
 from connectors.retailcrm.plan import CRM, KIND_UPLOAD, plan
@@ -38,3 +39,24 @@ class RetailCrmConnector:
 
     def client(self, settings: RetailCrmSettings, http: httpx.AsyncClient) -> RetailCrmClient:
         return RetailCrmClient(settings, http)
+
+    def responsible_lookup(self, settings: RetailCrmSettings, client: RetailCrmClient) -> RetailCrmLookup:
+        return RetailCrmLookup(settings, client)
+
+
+class RetailCrmLookup:
+    """`telephony/manager` -> the manager -> the extension: the enterprise's mapping first, else the code
+    RetailCRM holds for the manager (the module's additionalCodes are our extensions)."""
+
+    crm = CRM
+
+    def __init__(self, settings: RetailCrmSettings, client: RetailCrmClient) -> None:
+        self.settings = settings
+        self.client = client
+
+    async def find_responsible(self, phone_e164: str) -> Manager | None:
+        found = await self.client.find_responsible(phone_e164)  # raises CrmError when RetailCRM fails
+        if found is None:
+            return None
+        extension = self.settings.user_extensions.get(found.user_id) or found.code
+        return Manager(crm=CRM, user_id=found.user_id, name=found.name, extension=extension or None)
