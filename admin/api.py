@@ -84,20 +84,32 @@ async def get_enterprise(request: web.Request) -> web.Response:
     box = request.app[keys.SECRETS]
     integrations = {crm: enterprises.masked(box, crm, value)
                     for crm, value in row["integrations_config"].items() if isinstance(value, dict)}
-    return web.json_response({"number": row["number"], "name": row["name"], "integrations": integrations})
+    return web.json_response({"number": row["number"], "name": row["name"], "settings": row["settings"],
+                              "integrations": integrations})
 
 
 async def put_enterprise(request: web.Request) -> web.Response:
     number = _enterprise(request)
     body = await _json_object(request)
-    unknown = sorted(set(body) - {"name"})
+    unknown = sorted(set(body) - {"name", "settings"})
     if unknown:
         return error(400, f"unknown field {unknown[0]!r}", unknown[0])
     name = body.get("name", "")
     if not isinstance(name, str) or len(name) > NAME_MAX:
         return error(400, f"name must be a string of at most {NAME_MAX} characters", "name")
-    row = await enterprises.put(request.app[keys.POOL], number, name.strip())
-    return web.json_response({"number": row["number"], "name": row["name"]})
+    settings = body.get("settings")
+    if settings is not None:
+        if not isinstance(settings, dict):
+            return error(400, "settings must be an object", "settings")
+        for key, value in settings.items():
+            if key not in enterprises.SETTINGS_DEFAULTS:
+                return error(400, f"unknown setting {key!r}", f"settings.{key}")
+            if not isinstance(value, type(enterprises.SETTINGS_DEFAULTS[key])):
+                return error(400, f"{key} must be a {type(enterprises.SETTINGS_DEFAULTS[key]).__name__}",
+                             f"settings.{key}")
+    row = await enterprises.put(request.app[keys.POOL], number, name.strip(), settings)
+    return web.json_response({"number": row["number"], "name": row["name"],
+                              "settings": {**enterprises.SETTINGS_DEFAULTS, **row["settings"]}})
 
 
 async def get_integration(request: web.Request) -> web.Response:

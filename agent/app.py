@@ -15,7 +15,7 @@ import asyncpg
 from aiohttp import web
 
 from admin import api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
-from agent import database, keys, records
+from agent import database, enterprises, keys, records
 from agent.agi import AgiServer, hosts_of
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
@@ -125,6 +125,7 @@ class Agent:
             self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
                                    self.on_call_event, dsn, lock_interval=self.lock_interval)
             self.router = Router(lookup_source(self.integrations), states=self.pbxs.states,
+                                 busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),
                                  regions={p.enterprise: p.region for p in cfg.pbx},
                                  default_region=cfg.agent.default_region)
             stack.push_async_callback(self.router.close)

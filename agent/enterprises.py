@@ -26,22 +26,38 @@ class NotFound(Exception):
     pass
 
 
+# Enterprise-wide settings (enterprises.settings) and their defaults.
+SETTINGS_DEFAULTS: dict[str, Any] = {"redirect_when_busy": False}
+
+
 async def get(pool: Pool, number: str) -> dict[str, Any] | None:
-    row = await pool.fetchrow("SELECT number, name, integrations_config FROM enterprises WHERE number = $1", number)
-    return dict(row) if row else None
+    row = await pool.fetchrow(
+        "SELECT number, name, integrations_config, settings FROM enterprises WHERE number = $1", number)
+    if not row:
+        return None
+    out = dict(row)
+    out["settings"] = {**SETTINGS_DEFAULTS, **(out["settings"] or {})}
+    return out
 
 
-async def put(pool: Pool, number: str, name: str) -> dict[str, Any]:
+async def put(pool: Pool, number: str, name: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create or rename an enterprise; `settings` (when given) replaces the enterprise-wide settings."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            "INSERT INTO enterprises (number, name) VALUES ($1, $2) "
-            "ON CONFLICT (number) DO UPDATE SET name = EXCLUDED.name, updated_at = now() "
-            "RETURNING number, name, integrations_config",
-            number, name,
+            "INSERT INTO enterprises (number, name, settings) VALUES ($1, $2, COALESCE($3::jsonb, '{}')) "
+            "ON CONFLICT (number) DO UPDATE SET name = EXCLUDED.name, "
+            "settings = COALESCE($3::jsonb, enterprises.settings), updated_at = now() "
+            "RETURNING number, name, integrations_config, settings",
+            number, name, settings,
         )
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
     assert row is not None
     return dict(row)
+
+
+async def redirect_when_busy(pool: Pool, number: str) -> bool:
+    value = await pool.fetchval("SELECT settings -> 'redirect_when_busy' FROM enterprises WHERE number = $1", number)
+    return bool(value) if isinstance(value, bool) else bool(SETTINGS_DEFAULTS["redirect_when_busy"])
 
 
 async def get_integration(pool: Pool, number: str, crm: str) -> dict[str, Any] | None:

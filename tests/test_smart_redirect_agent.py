@@ -77,6 +77,14 @@ async def test_busy_manager_is_unavailable(fake_crm: FakeRetailCrm, pool: Pool, 
             await ami.wait_paused(within=10)
             busy = await agi_call(agent.agi.port, recorded_request("a_incoming_answered"))
             assert (busy.status, busy.exten) == ("UNAVAILABLE", "")
+            # the enterprise wants its callers sent to a busy manager anyway (call waiting)
+            await enterprises.put(pool, ENTERPRISE, "Shop", {"redirect_when_busy": True})
+            for _ in range(100):
+                anyway = await agi_call(agent.agi.port, recorded_request("a_incoming_answered"))
+                if anyway.status == "FOUND":
+                    break
+            assert (anyway.status, anyway.exten) == ("FOUND", "150")
+            await enterprises.put(pool, ENTERPRISE, "Shop", {"redirect_when_busy": False})
             ami.unpause()
             await ami.wait_finished(within=10)
             for _ in range(100):
