@@ -106,7 +106,8 @@ class EmbeddedPostgres:
                      self.data_dir)
             return
         self._remove_stale_pid()
-        options = (f"-c listen_addresses='' -k {self.socket_dir} -c unix_socket_permissions=0700 -c jit=off")
+        options = (f"-c listen_addresses='' -k {self.socket_dir} -c unix_socket_permissions=0700 -c jit=off"
+                   " -c dynamic_shared_memory_type=mmap")
         result = self._run(
             [binaries["pg_ctl"], "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
              "-w", "-t", str(START_TIMEOUT_S), "start"],
