@@ -35,6 +35,7 @@ from agent.records import RecordLinks
 from agent.routing import Router
 from agent.sdnotify import Notifier
 from agent.secretbox import SecretBox, load_or_create_secret
+from agent.statelock import StateDirBusy, StateLock
 from agent.supervisor import Supervisor
 from agent.tokens import TokenSigner
 from agent.web import create_app
@@ -49,6 +50,10 @@ STATUS_INTERVAL_S = 10.0
 
 class StartupError(Exception):
     """A part could not start; the message says which and why."""
+
+
+class ConflictError(StartupError):
+    """Something else already holds what the agent needs (its state_dir, a port): exit code 2."""
 
 
 @dataclass
@@ -94,6 +99,12 @@ class Agent:
             register_secret(str(urlsplit(cfg.database.dsn).password))
         supervisor = Supervisor(self.metrics)
         async with AsyncExitStack() as stack:
+            state_lock = StateLock(cfg.agent.state_dir)
+            try:
+                state_lock.acquire()
+            except StateDirBusy as exc:
+                raise ConflictError(str(exc)) from None
+            stack.callback(state_lock.release)
             secret = await asyncio.to_thread(load_or_create_secret, cfg.agent.state_dir)
             dsn = await stack.enter_async_context(
                 database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir))
@@ -135,7 +146,7 @@ class Agent:
             try:
                 await self.agi.start()
             except OSError as exc:
-                raise StartupError(f"cannot listen on [agi] listen {cfg.agi.listen}: {exc.strerror}") from exc
+                raise ConflictError(f"cannot listen on [agi] listen {cfg.agi.listen}: {_why(exc)}") from exc
             stack.push_async_callback(self.agi.stop)
 
             runner = await self._start_http(secret)
@@ -194,7 +205,7 @@ class Agent:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise StartupError(f"cannot listen on [http] listen {listen}: {exc.strerror}") from exc
+            raise ConflictError(f"cannot listen on [http] listen {listen}: {_why(exc)}") from exc
         self.http_port = runner.addresses[0][1]  # the real port when [http] listen asks for port 0
         return runner
 
@@ -250,6 +261,10 @@ class Agent:
             log.info("reloaded %s: %s", self.config.path, ", ".join(changes) or "no PBX changes")
         finally:
             self.notifier.notify("READY=1", f"STATUS={await self.status_line()}")
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 async def serve(config: Config) -> int:

@@ -30,14 +30,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent import logs
-    from agent.app import StartupError, serve
+    from agent.app import ConflictError, StartupError, serve
     from agent.pgembed import EmbeddedPgError
 
     cfg = _load_config(args)
     logs.setup(cfg.agent.log_level, cfg.agent.log_format, journal=bool(os.environ.get("JOURNAL_STREAM")))
     try:
         return asyncio.run(serve(cfg))
-    except EmbeddedPgError as exc:
+    except (EmbeddedPgError, ConflictError) as exc:
         logging.getLogger("agent").error("%s", exc)
         return EXIT_USAGE
     except StartupError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -207,3 +208,31 @@ async def test_supervisor_restarts_a_crashed_component() -> None:
     await asyncio.wait_for(third_run.wait(), 5)
     assert supervisor.restarts["flaky"] == 2
     await supervisor.stop()
+
+
+def test_a_second_agent_on_the_same_state_dir_or_port_exits_2(agent_dir: Path, agent_env: dict[str, str]) -> None:
+    port = free_port()
+    cfg = write_config(agent_dir, port)
+    first = start(cfg, agent_env)
+    try:
+        wait_healthy(port, first)
+        other_dir = agent_dir / "other"
+        other_dir.mkdir()
+        same_state = other_dir / "same-state.toml"
+        same_state.write_text(cfg.read_text().replace('state_dir = "state"', f'state_dir = "{agent_dir}/state"')
+                              .replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"))
+        second = subprocess.run([sys.executable, "-m", "agent", "run", "-c", str(same_state)], env=agent_env,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert f"another pbx-agent (PID {first.pid}) is running on state_dir" in second.stdout + second.stderr
+        same_port = other_dir / "same-port.toml"
+        # its own state dir (relative to it) and AGI port, the same HTTP port
+        same_port.write_text(re.sub(r'\[agi\]\nlisten = "127.0.0.1:\d+"', f'[agi]\nlisten = "127.0.0.1:{free_port()}"',
+                                    cfg.read_text()))
+        third = subprocess.run([sys.executable, "-m", "agent", "run", "-c", str(same_port)], env=agent_env,
+                               capture_output=True, text=True, timeout=60)
+        assert third.returncode == 2
+        assert f"cannot listen on [http] listen 127.0.0.1:{port}" in third.stdout + third.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=15)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import math
+import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
@@ -167,7 +168,10 @@ async def test_two_agents_on_one_database_send_each_delivery_once(
     config = config_with(make_config, db_dsn, ami)
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
     fake_crm.slow(0.02)
-    second = replace(config, pbx=())  # the same database, no PBX: it only helps deliver
+    other_state = config.agent.state_dir.with_name("state-2")  # a second agent has a state dir of its own
+    other_state.mkdir()
+    shutil.copy(config.agent.state_dir / "secret.key", other_state / "secret.key")  # same secret: same keys
+    second = replace(config, pbx=(), agent=replace(config.agent, state_dir=other_state))  # it only delivers
     async with running(config), running(second):
         await ami.wait_finished(within=20)
         await drained(pool, at_least=calls, within=30)
