@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import urllib.request
 from pathlib import Path
@@ -35,11 +36,13 @@ def stream() -> tuple[bytes, int]:
 
 
 def write_config(directory: Path, dsn: str, ami_port: int) -> tuple[Path, int]:
-    directory.mkdir(exist_ok=True)
+    """An agent of its own (its own state dir), sharing the database and the secret key."""
+    (directory / "state").mkdir(parents=True, exist_ok=True)
+    shutil.copy(directory.parent / "state" / "secret.key", directory / "state" / "secret.key")
     port = free_port()
     cfg = directory / "agent.toml"
     cfg.write_text(
-        f'[agent]\nstate_dir = "../state"\n[database]\ndsn = "{dsn}"\n'
+        f'[agent]\nstate_dir = "state"\n[database]\ndsn = "{dsn}"\n'
         f'[http]\nlisten = "127.0.0.1:{port}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
         '[outbox]\nlease = 2\n'
         f'[[pbx]]\nname = "office"\nenterprise = "100"\nusername = "agent"\nsecret = "secret"\nport = {ami_port}\n'
