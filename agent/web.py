@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -9,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import keys
+from agent.outbox import outbox_probe
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -20,6 +23,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    outbox = request.app.get(keys.OUTBOX)
+    if outbox is not None:  # the outbox's row counts are read at scrape time
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await outbox_probe(outbox, request.app[keys.METRICS])
     body = generate_latest(request.app[keys.METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

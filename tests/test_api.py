@@ -76,6 +76,7 @@ async def test_metrics_in_prometheus_format(running_agent: Agent) -> None:
     assert status == 200
     assert "pbx_agent_up 1.0" in text
     assert 'pbx_agent_http_requests_total{route="/health",status="200"}' in text
+    assert 'pbx_agent_deliveries_by_status{status="failed"} 0.0' in text
 
 
 async def test_api_requires_a_valid_token(running_agent: Agent) -> None:
