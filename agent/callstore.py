@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from agent import database
 from agent.callevent import CallEvent
@@ -27,6 +29,19 @@ def row(event: CallEvent) -> tuple[object, ...]:
             event.did, list(event.extensions), event.answered_by, event.result, event.ring_seconds,
             event.talk_seconds, event.started_at, event.ended_at, event.recording, json.loads(json.dumps(
                 details, default=str)))
+
+
+def event_from_row(r: Mapping[str, Any]) -> CallEvent:
+    """The `ended` CallEvent a stored call came from (for redelivery and backfill)."""
+    extensions = tuple(r["extensions"] or ())
+    extra = dict(r["details"] or {})
+    extra["pbx"] = r["pbx"]
+    return CallEvent(
+        event="ended", call_id=r["call_id"], enterprise=r["enterprise_number"], direction=r["direction"],
+        phone=r["phone"], did=r["did"], extension=r["answered_by"] or (extensions[-1] if extensions else None),
+        at=r["ended_at"], extensions=extensions, answered_by=r["answered_by"], result=r["result"],
+        ring_seconds=r["ring_seconds"], talk_seconds=r["talk_seconds"], started_at=r["started_at"],
+        ended_at=r["ended_at"], recording=r["recording"], extra=extra)
 
 
 class CallStore:

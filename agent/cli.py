@@ -87,6 +87,22 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_redeliver(args: argparse.Namespace) -> int:
+    from agent import logs, redeliver
+    from agent.pgembed import EmbeddedPgError
+
+    cfg = _load_config(args)
+    logs.setup("warning", cfg.agent.log_format)
+    try:
+        calls, added = asyncio.run(redeliver.redeliver(cfg, args))
+    except (ValueError, EmbeddedPgError) as exc:
+        print(f"pbx-agent redeliver: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"\n{calls} call(s) planned again; {added} new deliveries in the outbox "
+          f"({(calls and 'the rest were there already') or 'no calls in that period'})")
+    return EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     result: int = importlib.import_module("agent.replay").run(args)
     return result
@@ -113,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     token = command("token", cmd_token, "print an API token (JWT) for the /api routes")
     token.add_argument("--enterprise", metavar="N", help="limit the token to one enterprise (default: admin)")
     token.add_argument("--days", type=float, default=365, metavar="D", help="validity in days (default 365)")
+    redeliver_cmd = command("redeliver", cmd_redeliver, "plan stored calls of a period into the outbox again")
+    importlib.import_module("agent.redeliver").add_arguments(redeliver_cmd)
     replay = command("replay", cmd_replay, "print the calls a recorded AMI byte stream gives", config=False)
     try:
         importlib.import_module("agent.replay").add_arguments(replay)
