@@ -14,6 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from admin import api, deliveries_api
+from admin import site as admin_site
 from agent import database, keys
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
@@ -144,6 +145,7 @@ class Agent:
         app[keys.OUTBOX] = self.outbox
         api.add_routes(app)
         deliveries_api.add_routes(app)
+        admin_site.add_routes(app, secret)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()
         listen = self.config.http.listen
