@@ -227,15 +227,23 @@ async def test_a_replayed_call_with_its_deliveries_and_retry(fake_crm: FakeRetai
         async with running(config) as agent:
             await ami.wait_finished(within=10)
             await drained(pool, at_least=1)
-            async with asyncio.timeout(10):
-                while not (call_id := await pool.fetchval("SELECT call_id FROM calls WHERE pbx = 'office'")):
-                    await asyncio.sleep(0.05)
+            call_id = await stored_call(pool)
             failed = await pool.fetchval("SELECT id FROM deliveries WHERE status = 'failed'")
             assert call_id and failed
             await _browse_the_call(agent, chromium, page, call_id, pool)
     finally:
         await ami.stop()
     assert len(fake_crm.calls) == 1
+
+
+async def stored_call(pool: Pool) -> str:
+    """The recorded call's id, once the call store has written it (it writes off the AMI path)."""
+    async with asyncio.timeout(10):
+        while True:
+            call_id = await pool.fetchval("SELECT call_id FROM calls WHERE pbx = 'office'")
+            if call_id:
+                return str(call_id)
+            await asyncio.sleep(0.05)
 
 
 async def _browse_the_call(agent: Agent, chromium: Browser, page: Any, call_id: str, pool: Pool) -> None:

@@ -144,9 +144,9 @@ async def test_csrf_is_required_and_checked(running_agent: Agent) -> None:
                                         "csrf_token": token}) as resp:
             assert resp.status == 200 and "Bob" in await resp.text()
     # another session's token is not this session's token
-    async with client(running_agent, "100") as http:
-        async with http.post(url, data={"action": "remove", "phone_number": "160", "csrf_token": token}) as resp:
-            assert resp.status == 403
+    async with client(running_agent, "100") as http, http.post(
+            url, data={"action": "remove", "phone_number": "160", "csrf_token": token}) as resp:
+        assert resp.status == 403
     assert await running_agent.pool.fetchval("SELECT display_name FROM user_internal_phones") == "Bob"
 
 
