@@ -280,3 +280,33 @@ def test_admin_link_cli(tmp_path: Any, capsys: Any) -> None:
     claims = LinkSigner(load_or_create_secret(tmp_path / "state")).verify(url.split("token=")[1])
     assert (claims.enterprise, claims.role) == ("100", "viewer")
     assert main(["admin-link", "-c", str(config), "--enterprise", "no way"]) == 2
+
+
+async def test_retry_by_json_and_by_form(running_agent: Agent) -> None:
+    await setup_enterprises(running_agent)
+    pool = running_agent.pool
+    assert pool is not None
+    await add_calls(pool, "100", 1)
+    ids = [await pool.fetchval(
+        "INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, status,"
+        " attempts, last_error, next_attempt_at) VALUES ($1, $2, 'retailcrm', 'calls_upload', '{}', $3, 1,"
+        " 'Bad value', now() + interval '1 hour') RETURNING id", key, enterprise, status)
+        for key, enterprise, status in (("retailcrm:c0:upload", "100", "failed"), ("retailcrm:z:upload", "200", "failed"),
+                                        ("retailcrm:c0:event", "100", "done"))]
+    async with client(running_agent, "100") as http:
+        b = base(running_agent)
+        async with http.get(f"{b}/admin/100/calls/c0.json") as resp:
+            found = {d["id"]: d["retryable"] for d in (await resp.json())["deliveries"]}
+            assert found == {ids[0]: True, ids[2]: False}
+        token = await csrf(http, f"{b}/admin/100/log")
+        async with http.post(f"{b}/admin/100/log", json={"delivery": ids[1]}, headers={"X-CSRF-Token": token}) as resp:
+            assert resp.status == 404  # another enterprise's delivery
+        async with http.post(f"{b}/admin/100/calls/c0", data={"delivery": ids[0], "csrf_token": token},
+                             allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == "c0"
+        async with http.post(f"{b}/admin/100/log", json={"delivery": ids[2]}, headers={"X-CSRF-Token": token}) as resp:
+            assert resp.status == 404  # done: nothing to retry
+        async with http.post(f"{b}/admin/100/calls/c0", data={"delivery": ids[2], "csrf_token": token}) as resp:
+            assert resp.status == 400
+            assert f'id="error-delivery-{ids[2]}"' in await resp.text()
+    assert await pool.fetchval("SELECT status FROM deliveries WHERE id = $1", ids[1]) == "failed"
