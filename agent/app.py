@@ -15,6 +15,7 @@ import asyncpg
 from aiohttp import web
 
 from admin import api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
+from admin import site as admin_site
 from agent import database, enterprises, keys, records
 from agent.agi import AgiServer, hosts_of
 from agent.callevent import CallEvent
@@ -197,6 +198,7 @@ class Agent:
         retailcrm_api.add_routes(app)
         retailcrm_callbacks.add_routes(app)
         records.add_routes(app)
+        admin_site.add_routes(app, secret)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()
         listen = self.config.http.listen

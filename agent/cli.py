@@ -103,6 +103,25 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_admin_link(args: argparse.Namespace) -> int:
+    from admin.auth import LINK_MINUTES_MAX, LinkSigner
+    from agent.config import check_enterprise
+    from agent.secretbox import load_or_create_secret
+
+    cfg = _load_config(args)
+    problem = check_enterprise(args.enterprise) if args.enterprise is not None else None
+    if problem:
+        print(f"pbx-agent admin-link: --enterprise: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 0 < args.minutes <= LINK_MINUTES_MAX:
+        print(f"pbx-agent admin-link: --minutes: expected 1..{LINK_MINUTES_MAX:g}", file=sys.stderr)
+        return EXIT_USAGE
+    signer = LinkSigner(load_or_create_secret(cfg.agent.state_dir))
+    token = signer.issue(args.enterprise, args.role, args.minutes)
+    print(f"{cfg.agent.public_url}/admin/login?token={token}")
+    return EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     result: int = importlib.import_module("agent.replay").run(args)
     return result
@@ -131,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--days", type=float, default=365, metavar="D", help="validity in days (default 365)")
     redeliver_cmd = command("redeliver", cmd_redeliver, "plan stored calls of a period into the outbox again")
     importlib.import_module("agent.redeliver").add_arguments(redeliver_cmd)
+    link = command("admin-link", cmd_admin_link, "print a one-time sign-in link to the admin pages")
+    link.add_argument("--enterprise", metavar="N", help="an enterprise session (default: the whole instance)")
+    link.add_argument("--role", choices=("admin", "viewer"), default="admin", help="admin (default) or viewer")
+    link.add_argument("--minutes", type=float, default=15, metavar="M", help="the link works for M minutes (15)")
     replay = command("replay", cmd_replay, "print the calls a recorded AMI byte stream gives", config=False)
     try:
         importlib.import_module("agent.replay").add_arguments(replay)

@@ -102,9 +102,11 @@ class Integrations:
             conn.add_termination_listener(terminated)
             await conn.add_listener(enterprises.NOTIFY_CHANNEL, notified)
             try:
-                # a change made while we were not listening: start from a clean slate
-                for enterprise in list(self._cache):
-                    self.invalidate(enterprise)
+                if self._listened:  # changes made while we were not listening were missed: start afresh
+                    self._cache.clear()
+                    for listener in self._listeners:
+                        listener(None)
+                self._listened = True
                 await lost.wait()
             finally:
                 conn.remove_termination_listener(terminated)

@@ -31,6 +31,10 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+if [ "$dev" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing Chromium for the admin-page browser tests (apt)"
+  apt_install chromium
+fi
 if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 else

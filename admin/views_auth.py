@@ -1,0 +1,85 @@
+"""Signing in (one-time link, CRM one-click link), signing out, and the way into the pages."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from admin.auth import SESSION_HOURS, close_session, open_session, use_link
+from admin.pages import LINKS, SESSION, Refused, answer, read_body, session
+from agent import keys, retailcrm_store
+from agent.tokens import TokenError
+
+COOKIE = "pbx_admin"
+NUMBER_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+async def _start_session(request: web.Request, enterprise: str | None, role: str, source: str) -> web.StreamResponse:
+    pool = request.app[keys.POOL]
+    previous = request.get(SESSION)
+    if previous is not None:
+        await close_session(pool, previous)
+    cookie = await open_session(pool, enterprise, role, source)
+    response = web.HTTPSeeOther("./")  # /admin/login -> /admin/, whatever prefix a proxy adds
+    response.set_cookie(COOKIE, cookie, httponly=True, samesite="Lax", path="/", max_age=int(SESSION_HOURS * 3600),
+                        secure=request.app[keys.CONFIG].agent.public_url.startswith("https:"))
+    raise response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """GET /admin/login?token=…: a link from `pbx-agent admin-link`, good once."""
+    try:
+        claims = request.app[LINKS].verify(request.query.get("token", ""))
+    except TokenError:
+        raise Refused(401, "error.link_invalid") from None
+    if not await use_link(request.app[keys.POOL], claims):
+        raise Refused(401, "error.link_used")
+    return await _start_session(request, claims.enterprise, claims.role, claims.source)
+
+
+async def retailcrm(request: web.Request) -> web.StreamResponse:
+    """GET or POST /admin/retailcrm?enterprise_number=N&token=JWT: RetailCRM's one-click link (the module's
+    accountUrl). The token is the one registration issued (`source: "retailcrm"`, enterprise N) and still the
+    enterprise's current one (re-registration and «Удалить интеграцию» revoke it); it opens an
+    enterprise-admin session for N only.
+    TODO(retailcrm pages): to open the pages inside RetailCRM's frame, add its origin to app[FRAME_ANCESTORS]
+    and give that session a SameSite=None cookie.
+    """
+    params = dict(request.query)
+    if request.method == "POST":
+        params.update(await read_body(request))
+    elif request.method != "GET":
+        raise Refused(405, "error.method")
+    number = params.get("enterprise_number", "")
+    try:
+        principal = request.app[keys.SIGNER].verify(params.get("token", ""))
+    except TokenError:
+        raise Refused(401, "error.link_invalid") from None
+    if principal.source != "retailcrm" or principal.enterprise != number or not NUMBER_RE.fullmatch(number):
+        raise Refused(401, "error.link_invalid")
+    if not await retailcrm_store.token_current(request.app[keys.POOL], principal):
+        raise Refused(401, "error.link_revoked")
+    return await _start_session(request, number, "admin", "retailcrm")
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    await close_session(request.app[keys.POOL], session(request))
+    request.pop(SESSION, None)
+    response = await answer(request, "message.html", {"message_key": "auth.signed_out"})
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    who = session(request)
+    raise web.HTTPSeeOther("instance" if who.is_instance else f"{who.enterprise}/overview")
+
+
+async def switch(request: web.Request) -> web.StreamResponse:
+    """GET /admin/go?enterprise=N: the enterprise switcher's form."""
+    session(request)
+    number = request.query.get("enterprise", "")
+    if not NUMBER_RE.fullmatch(number):
+        raise Refused(400, "error.no_enterprise", "enterprise", number=number)
+    raise web.HTTPSeeOther(f"{number}/overview")

@@ -1,0 +1,212 @@
+"""Calls: the filterable list (keyset pages, newest first) and one call with its deliveries to every CRM."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime
+from typing import Any
+
+from aiohttp import web
+
+from admin.pages import (
+    Refused,
+    after_post,
+    answer,
+    decode_next,
+    encode_next,
+    enterprise_of,
+    iso,
+    read_body,
+    require_admin,
+)
+from agent import enterprises, keys
+
+PAGE = 50
+DIRECTIONS = ("in", "out", "internal")
+RESULTS = ("answered", "no_answer", "busy", "failed", "cancelled", "missed")
+EXTENSION_RE = re.compile(r"[A-Za-z0-9*#_+-]{1,32}")
+NUMBER_RE = re.compile(r"\+?[0-9]{2,20}")
+RETRYABLE = ("failed", "dead", "expired")
+SHOW_MAX = 20_000  # characters of a payload or logged exchange shown on a page
+
+COLUMNS = ("call_id, pbx, direction, phone, did, extensions, answered_by, result, ring_seconds, talk_seconds,"
+           " started_at, ended_at, listed_at, recording, details")
+
+
+def pretty(value: object) -> str:
+    """Template filter: JSON, indented, cut at SHOW_MAX characters."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    return text if len(text) <= SHOW_MAX else text[:SHOW_MAX] + "\n…"
+
+
+def call_row(r: Any) -> dict[str, Any]:
+    return {
+        "call_id": r["call_id"], "pbx": r["pbx"], "direction": r["direction"], "phone": r["phone"], "did": r["did"],
+        "extensions": list(r["extensions"]), "answered_by": r["answered_by"], "result": r["result"],
+        "ring_seconds": r["ring_seconds"], "talk_seconds": r["talk_seconds"], "started_at": iso(r["started_at"]),
+        "ended_at": iso(r["ended_at"]), "listed_at": iso(r["listed_at"]), "recording": r["recording"],
+    }
+
+
+class Where:
+    def __init__(self, number: str) -> None:
+        self.sql = ["enterprise_number = $1"]
+        self.args: list[Any] = [number]
+
+    def add(self, sql: str, *values: Any) -> None:
+        for value in values:
+            self.args.append(value)
+            sql = sql.replace("?", f"${len(self.args)}", 1)
+        self.sql.append(sql)
+
+    def __str__(self) -> str:
+        return " AND ".join(self.sql)
+
+
+def call_filters(query: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """The filters of the calls list as given (trimmed), and an error key per invalid field."""
+    given = {k: query.get(k, "").strip() for k in ("date", "direction", "result", "extension", "number", "next")}
+    errors: dict[str, str] = {}
+    if given["date"]:
+        try:
+            date.fromisoformat(given["date"])
+        except ValueError:
+            errors["date"] = "error.date"
+    if given["direction"] and given["direction"] not in DIRECTIONS:
+        errors["direction"] = "error.choice"
+    if given["result"] and given["result"] not in RESULTS:
+        errors["result"] = "error.choice"
+    if given["extension"] and not EXTENSION_RE.fullmatch(given["extension"]):
+        errors["extension"] = "error.extension"
+    cleaned = re.sub(r"[\s()\-.]", "", given["number"])
+    if given["number"] and not NUMBER_RE.fullmatch(cleaned):
+        errors["number"] = "error.number"
+    given["number_clean"] = cleaned
+    if given["next"] and decode_next(given["next"], 2) is None:
+        errors["next"] = "error.next"
+    return given, errors
+
+
+def _calls_where(number: str, f: dict[str, str]) -> Where:
+    w = Where(number)
+    if f["date"]:
+        w.add("listed_at >= ?::date::timestamptz AND listed_at < (?::date + 1)::timestamptz",
+              date.fromisoformat(f["date"]), date.fromisoformat(f["date"]))
+    if f["direction"]:
+        w.add("direction = ?", f["direction"])
+    if f["result"] == "missed":
+        w.add("result <> 'answered' AND direction = 'in'")
+    elif f["result"]:
+        w.add("result = ?", f["result"])
+    if f["extension"]:
+        w.add("(extensions @> ARRAY[?]::text[] OR answered_by = ?)", f["extension"], f["extension"])
+    if f["number_clean"]:
+        digits = f["number_clean"].lstrip("+")
+        w.add("phone = ANY(?::text[])", [digits, "+" + digits])
+    if f["next"]:
+        at, call_id = decode_next(f["next"], 2) or ("", "")
+        w.add("(listed_at, call_id) < (?::timestamptz, ?)", datetime.fromisoformat(str(at)), str(call_id))
+    return w
+
+
+async def calls(request: web.Request) -> web.StreamResponse:
+    enterprise = await enterprise_of(request)
+    filters, errors = call_filters(request.query)
+    rows: list[Any] = []
+    if not errors:
+        w = _calls_where(enterprise["number"], filters)
+        rows = await request.app[keys.POOL].fetch(
+            f"SELECT {COLUMNS} FROM calls WHERE {w} ORDER BY listed_at DESC, call_id DESC LIMIT {PAGE + 1}",
+            *w.args)
+    items = [call_row(r) for r in rows[:PAGE]]
+    nxt = encode_next(items[-1]["listed_at"], items[-1]["call_id"]) if len(rows) > PAGE else None
+    shown = {k: v for k, v in filters.items() if k not in ("next", "number_clean")}
+    data = {"enterprise": enterprise, "filters": shown, "errors": errors, "calls": items, "next": nxt,
+            "directions": DIRECTIONS, "results": RESULTS}
+    return await answer(request, "calls.html", data, status=400 if errors else 200)
+
+
+def delivery_row(r: Any) -> dict[str, Any]:
+    return {
+        "id": r["id"], "crm": r["integration_type"], "kind": r["kind"], "idempotency_key": r["idempotency_key"],
+        "status": r["status"], "attempts": r["attempts"], "last_error": r["last_error"], "payload": r["payload"],
+        "created_at": iso(r["created_at"]), "updated_at": iso(r["updated_at"]),
+        "next_attempt_at": iso(r["next_attempt_at"]), "delivered_at": iso(r["delivered_at"]),
+        "retryable": r["status"] in RETRYABLE,
+    }
+
+
+def log_row(r: Any) -> dict[str, Any]:
+    return {
+        "id": r["id"], "at": iso(r["created_at"]), "crm": r["integration_type"], "event_type": r["event_type"],
+        "status": r["status"], "http_status": r["http_status"], "duration_ms": r["duration_ms"],
+        "error": r["error_message"], "delivery_id": r["delivery_id"], "request": r["request_data"],
+        "response": r["response_data"],
+    }
+
+
+LOG_COLUMNS = ("id, created_at, integration_type, event_type, status, http_status, duration_ms, error_message,"
+               " delivery_id, request_data, response_data")
+
+
+async def call_deliveries(request: web.Request, number: str, call_id: str) -> list[dict[str, Any]]:
+    """Every delivery of this call to every CRM: idempotency_key '<crm>:<call_id>:…' (a prefix range scan)."""
+    pool = request.app[keys.POOL]
+    found: list[dict[str, Any]] = []
+    for crm in enterprises.CRMS:
+        prefix = f"{crm}:{call_id}:"
+        rows = await pool.fetch(
+            "SELECT * FROM deliveries WHERE idempotency_key ~>=~ $1 AND idempotency_key ~<~ $2"
+            " AND enterprise_number = $3 ORDER BY id LIMIT 200", prefix, prefix[:-1] + ";", number)
+        found.extend(delivery_row(r) for r in rows)
+    ids = [d["id"] for d in found]
+    logs: dict[int, list[dict[str, Any]]] = {}
+    if ids:
+        for r in await pool.fetch(f"SELECT {LOG_COLUMNS} FROM integration_logs WHERE delivery_id = ANY($1::bigint[])"
+                                  " AND enterprise_number = $2 ORDER BY id LIMIT 500", ids, number):
+            logs.setdefault(r["delivery_id"], []).append(log_row(r))
+    for d in found:
+        d["logs"] = logs.get(d["id"], [])
+    return found
+
+
+async def retry(request: web.Request, number: str) -> tuple[int | None, str | None]:
+    """The Retry button: (delivery id, error key or None)."""
+    require_admin(request)
+    body = await read_body(request)
+    try:
+        delivery_id = int(body.get("delivery", ""))
+    except ValueError:
+        return None, "error.delivery"
+    if not await request.app[keys.OUTBOX].retry(delivery_id, number):
+        return delivery_id, "error.not_retryable"
+    return delivery_id, None
+
+
+async def call(request: web.Request) -> web.StreamResponse:
+    enterprise = await enterprise_of(request)
+    number, call_id = enterprise["number"], request.match_info["call_id"]
+    if request.method not in ("GET", "HEAD", "POST"):
+        raise Refused(405, "error.method")
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        delivery_id, problem = await retry(request, number)
+        if problem is None:
+            return after_post(request, {"retried": delivery_id, "status": "pending"})
+        errors[f"delivery-{delivery_id}" if delivery_id is not None else "delivery"] = problem
+        if request.content_type == "application/json":
+            raise Refused(404 if delivery_id is not None else 400, problem, "delivery")
+    row = await request.app[keys.POOL].fetchrow(f"SELECT {COLUMNS} FROM calls WHERE enterprise_number = $1"
+                                                " AND call_id = $2", number, call_id)
+    if row is None:
+        raise Refused(404, "error.no_call")
+    details = row["details"] if isinstance(row["details"], dict) else {}
+    data = {
+        "enterprise": enterprise,
+        "call": call_row(row) | {"legs": details.get("legs", []), "transfers": details.get("transfers", 0),
+                                 "details": details},
+        "deliveries": await call_deliveries(request, number, call_id),
+        "errors": errors,
+    }
+    return await answer(request, "call.html", data, status=400 if errors else 200)

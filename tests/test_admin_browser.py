@@ -1,0 +1,293 @@
+"""The admin pages in a real browser: Debian's Chromium driven by Playwright (never `playwright install`).
+
+One browser for the whole session, on a thread of its own (Playwright's sync API), so each test's event
+loop stays free to run the agent the browser talks to. Each test gets a fresh browser context (cookies).
+Set ADMIN_SCREENSHOTS=docs/screenshots to refresh the screenshots in the repository.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from agent import enterprises
+from agent.app import Agent
+from agent.config import Config
+from agent.database import Pool
+from tests import recordings
+from tests.admin_client import add_calls, base, link
+from tests.crm_setup import API_KEY, configure_retailcrm, drained, running
+from tests.fakes.ami import FakeAmi
+from tests.fakes.retailcrm import FakeRetailCrm
+from tests.test_ami_link import pbx_for
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+R = TypeVar("R")
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
+
+
+class Browser:
+    """A Chromium on a dedicated thread; `run` calls a function there and awaits its result."""
+
+    def __init__(self) -> None:
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="chromium")
+        self.thread.submit(self._start).result()
+
+    def _start(self) -> None:
+        self.playwright = sync_api.sync_playwright().start()
+        self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+    def _stop(self) -> None:
+        self.browser.close()
+        self.playwright.stop()
+
+    async def run(self, fn: Callable[..., R], *args: Any) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
+
+    def close(self) -> None:
+        self.thread.submit(self._stop).result()
+        self.thread.shutdown()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    browser = Browser()
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+async def page(chromium: Browser) -> AsyncIterator[Any]:
+    context = await chromium.run(lambda: chromium.browser.new_context(locale="en-US", viewport={"width": 1280,
+                                                                                              "height": 900}))
+    new = await chromium.run(context.new_page)
+    new.set_default_timeout(10_000)
+    problems: list[str] = []
+    new.on("console", lambda m: problems.append(m.text) if m.type == "error"
+           and not m.text.startswith("Failed to load resource") else None)  # statuses are asserted
+    new.on("pageerror", lambda e: problems.append(str(e)))
+    yield new
+    await chromium.run(context.close)
+    assert not problems  # no script error, no Content-Security-Policy violation
+
+
+def shoot(page: Any, name: str) -> None:
+    folder = os.environ.get("ADMIN_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+async def seed(pool: Pool) -> None:
+    await enterprises.put(pool, "100", "Shop")
+    await enterprises.put(pool, "200", "Other")
+    await pool.execute("INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES"
+                       " ('100', '150', 'Anna Petrova'), ('100', '151', 'Boris'), ('100', '152', '')"
+                       " ON CONFLICT DO NOTHING")
+
+
+async def test_sign_in_by_link_once_and_switch_language(running_agent: Agent, chromium: Browser,
+                                                        page: Any) -> None:
+    assert running_agent.pool is not None
+    await seed(running_agent.pool)
+    url = link(running_agent, "100")
+
+    def steps() -> None:
+        page.goto(url)
+        assert page.url.endswith("/admin/100/overview")
+        assert page.locator("h1").inner_text().startswith("100")
+        assert page.locator("nav.sections a.active").inner_text() == "Overview"
+        page.click(".langs a[hreflang=ru]")
+        assert page.locator("nav.sections a.active").inner_text() == "Обзор"
+        page.click("nav.sections >> text=Звонки")
+        assert page.url.endswith("/admin/100/calls")
+        assert page.locator("h1").inner_text() == "Звонки"
+        page.click(".langs a[hreflang=en]")
+        assert page.locator("h1").inner_text() == "Calls"
+        page.context.clear_cookies()
+        response = page.goto(url)
+        assert response.status == 401
+        assert "already been used" in page.content()
+
+    await chromium.run(steps)
+
+
+async def test_a_viewer_has_no_buttons_and_its_posts_are_refused(running_agent: Agent, chromium: Browser,
+                                                                 page: Any) -> None:
+    pool = running_agent.pool
+    assert pool is not None
+    await seed(pool)
+    await pool.execute("INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload,"
+                       " status, attempts, last_error) VALUES ('retailcrm:x:1', '100', 'retailcrm', 'calls_upload',"
+                       " '{}', 'failed', 1, 'Bad value')")
+    url = link(running_agent, "100", role="viewer")
+    b = base(running_agent)
+
+    def steps() -> None:
+        page.goto(url)
+        page.goto(f"{b}/admin/100/log")
+        assert "Bad value" in page.content()
+        assert page.locator("button.retry").count() == 0
+        page.goto(f"{b}/admin/100/extensions")
+        assert "Anna Petrova" in page.content()
+        assert page.locator("main form").count() == 0
+        token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+        answer = page.request.post(f"{b}/admin/100/log", form={"csrf_token": token, "delivery": "1"})
+        assert answer.status == 403
+        answer = page.request.post(f"{b}/admin/100/extensions",
+                                   form={"csrf_token": token, "action": "remove", "phone_number": "150"})
+        assert answer.status == 403
+
+    await chromium.run(steps)
+    assert await pool.fetchval("SELECT status FROM deliveries") == "failed"
+    assert await pool.fetchval("SELECT count(*) FROM user_internal_phones WHERE enterprise_number = '100'") == 3
+
+
+async def test_a_forged_csrf_token_is_rejected_and_real_forms_work(running_agent: Agent, chromium: Browser,
+                                                                   page: Any) -> None:
+    pool = running_agent.pool
+    assert pool is not None
+    await seed(pool)
+    url = link(running_agent, "100")
+    b = base(running_agent)
+
+    def steps() -> None:
+        page.goto(url)
+        page.goto(f"{b}/admin/100/extensions")
+        form = page.locator("form.add-extension")
+        form.locator("input[name=phone_number]").fill("160")
+        form.locator("input[name=display_name]").fill("Forged")
+        page.evaluate("document.querySelector('form.add-extension input[name=csrf_token]').value = '00'.repeat(32)")
+        form.locator("button").click()
+        assert "CSRF" in page.content()
+        page.goto(f"{b}/admin/100/extensions")
+        form = page.locator("form.add-extension")
+        form.locator("input[name=phone_number]").fill("16x")
+        form.locator("button").click()
+        assert page.locator("#error-phone_number").is_visible()
+        page.locator("form.add-extension input[name=phone_number]").fill("160")
+        page.locator("form.add-extension input[name=display_name]").fill("Vera")
+        page.locator("form.add-extension button").click()
+        assert page.url.endswith("/admin/100/extensions")
+        assert page.locator("input[value=Vera]").count() == 1
+        shoot(page, "extensions")
+
+    await chromium.run(steps)
+    names = {r["display_name"] for r in await pool.fetch("SELECT display_name FROM user_internal_phones")}
+    assert "Forged" not in names and "Vera" in names
+
+
+async def test_another_enterprise_is_refused(running_agent: Agent, chromium: Browser, page: Any) -> None:
+    assert running_agent.pool is not None
+    await seed(running_agent.pool)
+    url = link(running_agent, "100")
+    b = base(running_agent)
+
+    def steps() -> None:
+        page.goto(url)
+        for path in ("200/overview", "200/calls", "200/log.json", "instance"):
+            response = page.goto(f"{b}/admin/{path}")
+            assert response.status == 403, path
+        assert "another enterprise" in page.goto(f"{b}/admin/200/extensions").text()
+
+    await chromium.run(steps)
+
+
+@pytest.fixture
+async def fake_crm() -> AsyncIterator[FakeRetailCrm]:
+    async with FakeRetailCrm(api_key=API_KEY) as fake:
+        yield fake
+
+
+async def test_a_replayed_call_with_its_deliveries_and_retry(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
+                                                             make_config: Callable[..., Config],
+                                                             chromium: Browser, page: Any) -> None:
+    directory = recordings.recordings_dir()
+    ami = FakeAmi(directory / "p_b_incoming_missed.ami", speed=math.inf)
+    await ami.start()
+    try:
+        config = replace(make_config(db_dsn), pbx=(pbx_for(ami),))
+        await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+        await seed(pool)
+        await add_calls(pool, "100", 12)
+        fake_crm.fail_next(1, status=400, body={"success": False, "errorMsg": "Calls are not loaded",
+                                                "errors": {"calls[0].result": "Bad value"}})
+        async with running(config) as agent:
+            await ami.wait_finished(within=10)
+            await drained(pool, at_least=1)
+            call_id = await stored_call(pool)
+            failed = await pool.fetchval("SELECT id FROM deliveries WHERE status = 'failed'")
+            assert call_id and failed
+            await _browse_the_call(agent, chromium, page, call_id, pool)
+    finally:
+        await ami.stop()
+    assert len(fake_crm.calls) == 1
+
+
+async def stored_call(pool: Pool) -> str:
+    """The recorded call's id, once the call store has written it (it writes off the AMI path)."""
+    async with asyncio.timeout(10):
+        while True:
+            call_id = await pool.fetchval("SELECT call_id FROM calls WHERE pbx = 'office'")
+            if call_id:
+                return str(call_id)
+            await asyncio.sleep(0.05)
+
+
+async def _browse_the_call(agent: Agent, chromium: Browser, page: Any, call_id: str, pool: Pool) -> None:
+    url = link(agent, None)
+    token = url.split("token=")[1]
+    b = base(agent)
+    pages: list[str] = []
+
+    def open_call() -> None:
+        page.goto(url)
+        assert page.url.endswith("/admin/instance")
+        shoot(page, "instance")
+        page.goto(f"{b}/admin/100/overview")
+        shoot(page, "overview")
+        pages.append(page.content())
+        page.goto(f"{b}/admin/100/calls?number=" + "+375291112233")  # a filter that finds nothing
+        page.goto(f"{b}/admin/100/calls")
+        shoot(page, "calls")
+        pages.append(page.content())
+        page.click(f"a[href='calls/{call_id}']")
+        assert page.url.endswith(f"/admin/100/calls/{call_id}")
+        section = page.locator(".delivery", has_text="calls_upload")
+        assert "Bad value" in section.inner_text()
+        pages.append(page.content())
+        section.locator("button.retry").click()
+        assert page.url.endswith(f"/admin/100/calls/{call_id}")
+
+    def after_retry() -> None:
+        page.reload()
+        section = page.locator(".delivery", has_text="calls_upload")
+        assert section.locator(".badge-done").count() == 1
+        assert section.locator("button.retry").count() == 0
+        page.locator(".delivery details summary").first.click()
+        shoot(page, "call")
+        pages.append(page.content())
+        page.goto(f"{b}/admin/100/log")
+        shoot(page, "log")
+        pages.append(page.content())
+        page.goto(f"{b}/admin/100/log.json")
+        pages.append(page.content())
+        cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "pbx_admin")
+        for html in pages:
+            assert API_KEY not in html and token not in html and cookie not in html
+
+    await chromium.run(open_call)
+    await drained(pool, at_least=1)
+    await chromium.run(after_retry)
