@@ -41,7 +41,8 @@ class Connector(Protocol):
 
 
 def connectors() -> dict[str, Connector]:
+    from connectors.amocrm.connector import AmoCrmConnector
     from connectors.retailcrm.connector import RetailCrmConnector
 
-    found: list[Connector] = [RetailCrmConnector()]
+    found: list[Connector] = [RetailCrmConnector(), AmoCrmConnector()]
     return {c.name: c for c in found}
