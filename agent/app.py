@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from admin import api, deliveries_api
+from admin import amocrm_api, amocrm_callbacks, api, deliveries_api
 from agent import database, keys
 from agent.callevent import CallEvent
 from agent.callstore import CallStore
@@ -31,6 +31,7 @@ from agent.secretbox import SecretBox, load_or_create_secret
 from agent.supervisor import Supervisor
 from agent.tokens import TokenSigner
 from agent.web import create_app
+from connectors.amocrm import wiring as amocrm_wiring
 from connectors.http import make_client
 from connectors.registry import connectors
 
@@ -93,6 +94,9 @@ class Agent:
             http = make_client()
             stack.push_async_callback(http.aclose)
             self.integrations = Integrations(pool, box, connectors(), http)
+            amocrm = amocrm_wiring.attach(self.integrations, secret, cfg.agent.public_url)
+            if amocrm is not None:
+                stack.push_async_callback(amocrm.aclose)
             policy = self.outbox_policy or policy_from(cfg.outbox)
             dispatcher = CrmDispatcher(self.integrations, concurrency=policy.account_concurrency,
                                        breaker_threshold=policy.breaker_threshold,
@@ -144,6 +148,8 @@ class Agent:
         app[keys.OUTBOX] = self.outbox
         api.add_routes(app)
         deliveries_api.add_routes(app)
+        amocrm_api.add_routes(app)
+        amocrm_callbacks.add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()
         listen = self.config.http.listen

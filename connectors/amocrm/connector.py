@@ -44,6 +44,7 @@ class AmoCrmConnector:
 
     def __init__(self) -> None:
         self.tokens: TokenStore | None = None
+        self.state_signer: oauth.StateSigner | None = None
         self.pool: Pool | None = None
         self.public_url = ""
         self.guard = AccountGuard()
