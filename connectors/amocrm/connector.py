@@ -57,6 +57,7 @@ class AmoCrmConnector:
         self.public_url = public_url.rstrip("/")
         self.tokens = TokenStore(pool, box, oauth.redirect_uri(public_url), **token_options)
         self.tokens.on_exchange = self._token_exchange
+        self.tokens.pace = self.guard.acquire
         return self.tokens
 
     # -- the Connector protocol ------------------------------------------------------------------

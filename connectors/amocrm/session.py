@@ -112,7 +112,9 @@ class Session:
         exchange = await self.request(method, path, **kw)
         result = problem.outcome(exchange)
         if not result.ok:
-            raise StepFailed(self.outcome(result.status, result.error, exchange))
+            wait = self.guard.blocked_for(self.account) if problem.is_block(exchange) else None
+            error = f"amoCRM account blocked (403 to everything): {result.error}" if wait else result.error
+            raise StepFailed(self.outcome(result.status, error, exchange, retry_after=wait or None))
         return exchange
 
     async def _tokens(self) -> Tokens:

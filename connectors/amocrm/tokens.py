@@ -96,6 +96,8 @@ class TokenStore:
         self.refresh_ahead = refresh_ahead
         self.refresh_lease = refresh_lease
         self.on_exchange = on_exchange
+        # paces a refresh like any other request to the account (AccountGuard.acquire), when set
+        self.pace: Callable[[str], Awaitable[None]] | None = None
         self.owner = uuid.uuid4().hex  # this process, in refresh markers
         self._cache: dict[str, Tokens] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -212,6 +214,8 @@ class TokenStore:
         body = oauth.refresh_body(settings.client_id, settings.client_secret, current.refresh_token,
                                   self.redirect_uri)
         secrets = (settings.client_secret, current.refresh_token, current.access_token)
+        if self.pace is not None:
+            await self.pace(settings.account_netloc)
         try:
             pair, exchange = await oauth.grant(http, current.host, body, secrets=secrets)
         except oauth.OAuthError as exc:
