@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from admin import api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
+from admin import amocrm_api, amocrm_callbacks, api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
 from admin import site as admin_site
 from agent import database, enterprises, keys, records
 from agent.agi import AgiServer, hosts_of
@@ -40,6 +40,7 @@ from agent.statelock import StateDirBusy, StateLock
 from agent.supervisor import Supervisor
 from agent.tokens import TokenSigner
 from agent.web import create_app
+from connectors.amocrm import wiring as amocrm_wiring
 from connectors.http import make_client
 from connectors.registry import connectors
 
@@ -123,6 +124,9 @@ class Agent:
             http = make_client()
             stack.push_async_callback(http.aclose)
             self.integrations = Integrations(pool, box, connectors(), http)
+            amocrm = amocrm_wiring.attach(self.integrations, secret, cfg.agent.public_url)
+            if amocrm is not None:
+                stack.push_async_callback(amocrm.aclose)
             policy = self.outbox_policy or policy_from(cfg.outbox)
             dispatcher = CrmDispatcher(self.integrations, concurrency=policy.account_concurrency,
                                        breaker_threshold=policy.breaker_threshold,
@@ -142,6 +146,9 @@ class Agent:
                                  default_region=cfg.agent.default_region)
             stack.push_async_callback(self.router.close)
             self.integrations.on_change(self.router.invalidate)
+            if amocrm is not None:  # a contact's responsible manager changed in amoCRM (webhook)
+                router = self.router
+                amocrm.on_responsible_change(lambda enterprise, _phones: router.invalidate(enterprise))
             self.agi = AgiServer(cfg.agi, self.router, self.health, hosts_of(cfg.pbx),
                                  registry=self.metrics.registry)
             try:
@@ -197,6 +204,8 @@ class Agent:
         extensions_api.add_routes(app)
         retailcrm_api.add_routes(app)
         retailcrm_callbacks.add_routes(app)
+        amocrm_api.add_routes(app)
+        amocrm_callbacks.add_routes(app)
         records.add_routes(app)
         admin_site.add_routes(app, secret)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)

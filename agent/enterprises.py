@@ -11,6 +11,7 @@ from typing import Any
 
 from agent.database import Pool
 from agent.secretbox import SecretBox, is_encrypted, looks_masked, mask
+from connectors.amocrm.settings import SECRET_FIELDS as AMOCRM_SECRETS
 from connectors.retailcrm.settings import SECRET_FIELDS as RETAILCRM_SECRETS
 
 NOTIFY_CHANNEL = "integrations_config"
@@ -18,7 +19,7 @@ CRMS = ("retailcrm", "amocrm")
 # Keys whose values are secrets, per CRM; nested keys are dotted paths.
 SECRET_KEYS: dict[str, tuple[str, ...]] = {
     "retailcrm": RETAILCRM_SECRETS,
-    "amocrm": ("client_secret", "access_token", "refresh_token", "long_lived_token"),
+    "amocrm": AMOCRM_SECRETS,
 }
 
 

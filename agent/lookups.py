@@ -11,7 +11,7 @@ def lookup_source(integrations: Integrations) -> LookupSource:
         enabled = await integrations.enabled(enterprise)
         lookups: list[ResponsibleLookup] = []
         for item in enabled.values():
-            lookup = item.connector.responsible_lookup(item.settings, integrations.client(item))
+            lookup = item.connector.responsible_lookup(item.settings, integrations.client(item), enterprise)
             if lookup is not None:
                 lookups.append(lookup)
         return lookups

@@ -40,12 +40,13 @@ class Connector(Protocol):
 
     def client(self, settings: Any, http: httpx.AsyncClient) -> CrmClient: ...
 
-    def responsible_lookup(self, settings: Any, client: Any) -> ResponsibleLookup | None:
+    def responsible_lookup(self, settings: Any, client: Any, enterprise: str) -> ResponsibleLookup | None:
         """Smart redirect's question to this CRM (None: the CRM cannot answer it)."""
 
 
 def connectors() -> dict[str, Connector]:
+    from connectors.amocrm.connector import AmoCrmConnector
     from connectors.retailcrm.connector import RetailCrmConnector
 
-    found: list[Connector] = [RetailCrmConnector()]
+    found: list[Connector] = [RetailCrmConnector(), AmoCrmConnector()]
     return {c.name: c for c in found}

@@ -141,7 +141,7 @@ async def test_changes_are_notified(running_agent: Agent, db_dsn: str) -> None:
     try:
         await call(running_agent, "PUT", "/api/enterprises/0042", token, {"name": "x"})
         assert await asyncio.wait_for(received.get(), 5) == "0042"
-        await call(running_agent, "PUT", "/api/enterprises/0042/integrations/amocrm", token, {"enabled": False})
+        await call(running_agent, "PUT", "/api/enterprises/0042/integrations/amocrm", token, {"enabled": False, "host": "https://x.amocrm.ru"})
         assert await asyncio.wait_for(received.get(), 5) == "0042"
     finally:
         await listener.close()

@@ -40,7 +40,8 @@ class RetailCrmConnector:
     def client(self, settings: RetailCrmSettings, http: httpx.AsyncClient) -> RetailCrmClient:
         return RetailCrmClient(settings, http)
 
-    def responsible_lookup(self, settings: RetailCrmSettings, client: RetailCrmClient) -> RetailCrmLookup:
+    def responsible_lookup(self, settings: RetailCrmSettings, client: RetailCrmClient, enterprise: str
+                           ) -> RetailCrmLookup:
         return RetailCrmLookup(settings, client)
 
 

@@ -1,0 +1,193 @@
+"""amoCRM in the JSON config API: connection status, pasted code, long-lived token, disconnect, pipelines.
+
+    GET    /api/enterprises/{n}/integrations/amocrm/status
+    GET    /api/enterprises/{n}/integrations/amocrm/connect-url
+    POST   /api/enterprises/{n}/integrations/amocrm/code       {"code": "..."}   (private integrations)
+    POST   /api/enterprises/{n}/integrations/amocrm/token      {"token": "..."}  (a long-lived token)
+    DELETE /api/enterprises/{n}/integrations/amocrm/tokens
+    GET    /api/enterprises/{n}/integrations/amocrm/pipelines
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from admin.api import _enterprise, _json_object, error
+from agent import enterprises, keys
+from connectors.amocrm import oauth
+from connectors.amocrm.client import AmoCrmClient
+from connectors.amocrm.connector import AmoCrmConnector
+from connectors.amocrm.settings import AmoCrmSettings
+from connectors.amocrm.wiring import connector_of
+from connectors.base import CrmError
+
+BASE = "/api/enterprises/{number}/integrations/amocrm"
+CODE_MAX = 2048
+
+
+async def settings_of(app: web.Application, number: str) -> AmoCrmSettings | None:
+    """The enterprise's amoCRM settings straight from the database (enabled or not); None if unset."""
+    stored = await enterprises.get_integration(app[keys.POOL], number, "amocrm")
+    if not stored:
+        return None
+    connector = connector_of(app[keys.INTEGRATIONS])
+    try:
+        return connector.parse_settings(enterprises.decrypted(app[keys.SECRETS], "amocrm", stored))
+    except ValueError:
+        return None
+
+
+def client_for(app: web.Application, settings: AmoCrmSettings) -> AmoCrmClient:
+    return connector_of(app[keys.INTEGRATIONS]).client(settings, app[keys.INTEGRATIONS].http)
+
+
+def connector(app: web.Application) -> AmoCrmConnector:
+    return connector_of(app[keys.INTEGRATIONS])
+
+
+async def _settings_or_error(request: web.Request, number: str) -> AmoCrmSettings | web.Response:
+    settings = await settings_of(request.app, number)
+    if settings is None:
+        return error(409, "save the amoCRM settings (PUT .../integrations/amocrm) first", "amocrm")
+    return settings
+
+
+async def status(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    amo = connector(request.app)
+    assert amo.tokens is not None
+    tokens = await amo.tokens.get(number, fresh=True)
+    settings = await settings_of(request.app, number)
+    body: dict[str, Any] = {"status": "not_connected", "redirect_uri": oauth.redirect_uri(amo.public_url)}
+    if settings is not None:
+        body["webhook_url"] = f"{amo.public_url}/amocrm/webhook/{number}/{settings.webhook_secret}"
+    if tokens is None:
+        return web.json_response(body)
+    body.update(tokens.public())
+    body["account"] = tokens.account
+    if tokens.status == "connected" and settings is not None:
+        try:
+            account = await client_for(request.app, settings).account(number)
+        except CrmError as exc:
+            body["check_error"] = exc.outcome.error
+            fresh = await amo.tokens.get(number, fresh=True)
+            if fresh is not None:
+                body.update(fresh.public())
+        else:
+            body["account"] = _account_info(account)
+            await amo.tokens.save_account(number, body["account"])
+    return web.json_response(body)
+
+
+def _account_info(account: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "name", "subdomain", "current_user_id", "country", "currency", "is_unsorted_on")
+    return {k: account[k] for k in keep if k in account}
+
+
+async def connect_url(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    settings = await _settings_or_error(request, number)
+    if isinstance(settings, web.Response):
+        return settings
+    if not settings.client_id or not settings.client_secret:
+        return error(409, "client_id and client_secret are needed for OAuth", "client_id")
+    amo = connector(request.app)
+    assert amo.state_signer is not None
+    return web.json_response({"url": oauth.consent_url(settings.host, settings.client_id,
+                                                       amo.state_signer.issue(number)),
+                              "redirect_uri": oauth.redirect_uri(amo.public_url)})
+
+
+async def connect_with(app: web.Application, number: str, settings: AmoCrmSettings, host: str,
+                       code: str) -> web.Response | None:
+    """Exchange an authorization code and store the pair (callback and pasted code). None when stored."""
+    amo = connector(app)
+    assert amo.tokens is not None
+    if not settings.client_id or not settings.client_secret:
+        return error(409, "client_id and client_secret are needed to exchange a code", "client_id")
+    body = oauth.code_body(settings.client_id, settings.client_secret, code, amo.tokens.redirect_uri)
+    http = amo.http_for(settings, app[keys.INTEGRATIONS].http)
+    try:
+        pair, _ = await oauth.grant(http, host, body, secrets=(settings.client_secret, code))
+    except oauth.OAuthError as exc:
+        status = 400 if exc.failure == "rejected" else 502
+        return error(status, f"amoCRM did not accept the authorization code: {exc.message}", "code")
+    await amo.tokens.connect(number, host, "oauth", pair.access_token, pair.refresh_token, pair.expires_at)
+    await _remember_account(app, number, settings)
+    return None
+
+
+async def _remember_account(app: web.Application, number: str, settings: AmoCrmSettings) -> None:
+    amo = connector(app)
+    assert amo.tokens is not None
+    try:
+        account = await client_for(app, settings).account(number)
+    except CrmError:
+        return
+    await amo.tokens.save_account(number, _account_info(account))
+
+
+async def post_code(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    body = await _json_object(request)
+    code = body.get("code")
+    if not isinstance(code, str) or not code.strip() or len(code) > CODE_MAX:
+        return error(400, "code: the authorization code from the integration's Keys tab", "code")
+    settings = await _settings_or_error(request, number)
+    if isinstance(settings, web.Response):
+        return settings
+    failed = await connect_with(request.app, number, settings, settings.host, code.strip())
+    return failed or await status(request)
+
+
+async def post_token(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    body = await _json_object(request)
+    token = body.get("token")
+    if not isinstance(token, str) or not token.strip() or len(token) > 8192:
+        return error(400, "token: the long-lived token from the private integration's Keys tab", "token")
+    settings = await _settings_or_error(request, number)
+    if isinstance(settings, web.Response):
+        return settings
+    amo = connector(request.app)
+    assert amo.tokens is not None
+    token = token.strip()
+    await amo.tokens.connect(number, settings.host, "long_lived", token, None, oauth.token_expiry(token))
+    try:
+        account = await client_for(request.app, settings).account(number)
+    except CrmError as exc:
+        await amo.tokens.disconnect(number)  # a token that does not work is not kept
+        return error(400, f"amoCRM did not accept the token: {exc.outcome.error}", "token")
+    await amo.tokens.save_account(number, _account_info(account))
+    return await status(request)
+
+
+async def delete_tokens(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    amo = connector(request.app)
+    assert amo.tokens is not None
+    deleted = await amo.tokens.disconnect(number)
+    return web.json_response({"status": "not_connected", "deleted": deleted})
+
+
+async def pipelines(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    settings = await _settings_or_error(request, number)
+    if isinstance(settings, web.Response):
+        return settings
+    try:
+        found = await client_for(request.app, settings).pipelines(number)
+    except CrmError as exc:
+        return error(502, f"amoCRM: {exc.outcome.error}")
+    return web.json_response({"pipelines": found})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(BASE + "/status", status)
+    app.router.add_get(BASE + "/connect-url", connect_url)
+    app.router.add_post(BASE + "/code", post_code)
+    app.router.add_post(BASE + "/token", post_token)
+    app.router.add_delete(BASE + "/tokens", delete_tokens)
+    app.router.add_get(BASE + "/pipelines", pipelines)

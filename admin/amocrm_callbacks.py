@@ -1,0 +1,127 @@
+"""The URLs amoCRM (and the admin's browser) call: OAuth connect and callback, account webhooks.
+
+    GET  /amocrm/{enterprise}/connect?token=<API token>   -> 302 to the account's consent page
+    GET  /amocrm/oauth/callback?code&referer&state         <- amoCRM after the admin allowed access
+    POST /amocrm/webhook/{enterprise}/{secret}             <- account webhooks (form-encoded, unsigned)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import html
+import logging
+
+from aiohttp import web
+
+from admin.amocrm_api import client_for, connect_with, connector, settings_of
+from admin.api import ENTERPRISE_RE
+from agent import keys
+from agent.tokens import TokenError
+from connectors.amocrm import oauth
+from connectors.amocrm.webhooks import parse_brackets, responsible_changes
+from connectors.base import CrmError, SendOutcome, mask_data
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_LOOKUP_S = 3.0
+
+
+def _page(status: int, title: str, text: str) -> web.Response:
+    body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
+    return web.Response(status=status, text=body, content_type="text/html",
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+async def connect(request: web.Request) -> web.StreamResponse:
+    number = request.match_info["enterprise"]
+    if not ENTERPRISE_RE.fullmatch(number):
+        return _page(400, "Invalid enterprise", "the enterprise number is not valid")
+    try:
+        principal = request.app[keys.SIGNER].verify(request.query.get("token", ""))
+    except TokenError as exc:
+        return _page(401, "Not allowed", f"{exc}: open this link from the admin pages")
+    if not principal.may_access(number):
+        return _page(403, "Not allowed", "this token is for another enterprise")
+    settings = await settings_of(request.app, number)
+    if settings is None or not settings.client_id or not settings.client_secret:
+        return _page(409, "amoCRM is not set up", "save the host, client id and client secret first")
+    signer = connector(request.app).state_signer
+    assert signer is not None
+    raise web.HTTPFound(oauth.consent_url(settings.host, settings.client_id, signer.issue(number)))
+
+
+async def callback(request: web.Request) -> web.Response:
+    q = request.query
+    state, code, referer = q.get("state"), q.get("code"), q.get("referer")
+    if not state:
+        why = ("a widget install is not tied to an enterprise" if "from_widget" in q
+               else "the callback has no state")
+        return _page(400, "Not connected", f"{why}; start the connection from the agent's admin page")
+    amo = connector(request.app)
+    assert amo.state_signer is not None and amo.tokens is not None
+    try:
+        number, nonce, expires = amo.state_signer.verify(state)
+    except oauth.StateError as exc:
+        return _page(400, "Not connected", str(exc))
+    if not code or not referer:
+        return _page(400, "Not connected", "amoCRM sent no code or referer (was access denied?)")
+    settings = await settings_of(request.app, number)
+    if settings is None:
+        return _page(400, "Not connected", f"enterprise {number} has no amoCRM settings")
+    try:
+        host = oauth.host_from_referer(referer, settings.host)
+    except ValueError as exc:
+        return _page(400, "Not connected", str(exc))
+    if not await amo.tokens.use_state(nonce, number, expires):
+        return _page(400, "Not connected", "this connection link was already used; start again")
+    failed = await connect_with(request.app, number, settings, host, code)
+    if failed is not None:
+        return _page(failed.status, "Not connected", (failed.text or "")[:500])
+    log.info("amoCRM connected for enterprise %s (%s)", number, host)
+    return _page(200, "amoCRM connected", f"enterprise {number} is connected to {host}; you may close this page")
+
+
+async def webhook(request: web.Request) -> web.Response:
+    number, secret = request.match_info["enterprise"], request.match_info["secret"]
+    settings = await settings_of(request.app, number) if ENTERPRISE_RE.fullmatch(number) else None
+    expected = settings.webhook_secret if settings is not None else "x" * 43
+    if not hmac.compare_digest(secret.encode(), expected.encode()) or settings is None:
+        raise web.HTTPNotFound()
+    amo = connector(request.app)
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    try:
+        changes = responsible_changes(parse_brackets(form))
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    phones: list[str] = []
+    errors: list[str] = []
+    client = client_for(request.app, settings)
+    for change in changes:
+        if change.phones:
+            phones += change.phones
+            continue
+        try:  # nothing in the body: ask amoCRM, briefly (a webhook is answered fast)
+            async with asyncio.timeout(WEBHOOK_LOOKUP_S):
+                phones += await client.contact_phones(number, change.entity, change.id)
+        except CrmError as exc:
+            errors.append(f"{change.entity} {change.id}: {exc.outcome.error}")
+        except TimeoutError:
+            errors.append(f"{change.entity} {change.id}: amoCRM did not answer within {WEBHOOK_LOOKUP_S:.0f} s")
+    phones = list(dict.fromkeys(phones))
+    if changes:
+        amo.responsible_changed(number, phones)
+    outcome = SendOutcome("success" if not errors else "permanent", http_status=200,
+                          error="; ".join(errors) or None,
+                          request={"method": "POST", "path": "/amocrm/webhook/{enterprise}/…",
+                                   "form": mask_data(form)},
+                          response={"changes": [f"{c.entity}:{c.id}" for c in changes], "phones": phones})
+    await amo.log_outcome(number, "webhook", outcome)
+    return web.json_response({"ok": True, "changes": len(changes)})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/amocrm/oauth/callback", callback)
+    app.router.add_get("/amocrm/{enterprise}/connect", connect)
+    app.router.add_post("/amocrm/webhook/{enterprise}/{secret}", webhook)

@@ -1,0 +1,1 @@
+"""amoCRM / Kommo v4 (crm-api.md Part B): OAuth tokens, call logging, unknown callers, call-back tasks."""

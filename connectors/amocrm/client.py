@@ -1,0 +1,130 @@
+"""amoCRM v4 for one enterprise's settings: deliveries, the responsible-manager lookup, setup reads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from agent.routing import Manager
+from connectors.amocrm.calls import CallSender
+from connectors.amocrm.contacts import find_contact
+from connectors.amocrm.plan import CRM, KIND_CALL
+from connectors.amocrm.session import AccountGuard, Session, StepFailed
+from connectors.amocrm.settings import AmoCrmSettings
+from connectors.amocrm.tokens import TokenStore
+from connectors.base import CrmError, Delivery, SendOutcome
+
+RecordUrl = Callable[[str], str | None]
+
+
+class AmoCrmClient:
+    """Shares the connector's token store, account guard (pacing, blocks) and per-phone task locks."""
+
+    def __init__(self, settings: AmoCrmSettings, http: httpx.AsyncClient, tokens: TokenStore,
+                 guard: AccountGuard, phone_locks: dict[tuple[str, str], asyncio.Lock] | None = None,
+                 log_exchanges: Callable[[str, str, SendOutcome], Any] | None = None) -> None:
+        self.settings = settings
+        self.http = http
+        self.tokens = tokens
+        self.guard = guard
+        self.phone_locks = phone_locks if phone_locks is not None else {}
+        self.log_exchanges = log_exchanges
+
+    def session(self, enterprise: str) -> Session:
+        return Session(enterprise, self.settings, self.http, self.tokens, self.guard)
+
+    async def send(self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None) -> SendOutcome:
+        if len(deliveries) != 1 or deliveries[0].kind != KIND_CALL:
+            raise ValueError("amoCRM deliveries are `call`s, one per send")
+        delivery = deliveries[0]
+        outcome = await CallSender(self.session(delivery.enterprise), delivery, record_url, self.phone_locks).send()
+        outcome.items = {delivery.idempotency_key: outcome.status}
+        return outcome
+
+    # -- lookups (each raises CrmError when amoCRM cannot answer) ------------------------------------
+
+    async def _run(self, enterprise: str, name: str, fn: Callable[[Session], Any]) -> Any:
+        session = self.session(enterprise)
+        try:
+            result = await fn(session)
+        except StepFailed as failed:
+            await self._log(enterprise, name, session, failed.outcome)
+            raise CrmError(failed.outcome) from None
+        await self._log(enterprise, name, session, None)
+        return result
+
+    async def _log(self, enterprise: str, name: str, session: Session, failed: SendOutcome | None) -> None:
+        if self.log_exchanges is None or not session.exchanges:
+            return
+        last = session.exchanges[-1]
+        outcome = session.outcome(failed.status if failed else "success", failed.error if failed else None, last)
+        await self.log_exchanges(enterprise, name, outcome)
+
+    async def find_responsible(self, enterprise: str, phone: str) -> Manager | None:
+        """contacts by phone -> responsible_user_id -> extension through `user_extensions`."""
+        async def lookup(session: Session) -> Manager | None:
+            contact = await find_contact(session, phone)
+            if contact is None or contact.responsible_user_id is None:
+                return None
+            uid = contact.responsible_user_id
+            # the manager's name needs GET /api/v4/users (admin tokens only, §B4): not worth it on the call path
+            return Manager(CRM, str(uid), "", self.settings.extension_for_user(uid))
+        result: Manager | None = await self._run(enterprise, "find_responsible", lookup)
+        return result
+
+    async def account(self, enterprise: str) -> dict[str, Any]:
+        async def get(session: Session) -> dict[str, Any]:
+            exchange = await session.checked("GET", "/api/v4/account")
+            return exchange.body if isinstance(exchange.body, dict) else {}
+        result: dict[str, Any] = await self._run(enterprise, "account", get)
+        return result
+
+    async def pipelines(self, enterprise: str) -> list[dict[str, Any]]:
+        async def get(session: Session) -> list[dict[str, Any]]:
+            exchange = await session.checked("GET", "/api/v4/leads/pipelines")
+            body = exchange.body if isinstance(exchange.body, dict) else {}
+            out = []
+            for p in (body.get("_embedded") or {}).get("pipelines") or []:
+                statuses = [{"id": s.get("id"), "name": s.get("name")}
+                            for s in (p.get("_embedded") or {}).get("statuses") or []]
+                out.append({"id": p.get("id"), "name": p.get("name"), "is_main": p.get("is_main", False),
+                            "is_archive": p.get("is_archive", False), "statuses": statuses})
+            return out
+        result: list[dict[str, Any]] = await self._run(enterprise, "pipelines", get)
+        return result
+
+    async def contact_phones(self, enterprise: str, entity: str, entity_id: int) -> list[str]:
+        """Phones of a contact, or of every contact of a lead (webhooks that carry none)."""
+        from connectors.amocrm.contacts import parse_contact
+
+        async def get(session: Session) -> list[str]:
+            if entity == "contacts":
+                exchange = await session.checked("GET", f"/api/v4/contacts/{entity_id}")
+                contact = parse_contact(exchange.body) if isinstance(exchange.body, dict) else None
+                return list(contact.phones) if contact else []
+            exchange = await session.checked("GET", f"/api/v4/leads/{entity_id}", params={"with": "contacts"})
+            body = exchange.body if isinstance(exchange.body, dict) else {}
+            phones: list[str] = []
+            for ref in ((body.get("_embedded") or {}).get("contacts") or [])[:10]:
+                ex = await session.checked("GET", f"/api/v4/contacts/{ref.get('id')}")
+                contact = parse_contact(ex.body) if isinstance(ex.body, dict) else None
+                phones += contact.phones if contact else ()
+            return phones
+        result: list[str] = await self._run(enterprise, f"{entity}_phones", get)
+        return result
+
+
+class Lookup:
+    """agent.routing's ResponsibleLookup for one enterprise: `crm` and `find_responsible(phone)`."""
+
+    crm = CRM
+
+    def __init__(self, client: AmoCrmClient, enterprise: str) -> None:
+        self.client = client
+        self.enterprise = enterprise
+
+    async def find_responsible(self, phone_e164: str) -> Manager | None:
+        return await self.client.find_responsible(self.enterprise, phone_e164)

@@ -1,0 +1,84 @@
+"""What amoCRM needs to hear about a call: pure CallEvent -> [Delivery].
+
+- `ended`, with an external number, incoming or outgoing -> one `call` delivery
+  (`amocrm:<call_id>:call`). Its send looks the caller up first: a known contact gets the call through
+  `POST /api/v4/calls`; an unknown number (which the calls API silently drops, crm-api.md §B5) goes to
+  Unsorted, or becomes a contact and a lead, or is skipped, per `unknown_caller`. A missed incoming call
+  (nobody answered, the caller gave up included) also carries one call-back task; a queue or ring group that
+  rang several phones still ends in one `ended` event, so one delivery, one task.
+- `ringing`, `answered`, `transferred` -> nothing (the v4 API has no live call events; see the report).
+- `internal` calls and calls without an external number -> nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from agent.callevent import CallEvent, CallResult
+from connectors.amocrm.settings import AmoCrmSettings
+from connectors.base import Delivery
+
+CRM = "amocrm"
+KIND_CALL = "call"
+
+# call_status (crm-api.md §B5): 3 not available, 4 had a conversation, 6 no connection, 7 line busy
+CALL_STATUS: dict[CallResult, int] = {"answered": 4, "no_answer": 6, "cancelled": 6, "busy": 7, "failed": 3}
+CALL_RESULT: dict[CallResult, str] = {
+    "answered": "Answered",
+    "no_answer": "No answer",
+    "cancelled": "The caller hung up before an answer",
+    "busy": "Busy",
+    "failed": "Failed",
+}
+
+
+def plan(event: CallEvent, settings: AmoCrmSettings) -> list[Delivery]:
+    if not settings.enabled or event.event != "ended" or event.direction == "internal" or not event.phone:
+        return []
+    return [_call(event, settings)]
+
+
+def is_missed(event: CallEvent) -> bool:
+    return event.direction == "in" and event.answered_by is None
+
+
+def _unix(when: datetime | None) -> int | None:
+    return int(when.timestamp()) if when is not None else None
+
+
+def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
+    result: CallResult = event.result or ("answered" if event.answered_by else "no_answer")
+    rang = list(dict.fromkeys(event.extensions))
+    call: dict[str, Any] = {
+        "direction": "inbound" if event.direction == "in" else "outbound",
+        "uniq": event.call_id,
+        "duration": round(event.talk_seconds or 0),
+        "source": settings.source,
+        "phone": event.phone,
+        "call_status": CALL_STATUS[result],
+        "call_result": CALL_RESULT[result] + (f" ({event.answered_by})" if event.answered_by else ""),
+    }
+    started = _unix(event.started_at or event.at)
+    if started is not None:
+        call["created_at"] = started
+    user = settings.user_for_extension(event.answered_by)
+    if user is not None:
+        call["responsible_user_id"] = user
+        call["created_by"] = user
+    payload: dict[str, Any] = {
+        "call": call,
+        "phone": event.phone,
+        "did": event.did,
+        "answered_by": event.answered_by,
+        "extensions": rang,
+        "recording": event.recording,  # a PBX path; the sender turns it into a URL (`link`)
+        "ended_at": _unix(event.ended_at or event.at),
+    }
+    if is_missed(event) and settings.missed_call_tasks:
+        ended = event.ended_at or event.at
+        due = (_unix(ended) or 0) + settings.task_due_minutes * 60
+        when = ended.strftime("%Y-%m-%d %H:%M UTC") if ended is not None else "?"
+        payload["task"] = {"complete_till": due, "text": f"Call back {event.phone}: missed call at {when}"}
+    return Delivery(idempotency_key=f"{CRM}:{event.call_id}:call", enterprise=event.enterprise, crm=CRM,
+                    kind=KIND_CALL, payload=payload)

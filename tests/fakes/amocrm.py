@@ -1,0 +1,539 @@
+"""A fake amoCRM v4 account (crm-api.md Part B and checklist C) over real loopback HTTP.
+
+    async with FakeAmoCrm() as amo:
+        amo.add_contact("+375291234567", responsible_user_id=7)
+        code = amo.issue_code()            # what a private integration's admin copies
+        ...
+        assert amo.calls[0]["phone"] == "+375291234567"
+
+It rejects what the real service rejects: a missing/expired bearer token (401 problem), a reused refresh
+token (401 "Token has been revoked"), more than 7 requests per second (429, plain text; after
+`block_after` violations every request gets an nginx 403 page), calls without direction/duration/source/
+phone, a duplicate unsorted `uniq`. An empty search or unknown id answers 204 with no body. A call whose
+number matches no contact (last 10 digits) is silently not saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import jwt
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ADMIN = web.RequestKey("admin", bool)
+PROBLEM = "application/problem+json"
+HAL = "application/hal+json"
+OAUTH_PROBLEM = "https://developers.amocrm.ru/v3/errors/OAuthProblemJson"
+
+
+def digits(phone: str) -> str:
+    return re.sub(r"\D", "", phone)
+
+
+def last10(phone: str) -> str:
+    return digits(phone)[-10:]
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
+    body = {"title": title, "type": f"https://httpstatus.es/{status}", "status": status, "detail": detail, **extra}
+    return web.Response(status=status, text=json.dumps(body, ensure_ascii=False), content_type=PROBLEM)
+
+
+def validation(errors: list[tuple[str, str, str]]) -> web.Response:
+    """errors: (request_id, path, detail)."""
+    by_rid: dict[str, list[dict[str, str]]] = {}
+    for rid, path, detail in errors:
+        by_rid.setdefault(rid, []).append({"code": "NotSupportedChoice" if "choice" in detail else "InvalidType",
+                                           "path": path, "detail": detail})
+    return problem(400, "Bad Request", "Request validation failed",
+                   **{"validation-errors": [{"request_id": k, "errors": v} for k, v in by_rid.items()]})
+
+
+def hal(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body, ensure_ascii=False), content_type=HAL)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]
+    status: int = 0
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Token:
+    expires_at: float
+    admin: bool = True
+
+
+class FakeAmoCrm:
+    def __init__(self, *, client_id: str = "5f2b8d9e-1c3a-4b7e-9f00-aa11bb22cc33",
+                 client_secret: str = "Sx9kT2mQ7vW4yZ1aB8cD3eF6gH0jK5lN", rate: float | None = 7.0,
+                 block_after: int | None = None, access_ttl: int = 86400, account_id: int = 28805383) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.redirect_uri = ""  # the integration's registered Redirect URI
+        self.rate = rate
+        self.block_after = block_after
+        self.access_ttl = access_ttl
+        self.account_id = account_id
+        self.current_user_id = 1
+        self.requests: list[Recorded] = []
+        self.access: dict[str, _Token] = {}
+        self.refresh: dict[str, bool] = {}  # refresh token -> still usable
+        self.codes: set[str] = set()
+        self.revoked_refresh_uses = 0
+        self.refreshes = 0
+        self.violations = 0
+        self.blocked = False
+        self.contacts: dict[int, dict[str, Any]] = {}
+        self.leads: dict[int, dict[str, Any]] = {}
+        self.calls: list[dict[str, Any]] = []
+        self.dropped_calls: list[dict[str, Any]] = []
+        self.unsorted: list[dict[str, Any]] = []
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.users = [{"id": 1, "name": "Admin", "email": "admin@example.com", "lang": "ru",
+                       "rights": {"is_admin": True, "is_active": True}}]
+        self.pipelines = [{"id": 3001, "name": "Sales", "sort": 1, "is_main": True, "is_unsorted_on": True,
+                           "is_archive": False, "account_id": account_id,
+                           "_embedded": {"statuses": [{"id": 40001, "name": "Unsorted", "pipeline_id": 3001},
+                                                      {"id": 40002, "name": "First contact", "pipeline_id": 3001},
+                                                      {"id": 142, "name": "Won", "pipeline_id": 3001},
+                                                      {"id": 143, "name": "Lost", "pipeline_id": 3001}]}}]
+        self.on_token_answer: Callable[[], Awaitable[None]] | None = None  # runs after a refresh rotated
+        self._ids = itertools.count(100001)
+        self._failures: list[tuple[int, Any, str | None]] = []
+        self._bucket = float(rate or 0)
+        self._stamp = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, port: int = 0) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/oauth", self._consent)
+        app.router.add_post("/oauth2/access_token", self._token)
+        app.router.add_get("/api/v4/account", self._account)
+        app.router.add_get("/api/v4/users", self._users)
+        app.router.add_get("/api/v4/leads/pipelines", self._pipelines)
+        app.router.add_get("/api/v4/contacts", self._contacts)
+        app.router.add_get("/api/v4/contacts/{id}", self._contact)
+        app.router.add_get("/api/v4/leads/{id}", self._lead)
+        app.router.add_post("/api/v4/calls", self._calls)
+        app.router.add_post("/api/v4/leads/unsorted/sip", self._unsorted)
+        app.router.add_post("/api/v4/leads/complex", self._complex)
+        app.router.add_post("/api/v4/tasks", self._tasks)
+        app.router.add_get("/api/v4/tasks/{id}", self._task)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeAmoCrm:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def netloc(self) -> str:
+        return self.url.split("://", 1)[1]
+
+    # -- knobs ---------------------------------------------------------------------------------
+
+    def issue_code(self) -> str:
+        code = "def" + secrets.token_hex(40)
+        self.codes.add(code)
+        return code
+
+    def issue_long_lived(self, days: int = 365, admin: bool = True) -> str:
+        exp = int(time.time()) + days * 86400
+        token = jwt.encode({"exp": exp, "account_id": self.account_id, "jti": secrets.token_hex(8)},
+                           "fake-amo-signing-key-of-32-bytes!!", algorithm="HS256")
+        self.access[token] = _Token(exp, admin)
+        return token
+
+    def expire_access_tokens(self) -> None:
+        for token in self.access.values():
+            token.expires_at = 0.0
+
+    def revoke_access(self, token: str) -> None:
+        self.access.pop(token, None)
+
+    def fail_next(self, n: int = 1, *, status: int = 500, body: Any = None, retry_after: str | None = None) -> None:
+        self._failures.extend((status, body, retry_after) for _ in range(n))
+
+    def add_contact(self, phone: str, *, name: str = "Customer", responsible_user_id: int = 1,
+                    lead_ids: tuple[int, ...] = ()) -> int:
+        cid = next(self._ids)
+        self.contacts[cid] = {
+            "id": cid, "name": name, "responsible_user_id": responsible_user_id, "account_id": self.account_id,
+            "custom_fields_values": [{"field_id": 1, "field_code": "PHONE", "field_name": "Phone",
+                                      "values": [{"value": phone, "enum_code": "WORK"}]}],
+            "_embedded": {"leads": [{"id": i} for i in lead_ids], "tags": [], "companies": []},
+        }
+        return cid
+
+    def complete_task(self, task_id: int) -> None:
+        self.tasks[task_id]["is_completed"] = True
+
+    def requests_to(self, path: str, method: str | None = None) -> list[Recorded]:
+        return [r for r in self.requests if r.path == path and (method is None or r.method == method)]
+
+    def api_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.startswith("/api/")]
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        record = Recorded(request.method, request.path, dict(request.query), body, dict(request.headers))
+        self.requests.append(record)
+        response = await self._answer(request, handler)
+        record.status = response.status
+        return response
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.blocked:
+            return web.Response(status=403, content_type="text/html",
+                                text="<html><head><title>403 Forbidden</title></head><body><center><h1>403 "
+                                     "Forbidden</h1></center><hr><center>nginx</center></body></html>")
+        if self.rate is not None and not self._take():
+            self.violations += 1
+            if self.block_after is not None and self.violations >= self.block_after:
+                self.blocked = True
+            return web.Response(status=429, text="Too Many Requests", content_type="text/plain")
+        if self._failures:
+            status, body, retry_after = self._failures.pop(0)
+            headers = {"Retry-After": retry_after} if retry_after else None
+            if isinstance(body, str):
+                return web.Response(status=status, text=body, content_type="text/html", headers=headers)
+            resp = problem(status, "Error", "Injected failure") if body is None else \
+                web.Response(status=status, text=json.dumps(body), content_type=PROBLEM)
+            if headers:
+                resp.headers.update(headers)
+            return resp
+        if request.path.startswith("/api/"):
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            known = self.access.get(token.strip()) if scheme.lower() == "bearer" else None
+            if known is None or known.expires_at <= time.time():
+                return problem(401, "Unauthorized", "Unauthorized")
+            request[ADMIN] = known.admin
+        if request.match_info.http_exception is not None:
+            return problem(request.match_info.http_exception.status, "Not Found", "Route not found")
+        return await handler(request)
+
+    def _take(self) -> bool:
+        assert self.rate is not None
+        now = time.monotonic()
+        self._bucket = min(self.rate, self._bucket + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._bucket >= 1:
+            self._bucket -= 1
+            return True
+        return False
+
+    def _issue_pair(self) -> dict[str, Any]:
+        access, refresh = "acc." + secrets.token_urlsafe(48), "ref." + secrets.token_urlsafe(48)
+        self.access[access] = _Token(time.time() + self.access_ttl)
+        self.refresh[refresh] = True
+        return {"token_type": "Bearer", "expires_in": self.access_ttl, "access_token": access,
+                "refresh_token": refresh, "server_time": int(time.time())}
+
+    # -- OAuth ---------------------------------------------------------------------------------
+
+    async def _consent(self, request: web.Request) -> web.Response:
+        if request.query.get("client_id") != self.client_id:
+            return web.Response(status=400, text="unknown client_id")
+        params = {"code": self.issue_code(), "referer": self.netloc}
+        if "state" in request.query:
+            params["state"] = request.query["state"]
+        raise web.HTTPFound(f"{self.redirect_uri}?{urlencode(params)}")
+
+    async def _token(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _oauth_problem(400, "Request body is not JSON")
+        if not isinstance(body, dict):
+            return _oauth_problem(400, "Request body is not an object")
+        if body.get("client_id") != self.client_id or body.get("client_secret") != self.client_secret:
+            return _oauth_problem(401, "Client authentication failed", hint="Client authentication failed")
+        if self.redirect_uri and body.get("redirect_uri") != self.redirect_uri:
+            return _oauth_problem(400, "redirect_uri mismatch", hint="Invalid redirect_uri")
+        grant = body.get("grant_type")
+        if grant == "authorization_code":
+            code = body.get("code")
+            if code not in self.codes:
+                return _oauth_problem(400, "Authorization code is invalid", hint="Authorization code has been revoked")
+            self.codes.discard(code)
+            return web.json_response(self._issue_pair())
+        if grant == "refresh_token":
+            token = body.get("refresh_token")
+            if token not in self.refresh:
+                return _oauth_problem(401, "Refresh token is invalid", hint="Cannot decrypt the refresh token")
+            if not self.refresh[token]:
+                self.revoked_refresh_uses += 1
+                return _oauth_problem(401, "В запросе отсутствует ряд параметров или параметры невалидны",
+                                      hint="Token has been revoked")
+            self.refresh[token] = False
+            self.refreshes += 1
+            pair = self._issue_pair()
+            if self.on_token_answer is not None:
+                await self.on_token_answer()
+            return web.json_response(pair)
+        return _oauth_problem(400, "Unsupported grant type", hint="Check the `grant_type` parameter")
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def _account(self, request: web.Request) -> web.Response:
+        return hal({"id": self.account_id, "name": "Test account", "subdomain": "test",
+                    "current_user_id": self.current_user_id, "country": "BY", "currency": "BYN",
+                    "is_unsorted_on": True, "is_technical_account": False})
+
+    async def _users(self, request: web.Request) -> web.Response:
+        if not request[ADMIN]:
+            return problem(403, "Forbidden", "Access denied")
+        return hal({"_page": 1, "_embedded": {"users": self.users}})
+
+    async def _pipelines(self, request: web.Request) -> web.Response:
+        return hal({"_total_items": len(self.pipelines), "_embedded": {"pipelines": self.pipelines}})
+
+    def _visible(self) -> list[dict[str, Any]]:
+        return [c for c in self.contacts.values() if not c.get("_unsorted")]
+
+    async def _contacts(self, request: web.Request) -> web.Response:
+        query = request.query.get("query", "")
+        found = []
+        for contact in self._visible():
+            phones = [digits(v["value"]) for f in contact["custom_fields_values"] for v in f["values"]]
+            qd = digits(query)
+            if (len(qd) >= 5 and any(qd in p for p in phones)) or (query and query.lower() in contact["name"].lower()):
+                found.append(contact)
+        if not found:
+            return web.Response(status=204)
+        with_leads = "leads" in request.query.get("with", "").split(",")
+        return hal({"_page": 1, "_embedded": {"contacts": [self._shown(c, with_leads) for c in found]}})
+
+    def _shown(self, contact: dict[str, Any], with_leads: bool) -> dict[str, Any]:
+        out = {k: v for k, v in contact.items() if not k.startswith("_")}
+        embedded = dict(contact["_embedded"])
+        if not with_leads:
+            embedded.pop("leads", None)
+        out["_embedded"] = embedded
+        return out
+
+    async def _contact(self, request: web.Request) -> web.Response:
+        contact = self.contacts.get(_int(request.match_info["id"]))
+        if contact is None or contact.get("_unsorted"):
+            return web.Response(status=204)
+        return hal(self._shown(contact, True))
+
+    async def _lead(self, request: web.Request) -> web.Response:
+        lead = self.leads.get(_int(request.match_info["id"]))
+        if lead is None:
+            return web.Response(status=204)
+        return hal(lead)
+
+    async def _task(self, request: web.Request) -> web.Response:
+        task = self.tasks.get(_int(request.match_info["id"]))
+        return hal(task) if task is not None else web.Response(status=204)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def _array(self, request: web.Request, limit: int = 250) -> tuple[list[dict[str, Any]], web.Response | None]:
+        try:
+            body = await request.json()
+        except ValueError:
+            return [], problem(400, "Bad Request", "Request body is not JSON")
+        if not isinstance(body, list) or not body or not all(isinstance(i, dict) for i in body):
+            return [], problem(400, "Bad Request", "The request body must be a non-empty array of objects")
+        if len(body) > limit:
+            return [], problem(400, "Bad Request", f"At most {limit} items per request")
+        return body, None
+
+    def _matching(self, phone: str) -> list[dict[str, Any]]:
+        key = last10(phone)
+        return [c for c in self._visible() if key and any(
+            last10(v["value"]) == key for f in c["custom_fields_values"] for v in f["values"])]
+
+    async def _calls(self, request: web.Request) -> web.Response:
+        items, error = await self._array(request, 50)
+        if error is not None:
+            return error
+        errors = []
+        for i, call in enumerate(items):
+            rid = str(call.get("request_id", i))
+            if call.get("direction") not in ("inbound", "outbound"):
+                errors.append((rid, "direction", "The value you selected is not a valid choice."))
+            for name, kind in (("duration", int), ("source", str), ("phone", str)):
+                if not isinstance(call.get(name), kind) or isinstance(call.get(name), bool):
+                    errors.append((rid, name, "This value should not be blank."))
+            status = call.get("call_status")
+            if status is not None and status not in range(1, 8):
+                errors.append((rid, "call_status", "The value you selected is not a valid choice."))
+        if errors:
+            return validation(errors)
+        created = []
+        for i, call in enumerate(items):
+            matches = self._matching(call["phone"])
+            if not matches:
+                self.dropped_calls.append(call)  # "the call will not be added"
+                continue
+            contact = matches[0]
+            cid = next(self._ids)
+            self.calls.append({**call, "id": cid, "entity_id": contact["id"], "entity_type": "contact"})
+            created.append({"id": cid, "entity_id": contact["id"], "entity_type": "contact",
+                            "account_id": self.account_id, "request_id": str(call.get("request_id", i)),
+                            "_embedded": {"entity": {"id": contact["id"]}}})
+        return hal({"_total_items": len(created), "errors": [], "_embedded": {"calls": created}})
+
+    def _new_contact(self, data: dict[str, Any], *, unsorted: bool) -> int:
+        cid = next(self._ids)
+        self.contacts[cid] = {"id": cid, "name": data.get("name") or "Contact",
+                              "responsible_user_id": data.get("responsible_user_id", self.current_user_id),
+                              "account_id": self.account_id,
+                              "custom_fields_values": data.get("custom_fields_values") or [],
+                              "_embedded": {"leads": [], "tags": [], "companies": []}}
+        if unsorted:
+            self.contacts[cid]["_unsorted"] = True
+        return cid
+
+    def _new_lead(self, data: dict[str, Any], contact_id: int | None) -> int:
+        lid = next(self._ids)
+        self.leads[lid] = {"id": lid, "name": data.get("name", ""), "pipeline_id": data.get("pipeline_id", 3001),
+                           "status_id": data.get("status_id", 40002),
+                           "responsible_user_id": data.get("responsible_user_id", self.current_user_id),
+                           "_embedded": {"contacts": [{"id": contact_id}] if contact_id else [],
+                                         "tags": (data.get("_embedded") or {}).get("tags", [])}}
+        if contact_id:
+            self.contacts[contact_id]["_embedded"]["leads"].append({"id": lid})
+        return lid
+
+    async def _unsorted(self, request: web.Request) -> web.Response:
+        items, error = await self._array(request, 50)
+        if error is not None:
+            return error
+        errors = []
+        for i, item in enumerate(items):
+            rid = str(item.get("request_id", i))
+            for name in ("source_uid", "source_name"):
+                if not isinstance(item.get(name), str) or not item[name]:
+                    errors.append((rid, name, "This value should not be blank."))
+            meta = item.get("metadata")
+            if not isinstance(meta, dict):
+                errors.append((rid, "metadata", "This value should not be blank."))
+            elif any(u["metadata"].get("uniq") == meta.get("uniq") for u in self.unsorted if meta.get("uniq")):
+                errors.append((rid, "metadata.uniq", "This unsorted already exists."))
+        if errors:
+            return validation(errors)
+        answer = []
+        for i, item in enumerate(items):
+            embedded = item.get("_embedded") or {}
+            contacts = embedded.get("contacts") or [{}]
+            cid = self._new_contact(contacts[0], unsorted=True)
+            lid = self._new_lead((embedded.get("leads") or [{}])[0] | {"status_id": 40001}, cid)
+            uid = secrets.token_hex(16)
+            self.unsorted.append({**item, "uid": uid, "lead_id": lid, "contact_id": cid})
+            if item["metadata"].get("is_call_event_needed", True):
+                self.calls.append({"via": "unsorted", "uniq": item["metadata"].get("uniq"),
+                                   "phone": item["metadata"].get("from"), "entity_id": lid})
+            answer.append({"uid": uid, "request_id": str(item.get("request_id", i)),
+                           "_embedded": {"leads": [{"id": lid}], "contacts": [{"id": cid}]}})
+        return hal({"_total_items": len(answer), "_embedded": {"unsorted": answer}})
+
+    def accept_unsorted(self, uid: str) -> None:
+        for item in self.unsorted:
+            if item["uid"] == uid:
+                self.contacts[item["contact_id"]].pop("_unsorted", None)
+
+    async def _complex(self, request: web.Request) -> web.Response:
+        items, error = await self._array(request, 50)
+        if error is not None:
+            return error
+        out = []
+        for i, lead in enumerate(items):
+            contacts = (lead.get("_embedded") or {}).get("contacts") or []
+            if len(contacts) > 1:
+                return validation([(str(i), "_embedded.contacts", "Only one contact per lead")])
+            cid = self._new_contact(contacts[0], unsorted=False) if contacts else None
+            lid = self._new_lead(lead, cid)
+            out.append({"id": lid, "contact_id": cid, "company_id": None, "request_id": [str(lead.get("request_id", i))],
+                        "merged": False})
+        return web.json_response(out)
+
+    async def _tasks(self, request: web.Request) -> web.Response:
+        items, error = await self._array(request)
+        if error is not None:
+            return error
+        errors = []
+        for i, task in enumerate(items):
+            rid = str(task.get("request_id", i))
+            if not isinstance(task.get("complete_till"), int):
+                errors.append((rid, "complete_till", "This value should not be blank."))
+            if not isinstance(task.get("text"), str) or not task["text"]:
+                errors.append((rid, "text", "This value should not be blank."))
+            if task.get("entity_type") not in (None, "leads", "contacts", "companies", "customers"):
+                errors.append((rid, "entity_type", "The value you selected is not a valid choice."))
+        if errors:
+            return validation(errors)
+        out = []
+        for i, task in enumerate(items):
+            tid = next(self._ids)
+            self.tasks[tid] = {**task, "id": tid, "is_completed": False,
+                               "responsible_user_id": task.get("responsible_user_id", self.current_user_id)}
+            out.append({"id": tid, "request_id": str(task.get("request_id", i))})
+        return hal({"_embedded": {"tasks": out}})
+
+    # -- driving our endpoints -----------------------------------------------------------------
+
+    async def send_webhook(self, url: str, fields: dict[str, str]) -> tuple[int, str]:
+        """An account webhook: a form-encoded PHP-bracket body, no signature (§B9)."""
+        async with aiohttp.ClientSession() as session, session.post(url, data=fields) as resp:
+            return resp.status, await resp.text()
+
+
+def _int(value: str) -> int:
+    return int(value) if value.isdigit() else -1
+
+
+def _oauth_problem(status: int, detail: str, *, hint: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"title": "Некорректный запрос", "type": OAUTH_PROBLEM, "status": status, "detail": detail}
+    if hint:
+        body["hint"] = hint
+    return web.Response(status=status, text=json.dumps(body, ensure_ascii=False), content_type=PROBLEM)
+
+
+async def sleep_until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.02)
