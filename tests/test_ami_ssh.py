@@ -60,6 +60,13 @@ async def link_health(health: HealthRegistry) -> dict[str, Any]:
     return result
 
 
+def error_of(health: HealthRegistry) -> str | None:
+    component = health.get("pbx:remote")
+    assert component is not None
+    error: str | None = component.details.get("error")
+    return error
+
+
 async def test_a_recorded_call_end_to_end_through_ssh(tmp_path: Path) -> None:
     fake = fake_ami(chunk_size=97)
     async with fake, FakeSshServer(new_key(), allow_ports=(fake.port,)) as ssh:
@@ -137,3 +144,58 @@ async def test_the_pbx_refusing_the_tunnel_is_a_clear_transient_error(tmp_path: 
         assert link["status"] == "down" and link["ssh_refused"] is False
         assert f"the PBX cannot reach AMI at 127.0.0.1:{fake.port}" in link["error"]
         assert ssh.connections == 1  # the SSH connection itself is fine and kept
+
+
+@pytest.mark.parametrize("fault", ["unknown client key", "broken key file", "empty known_hosts"])
+async def test_other_ssh_refusals_are_clear(tmp_path: Path, fault: str) -> None:
+    fake = fake_ami()
+    async with fake, FakeSshServer(new_key(), allow_ports=(fake.port,)) as ssh:
+        pbx = ssh_pbx(fake, ssh, tmp_path)
+        assert pbx.ssh is not None
+        if fault == "unknown client key":
+            new_key().write_private_key(str(pbx.ssh.key_file))
+            expected = "login refused: is the public key of"
+        elif fault == "broken key file":
+            pbx.ssh.key_file.write_text("not a key")
+            expected = f"cannot use key_file {pbx.ssh.key_file}"
+        else:
+            pbx.ssh.known_hosts.write_text("")
+            expected = "host key not trusted"
+        async with pipeline(pbx, auth_retry=0.2) as (_pipe, _, health):
+            await until(lambda: error_of(health) is not None, within=5)
+            link = await link_health(health)
+            assert link["ssh_refused"] is True and expected in link["error"], link["error"]
+        assert fake.connections == 0
+
+
+async def test_the_agent_with_a_remote_pbx(db_dsn: str, make_config: Any, tmp_path: Path) -> None:
+    """The whole agent: AMI through SSH, the call stored, its recording served from the PBX over SFTP."""
+    import aiohttp
+
+    from agent.config import RecordingsSource
+    from tests.rc_agent import started
+
+    spool = tmp_path / "monitor"
+    spool.mkdir()
+    (spool / "in-1.wav").write_bytes(b"RIFF" + bytes(1000))
+    fake = fake_ami()
+    async with fake, FakeSshServer(new_key(), allow_ports=(fake.port,)) as ssh:
+        pbx = ssh_pbx(fake, ssh, tmp_path, recordings=RecordingsSource("sftp", str(spool)))
+        async with started(make_config, db_dsn, pbx=(pbx,)) as agent:
+            assert agent.pool is not None and agent.records is not None
+            pool = agent.pool
+            async with asyncio.timeout(15):
+                while not await pool.fetchval("SELECT count(*) FROM calls"):  # noqa: ASYNC110 - a table
+                    await asyncio.sleep(0.05)
+            url = agent.records.record_url(str(spool / "in-1.wav"), pbx="remote")
+            assert url is not None
+            async with aiohttp.ClientSession() as http:
+                async with http.get(url, headers={"Range": "bytes=0-3"}) as resp:
+                    assert (resp.status, await resp.read()) == (206, b"RIFF")
+                async with http.get(f"http://127.0.0.1:{agent.http_port}/health") as resp:
+                    components = (await resp.json())["components"]
+            assert components["pbx:remote"]["via"] == f"ssh pbxagent@127.0.0.1:{ssh.port}"
+            assert components["pbx:remote"]["connected"] is True
+            assert components["recordings"]["sources"] == {"remote": f"sftp:{spool}"}
+        await until(lambda: not ssh.live)  # the agent's stop closed both SSH connections
+        assert ssh.connections == 2  # one for AMI, one for SFTP
