@@ -168,6 +168,9 @@ class SftpSource:
             if not _inside(real, root):
                 raise RecordOutside(f"{relative} resolves to {real}, outside {root}")
             attrs = await sftp.stat(real)
+        except (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:
+            self._sftp = None  # the SFTP session ended (the SSH connection may live on): a new one next time
+            raise RecordUnavailable(f"{self.client}: SFTP session lost: {exc.reason}") from None
         except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPPermissionDenied):
             raise RecordMissing(relative) from None
         except asyncssh.SFTPError as exc:
@@ -190,6 +193,8 @@ class SftpSource:
                     offset += len(chunk)
                     yield chunk
         except (asyncssh.Error, OSError) as exc:
+            if isinstance(exc, asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection):
+                self._sftp = None
             raise RecordUnavailable(f"{self.client}: reading {file.real}: {exc}") from None
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ from agent.recsources import RecordingFile, RecordUnavailable, Source
 log = logging.getLogger(__name__)
 
 TRANSCODE_TIMEOUT_S = 300.0
+TRANSCODE_CONCURRENCY = 2  # ffmpeg processes at once; more requests wait their turn
 WAV_SUFFIXES = (".wav",)
 
 
@@ -39,6 +40,7 @@ class Mp3Cache:
         self.timeout = timeout
         self.made = 0  # transcodings run (tests: once per recording)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._slots = asyncio.Semaphore(TRANSCODE_CONCURRENCY)
 
     async def mp3(self, source: Source, file: RecordingFile) -> Path | None:
         """The cached MP3 of `file`, made now if needed; None without ffmpeg or when it fails."""
@@ -51,7 +53,9 @@ class Mp3Cache:
             async with lock:
                 if await asyncio.to_thread(target.is_file):
                     return target
-                return target if await self._transcode(self.ffmpeg, source, file, target) else None
+                async with self._slots:
+                    made = await self._transcode(self.ffmpeg, source, file, target)
+                return target if made else None
         finally:
             if not lock.locked() and self._locks.get(digest) is lock:
                 del self._locks[digest]
