@@ -11,6 +11,8 @@ completion) behind a thin layer of ours that fixes what its users tripped over:
   OriginateResponse event that comes when the call is answered or fails (that event goes to the tracker);
 - reconnection backs off exponentially up to 5 s; a refused login is its own state, reported in
   /health and retried slowly, never a crash loop.
+The bytes come from a connector (agent.amiconnect): plain TCP, or a channel through SSH to a remote PBX,
+whose refusals (host key not trusted, SSH login refused) are retried slowly like a refused AMI login.
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ from typing import Any
 from panoramisk.actions import Action
 from panoramisk.message import Message
 
+from agent.amiconnect import Connector, connector_for
 from agent.amiframe import AmiFrameParser, AmiMessage
 from agent.config import PbxSection
 from agent.health import ComponentHealth
+from agent.sshclient import SshRefused
 
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 5.0
 AUTH_RETRY_S = 30.0
-CONNECT_TIMEOUT_S = 5.0
 LOGIN_TIMEOUT_S = 5.0
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 5.0
@@ -162,6 +165,7 @@ class AmiLink:
         ping_interval: float = PING_INTERVAL_S,
         ping_timeout: float = PING_TIMEOUT_S,
         auth_retry: float = AUTH_RETRY_S,
+        connector: Connector | None = None,
     ) -> None:
         self.pbx = pbx
         self.on_event = on_event
@@ -176,10 +180,19 @@ class AmiLink:
         self.connected = asyncio.Event()
         self._protocol: _Protocol | None = None
         self._connections = 0
+        self.connector = connector or connector_for(pbx)
         health.set("down", connected=False, since=None, last_event_at=None, reconnects=0,
                    address=f"{pbx.host}:{pbx.port}")
+        if self.connector.via is not None:
+            health.details.update(via=self.connector.via, ssh_refused=False)
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self.connector.close()
+
+    async def _run(self) -> None:
         failures = 0
         while True:
             try:
@@ -189,6 +202,11 @@ class AmiLink:
                 self._down(f"login refused: {exc}", auth_failed=True)
                 log.error("AMI %s: login refused (%s); check username/secret; retrying in %.0f s",
                           self.pbx.name, exc, self.auth_retry)
+                await asyncio.sleep(self.auth_retry)
+                continue
+            except SshRefused as exc:
+                self._down(str(exc), ssh_refused=True)
+                log.error("AMI %s: %s; retrying in %.0f s", self.pbx.name, exc, self.auth_retry)
                 await asyncio.sleep(self.auth_retry)
                 continue
             except (OSError, TimeoutError, AmiNotConnected) as exc:
@@ -210,9 +228,8 @@ class AmiLink:
     # -- one connection -------------------------------------------------------------------------
 
     async def _session(self) -> None:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            _, protocol = await loop.create_connection(lambda: _Protocol(self), self.pbx.host, self.pbx.port)
+        async with asyncio.timeout(self.connector.timeout):
+            protocol = await self.connector.connect(lambda: _Protocol(self))
         self._protocol = protocol
         try:
             async with asyncio.timeout(LOGIN_TIMEOUT_S):
@@ -230,7 +247,8 @@ class AmiLink:
             self.health.set("ok", connected=True, since=now, reconnects=self.reconnects, error=None,
                             banner=banner)
             self.connected.set()
-            log.info("AMI %s: connected to %s:%d (%s)", self.pbx.name, self.pbx.host, self.pbx.port, banner)
+            via = f" via {self.connector.via}" if self.connector.via else ""
+            log.info("AMI %s: connected to %s:%d%s (%s)", self.pbx.name, self.pbx.host, self.pbx.port, via, banner)
             await self._reconcile(protocol)
             await self._keepalive(protocol)
         finally:
@@ -267,6 +285,8 @@ class AmiLink:
         self.health.details["last_event_at"] = at.timestamp()
         self.on_event(events, at)
 
-    def _down(self, reason: str, auth_failed: bool = False) -> None:
+    def _down(self, reason: str, auth_failed: bool = False, ssh_refused: bool = False) -> None:
         self.health.set("down", connected=False, error=reason, auth_failed=auth_failed,
                         reconnects=self.reconnects)
+        if self.connector.via is not None:
+            self.health.details["ssh_refused"] = ssh_refused

@@ -120,7 +120,8 @@ class Agent:
             self.health.register_probe("database", lambda: database.probe(pool), critical=True)
 
             box = SecretBox(secret)
-            self.records = RecordLinks(cfg.agent.public_url, secret, cfg.agent.recordings_dir)
+            self.records = records.from_config(cfg, secret, self.health)
+            stack.push_async_callback(self.records.close)
             http = make_client()
             stack.push_async_callback(http.aclose)
             self.integrations = Integrations(pool, box, connectors(), http)

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ENV_CONFIG = "PBX_AGENT_CONFIG"
 DEFAULT_CONFIG = "agent.toml"
@@ -76,6 +76,32 @@ class OutboxSection:
 
 
 @dataclass(frozen=True)
+class SshSection:
+    """`[[pbx]] ssh = {...}`: AMI (and SFTP recordings) through an SSH connection to the PBX host."""
+
+    host: str
+    username: str
+    key_file: Path
+    known_hosts: Path
+    port: int = 22
+    keepalive: float = 15.0  # seconds between SSH keepalives; 3 unanswered close the connection
+
+    def __str__(self) -> str:
+        return f"{self.username}@{Address(self.host, self.port)}"
+
+
+@dataclass(frozen=True)
+class RecordingsSource:
+    """`[[pbx]] recordings`: where this PBX's call recordings are read from."""
+
+    kind: Literal["local", "sftp"]
+    root: str  # an absolute directory: on this host (local) or on the PBX (sftp)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.root}"
+
+
+@dataclass(frozen=True)
 class PbxSection:
     name: str
     enterprise: str
@@ -89,6 +115,8 @@ class PbxSection:
     trunk_contexts: tuple[str, ...] = ()
     originate_channel: str = "PJSIP/{extension}"  # click-to-call: the manager's phone, rung first
     originate_context: str = "from-internal"  # ... then the number is dialled in this context
+    ssh: SshSection | None = None  # AMI through SSH; host/port are then as seen from the PBX
+    recordings: RecordingsSource | None = None  # None: [agent] recordings_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +275,8 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
         for key in ("originate_channel", "originate_context"):
             if entry.get(key) == "":
                 t.problem(key, "must not be empty (leave the key out for the default)")
+        ssh = _ssh_table(t, base_dir)
+        recordings = _recordings_source(t, base_dir, ssh)
         t.reject_unknown()
         if secret and secret_file:
             problems.append(f"{label}: {t.where} secret: give either secret or secret_file, not both")
@@ -261,10 +291,85 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
                     port=port, region=region.upper() if region else None,
                     internal_channel_patterns=patterns, internal_number_pattern=number_pattern,
                     trunk_contexts=trunk_contexts, originate_channel=originate_channel,
-                    originate_context=originate_context,
+                    originate_context=originate_context, ssh=ssh, recordings=recordings,
                 )
             )
     return tuple(result)
+
+
+def _ssh_table(t: _Table, base_dir: Path) -> SshSection | None:
+    present, value = t._get("ssh")
+    if not present:
+        return None
+    if not isinstance(value, dict):
+        t.problem("ssh", "expected a table such as { host = \"pbx.example.com\", username = \"pbxagent\", "
+                         "key_file = \"...\", known_hosts = \"...\" }, got " + _show(value))
+        return None
+    s = _Table(t.label, t.where, value, t.problems, prefix="ssh.")
+    before = len(t.problems)
+    host = s.string("host", None, check=_host)
+    port = s.integer("port", SshSection.port, minimum=1, maximum=65535)
+    username = s.string("username", None, check=_ssh_user)
+    key_file = _readable_file(s, "key_file", base_dir,
+                              "the private key this agent logs in with (its .pub line goes in the PBX "
+                              "user's ~/.ssh/authorized_keys)")
+    known_hosts = _readable_file(s, "known_hosts", base_dir,
+                                 "the PBX's host key is checked against this file; there is no accept-anything "
+                                 "default (make one with ssh-keyscan and compare the fingerprint)")
+    keepalive = s.number("keepalive", SshSection.keepalive, minimum=1)
+    s.reject_unknown()
+    if len(t.problems) > before or key_file is None or known_hosts is None:
+        return None
+    return SshSection(host=host, username=username, key_file=key_file, known_hosts=known_hosts, port=port,
+                      keepalive=keepalive)
+
+
+def _readable_file(t: _Table, key: str, base_dir: Path, why: str) -> Path | None:
+    if key not in t.data:
+        t.seen.add(key)
+        t.problem(key, f"missing (required): {why}")
+        return None
+    value = t.string(key, "")
+    if not value:
+        if t.data.get(key) == "":
+            t.problem(key, "must not be empty")
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        t.problem(key, f"no such file: {path}")
+        return None
+    if not os.access(path, os.R_OK):
+        t.problem(key, f"cannot read {path}: permission denied")
+        return None
+    return path
+
+
+def _recordings_source(t: _Table, base_dir: Path, ssh: SshSection | None) -> RecordingsSource | None:
+    value = t.string("recordings", "")
+    if not value:
+        if t.data.get("recordings") == "":
+            t.problem("recordings", "must not be empty (leave the key out for [agent] recordings_dir)")
+        return None
+    kind, _, rest = value.partition(":")
+    if kind == "sftp":
+        if ssh is None and "ssh" not in t.data:
+            t.problem("recordings", f'{_show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]')
+            return None
+        if not rest.startswith("/"):
+            t.problem("recordings", f'expected "sftp:/absolute/directory/on/the/pbx", got {_show(value)}')
+            return None
+        return RecordingsSource("sftp", os.path.normpath(rest))
+    if kind == "local" and rest:
+        value = rest
+    elif ":" in value:
+        t.problem("recordings", f'expected "/directory", "local:/directory" or "sftp:/directory", got {_show(value)}')
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    return RecordingsSource("local", os.path.normpath(path))
 
 
 def _read_secret_file(value: str, base_dir: Path, label: str, where: str, problems: list[str]) -> str:
@@ -284,15 +389,17 @@ def _read_secret_file(value: str, base_dir: Path, label: str, where: str, proble
 class _Table:
     """One TOML table being validated: typed getters that record problems instead of raising."""
 
-    def __init__(self, label: str, where: str, data: Mapping[str, Any], problems: list[str]) -> None:
+    def __init__(self, label: str, where: str, data: Mapping[str, Any], problems: list[str], *,
+                 prefix: str = "") -> None:
         self.label = label
         self.where = where
+        self.prefix = prefix  # "ssh." for the keys of an inline table
         self.data = data
         self.problems = problems
         self.seen: set[str] = set()
 
     def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.label}: {self.where} {key}: {message}")
+        self.problems.append(f"{self.label}: {self.where} {self.prefix}{key}: {message}")
 
     def _get(self, key: str) -> tuple[bool, Any]:
         self.seen.add(key)
@@ -426,6 +533,12 @@ def _name(value: str) -> str | None:
     if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
         return None
     return f"expected letters, digits, '_', '.', '-' (at most 64), got {_show(value)}"
+
+
+def _ssh_user(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}", value):
+        return None
+    return f"expected a user name on the PBX host (letters, digits, '_', '.', '-'), got {_show(value)}"
 
 
 def check_enterprise(value: str) -> str | None:

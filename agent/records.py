@@ -1,26 +1,46 @@
 """Call recordings at signed, expiring URLs: `GET {public_url}/records/{token}` serves one file.
 
 The token is an HS256 JWT (key derived from the state secret for this purpose only) holding the file's
-path relative to `[agent] recordings_dir` and an expiry. Only regular files inside that directory are
-served (after resolving symlinks); a forged or expired token gets 403, anything else 404. aiohttp's
-FileResponse answers Range requests, so players can seek.
+path relative to its source's root, the source (`s`: the PBX whose `recordings` it is; absent for
+`[agent] recordings_dir`), the wanted format (`f`: "mp3" or absent) and an expiry. A forged or expired
+token gets 403; a path that is not a regular file inside the root (after resolving symlinks) 404, with a
+log line when it points outside; a source that cannot be reached (the PBX over SSH is down) 503.
+
+Files are streamed in chunks with Range support (local files by aiohttp's FileResponse; SFTP files by
+`_stream`), never read whole into memory. `fmt="mp3"` on a WAV gives an MP3 made once by ffmpeg and
+cached under `state_dir` (agent.transcode); without ffmpeg the original is served (said in /health).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import mimetypes
 import re
 import time
-from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import jwt
 from aiohttp import web
 
 from agent import keys
+from agent.config import Config, PbxSection
+from agent.health import HealthRegistry
+from agent.recsources import (
+    LocalSource,
+    RecordingFile,
+    RecordMissing,
+    RecordOutside,
+    RecordUnavailable,
+    SftpSource,
+    Source,
+)
 from agent.secretbox import derive_key
+from agent.sshclient import SshClient
+from agent.transcode import Mp3Cache, find_ffmpeg, wants_mp3
 
 log = logging.getLogger(__name__)
 
@@ -29,80 +49,250 @@ AUDIENCE = "pbx-agent-records"
 # RetailCRM keeps recordUrl with the call for good and fetches it when someone presses play.
 DEFAULT_TTL_S = 365 * 86400.0
 ROUTE = "/records/{token}"
+FORMATS = ("mp3",)
+READY_POLL_S = 0.5
+READY_SETTLE_S = 1.5
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+
+__all__ = ["RecordDenied", "RecordLinks", "RecordMissing", "RecordOutside", "RecordUnavailable", "add_routes",
+           "from_config"]
 
 
 class RecordDenied(Exception):
     """The token is forged, malformed or expired (403)."""
 
 
-class RecordMissing(Exception):
-    """The token is fine but there is nothing to serve at its path (404)."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    source: str
+    relative: str
+    fmt: str | None
 
 
 class RecordLinks:
+    """Signs recording URLs and finds what a token names. `sources` maps PBX names to their source
+    (PBXs not in it, and tokens without a source, use `[agent] recordings_dir`)."""
+
     def __init__(self, public_url: str, secret: bytes, recordings_dir: Path, *, ttl: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sources: Mapping[str, Source] | None = None,
+                 cache_dir: Path | None = None, ffmpeg: str | None = None) -> None:
         self.public_url = public_url.rstrip("/")
-        self.recordings_dir = Path(os.path.abspath(recordings_dir))
         self.ttl = ttl
+        self.default = LocalSource("", recordings_dir)
+        self.recordings_dir = self.default.root
+        self._by_pbx: dict[str, Source] = dict(sources or {})
+        self._sources: dict[str, Source] = {"": self.default}
+        for source in self._by_pbx.values():
+            self._sources.setdefault(source.key, source)
+        # What a path without a PBX may belong to: the sources some PBX uses (or the default alone).
+        used = {s.key: s for s in self._by_pbx.values()} or {"": self.default}
+        self._candidates: Sequence[Source] = list(used.values())
+        self.mp3 = Mp3Cache(cache_dir, ffmpeg) if cache_dir is not None else Mp3Cache(Path("."), None)
         self._key = derive_key(secret, KEY_PURPOSE)
         self._clock = clock
 
-    def relative(self, path: str) -> str | None:
-        """`path` (absolute, or relative to recordings_dir) as a clean relative path inside it, or None."""
-        if not path or "\x00" in path:
-            return None
-        full = os.path.normpath(os.path.join(self.recordings_dir, path))
-        rel = os.path.relpath(full, self.recordings_dir)
-        if rel == "." or rel.startswith(".." + os.sep) or rel == ".." or os.path.isabs(rel):
-            return None
-        return PurePosixPath(*Path(rel).parts).as_posix()
+    @property
+    def sources(self) -> dict[str, Source]:
+        return dict(self._sources)
 
-    def token(self, relative: str, *, expires_at: float) -> str:
-        """A token for `relative` (not checked: use `record_url`, which checks)."""
-        claims = {"aud": AUDIENCE, "p": relative, "exp": int(expires_at)}
+    # -- signing --------------------------------------------------------------------------------
+
+    def relative(self, path: str) -> str | None:
+        """`path` as a clean relative path inside `[agent] recordings_dir`, or None."""
+        return self.default.relative(path)
+
+    def token(self, relative: str, *, expires_at: float, source: str = "", fmt: str | None = None) -> str:
+        """A token for `relative` in `source` (not checked: use `record_url`, which checks)."""
+        claims: dict[str, Any] = {"aud": AUDIENCE, "p": relative, "exp": int(expires_at)}
+        if source:
+            claims["s"] = source
+        if fmt:
+            claims["f"] = fmt
         return jwt.encode(claims, self._key, algorithm="HS256")
 
-    def record_url(self, path: str) -> str | None:
-        """The URL to hand a CRM for a call's `recording`, or None when it is outside recordings_dir."""
-        relative = self.relative(path)
-        if relative is None:
-            log.warning("recording %r is outside [agent] recordings_dir %s; not offered", path, self.recordings_dir)
-            return None
-        return f"{self.public_url}/records/{self.token(relative, expires_at=self._clock() + self.ttl)}"
+    def record_url(self, path: str, fmt: str | None = None, *, pbx: str | None = None) -> str | None:
+        """The URL to hand a CRM for a call's `recording` (a path on the PBX that recorded it), or None.
 
-    def resolve(self, token: str) -> Path:
-        """The file a token names. RecordDenied for a bad token, RecordMissing when not servable."""
+        `pbx` (the CallEvent's `extra["pbx"]`) picks that PBX's source; without it the path must belong to
+        exactly one configured source. `fmt="mp3"`: a WAV is served as MP3 (when ffmpeg is there).
+        """
+        if fmt is not None and fmt not in FORMATS:
+            raise ValueError(f"unknown recording format {fmt!r} (known: {', '.join(FORMATS)})")
+        found = self._locate(path, pbx)
+        if found is None:
+            return None
+        source, relative = found
+        token = self.token(relative, expires_at=self._clock() + self.ttl, source=source.key, fmt=fmt)
+        return f"{self.public_url}/records/{token}"
+
+    def _locate(self, path: str, pbx: str | None) -> tuple[Source, str] | None:
+        if pbx is not None:
+            source = self._by_pbx.get(pbx, self.default)
+            relative = source.relative(path)
+            if relative is None:
+                log.warning("recording %r of PBX %s is outside its recordings %s; not offered", path, pbx,
+                            source.spec)
+                return None
+            return source, relative
+        matches = [(s, r) for s in self._candidates if (r := s.relative(path)) is not None]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            roots = ", ".join(str(s.spec) for s in self._candidates)
+            log.warning("recording %r is outside the recordings directories (%s); not offered", path, roots)
+        else:
+            log.warning("recording %r could be on any of %s; give the PBX; not offered", path,
+                        ", ".join(s.key or "[agent] recordings_dir" for s, _ in matches))
+        return None
+
+    # -- resolving ------------------------------------------------------------------------------
+
+    def claim(self, token: str) -> Claim:
+        """What a token names. RecordDenied for a bad or expired token."""
         try:
             claims = jwt.decode(token, self._key, algorithms=["HS256"], audience=AUDIENCE,
-                                options={"require": ["exp", "aud", "p"]},
-                                leeway=0)
+                                options={"require": ["exp", "aud", "p"]}, leeway=0)
         except jwt.ExpiredSignatureError:
             raise RecordDenied("link expired") from None
         except jwt.InvalidTokenError:
             raise RecordDenied("invalid link") from None
-        relative = claims.get("p")
-        if not isinstance(relative, str) or self.relative(relative) != relative:
-            raise RecordMissing(str(relative))
-        root = self.recordings_dir.resolve()
-        target = (root / relative).resolve()  # symlinks followed: the real file must be inside too
-        if not target.is_relative_to(root) or not target.is_file():
-            raise RecordMissing(relative)
-        return target
+        source, relative, fmt = claims.get("s", ""), claims.get("p"), claims.get("f")
+        if not isinstance(source, str) or not isinstance(relative, str) or fmt not in (None, *FORMATS):
+            raise RecordDenied("invalid link")
+        return Claim(source, relative, fmt)
+
+    async def open(self, claim: Claim) -> tuple[Source, RecordingFile]:
+        """The file a claim names: RecordMissing/RecordOutside (404), RecordUnavailable (503)."""
+        source = self._sources.get(claim.source)
+        if source is None:
+            raise RecordMissing(f"no recordings source {claim.source!r} (the PBX was removed from agent.toml?)")
+        return source, await source.stat(claim.relative)
+
+    async def wait_ready(self, path: str, limit_s: float, *, pbx: str | None = None,
+                         poll_s: float = READY_POLL_S, settle_s: float = READY_SETTLE_S) -> bool:
+        """True once the recording exists, is not empty and has not changed for `settle_s` (MixMonitor has
+        finished writing it); False when that did not happen within `limit_s` or it is not servable."""
+        found = self._locate(path, pbx)
+        if found is None:
+            return False
+        source, relative = found
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        seen: tuple[int, float] | None = None
+        since = 0.0
+        while True:
+            try:
+                file = await source.stat(relative)
+                state: tuple[int, float] | None = (file.size, file.mtime) if file.size > 0 else None
+            except RecordOutside:
+                return False
+            except (RecordMissing, RecordUnavailable):
+                state = None
+            now = loop.time()
+            if state is not None and state == seen and now - since >= settle_s:
+                return True
+            if state != seen:
+                seen, since = state, now
+            if now >= deadline:
+                log.info("recording %s not ready within %g s", path, limit_s)
+                return False
+            await asyncio.sleep(max(0.0, min(poll_s, deadline - now)))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self._sources.values()))
+
+
+def from_config(cfg: Config, secret: bytes, health: HealthRegistry | None = None) -> RecordLinks:
+    """RecordLinks with one source per `[[pbx]] recordings` (local or SFTP), reporting ffmpeg in /health."""
+    ffmpeg = find_ffmpeg()
+    default = LocalSource("", cfg.agent.recordings_dir)
+    sources = {pbx.name: _source(pbx, default) for pbx in cfg.pbx}
+    links = RecordLinks(cfg.agent.public_url, secret, cfg.agent.recordings_dir, sources=sources,
+                        cache_dir=cfg.agent.state_dir / "records-mp3", ffmpeg=ffmpeg)
+    if health is not None:
+        component = health.register("recordings", critical=False)
+        component.set("ok", ffmpeg=ffmpeg is not None,
+                      info=None if ffmpeg else "ffmpeg missing: serving originals",
+                      sources={name: str(s.spec) for name, s in sources.items()})
+    return links
+
+
+def _source(pbx: PbxSection, default: LocalSource) -> Source:
+    spec = pbx.recordings
+    if spec is None:
+        return default
+    if spec.kind == "sftp":
+        assert pbx.ssh is not None  # the config requires it
+        return SftpSource(pbx.name, SshClient(pbx.ssh), spec.root)
+    return LocalSource(pbx.name, spec.root)
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
 
 
 async def serve_record(request: web.Request) -> web.StreamResponse:
     links = request.app[keys.RECORDS]
     try:
-        path = await asyncio.to_thread(links.resolve, request.match_info["token"])
+        claim = links.claim(request.match_info["token"])
     except RecordDenied as exc:
         return web.json_response({"error": str(exc)}, status=403)
+    try:
+        source, file = await links.open(claim)
+    except RecordOutside as exc:
+        log.warning("records: refused %r from %s: %s", claim.relative, claim.source or "recordings_dir", exc)
+        return web.json_response({"error": "no such recording"}, status=404)
     except RecordMissing:
         return web.json_response({"error": "no such recording"}, status=404)
-    name = _UNSAFE_NAME.sub("_", path.name)
-    return web.FileResponse(path, headers={
-        "Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "private, max-age=3600"})
+    except RecordUnavailable as exc:
+        log.warning("records: %s", exc)
+        return web.json_response({"error": "recordings source unavailable"}, status=503,
+                                 headers={"Retry-After": "30"})
+    name = _UNSAFE_NAME.sub("_", file.name)
+    headers = {"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "private, max-age=3600"}
+    if wants_mp3(claim.fmt, file):
+        mp3 = await links.mp3.mp3(source, file)
+        if mp3 is not None:
+            headers["Content-Disposition"] = f'inline; filename="{name.rsplit(".", 1)[0]}.mp3"'
+            return web.FileResponse(mp3, headers={**headers, "Content-Type": "audio/mpeg"})
+    if file.local_path is not None:
+        return web.FileResponse(file.local_path, headers=headers)
+    return await _stream(request, source, file, headers)
+
+
+async def _stream(request: web.Request, source: Source, file: RecordingFile,
+                  headers: dict[str, str]) -> web.StreamResponse:
+    """A remote file in chunks, honouring one Range (`bytes=a-b`, `a-`, `-n`) like FileResponse does."""
+    size = file.size
+    try:
+        rng = request.http_range
+    except ValueError:
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+    start, stop, status = 0, size, 200
+    if request.headers.get("Range") is not None:
+        start = rng.start if rng.start is not None else 0
+        stop = min(rng.stop, size) if rng.stop is not None else size
+        if start < 0:
+            start = max(0, size + start)
+        if start >= stop:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    response = web.StreamResponse(status=status, headers={**headers, "Accept-Ranges": "bytes",
+                                                          "Content-Type": content_type})
+    response.content_length = stop - start
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    try:
+        async for chunk in source.read(file, start, stop):
+            await response.write(chunk)
+    except (RecordUnavailable, OSError, ConnectionError) as exc:
+        log.warning("records: %s from %s cut short: %s", file.relative, source.spec, exc)
+        response.force_close()
+        return response
+    await response.write_eof()
+    return response
 
 
 def add_routes(app: web.Application) -> None:

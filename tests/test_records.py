@@ -31,7 +31,8 @@ def test_record_url_only_inside_the_directory(spool: Path) -> None:
     links = RecordLinks("https://pbx.example.com/", b"k" * 32, spool)
     url = links.record_url(str(spool / "2026/11/in-375291234567-1795481962.0.wav"))
     assert url is not None and url.startswith("https://pbx.example.com/records/")
-    assert links.resolve(url.rsplit("/", 1)[1]) == spool / "2026/11/in-375291234567-1795481962.0.wav"
+    claim = links.claim(url.rsplit("/", 1)[1])
+    assert (claim.source, claim.relative, claim.fmt) == ("", "2026/11/in-375291234567-1795481962.0.wav", None)
     relative = links.record_url("2026/11/in-375291234567-1795481962.0.wav")  # relative to the directory
     assert relative is not None
     for outside in ("/etc/passwd", str(spool / "../secret.txt"), "../secret.txt", str(spool), "", "a\x00b"):
