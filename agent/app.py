@@ -19,7 +19,7 @@ from admin import site as admin_site
 from agent import database, enterprises, keys, records
 from agent.agi import AgiServer, hosts_of
 from agent.callevent import CallEvent
-from agent.callstore import CallStore
+from agent.callstore import count_ended
 from agent.config import Config, ConfigError, load
 from agent.dispatch import CrmDispatcher
 from agent.health import HealthRegistry
@@ -70,7 +70,6 @@ class Agent:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     pool: database.Pool | None = None
     http_port: int | None = None
-    calls: CallStore | None = None
     planner: Planner | None = None
     outbox: Outbox | None = None
     integrations: Integrations | None = None
@@ -88,8 +87,7 @@ class Agent:
 
     def on_call_event(self, event: CallEvent) -> None:
         """Every CallEvent of every PBX passes here, on the AMI reader's path: enqueue only."""
-        if self.calls is not None:
-            self.calls.put(event)
+        count_ended(self.metrics, event)
         if self.planner is not None:
             self.planner.put(event)
 
@@ -135,7 +133,6 @@ class Agent:
                                        record_url=self.records.record_url)
             self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
             self.planner = Planner(self.integrations, self.outbox)
-            self.calls = CallStore(pool, self.metrics)
             outbox = self.outbox
             self.health.register_probe("outbox", lambda: outbox_probe(outbox, self.metrics), critical=False)
 
@@ -165,7 +162,6 @@ class Agent:
             supervisor.start("config-listener", self.integrations.listen)
             supervisor.start("outbox", self.outbox.run)
             supervisor.start("planner", self.planner.run)
-            supervisor.start("calls", self.calls.run)
             self.pbxs.start(cfg.pbx)
 
             interval = self.notifier.watchdog_interval()

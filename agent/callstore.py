@@ -1,19 +1,14 @@
-"""Ended calls into the `calls` table, off the AMI path: the reader only enqueues."""
+"""The `calls` table: a stored call from an ended CallEvent and back (the planner writes them, in the
+same transaction as the call's deliveries)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-from agent import database
 from agent.callevent import CallEvent
-from agent.database import Pool
 from agent.metrics import Metrics
-
-log = logging.getLogger(__name__)
 
 INSERT = """
 INSERT INTO calls (call_id, enterprise_number, pbx, direction, phone, did, extensions, answered_by, result,
@@ -44,33 +39,6 @@ def event_from_row(r: Mapping[str, Any]) -> CallEvent:
         ended_at=r["ended_at"], recording=r["recording"], extra=extra)
 
 
-class CallStore:
-    """Takes CallEvents without waiting; a background task writes the ended ones, retrying while the
-    database is away so that no call is lost to a database restart."""
-
-    def __init__(self, pool: Pool, metrics: Metrics) -> None:
-        self.pool = pool
-        self.metrics = metrics
-        self.queue: asyncio.Queue[CallEvent] = asyncio.Queue()
-
-    def put(self, event: CallEvent) -> None:
-        if event.event == "ended":
-            self.metrics.calls_ended.labels(event.direction, event.result or "").inc()
-            self.queue.put_nowait(event)
-
-    async def run(self) -> None:
-        while True:
-            event = await self.queue.get()
-            delay = 0.5
-            while True:
-                try:
-                    await self.pool.execute(INSERT, *row(event))
-                    break
-                except Exception as exc:
-                    if not database.is_transient(exc):
-                        log.error("calls: call %s cannot be stored: %s; event: %s", event.call_id, exc,
-                                  event.to_json())
-                        break
-                    log.warning("calls: cannot store call %s yet (%s); retrying", event.call_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
+def count_ended(metrics: Metrics, event: CallEvent) -> None:
+    if event.event == "ended":
+        metrics.calls_ended.labels(event.direction, event.result or "").inc()

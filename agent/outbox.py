@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -182,9 +182,13 @@ class Outbox:
 
     # -- producing -----------------------------------------------------------------------------
 
-    async def enqueue(self, deliveries: Sequence[Delivery]) -> int:
-        """Store deliveries (duplicates by key are ignored); return how many were new."""
-        if not deliveries:
+    async def enqueue(self, deliveries: Sequence[Delivery], *,
+                      before: Callable[[Any], Awaitable[None]] | None = None) -> int:
+        """Store deliveries (duplicates by key are ignored); return how many were new.
+
+        `before(conn)` runs first in the same transaction (the planner stores the ended calls there, so a
+        call and its deliveries are committed together or not at all)."""
+        if not deliveries and before is None:
             return 0
         now = datetime.now(UTC)
         columns: list[list[Any]] = [[] for _ in range(7)]
@@ -194,8 +198,12 @@ class Outbox:
                                                d.payload, expires, d.batch_key), strict=True):
                 column.append(value)
         async with self.pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(INSERT, *columns)
-            inserted = int(status.rsplit(" ", 1)[-1])
+            if before is not None:
+                await before(conn)
+            inserted = 0
+            if deliveries:
+                status = await conn.execute(INSERT, *columns)
+                inserted = int(status.rsplit(" ", 1)[-1])
             if inserted:
                 await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
         if inserted:

@@ -1,5 +1,7 @@
 """CallEvents into outbox rows: each enabled CRM of the call's enterprise plans what it needs.
 
+An ended call is stored in `calls` in the same transaction as its deliveries.
+
 The AMI reader only enqueues here (`put` never waits); a background task reads the enterprise's
 settings (cached), asks each connector's pure `plan`, and stores the result in one transaction.
 While the database is away the events wait in memory and are planned once it is back.
@@ -9,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-from agent import database
+from agent import callstore, database
 from agent.callevent import CallEvent
 from agent.integrations import Integrations
 from agent.outbox import Outbox
@@ -57,4 +60,9 @@ class Planner:
                 except Exception:  # one connector's bug must not cost the other CRMs the call
                     log.exception("planner: %s could not plan %s of call %s", enabled.crm, event.event,
                                   event.call_id)
-        return await self.outbox.enqueue(deliveries)
+        ended = [callstore.row(e) for e in events if e.event == "ended"]
+
+        async def store_calls(conn: Any) -> None:
+            await conn.executemany(callstore.INSERT, ended)
+
+        return await self.outbox.enqueue(deliveries, before=store_calls if ended else None)
