@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from connectors.mapping_rules import parse_user_extensions
+
 # proxy: its URL may carry a password
 SECRET_FIELDS: tuple[str, ...] = ("client_secret", "access_token", "refresh_token", "long_lived_token",
                                   "webhook_secret", "proxy")
@@ -21,7 +23,6 @@ UNKNOWN_CALLER: tuple[UnknownCaller, ...] = ("unsorted", "contact_and_lead", "no
 DEFAULT_SOURCE = "pbx-agent"
 PRODUCT_DOMAINS = ("amocrm.ru", "amocrm.com", "kommo.com")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-_EXTENSION = re.compile(r"^[0-9A-Za-z_*#+-]{1,32}$")
 _USER_ID = re.compile(r"^[0-9]{1,18}$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -210,24 +211,7 @@ def _client_secret(value: Any) -> str | None:
 
 
 def _user_extensions(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise SettingsError("user_extensions", "must be an object {amo_user_id: extension}")
-    out: dict[str, str] = {}
-    seen: dict[str, str] = {}
-    for user_id, ext in value.items():
-        uid = str(user_id)
-        where = f"user_extensions.{uid}"
-        if not _USER_ID.fullmatch(uid):
-            raise SettingsError(where, "amoCRM user ids are numbers")
-        if not isinstance(ext, str) or not _EXTENSION.fullmatch(ext):
-            raise SettingsError(where, "extension must be 1-32 characters: digits, letters, * # + - _")
-        if ext in seen:
-            raise SettingsError(where, f"extension {ext} is already given to user {seen[ext]}")
-        seen[ext] = uid
-        out[uid] = ext
-    return out
+    return parse_user_extensions(value, SettingsError, "amo")
 
 
 def _unknown_caller(value: Any) -> UnknownCaller:

@@ -10,11 +10,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.mapping_rules import parse_user_extensions
+
 SECRET_FIELDS: tuple[str, ...] = ("api_key", "client_id")
 DEFAULT_CODE = "pbx-agent"
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-_EXTENSION = re.compile(r"^[0-9A-Za-z_*#+-]{1,32}$")
-_USER_ID = re.compile(r"^[0-9]{1,18}$")
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 _KNOWN = frozenset(
@@ -164,24 +164,7 @@ def _timezone(value: Any) -> str:
 
 
 def _user_extensions(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise SettingsError("user_extensions", "must be an object {crm_user_id: extension}")
-    out: dict[str, str] = {}
-    seen: dict[str, str] = {}
-    for user_id, ext in value.items():
-        uid = str(user_id)
-        where = f"user_extensions.{uid}"
-        if not _USER_ID.fullmatch(uid):
-            raise SettingsError(where, "CRM user ids are numbers")
-        if not isinstance(ext, str) or not _EXTENSION.fullmatch(ext):
-            raise SettingsError(where, "extension must be 1-32 characters: digits, letters, * # + - _")
-        if ext in seen:
-            raise SettingsError(where, f"extension {ext} is already given to user {seen[ext]}")
-        seen[ext] = uid
-        out[uid] = ext
-    return out
+    return parse_user_extensions(value, SettingsError, "crm")
 
 
 def _phone(value: Any) -> str | None:
