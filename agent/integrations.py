@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from agent.secretbox import SecretBox
 from connectors.registry import Connector, CrmClient
 
 log = logging.getLogger(__name__)
+
+FULL_REFRESH_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class Integrations:
         self._clients: dict[tuple[str, int], CrmClient] = {}
         self._listeners: list[Callable[[str | None], None]] = []
         self._listened = False
+        self.refresh_s = FULL_REFRESH_S
 
     async def enabled(self, enterprise: str) -> dict[str, Enabled]:
         cached = self._cache.get(enterprise)
@@ -107,7 +111,16 @@ class Integrations:
                     for listener in self._listeners:
                         listener(None)
                 self._listened = True
-                await lost.wait()
+                while not lost.is_set():
+                    # a safety net under NOTIFY: every few minutes (with jitter, so agents sharing a
+                    # database do not all reload at once) forget everything cached
+                    period = self.refresh_s * random.uniform(0.8, 1.2)
+                    try:
+                        await asyncio.wait_for(lost.wait(), period)
+                    except TimeoutError:
+                        self._cache.clear()
+                        for listener in self._listeners:
+                            listener(None)
             finally:
                 conn.remove_termination_listener(terminated)
                 if not conn.is_closed():

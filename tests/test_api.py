@@ -170,3 +170,29 @@ async def test_bad_requests_change_nothing(running_agent: Agent, method: str, pa
     assert body.get("field") == field
     assert (await call(running_agent, "GET", "/api/enterprises/0001", token))[1]["name"] == "Before"
     assert (await call(running_agent, "GET", "/api/enterprises/9999", token))[0] == 404
+
+
+async def test_cached_settings_are_refreshed_even_without_notify(
+        db_dsn: str, make_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The safety net under LISTEN/NOTIFY: a change that arrived without a NOTIFY (a lost notification) is
+    picked up at the next periodic refresh."""
+    from agent import integrations as integrations_module
+    from tests.crm_setup import running
+
+    monkeypatch.setattr(integrations_module, "FULL_REFRESH_S", 0.3)
+    async with running(make_config(db_dsn)) as agent:
+        integrations = agent.integrations
+        assert integrations is not None and agent.pool is not None
+        token = signer(agent).issue(None, 1)
+        await call(agent, "PUT", "/api/enterprises/0001", token, {"name": "Shop"})
+        assert await integrations.enabled("0001") == {}
+        dropped: list[str | None] = []
+        integrations.on_change(dropped.append)
+        await agent.pool.execute(  # behind the agent's back: no NOTIFY
+            "UPDATE enterprises SET integrations_config = '{\"retailcrm\": {\"enabled\": true, \"domain\": "
+            "\"https://x.retailcrm.ru\", \"api_key\": \"0123456789abcdef\", \"timezone\": \"UTC\"}}'"
+            " WHERE number = '0001'")
+        async with asyncio.timeout(10):
+            while not await integrations.enabled("0001"):
+                await asyncio.sleep(0.05)
+        assert None in dropped
