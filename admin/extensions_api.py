@@ -8,7 +8,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin.api import _enterprise, _json_object, error
-from agent import enterprises, extensions, keys
+from agent import discovery, enterprises, extensions, keys
+from agent.ami import AmiNotConnected
 
 
 async def get_extensions(request: web.Request) -> web.Response:
@@ -36,6 +37,30 @@ async def put_extensions(request: web.Request) -> web.Response:
     return web.json_response({"extensions": [e.to_json() for e in items]})
 
 
+async def discover_extensions(request: web.Request) -> web.Response:
+    """POST .../extensions/discover: add the extensions the enterprise's PBXs know (names kept)."""
+    number = _enterprise(request)
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        return error(404, f"no enterprise {number}")
+    pipelines = [p for p in request.app[keys.ORIGINATOR].pipelines.values() if p.pbx.enterprise == number]
+    live = [p for p in pipelines if p.link.connected.is_set()]
+    if not live:
+        return error(503, "no PBX of this enterprise is connected to this agent right now")
+    found: list[str] = []
+    for pipeline in live:
+        try:
+            found += await discovery.discover(pipeline.link, pipeline.tracker.env.rules)
+        except AmiNotConnected:
+            continue
+    current = await extensions.list_for(pool, number)
+    items, added = discovery.merged(current, found)
+    if added:
+        await extensions.replace(pool, number, items)
+    return web.json_response({"added": added, "extensions": [e.to_json() for e in items]})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/enterprises/{number}/extensions", get_extensions)
     app.router.add_put("/api/enterprises/{number}/extensions", put_extensions)
+    app.router.add_post("/api/enterprises/{number}/extensions/discover", discover_extensions)
