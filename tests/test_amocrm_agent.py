@@ -241,8 +241,8 @@ async def test_unknown_caller_is_recorded_per_policy(policy: str, fake: FakeAmoC
     cfg = config(make_config, db_dsn, ami)
     await configure_amocrm(pool, cfg.agent.state_dir, fake, unknown_caller=policy, pipeline_id=3001,
                            status_id=40002 if policy == "contact_and_lead" else None, lead_tags=["pbx"])
-    counts = await run_recording(fake, pool, cfg, ami)
-    assert counts == {"done": 1}
+    counts = await run_recording(fake, pool, cfg, ami, at_least=2)
+    assert counts == {"done": 2}  # the call, and the pop-up for 150's manager
     call_id = await pool.fetchval("SELECT call_id FROM calls")
     steps = await pool.fetchval("SELECT steps FROM amocrm_call_steps")
     assert steps["recorded"]["via"] == policy
@@ -274,6 +274,8 @@ async def test_known_caller_call_is_logged_with_the_answering_manager(
     assert call["responsible_user_id"] == 7 and call["created_by"] == 7  # 150 answered
     assert call["uniq"] == await pool.fetchval("SELECT call_id FROM calls")
     assert not fake.tasks
+    (popup,) = fake.popups  # 150 rang: its manager saw the call come in
+    assert popup == {"type": "phone_call", "phone_number": "+375291234567", "users": [7]}
 
 
 async def test_missed_recorded_call_makes_one_task_and_a_repeat_adds_none(
@@ -282,7 +284,7 @@ async def test_missed_recorded_call_makes_one_task_and_a_repeat_adds_none(
     ami = await ami_for("p_b_incoming_missed")
     cfg = config(make_config, db_dsn, ami)
     await configure_amocrm(pool, cfg.agent.state_dir, fake, task_due_minutes=30)
-    await run_recording(fake, pool, cfg, ami)
+    await run_recording(fake, pool, cfg, ami, at_least=2)  # the call and 150's pop-up
     (task,) = fake.tasks.values()
     assert task["responsible_user_id"] == 9 and task["entity_type"] == "contacts" and task["task_type_id"] == 1
     assert CALLER in task["text"]
@@ -291,11 +293,11 @@ async def test_missed_recorded_call_makes_one_task_and_a_repeat_adds_none(
     # the same caller misses again while the task is open: no second task; once done, a new one
     async with running(cfg) as agent:
         agent.on_call_event(missed("second", ("150",)))
-        await drained(pool, at_least=2)
+        await drained(pool, at_least=3)
         assert len(fake.tasks) == 1 and len(fake.calls) == 2
         fake.complete_task(task["id"])
         agent.on_call_event(missed("third", ("150",)))
-        await drained(pool, at_least=3)
+        await drained(pool, at_least=4)
     assert len(fake.tasks) == 2
 
 
@@ -318,7 +320,10 @@ async def test_a_queue_that_rang_three_phones_and_was_missed_makes_one_task(
         agent.on_call_event(missed("q1", ("150", "151", "152")))
         agent.on_call_event(missed("q1", ("150", "151", "152")))  # a replay of the same end: no new row
         await drained(pool, at_least=1)
-    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 1
+    assert await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call'") == 1
+    # each ringing phone's manager got the live pop-up (crm-api.md §B6), once
+    assert sorted(p["users"][0] for p in fake.popups) == [7, 8, 9]
+    assert {p["phone_number"] for p in fake.popups} == {CALLER}
     (task,) = fake.tasks.values()
     # unknown caller: the task hangs on the unsorted lead, for the last phone that rang (152 -> user 9)
     assert task["entity_type"] == "leads" and task["responsible_user_id"] == 9
@@ -339,9 +344,9 @@ async def test_problem_json_rejection_fails_visibly(fake: FakeAmoCrm, pool: Pool
         await connect_tokens(amo_of(agent), fake)
         await fake_fail_calls(fake, body)
         await ami.wait_finished(within=10)
-        counts = await drained(pool)
-    assert counts == {"failed": 1}
-    error = await pool.fetchval("SELECT last_error FROM deliveries")
+        counts = await drained(pool, at_least=2)
+    assert counts == {"failed": 1, "done": 1}  # the call was rejected; 150's pop-up went out
+    error = await pool.fetchval("SELECT last_error FROM deliveries WHERE kind = 'call'")
     assert "Request validation failed" in error and "call_status" in error and "not a valid choice" in error
 
 

@@ -46,18 +46,24 @@ def test_settings_round_trip_and_kommo() -> None:
 def test_plan_on_recordings() -> None:
     settings = parse(BASE)
     kinds: dict[str, int] = {}
+    popups: dict[str, list[int]] = {}
     for name in recordings.NAMES:
-        deliveries = [d for e in recordings.play(name) for d in plan(e, settings)]
+        planned = [d for e in recordings.play(name) for d in plan(e, settings)]
+        deliveries = [d for d in planned if d.kind == "call"]
+        popups[name] = [d.payload["add"][0]["users"][0] for d in planned if d.kind == "event"]
         kinds[name] = len(deliveries)
         for d in deliveries:
             assert d.idempotency_key.startswith("amocrm:") and d.idempotency_key.endswith(":call")
+    # live pop-ups: one per ringing mapped phone, for its manager; none for outgoing/internal-only rings
+    assert popups["a_incoming_answered"] == [7] and popups["p_l_ring_group"] == [7, 8, 9]
+    assert popups["i_queue_second_member"] == [8, 9] and popups["f_internal_150_to_151"] == []
     assert kinds["f_internal_150_to_151"] == 0  # internal: nothing
     assert all(v == 1 for k, v in kinds.items() if k != "f_internal_150_to_151")
-    (missed,) = [d for e in recordings.play("p_b_incoming_missed") for d in plan(e, settings)]
+    (missed,) = [d for e in recordings.play("p_b_incoming_missed") for d in plan(e, settings) if d.kind == "call"]
     assert missed.payload["task"] and missed.payload["call"]["call_status"] == 6
-    (queue,) = [d for e in recordings.play("i_queue_second_member") for d in plan(e, settings)]
+    (queue,) = [d for e in recordings.play("i_queue_second_member") for d in plan(e, settings) if d.kind == "call"]
     assert "task" not in queue.payload and queue.payload["call"]["responsible_user_id"] == 9
-    (busy,) = [d for e in recordings.play("c_incoming_busy") for d in plan(e, settings)]
+    (busy,) = [d for e in recordings.play("c_incoming_busy") for d in plan(e, settings) if d.kind == "call"]
     assert busy.payload["call"]["call_status"] == 7 and "task" in busy.payload
     (out,) = [d for e in recordings.play("e_outgoing_noanswer") for d in plan(e, settings)]
     assert out.payload["call"]["direction"] == "outbound" and "task" not in out.payload

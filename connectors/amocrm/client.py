@@ -11,7 +11,7 @@ import httpx
 from agent.routing import Manager
 from connectors.amocrm.calls import CallSender
 from connectors.amocrm.contacts import find_contact
-from connectors.amocrm.plan import CRM, KIND_CALL
+from connectors.amocrm.plan import CRM, KIND_CALL, KIND_EVENT
 from connectors.amocrm.session import AccountGuard, Session, StepFailed
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.tokens import TokenStore
@@ -37,12 +37,24 @@ class AmoCrmClient:
         return Session(enterprise, self.settings, self.http, self.tokens, self.guard)
 
     async def send(self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None) -> SendOutcome:
-        if len(deliveries) != 1 or deliveries[0].kind != KIND_CALL:
-            raise ValueError("amoCRM deliveries are `call`s, one per send")
+        if len(deliveries) != 1 or deliveries[0].kind not in (KIND_CALL, KIND_EVENT):
+            raise ValueError("amoCRM deliveries are `call`s and `event`s, one per send")
         delivery = deliveries[0]
-        outcome = await CallSender(self.session(delivery.enterprise), delivery, record_url, self.phone_locks).send()
+        if delivery.kind == KIND_EVENT:
+            outcome = await self._popup(delivery)
+        else:
+            outcome = await CallSender(self.session(delivery.enterprise), delivery, record_url,
+                                       self.phone_locks).send()
         outcome.items = {delivery.idempotency_key: outcome.status}
         return outcome
+
+    async def _popup(self, delivery: Delivery) -> SendOutcome:
+        session = self.session(delivery.enterprise)
+        try:
+            exchange = await session.checked("POST", "/api/v2/events", body=delivery.payload)
+        except StepFailed as failed:
+            return failed.outcome
+        return session.outcome("success", None, exchange)
 
     # -- lookups (each raises CrmError when amoCRM cannot answer) ------------------------------------
 

@@ -6,7 +6,9 @@
   Unsorted, or becomes a contact and a lead, or is skipped, per `unknown_caller`. A missed incoming call
   (nobody answered, the caller gave up included) also carries one call-back task; a queue or ring group that
   rang several phones still ends in one `ended` event, so one delivery, one task.
-- `ringing`, `answered`, `transferred` -> nothing (the v4 API has no live call events; see the report).
+- incoming `ringing` of a mapped manager's phone -> a live call pop-up for that manager (`POST /api/v2/events`,
+  crm-api.md §B6; amoCRM finds the card itself), which expires after 60 s: it only matters while it rings.
+- `answered`, `transferred` -> nothing.
 - `internal` calls and calls without an external number -> nothing.
 """
 
@@ -21,6 +23,8 @@ from connectors.base import Delivery
 
 CRM = "amocrm"
 KIND_CALL = "call"
+KIND_EVENT = "event"
+POPUP_TTL = 60.0
 
 # call_status (crm-api.md §B5): 3 not available, 4 had a conversation, 6 no connection, 7 line busy
 CALL_STATUS: dict[CallResult, int] = {"answered": 4, "no_answer": 6, "cancelled": 6, "busy": 7, "failed": 3}
@@ -34,9 +38,22 @@ CALL_RESULT: dict[CallResult, str] = {
 
 
 def plan(event: CallEvent, settings: AmoCrmSettings) -> list[Delivery]:
-    if not settings.enabled or event.event != "ended" or event.direction == "internal" or not event.phone:
+    if not settings.enabled or event.direction == "internal" or not event.phone:
+        return []
+    if event.event == "ringing":  # incoming only: on an outgoing call the manager knows whom they dial
+        return _popup(event, settings) if event.direction == "in" else []
+    if event.event != "ended":
         return []
     return [_call(event, settings)]
+
+
+def _popup(event: CallEvent, settings: AmoCrmSettings) -> list[Delivery]:
+    user = settings.user_for_extension(event.extension)
+    if user is None or event.phone is None:  # nobody to show it to (an unmapped phone would alert everyone)
+        return []
+    payload = {"add": [{"type": "phone_call", "phone_number": event.phone, "users": [user]}]}
+    return [Delivery(f"{CRM}:{event.call_id}:event:ringing:{event.extension}", event.enterprise, CRM, KIND_EVENT,
+                     payload, expires_after=POPUP_TTL)]
 
 
 def is_missed(event: CallEvent) -> bool:

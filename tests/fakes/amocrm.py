@@ -105,6 +105,7 @@ class FakeAmoCrm:
         self.leads: dict[int, dict[str, Any]] = {}
         self.calls: list[dict[str, Any]] = []
         self.dropped_calls: list[dict[str, Any]] = []
+        self.popups: list[dict[str, Any]] = []
         self.unsorted: list[dict[str, Any]] = []
         self.tasks: dict[int, dict[str, Any]] = {}
         self.users = [{"id": 1, "name": "Admin", "email": "admin@example.com", "lang": "ru",
@@ -136,6 +137,7 @@ class FakeAmoCrm:
         app.router.add_get("/api/v4/contacts/{id}", self._contact)
         app.router.add_get("/api/v4/leads/{id}", self._lead)
         app.router.add_post("/api/v4/calls", self._calls)
+        app.router.add_post("/api/v2/events", self._events)
         app.router.add_post("/api/v4/leads/unsorted/sip", self._unsorted)
         app.router.add_post("/api/v4/leads/complex", self._complex)
         app.router.add_post("/api/v4/tasks", self._tasks)
@@ -385,6 +387,25 @@ class FakeAmoCrm:
         key = last10(phone)
         return [c for c in self._visible() if key and any(
             last10(v["value"]) == key for f in c["custom_fields_values"] for v in f["values"])]
+
+    async def _events(self, request: web.Request) -> web.Response:
+        """crm-api.md §B6: `{"add": [{"type": "phone_call", "phone_number": ..., "users": [ids]}]}` -> 202."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return problem(400, "Bad Request", "Request body is not JSON")
+        items = body.get("add") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return problem(400, "Bad Request", "add: This value should not be blank.")
+        for item in items:
+            if not isinstance(item, dict) or item.get("type") != "phone_call" or not isinstance(
+                    item.get("phone_number"), str):
+                return problem(400, "Bad Request", "type and phone_number are required")
+            users = item.get("users")
+            if users is not None and (not isinstance(users, list) or not all(isinstance(u, int) for u in users)):
+                return problem(400, "Bad Request", "users must be an array of user ids")
+        self.popups.extend(items)
+        return web.json_response({"_embedded": {"items": [{"status": "ok"} for _ in items]}}, status=202)
 
     async def _calls(self, request: web.Request) -> web.Response:
         items, error = await self._array(request, 50)
