@@ -86,15 +86,19 @@ class RulesCache:
     def __init__(self, pool: Pool, ttl_s: float = 300.0, timer: Callable[[], float] = time.monotonic) -> None:
         self.pool = pool
         self._cache: TTLCache[str, Rules] = TTLCache(maxsize=10_000, ttl=ttl_s, timer=timer)
+        self._generation = 0  # a read that a NOTIFY overtook is used once, not cached
 
     async def get(self, enterprise: str) -> Rules:
         rules = self._cache.get(enterprise)
         if rules is None:
+            generation = self._generation
             rules = await get(self.pool, enterprise)
-            self._cache[enterprise] = rules
+            if generation == self._generation:
+                self._cache[enterprise] = rules
         return rules
 
     def invalidate(self, enterprise: str | None = None) -> None:
+        self._generation += 1
         if enterprise is None:
             self._cache.clear()
         else:
