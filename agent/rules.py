@@ -62,8 +62,8 @@ class Rules:
     holidays: frozenset[date] = frozenset()
     managers: Mapping[str, Week] = field(default_factory=dict)  # extension -> its own hours
     history_days: int = 0
-    blocked: frozenset[str] = frozenset()  # exact numbers
-    blocked_prefixes: tuple[str, ...] = ()  # "+37529" for "+37529*"
+    blocked: frozenset[str] = frozenset()  # exact numbers, digits only ("375291234567")
+    blocked_prefixes: tuple[str, ...] = ()  # digits only: "37529" for "+37529*"
     did_rules: Mapping[str, DidRule] = field(default_factory=dict)
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE), compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)  # as stored, for GET
@@ -71,13 +71,11 @@ class Rules:
     # --- evaluation (now: an aware datetime) -------------------------------------------------------
 
     def is_blocked(self, phone: str | None) -> bool:
-        """The caller is never routed and never sent to a CRM. Compared with and without a leading '+'."""
+        """The caller is never routed and never sent to a CRM. A leading '+' is ignored on both sides."""
         if not phone or not (self.blocked or self.blocked_prefixes):
             return False
         bare = phone.lstrip("+")
-        if phone in self.blocked or bare in self.blocked or "+" + bare in self.blocked:
-            return True
-        return any(phone.startswith(p) or bare.startswith(p.lstrip("+")) for p in self.blocked_prefixes)
+        return bare in self.blocked or bare.startswith(self.blocked_prefixes)
 
     def is_open(self, now: datetime) -> bool:
         """Within the enterprise's hours, and not a holiday."""
@@ -211,9 +209,9 @@ def _blocklist(value: Any) -> tuple[frozenset[str], tuple[str, ...]]:
     for i, item in enumerate(value):
         text = item.replace(" ", "").replace("-", "") if isinstance(item, str) else ""
         if _NUMBER.fullmatch(text):
-            exact.add(text)
+            exact.add(text.lstrip("+"))
         elif _PREFIX.fullmatch(text):
-            prefixes.add(text[:-1])
+            prefixes.add(text[:-1].lstrip("+"))
         else:
             raise RulesError(f"blocklist[{i}]", f"{item!r} is not a number (+375291234567) or a prefix (+37529*)")
     return frozenset(exact), tuple(sorted(prefixes))

@@ -18,8 +18,8 @@ OFFICE = {"timezone": "Europe/Berlin",
           "managers": {"151": {"hours": {"fri": [["09:00", "12:00"]]}}}}
 
 
-def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
+def berlin(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN)
 
 
 def test_friday_evening_cut_off() -> None:
