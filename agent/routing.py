@@ -125,6 +125,7 @@ class CacheSettings:
     stale_s: float = 3600.0  # how long past freshness an entry is still served (refreshing, CRM down)
     failure_ttl_s: float = 10.0  # how long a CRM failure is remembered before the CRM is asked again
     enterprise_ttl_s: float = 300.0  # lookups and settings are re-read after this even without a NOTIFY
+    away_ttl_s: float = 15.0  # managers' CRM statuses (break, dinner, busy) are re-read this often
     fetch_timeout_s: float = 10.0  # one CRM lookup in the background, at most
     maxsize: int = 100_000  # numbers cached, all enterprises together
 
@@ -149,6 +150,7 @@ class _Plan:
     fresh_until: float
     rules: Rules = NO_RULES
     away: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    away_until: float = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,7 @@ class Router:
         self._plans: dict[str, _Plan] = {}
         self._inflight: dict[tuple[str, str], asyncio.Task[_Entry | Answer]] = {}
         self._plan_inflight: dict[str, asyncio.Task[_Plan | None]] = {}
+        self._away_inflight: dict[str, asyncio.Task[None]] = {}
         self._generation: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failing: set[tuple[str, str]] = set()  # (enterprise, crm or "settings") now failing
@@ -225,6 +228,8 @@ class Router:
         now = self._timer()
         if plan.fresh_until <= now:
             self._refresh_plan(enterprise)
+        elif plan.away_until <= now:
+            self._refresh_away(enterprise)
         wall = self._clock()
         ruled = _by_rules(plan.rules, phone, wall)
         if ruled is not None:
@@ -330,10 +335,12 @@ class Router:
             self._plans.clear()
             self._inflight.clear()
             self._plan_inflight.clear()
+            self._away_inflight.clear()
             return
         self._generation[enterprise] = self._generation.get(enterprise, 0) + 1
         self._plans.pop(enterprise, None)
         self._plan_inflight.pop(enterprise, None)
+        self._away_inflight.pop(enterprise, None)
         for key in [k for k in self._cache if k[0] == enterprise]:
             self._cache.pop(key, None)
         for key in [k for k in self._inflight if k[0] == enterprise]:
@@ -467,6 +474,32 @@ class Router:
             self._plan_inflight[enterprise] = task
         return task
 
+    def _refresh_away(self, enterprise: str) -> None:
+        """Re-read the managers' CRM statuses in the background (they change without a NOTIFY)."""
+        if enterprise not in self._away_inflight:
+            gen = self._generation.get(enterprise, 0)
+            self._away_inflight[enterprise] = self._spawn(self._load_away(enterprise, gen), f"statuses:{enterprise}")
+
+    async def _load_away(self, enterprise: str, gen: int) -> None:
+        away: Mapping[tuple[str, str], str] | None = None
+        try:
+            async with asyncio.timeout(self.settings.fetch_timeout_s):
+                away = await self._away_source(enterprise)
+            self._failing.discard((enterprise, "statuses"))
+        except Exception as exc:  # the old statuses stay; tried again after away_ttl_s
+            if (enterprise, "statuses") not in self._failing:
+                self._failing.add((enterprise, "statuses"))
+                log.warning("smart-redirect: cannot read the managers' statuses of enterprise %s: %s: %s",
+                            enterprise, type(exc).__name__, exc)
+        finally:
+            if self._away_inflight.get(enterprise) is asyncio.current_task():
+                del self._away_inflight[enterprise]
+        plan = self._plans.get(enterprise)
+        if plan is not None and self._generation.get(enterprise, 0) == gen:
+            until = self._timer() + self.settings.away_ttl_s
+            self._plans[enterprise] = replace(plan, away=dict(away) if away is not None else plan.away,
+                                              away_until=until)
+
     async def _load_plan(self, enterprise: str, gen: int) -> _Plan | None:
         try:
             async with asyncio.timeout(self.settings.fetch_timeout_s):
@@ -485,8 +518,10 @@ class Router:
         if (enterprise, "settings") in self._failing:
             self._failing.discard((enterprise, "settings"))
             log.info("smart-redirect: the settings of enterprise %s can be read again", enterprise)
-        plan = _Plan(tuple(lookups), bool(when_busy), self._timer() + self.settings.enterprise_ttl_s, rules,
-                     dict(away))
+        now = self._timer()
+        away_until = now + self.settings.away_ttl_s if self._away_source is not nobody_away else float("inf")
+        plan = _Plan(tuple(lookups), bool(when_busy), now + self.settings.enterprise_ttl_s, rules, dict(away),
+                     away_until)
         if self._generation.get(enterprise, 0) == gen:
             self._plans[enterprise] = plan
         return plan

@@ -160,3 +160,19 @@ async def test_history_off_and_outgoing_calls_do_not_count(env: Env) -> None:
 def test_wall_clock_default_is_aware_utc() -> None:
     from agent.routing import utcnow
     assert utcnow().tzinfo is UTC
+
+
+async def test_crm_status_is_re_read_without_a_notify(env: Env) -> None:
+    router = env.router()
+    assert (await router.resolve("100", CUSTOMER_A)).status == Status.FOUND
+    env.away[("retailcrm", "7")] = "busy"  # changeUserStatusUrl wrote it; no NOTIFY
+    env.clocks.mono += 14
+    assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "150", "Ivan", "retailcrm", cached=True,
+                                                      source="crm")
+    env.clocks.mono += 2  # past away_ttl_s: re-read in the background, this call served as before
+    router.cached("100", CUSTOMER_A)
+    await settled(router)
+    busy = router.cached("100", CUSTOMER_A)
+    assert busy is not None and (busy.status, busy.reason, busy.cached) == (Status.UNAVAILABLE, "busy", True)
+    assert env.crm.requests == 1  # the CRM answer itself stayed cached
+    await router.close()
