@@ -39,10 +39,14 @@ async def get_raw(pool: Pool, number: str) -> dict[str, Any]:
 
 
 async def get(pool: Pool, number: str) -> Rules:
-    """The enterprise's rules; a stored document that no longer validates counts as no rules (logged)."""
-    raw = await get_raw(pool, number)
+    """The enterprise's rules (without a `timezone`: its RetailCRM account's, else UTC); a stored document
+    that no longer validates counts as no rules (logged)."""
+    row = await pool.fetchrow(
+        "SELECT r.rules, e.integrations_config #>> '{retailcrm,timezone}' AS tz FROM enterprises e"
+        " LEFT JOIN routing_rules r ON r.enterprise_number = e.number WHERE e.number = $1", number)
+    raw = row["rules"] if row is not None and isinstance(row["rules"], dict) else {}
     try:
-        return parse(raw)
+        return parse(raw, row["tz"] if row is not None else None)
     except RulesError as exc:
         log.warning("enterprise %s: stored routing rules unusable (%s); routing without them", number, exc)
         return NO_RULES

@@ -115,16 +115,17 @@ def _within(week: Week, local: datetime) -> bool:
 
 # --- parsing ---------------------------------------------------------------------------------------
 
-def parse(raw: Mapping[str, Any] | None) -> Rules:
-    """Validated rules from their JSON; raises RulesError naming the field."""
+def parse(raw: Mapping[str, Any] | None, default_timezone: str | None = None) -> Rules:
+    """Validated rules from their JSON; raises RulesError naming the field. Without a `timezone` the
+    rules use `default_timezone` (the enterprise's CRM time zone) when it is a valid one, else UTC."""
     if raw is None:
-        return NO_RULES
+        raw = {}
     if not isinstance(raw, Mapping):
         raise RulesError("rules", "must be an object")
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise RulesError(unknown[0], "unknown field")
-    tz_name = raw.get("timezone") or DEFAULT_TIMEZONE
+    tz_name = raw.get("timezone") or _valid_zone(default_timezone) or DEFAULT_TIMEZONE
     if not isinstance(tz_name, str):
         raise RulesError("timezone", "must be an IANA time zone name such as Europe/Berlin")
     try:
@@ -140,6 +141,13 @@ def parse(raw: Mapping[str, Any] | None) -> Rules:
     blocked, prefixes = _blocklist(raw.get("blocklist"))
     dids = _did_rules(raw.get("did_rules"))
     return Rules(tz_name, hours, holidays, managers, history, blocked, prefixes, dids, zone, dict(raw))
+
+
+def _valid_zone(name: str | None) -> str | None:
+    try:
+        return name if name and ZoneInfo(name) else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def _week(value: Any, where: str) -> Week:

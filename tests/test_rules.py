@@ -118,3 +118,10 @@ def test_invalid_rules_name_the_field(raw: dict[str, object], field: str) -> Non
     with pytest.raises(RulesError) as caught:
         parse(raw)
     assert caught.value.field == field
+
+
+def test_timezone_defaults_to_the_enterprise_crm_zone_else_utc() -> None:
+    assert parse({}, "Europe/Minsk").timezone == "Europe/Minsk"
+    assert parse({"timezone": "Europe/Berlin"}, "Europe/Minsk").timezone == "Europe/Berlin"
+    assert parse({}, "Not/AZone").timezone == "UTC"
+    assert parse(None).timezone == "UTC"
