@@ -177,3 +177,22 @@ async def test_blocked_caller_produces_no_crm_traffic(fake_crm: FakeRetailCrm, p
             await wait_rows(pool, "SELECT 1 FROM calls WHERE enterprise_number = $1", ENTERPRISE)
             assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
             assert fake_crm.requests[before:] == []  # no lookup, no delivery
+
+
+async def test_did_with_crm_delivery_off_sends_nothing(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
+                                                       make_config: Callable[..., Config]) -> None:
+    stream = (recordings.recordings_dir() / "a_incoming_answered.ami").read_bytes()
+    async with FakeAmi(stream, speed=math.inf, pause_at=0) as ami:
+        config = replace(make_config(db_dsn), pbx=(replace(pbx_for(ami), enterprise=ENTERPRISE),))
+        await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
+        async with running(config) as agent:
+            rules = {"did_rules": {"+375173880000": {"crm_delivery": False}}}
+            assert (await api(agent, "PUT", rules))[0] == 200
+            await until(agent, ask(CUSTOMER_A), "FOUND")  # smart redirect still works on that DID
+            before = len(fake_crm.requests)
+            ami.unpause()
+            await ami.wait_finished(within=10)
+            [row] = await wait_rows(pool, "SELECT did FROM calls WHERE enterprise_number = $1", ENTERPRISE)
+            assert row["did"].lstrip("+") == "375173880000"
+            assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
+            assert fake_crm.requests[before:] == []
