@@ -220,9 +220,13 @@ class Router:
     def cached(self, enterprise: str, caller: str) -> Answer | None:
         """The answer if it needs no waiting (a cache hit, stale or not), else None. Never blocks."""
         phone = self.phone(enterprise, caller)
-        if not phone:
-            return Answer(Status.NOT_FOUND, cached=True)
         plan = self._plans.get(enterprise)
+        if not phone:  # no number to look up; the enterprise's hours still hold once its rules are loaded
+            if plan is None:
+                self._refresh_plan(enterprise)
+            elif not plan.rules.is_open(self._clock()):
+                return Answer(Status.CLOSED, cached=True)
+            return Answer(Status.NOT_FOUND, cached=True)
         if plan is None:
             return None
         now = self._timer()

@@ -176,3 +176,14 @@ async def test_crm_status_is_re_read_without_a_notify(env: Env) -> None:
     assert busy is not None and (busy.status, busy.reason, busy.cached) == (Status.UNAVAILABLE, "busy", True)
     assert env.crm.requests == 1  # the CRM answer itself stayed cached
     await router.close()
+
+
+async def test_anonymous_caller_is_closed_outside_hours(env: Env) -> None:
+    env.rules = {"timezone": "Europe/Berlin", "hours": {d: [["09:00", "18:00"]] for d in WEEKDAYS}}
+    router = env.router()
+    assert (await router.resolve("100", "anonymous")).status == Status.NOT_FOUND  # rules load meanwhile
+    await settled(router)
+    env.clocks.wall += timedelta(minutes=1)
+    assert router.cached("100", "anonymous") == Answer(Status.CLOSED, cached=True)
+    assert env.crm.requests == 0
+    await router.close()
