@@ -12,6 +12,7 @@ JSON (`GET/PUT /api/enterprises/{n}/routing`; every key optional):
      "blocklist": ["+375291112233", "+37529*"],
      "did_rules": {"+375172000000": {"default_extension": "150", "crm_delivery": true}}}
 
+`timezone` absent: the enterprise's RetailCRM time zone, else UTC (`parse(raw, default_timezone)`).
 `hours` absent (or null) means open around the clock; present, the enterprise is open only within the
 listed ranges (a day not listed is closed). A range is `[start, end)` in local wall time, `"24:00"` allowed
 as an end. A manager's `hours` work the same way for that extension; the enterprise's holidays apply to all.
