@@ -337,9 +337,10 @@ class _Session(asyncio.Protocol):
     def _send(self, answer: Answer) -> None:
         seconds = self.loop.time() - self.arrival
         self.server._count(answer, seconds)
-        log.info("smart-redirect %s enterprise=%s caller=%s status=%s exten=%s crm=%s cached=%s ms=%.1f",
-                 self.what, self.enterprise or "-", self.caller or "-", answer.status.value, answer.extension or "-",
-                 answer.crm or "-", "yes" if answer.cached else "no", seconds * 1000)
+        log.info("smart-redirect %s enterprise=%s caller=%s status=%s exten=%s crm=%s reason=%s source=%s cached=%s"
+                 " ms=%.1f", self.what, self.enterprise or "-", self.caller or "-", answer.status.value,
+                 answer.extension or "-", answer.crm or "-", answer.reason or "-", answer.source or "-",
+                 "yes" if answer.cached else "no", seconds * 1000)
         self.commands = list(commands_for(answer))
         self.state = _State.SENDING
         self.phase_started = self.loop.time()

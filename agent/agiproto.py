@@ -57,6 +57,8 @@ def peer_ip(host: str) -> str | None:
 def commands_for(answer: Answer) -> tuple[bytes, ...]:
     """The SET VARIABLE lines for an answer, last first (they are popped): REDIRECT_EXTEN goes first."""
     return (
+        dv.set_variable(dv.SOURCE, answer.source),
+        dv.set_variable(dv.REASON, answer.reason),
         dv.set_variable(dv.CRM, answer.crm),
         dv.set_variable(dv.MANAGER, answer.manager),
         dv.set_variable(dv.STATUS, answer.status.value),

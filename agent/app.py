@@ -16,7 +16,8 @@ from aiohttp import web
 
 from admin import amocrm_api, amocrm_callbacks, api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
 from admin import site as admin_site
-from agent import database, enterprises, keys, records
+from admin.routing_api import add_routes as add_routing_routes
+from agent import database, enterprises, keys, records, routing_store
 from agent.agi import AgiServer, hosts_of
 from agent.callevent import CallEvent
 from agent.callstore import count_ended
@@ -88,6 +89,8 @@ class Agent:
     def on_call_event(self, event: CallEvent) -> None:
         """Every CallEvent of every PBX passes here, on the AMI reader's path: enqueue only."""
         count_ended(self.metrics, event)
+        if self.router is not None:
+            self.router.note_answered(event)  # routing rules' caller history, at once
         if self.planner is not None:
             self.planner.put(event)
 
@@ -132,7 +135,9 @@ class Agent:
                                        breaker_cooldown=policy.breaker_cooldown,
                                        record_url=self.records.record_url)
             self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
-            self.planner = Planner(self.integrations, self.outbox)
+            rules_cache = routing_store.RulesCache(pool)
+            self.integrations.on_change(rules_cache.invalidate)
+            self.planner = Planner(self.integrations, self.outbox, rules=rules_cache.get)
             outbox = self.outbox
             self.health.register_probe("outbox", lambda: outbox_probe(outbox, self.metrics), critical=False)
 
@@ -141,7 +146,11 @@ class Agent:
             self.router = Router(lookup_source(self.integrations), states=self.pbxs.states,
                                  busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),
                                  regions={p.enterprise: p.region for p in cfg.pbx},
-                                 default_region=cfg.agent.default_region)
+                                 default_region=cfg.agent.default_region,
+                                 rules=lambda number: routing_store.get(pool, number),
+                                 away=lambda number: routing_store.away_statuses(pool, number),
+                                 history=lambda number, phone, since: routing_store.last_answered(
+                                     pool, number, phone, since))
             stack.push_async_callback(self.router.close)
             self.integrations.on_change(self.router.invalidate)
             if amocrm is not None:  # a contact's responsible manager changed in amoCRM (webhook)
@@ -197,6 +206,7 @@ class Agent:
         assert self.records is not None
         app[keys.RECORDS] = self.records
         api.add_routes(app)
+        add_routing_routes(app)
         deliveries_api.add_routes(app)
         extensions_api.add_routes(app)
         retailcrm_api.add_routes(app)

@@ -2,6 +2,10 @@
 
 An ended call is stored in `calls` in the same transaction as its deliveries.
 
+Routing rules filter before any connector plans (`for_crm`): a blocked caller, or a call on a DID with
+`crm_delivery` off, gets no delivery at all (the call is still stored); an incoming call nobody answered
+carries its DID's `default_extension` in `extra["default_extension"]` for the connectors' task/lead owner.
+
 The AMI reader only enqueues here (`put` never waits); a background task reads the enterprise's
 settings (cached), asks each connector's pure `plan`, and stores the result in one transaction.
 While the database is away the events wait in memory and are planned once it is back.
@@ -11,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from agent import callstore, database
 from agent.callevent import CallEvent
 from agent.integrations import Integrations
 from agent.outbox import Outbox
+from agent.rules import NO_RULES, Rules
 from connectors.base import Delivery
 
 log = logging.getLogger(__name__)
@@ -25,9 +32,11 @@ BATCH_MAX = 500
 
 
 class Planner:
-    def __init__(self, integrations: Integrations, outbox: Outbox) -> None:
+    def __init__(self, integrations: Integrations, outbox: Outbox,
+                 rules: Callable[[str], Awaitable[Rules]] | None = None) -> None:
         self.integrations = integrations
         self.outbox = outbox
+        self.rules = rules  # enterprise -> its routing rules (cached; `RulesCache.get`)
         self.queue: asyncio.Queue[CallEvent] = asyncio.Queue()
 
     def put(self, event: CallEvent) -> None:
@@ -53,7 +62,10 @@ class Planner:
     async def plan_and_store(self, events: list[CallEvent]) -> int:
         """Plan every event for every enabled CRM of its enterprise; store them all in one transaction."""
         deliveries: list[Delivery] = []
-        for event in events:
+        for original in events:
+            event = for_crm(original, await self.rules(original.enterprise) if self.rules else NO_RULES)
+            if event is None:
+                continue
             for enabled in (await self.integrations.enabled(event.enterprise)).values():
                 try:
                     deliveries += enabled.connector.plan(event, enabled.settings)
@@ -66,3 +78,13 @@ class Planner:
             await conn.executemany(callstore.INSERT, ended)
 
         return await self.outbox.enqueue(deliveries, before=store_calls if ended else None)
+
+
+def for_crm(event: CallEvent, rules: Rules) -> CallEvent | None:
+    """The event as the CRMs may see it, or None when the rules keep it from every CRM."""
+    if not rules.delivers(event.phone, event.did):
+        return None
+    rule = rules.did(event.did) if event.direction == "in" else None
+    if rule is not None and rule.default_extension and not event.answered_by:
+        return replace(event, extra={**event.extra, "default_extension": rule.default_extension})
+    return event

@@ -8,7 +8,7 @@ recorded request, answers each command with `200 result=1`, sends `HANGUP` after
 - **bare**: asyncio streams; read the request up to the empty line, send one `SET VARIABLE`, read the
   reply, close. No parsing, no routing: the floor any FastAGI server in Python pays.
 - **ours (hit)**: `agent.agi.AgiServer` + `agent.routing.Router`, the caller's entry cached (one warm-up
-  request first); the server sets all four variables, so it pays four command round trips to bare's one.
+  request first); the server sets all six variables, so it pays six command round trips to bare's one.
 - **ours (miss)**: every request from a new number; the router asks a fake CRM (a third process, aiohttp,
   answering after `--crm-ms`) through an aiohttp lookup, the way the RetailCRM client will.
 
@@ -44,6 +44,7 @@ REQUEST_TEMPLATE = (
     "agi_accountcode: \nagi_threadid: 139749110617792\n\n"
 )
 HIT_CALLER = "+375291234567"
+COMMANDS = 6  # SET VARIABLE lines per answer (agent.agiproto.commands_for); "bare ×N" sends as many
 
 
 def request_for(caller: str) -> bytes:
@@ -305,7 +306,7 @@ async def drive(args: argparse.Namespace) -> str:
     try:
         hit = request_for(HIT_CALLER)
         warm = await session(ours.port, hit)
-        assert warm.commands == 4, warm
+        assert warm.commands == COMMANDS, warm
         counter = iter(range(1_000_000, 9_999_999))
 
         def miss() -> bytes:
@@ -360,8 +361,8 @@ def report(args: argparse.Namespace, sat: dict[tuple[str, int], list[Run]], lat:
         "",
         "**(a) Saturation, closed loop**: requests/s (session latency p50 / p99, ms)",
         "",
-        "| concurrency | bare (1 command) | bare ×4 commands | ours, cache hit (4 commands) | hit / bare | "
-        "hit / bare ×4 | ours, cache miss (CRM " f"{args.crm_ms:g} ms) |",
+        f"| concurrency | bare (1 command) | bare ×{COMMANDS} commands | ours, cache hit ({COMMANDS} commands) | "
+        f"hit / bare | hit / bare ×{COMMANDS} | ours, cache miss (CRM " f"{args.crm_ms:g} ms) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for conc in (1, 10, 100):
@@ -372,7 +373,7 @@ def report(args: argparse.Namespace, sat: dict[tuple[str, int], list[Run]], lat:
         "",
         "Server CPU per request (µs, user + system, from /proc; includes the kernel's TCP work):",
         "",
-        "| concurrency | bare | bare ×4 | ours, cache hit | ours, cache miss |",
+        f"| concurrency | bare | bare ×{COMMANDS} | ours, cache hit | ours, cache miss |",
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for conc in (1, 10, 100):
@@ -384,14 +385,14 @@ def report(args: argparse.Namespace, sat: dict[tuple[str, int], list[Run]], lat:
     lines += [
         "",
         f"A miss at concurrency 1 costs the CRM's {args.crm_ms:g} ms + **{over:.1f} ms** at p50 "
-        f"(+ {over99:.1f} ms at p99), HTTP client and four command round trips included.",
+        f"(+ {over99:.1f} ms at p99), HTTP client and {COMMANDS} command round trips included.",
         "",
         f"**(b) Latency, open loop at {args.rate:g} requests/s, cache hit** (ms, from connect to the server's EOF)",
         "",
         "| server | p50 | p99 | max | first command, max |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for kind, label in (("bare", "bare (1 command)"), ("hit", "ours, cache hit (4 commands)")):
+    for kind, label in (("bare", "bare (1 command)"), ("hit", f"ours, cache hit ({COMMANDS} commands)")):
         runs = lat[kind]
         lines.append(
             f"| {label} | {med(runs, lambda r: pct(r.totals, .5)) * 1e3:.2f} | "
@@ -421,7 +422,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     runners: dict[str, Callable[[], Awaitable[object]]] = {
         "bare": lambda: bare_server(0, 1),
-        "bare4": lambda: bare_server(0, 4),
+        "bare4": lambda: bare_server(0, COMMANDS),
         "ours": lambda: ours_server(0, args.crm_url, args.deadline_ms),
         "crm": lambda: crm_server(0, args.crm_ms),
     }

@@ -103,7 +103,8 @@ async def test_crm_failure_serves_the_last_good_value_and_backs_off(crms: Crms,
     crms.a.fail = True
     clock.now += 601
     with caplog.at_level(logging.INFO, logger="agent.routing"):
-        assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "150", "Ivan", "retailcrm", cached=True)
+        assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "150", "Ivan", "retailcrm",
+                                                           cached=True, source="crm")
         await settle(router)
         assert crms.a.requests == 2
         for _ in range(3):  # the failed refresh kept the old value; no new request within failure_ttl_s
@@ -166,7 +167,8 @@ async def test_within_answers_timeout_and_the_lookup_goes_on(crms: Crms) -> None
     assert await router.resolve("100", CUSTOMER_A, within=0.05) == Answer(Status.TIMEOUT)
     assert router.background == 1
     await settle(router)
-    assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "150", "Ivan", "retailcrm", cached=True)
+    assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "150", "Ivan", "retailcrm",
+                                                           cached=True, source="crm")
     await router.close()
 
 
@@ -180,7 +182,8 @@ async def test_invalidation_detaches_a_lookup_in_flight(crms: Crms) -> None:
     assert (await router.resolve("100", CUSTOMER_A)).extension == "151"  # not joined to the old request
     assert (await waiting).extension == "150"
     await settle(router)
-    assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "151", "Anna", "retailcrm", cached=True)
+    assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "151", "Anna", "retailcrm",
+                                                           cached=True, source="crm")
     await router.close()
 
 

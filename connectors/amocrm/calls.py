@@ -211,6 +211,8 @@ class CallSender:
         settings = self.s.settings
         if contact is not None and contact.responsible_user_id is not None:
             return contact.responsible_user_id
+        if isinstance(self.p.get("default_user"), int):  # the DID's default manager (routing rules)
+            return int(self.p["default_user"])
         for ext in reversed(self.p.get("extensions") or []):
             user = settings.user_for_extension(ext)
             if user is not None:

@@ -97,5 +97,9 @@ def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
         due = (_unix(ended) or 0) + settings.task_due_minutes * 60
         when = ended.strftime("%Y-%m-%d %H:%M UTC") if ended is not None else "?"
         payload["task"] = {"complete_till": due, "text": f"Call back {event.phone}: missed call at {when}"}
+    default_user = settings.user_for_extension(event.extra.get("default_extension"))
+    if default_user is not None and user is None:  # routing rules: the DID's default manager owns it
+        payload["default_user"] = default_user
+        call["responsible_user_id"] = default_user
     return Delivery(idempotency_key=f"{CRM}:{event.call_id}:call", enterprise=event.enterprise, crm=CRM,
                     kind=KIND_CALL, payload=payload)

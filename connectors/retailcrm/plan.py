@@ -122,7 +122,7 @@ def _upload(event: CallEvent, settings: RetailCrmSettings, rang: list[str]) -> D
     if when is not None:
         call["date"] = _local(when, settings)
     # who handled it: the one who talked, else the last one who rang
-    manager = event.answered_by or (rang[-1] if rang else None)
+    manager = event.answered_by or (rang[-1] if rang else None) or event.extra.get("default_extension")
     if manager:
         call["code"] = manager
         user_id = settings.user_for_extension(manager)

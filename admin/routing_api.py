@@ -1,0 +1,39 @@
+"""`GET/PUT /api/enterprises/{n}/routing`: the enterprise's routing rules (agent/rules.py documents them).
+
+PUT replaces the whole document; it is validated first (400 naming the field, nothing stored) and stored
+with `NOTIFY integrations_config` in the same transaction, so every agent drops its cached rules.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from admin.api import _enterprise, _json_object, error
+from agent import enterprises, keys, routing_store
+from agent.rules import RulesError
+
+
+async def get_routing(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    pool = request.app[keys.POOL]
+    if await enterprises.get(pool, number) is None:
+        return error(404, f"no enterprise {number}")
+    return web.json_response(await routing_store.get_raw(pool, number))
+
+
+async def put_routing(request: web.Request) -> web.Response:
+    number = _enterprise(request)
+    body = await _json_object(request)
+    try:
+        await routing_store.put(request.app[keys.POOL], number, body)
+    except RulesError as exc:
+        return error(400, exc.message, exc.field)
+    except routing_store.NotFound:
+        return error(404, f"no enterprise {number}")
+    return web.json_response(body)
+
+
+def add_routes(app: web.Application) -> None:
+    """After `admin.api.add_routes` (its bearer-token middleware guards these routes too)."""
+    app.router.add_get("/api/enterprises/{number}/routing", get_routing)
+    app.router.add_put("/api/enterprises/{number}/routing", put_routing)
