@@ -130,7 +130,7 @@ class Agent:
             dispatcher = CrmDispatcher(self.integrations, concurrency=policy.account_concurrency,
                                        breaker_threshold=policy.breaker_threshold,
                                        breaker_cooldown=policy.breaker_cooldown,
-                                       record_url=self.records.record_url)
+                                       recordings=self.records, recording_wait=cfg.outbox.recording_wait)
             self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
             self.planner = Planner(self.integrations, self.outbox)
             outbox = self.outbox

@@ -73,6 +73,7 @@ class OutboxSection:
     account_concurrency: int = 4
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+    recording_wait: float = 10.0  # seconds an upload with a recording waits for the file to be finished; 0: off
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ def _outbox_section(t: _Table) -> OutboxSection:
         account_concurrency=t.integer("account_concurrency", d.account_concurrency, minimum=1, maximum=64),
         breaker_threshold=t.integer("breaker_threshold", d.breaker_threshold, minimum=1, maximum=1000),
         breaker_cooldown=t.number("breaker_cooldown", d.breaker_cooldown, minimum=0.1),
+        recording_wait=t.number("recording_wait", d.recording_wait, minimum=0),
     )
     t.reject_unknown()
     return section
