@@ -138,6 +138,7 @@ class Agent:
 
             self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
                                    self.on_call_event, dsn, lock_interval=self.lock_interval)
+            self.metrics.watch_pbxs(self.pbxs.snapshot)
             self.router = Router(lookup_source(self.integrations), states=self.pbxs.states,
                                  busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),
                                  regions={p.enterprise: p.region for p in cfg.pbx},
