@@ -62,6 +62,7 @@ class _Account:
 
 
 # The route each delivery kind uses, for the per-route rate limits (RetailCRM: 40 rps for /telephony).
+PREPARED_MAX = 10_000
 KIND_PATHS = {"call_event": "/api/v5/telephony/call/event", "calls_upload": "/api/v5/telephony/calls/upload"}
 
 
@@ -77,6 +78,7 @@ class CrmDispatcher:
         self.record_url = record_url if record_url is not None or recordings is None else recordings.record_url
         self.recordings = recordings
         self.recording_wait = recording_wait
+        self._prepared: dict[str, bool] = {}  # idempotency key -> its recording was ready (from `prepare`)
         self.clock = clock
         self._accounts: dict[tuple[str, str], _Account] = {}
         self._limiter = limiter or RateLimiter(retailcrm_route)
@@ -85,7 +87,17 @@ class CrmDispatcher:
         connector = self.integrations.connectors.get(crm)
         return connector.batch_limit(kind) if connector is not None else 1
 
+    async def prepare(self, crm: str, deliveries: Sequence[Delivery]) -> None:
+        """Wait for the deliveries' recordings now (the outbox calls this before it takes a request slot, so
+        the wait holds up no other delivery); `send` then links the ones that were ready."""
+        found = await self._wait_recordings(crm, deliveries)
+        if len(self._prepared) > PREPARED_MAX:  # sends that never came (cancelled): forget them
+            self._prepared.clear()
+        self._prepared.update(found)
+
     async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome:
+        prepared = {d.idempotency_key: self._prepared.pop(d.idempotency_key) for d in deliveries
+                    if d.idempotency_key in self._prepared}
         enabled = (await self.integrations.enabled(enterprise)).get(crm)
         if enabled is None:
             return SendOutcome(status="permanent", error=f"{crm} is not enabled for enterprise {enterprise}")
@@ -95,7 +107,7 @@ class CrmDispatcher:
         if wait > 0:
             return SendOutcome(status="transient", retry_after=wait,
                                error=f"{crm} account paused for {wait:.0f} s after repeated failures")
-        record_url = await self._ready_recordings(crm, deliveries)
+        record_url = await self._ready_recordings(crm, deliveries, prepared)
         async with account.slots:
             await self._limiter.acquire(f"{crm}:{account_name}", KIND_PATHS.get(deliveries[0].kind, ""))
             outcome = await self.integrations.client(enabled).send(deliveries, record_url=record_url)
@@ -106,24 +118,37 @@ class CrmDispatcher:
                         crm, account_name, self.breaker_threshold, self.breaker_cooldown)
         return outcome
 
-    async def _ready_recordings(self, crm: str, deliveries: Sequence[Delivery]) -> RecordUrl | None:
-        """Wait (together, at most `recording_wait` s) for the deliveries' recordings to be finished; the
-        send-time hook then links only those that are."""
-        base = self.record_url
-        if base is None or self.recordings is None or self.recording_wait <= 0:
-            return base
+    def _waits(self) -> bool:
+        return self.record_url is not None and self.recordings is not None and self.recording_wait > 0
+
+    async def _wait_recordings(self, crm: str, deliveries: Sequence[Delivery]) -> dict[str, bool]:
+        """Wait (together, at most `recording_wait` s) for the deliveries' recordings to be finished:
+        {idempotency key: ready} for the deliveries that have one."""
+        if not self._waits():
+            return {}
         wanted = {d.idempotency_key: r for d in deliveries if (r := recording_of(d.payload)) is not None}
         files = list(dict.fromkeys(wanted.values()))
-        if not files:
-            return base
-        ready = await asyncio.gather(*(self._wait(path, pbx) for path, pbx in files))
-        unready = {f for f, ok in zip(files, ready, strict=True) if not ok}
+        ready = dict(zip(files, await asyncio.gather(*(self._wait(path, pbx) for path, pbx in files)), strict=True))
         for key, (path, pbx) in wanted.items():
-            if (path, pbx) in unready:
+            if ready[(path, pbx)]:
+                log.info("%s %s: recording %s ready; sent with its link", crm, key, path)
+            else:
                 log.warning("%s %s: recording %s%s not finished within %g s; sent without its link", crm, key,
                             path, f" of PBX {pbx}" if pbx else "", self.recording_wait)
-            else:
-                log.info("%s %s: recording %s ready; sent with its link", crm, key, path)
+        return {key: ready[file] for key, file in wanted.items()}
+
+    async def _ready_recordings(self, crm: str, deliveries: Sequence[Delivery],
+                                prepared: dict[str, bool] | None = None) -> RecordUrl | None:
+        """The send-time hook: links only the recordings that were ready (waited for now unless `prepare`
+        already did)."""
+        base = self.record_url
+        if base is None or not self._waits():
+            return base
+        known = dict(prepared or {})
+        todo = [d for d in deliveries if d.idempotency_key not in known]
+        known.update(await self._wait_recordings(crm, todo))
+        unready = {r for d in deliveries if not known.get(d.idempotency_key, True)
+                   and (r := recording_of(d.payload)) is not None}
         if not unready:
             return base
 

@@ -70,6 +70,8 @@ class Dispatcher(Protocol):
 
     async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome: ...
 
+    # optional: `async def prepare(crm, deliveries)`, awaited before a request slot is taken
+
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
@@ -316,6 +318,13 @@ class Outbox:
 
     async def _deliver(self, group: list[Claimed]) -> None:
         first = group[0].delivery
+        prepare: Callable[[str, Sequence[Delivery]], Awaitable[None]] | None = getattr(
+            self.dispatcher, "prepare", None)
+        if prepare is not None:  # e.g. waiting for a recording: not a request, so outside the slots
+            try:
+                await prepare(first.crm, [c.delivery for c in group])
+            except Exception:
+                log.exception("outbox: %s %s prepare raised", first.crm, first.kind)
         async with self._slots:
             started = time.perf_counter()
             try:

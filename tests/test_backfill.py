@@ -4,18 +4,21 @@ column order) are stored and planned once; calls already in `calls` are left alo
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from agent import backfill as backfill_mod
 from agent import cdr
 from agent.callevent import CallEvent
 from agent.callstore import INSERT, row
 from agent.channels import ChannelRules
-from agent.config import PbxSection, RecordingsSource, SshSection, load
+from agent.config import ConfigError, PbxSection, RecordingsSource, SshSection, load
 from agent.database import Pool
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm
 from tests.fakes.retailcrm import FakeRetailCrm
@@ -176,3 +179,14 @@ async def test_over_sftp_from_the_pbx(pool: Pool, db_dsn: str, tmp_path: Path) -
         summary = await backfill_mod.backfill(cfg, args)
     assert (summary.calls, summary.known, summary.backfilled) == (5, 0, 5)
     assert {r["call_id"] for r in await pool.fetch("SELECT call_id FROM calls")} == {ids[k] for k in "ABCDE"}
+
+
+def test_cdr_csv_in_the_config(tmp_path: Path) -> None:
+    cfg = load(write_config(tmp_path, "", "cdr/Master.csv"))
+    assert cfg.pbx[0].cdr_source == RecordingsSource("local", str(tmp_path / "cdr" / "Master.csv"))
+    default = replace(cfg.pbx[0], cdr_csv=None)
+    assert default.cdr_source == RecordingsSource("local", "/var/log/asterisk/cdr-csv/Master.csv")
+    for value, problem in (("sftp:/var/log/asterisk/cdr-csv/Master.csv", "needs ssh"),
+                           ("ftp://pbx/Master.csv", 'expected "/path", "local:/path" or "sftp:/path"'), ("", "empty")):
+        with pytest.raises(ConfigError, match=f"cdr_csv: .*{re.escape(problem)}"):
+            load(write_config(tmp_path, "", value))

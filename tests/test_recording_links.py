@@ -127,3 +127,20 @@ async def test_no_wait_when_off_or_when_the_file_is_long_finished(two_pbx: Recor
     hook = await on._ready_recordings("retailcrm", [upload("d", NAME, "office")])
     assert time.monotonic() - started < 0.5
     assert hook == two_pbx.record_url
+
+
+async def test_prepare_waits_before_the_send_which_then_does_not_wait_again(two_pbx: RecordLinks,
+                                                                           tmp_path: Path) -> None:
+    old = time.time() - 60
+    os.utime(tmp_path / "branch" / NAME, (old, old))
+    dispatcher = CrmDispatcher(None, recordings=two_pbx, recording_wait=0.5)  # type: ignore[arg-type]
+    deliveries = [upload("missing", "2026/11/never.wav", "office"), upload("done", NAME, "branch")]
+    await dispatcher.prepare("retailcrm", deliveries)  # what the outbox does before taking a request slot
+    assert dispatcher._prepared == {"missing": False, "done": True}
+    prepared = {k: dispatcher._prepared.pop(k) for k in ("missing", "done")}
+    started = time.monotonic()
+    hook = await dispatcher._ready_recordings("retailcrm", deliveries, prepared)
+    assert time.monotonic() - started < 0.2
+    assert hook is not None
+    assert hook("2026/11/never.wav", pbx="office") is None
+    assert hook(NAME, pbx="branch") is not None
