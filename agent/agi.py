@@ -71,6 +71,9 @@ class _Metrics:
         self.by_status = {s: requests.labels(s.value) for s in Status}
         self.rejected = Counter("pbx_agent_agi_rejected", "FastAGI connections closed without an answer",
                                 ["reason"], registry=registry)
+        cache = Counter("pbx_agent_routing_cache", "smart-redirect answers from the cache (hit) or after asking "
+                        "the CRMs (miss); hit ratio = hit / (hit + miss)", ["result"], registry=registry)
+        self.cache_hit, self.cache_miss = cache.labels("hit"), cache.labels("miss")
         self.seconds = Histogram("pbx_agent_agi_answer_seconds", "From accept to the first SET VARIABLE",
                                  registry=registry, buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.25,
                                                              0.5, 1, 2))
@@ -162,6 +165,7 @@ class AgiServer:
         self.answered += 1
         if self._metrics is not None:
             self._metrics.by_status[answer.status].inc()
+            (self._metrics.cache_hit if answer.cached else self._metrics.cache_miss).inc()
             self._metrics.seconds.observe(seconds)
 
     def _reject(self, reason: str) -> None:

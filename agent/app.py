@@ -133,7 +133,7 @@ class Agent:
             dispatcher = CrmDispatcher(self.integrations, concurrency=policy.account_concurrency,
                                        breaker_threshold=policy.breaker_threshold,
                                        breaker_cooldown=policy.breaker_cooldown,
-                                       record_url=self.records.record_url)
+                                       recordings=self.records, recording_wait=cfg.outbox.recording_wait)
             self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
             rules_cache = routing_store.RulesCache(pool)
             self.integrations.on_change(rules_cache.invalidate)
@@ -143,6 +143,7 @@ class Agent:
 
             self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
                                    self.on_call_event, dsn, lock_interval=self.lock_interval)
+            self.metrics.watch_pbxs(self.pbxs.snapshot)
             self.router = Router(lookup_source(self.integrations), states=self.pbxs.states,
                                  busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),
                                  regions={p.enterprise: p.region for p in cfg.pbx},

@@ -103,6 +103,21 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from agent import backfill, logs
+    from agent.pgembed import EmbeddedPgError
+
+    cfg = _load_config(args)
+    logs.setup("warning", cfg.agent.log_format)
+    try:
+        summary = asyncio.run(backfill.backfill(cfg, args))
+    except (ValueError, EmbeddedPgError) as exc:
+        print(f"pbx-agent backfill: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    backfill.report(summary)
+    return EXIT_OK
+
+
 def cmd_admin_link(args: argparse.Namespace) -> int:
     from admin.auth import LINK_MINUTES_MAX, LinkSigner
     from agent.config import check_enterprise
@@ -150,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--days", type=float, default=365, metavar="D", help="validity in days (default 365)")
     redeliver_cmd = command("redeliver", cmd_redeliver, "plan stored calls of a period into the outbox again")
     importlib.import_module("agent.redeliver").add_arguments(redeliver_cmd)
+    backfill_cmd = command("backfill", cmd_backfill, "store and plan the calls of a period that only the PBX's CDR has")
+    importlib.import_module("agent.backfill").add_arguments(backfill_cmd)
     link = command("admin-link", cmd_admin_link, "print a one-time sign-in link to the admin pages")
     link.add_argument("--enterprise", metavar="N", help="an enterprise session (default: the whole instance)")
     link.add_argument("--role", choices=("admin", "viewer"), default="admin", help="admin (default) or viewer")

@@ -73,6 +73,7 @@ class OutboxSection:
     account_concurrency: int = 4
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+    recording_wait: float = 10.0  # seconds an upload with a recording waits for the file to be finished; 0: off
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ class SshSection:
 
     def __str__(self) -> str:
         return f"{self.username}@{Address(self.host, self.port)}"
+
+
+DEFAULT_CDR_CSV = "/var/log/asterisk/cdr-csv/Master.csv"
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,14 @@ class PbxSection:
     originate_context: str = "from-internal"  # ... then the number is dialled in this context
     ssh: SshSection | None = None  # AMI through SSH; host/port are then as seen from the PBX
     recordings: RecordingsSource | None = None  # None: [agent] recordings_dir
+    cdr_csv: RecordingsSource | None = None  # Master.csv for `pbx-agent backfill`; None: the default place
+
+    @property
+    def cdr_source(self) -> RecordingsSource:
+        """Where `pbx-agent backfill` reads this PBX's CDR (over SFTP by default when AMI goes through SSH)."""
+        if self.cdr_csv is not None:
+            return self.cdr_csv
+        return RecordingsSource("sftp" if self.ssh is not None else "local", DEFAULT_CDR_CSV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +242,7 @@ def _outbox_section(t: _Table) -> OutboxSection:
         account_concurrency=t.integer("account_concurrency", d.account_concurrency, minimum=1, maximum=64),
         breaker_threshold=t.integer("breaker_threshold", d.breaker_threshold, minimum=1, maximum=1000),
         breaker_cooldown=t.number("breaker_cooldown", d.breaker_cooldown, minimum=0.1),
+        recording_wait=t.number("recording_wait", d.recording_wait, minimum=0),
     )
     t.reject_unknown()
     return section
@@ -277,6 +290,7 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
                 t.problem(key, "must not be empty (leave the key out for the default)")
         ssh = _ssh_table(t, base_dir)
         recordings = _recordings_source(t, base_dir, ssh)
+        cdr_csv = _cdr_source(t, base_dir, ssh)
         t.reject_unknown()
         if secret and secret_file:
             problems.append(f"{label}: {t.where} secret: give either secret or secret_file, not both")
@@ -291,7 +305,7 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
                     port=port, region=region.upper() if region else None,
                     internal_channel_patterns=patterns, internal_number_pattern=number_pattern,
                     trunk_contexts=trunk_contexts, originate_channel=originate_channel,
-                    originate_context=originate_context, ssh=ssh, recordings=recordings,
+                    originate_context=originate_context, ssh=ssh, recordings=recordings, cdr_csv=cdr_csv,
                 )
             )
     return tuple(result)
@@ -365,6 +379,39 @@ def _recordings_source(t: _Table, base_dir: Path, ssh: SshSection | None) -> Rec
         value = rest
     elif ":" in value:
         t.problem("recordings", f'expected "/directory", "local:/directory" or "sftp:/directory", got {_show(value)}')
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    return RecordingsSource("local", os.path.normpath(path))
+
+
+def _cdr_source(t: _Table, base_dir: Path, ssh: SshSection | None) -> RecordingsSource | None:
+    value = t.string("cdr_csv", "")
+    if not value:
+        if t.data.get("cdr_csv") == "":
+            t.problem("cdr_csv", f"must not be empty (leave the key out for {DEFAULT_CDR_CSV})")
+        return None
+    return parse_source(value, base_dir, has_ssh=ssh is not None or "ssh" in t.data,
+                        problem=lambda why: t.problem("cdr_csv", why))
+
+
+def parse_source(value: str, base_dir: Path, *, has_ssh: bool,
+                 problem: Callable[[str], None]) -> RecordingsSource | None:
+    """`/path`, `local:/path` or `sftp:/path` (over the PBX's ssh); relative local paths from `base_dir`."""
+    kind, _, rest = value.partition(":")
+    if kind == "sftp":
+        if not has_ssh:
+            problem(f"{_show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]")
+            return None
+        if not rest.startswith("/"):
+            problem(f'expected "sftp:/absolute/path/on/the/pbx", got {_show(value)}')
+            return None
+        return RecordingsSource("sftp", os.path.normpath(rest))
+    if kind == "local" and rest:
+        value = rest
+    elif ":" in value:
+        problem(f'expected "/path", "local:/path" or "sftp:/path", got {_show(value)}')
         return None
     path = Path(value).expanduser()
     if not path.is_absolute():

@@ -2,7 +2,52 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+@dataclass(frozen=True, slots=True)
+class PbxState:
+    """One configured PBX as /metrics shows it (read at scrape time)."""
+
+    name: str
+    connected: bool
+    last_event_at: float | None  # Unix time of the last AMI event, None before the first
+    lock_held: bool  # this agent holds the PBX's lock (it consumes the PBX's AMI stream)
+
+
+class _PbxCollector(Collector):
+    def __init__(self, states: Callable[[], Iterable[PbxState]]) -> None:
+        self.states = states
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        connected, age, held = families
+        now = time.time()
+        for s in self.states():
+            connected.add_metric([s.name], 1.0 if s.connected else 0.0)
+            held.add_metric([s.name], 1.0 if s.lock_held else 0.0)
+            if s.last_event_at is not None:
+                age.add_metric([s.name], max(0.0, now - s.last_event_at))
+        return families
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily("pbx_agent_pbx_connected", "1 while the AMI link to the PBX is up", labels=["pbx"]),
+            GaugeMetricFamily("pbx_agent_pbx_last_event_age_seconds",
+                              "Seconds since the PBX's last AMI event (absent before the first)", labels=["pbx"]),
+            GaugeMetricFamily("pbx_agent_pbx_lock_held",
+                              "1 when this agent holds the PBX's lock and consumes its events", labels=["pbx"]),
+        )
 
 
 class Metrics:
@@ -21,6 +66,9 @@ class Metrics:
         self.deliveries_by_status = Gauge(
             "pbx_agent_deliveries_by_status", "Outbox rows by status (at the last /health)", ["status"],
             registry=r)
+        self.deliveries_by_crm = Gauge(
+            "pbx_agent_deliveries_by_crm", "Outbox rows by CRM and status (at the last scrape)", ["crm", "status"],
+            registry=r)
         self.delivery_seconds = Histogram(
             "pbx_agent_delivery_seconds", "Duration of one CRM exchange", ["crm"], registry=r,
             buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -29,3 +77,7 @@ class Metrics:
         self.http_latency = Histogram(
             "pbx_agent_http_request_seconds", "HTTP request latency", ["route"], registry=r,
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
+
+    def watch_pbxs(self, states: Callable[[], Iterable[PbxState]]) -> None:
+        """Per PBX, read at every scrape: connected, age of the last AMI event, whether this agent holds it."""
+        self.registry.register(_PbxCollector(states))

@@ -70,6 +70,8 @@ class Dispatcher(Protocol):
 
     async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome: ...
 
+    # optional: `async def prepare(crm, deliveries)`, awaited before a request slot is taken
+
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
@@ -316,6 +318,13 @@ class Outbox:
 
     async def _deliver(self, group: list[Claimed]) -> None:
         first = group[0].delivery
+        prepare: Callable[[str, Sequence[Delivery]], Awaitable[None]] | None = getattr(
+            self.dispatcher, "prepare", None)
+        if prepare is not None:  # e.g. waiting for a recording: not a request, so outside the slots
+            try:
+                await prepare(first.crm, [c.delivery for c in group])
+            except Exception:
+                log.exception("outbox: %s %s prepare raised", first.crm, first.kind)
         async with self._slots:
             started = time.perf_counter()
             try:
@@ -414,6 +423,23 @@ def _claimed(row: asyncpg.Record) -> Claimed:
 
 
 STALE_DUE_S = 300.0
+STATUSES = ("pending", "in_progress", "done", "failed", "dead", "expired")
+
+
+async def _count_by_crm(outbox: Outbox, metrics: Metrics) -> None:
+    """Per CRM: rows by status, plus `due` (waiting to be sent now)."""
+    rows = await outbox.pool.fetch(
+        "SELECT integration_type AS crm, status, count(*) AS n,"
+        " count(*) FILTER (WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()) AS due"
+        " FROM deliveries GROUP BY integration_type, status")
+    found: dict[str, dict[str, int]] = {}
+    for r in rows:
+        per = found.setdefault(r["crm"], {})
+        per[r["status"]] = int(r["n"])
+        per["due"] = per.get("due", 0) + int(r["due"])
+    for crm, per in found.items():
+        for status in (*STATUSES, "due"):
+            metrics.deliveries_by_crm.labels(crm, status).set(per.get(status, 0))
 
 
 async def outbox_probe(outbox: Outbox, metrics: Metrics | None = None) -> dict[str, Any]:
@@ -421,8 +447,9 @@ async def outbox_probe(outbox: Outbox, metrics: Metrics | None = None) -> dict[s
     counts = await outbox.counts()
     oldest = await outbox.oldest_due_age()
     if metrics is not None:
-        for status in ("pending", "in_progress", "done", "failed", "dead", "expired"):
+        for status in STATUSES:
             metrics.deliveries_by_status.labels(status).set(counts.get(status, 0))
+        await _count_by_crm(outbox, metrics)
     if oldest > STALE_DUE_S:
         raise RuntimeError(f"the oldest due delivery has waited {oldest:.0f} s")
     return {"due_oldest_seconds": round(oldest, 1), **{k: v for k, v in counts.items() if k != "done"}}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from agent.config import PbxSection
 from agent.extstates import ExtensionStates
 from agent.health import HealthRegistry
-from agent.metrics import Metrics
+from agent.metrics import Metrics, PbxState
 from agent.pbx import CallEventSink, PbxPipeline
 from agent.pbxlocks import PbxLocks
 from agent.supervisor import Supervisor
@@ -47,6 +47,15 @@ class PbxManager:
                 if not any(c.endswith(f" {name}") for c in changes):
                     changes.append(f"added {name}")
         return changes
+
+    def snapshot(self) -> list[PbxState]:
+        """For /metrics: every configured PBX's link and lock, now."""
+        out = []
+        for name, pipeline in self.pipelines.items():
+            last = pipeline.link.health.details.get("last_event_at")
+            out.append(PbxState(name, pipeline.link.connected.is_set(),
+                                float(last) if isinstance(last, int | float) else None, name in self.locks.held))
+        return out
 
     def _add(self, pbx: PbxSection) -> None:
         states = self.states.setdefault(pbx.enterprise, ExtensionStates())

@@ -171,7 +171,8 @@ class RecordLinks:
     async def wait_ready(self, path: str, limit_s: float, *, pbx: str | None = None,
                          poll_s: float = READY_POLL_S, settle_s: float = READY_SETTLE_S) -> bool:
         """True once the recording exists, is not empty and has not changed for `settle_s` (MixMonitor has
-        finished writing it); False when that did not happen within `limit_s` or it is not servable."""
+        finished writing it); False when that did not happen within `limit_s` or it is not servable.
+        A local file last written `settle_s` ago or more (this host's clock) is ready at once."""
         found = self._locate(path, pbx)
         if found is None:
             return False
@@ -184,6 +185,8 @@ class RecordLinks:
             try:
                 file = await source.stat(relative)
                 state: tuple[int, float] | None = (file.size, file.mtime) if file.size > 0 else None
+                if state is not None and file.local_path is not None and time.time() - file.mtime >= settle_s:
+                    return True
             except RecordOutside:
                 return False
             except (RecordMissing, RecordUnavailable):

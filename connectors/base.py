@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import quote, quote_plus
 
 Status = Literal["success", "transient", "permanent"]
@@ -22,6 +22,23 @@ _KEY_VALUE = re.compile(
     r"(?P<sep>\"?\s*[=:]\s*\"?)(?P<value>[^&\s\"',;}]+)",
     re.IGNORECASE,
 )
+
+
+class RecordUrl(Protocol):
+    """The send-time hook that turns a delivery's `recording` (a path on the PBX named by its
+    `recording_pbx`) into a URL the CRM can fetch, or None (agent.records.RecordLinks.record_url)."""
+
+    def __call__(self, path: str, fmt: str | None = None, *, pbx: str | None = None) -> str | None: ...
+
+
+def recording_of(payload: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """A delivery payload's recording, as (path, PBX name or None), or None. Connectors that carry one put
+    it in `payload["recording"]` and the PBX that recorded it in `payload["recording_pbx"]`."""
+    path = payload.get("recording")
+    if not isinstance(path, str) or not path:
+        return None
+    pbx = payload.get("recording_pbx")
+    return path, pbx if isinstance(pbx, str) and pbx else None
 
 
 @dataclass(frozen=True, slots=True)

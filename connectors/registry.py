@@ -9,9 +9,8 @@ import httpx
 
 from agent.callevent import CallEvent
 from agent.routing import ResponsibleLookup
-from connectors.base import Delivery, SendOutcome
+from connectors.base import Delivery, RecordUrl, SendOutcome
 
-RecordUrl = Callable[[str], str | None]
 ExchangeHook = Callable[[str, SendOutcome], None]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.config import Config
+from agent.config import Config, OutboxSection
 from agent.database import Pool
 from tests import recordings
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running
@@ -265,7 +265,8 @@ async def test_a_recorded_call_carries_a_signed_record_url(
     ami = FakeAmi(directory / "p_o_recorded_call.ami", directory / "p_o_recorded_call.timing", speed=math.inf)
     await ami.start()
     request_stop(ami)
-    config = config_with(make_config, db_dsn, ami)
+    # the recorded file is not on this host: link it without waiting for it (recording_wait off)
+    config = replace(config_with(make_config, db_dsn, ami), outbox=OutboxSection(recording_wait=0))
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
     async with running(config) as agent:
         await ami.wait_finished(within=10)

@@ -248,7 +248,7 @@ async def test_record_url_hook(crm: FakeRetailCrm, client: RetailCrmClient) -> N
     without = upload("R2")
     seen: list[str] = []
 
-    def sign(path: str) -> str:
+    def sign(path: str, fmt: str | None = None, *, pbx: str | None = None) -> str:
         seen.append(path)
         return f"https://pbx.example.com/rec/{path}?sig=abc"
 
@@ -257,7 +257,7 @@ async def test_record_url_hook(crm: FakeRetailCrm, client: RetailCrmClient) -> N
     assert crm.calls["R1"]["recordUrl"] == "https://pbx.example.com/rec/2026/01/15/R1.wav?sig=abc"
     assert "recordUrl" not in crm.calls["R2"]
     assert "recording" not in crm.calls["R1"]
-    assert (await client.send([upload("R3", recording="x.wav")], record_url=lambda p: None)).ok
+    assert (await client.send([upload("R3", recording="x.wav")], record_url=lambda p, fmt=None, *, pbx=None: None)).ok
     assert "recordUrl" not in crm.calls["R3"]
 
 

@@ -15,14 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 from connectors.amocrm.contacts import Contact, digits, find_contact, phone_field
 from connectors.amocrm.session import Session, StepFailed
-from connectors.base import Delivery, SendOutcome
+from connectors.base import Delivery, RecordUrl, SendOutcome, recording_of
 
-RecordUrl = Callable[[str], str | None]
 TASK_TYPE_CALL = 1
 OPEN_TASKS_CHECKED = 3
 
@@ -64,9 +62,10 @@ class CallSender:
     def _call_body(self) -> dict[str, Any]:
         call = dict(self.p["call"])
         call["source"] = self.s.settings.source
-        recording = self.p.get("recording")
-        if recording and self.record_url is not None:
-            url = self.record_url(recording)
+        recording = recording_of(self.p)
+        if recording is not None and self.record_url is not None:
+            path, pbx = recording
+            url = self.record_url(path, fmt="mp3", pbx=pbx)  # amoCRM's player takes MP3 only
             if url:
                 call["link"] = url
         call["request_id"] = "0"

@@ -15,9 +15,7 @@ from connectors.amocrm.plan import CRM, KIND_CALL, KIND_EVENT
 from connectors.amocrm.session import AccountGuard, Session, StepFailed
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.tokens import TokenStore
-from connectors.base import CrmError, Delivery, SendOutcome
-
-RecordUrl = Callable[[str], str | None]
+from connectors.base import CrmError, Delivery, RecordUrl, SendOutcome
 
 
 class AmoCrmClient:

@@ -89,7 +89,8 @@ def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
         "did": event.did,
         "answered_by": event.answered_by,
         "extensions": rang,
-        "recording": event.recording,  # a PBX path; the sender turns it into a URL (`link`)
+        "recording": event.recording,  # a path on the PBX below; the sender turns it into a URL (`link`)
+        "recording_pbx": event.extra.get("pbx"),
         "ended_at": _unix(event.ended_at or event.at),
     }
     if is_missed(event) and settings.missed_call_tasks:

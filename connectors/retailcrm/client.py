@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import CrmError, Delivery, SendOutcome, mask_text
+from connectors.base import CrmError, Delivery, RecordUrl, SendOutcome, mask_text, recording_of
 from connectors.http import Exchange, RateLimiter, make_client, perform
 from connectors.retailcrm import envelope
 from connectors.retailcrm.models import (
@@ -29,7 +29,6 @@ from connectors.retailcrm.settings import RetailCrmSettings
 
 MAX_UPLOAD_BATCH = 50
 USERS_PAGE_LIMIT = 100
-RecordUrl = Callable[[str], str | None]
 ExchangeHook = Callable[[str, SendOutcome], None]
 
 
@@ -97,7 +96,8 @@ class RetailCrmClient:
     ) -> SendOutcome:
         """One HTTP exchange: a single `call_event`, or up to 50 `calls_upload` deliveries.
 
-        `record_url(path)` turns a delivery's `recording` into a URL RetailCRM can fetch (None: omit).
+        `record_url(path, pbx=...)` turns a delivery's `recording` (of `recording_pbx`) into a URL RetailCRM
+        can fetch (None: omit).
         """
         kinds = {d.kind for d in deliveries}
         if len(kinds) != 1:
@@ -213,9 +213,10 @@ def _json(value: Any) -> str:
 
 def _with_record_url(payload: Mapping[str, Any], record_url: RecordUrl | None) -> dict[str, Any]:
     call = dict(payload["call"])
-    recording = payload.get("recording")
-    if recording and record_url is not None:
-        url = record_url(recording)
+    recording = recording_of(payload)
+    if recording is not None and record_url is not None:
+        path, pbx = recording
+        url = record_url(path, pbx=pbx)
         if url:
             call["recordUrl"] = url
     return call

@@ -128,8 +128,8 @@ def _upload(event: CallEvent, settings: RetailCrmSettings, rang: list[str]) -> D
         user_id = settings.user_for_extension(manager)
         if user_id is not None:
             call["userId"] = int(user_id)
-    # `recording` is a PBX path; the sender turns it into a URL RetailCRM can fetch (recordUrl).
-    payload = {"call": call, "recording": event.recording}
+    # `recording` is a path on the PBX `recording_pbx`; the sender turns it into a URL RetailCRM can fetch (recordUrl).
+    payload = {"call": call, "recording": event.recording, "recording_pbx": event.extra.get("pbx")}
     return _delivery(event, "upload", KIND_UPLOAD, payload,
                      batch_key=f"{CRM}:{event.enterprise}:{KIND_UPLOAD}")
 

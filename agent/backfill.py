@@ -1,0 +1,186 @@
+"""`pbx-agent backfill --pbx NAME --since T`: calls that no agent saw, taken from the PBX's CDR.
+
+A call that began and ended while no agent was connected to the PBX is in Asterisk's CDR (`Master.csv`,
+agent.cdr) but not in `calls`. This reads the PBX's `cdr_csv` (a local file, or over SFTP with the PBX's
+`ssh` settings), groups the rows of the period into calls, drops the calls already stored (by linkedid or
+any uniqueid of the call), and plans the rest through the planner like any ended call: each is stored in
+`calls` (`details.backfilled = true`) in the same transaction as its deliveries, which the running agent
+sends. Idempotency keys make a second run (or a call the agent stores meanwhile) harmless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncssh
+
+from agent import cdr, database
+from agent.config import Config, PbxSection, RecordingsSource, parse_source
+from agent.integrations import Integrations
+from agent.outbox import Outbox
+from agent.pbx import channel_rules
+from agent.planner import Planner
+from agent.redeliver import _progress, _when
+from agent.secretbox import SecretBox, load_or_create_secret
+from agent.sshclient import SshClient, SshRefused
+from connectors.base import Delivery, SendOutcome
+from connectors.http import make_client
+from connectors.registry import connectors
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+PAGE = 200
+# a call's rows can start before the period does (a long call); read that much further back
+LOOKBACK = timedelta(hours=12)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pbx", required=True, metavar="NAME", help="the [[pbx]] whose CDR to read")
+    parser.add_argument("--since", required=True, type=_when, metavar="T", help="ISO date or date-time (UTC)")
+    parser.add_argument("--until", type=_when, metavar="T", help="ISO date or date-time (UTC); default now")
+    parser.add_argument("--cdr", metavar="PATH", help='Master.csv: "/path", "sftp:/path" (default: [[pbx]] '
+                                                      'cdr_csv, else /var/log/asterisk/cdr-csv/Master.csv)')
+    parser.add_argument("--cdr-timezone", metavar="ZONE", type=_zone,
+                        help="the zone of the CDR's times (IANA name; UTC with usegmtime = yes); "
+                             "default: read from the uniqueids")
+
+
+def _zone(value: str) -> tzinfo:
+    try:
+        return UTC if value.upper() == "UTC" else ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a time zone: {value!r}") from None
+
+
+@dataclass
+class Summary:
+    rows: int = 0
+    skipped_rows: int = 0
+    calls: int = 0
+    known: int = 0
+    backfilled: int = 0
+    deliveries: int = 0
+
+    def __str__(self) -> str:
+        return (f"{self.rows} CDR row(s) read ({self.skipped_rows} not usable); {self.calls} call(s) in the period, "
+                f"{self.known} already stored; {self.backfilled} backfilled; {self.deliveries} new deliveries "
+                "in the outbox")
+
+
+def _pbx(config: Config, name: str) -> PbxSection:
+    for pbx in config.pbx:
+        if pbx.name == name:
+            return pbx
+    known = ", ".join(p.name for p in config.pbx) or "none"
+    raise ValueError(f"--pbx: no [[pbx]] named {name!r} in {config.path} (configured: {known})")
+
+
+async def backfill(config: Config, args: argparse.Namespace) -> Summary:
+    pbx = _pbx(config, args.pbx)
+    source = pbx.cdr_source
+    if args.cdr:
+        problems: list[str] = []
+        parsed = parse_source(args.cdr, Path.cwd(), has_ssh=pbx.ssh is not None, problem=problems.append)
+        if parsed is None:
+            raise ValueError(f"--cdr: {problems[0]}")
+        source = parsed
+    until = args.until or datetime.now(UTC)
+    summary = Summary()
+    rows: list[cdr.CdrRow] = []
+    async for lines in read_lines(source, pbx):
+        got = cdr.parse(lines, args.cdr_timezone)
+        summary.rows += len(got.rows) + got.skipped
+        summary.skipped_rows += got.skipped
+        rows += [r for r in got.rows if args.since - LOOKBACK <= r.start < until]
+    groups = [g for g in cdr.group(rows) if args.since <= g[0].start < until]
+    summary.calls = len(groups)
+    rules = channel_rules(pbx, config.agent.default_region)
+    async with database.embedded_or_external(config.database.dsn, config.agent.state_dir) as dsn:
+        pool = await database.create_pool(dsn, 2)
+        try:
+            await database.migrate(pool)
+            box = SecretBox(load_or_create_secret(config.agent.state_dir))
+            async with make_client() as http:
+                planner = Planner(Integrations(pool, box, connectors(), http), Outbox(pool, dispatcher=_NoSend()))
+                for start in range(0, len(groups), PAGE):
+                    page = groups[start:start + PAGE]
+                    ids = sorted(set().union(*(cdr.ids_of(g) for g in page)))
+                    stored = {r["call_id"] for r in await pool.fetch(
+                        "SELECT call_id FROM calls WHERE enterprise_number = $1 AND call_id = ANY($2::text[])",
+                        pbx.enterprise, ids)}
+                    missing = [g for g in page if not cdr.ids_of(g) & stored]
+                    summary.known += len(page) - len(missing)
+                    events = [cdr.to_event(g, rules, pbx.enterprise, pbx.name) for g in missing]
+                    if events:
+                        summary.deliveries += await planner.plan_and_store(events)
+                    summary.backfilled += len(events)
+                    _progress(start + len(page), len(groups))
+        finally:
+            await pool.close()
+    return summary
+
+
+async def read_lines(source: RecordingsSource, pbx: PbxSection) -> AsyncIterator[list[str]]:
+    """The file's complete lines, a chunk at a time (never the whole file in memory)."""
+    rest = b""
+    async for chunk in _chunks(source, pbx):
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        rest = data[cut:]
+        if cut:
+            yield data[:cut].decode("utf-8", errors="replace").splitlines(keepends=True)
+    if rest:
+        yield rest.decode("utf-8", errors="replace").splitlines(keepends=True)
+
+
+async def _chunks(source: RecordingsSource, pbx: PbxSection) -> AsyncIterator[bytes]:
+    if source.kind == "local":
+        try:
+            local = await asyncio.to_thread(open, source.root, "rb")
+        except OSError as exc:
+            raise ValueError(f"cannot read the CDR {source.root}: {exc.strerror or exc}") from None
+        try:
+            while data := await asyncio.to_thread(local.read, CHUNK):
+                yield data
+        finally:
+            local.close()
+        return
+    if pbx.ssh is None:
+        raise ValueError(f"[[pbx]] {pbx.name}: {source} needs ssh = {{...}}")
+    client = SshClient(pbx.ssh)
+    try:
+        conn = await client.connection()
+        async with conn.start_sftp_client() as sftp, sftp.open(source.root, "rb") as f:
+            offset = 0
+            while chunk := cast(bytes, await f.read(CHUNK, offset)):  # opened "rb"
+                offset += len(chunk)
+                yield chunk
+    except (SshRefused, OSError, asyncssh.Error) as exc:
+        raise ValueError(f"cannot read the CDR {source} on {pbx.ssh}: {exc}") from None
+    finally:
+        await client.close()
+
+
+class _NoSend:
+    """backfill only stores; the running agent's workers send."""
+
+    def batch_limit(self, crm: str, kind: str) -> int:
+        return 1
+
+    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome:
+        raise RuntimeError("backfill does not send")
+
+
+def report(summary: Summary) -> None:
+    sys.stderr.write("\n")
+    print(summary)
