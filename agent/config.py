@@ -6,14 +6,33 @@ everything to fix in one go. One small function per section, in the manner of fe
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from agent.configcheck import Address as Address  # re-exported: the sections' address type
+from agent.configcheck import (
+    Table,
+    check_context,
+    check_dsn,
+    check_host,
+    check_name,
+    check_originate_channel,
+    check_regex,
+    check_region,
+    check_ssh_user,
+    check_url,
+    one_of,
+    show,
+)
+from agent.configcheck import check_enterprise as check_enterprise  # re-exported for the CLI and the API
+from agent.configcheck import parse_address as parse_address  # re-exported
+
+DEFAULT_HTTP_LISTEN = Address("127.0.0.1", 8019)
+DEFAULT_AGI_LISTEN = Address("127.0.0.1", 4573)
 
 ENV_CONFIG = "PBX_AGENT_CONFIG"
 DEFAULT_CONFIG = "agent.toml"
@@ -27,15 +46,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -57,12 +67,12 @@ class DatabaseSection:
 
 @dataclass(frozen=True)
 class HttpSection:
-    listen: Address = Address("127.0.0.1", 8019)
+    listen: Address = DEFAULT_HTTP_LISTEN
 
 
 @dataclass(frozen=True)
 class AgiSection:
-    listen: Address = Address("127.0.0.1", 4573)
+    listen: Address = DEFAULT_AGI_LISTEN
     deadline_ms: int = 800
 
 
@@ -176,12 +186,12 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         if key not in known:
             problems.append(f"{label}: [{key}]: unknown table (known: {', '.join(sorted(known))})")
 
-    def table(name: str) -> _Table:
+    def table(name: str) -> Table:
         value = raw.get(name, {})
         if not isinstance(value, dict):
-            problems.append(f"{label}: {name}: expected a table, got {_show(value)}")
+            problems.append(f"{label}: {name}: expected a table, got {show(value)}")
             value = {}
-        return _Table(label, f"[{name}]", value, problems)
+        return Table(label, f"[{name}]", value, problems)
 
     agent = _agent_section(table("agent"), base_dir)
     database = _database_section(table("database"))
@@ -195,12 +205,12 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     return Config(path=path, agent=agent, database=database, http=http, agi=agi, pbx=pbx, outbox=outbox)
 
 
-def _agent_section(t: _Table, base_dir: Path) -> AgentSection:
+def _agent_section(t: Table, base_dir: Path) -> AgentSection:
     state_dir = t.string("state_dir", "state")
-    public_url = t.string("public_url", AgentSection.public_url, check=_url)
-    level = t.string("log_level", AgentSection.log_level, check=_one_of(LOG_LEVELS))
-    fmt = t.string("log_format", AgentSection.log_format, check=_one_of(LOG_FORMATS))
-    region = t.string("default_region", AgentSection.default_region, check=_region)
+    public_url = t.string("public_url", AgentSection.public_url, check=check_url)
+    level = t.string("log_level", AgentSection.log_level, check=one_of(LOG_LEVELS))
+    fmt = t.string("log_format", AgentSection.log_format, check=one_of(LOG_FORMATS))
+    region = t.string("default_region", AgentSection.default_region, check=check_region)
     shutdown = t.number("shutdown_timeout", AgentSection.shutdown_timeout, minimum=1)
     recordings_dir = t.string("recordings_dir", str(AgentSection.recordings_dir))
     t.reject_unknown()
@@ -221,20 +231,20 @@ def _agent_section(t: _Table, base_dir: Path) -> AgentSection:
     )
 
 
-def _database_section(t: _Table) -> DatabaseSection:
-    dsn = t.string("dsn", "", check=_dsn)
+def _database_section(t: Table) -> DatabaseSection:
+    dsn = t.string("dsn", "", check=check_dsn)
     pool_size = t.integer("pool_size", DatabaseSection.pool_size, minimum=2, maximum=200)
     t.reject_unknown()
     return DatabaseSection(dsn=dsn, pool_size=pool_size)
 
 
-def _http_section(t: _Table) -> HttpSection:
+def _http_section(t: Table) -> HttpSection:
     listen = t.address("listen", HttpSection.listen)
     t.reject_unknown()
     return HttpSection(listen=listen)
 
 
-def _outbox_section(t: _Table) -> OutboxSection:
+def _outbox_section(t: Table) -> OutboxSection:
     d = OutboxSection()
     section = OutboxSection(
         lease=t.number("lease", d.lease, minimum=1),
@@ -248,7 +258,7 @@ def _outbox_section(t: _Table) -> OutboxSection:
     return section
 
 
-def _agi_section(t: _Table) -> AgiSection:
+def _agi_section(t: Table) -> AgiSection:
     listen = t.address("listen", AgiSection.listen)
     deadline = t.integer("deadline_ms", AgiSection.deadline_ms, minimum=50, maximum=10_000)
     t.reject_unknown()
@@ -257,34 +267,34 @@ def _agi_section(t: _Table) -> AgiSection:
 
 def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -> tuple[PbxSection, ...]:
     if not isinstance(value, list):
-        problems.append(f"{label}: pbx: expected an array of tables ([[pbx]]), got {_show(value)}")
+        problems.append(f"{label}: pbx: expected an array of tables ([[pbx]]), got {show(value)}")
         return ()
     result: list[PbxSection] = []
     names: set[str] = set()
     for index, entry in enumerate(value):
         where = f"[[pbx]] #{index + 1}"
         if not isinstance(entry, dict):
-            problems.append(f"{label}: {where}: expected a table, got {_show(entry)}")
+            problems.append(f"{label}: {where}: expected a table, got {show(entry)}")
             continue
-        t = _Table(label, where, entry, problems)
-        name = t.string("name", None, check=_name)
+        t = Table(label, where, entry, problems)
+        name = t.string("name", None, check=check_name)
         if name:
             t.where = f"[[pbx]] {name}"
             if name in names:
                 problems.append(f"{label}: {t.where} name: duplicate PBX name")
             names.add(name)
         enterprise = t.string("enterprise", None, check=check_enterprise)
-        host = t.string("host", PbxSection.host, check=_host)
+        host = t.string("host", PbxSection.host, check=check_host)
         port = t.integer("port", PbxSection.port, minimum=1, maximum=65535)
         username = t.string("username", None)
         secret = t.string("secret", "")
         secret_file = t.string("secret_file", "")
-        region = t.string("region", "", check=_region) or None
-        patterns = t.strings("internal_channel_patterns", (), check=_regex)
-        number_pattern = t.string("internal_number_pattern", "", check=_regex) or None
+        region = t.string("region", "", check=check_region) or None
+        patterns = t.strings("internal_channel_patterns", (), check=check_regex)
+        number_pattern = t.string("internal_number_pattern", "", check=check_regex) or None
         trunk_contexts = t.strings("trunk_contexts", ())
-        originate_channel = t.string("originate_channel", PbxSection.originate_channel, check=_originate_channel)
-        originate_context = t.string("originate_context", PbxSection.originate_context, check=_context)
+        originate_channel = t.string("originate_channel", PbxSection.originate_channel, check=check_originate_channel)
+        originate_context = t.string("originate_context", PbxSection.originate_context, check=check_context)
         for key in ("originate_channel", "originate_context"):
             if entry.get(key) == "":
                 t.problem(key, "must not be empty (leave the key out for the default)")
@@ -311,19 +321,19 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
     return tuple(result)
 
 
-def _ssh_table(t: _Table, base_dir: Path) -> SshSection | None:
+def _ssh_table(t: Table, base_dir: Path) -> SshSection | None:
     present, value = t._get("ssh")
     if not present:
         return None
     if not isinstance(value, dict):
         t.problem("ssh", "expected a table such as { host = \"pbx.example.com\", username = \"pbxagent\", "
-                         "key_file = \"...\", known_hosts = \"...\" }, got " + _show(value))
+                         "key_file = \"...\", known_hosts = \"...\" }, got " + show(value))
         return None
-    s = _Table(t.label, t.where, value, t.problems, prefix="ssh.")
+    s = Table(t.label, t.where, value, t.problems, prefix="ssh.")
     before = len(t.problems)
-    host = s.string("host", None, check=_host)
+    host = s.string("host", None, check=check_host)
     port = s.integer("port", SshSection.port, minimum=1, maximum=65535)
-    username = s.string("username", None, check=_ssh_user)
+    username = s.string("username", None, check=check_ssh_user)
     key_file = _readable_file(s, "key_file", base_dir,
                               "the private key this agent logs in with (its .pub line goes in the PBX "
                               "user's ~/.ssh/authorized_keys)")
@@ -338,7 +348,7 @@ def _ssh_table(t: _Table, base_dir: Path) -> SshSection | None:
                       keepalive=keepalive)
 
 
-def _readable_file(t: _Table, key: str, base_dir: Path, why: str) -> Path | None:
+def _readable_file(t: Table, key: str, base_dir: Path, why: str) -> Path | None:
     if key not in t.data:
         t.seen.add(key)
         t.problem(key, f"missing (required): {why}")
@@ -360,7 +370,7 @@ def _readable_file(t: _Table, key: str, base_dir: Path, why: str) -> Path | None
     return path
 
 
-def _recordings_source(t: _Table, base_dir: Path, ssh: SshSection | None) -> RecordingsSource | None:
+def _recordings_source(t: Table, base_dir: Path, ssh: SshSection | None) -> RecordingsSource | None:
     value = t.string("recordings", "")
     if not value:
         if t.data.get("recordings") == "":
@@ -369,16 +379,16 @@ def _recordings_source(t: _Table, base_dir: Path, ssh: SshSection | None) -> Rec
     kind, _, rest = value.partition(":")
     if kind == "sftp":
         if ssh is None and "ssh" not in t.data:
-            t.problem("recordings", f'{_show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]')
+            t.problem("recordings", f'{show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]')
             return None
         if not rest.startswith("/"):
-            t.problem("recordings", f'expected "sftp:/absolute/directory/on/the/pbx", got {_show(value)}')
+            t.problem("recordings", f'expected "sftp:/absolute/directory/on/the/pbx", got {show(value)}')
             return None
         return RecordingsSource("sftp", os.path.normpath(rest))
     if kind == "local" and rest:
         value = rest
     elif ":" in value:
-        t.problem("recordings", f'expected "/directory", "local:/directory" or "sftp:/directory", got {_show(value)}')
+        t.problem("recordings", f'expected "/directory", "local:/directory" or "sftp:/directory", got {show(value)}')
         return None
     path = Path(value).expanduser()
     if not path.is_absolute():
@@ -386,7 +396,7 @@ def _recordings_source(t: _Table, base_dir: Path, ssh: SshSection | None) -> Rec
     return RecordingsSource("local", os.path.normpath(path))
 
 
-def _cdr_source(t: _Table, base_dir: Path, ssh: SshSection | None) -> RecordingsSource | None:
+def _cdr_source(t: Table, base_dir: Path, ssh: SshSection | None) -> RecordingsSource | None:
     value = t.string("cdr_csv", "")
     if not value:
         if t.data.get("cdr_csv") == "":
@@ -402,16 +412,16 @@ def parse_source(value: str, base_dir: Path, *, has_ssh: bool,
     kind, _, rest = value.partition(":")
     if kind == "sftp":
         if not has_ssh:
-            problem(f"{_show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]")
+            problem(f"{show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]")
             return None
         if not rest.startswith("/"):
-            problem(f'expected "sftp:/absolute/path/on/the/pbx", got {_show(value)}')
+            problem(f'expected "sftp:/absolute/path/on/the/pbx", got {show(value)}')
             return None
         return RecordingsSource("sftp", os.path.normpath(rest))
     if kind == "local" and rest:
         value = rest
     elif ":" in value:
-        problem(f'expected "/path", "local:/path" or "sftp:/path", got {_show(value)}')
+        problem(f'expected "/path", "local:/path" or "sftp:/path", got {show(value)}')
         return None
     path = Path(value).expanduser()
     if not path.is_absolute():
@@ -433,206 +443,3 @@ def _read_secret_file(value: str, base_dir: Path, label: str, where: str, proble
     return secret
 
 
-class _Table:
-    """One TOML table being validated: typed getters that record problems instead of raising."""
-
-    def __init__(self, label: str, where: str, data: Mapping[str, Any], problems: list[str], *,
-                 prefix: str = "") -> None:
-        self.label = label
-        self.where = where
-        self.prefix = prefix  # "ssh." for the keys of an inline table
-        self.data = data
-        self.problems = problems
-        self.seen: set[str] = set()
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.label}: {self.where} {self.prefix}{key}: {message}")
-
-    def _get(self, key: str) -> tuple[bool, Any]:
-        self.seen.add(key)
-        return key in self.data, self.data.get(key)
-
-    def string(self, key: str, default: str | None, check: Callable[[str], str | None] | None = None) -> str:
-        present, value = self._get(key)
-        if not present:
-            if default is None:
-                self.problem(key, "missing (required)")
-                return ""
-            return default
-        if not isinstance(value, str):
-            self.problem(key, f"expected a string, got {_show(value)}")
-            return default or ""
-        if check and value:
-            error = check(value)
-            if error:
-                self.problem(key, error)
-                return default or ""
-        return value
-
-    def strings(self, key: str, default: tuple[str, ...], check: Callable[[str], str | None] | None = None
-                ) -> tuple[str, ...]:
-        present, value = self._get(key)
-        if not present:
-            return default
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problem(key, f"expected an array of strings, got {_show(value)}")
-            return default
-        for item in value:
-            error = check(item) if check else None
-            if error:
-                self.problem(key, f"{_show(item)}: {error}")
-                return default
-        return tuple(value)
-
-    def integer(self, key: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
-        present, value = self._get(key)
-        if not present:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(key, f"expected an integer, got {_show(value)}")
-            return default
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            self.problem(key, f"expected an integer from {minimum} to {maximum}, got {value}")
-            return default
-        return value
-
-    def number(self, key: str, default: float, minimum: float | None = None) -> float:
-        present, value = self._get(key)
-        if not present:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(key, f"expected a number, got {_show(value)}")
-            return default
-        if minimum is not None and value < minimum:
-            self.problem(key, f"expected a number of at least {minimum}, got {value}")
-            return default
-        return float(value)
-
-    def address(self, key: str, default: Address) -> Address:
-        present, value = self._get(key)
-        if not present:
-            return default
-        if not isinstance(value, str):
-            self.problem(key, f'expected an address "host:port", got {_show(value)}')
-            return default
-        parsed = parse_address(value)
-        if isinstance(parsed, str):
-            self.problem(key, parsed)
-            return default
-        return parsed
-
-    def reject_unknown(self) -> None:
-        for key in self.data:
-            if key not in self.seen:
-                known = ", ".join(sorted(self.seen))
-                self.problem(key, f"unknown key (known here: {known})")
-
-
-def parse_address(value: str) -> Address | str:
-    """"host:port" or "[v6]:port" -> Address, or an error message."""
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]\s]+):(\d{1,5})", value)
-    if not match:
-        return f'expected an address "host:port", got {_show(value)}'
-    host = match.group(1) or match.group(3)
-    port = int(match.group(2) or match.group(4))
-    if not 1 <= port <= 65535:
-        return f"port must be 1..65535, got {port}"
-    error = _host(host)
-    if error:
-        return error
-    return Address(host, port)
-
-
-def _host(value: str) -> str | None:
-    try:
-        ipaddress.ip_address(value)
-        return None
-    except ValueError:
-        pass
-    if re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9-]{1,63})*", value):
-        return None
-    return f"not a valid host name or IP address: {_show(value)}"
-
-
-def _url(value: str) -> str | None:
-    if re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
-        return None
-    return f"expected an http(s) URL, got {_show(value)}"
-
-
-def _dsn(value: str) -> str | None:
-    if value.startswith(("postgresql://", "postgres://")):
-        return None
-    return f'expected "" (embedded) or a postgresql:// URL, got {_show(_mask_dsn(value))}'
-
-
-def _mask_dsn(value: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
-
-
-def _region(value: str) -> str | None:
-    if re.fullmatch(r"[A-Za-z]{2}", value):
-        return None
-    return f"expected a two-letter ISO country code such as \"BY\", got {_show(value)}"
-
-
-def _name(value: str) -> str | None:
-    if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
-        return None
-    return f"expected letters, digits, '_', '.', '-' (at most 64), got {_show(value)}"
-
-
-def _ssh_user(value: str) -> str | None:
-    if re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}", value):
-        return None
-    return f"expected a user name on the PBX host (letters, digits, '_', '.', '-'), got {_show(value)}"
-
-
-def check_enterprise(value: str) -> str | None:
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
-        return None
-    return f"expected letters, digits, '_', '-' (at most 32), got {_show(value)}"
-
-
-def _originate_channel(value: str) -> str | None:
-    """A dial string with `{extension}` where the manager's extension goes, e.g. "PJSIP/{extension}"."""
-    fields = re.findall(r"\{([^{}]*)\}", value)
-    if fields != ["extension"] or re.search(r"[\s,]", value) or "/" not in value:
-        return ('expected a dial string with {extension} once and no spaces or commas, '
-                f'such as "PJSIP/{{extension}}" or "Local/{{extension}}@agents", got {_show(value)}')
-    return None
-
-
-def _context(value: str) -> str | None:
-    if re.fullmatch(r"[A-Za-z0-9_.+-]{1,79}", value):
-        return None
-    return f"expected a dialplan context name (letters, digits, '_', '.', '+', '-'), got {_show(value)}"
-
-
-def _regex(value: str) -> str | None:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        return f"not a valid regular expression: {exc}"
-    return None
-
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        if value in choices:
-            return None
-        return f"expected one of {', '.join(choices)}, got {_show(value)}"
-
-    return check
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return str(value)
