@@ -77,7 +77,16 @@ async def test_each_status_and_rule_changes_through_the_api(fake_crm: FakeRetail
         assert await api(agent, "PUT", {"blocklist": ["+37544*"]}) == (200, {"blocklist": ["+37544*"]})
         blocked = await until(agent, ask(STRANGER), "BLOCKED")
         assert (blocked.status, blocked.exten) == ("BLOCKED", "")
-        assert not [r for r in fake_crm.requests if STRANGER in json.dumps(r.query)]
+
+        def asked_about_stranger() -> int:
+            return len([r for r in fake_crm.requests if STRANGER in json.dumps(r.query)])
+
+        # (until the NOTIFY arrived, the stranger was looked up like anyone; from the block on, never)
+        before = asked_about_stranger()
+        assert agent.agi is not None and agent.agi.port is not None
+        for _ in range(3):
+            assert (await agi_call(agent.agi.port, ask(STRANGER))).status == "BLOCKED"
+        assert asked_about_stranger() == before
 
         # closed: a holiday today (yesterday and tomorrow too, so midnight cannot race the test)
         today = datetime.now(UTC).date()
@@ -170,8 +179,9 @@ async def test_blocked_caller_produces_no_crm_traffic(fake_crm: FakeRetailCrm, p
         await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
         async with running(config) as agent:
             assert (await api(agent, "PUT", {"blocklist": [CUSTOMER_A]}))[0] == 200
-            before = len(fake_crm.requests)
             assert (await until(agent, ask(CUSTOMER_A), "BLOCKED")).exten == ""
+            before = len(fake_crm.requests)  # (lookups made before the NOTIFY arrived do not count)
+            assert (await agi_call(agent.agi.port, ask(CUSTOMER_A))).status == "BLOCKED"  # type: ignore[union-attr]
             ami.unpause()
             await ami.wait_finished(within=10)
             await wait_rows(pool, "SELECT 1 FROM calls WHERE enterprise_number = $1", ENTERPRISE)
