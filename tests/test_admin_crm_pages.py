@@ -1,0 +1,132 @@
+"""The CRM pages (RetailCRM, managers, amoCRM) over HTTP: JSON variants, validation, viewer 403s, no secrets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agent import enterprises
+from agent.app import Agent
+from agent.secretbox import SecretBox, load_or_create_secret
+from tests.admin_client import base, client, csrf
+from tests.crm_setup import API_KEY, configure_retailcrm
+from tests.fakes.retailcrm import FakeRetailCrm
+
+NEW_KEY = "Nw7PLr2mWx7TaK4nB9vC1dE6fG3hJ5kQ"
+
+
+@pytest.fixture
+async def fake_rc() -> AsyncIterator[FakeRetailCrm]:
+    async with FakeRetailCrm(api_key=API_KEY) as fake:
+        fake.add_users(3, start_id=7)
+        yield fake
+
+
+async def post(http: aiohttp.ClientSession, url: str, token: str, **fields: Any) -> tuple[int, Any]:
+    async with http.post(url, json=fields, headers={"X-CSRF-Token": token}) as resp:
+        return resp.status, await resp.json()
+
+
+async def stored(agent: Agent) -> dict[str, Any]:
+    assert agent.pool is not None
+    found = await enterprises.get_integration(agent.pool, "100", "retailcrm")
+    assert found is not None
+    box = SecretBox(load_or_create_secret(agent.config.agent.state_dir))
+    return enterprises.decrypted(box, "retailcrm", found)
+
+
+async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
+        running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    assert running_agent.pool is not None
+    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/retailcrm") as resp:
+            html = await resp.text()
+            assert resp.status == 200 and API_KEY not in html and "Zq8P…" in html
+        async with http.get(f"{b}/retailcrm.json") as resp:
+            data = await resp.json()
+        assert data["settings"]["domain"] == fake_rc.url and data["settings"]["api_key"] != API_KEY
+        assert "client_id" not in data["settings"] and API_KEY not in str(data)
+        token = await csrf(http, f"{b}/retailcrm")
+        # the mask sent back keeps the key; flags change
+        status, _ = await post(http, f"{b}/retailcrm", token, action="save", api_key=data["settings"]["api_key"],
+                               popup_out="false", smart_redirect="true")
+        assert status == 200
+        saved = await stored(running_agent)
+        assert saved["api_key"] == API_KEY and saved["popup_out"] is False
+        assert (await enterprises.get(running_agent.pool, "100") or {})["settings"]["redirect_when_busy"] is True
+        # invalid input: the error beside its field, nothing saved
+        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "save", "domain": "ftp://x/y",
+                                                       "api_key": NEW_KEY}) as resp:
+            assert resp.status == 400
+            html = await resp.text()
+            assert 'id="error-domain"' in html and NEW_KEY not in html
+        assert (await stored(running_agent))["api_key"] == API_KEY
+        status, body = await post(http, f"{b}/retailcrm", token, action="save", timezone="Mars/Base")
+        assert status == 400 and body["field"] == "timezone"
+        # test connection and register against the fake
+        status, body = await post(http, f"{b}/retailcrm", token, action="test")
+        assert status == 200 and body["ok"] and "/api/telephony/call/event" in body["methods"]
+        status, body = await post(http, f"{b}/retailcrm", token, action="register")
+        assert status == 200 and body["created"] is True, body
+        assert "pbx-agent" in fake_rc.modules
+        async with http.get(f"{b}/retailcrm.json") as resp:
+            assert (await resp.json())["module"]["registered"] is True
+        # a wrong key: the exact reason
+        status, body = await post(http, f"{b}/retailcrm", token, action="test", domain=fake_rc.url, api_key=NEW_KEY)
+        assert status == 502 or not body["ok"]
+        assert (await stored(running_agent))["api_key"] == API_KEY  # testing saves nothing
+        status, body = await post(http, f"{b}/retailcrm", token, action="delete")
+        assert status == 200 and body["deleted"] is True
+    assert await enterprises.get_integration(running_agent.pool, "100", "retailcrm") is None
+
+
+async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_agent: Agent) -> None:
+    assert running_agent.pool is not None
+    await enterprises.put(running_agent.pool, "100", "Shop")
+    box = SecretBox(load_or_create_secret(running_agent.config.agent.state_dir))
+    legacy = {"api_url": "https://shop.retailcrm.ru/api/v5", "api_key": API_KEY, "timezone": "Europe/Moscow",
+              "user_mappings": {"150": "7"}}
+    async with running_agent.pool.acquire() as conn:
+        await conn.execute("UPDATE enterprises SET integrations_config = jsonb_build_object('retailcrm', $1::jsonb)"
+                           " WHERE number = '100'", enterprises.encrypt_secrets(box, "retailcrm", legacy, {}))
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/retailcrm.json") as resp:
+            data = await resp.json()
+        assert data["legacy"] is True
+        assert data["settings"]["domain"] == "https://shop.retailcrm.ru"
+        assert data["settings"]["user_extensions"] == {"7": "150"}
+        token = await csrf(http, f"{b}/retailcrm")
+        status, _ = await post(http, f"{b}/retailcrm", token, action="save")
+        assert status == 200
+    saved = await stored(running_agent)
+    assert "api_url" not in saved and "user_mappings" not in saved
+    assert saved["domain"] == "https://shop.retailcrm.ru" and saved["user_extensions"] == {"7": "150"}
+    assert saved["api_key"] == API_KEY
+
+
+async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    assert running_agent.pool is not None
+    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100", role="viewer") as http:
+        for page in ("retailcrm", "managers", "amocrm"):
+            async with http.get(f"{b}/{page}") as resp:
+                html = await resp.text()
+                assert resp.status == 200, (page, html)
+                assert API_KEY not in html
+                assert '<button type="submit" name="action"' not in html and 'id="save-mapping"' not in html
+        token = await csrf(http, f"{b}/retailcrm")
+        for page, fields in (("retailcrm", {"action": "save", "popup_in": "false"}),
+                             ("retailcrm", {"action": "register"}),
+                             ("managers", {"user_extensions": {"7": "151"}}),
+                             ("amocrm", {"action": "disconnect"})):
+            async with http.post(f"{b}/{page}", json=fields, headers={"X-CSRF-Token": token}) as resp:
+                assert resp.status == 403, page
+    assert (await stored(running_agent))["popup_in"] is True
+    assert not fake_rc.modules
