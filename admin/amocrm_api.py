@@ -22,6 +22,7 @@ from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.wiring import connector_of
 from connectors.base import CrmError
+from connectors.retailcrm.mapping import reassign
 
 BASE = "/api/enterprises/{number}/integrations/amocrm"
 CODE_MAX = 2048
@@ -182,6 +183,36 @@ async def pipelines(request: web.Request) -> web.Response:
     except CrmError as exc:
         return error(502, f"amoCRM: {exc.outcome.error}")
     return web.json_response({"pipelines": found})
+
+
+async def managers_of(app: web.Application, number: str) -> dict[str, Any]:
+    """amoCRM users with their extensions (`user_extensions`; amoCRM keeps no copy of its own)."""
+    settings = await settings_of(app, number)
+    if settings is None:
+        raise LookupError("amocrm is not configured")
+    users = await client_for(app, settings).users(number)
+    mapping = settings.user_extensions
+    return {"managers": [{"user_id": u["id"], "name": u["name"], "email": u["email"], "active": u["active"],
+                          "extension": mapping.get(u["id"]), "crm_extension": None, "differs": False}
+                         for u in users],
+            "differences": [], "unknown_users": sorted(set(mapping) - {u["id"] for u in users}),
+            "module_error": None}
+
+
+async def save_mapping(app: web.Application, number: str, changes: dict[str, str | None]) -> dict[str, Any]:
+    """Assign `{user_id: extension | None}` in the stored settings (one extension, one user); NOTIFY."""
+    stored = await enterprises.get_integration(app[keys.POOL], number, "amocrm")
+    if not stored:
+        raise LookupError("amocrm is not configured")
+    box = app[keys.SECRETS]
+    current = enterprises.decrypted(box, "amocrm", stored)
+    mapping, moves = reassign(current.get("user_extensions") or {}, changes)
+    amo = connector(app)
+    updated = amo.settings_json(amo.parse_settings({**current, "user_extensions": mapping}))
+    await enterprises.put_integration(app[keys.POOL], box, number, "amocrm", updated)
+    return {"user_extensions": mapping,
+            "moved": [{"extension": m.extension, "from_user": m.from_user, "to_user": m.to_user} for m in moves],
+            "sync": None}
 
 
 def add_routes(app: web.Application) -> None:

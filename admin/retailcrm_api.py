@@ -23,6 +23,7 @@ from aiohttp import web
 from admin.api import _enterprise, _json_object, error
 from admin.retailcrm_callbacks import ACTIVITY, MAKE_CALL, USER_STATUS
 from agent import enterprises, extensions, keys, retailcrm_store
+from agent.database import Pool
 from connectors.base import CrmError, SendOutcome, mask
 from connectors.retailcrm.client import RetailCrmClient
 from connectors.retailcrm.legacy import adapt
@@ -177,8 +178,11 @@ async def deregister_module(app: web.Application, number: str) -> dict[str, Any]
     return {"deactivated": result is not None, "token_revoked": True}
 
 
-async def managers_of(app: web.Application, number: str) -> dict[str, Any]:
-    """CRM users with their extension (ours, else the module's additionalCodes) and the differences."""
+async def managers_of(app: web.Application, number: str, import_codes: bool = False) -> dict[str, Any]:
+    """CRM users with their extension (ours, else the module's additionalCodes) and the differences.
+
+    With `import_codes`, a local mapping that is still empty takes the codes registered at RetailCRM
+    (the first visit of the managers page); from then on ours is the truth and differences are shown."""
     settings = await load_settings(app, number)
     pool = app[keys.POOL]
     async with _client(app, number, settings, "list_managers") as client:
@@ -188,7 +192,16 @@ async def managers_of(app: web.Application, number: str) -> dict[str, Any]:
             crm_error = None
         except CrmError as exc:  # e.g. the key may not read the module: show ours, say why theirs is missing
             module, crm_error = None, exc.outcome.error or exc.outcome.status
-    merged = merge(users, settings.user_extensions, module_codes(module))
+    codes, imported = module_codes(module), 0
+    if import_codes and not settings.user_extensions and codes:
+        try:
+            settings = parse({**settings.to_json(), "user_extensions": codes})
+        except SettingsError:
+            pass  # codes we cannot take as they are: shown as differences instead
+        else:
+            await enterprises.put_integration(pool, app[keys.SECRETS], number, CRM, settings.to_json())
+            imported = len(codes)
+    merged = merge(users, settings.user_extensions, codes)
     status = {s.user_id: s.status for s in await retailcrm_store.user_statuses(pool, number)}
     return {
         "managers": [{
@@ -201,8 +214,18 @@ async def managers_of(app: web.Application, number: str) -> dict[str, Any]:
         "unknown_users": merged.unknown_users,
         "module_registered": module is not None,
         "module_error": crm_error,
+        "imported": imported,
+        "last_synced": await last_synced(pool, number),
         "extensions": [e.to_json() for e in await extensions.list_for(pool, number)],
     }
+
+
+async def last_synced(pool: Pool, number: str) -> str | None:
+    """When additionalCodes were last copied to RetailCRM successfully (from integration_logs)."""
+    at = await pool.fetchval(
+        "SELECT max(created_at) FROM integration_logs WHERE enterprise_number = $1 AND integration_type = $2"
+        " AND event_type = 'sync_codes' AND status = 'success'", number, CRM)
+    return at.isoformat() if at is not None else None
 
 
 async def save_mapping(app: web.Application, number: str, changes: dict[str, str | None], replace: bool

@@ -17,6 +17,7 @@ from admin import (
     views_extensions,
     views_instance,
     views_log,
+    views_managers,
     views_overview,
     views_retailcrm,
 )
@@ -135,6 +136,7 @@ def add_routes(app: web.Application, secret: bytes) -> None:
     r.add_route("*", f"/admin/{NUMBER}/log{JSON_EXT}", views_log.log)
     r.add_route("*", f"/admin/{NUMBER}/extensions{JSON_EXT}", views_extensions.extensions)
     r.add_route("*", f"/admin/{NUMBER}/retailcrm{JSON_EXT}", views_retailcrm.retailcrm)
+    r.add_route("*", f"/admin/{NUMBER}/managers{JSON_EXT}", views_managers.managers)
 
 
 __all__ = ["add_routes", "csp"]

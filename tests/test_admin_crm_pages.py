@@ -115,7 +115,7 @@ async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: Fake
     await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
     b = f"{base(running_agent)}/admin/100"
     async with client(running_agent, "100", role="viewer") as http:
-        for page in ("retailcrm", "managers", "amocrm"):
+        for page in ("retailcrm", "managers"):
             async with http.get(f"{b}/{page}") as resp:
                 html = await resp.text()
                 assert resp.status == 200, (page, html)
@@ -125,8 +125,75 @@ async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: Fake
         for page, fields in (("retailcrm", {"action": "save", "popup_in": "false"}),
                              ("retailcrm", {"action": "register"}),
                              ("managers", {"user_extensions": {"7": "151"}}),
-                             ("amocrm", {"action": "disconnect"})):
+                             ):
             async with http.post(f"{b}/{page}", json=fields, headers={"X-CSRF-Token": token}) as resp:
                 assert resp.status == 403, page
     assert (await stored(running_agent))["popup_in"] is True
     assert not fake_rc.modules
+
+
+async def seed_extensions(agent: Agent) -> None:
+    assert agent.pool is not None
+    await agent.pool.execute(
+        "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES"
+        " ('100', '150', 'Anna'), ('100', '151', ''), ('100', '152', '') ON CONFLICT DO NOTHING")
+
+
+def codes(fake: FakeRetailCrm) -> dict[str, str]:
+    module = fake.modules["pbx-agent"]
+    return {str(c["userId"]): str(c["code"]) for c in module["integrations"]["telephony"]["additionalCodes"]}
+
+
+async def test_managers_reassign_and_sync_additional_codes(running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    assert running_agent.pool is not None
+    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    await seed_extensions(running_agent)
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/managers") as resp:
+            html = await resp.text()
+            assert resp.status == 200, html
+            assert "📞 150" in html and "150 (" in html and "(free" not in html
+        async with http.get(f"{b}/managers.json") as resp:
+            data = await resp.json()
+        assert data["crm"] == "retailcrm"
+        assert {m["user_id"]: m["extension"] for m in data["managers"]} == {"7": "150", "8": "151", "9": "152"}
+        assert data["last_synced"] is None
+        token = await csrf(http, f"{b}/managers")
+        status, body = await post(http, f"{b}/managers", token, crm="retailcrm", user_extensions={"8": "150"})
+        assert status == 200 and body["sync"] == {"ok": False, "error": "the telephony module is not registered"}
+        status, body = await post(http, f"{b}/retailcrm", token, action="register")
+        assert status == 200
+        status, body = await post(http, f"{b}/managers", token, crm="retailcrm", user_extensions={"7": "150"})
+        assert status == 200 and body["sync"]["ok"]
+        status, body = await post(http, f"{b}/managers", token, crm="retailcrm", user_extensions={"8": "150"})
+        assert status == 200 and body["ok"], body
+        assert body["moved"] == [{"extension": "150", "from_user": "7", "to_user": "8"}]
+        assert body["sync"]["ok"] is True, body
+        assert codes(fake_rc) == {"8": "150", "9": "152"}
+        # the form: only what differs from what was shown is a change; an empty choice unassigns
+        async with http.post(f"{b}/managers", data={"csrf_token": token, "crm": "retailcrm", "user.7": "",
+                                                      "user.8": "150", "user.9": ""}) as resp:
+            assert resp.status == 200
+            html = await resp.text()
+            assert "📞 not assigned" in html and "152 (free)" in html
+        assert codes(fake_rc) == {"8": "150"}
+        status, body = await post(http, f"{b}/managers", token, crm="retailcrm",
+                                  user_extensions={"7": "151", "9": "151"})
+        assert status == 400 and body["field"] == "user_extensions.9"
+        async with http.get(f"{b}/managers.json") as resp:
+            assert (await resp.json())["last_synced"] is not None
+
+
+async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
+        running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    assert running_agent.pool is not None
+    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc,
+                              user_extensions={})
+    fake_rc.modules["pbx-agent"] = {"code": "pbx-agent", "integrations": {"telephony": {
+        "additionalCodes": [{"userId": 7, "code": "151"}]}}}
+    async with client(running_agent, "100", headers={"Accept-Language": "ru"}) as http:
+        async with http.get(f"{base(running_agent)}/admin/100/managers") as resp:
+            html = await resp.text()
+            assert "📞 не назначен" in html and "📞 151" in html
+    assert (await stored(running_agent))["user_extensions"] == {"7": "151"}
