@@ -55,22 +55,22 @@ async def _settings_or_error(request: web.Request, number: str) -> AmoCrmSetting
     return settings
 
 
-async def status(request: web.Request) -> web.Response:
-    number = _enterprise(request)
-    amo = connector(request.app)
+async def status_of(app: web.Application, number: str) -> dict[str, Any]:
+    """The connection: status, reason, kind, expiry, account (asked afresh when connected), URIs."""
+    amo = connector(app)
     assert amo.tokens is not None
     tokens = await amo.tokens.get(number, fresh=True)
-    settings = await settings_of(request.app, number)
+    settings = await settings_of(app, number)
     body: dict[str, Any] = {"status": "not_connected", "redirect_uri": oauth.redirect_uri(amo.public_url)}
     if settings is not None:
         body["webhook_url"] = f"{amo.public_url}/amocrm/webhook/{number}/{settings.webhook_secret}"
     if tokens is None:
-        return web.json_response(body)
+        return body
     body.update(tokens.public())
     body["account"] = tokens.account
     if tokens.status == "connected" and settings is not None:
         try:
-            account = await client_for(request.app, settings).account(number)
+            account = await client_for(app, settings).account(number)
         except CrmError as exc:
             body["check_error"] = exc.outcome.error
             fresh = await amo.tokens.get(number, fresh=True)
@@ -79,7 +79,11 @@ async def status(request: web.Request) -> web.Response:
         else:
             body["account"] = _account_info(account)
             await amo.tokens.save_account(number, body["account"])
-    return web.json_response(body)
+    return body
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await status_of(request.app, _enterprise(request)))
 
 
 def _account_info(account: dict[str, Any]) -> dict[str, Any]:
@@ -152,17 +156,22 @@ async def post_token(request: web.Request) -> web.Response:
     settings = await _settings_or_error(request, number)
     if isinstance(settings, web.Response):
         return settings
-    amo = connector(request.app)
+    failed = await connect_token(request.app, number, settings, token.strip())
+    return error(400, failed, "token") if failed else await status(request)
+
+
+async def connect_token(app: web.Application, number: str, settings: AmoCrmSettings, token: str) -> str | None:
+    """Store a long-lived token when amoCRM accepts it; else why not (and nothing is kept)."""
+    amo = connector(app)
     assert amo.tokens is not None
-    token = token.strip()
     await amo.tokens.connect(number, settings.host, "long_lived", token, None, oauth.token_expiry(token))
     try:
-        account = await client_for(request.app, settings).account(number)
+        account = await client_for(app, settings).account(number)
     except CrmError as exc:
         await amo.tokens.disconnect(number)  # a token that does not work is not kept
-        return error(400, f"amoCRM did not accept the token: {exc.outcome.error}", "token")
+        return f"amoCRM did not accept the token: {exc.outcome.error}"
     await amo.tokens.save_account(number, _account_info(account))
-    return await status(request)
+    return None
 
 
 async def delete_tokens(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from admin import (
     i18n,
+    views_amocrm,
     views_auth,
     views_calls,
     views_extensions,
@@ -137,6 +138,8 @@ def add_routes(app: web.Application, secret: bytes) -> None:
     r.add_route("*", f"/admin/{NUMBER}/extensions{JSON_EXT}", views_extensions.extensions)
     r.add_route("*", f"/admin/{NUMBER}/retailcrm{JSON_EXT}", views_retailcrm.retailcrm)
     r.add_route("*", f"/admin/{NUMBER}/managers{JSON_EXT}", views_managers.managers)
+    r.add_route("*", f"/admin/{NUMBER}/amocrm{JSON_EXT}", views_amocrm.amocrm)
+    r.add_get(f"/admin/{NUMBER}/amocrm/connect", views_amocrm.connect)
 
 
 __all__ = ["add_routes", "csp"]

@@ -13,6 +13,8 @@ from agent.app import Agent
 from agent.secretbox import SecretBox, load_or_create_secret
 from tests.admin_client import base, client, csrf
 from tests.crm_setup import API_KEY, configure_retailcrm
+from tests.amocrm_setup import configure_amocrm
+from tests.fakes.amocrm import FakeAmoCrm
 from tests.fakes.retailcrm import FakeRetailCrm
 
 NEW_KEY = "Nw7PLr2mWx7TaK4nB9vC1dE6fG3hJ5kQ"
@@ -25,8 +27,8 @@ async def fake_rc() -> AsyncIterator[FakeRetailCrm]:
         yield fake
 
 
-async def post(http: aiohttp.ClientSession, url: str, token: str, **fields: Any) -> tuple[int, Any]:
-    async with http.post(url, json=fields, headers={"X-CSRF-Token": token}) as resp:
+async def post(http: aiohttp.ClientSession, url: str, csrf_token: str, **fields: Any) -> tuple[int, Any]:
+    async with http.post(url, json=fields, headers={"X-CSRF-Token": csrf_token}) as resp:
         return resp.status, await resp.json()
 
 
@@ -115,7 +117,7 @@ async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: Fake
     await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
     b = f"{base(running_agent)}/admin/100"
     async with client(running_agent, "100", role="viewer") as http:
-        for page in ("retailcrm", "managers"):
+        for page in ("retailcrm", "managers", "amocrm"):
             async with http.get(f"{b}/{page}") as resp:
                 html = await resp.text()
                 assert resp.status == 200, (page, html)
@@ -125,7 +127,7 @@ async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: Fake
         for page, fields in (("retailcrm", {"action": "save", "popup_in": "false"}),
                              ("retailcrm", {"action": "register"}),
                              ("managers", {"user_extensions": {"7": "151"}}),
-                             ):
+                             ("amocrm", {"action": "disconnect"})):
             async with http.post(f"{b}/{page}", json=fields, headers={"X-CSRF-Token": token}) as resp:
                 assert resp.status == 403, page
     assert (await stored(running_agent))["popup_in"] is True
@@ -197,3 +199,60 @@ async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
             html = await resp.text()
             assert "📞 не назначен" in html and "📞 151" in html
     assert (await stored(running_agent))["user_extensions"] == {"7": "151"}
+
+
+async def test_amocrm_page_connects_by_code_and_token_and_disconnects(running_agent: Agent) -> None:
+    assert running_agent.pool is not None
+    async with FakeAmoCrm() as fake:
+        fake.users.append({"id": 7, "name": "Ivan Petrov", "email": "ivan@example.com",
+                           "rights": {"is_active": True}})
+        await configure_amocrm(running_agent.pool, running_agent.config.agent.state_dir, fake)
+        await seed_extensions(running_agent)
+        b = f"{base(running_agent)}/admin/100"
+        async with client(running_agent, "100") as http:
+            async with http.get(f"{b}/amocrm.json") as resp:
+                data = await resp.json()
+            assert data["connection"]["light"] == "not_connected"
+            assert data["redirect_uri"].endswith("/amocrm/oauth/callback")
+            assert data["settings"]["client_secret"] != fake.client_secret
+            assert "/amocrm/webhook/100/" in data["webhook_url"]
+            token = await csrf(http, f"{b}/amocrm")
+            status, body = await post(http, f"{b}/amocrm", token, action="code", code="not-a-code")
+            assert status == 400 and body["field"] == "code"
+            status, body = await post(http, f"{b}/amocrm", token, action="code", code=fake.issue_code())
+            assert status == 200, body
+            async with http.get(f"{b}/amocrm") as resp:
+                html = await resp.text()
+            assert "🟢" in html and "Sales" in html and fake.client_secret not in html
+            access = await running_agent.pool.fetchval("SELECT access_token FROM amocrm_tokens")
+            assert access and access not in html
+            # settings: pipeline and status, tags; an invalid value beside its field, nothing saved
+            status, body = await post(http, f"{b}/amocrm", token, action="save", pipeline_id="3001",
+                                      status_id="40002", lead_tags="calls, pbx", unknown_caller="contact_and_lead")
+            assert status == 200, body
+            async with http.post(f"{b}/amocrm", data={"csrf_token": token, "action": "save",
+                                                        "task_due_minutes": "0"}) as resp:
+                assert resp.status == 400 and 'id="error-task_due_minutes"' in await resp.text()
+            async with http.get(f"{b}/amocrm.json") as resp:
+                settings = (await resp.json())["settings"]
+            assert (settings["pipeline_id"], settings["status_id"]) == (3001, 40002)
+            assert settings["lead_tags"] == "calls, pbx" and settings["task_due_minutes"] == 15
+            # managers for amoCRM
+            async with http.get(f"{b}/managers.json?crm=amocrm") as resp:
+                listing = await resp.json()
+            assert {m["user_id"] for m in listing["managers"]} >= {"1", "7"}
+            status, body = await post(http, f"{b}/managers", token, crm="amocrm", user_extensions={"1": "152"})
+            assert status == 200 and body["ok"], body
+            async with http.get(f"{b}/managers?crm=amocrm") as resp:
+                assert "📞 152" in await resp.text()
+            status, _ = await post(http, f"{b}/amocrm", token, action="disconnect")
+            assert status == 200
+            async with http.get(f"{b}/amocrm.json") as resp:
+                assert (await resp.json())["connection"]["light"] == "not_connected"
+            status, body = await post(http, f"{b}/amocrm", token, action="token", token="garbage")
+            assert status == 400 and body["field"] == "token"
+            status, _ = await post(http, f"{b}/amocrm", token, action="token", token=fake.issue_long_lived())
+            assert status == 200
+            async with http.get(f"{b}/amocrm.json") as resp:
+                connection = (await resp.json())["connection"]
+            assert connection["kind"] == "long_lived" and connection["light"] in ("connected", "expiring")
