@@ -70,6 +70,12 @@ async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
         assert (await stored(running_agent))["api_key"] == API_KEY
         status, body = await post(http, f"{b}/retailcrm", token, action="save", timezone="Mars/Base")
         assert status == 400 and body["field"] == "timezone"
+        # RetailCRM's refusal is shown as it answered
+        fake_rc.fail_next(1, status=400, body={"success": False, "errorMsg": "Errors in the entity format",
+                                               "errors": {"integrationModule[baseUrl]": "Invalid URL"}})
+        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "register"}) as resp:
+            html = await resp.text()
+            assert resp.status == 200 and "Errors in the entity format" in html and "Invalid URL" in html
         # test connection and register against the fake
         status, body = await post(http, f"{b}/retailcrm", token, action="test")
         assert status == 200 and body["ok"] and "/api/telephony/call/event" in body["methods"]
