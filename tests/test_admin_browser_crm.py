@@ -53,12 +53,12 @@ async def test_retailcrm_register_test_and_map_with_the_dropdown(running_agent: 
         page.click("#register")
         result = page.locator("#result[data-action=register]")
         assert "The module was created in RetailCRM" in result.inner_text()
+        shoot(page, "retailcrm")
         pages.append(page.content())
         page.fill("input[name=domain]", "ftp://shop")
         page.click("button[value=save]")
         assert page.locator("#error-domain").is_visible()
         page.goto(f"{b}/admin/100/retailcrm")
-        shoot(page, "retailcrm")
         pages.append(page.content())
 
         page.goto(f"{b}/admin/100/managers")
