@@ -88,13 +88,13 @@ async def _run(app: web.Application, number: str, action: str, body: dict[str, s
             return {"action": action, **await rc.connection_report(app, number, settings)}
         if action == "register":
             return {"action": action, "ok": True, **await rc.register_module(app, number)}
-        answer_ = None
+        crm_answer = None
         try:
-            answer_ = await rc.deregister_module(app, number)
+            crm_answer = await rc.deregister_module(app, number)
         except Problem as exc:  # removal goes on: the settings go whatever RetailCRM says
-            answer_ = {"error": exc.message}
+            crm_answer = {"error": exc.message}
         await enterprises.delete_integration(app[keys.POOL], number, CRM)
-        return {"action": action, "ok": True, "deleted": True, **answer_}
+        return {"action": action, "ok": True, "deleted": True, **crm_answer}
     except Problem as exc:
         return {"action": action, "ok": False, "error": exc.message, "field": exc.field}
     except CrmError as exc:
@@ -130,13 +130,14 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
         else:
             result = await _run(app, number, action, body)
             if request.content_type == "application/json":
-                return web.json_response(result, status=200 if result["ok"] else 400 if result.get("field") else 502)
+                failed = 400 if result.get("field") else 502
+                return web.json_response(result, status=200 if result["ok"] or action == "test" else failed)
             stored = await enterprises.get_integration(pool, number, CRM)
     row = await enterprises.get(pool, number)
     module = await retailcrm_store.module_state(pool, number)
     data = {
         "enterprise": enterprise, "configured": stored is not None, "legacy": bool(stored) and is_legacy(stored or {}),
-        "settings": {**shown(stored, box), **form} if stored or form else shown(None, box),
+        "settings": {**shown(stored, box), **form},
         "smart_redirect": bool(row and row["settings"].get("redirect_when_busy")),
         "module": {k: iso(v) if hasattr(v, "isoformat") else v for k, v in (module or {}).items()} or None,
         "result": result, "errors": errors,
