@@ -129,6 +129,8 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
             form = {k: v for k, v in submitted(body, shown(stored, box)).items() if k != "api_key"}
         else:
             result = await _run(app, number, action, body)
+            if action == "test" and "domain" in body:  # keep what was typed (never the key) beside the answer
+                form = {k: v for k, v in submitted(body, shown(stored, box)).items() if k != "api_key"}
             if request.content_type == "application/json":
                 failed = 400 if result.get("field") else 502
                 return web.json_response(result, status=200 if result["ok"] or action == "test" else failed)

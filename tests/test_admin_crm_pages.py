@@ -121,14 +121,21 @@ async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_age
 async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
     assert running_agent.pool is not None
     await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    async with FakeAmoCrm() as amo:
+        settings = await configure_amocrm(running_agent.pool, running_agent.config.agent.state_dir, amo)
     b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/amocrm.json") as resp:
+            assert settings.webhook_secret in (await resp.json())["webhook_url"]
     async with client(running_agent, "100", role="viewer") as http:
         for page in ("retailcrm", "managers", "amocrm"):
             async with http.get(f"{b}/{page}") as resp:
                 html = await resp.text()
                 assert resp.status == 200, (page, html)
-                assert API_KEY not in html
+                assert API_KEY not in html and settings.webhook_secret not in html
                 assert '<button type="submit" name="action"' not in html and 'id="save-mapping"' not in html
+        async with http.get(f"{b}/amocrm.json") as resp:
+            assert (await resp.json())["webhook_url"] is None  # it carries the webhook secret
         token = await csrf(http, f"{b}/retailcrm")
         for page, fields in (("retailcrm", {"action": "save", "popup_in": "false"}),
                              ("retailcrm", {"action": "register"}),
