@@ -98,11 +98,15 @@ async def connect_url(request: web.Request) -> web.Response:
         return settings
     if not settings.client_id or not settings.client_secret:
         return error(409, "client_id and client_secret are needed for OAuth", "client_id")
-    amo = connector(request.app)
-    assert amo.state_signer is not None
-    return web.json_response({"url": oauth.consent_url(settings.host, settings.client_id,
-                                                       amo.state_signer.issue(number)),
-                              "redirect_uri": oauth.redirect_uri(amo.public_url)})
+    return web.json_response({"url": consent_link(request.app, number, settings),
+                              "redirect_uri": oauth.redirect_uri(connector(request.app).public_url)})
+
+
+def consent_link(app: web.Application, number: str, settings: AmoCrmSettings) -> str:
+    """The account's consent page with a signed, single-use state naming the enterprise."""
+    amo = connector(app)
+    assert amo.state_signer is not None and settings.client_id
+    return oauth.consent_url(settings.host, settings.client_id, amo.state_signer.issue(number))
 
 
 async def connect_with(app: web.Application, number: str, settings: AmoCrmSettings, host: str,

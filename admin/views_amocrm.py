@@ -13,7 +13,6 @@ from aiohttp import web
 from admin import amocrm_api as amo_api
 from admin.pages import Refused, after_post, answer, enterprise_of, read_body, require_admin, session
 from agent import enterprises, keys
-from connectors.amocrm import oauth
 from connectors.amocrm.settings import UNKNOWN_CALLER, SettingsError
 from connectors.base import CrmError
 
@@ -141,7 +140,7 @@ async def amocrm(request: web.Request) -> web.StreamResponse:
             field = next(iter(errors))
             raise Refused(400, errors[field], field)
         if action == "save":
-            form = {k: v for k, v in submitted(body, shown(stored, box)).items()
+            form = {k: "" if v is None and k in TEXTS else v for k, v in submitted(body, shown(stored, box)).items()
                     if k not in ("client_secret", "proxy")}
             if isinstance(form.get("lead_tags"), list):
                 form["lead_tags"] = ", ".join(form["lead_tags"])
@@ -172,6 +171,4 @@ async def connect(request: web.Request) -> web.StreamResponse:
     settings = await amo_api.settings_of(app, enterprise["number"])
     if settings is None or not settings.client_id or not settings.client_secret:
         raise Refused(409, "amo.error.oauth_keys")
-    signer = amo_api.connector(app).state_signer
-    assert signer is not None
-    raise web.HTTPFound(oauth.consent_url(settings.host, settings.client_id, signer.issue(enterprise["number"])))
+    raise web.HTTPFound(amo_api.consent_link(app, enterprise["number"], settings))

@@ -59,6 +59,11 @@ def submitted(body: dict[str, str], current: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def typed(body: dict[str, str], stored: dict[str, Any] | None, box: Any) -> dict[str, Any]:
+    """What was typed, to show again beside an error or a test's answer: never the key, no None."""
+    return {k: "" if v is None else v for k, v in submitted(body, shown(stored, box)).items() if k != "api_key"}
+
+
 async def _save(app: web.Application, number: str, body: dict[str, str], stored: dict[str, Any] | None
                 ) -> dict[str, str]:
     pool, box = app[keys.POOL], app[keys.SECRETS]
@@ -126,11 +131,11 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
             if request.content_type == "application/json":
                 field = next(iter(errors))
                 raise Refused(400, errors[field], field)
-            form = {k: v for k, v in submitted(body, shown(stored, box)).items() if k != "api_key"}
+            form = typed(body, stored, box)
         else:
             result = await _run(app, number, action, body)
             if action == "test" and "domain" in body:  # keep what was typed (never the key) beside the answer
-                form = {k: v for k, v in submitted(body, shown(stored, box)).items() if k != "api_key"}
+                form = typed(body, stored, box)
             if request.content_type == "application/json":
                 failed = 400 if result.get("field") else 502
                 return web.json_response(result, status=200 if result["ok"] or action == "test" else failed)

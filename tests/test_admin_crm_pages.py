@@ -70,6 +70,14 @@ async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
         assert (await stored(running_agent))["api_key"] == API_KEY
         status, body = await post(http, f"{b}/retailcrm", token, action="save", timezone="Mars/Base")
         assert status == 400 and body["field"] == "timezone"
+        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "test", "domain": fake_rc.url,
+                                                       "api_key": NEW_KEY, "site": ""}) as resp:
+            html = await resp.text()
+            assert 'data-action="test"' in html and NEW_KEY not in html and 'value="None"' not in html
+        async with http.post(f"{b}/amocrm", data={"csrf_token": token, "action": "save", "host": "",
+                                                    "proxy": ""}) as resp:
+            html = await resp.text()
+            assert resp.status == 400 and 'id="error-host"' in html and 'value="None"' not in html
         # RetailCRM's refusal is shown as it answered
         fake_rc.fail_next(1, status=400, body={"success": False, "errorMsg": "Errors in the entity format",
                                                "errors": {"integrationModule[baseUrl]": "Invalid URL"}})
