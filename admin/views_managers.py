@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from admin import amocrm_api, retailcrm_api
-from admin.pages import Refused, answer, enterprise_of, read_body, wants_json
+from admin.pages import Refused, answer, enterprise_of, read_body, session, wants_json
 from agent import enterprises, extensions, keys
 from connectors.base import CrmError
 
@@ -35,11 +35,12 @@ def _choose(request: web.Request, body: dict[str, str], configured: list[str]) -
     return configured[0] if configured else None
 
 
-async def _listing(app: web.Application, number: str, crm: str) -> dict[str, Any]:
-    """{managers, differences, module_error, ...} or {error} when the CRM could not be asked."""
+async def _listing(app: web.Application, number: str, crm: str, may_import: bool) -> dict[str, Any]:
+    """{managers, differences, module_error, ...} or {error} when the CRM could not be asked.
+    `may_import`: an admin's first visit takes RetailCRM's codes into the empty local mapping."""
     try:
         if crm == "retailcrm":
-            return await retailcrm_api.managers_of(app, number, import_codes=True)
+            return await retailcrm_api.managers_of(app, number, import_codes=may_import)
         return await amocrm_api.managers_of(app, number)
     except retailcrm_api.Problem as exc:
         return {"error": exc.message}
@@ -101,13 +102,13 @@ async def managers(request: web.Request) -> web.StreamResponse:
     listing: dict[str, Any] = {}
     if crm is not None and crm in configured:
         if request.method == "POST":
-            listing = await _listing(app, number, crm)
+            listing = await _listing(app, number, crm, session(request).can_edit)
             shown = {m["user_id"]: m["extension"] for m in listing.get("managers", [])}
             changes = _changes(body, shown)
             result = await _save(app, number, crm, changes) if changes else {"ok": True, "unchanged": True}
             if wants_json(request):
                 return web.json_response(result, status=200 if result["ok"] else 400)
-        listing = await _listing(app, number, crm)
+        listing = await _listing(app, number, crm, session(request).can_edit)
     managers_ = listing.get("managers", [])
     items = await extensions.list_for(app[keys.POOL], number)
     data = {
