@@ -22,6 +22,7 @@ from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.wiring import connector_of
 from connectors.base import CrmError
+from connectors.retailcrm.mapping import reassign
 
 BASE = "/api/enterprises/{number}/integrations/amocrm"
 CODE_MAX = 2048
@@ -54,22 +55,22 @@ async def _settings_or_error(request: web.Request, number: str) -> AmoCrmSetting
     return settings
 
 
-async def status(request: web.Request) -> web.Response:
-    number = _enterprise(request)
-    amo = connector(request.app)
+async def status_of(app: web.Application, number: str) -> dict[str, Any]:
+    """The connection: status, reason, kind, expiry, account (asked afresh when connected), URIs."""
+    amo = connector(app)
     assert amo.tokens is not None
     tokens = await amo.tokens.get(number, fresh=True)
-    settings = await settings_of(request.app, number)
+    settings = await settings_of(app, number)
     body: dict[str, Any] = {"status": "not_connected", "redirect_uri": oauth.redirect_uri(amo.public_url)}
     if settings is not None:
         body["webhook_url"] = f"{amo.public_url}/amocrm/webhook/{number}/{settings.webhook_secret}"
     if tokens is None:
-        return web.json_response(body)
+        return body
     body.update(tokens.public())
     body["account"] = tokens.account
     if tokens.status == "connected" and settings is not None:
         try:
-            account = await client_for(request.app, settings).account(number)
+            account = await client_for(app, settings).account(number)
         except CrmError as exc:
             body["check_error"] = exc.outcome.error
             fresh = await amo.tokens.get(number, fresh=True)
@@ -78,7 +79,11 @@ async def status(request: web.Request) -> web.Response:
         else:
             body["account"] = _account_info(account)
             await amo.tokens.save_account(number, body["account"])
-    return web.json_response(body)
+    return body
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await status_of(request.app, _enterprise(request)))
 
 
 def _account_info(account: dict[str, Any]) -> dict[str, Any]:
@@ -93,11 +98,15 @@ async def connect_url(request: web.Request) -> web.Response:
         return settings
     if not settings.client_id or not settings.client_secret:
         return error(409, "client_id and client_secret are needed for OAuth", "client_id")
-    amo = connector(request.app)
-    assert amo.state_signer is not None
-    return web.json_response({"url": oauth.consent_url(settings.host, settings.client_id,
-                                                       amo.state_signer.issue(number)),
-                              "redirect_uri": oauth.redirect_uri(amo.public_url)})
+    return web.json_response({"url": consent_link(request.app, number, settings),
+                              "redirect_uri": oauth.redirect_uri(connector(request.app).public_url)})
+
+
+def consent_link(app: web.Application, number: str, settings: AmoCrmSettings) -> str:
+    """The account's consent page with a signed, single-use state naming the enterprise."""
+    amo = connector(app)
+    assert amo.state_signer is not None and settings.client_id
+    return oauth.consent_url(settings.host, settings.client_id, amo.state_signer.issue(number))
 
 
 async def connect_with(app: web.Application, number: str, settings: AmoCrmSettings, host: str,
@@ -151,17 +160,22 @@ async def post_token(request: web.Request) -> web.Response:
     settings = await _settings_or_error(request, number)
     if isinstance(settings, web.Response):
         return settings
-    amo = connector(request.app)
+    failed = await connect_token(request.app, number, settings, token.strip())
+    return error(400, failed, "token") if failed else await status(request)
+
+
+async def connect_token(app: web.Application, number: str, settings: AmoCrmSettings, token: str) -> str | None:
+    """Store a long-lived token when amoCRM accepts it; else why not (and nothing is kept)."""
+    amo = connector(app)
     assert amo.tokens is not None
-    token = token.strip()
     await amo.tokens.connect(number, settings.host, "long_lived", token, None, oauth.token_expiry(token))
     try:
-        account = await client_for(request.app, settings).account(number)
+        account = await client_for(app, settings).account(number)
     except CrmError as exc:
         await amo.tokens.disconnect(number)  # a token that does not work is not kept
-        return error(400, f"amoCRM did not accept the token: {exc.outcome.error}", "token")
+        return f"amoCRM did not accept the token: {exc.outcome.error}"
     await amo.tokens.save_account(number, _account_info(account))
-    return await status(request)
+    return None
 
 
 async def delete_tokens(request: web.Request) -> web.Response:
@@ -182,6 +196,36 @@ async def pipelines(request: web.Request) -> web.Response:
     except CrmError as exc:
         return error(502, f"amoCRM: {exc.outcome.error}")
     return web.json_response({"pipelines": found})
+
+
+async def managers_of(app: web.Application, number: str) -> dict[str, Any]:
+    """amoCRM users with their extensions (`user_extensions`; amoCRM keeps no copy of its own)."""
+    settings = await settings_of(app, number)
+    if settings is None:
+        raise LookupError("amocrm is not configured")
+    users = await client_for(app, settings).users(number)
+    mapping = settings.user_extensions
+    return {"managers": [{"user_id": u["id"], "name": u["name"], "email": u["email"], "active": u["active"],
+                          "extension": mapping.get(u["id"]), "crm_extension": None, "differs": False}
+                         for u in users],
+            "differences": [], "unknown_users": sorted(set(mapping) - {u["id"] for u in users}),
+            "module_error": None}
+
+
+async def save_mapping(app: web.Application, number: str, changes: dict[str, str | None]) -> dict[str, Any]:
+    """Assign `{user_id: extension | None}` in the stored settings (one extension, one user); NOTIFY."""
+    stored = await enterprises.get_integration(app[keys.POOL], number, "amocrm")
+    if not stored:
+        raise LookupError("amocrm is not configured")
+    box = app[keys.SECRETS]
+    current = enterprises.decrypted(box, "amocrm", stored)
+    mapping, moves = reassign(current.get("user_extensions") or {}, changes)
+    amo = connector(app)
+    updated = amo.settings_json(amo.parse_settings({**current, "user_extensions": mapping}))
+    await enterprises.put_integration(app[keys.POOL], box, number, "amocrm", updated)
+    return {"user_extensions": mapping,
+            "moved": [{"extension": m.extension, "from_user": m.from_user, "to_user": m.to_user} for m in moves],
+            "sync": None}
 
 
 def add_routes(app: web.Application) -> None:

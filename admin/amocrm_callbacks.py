@@ -14,7 +14,7 @@ import logging
 
 from aiohttp import web
 
-from admin.amocrm_api import client_for, connect_with, connector, settings_of
+from admin.amocrm_api import client_for, connect_with, connector, consent_link, settings_of
 from admin.api import ENTERPRISE_RE
 from agent import keys
 from agent.tokens import TokenError
@@ -47,9 +47,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
     settings = await settings_of(request.app, number)
     if settings is None or not settings.client_id or not settings.client_secret:
         return _page(409, "amoCRM is not set up", "save the host, client id and client secret first")
-    signer = connector(request.app).state_signer
-    assert signer is not None
-    raise web.HTTPFound(oauth.consent_url(settings.host, settings.client_id, signer.issue(number)))
+    raise web.HTTPFound(consent_link(request.app, number, settings))
 
 
 async def callback(request: web.Request) -> web.Response:

@@ -23,8 +23,10 @@ from aiohttp import web
 from admin.api import _enterprise, _json_object, error
 from admin.retailcrm_callbacks import ACTIVITY, MAKE_CALL, USER_STATUS
 from agent import enterprises, extensions, keys, retailcrm_store
+from agent.database import Pool
 from connectors.base import CrmError, SendOutcome, mask
 from connectors.retailcrm.client import RetailCrmClient
+from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.mapping import MappingError, merge, module_codes, reassign
 from connectors.retailcrm.models import ModuleUrls
 from connectors.retailcrm.settings import RetailCrmSettings, SettingsError, parse
@@ -61,12 +63,13 @@ def answers_problems(route: Route) -> Route:
     return wrapped
 
 
-async def _settings(request: web.Request, number: str) -> RetailCrmSettings:
-    pool = request.app[keys.POOL]
+async def load_settings(app: web.Application, number: str) -> RetailCrmSettings:
+    """The enterprise's stored settings (legacy layout adapted), or a Problem saying why there are none."""
+    pool = app[keys.POOL]
     if await enterprises.get(pool, number) is None:
         raise Problem(404, f"no enterprise {number}")
     try:
-        settings = await retailcrm_store.settings_of(pool, request.app[keys.SECRETS], number)
+        settings = await retailcrm_store.settings_of(pool, app[keys.SECRETS], number)
     except (SettingsError, ValueError) as exc:
         raise Problem(409, f"the stored retailcrm settings are unusable: {exc}") from None
     if settings is None:
@@ -77,22 +80,22 @@ async def _settings(request: web.Request, number: str) -> RetailCrmSettings:
 class LoggedClient(RetailCrmClient):
     """A client on the shared HTTP pool that keeps its exchanges for integration_logs."""
 
-    def __init__(self, settings: RetailCrmSettings, request: web.Request) -> None:
+    def __init__(self, settings: RetailCrmSettings, app: web.Application) -> None:
         self.seen: list[SendOutcome] = []
-        super().__init__(settings, request.app[keys.INTEGRATIONS].http,
+        super().__init__(settings, app[keys.INTEGRATIONS].http,
                          on_exchange=lambda _name, outcome: self.seen.append(outcome))
 
 
 @asynccontextmanager
-async def _client(request: web.Request, number: str, settings: RetailCrmSettings, event: str
+async def _client(app: web.Application, number: str, settings: RetailCrmSettings, event: str
                   ) -> AsyncIterator[LoggedClient]:
     """Every exchange of the client lands in integration_logs as `event`, whatever happens."""
-    client = LoggedClient(settings, request)
+    client = LoggedClient(settings, app)
     try:
         yield client
     finally:
         for o in client.seen:
-            await retailcrm_store.log_exchange(request.app[keys.POOL], number, event, o.request, o.response,
+            await retailcrm_store.log_exchange(app[keys.POOL], number, event, o.request, o.response,
                                                o.ok, o.error, o.http_status, o.duration_ms)
 
 
@@ -102,55 +105,53 @@ def module_urls(public_url: str, number: str, token: str) -> ModuleUrls:
                       change_user_status=public_url + USER_STATUS, account=account, activity=ACTIVITY)
 
 
-# -- routes ----------------------------------------------------------------------------------------
+def crm_problem(exc: CrmError) -> Problem:
+    return Problem(502, f"RetailCRM: {exc.outcome.error or exc.outcome.status}")
 
-@answers_problems
-async def test_connection(request: web.Request) -> web.Response:
-    """The stored settings, or a posted settings object (masked secrets mean "the stored one")."""
-    number = _enterprise(request)
-    settings = await _settings_to_test(request, number)
-    async with _client(request, number, settings, "test_connection") as client:
+
+# -- operations (the API routes below and the admin pages call these) --------------------------------
+
+async def connection_report(app: web.Application, number: str, settings: RetailCrmSettings) -> dict[str, Any]:
+    """What the key may call, or why it fails; logged as `test_connection`."""
+    async with _client(app, number, settings, "test_connection") as client:
         report = await client.test_connection()
         if not report.ok and client.seen:  # answered, but the key is not fit for use: log the verdict
             client.seen[-1].status, client.seen[-1].error = "permanent", report.reason
-    return web.json_response({
+    return {
         "ok": report.ok, "reason": report.reason, "http_status": report.http_status,
         "methods": list(report.methods), "scopes": list(report.scopes), "missing": list(report.missing),
         "missing_optional": list(report.missing_optional), "site_access": report.site_access,
         "sites": list(report.sites),
-    })
+    }
 
 
-async def _settings_to_test(request: web.Request, number: str) -> RetailCrmSettings:
-    if not request.can_read_body:
-        return await _settings(request, number)
-    body = await _json_object(request)
-    pool = request.app[keys.POOL]
+async def settings_to_test(app: web.Application, number: str, body: dict[str, Any]) -> RetailCrmSettings:
+    """Posted settings to try before saving; masked secrets mean "the stored one"."""
+    pool = app[keys.POOL]
     if await enterprises.get(pool, number) is None:
         raise Problem(404, f"no enterprise {number}")
     stored = await enterprises.get_integration(pool, number, CRM)
     try:
-        return parse(enterprises.unmask(request.app[keys.SECRETS], CRM, body, stored))
+        return parse(adapt(enterprises.unmask(app[keys.SECRETS], CRM, body, stored)))
     except SettingsError as exc:
         raise Problem(400, exc.message, exc.field) from None
 
 
-@answers_problems
-async def register(request: web.Request) -> web.Response:
-    number = _enterprise(request)
-    settings = await _settings(request, number)
+async def register_module(app: web.Application, number: str) -> dict[str, Any]:
+    """Create or update the telephony module (RetailCRM's answer, or CrmError); a new account token."""
+    settings = await load_settings(app, number)
     if not settings.enabled:
         raise Problem(409, "retailcrm is disabled for this enterprise; enable it before registering the module")
-    signer = request.app[keys.SIGNER]
+    signer = app[keys.SIGNER]
     token = signer.issue(number, ACCOUNT_TOKEN_DAYS, source=CRM)
     token_id = signer.verify(token).token_id
-    public_url = request.app[keys.CONFIG].agent.public_url
+    public_url = app[keys.CONFIG].agent.public_url
     urls = module_urls(public_url, number, token)
-    async with _client(request, number, settings, "register_module") as client:
+    async with _client(app, number, settings, "register_module") as client:
         result = await client.register_module(urls)
     # the new token is in force from now on; the previous one (if any) is revoked by the same write
-    await retailcrm_store.set_account_token(request.app[keys.POOL], number, token_id)
-    return web.json_response({
+    await retailcrm_store.set_account_token(app[keys.POOL], number, token_id)
+    return {
         "registered": True, "created": result.created, "code": settings.code,
         "not_exist_user_ids": list(result.not_exist_user_ids),
         "not_exist_site_codes": list(result.not_exist_site_codes),
@@ -159,24 +160,126 @@ async def register(request: web.Request) -> web.Response:
                  "changeUserStatusUrl": urls.change_user_status,
                  "accountUrl": module_urls(public_url, number, mask(token)).account,
                  "actions": {"activity": urls.activity}},
-    })
+    }
 
 
-@answers_problems
-async def deregister(request: web.Request) -> web.Response:
-    number = _enterprise(request)
-    pool = request.app[keys.POOL]
+async def deregister_module(app: web.Application, number: str) -> dict[str, Any]:
+    pool = app[keys.POOL]
     if await enterprises.get(pool, number) is None:
         raise Problem(404, f"no enterprise {number}")
     await retailcrm_store.set_account_token(pool, number, None)  # whatever RetailCRM says next
-    settings = await _settings(request, number)
-    async with _client(request, number, settings, "deactivate_module") as client:
+    settings = await load_settings(app, number)
+    async with _client(app, number, settings, "deactivate_module") as client:
         try:
             result = await client.deactivate_module()
         except CrmError as exc:
             raise Problem(502, f"the account link was revoked, but RetailCRM refused to switch the module off: "
                                f"{exc.outcome.error or exc.outcome.status}") from None
-    return web.json_response({"deactivated": result is not None, "token_revoked": True})
+    return {"deactivated": result is not None, "token_revoked": True}
+
+
+async def managers_of(app: web.Application, number: str, import_codes: bool = False) -> dict[str, Any]:
+    """CRM users with their extension (ours, else the module's additionalCodes) and the differences.
+
+    With `import_codes`, a local mapping that is still empty takes the codes registered at RetailCRM
+    (the first visit of the managers page); from then on ours is the truth and differences are shown."""
+    settings = await load_settings(app, number)
+    pool = app[keys.POOL]
+    async with _client(app, number, settings, "list_managers") as client:
+        users = await client.all_users()
+        try:
+            module = await client.get_module()
+            crm_error = None
+        except CrmError as exc:  # e.g. the key may not read the module: show ours, say why theirs is missing
+            module, crm_error = None, exc.outcome.error or exc.outcome.status
+    codes, imported = module_codes(module), 0
+    if import_codes and not settings.user_extensions and codes:
+        try:
+            settings = parse({**settings.to_json(), "user_extensions": codes})
+        except SettingsError:
+            pass  # codes we cannot take as they are: shown as differences instead
+        else:
+            await enterprises.put_integration(pool, app[keys.SECRETS], number, CRM, settings.to_json())
+            imported = len(codes)
+    merged = merge(users, settings.user_extensions, codes)
+    status = {s.user_id: s.status for s in await retailcrm_store.user_statuses(pool, number)}
+    return {
+        "managers": [{
+            "user_id": m.user.id, "name": m.user.name, "email": m.user.email, "active": m.user.active,
+            "is_manager": m.user.is_manager, "status": status.get(m.user.id, m.user.status),
+            "extension": m.extension, "source": m.source, "crm_extension": m.crm_extension,
+            "differs": m.differs,
+        } for m in merged.managers],
+        "differences": merged.differences,
+        "unknown_users": merged.unknown_users,
+        "module_registered": module is not None,
+        "module_error": crm_error,
+        "imported": imported,
+        "last_synced": await last_synced(pool, number),
+        "extensions": [e.to_json() for e in await extensions.list_for(pool, number)],
+    }
+
+
+async def last_synced(pool: Pool, number: str) -> str | None:
+    """When additionalCodes were last copied to RetailCRM successfully (from integration_logs)."""
+    at = await pool.fetchval(
+        "SELECT max(created_at) FROM integration_logs WHERE enterprise_number = $1 AND integration_type = $2"
+        " AND event_type = 'sync_codes' AND status = 'success'", number, CRM)
+    return at.isoformat() if at is not None else None
+
+
+async def save_mapping(app: web.Application, number: str, changes: dict[str, str | None], replace: bool
+                       ) -> dict[str, Any]:
+    """Assign `{user_id: extension | None}` (or, with replace, set the whole mapping), store it, then copy
+    it to the module's additionalCodes (a failed copy is reported in `sync`, the local mapping stays)."""
+    settings = await load_settings(app, number)
+    try:
+        mapping, moves = reassign(settings.user_extensions, changes, replace=replace)
+        updated = parse({**settings.to_json(), "user_extensions": mapping})
+    except (MappingError, SettingsError) as exc:
+        raise Problem(400, getattr(exc, "message", str(exc)), getattr(exc, "field", None)) from None
+    pool, box = app[keys.POOL], app[keys.SECRETS]
+    try:
+        await enterprises.put_integration(pool, box, number, CRM, updated.to_json())
+    except enterprises.NotFound:
+        raise Problem(404, f"no enterprise {number}") from None
+    known = {e.extension for e in await extensions.list_for(pool, number)}
+    sync: dict[str, Any] = {"ok": True, "error": None}
+    async with _client(app, number, updated, "sync_codes") as client:
+        try:
+            result = await client.set_additional_codes(updated.user_extensions)
+            sync["not_exist_user_ids"] = list(result.not_exist_user_ids)
+        except CrmError as exc:
+            sync = {"ok": False, "error": exc.outcome.error or exc.outcome.status}
+    return {
+        "user_extensions": dict(updated.user_extensions),
+        "moved": [{"extension": m.extension, "from_user": m.from_user, "to_user": m.to_user} for m in moves],
+        "unknown_extensions": sorted(e for e in set(updated.user_extensions.values()) if known and e not in known),
+        "sync": sync,
+    }
+
+
+# -- routes ----------------------------------------------------------------------------------------
+
+@answers_problems
+async def test_connection(request: web.Request) -> web.Response:
+    """The stored settings, or a posted settings object (masked secrets mean "the stored one")."""
+    number = _enterprise(request)
+    if request.can_read_body:
+        settings = await settings_to_test(request.app, number, await _json_object(request))
+    else:
+        settings = await load_settings(request.app, number)
+    return web.json_response(await connection_report(request.app, number, settings))
+
+
+@answers_problems
+async def register(request: web.Request) -> web.Response:
+    return web.json_response(await register_module(request.app, _enterprise(request)))
+
+
+@answers_problems
+async def deregister(request: web.Request) -> web.Response:
+    return web.json_response(await deregister_module(request.app, _enterprise(request)))
 
 
 @answers_problems
@@ -196,31 +299,7 @@ async def statuses(request: web.Request) -> web.Response:
 
 @answers_problems
 async def managers(request: web.Request) -> web.Response:
-    number = _enterprise(request)
-    settings = await _settings(request, number)
-    pool = request.app[keys.POOL]
-    async with _client(request, number, settings, "list_managers") as client:
-        users = await client.all_users()
-        try:
-            module = await client.get_module()
-            crm_error = None
-        except CrmError as exc:  # e.g. the key may not read the module: show ours, say why theirs is missing
-            module, crm_error = None, exc.outcome.error or exc.outcome.status
-    merged = merge(users, settings.user_extensions, module_codes(module))
-    status = {s.user_id: s.status for s in await retailcrm_store.user_statuses(pool, number)}
-    return web.json_response({
-        "managers": [{
-            "user_id": m.user.id, "name": m.user.name, "email": m.user.email, "active": m.user.active,
-            "is_manager": m.user.is_manager, "status": status.get(m.user.id, m.user.status),
-            "extension": m.extension, "source": m.source, "crm_extension": m.crm_extension,
-            "differs": m.differs,
-        } for m in merged.managers],
-        "differences": merged.differences,
-        "unknown_users": merged.unknown_users,
-        "module_registered": module is not None,
-        "module_error": crm_error,
-        "extensions": [e.to_json() for e in await extensions.list_for(pool, number)],
-    })
+    return web.json_response(await managers_of(request.app, _enterprise(request)))
 
 
 @answers_problems
@@ -237,31 +316,7 @@ async def put_extensions(request: web.Request) -> web.Response:
         raise Problem(400, "must be an object {crm_user_id: extension or null}", "user_extensions")
     if not isinstance(replace, bool):
         raise Problem(400, "must be true or false", "replace")
-    settings = await _settings(request, number)
-    try:
-        mapping, moves = reassign(settings.user_extensions, changes, replace=replace)
-        updated = parse({**settings.to_json(), "user_extensions": mapping})
-    except (MappingError, SettingsError) as exc:
-        raise Problem(400, getattr(exc, "message", str(exc)), getattr(exc, "field", None)) from None
-    pool, box = request.app[keys.POOL], request.app[keys.SECRETS]
-    try:
-        await enterprises.put_integration(pool, box, number, CRM, updated.to_json())
-    except enterprises.NotFound:
-        raise Problem(404, f"no enterprise {number}") from None
-    known = {e.extension for e in await extensions.list_for(pool, number)}
-    sync: dict[str, Any] = {"ok": True, "error": None}
-    async with _client(request, number, updated, "sync_codes") as client:
-        try:
-            result = await client.set_additional_codes(updated.user_extensions)
-            sync["not_exist_user_ids"] = list(result.not_exist_user_ids)
-        except CrmError as exc:
-            sync = {"ok": False, "error": exc.outcome.error or exc.outcome.status}
-    return web.json_response({
-        "user_extensions": dict(updated.user_extensions),
-        "moved": [{"extension": m.extension, "from_user": m.from_user, "to_user": m.to_user} for m in moves],
-        "unknown_extensions": sorted(e for e in set(updated.user_extensions.values()) if known and e not in known),
-        "sync": sync,
-    })
+    return web.json_response(await save_mapping(request.app, number, changes, replace))
 
 
 async def logo(request: web.Request) -> web.FileResponse:

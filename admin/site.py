@@ -10,7 +10,18 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from admin import i18n, views_auth, views_calls, views_extensions, views_instance, views_log, views_overview
+from admin import (
+    i18n,
+    views_amocrm,
+    views_auth,
+    views_calls,
+    views_extensions,
+    views_instance,
+    views_log,
+    views_managers,
+    views_overview,
+    views_retailcrm,
+)
 from admin.auth import LinkSigner, load_session
 from admin.pages import FRAME_ANCESTORS, JINJA, LANG, LINKS, SESSION, Refused, T, read_body, session, wants_json
 from agent import keys
@@ -125,6 +136,10 @@ def add_routes(app: web.Application, secret: bytes) -> None:
     r.add_route("*", f"/admin/{NUMBER}/calls/{{call_id:[^/]+?}}{JSON_EXT}", views_calls.call)
     r.add_route("*", f"/admin/{NUMBER}/log{JSON_EXT}", views_log.log)
     r.add_route("*", f"/admin/{NUMBER}/extensions{JSON_EXT}", views_extensions.extensions)
+    r.add_route("*", f"/admin/{NUMBER}/retailcrm{JSON_EXT}", views_retailcrm.retailcrm)
+    r.add_route("*", f"/admin/{NUMBER}/managers{JSON_EXT}", views_managers.managers)
+    r.add_route("*", f"/admin/{NUMBER}/amocrm{JSON_EXT}", views_amocrm.amocrm)
+    r.add_get(f"/admin/{NUMBER}/amocrm/connect", views_amocrm.connect)
 
 
 __all__ = ["add_routes", "csp"]

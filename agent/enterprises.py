@@ -86,6 +86,16 @@ async def put_integration(pool: Pool, box: SecretBox, number: str, crm: str, set
     return stored
 
 
+async def delete_integration(pool: Pool, number: str, crm: str) -> bool:
+    """Remove one CRM's entry (NOTIFY); False when there was none."""
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.execute(
+            "UPDATE enterprises SET integrations_config = integrations_config - $2, updated_at = now()"
+            " WHERE number = $1 AND integrations_config ? $2", number, crm)
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
+    return bool(status.endswith(" 1"))
+
+
 def encrypt_secrets(box: SecretBox, crm: str, settings: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(settings)
     for key in SECRET_KEYS.get(crm, ()):

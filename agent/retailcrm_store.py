@@ -13,6 +13,7 @@ from agent import enterprises
 from agent.database import Pool
 from agent.secretbox import SecretBox
 from agent.tokens import Principal
+from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.settings import RetailCrmSettings, SettingsError, parse
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ async def settings_of(pool: Pool, box: SecretBox, enterprise: str) -> RetailCrmS
     stored = await enterprises.get_integration(pool, enterprise, CRM)
     if stored is None:
         return None
-    return parse(enterprises.decrypted(box, CRM, stored))
+    return parse(adapt(enterprises.decrypted(box, CRM, stored)))
 
 
 async def account_by_client_id(pool: Pool, box: SecretBox, client_id: str) -> Account | None:
@@ -51,7 +52,7 @@ async def account_by_client_id(pool: Pool, box: SecretBox, client_id: str) -> Ac
         if not isinstance(stored, dict):
             continue
         try:
-            settings = parse(enterprises.decrypted(box, CRM, stored))
+            settings = parse(adapt(enterprises.decrypted(box, CRM, stored)))
         except (SettingsError, ValueError) as exc:
             log.warning("enterprise %s: stored retailcrm settings unusable (%s)", row["number"], exc)
             continue

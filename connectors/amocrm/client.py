@@ -92,6 +92,17 @@ class AmoCrmClient:
         result: dict[str, Any] = await self._run(enterprise, "account", get)
         return result
 
+    async def users(self, enterprise: str) -> list[dict[str, Any]]:
+        """The account's users (first 250): id, name, email, active."""
+        async def get(session: Session) -> list[dict[str, Any]]:
+            exchange = await session.checked("GET", "/api/v4/users?limit=250")
+            body = exchange.body if isinstance(exchange.body, dict) else {}
+            return [{"id": str(u.get("id")), "name": u.get("name") or "", "email": u.get("email") or "",
+                     "active": bool((u.get("rights") or {}).get("is_active", True))}
+                    for u in (body.get("_embedded") or {}).get("users") or [] if u.get("id") is not None]
+        result: list[dict[str, Any]] = await self._run(enterprise, "users", get)
+        return result
+
     async def pipelines(self, enterprise: str) -> list[dict[str, Any]]:
         async def get(session: Session) -> list[dict[str, Any]]:
             exchange = await session.checked("GET", "/api/v4/leads/pipelines")

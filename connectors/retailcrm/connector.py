@@ -11,6 +11,7 @@ from agent.callevent import CallEvent
 from agent.routing import Manager
 from connectors.base import Delivery
 from connectors.retailcrm.client import MAX_UPLOAD_BATCH, RetailCrmClient
+from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.plan import CRM, KIND_UPLOAD, plan
 from connectors.retailcrm.settings import SECRET_FIELDS, RetailCrmSettings, parse
 
@@ -20,7 +21,7 @@ class RetailCrmConnector:
     secret_fields: tuple[str, ...] = SECRET_FIELDS
 
     def parse_settings(self, raw: Mapping[str, Any]) -> RetailCrmSettings:
-        return parse(raw)
+        return parse(adapt(raw))
 
     def settings_json(self, settings: RetailCrmSettings) -> dict[str, Any]:
         return settings.to_json()

@@ -1,0 +1,152 @@
+"""The RetailCRM page: connection settings, test, module registration, removal.
+
+Every change goes through the same operations as the JSON API (admin/retailcrm_api.py) and the same
+validation (the connector's settings parser). The API key is only ever shown masked; sending the mask
+back keeps the stored key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from admin import retailcrm_api as rc
+from admin.i18n import catalog
+from admin.pages import Refused, after_post, answer, enterprise_of, iso, read_body
+from admin.retailcrm_api import CRM, Problem
+from agent import enterprises, keys, retailcrm_store
+from connectors.base import CrmError
+from connectors.retailcrm.legacy import adapt, is_legacy
+from connectors.retailcrm.settings import DEFAULT_CODE, SettingsError, parse
+
+FLAGS = ("enabled", "popup_in", "popup_out", "popup_hangup", "upload_history")
+TEXTS = ("domain", "api_key", "timezone", "site", "external_phone")
+ACTIONS = ("save", "test", "register", "delete")
+DEFAULT_TIMEZONE = "Europe/Moscow"
+TRUE = ("on", "true", "1", "yes")
+
+
+def error_key(field: str, message: str) -> str:
+    """A catalog key for a field's error when there is one, else the connector's own message."""
+    key = f"rc.error.{field}"
+    return key if key in catalog("en") else message
+
+
+def shown(stored: dict[str, Any] | None, box: Any) -> dict[str, Any]:
+    """The stored settings as the page shows them: new layout, secrets masked, client_id left out."""
+    masked = adapt(enterprises.masked(box, CRM, stored or {}))
+    out: dict[str, Any] = {f: masked.get(f, True) for f in FLAGS}
+    for f in TEXTS:
+        out[f] = masked.get(f) or ""
+    out["timezone"] = out["timezone"] or DEFAULT_TIMEZONE
+    out["user_extensions"] = masked.get("user_extensions") or {}
+    out["code"] = masked.get("code") or DEFAULT_CODE
+    return out
+
+
+def submitted(body: dict[str, str], current: dict[str, Any]) -> dict[str, Any]:
+    """The form over the stored (masked) settings: a flag or text that was not sent keeps its value."""
+    out = dict(current)
+    for f in FLAGS:
+        if f in body:
+            out[f] = body[f].strip().lower() in TRUE
+    for f in TEXTS:
+        if f in body:
+            out[f] = body[f].strip()
+    for f in ("site", "external_phone"):
+        out[f] = out.get(f) or None
+    return out
+
+
+def typed(body: dict[str, str], stored: dict[str, Any] | None, box: Any) -> dict[str, Any]:
+    """What was typed, to show again beside an error or a test's answer: never the key, no None."""
+    return {k: "" if v is None else v for k, v in submitted(body, shown(stored, box)).items() if k != "api_key"}
+
+
+async def _save(app: web.Application, number: str, body: dict[str, str], stored: dict[str, Any] | None
+                ) -> dict[str, str]:
+    pool, box = app[keys.POOL], app[keys.SECRETS]
+    wanted = submitted(body, adapt(enterprises.masked(box, CRM, stored or {})))
+    try:
+        settings = parse(adapt(enterprises.unmask(box, CRM, wanted, stored)))
+    except SettingsError as exc:
+        return {exc.field: error_key(exc.field, exc.message)}
+    await enterprises.put_integration(pool, box, number, CRM, settings.to_json())
+    if "smart_redirect" in body:
+        row = await enterprises.get(pool, number)
+        assert row is not None
+        await enterprises.put(pool, number, row["name"], {**row["settings"],
+                                                          "redirect_when_busy": body["smart_redirect"] in TRUE})
+    return {}
+
+
+async def _run(app: web.Application, number: str, action: str, body: dict[str, str]) -> dict[str, Any]:
+    """test / register / delete: RetailCRM's answer, or why there is none, as {action, ok, ...}."""
+    try:
+        if action == "test":
+            if "domain" in body:  # the form as typed, before it is saved
+                stored = await enterprises.get_integration(app[keys.POOL], number, CRM)
+                settings = await rc.settings_to_test(app, number, submitted(body, shown(stored, app[keys.SECRETS])))
+            else:
+                settings = await rc.load_settings(app, number)
+            return {"action": action, **await rc.connection_report(app, number, settings)}
+        if action == "register":
+            return {"action": action, "ok": True, **await rc.register_module(app, number)}
+        crm_answer = None
+        try:
+            crm_answer = await rc.deregister_module(app, number)
+        except Problem as exc:  # removal goes on: the settings go whatever RetailCRM says
+            crm_answer = {"error": exc.message}
+        await enterprises.delete_integration(app[keys.POOL], number, CRM)
+        return {"action": action, "ok": True, "deleted": True, **crm_answer}
+    except Problem as exc:
+        return {"action": action, "ok": False, "error": exc.message, "field": exc.field}
+    except CrmError as exc:
+        return {"action": action, "ok": False, "error": exc.outcome.error or exc.outcome.status,
+                "http_status": exc.outcome.http_status}
+
+
+async def retailcrm(request: web.Request) -> web.StreamResponse:
+    enterprise = await enterprise_of(request)
+    number = enterprise["number"]
+    if request.method not in ("GET", "HEAD", "POST"):
+        raise Refused(405, "error.method")
+    app = request.app
+    pool, box = app[keys.POOL], app[keys.SECRETS]
+    stored = await enterprises.get_integration(pool, number, CRM)
+    errors: dict[str, str] = {}
+    result: dict[str, Any] | None = None
+    form: dict[str, Any] = {}
+    if request.method == "POST":
+        body = await read_body(request)
+        action = body.get("action", "save")
+        if action not in ACTIONS:
+            raise Refused(400, "error.choice", "action")
+        if action == "save" or (action == "register" and "domain" in body):  # «Save and register»
+            errors = await _save(app, number, body, stored)
+            if not errors and action == "save":
+                return after_post(request, {"action": "save", "ok": True})
+        if errors:
+            if request.content_type == "application/json":
+                field = next(iter(errors))
+                raise Refused(400, errors[field], field)
+            form = typed(body, stored, box)
+        else:
+            result = await _run(app, number, action, body)
+            if action == "test" and "domain" in body:  # keep what was typed (never the key) beside the answer
+                form = typed(body, stored, box)
+            if request.content_type == "application/json":
+                failed = 400 if result.get("field") else 502
+                return web.json_response(result, status=200 if result["ok"] or action == "test" else failed)
+            stored = await enterprises.get_integration(pool, number, CRM)
+    row = await enterprises.get(pool, number)
+    module = await retailcrm_store.module_state(pool, number)
+    data = {
+        "enterprise": enterprise, "configured": stored is not None, "legacy": bool(stored) and is_legacy(stored or {}),
+        "settings": {**shown(stored, box), **form},
+        "smart_redirect": bool(row and row["settings"].get("redirect_when_busy")),
+        "module": {k: iso(v) if hasattr(v, "isoformat") else v for k, v in (module or {}).items()} or None,
+        "result": result, "errors": errors,
+    }
+    return await answer(request, "retailcrm.html", data, status=400 if errors else 200)

@@ -1,0 +1,283 @@
+"""The CRM pages (RetailCRM, managers, amoCRM) over HTTP: JSON variants, validation, viewer 403s, no secrets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agent import enterprises
+from agent.app import Agent
+from agent.secretbox import SecretBox, load_or_create_secret
+from tests.admin_client import base, client, csrf
+from tests.crm_setup import API_KEY, configure_retailcrm
+from tests.amocrm_setup import configure_amocrm
+from tests.fakes.amocrm import FakeAmoCrm
+from tests.fakes.retailcrm import FakeRetailCrm
+
+NEW_KEY = "Nw7PLr2mWx7TaK4nB9vC1dE6fG3hJ5kQ"
+
+
+@pytest.fixture
+async def fake_rc() -> AsyncIterator[FakeRetailCrm]:
+    async with FakeRetailCrm(api_key=API_KEY) as fake:
+        fake.add_users(3, start_id=7)
+        yield fake
+
+
+async def post(http: aiohttp.ClientSession, url: str, csrf_token: str, **fields: Any) -> tuple[int, Any]:
+    async with http.post(url, json=fields, headers={"X-CSRF-Token": csrf_token}) as resp:
+        return resp.status, await resp.json()
+
+
+async def stored(agent: Agent) -> dict[str, Any]:
+    assert agent.pool is not None
+    found = await enterprises.get_integration(agent.pool, "100", "retailcrm")
+    assert found is not None
+    box = SecretBox(load_or_create_secret(agent.config.agent.state_dir))
+    return enterprises.decrypted(box, "retailcrm", found)
+
+
+async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
+        running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    assert running_agent.pool is not None
+    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/retailcrm") as resp:
+            html = await resp.text()
+            assert resp.status == 200 and API_KEY not in html and "Zq8P…" in html
+        async with http.get(f"{b}/retailcrm.json") as resp:
+            data = await resp.json()
+        assert data["settings"]["domain"] == fake_rc.url and data["settings"]["api_key"] != API_KEY
+        assert "client_id" not in data["settings"] and API_KEY not in str(data)
+        token = await csrf(http, f"{b}/retailcrm")
+        # the mask sent back keeps the key; flags change
+        status, _ = await post(http, f"{b}/retailcrm", token, action="save", api_key=data["settings"]["api_key"],
+                               popup_out="false", smart_redirect="true")
+        assert status == 200
+        saved = await stored(running_agent)
+        assert saved["api_key"] == API_KEY and saved["popup_out"] is False
+        assert (await enterprises.get(running_agent.pool, "100") or {})["settings"]["redirect_when_busy"] is True
+        # invalid input: the error beside its field, nothing saved
+        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "save", "domain": "ftp://x/y",
+                                                       "api_key": NEW_KEY}) as resp:
+            assert resp.status == 400
+            html = await resp.text()
+            assert 'id="error-domain"' in html and NEW_KEY not in html
+        assert (await stored(running_agent))["api_key"] == API_KEY
+        status, body = await post(http, f"{b}/retailcrm", token, action="save", timezone="Mars/Base")
+        assert status == 400 and body["field"] == "timezone"
+        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "test", "domain": fake_rc.url,
+                                                       "api_key": NEW_KEY, "site": ""}) as resp:
+            html = await resp.text()
+            assert 'data-action="test"' in html and NEW_KEY not in html and 'value="None"' not in html
+        async with http.post(f"{b}/amocrm", data={"csrf_token": token, "action": "save", "host": "",
+                                                    "proxy": ""}) as resp:
+            html = await resp.text()
+            assert resp.status == 400 and 'id="error-host"' in html and 'value="None"' not in html
+        # RetailCRM's refusal is shown as it answered
+        fake_rc.fail_next(1, status=400, body={"success": False, "errorMsg": "Errors in the entity format",
+                                               "errors": {"integrationModule[baseUrl]": "Invalid URL"}})
+        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "register"}) as resp:
+            html = await resp.text()
+            assert resp.status == 200 and "Errors in the entity format" in html and "Invalid URL" in html
+        # test connection and register against the fake
+        status, body = await post(http, f"{b}/retailcrm", token, action="test")
+        assert status == 200 and body["ok"] and "/api/telephony/call/event" in body["methods"]
+        status, body = await post(http, f"{b}/retailcrm", token, action="register")
+        assert status == 200 and body["created"] is True, body
+        assert "pbx-agent" in fake_rc.modules
+        async with http.get(f"{b}/retailcrm.json") as resp:
+            assert (await resp.json())["module"]["registered"] is True
+        # a wrong key: the exact reason
+        status, body = await post(http, f"{b}/retailcrm", token, action="test", domain=fake_rc.url, api_key=NEW_KEY)
+        assert status == 200 and not body["ok"] and body["reason"], body
+        assert (await stored(running_agent))["api_key"] == API_KEY  # testing saves nothing
+        status, body = await post(http, f"{b}/retailcrm", token, action="delete")
+        assert status == 200 and body["deleted"] is True
+    assert await enterprises.get_integration(running_agent.pool, "100", "retailcrm") is None
+
+
+async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_agent: Agent) -> None:
+    assert running_agent.pool is not None
+    await enterprises.put(running_agent.pool, "100", "Shop")
+    box = SecretBox(load_or_create_secret(running_agent.config.agent.state_dir))
+    legacy = {"api_url": "https://shop.retailcrm.ru/api/v5", "api_key": API_KEY, "timezone": "Europe/Moscow",
+              "user_mappings": {"150": "7"}}
+    async with running_agent.pool.acquire() as conn:
+        await conn.execute("UPDATE enterprises SET integrations_config = jsonb_build_object('retailcrm', $1::jsonb)"
+                           " WHERE number = '100'", enterprises.encrypt_secrets(box, "retailcrm", legacy, {}))
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/retailcrm.json") as resp:
+            data = await resp.json()
+        assert data["legacy"] is True
+        assert data["settings"]["domain"] == "https://shop.retailcrm.ru"
+        assert data["settings"]["user_extensions"] == {"7": "150"}
+        token = await csrf(http, f"{b}/retailcrm")
+        status, _ = await post(http, f"{b}/retailcrm", token, action="save")
+        assert status == 200
+    saved = await stored(running_agent)
+    assert "api_url" not in saved and "user_mappings" not in saved
+    assert saved["domain"] == "https://shop.retailcrm.ru" and saved["user_extensions"] == {"7": "150"}
+    assert saved["api_key"] == API_KEY
+
+
+async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    assert running_agent.pool is not None
+    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    async with FakeAmoCrm() as amo:
+        settings = await configure_amocrm(running_agent.pool, running_agent.config.agent.state_dir, amo)
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/amocrm.json") as resp:
+            assert settings.webhook_secret in (await resp.json())["webhook_url"]
+    async with client(running_agent, "100", role="viewer") as http:
+        for page in ("retailcrm", "managers", "amocrm"):
+            async with http.get(f"{b}/{page}") as resp:
+                html = await resp.text()
+                assert resp.status == 200, (page, html)
+                assert API_KEY not in html and settings.webhook_secret not in html
+                assert '<button type="submit" name="action"' not in html and 'id="save-mapping"' not in html
+        async with http.get(f"{b}/amocrm.json") as resp:
+            assert (await resp.json())["webhook_url"] is None  # it carries the webhook secret
+        token = await csrf(http, f"{b}/retailcrm")
+        for page, fields in (("retailcrm", {"action": "save", "popup_in": "false"}),
+                             ("retailcrm", {"action": "register"}),
+                             ("managers", {"user_extensions": {"7": "151"}}),
+                             ("amocrm", {"action": "disconnect"})):
+            async with http.post(f"{b}/{page}", json=fields, headers={"X-CSRF-Token": token}) as resp:
+                assert resp.status == 403, page
+    assert (await stored(running_agent))["popup_in"] is True
+    assert not fake_rc.modules
+
+
+async def seed_extensions(agent: Agent) -> None:
+    assert agent.pool is not None
+    await agent.pool.execute(
+        "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES"
+        " ('100', '150', 'Anna'), ('100', '151', ''), ('100', '152', '') ON CONFLICT DO NOTHING")
+
+
+def codes(fake: FakeRetailCrm) -> dict[str, str]:
+    module = fake.modules["pbx-agent"]
+    return {str(c["userId"]): str(c["code"]) for c in module["integrations"]["telephony"]["additionalCodes"]}
+
+
+async def test_managers_reassign_and_sync_additional_codes(running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    assert running_agent.pool is not None
+    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    await seed_extensions(running_agent)
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/managers") as resp:
+            html = await resp.text()
+            assert resp.status == 200, html
+            assert "📞 150" in html and "150 (" in html and "(free" not in html
+        async with http.get(f"{b}/managers.json") as resp:
+            data = await resp.json()
+        assert data["crm"] == "retailcrm"
+        assert {m["user_id"]: m["extension"] for m in data["managers"]} == {"7": "150", "8": "151", "9": "152"}
+        assert data["last_synced"] is None
+        token = await csrf(http, f"{b}/managers")
+        status, body = await post(http, f"{b}/managers", token, crm="retailcrm", user_extensions={"8": "150"})
+        assert status == 200 and body["sync"] == {"ok": False, "error": "the telephony module is not registered"}
+        status, body = await post(http, f"{b}/retailcrm", token, action="register")
+        assert status == 200
+        status, body = await post(http, f"{b}/managers", token, crm="retailcrm", user_extensions={"7": "150"})
+        assert status == 200 and body["sync"]["ok"]
+        status, body = await post(http, f"{b}/managers", token, crm="retailcrm", user_extensions={"8": "150"})
+        assert status == 200 and body["ok"], body
+        assert body["moved"] == [{"extension": "150", "from_user": "7", "to_user": "8"}]
+        assert body["sync"]["ok"] is True, body
+        assert codes(fake_rc) == {"8": "150", "9": "152"}
+        # the form: only what differs from what was shown is a change; an empty choice unassigns
+        async with http.post(f"{b}/managers", data={"csrf_token": token, "crm": "retailcrm", "user.7": "",
+                                                      "user.8": "150", "user.9": ""}) as resp:
+            assert resp.status == 200
+            html = await resp.text()
+            assert "📞 not assigned" in html and "152 (free)" in html
+        assert codes(fake_rc) == {"8": "150"}
+        status, body = await post(http, f"{b}/managers", token, crm="retailcrm",
+                                  user_extensions={"7": "151", "9": "151"})
+        assert status == 400 and body["field"] == "user_extensions.9"
+        async with http.get(f"{b}/managers.json") as resp:
+            assert (await resp.json())["last_synced"] is not None
+
+
+async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
+        running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    assert running_agent.pool is not None
+    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc,
+                              user_extensions={})
+    fake_rc.modules["pbx-agent"] = {"code": "pbx-agent", "integrations": {"telephony": {
+        "additionalCodes": [{"userId": 7, "code": "151"}]}}}
+    async with client(running_agent, "100", role="viewer") as http:
+        async with http.get(f"{base(running_agent)}/admin/100/managers.json") as resp:
+            assert (await resp.json())["imported"] == 0  # a viewer changes nothing, not even by looking
+    assert (await stored(running_agent))["user_extensions"] == {}
+    async with client(running_agent, "100", headers={"Accept-Language": "ru"}) as http:
+        async with http.get(f"{base(running_agent)}/admin/100/managers") as resp:
+            html = await resp.text()
+            assert "📞 не назначен" in html and "📞 151" in html
+    assert (await stored(running_agent))["user_extensions"] == {"7": "151"}
+
+
+async def test_amocrm_page_connects_by_code_and_token_and_disconnects(running_agent: Agent) -> None:
+    assert running_agent.pool is not None
+    async with FakeAmoCrm() as fake:
+        fake.users.append({"id": 7, "name": "Ivan Petrov", "email": "ivan@example.com",
+                           "rights": {"is_active": True}})
+        await configure_amocrm(running_agent.pool, running_agent.config.agent.state_dir, fake)
+        await seed_extensions(running_agent)
+        b = f"{base(running_agent)}/admin/100"
+        async with client(running_agent, "100") as http:
+            async with http.get(f"{b}/amocrm.json") as resp:
+                data = await resp.json()
+            assert data["connection"]["light"] == "not_connected"
+            assert data["redirect_uri"].endswith("/amocrm/oauth/callback")
+            assert data["settings"]["client_secret"] != fake.client_secret
+            assert "/amocrm/webhook/100/" in data["webhook_url"]
+            token = await csrf(http, f"{b}/amocrm")
+            status, body = await post(http, f"{b}/amocrm", token, action="code", code="not-a-code")
+            assert status == 400 and body["field"] == "code"
+            status, body = await post(http, f"{b}/amocrm", token, action="code", code=fake.issue_code())
+            assert status == 200, body
+            async with http.get(f"{b}/amocrm") as resp:
+                html = await resp.text()
+            assert "🟢" in html and "Sales" in html and fake.client_secret not in html
+            access = await running_agent.pool.fetchval("SELECT access_token FROM amocrm_tokens")
+            assert access and access not in html
+            # settings: pipeline and status, tags; an invalid value beside its field, nothing saved
+            status, body = await post(http, f"{b}/amocrm", token, action="save", pipeline_id="3001",
+                                      status_id="40002", lead_tags="calls, pbx", unknown_caller="contact_and_lead")
+            assert status == 200, body
+            async with http.post(f"{b}/amocrm", data={"csrf_token": token, "action": "save",
+                                                        "task_due_minutes": "0"}) as resp:
+                assert resp.status == 400 and 'id="error-task_due_minutes"' in await resp.text()
+            async with http.get(f"{b}/amocrm.json") as resp:
+                settings = (await resp.json())["settings"]
+            assert (settings["pipeline_id"], settings["status_id"]) == (3001, 40002)
+            assert settings["lead_tags"] == "calls, pbx" and settings["task_due_minutes"] == 15
+            # managers for amoCRM
+            async with http.get(f"{b}/managers.json?crm=amocrm") as resp:
+                listing = await resp.json()
+            assert {m["user_id"] for m in listing["managers"]} >= {"1", "7"}
+            status, body = await post(http, f"{b}/managers", token, crm="amocrm", user_extensions={"1": "152"})
+            assert status == 200 and body["ok"], body
+            async with http.get(f"{b}/managers?crm=amocrm") as resp:
+                assert "📞 152" in await resp.text()
+            status, _ = await post(http, f"{b}/amocrm", token, action="disconnect")
+            assert status == 200
+            async with http.get(f"{b}/amocrm.json") as resp:
+                assert (await resp.json())["connection"]["light"] == "not_connected"
+            status, body = await post(http, f"{b}/amocrm", token, action="token", token="garbage")
+            assert status == 400 and body["field"] == "token"
+            status, _ = await post(http, f"{b}/amocrm", token, action="token", token=fake.issue_long_lived())
+            assert status == 200
+            async with http.get(f"{b}/amocrm.json") as resp:
+                connection = (await resp.json())["connection"]
+            assert connection["kind"] == "long_lived" and connection["light"] in ("connected", "expiring")
