@@ -48,7 +48,7 @@ async def running(config: Config, policy: OutboxPolicy = FAST) -> AsyncIterator[
         await asyncio.wait_for(task, 15)
 
 
-async def drained(pool: Pool, at_least: int = 1, within: float = 20.0) -> dict[str, int]:
+async def drained(pool: Pool, at_least: int = 1, within: float = 60.0) -> dict[str, int]:
     """Wait until no delivery is pending or in progress (and at least `at_least` exist)."""
     async with asyncio.timeout(within):
         while True:
