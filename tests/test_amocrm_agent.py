@@ -49,11 +49,13 @@ async def _stop_amis() -> AsyncIterator[None]:
 
 
 async def ami_for(name: str | bytes) -> FakeAmi:
+    """The recording, held back (pause_at=0) until the test has connected amoCRM's tokens and unpauses:
+    a call delivered before the tokens exist waits out the 5-minute token retry."""
     if isinstance(name, bytes):
-        ami = FakeAmi(name, speed=math.inf)
+        ami = FakeAmi(name, speed=math.inf, pause_at=0)
     else:
         d = recordings.recordings_dir()
-        ami = FakeAmi(d / f"{name}.ami", d / f"{name}.timing", speed=math.inf)
+        ami = FakeAmi(d / f"{name}.ami", d / f"{name}.timing", speed=math.inf, pause_at=0)
     await ami.start()
     _amis.append(ami)
     return ami
@@ -230,6 +232,7 @@ async def run_recording(fake: FakeAmoCrm, pool: Pool, cfg: Config, ami: FakeAmi,
                         ) -> dict[str, int]:
     async with running(cfg) as agent:
         await connect_tokens(amo_of(agent), fake)
+        ami.unpause()
         await ami.wait_finished(within=10)
         return await drained(pool, at_least=at_least)
 
@@ -343,6 +346,7 @@ async def test_problem_json_rejection_fails_visibly(fake: FakeAmoCrm, pool: Pool
     async with running(cfg) as agent:
         await connect_tokens(amo_of(agent), fake)
         await fake_fail_calls(fake, body)
+        ami.unpause()
         await ami.wait_finished(within=10)
         counts = await drained(pool, at_least=2)
     assert counts == {"failed": 1, "done": 1}  # the call was rejected; 150's pop-up went out
