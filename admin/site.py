@@ -21,6 +21,7 @@ from admin import (
     views_managers,
     views_overview,
     views_retailcrm,
+    views_routing,
 )
 from admin.auth import LinkSigner, load_session
 from admin.pages import FRAME_ANCESTORS, JINJA, LANG, LINKS, SESSION, Refused, T, read_body, session, wants_json
@@ -136,6 +137,7 @@ def add_routes(app: web.Application, secret: bytes) -> None:
     r.add_route("*", f"/admin/{NUMBER}/calls/{{call_id:[^/]+?}}{JSON_EXT}", views_calls.call)
     r.add_route("*", f"/admin/{NUMBER}/log{JSON_EXT}", views_log.log)
     r.add_route("*", f"/admin/{NUMBER}/extensions{JSON_EXT}", views_extensions.extensions)
+    r.add_route("*", f"/admin/{NUMBER}/routing{JSON_EXT}", views_routing.routing)
     r.add_route("*", f"/admin/{NUMBER}/retailcrm{JSON_EXT}", views_retailcrm.retailcrm)
     r.add_route("*", f"/admin/{NUMBER}/managers{JSON_EXT}", views_managers.managers)
     r.add_route("*", f"/admin/{NUMBER}/amocrm{JSON_EXT}", views_amocrm.amocrm)
