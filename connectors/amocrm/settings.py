@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from connectors.mapping_rules import parse_user_extensions
+from connectors.settings_rules import parse_bool, parse_user_extensions
 
 # proxy: its URL may carry a password
 SECRET_FIELDS: tuple[str, ...] = ("client_secret", "access_token", "refresh_token", "long_lived_token",
@@ -138,10 +138,7 @@ def _new_secret() -> str:
 
 
 def _bool(data: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = data.get(name, default)
-    if not isinstance(value, bool):
-        raise SettingsError(name, "must be true or false")
-    return value
+    return parse_bool(data, name, default, SettingsError)
 
 
 def _optional_id(data: Mapping[str, Any], name: str) -> int | None:

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connectors.mapping_rules import parse_user_extensions
+from connectors.settings_rules import parse_bool, parse_user_extensions
 
 SECRET_FIELDS: tuple[str, ...] = ("api_key", "client_id")
 DEFAULT_CODE = "pbx-agent"
@@ -106,10 +106,7 @@ def _new_client_id() -> str:
 
 
 def _bool(data: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = data.get(name, default)
-    if not isinstance(value, bool):
-        raise SettingsError(name, "must be true or false")
-    return value
+    return parse_bool(data, name, default, SettingsError)
 
 
 def _optional_str(data: Mapping[str, Any], name: str) -> str | None:

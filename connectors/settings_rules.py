@@ -1,4 +1,5 @@
-"""The manager -> extension mapping that every CRM's settings carry, validated the same way everywhere."""
+"""What every CRM's settings share, validated the same way everywhere: flags, and the manager -> extension
+mapping. Each function takes `error(field, message)`, which builds the connector's own SettingsError."""
 
 from __future__ import annotations
 
@@ -31,3 +32,10 @@ def parse_user_extensions(value: Any, error: Callable[[str, str], Exception], cr
         seen[ext] = uid
         out[uid] = ext
     return out
+
+
+def parse_bool(data: Mapping[str, Any], name: str, default: bool, error: Callable[[str, str], Exception]) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise error(name, "must be true or false")
+    return value
