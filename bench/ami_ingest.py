@@ -38,20 +38,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.amiframe import AmiFrameParser
 from agent.calls import CallTracker
 from agent.channels import ChannelRules
+from tests.recordings import recordings_dir as shared_recordings_dir
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 _ID = re.compile(rb"\b(\d{10})\.(\d+)\b")
 
 
 def recordings_dir() -> Path:
-    env = os.environ.get("PBX_RECORDINGS")
-    if env:
-        return Path(env)
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "asterisk-recordings"
-        if candidate.is_dir():
-            return candidate
-    raise SystemExit("no shared/asterisk-recordings found; set PBX_RECORDINGS")
+    try:
+        return shared_recordings_dir()
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc}") from None
 
 
 def _shift(offset: int, m: re.Match[bytes]) -> bytes:

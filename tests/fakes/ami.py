@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -185,21 +184,11 @@ def load_recording(
 
 
 def find_recordings_dir(start: Path | None = None) -> Path:
-    """Where the Asterisk recordings live.
+    """Where the Asterisk recordings live (`$PBX_RECORDINGS`, else `shared/` beside the repo): the one rule
+    of tests/recordings.py. `start` is accepted for old callers and ignored."""
+    from tests.recordings import recordings_dir
 
-    ``$PBX_RECORDINGS`` if set; otherwise walk up from ``start`` (default: this file) looking for
-    a directory that contains ``shared/asterisk-recordings`` (the repo is cloned next to
-    ``shared/``).
-    """
-    env = os.environ.get("PBX_RECORDINGS")
-    if env:
-        return Path(env)
-    here = (start or Path(__file__)).resolve()
-    for parent in [here, *here.parents]:
-        candidate = parent / "shared" / "asterisk-recordings"
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("shared/asterisk-recordings not found; set PBX_RECORDINGS")
+    return recordings_dir()
 
 
 # --------------------------------------------------------------------------------------------
