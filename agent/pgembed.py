@@ -200,7 +200,8 @@ class EmbeddedPostgres:
         kwargs: dict[str, object] = {}
         if self._owner is not None:
             kwargs.update(user=self._owner[0], group=self._owner[1], extra_groups=[])
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "LC_"))}
+        # NOTIFY_SOCKET/WATCHDOG_*: PostgreSQL speaks sd_notify too; its READY=1 is not the agent's
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "LC_", "NOTIFY_SOCKET", "WATCHDOG_"))}
         env["LANG"] = "C"
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
             argv, capture_output=True, text=True, timeout=timeout, cwd=str(self.root), env=env,

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -157,26 +158,50 @@ def test_recovers_when_agent_and_database_were_both_killed(agent_dir: Path, agen
         second.wait(timeout=15)
 
 
+def _notifications(receiver: socket.socket) -> tuple[int, list[str]]:
+    """One datagram: the sender's PID (from SCM_CREDENTIALS, as systemd reads it) and its lines."""
+    creds = struct.calcsize("3i")
+    data, ancillary, _flags, _addr = receiver.recvmsg(4096, socket.CMSG_SPACE(creds))
+    sender = next(struct.unpack("3i", cdata[:creds])[0] for level, kind, cdata in ancillary
+                  if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS)
+    return sender, data.decode().splitlines()
+
+
 def test_systemd_notify_ready_watchdog_stopping(agent_dir: Path, agent_env: dict[str, str]) -> None:
     port = free_port()
     sock_path = agent_dir / "notify.sock"
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     receiver.bind(str(sock_path))
+    os.chmod(sock_path, 0o777)  # as systemd's own socket: any process of the unit may send
     receiver.settimeout(60)
     env = {**agent_env, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
     proc = start(write_config(agent_dir, port), env)
+    senders: set[int] = set()
+
+    def receive_until(wanted: str) -> list[str]:
+        lines: list[str] = []
+        while wanted not in lines:
+            sender, got = _notifications(receiver)
+            senders.add(sender)
+            lines.extend(got)
+        return lines
+
     try:
-        messages: list[str] = []
-        while "READY=1" not in messages:
-            messages.extend(receiver.recv(4096).decode().splitlines())
-        wait_healthy(port, proc)  # READY=1 only once HTTP answers: it must be healthy right away
+        receive_until("READY=1")
+        # READY=1 only once HTTP answers: healthy at the first request, no waiting
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            assert response.status == 200
         pings = 0
         while pings < 2:
-            pings += receiver.recv(4096).decode().splitlines().count("WATCHDOG=1")
+            sender, got = _notifications(receiver)
+            senders.add(sender)
+            pings += got.count("WATCHDOG=1")
         proc.send_signal(signal.SIGTERM)
-        while "STOPPING=1" not in messages:
-            messages.extend(receiver.recv(4096).decode().splitlines())
+        receive_until("STOPPING=1")
         assert proc.wait(timeout=15) == 0
+        # NotifyAccess=main: a message from the embedded PostgreSQL (it speaks sd_notify too) is refused
+        assert senders == {proc.pid}
     finally:
         receiver.close()
         proc.kill()
