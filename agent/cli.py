@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from agent import __version__
 from agent.config import Config, ConfigError, config_path, load
+from agent.runas import StateOwnedByService, refuse_root_run
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -34,6 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.pgembed import EmbeddedPgError
 
     cfg = _load_config(args)
+    refuse_root_run(cfg.agent.state_dir)
     logs.setup(cfg.agent.log_level, cfg.agent.log_format, journal=bool(os.environ.get("JOURNAL_STREAM")))
     try:
         return asyncio.run(serve(cfg))
@@ -192,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except StateOwnedByService as exc:
+        print(f"pbx-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.runas import state_owner
+
 log = logging.getLogger(__name__)
 
 DB_USER = "pbx_agent"
@@ -72,7 +74,7 @@ class EmbeddedPostgres:
         self.socket_dir = root / "run"
         self.log_file = root / "postgres.log"
         self._binaries = binaries
-        self._owner = _unprivileged_owner()
+        self._owner = _unprivileged_owner(root.parent)
 
     @property
     def dsn(self) -> str:
@@ -154,7 +156,7 @@ class EmbeddedPostgres:
             if st.st_mode & 0o001 or (st.st_gid == gid and st.st_mode & 0o010):
                 continue
             raise EmbeddedPgError(
-                f"the embedded PostgreSQL runs as user {RUN_AS_WHEN_ROOT!r}, which cannot enter {parent} "
+                f"the embedded PostgreSQL runs as user {_user_name(uid)!r}, which cannot enter {parent} "
                 f"(mode {oct(st.st_mode & 0o777)}): choose a [agent] state_dir outside it, or chmod o+x {parent}"
             )
 
@@ -226,9 +228,14 @@ class EmbeddedPostgres:
             await conn.close()
 
 
-def _unprivileged_owner() -> tuple[int, int] | None:
+def _unprivileged_owner(state_dir: Path) -> tuple[int, int] | None:
+    """Who runs the cluster when the agent is root: the owner of a state directory that belongs to a
+    service user (see agent.runas), else Debian's `postgres`. None when the agent is not root."""
     if os.geteuid() != 0:
         return None
+    owner = state_owner(state_dir)
+    if owner is not None:
+        return owner
     try:
         entry = pwd.getpwnam(RUN_AS_WHEN_ROOT)
     except KeyError:
@@ -237,6 +244,13 @@ def _unprivileged_owner() -> tuple[int, int] | None:
             "(created by apt-get install postgresql); or run the agent as another user, or set [database] dsn"
         ) from None
     return entry.pw_uid, entry.pw_gid
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"UID {uid}"
 
 
 def _is_postgres_of(pid: int, data_dir: Path) -> bool:

@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from agent.runas import give_to_state_owner
 from connectors.base import MASK_ALL
 from connectors.base import mask as mask
 
@@ -33,6 +34,7 @@ def load_or_create_secret(state_dir: Path) -> bytes:
         return bytes.fromhex(path.read_text().strip())
     with os.fdopen(fd, "w") as f:
         f.write(value.hex() + "\n")
+    give_to_state_owner(path, state_dir)
     return value
 
 
