@@ -123,6 +123,7 @@ class Agent:
             box = SecretBox(secret)
             self.records = records.from_config(cfg, secret, self.health)
             stack.push_async_callback(self.records.close)
+            await self.records.mp3.sweep()  # [agent] mp3_cache_mb may have shrunk since the last run
             http = make_client()
             stack.push_async_callback(http.aclose)
             self.integrations = Integrations(pool, box, connectors(), http)

@@ -8,7 +8,8 @@ log line when it points outside; a source that cannot be reached (the PBX over S
 
 Files are streamed in chunks with Range support (local files by aiohttp's FileResponse; SFTP files by
 `_stream`), never read whole into memory. `fmt="mp3"` on a WAV gives an MP3 made once by ffmpeg and
-cached under `state_dir` (agent.transcode); without ffmpeg the original is served (said in /health).
+cached under `state_dir`, `[agent] mp3_cache_mb` at most (agent.transcode); without ffmpeg the original is
+served (said in /health).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from agent.recsources import (
 )
 from agent.recsourceset import SourceSet
 from agent.secretbox import derive_key
-from agent.transcode import Mp3Cache, find_ffmpeg, wants_mp3
+from agent.transcode import DEFAULT_CACHE_BYTES, Mp3Cache, find_ffmpeg, wants_mp3
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,12 @@ class RecordLinks:
     """Signs recording URLs and finds what a token names. `sources` maps PBX names to their source
     (PBXs not in it, and tokens without a source, use `[agent] recordings_dir`), or `pbx` builds them from
     the `[[pbx]] recordings`; `apply` brings them up to date with a reloaded `[[pbx]]` list
-    (agent.recsourceset)."""
+    (agent.recsourceset). Without `cache_dir` no MP3 is made; with it, at most `mp3_cache_bytes` are kept."""
 
     def __init__(self, public_url: str, secret: bytes, recordings_dir: Path, *, ttl: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time, sources: Mapping[str, Source] | None = None,
                  cache_dir: Path | None = None, ffmpeg: str | None = None,
-                 pbx: Sequence[PbxSection] = ()) -> None:
+                 mp3_cache_bytes: int = DEFAULT_CACHE_BYTES, pbx: Sequence[PbxSection] = ()) -> None:
         self.public_url = public_url.rstrip("/")
         self.ttl = ttl
         self.default = LocalSource("", recordings_dir)
@@ -87,7 +88,7 @@ class RecordLinks:
         if pbx:
             self._set.replace(pbx)  # a source per `[[pbx]] recordings`; nothing to retire yet
         self.health: ComponentHealth | None = None  # the `recordings` component, told of the sources
-        self.mp3 = Mp3Cache(cache_dir, ffmpeg) if cache_dir is not None else Mp3Cache(Path("."), None)
+        self.mp3 = Mp3Cache(cache_dir, ffmpeg, max_bytes=mp3_cache_bytes)
         self._key = derive_key(secret, KEY_PURPOSE)
         self._clock = clock
 
@@ -233,7 +234,8 @@ def from_config(cfg: Config, secret: bytes, health: HealthRegistry | None = None
     """RecordLinks with one source per `[[pbx]] recordings` (local or SFTP), reporting ffmpeg in /health."""
     ffmpeg = find_ffmpeg()
     links = RecordLinks(cfg.agent.public_url, secret, cfg.agent.recordings_dir,
-                        cache_dir=cfg.agent.state_dir / "records-mp3", ffmpeg=ffmpeg, pbx=cfg.pbx)
+                        cache_dir=cfg.agent.state_dir / "records-mp3", ffmpeg=ffmpeg,
+                        mp3_cache_bytes=cfg.agent.mp3_cache_mb * 1024 * 1024, pbx=cfg.pbx)
     if health is not None:
         links.health = health.register("recordings", critical=False)
         links.health.set("ok", ffmpeg=ffmpeg is not None,
