@@ -123,6 +123,7 @@ class Agent:
             box = SecretBox(secret)
             self.records = records.from_config(cfg, secret, self.health)
             stack.push_async_callback(self.records.close)
+            await self.records.mp3.sweep()  # [agent] mp3_cache_mb may have shrunk since the last run
             http = make_client()
             stack.push_async_callback(http.aclose)
             self.integrations = Integrations(pool, box, connectors(), http)
@@ -258,8 +259,9 @@ class Agent:
 
     async def reload(self) -> None:
         """SIGHUP: re-read agent.toml; PBX links that were added, removed or changed are (re)connected,
-        the others untouched. A broken file is refused with check-config's messages; the running
-        configuration stays. Other tables take effect at the next restart (said in the log)."""
+        the others untouched, and likewise their recordings sources (agent.recsourceset). A broken file is
+        refused with check-config's messages; the running configuration stays. Other tables take effect at
+        the next restart (said in the log)."""
         self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         try:
             try:
@@ -271,6 +273,8 @@ class Agent:
             for pbx in new.pbx:
                 register_secret(pbx.secret)
             changes = await self.pbxs.apply(new.pbx) if self.pbxs is not None else []
+            if self.records is not None:
+                await self.records.apply(new.pbx)
             for section in ("agent", "database", "http", "agi", "outbox"):
                 if getattr(new, section) != getattr(self.config, section):
                     log.warning("reload: [%s] changed; it takes effect when the agent restarts", section)

@@ -38,6 +38,7 @@ ENV_CONFIG = "PBX_AGENT_CONFIG"
 DEFAULT_CONFIG = "agent.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+MAX_MP3_CACHE_MB = 1024 * 1024  # [agent] mp3_cache_mb: 1 TiB
 
 
 class ConfigError(Exception):
@@ -57,6 +58,7 @@ class AgentSection:
     default_region: str = "BY"
     shutdown_timeout: float = 10.0
     recordings_dir: Path = Path("/var/spool/asterisk/monitor")
+    mp3_cache_mb: int = 1024  # MP3s of WAV recordings kept under state_dir/records-mp3 (least recently used go)
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ def _agent_section(t: Table, base_dir: Path) -> AgentSection:
     region = t.string("default_region", AgentSection.default_region, check=check_region)
     shutdown = t.number("shutdown_timeout", AgentSection.shutdown_timeout, minimum=1)
     recordings_dir = t.string("recordings_dir", str(AgentSection.recordings_dir))
+    mp3_cache_mb = t.integer("mp3_cache_mb", AgentSection.mp3_cache_mb, minimum=1, maximum=MAX_MP3_CACHE_MB)
     t.reject_unknown()
     state_path = Path(state_dir).expanduser()
     if not state_path.is_absolute():
@@ -228,6 +231,7 @@ def _agent_section(t: Table, base_dir: Path) -> AgentSection:
         default_region=region.upper(),
         shutdown_timeout=shutdown,
         recordings_dir=recordings_path,
+        mp3_cache_mb=mp3_cache_mb,
     )
 
 

@@ -8,17 +8,19 @@ log line when it points outside; a source that cannot be reached (the PBX over S
 
 Files are streamed in chunks with Range support (local files by aiohttp's FileResponse; SFTP files by
 `_stream`), never read whole into memory. `fmt="mp3"` on a WAV gives an MP3 made once by ffmpeg and
-cached under `state_dir` (agent.transcode); without ffmpeg the original is served (said in /health).
+cached under `state_dir`, `[agent] mp3_cache_mb` at most (agent.transcode); without ffmpeg the original is
+served (said in /health).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import mimetypes
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,19 +30,18 @@ from aiohttp import web
 
 from agent import keys
 from agent.config import Config, PbxSection
-from agent.health import HealthRegistry
+from agent.health import ComponentHealth, HealthRegistry
 from agent.recsources import (
     LocalSource,
     RecordingFile,
     RecordMissing,
     RecordOutside,
     RecordUnavailable,
-    SftpSource,
     Source,
 )
+from agent.recsourceset import SourceSet
 from agent.secretbox import derive_key
-from agent.sshclient import SshClient
-from agent.transcode import Mp3Cache, find_ffmpeg, wants_mp3
+from agent.transcode import DEFAULT_CACHE_BYTES, Mp3Cache, find_ffmpeg, wants_mp3
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +72,44 @@ class Claim:
 
 class RecordLinks:
     """Signs recording URLs and finds what a token names. `sources` maps PBX names to their source
-    (PBXs not in it, and tokens without a source, use `[agent] recordings_dir`)."""
+    (PBXs not in it, and tokens without a source, use `[agent] recordings_dir`), or `pbx` builds them from
+    the `[[pbx]] recordings`; `apply` brings them up to date with a reloaded `[[pbx]]` list
+    (agent.recsourceset). Without `cache_dir` no MP3 is made; with it, at most `mp3_cache_bytes` are kept."""
 
     def __init__(self, public_url: str, secret: bytes, recordings_dir: Path, *, ttl: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time, sources: Mapping[str, Source] | None = None,
-                 cache_dir: Path | None = None, ffmpeg: str | None = None) -> None:
+                 cache_dir: Path | None = None, ffmpeg: str | None = None,
+                 mp3_cache_bytes: int = DEFAULT_CACHE_BYTES, pbx: Sequence[PbxSection] = ()) -> None:
         self.public_url = public_url.rstrip("/")
         self.ttl = ttl
         self.default = LocalSource("", recordings_dir)
         self.recordings_dir = self.default.root
-        self._by_pbx: dict[str, Source] = dict(sources or {})
-        self._sources: dict[str, Source] = {"": self.default}
-        for source in self._by_pbx.values():
-            self._sources.setdefault(source.key, source)
-        # What a path without a PBX may belong to: the sources some PBX uses (or the default alone).
-        used = {s.key: s for s in self._by_pbx.values()} or {"": self.default}
-        self._candidates: Sequence[Source] = list(used.values())
-        self.mp3 = Mp3Cache(cache_dir, ffmpeg) if cache_dir is not None else Mp3Cache(Path("."), None)
+        self._set = SourceSet(self.default, sources)
+        if pbx:
+            self._set.replace(pbx)  # a source per `[[pbx]] recordings`; nothing to retire yet
+        self.health: ComponentHealth | None = None  # the `recordings` component, told of the sources
+        self.mp3 = Mp3Cache(cache_dir, ffmpeg, max_bytes=mp3_cache_bytes)
         self._key = derive_key(secret, KEY_PURPOSE)
         self._clock = clock
 
     @property
     def sources(self) -> dict[str, Source]:
-        return dict(self._sources)
+        return self._set.keys
+
+    async def apply(self, pbx: Sequence[PbxSection]) -> None:
+        """Reload: each PBX's source as `pbx` says (unchanged ones kept, connection and all); the replaced
+        ones are closed once the downloads using them end (agent.recsourceset)."""
+        await self._set.apply(pbx)
+        if self.health is not None:
+            self.health.details["sources"] = self.source_specs()
+
+    async def replaced_closed(self) -> None:
+        """Returns once the sources replaced by `apply` are closed (they wait for their downloads)."""
+        await self._set.replaced_closed()
+
+    def source_specs(self) -> dict[str, str]:
+        """PBX name -> where its recordings are read from (/health)."""
+        return self._set.specs()
 
     # -- signing --------------------------------------------------------------------------------
 
@@ -127,18 +143,19 @@ class RecordLinks:
 
     def _locate(self, path: str, pbx: str | None) -> tuple[Source, str] | None:
         if pbx is not None:
-            source = self._by_pbx.get(pbx, self.default)
+            source = self._set.for_pbx(pbx)
             relative = source.relative(path)
             if relative is None:
                 log.warning("recording %r of PBX %s is outside its recordings %s; not offered", path, pbx,
                             source.spec)
                 return None
             return source, relative
-        matches = [(s, r) for s in self._candidates if (r := s.relative(path)) is not None]
+        candidates = self._set.candidates
+        matches = [(s, r) for s in candidates if (r := s.relative(path)) is not None]
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            roots = ", ".join(str(s.spec) for s in self._candidates)
+            roots = ", ".join(str(s.spec) for s in candidates)
             log.warning("recording %r is outside the recordings directories (%s); not offered", path, roots)
         else:
             log.warning("recording %r could be on any of %s; give the PBX; not offered", path,
@@ -161,12 +178,15 @@ class RecordLinks:
             raise RecordDenied("invalid link")
         return Claim(source, relative, fmt)
 
-    async def open(self, claim: Claim) -> tuple[Source, RecordingFile]:
-        """The file a claim names: RecordMissing/RecordOutside (404), RecordUnavailable (503)."""
-        source = self._sources.get(claim.source)
+    @contextlib.asynccontextmanager
+    async def opened(self, claim: Claim) -> AsyncIterator[tuple[Source, RecordingFile]]:
+        """The file a claim names, its source held for the block (a reload closes a replaced source only
+        after). RecordMissing/RecordOutside (404), RecordUnavailable (503)."""
+        source = self._set.by_key(claim.source)
         if source is None:
             raise RecordMissing(f"no recordings source {claim.source!r} (the PBX was removed from agent.toml?)")
-        return source, await source.stat(claim.relative)
+        with self._set.lease(source):
+            yield source, await source.stat(claim.relative)
 
     async def wait_ready(self, path: str, limit_s: float, *, pbx: str | None = None,
                          poll_s: float = READY_POLL_S, settle_s: float = READY_SETTLE_S) -> bool:
@@ -177,6 +197,11 @@ class RecordLinks:
         if found is None:
             return False
         source, relative = found
+        with self._set.lease(source):
+            return await self._wait_ready(source, relative, path, limit_s, poll_s, settle_s)
+
+    async def _wait_ready(self, source: Source, relative: str, path: str, limit_s: float, poll_s: float,
+                          settle_s: float) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit_s
         seen: tuple[int, float] | None = None
@@ -202,32 +227,21 @@ class RecordLinks:
             await asyncio.sleep(max(0.0, min(poll_s, deadline - now)))
 
     async def close(self) -> None:
-        await asyncio.gather(*(s.close() for s in self._sources.values()))
+        await self._set.close()
 
 
 def from_config(cfg: Config, secret: bytes, health: HealthRegistry | None = None) -> RecordLinks:
     """RecordLinks with one source per `[[pbx]] recordings` (local or SFTP), reporting ffmpeg in /health."""
     ffmpeg = find_ffmpeg()
-    default = LocalSource("", cfg.agent.recordings_dir)
-    sources = {pbx.name: _source(pbx, default) for pbx in cfg.pbx}
-    links = RecordLinks(cfg.agent.public_url, secret, cfg.agent.recordings_dir, sources=sources,
-                        cache_dir=cfg.agent.state_dir / "records-mp3", ffmpeg=ffmpeg)
+    links = RecordLinks(cfg.agent.public_url, secret, cfg.agent.recordings_dir,
+                        cache_dir=cfg.agent.state_dir / "records-mp3", ffmpeg=ffmpeg,
+                        mp3_cache_bytes=cfg.agent.mp3_cache_mb * 1024 * 1024, pbx=cfg.pbx)
     if health is not None:
-        component = health.register("recordings", critical=False)
-        component.set("ok", ffmpeg=ffmpeg is not None,
-                      info=None if ffmpeg else "ffmpeg missing: serving originals",
-                      sources={name: str(s.spec) for name, s in sources.items()})
+        links.health = health.register("recordings", critical=False)
+        links.health.set("ok", ffmpeg=ffmpeg is not None,
+                         info=None if ffmpeg else "ffmpeg missing: serving originals",
+                         sources=links.source_specs())
     return links
-
-
-def _source(pbx: PbxSection, default: LocalSource) -> Source:
-    spec = pbx.recordings
-    if spec is None:
-        return default
-    if spec.kind == "sftp":
-        assert pbx.ssh is not None  # the config requires it
-        return SftpSource(pbx.name, SshClient(pbx.ssh), spec.root)
-    return LocalSource(pbx.name, spec.root)
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
@@ -240,7 +254,8 @@ async def serve_record(request: web.Request) -> web.StreamResponse:
     except RecordDenied as exc:
         return web.json_response({"error": str(exc)}, status=403)
     try:
-        source, file = await links.open(claim)
+        async with links.opened(claim) as (source, file):
+            return await _respond(request, links, claim, source, file)
     except RecordOutside as exc:
         log.warning("records: refused %r from %s: %s", claim.relative, claim.source or "recordings_dir", exc)
         return web.json_response({"error": "no such recording"}, status=404)
@@ -250,6 +265,10 @@ async def serve_record(request: web.Request) -> web.StreamResponse:
         log.warning("records: %s", exc)
         return web.json_response({"error": "recordings source unavailable"}, status=503,
                                  headers={"Retry-After": "30"})
+
+
+async def _respond(request: web.Request, links: RecordLinks, claim: Claim, source: Source,
+                   file: RecordingFile) -> web.StreamResponse:
     name = _UNSAFE_NAME.sub("_", file.name)
     headers = {"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "private, max-age=3600"}
     if wants_mp3(claim.fmt, file):

@@ -144,12 +144,15 @@ class SftpSource:
         self._sftp: asyncssh.SFTPClient | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
+        self._closed = False  # for good: a source replaced by a reload must not connect again
 
     def relative(self, path: str) -> str | None:
         return clean_relative(self.root, path)
 
     async def _client(self) -> asyncssh.SFTPClient:
         async with self._lock:
+            if self._closed:
+                raise RecordUnavailable(f"{self.client}: recordings source {self.spec} was replaced (reload)")
             try:
                 conn = await self.client.connection()
                 if self._sftp is None or self._conn is not conn:
@@ -198,6 +201,7 @@ class SftpSource:
             raise RecordUnavailable(f"{self.client}: reading {file.real}: {exc}") from None
 
     async def close(self) -> None:
+        self._closed = True
         if self._sftp is not None:
             self._sftp.exit()
             self._sftp = None

@@ -145,3 +145,13 @@ def test_cli_help_and_version(agent_env: dict[str, str]) -> None:
     for command in ("run", "check-config", "migrate", "token", "replay"):
         result = _cli(command, "--help", env=agent_env)
         assert result.returncode == 0 and "usage: pbx-agent " + command in result.stdout
+
+
+def test_mp3_cache_mb(tmp_path: Path) -> None:
+    assert load(write(tmp_path, VALID)).agent.mp3_cache_mb == 1024
+    text = VALID.replace('state_dir = "st"', 'state_dir = "st"\nmp3_cache_mb = 64')
+    assert load(write(tmp_path, text)).agent.mp3_cache_mb == 64
+    for bad, said in (("0", "expected an integer from 1 to 1048576, got 0"), ('"1G"', 'expected an integer, got "1G"'),
+                      ("1.5", "expected an integer, got 1.5")):
+        text = VALID.replace('state_dir = "st"', f'state_dir = "st"\nmp3_cache_mb = {bad}')
+        assert problems(tmp_path, text) == [f"agent.toml: [agent] mp3_cache_mb: {said}"]

@@ -178,6 +178,45 @@ async def test_sftp_source_down_is_503_then_back(spool: Path, tmp_path: Path) ->
             assert status == 503 and headers["Retry-After"] == "30"
 
 
+async def test_reload_keeps_an_unchanged_sftp_source_and_closes_a_replaced_one_after_its_downloads(
+        spool: Path, tmp_path: Path, ssh: tuple[FakeSshServer, SshSection]) -> None:
+    server, settings = ssh
+    pbx = PbxSection(name="remote", enterprise="100", username="agent", secret="x", ssh=settings,
+                     recordings=RecordingsSource("sftp", str(spool)))
+    links = RecordLinks("https://agent.example.com", SECRET, tmp_path / "unused", pbx=[pbx])
+    url = links.record_url(NAME, pbx="remote")
+    assert url is not None
+    other = tmp_path / "moved"
+    (other / "2026" / "11").mkdir(parents=True)
+    (other / NAME).write_bytes(b"moved")
+    async with serving(links) as base:
+        assert (await fetch(base, url))[:2] == (200, BODY)
+        first = links.sources["remote"]
+        assert isinstance(first, SftpSource)
+        await links.apply([pbx])  # unchanged: the same source, the same SSH connection
+        assert links.sources["remote"] is first
+        assert (await fetch(base, url))[:2] == (200, BODY) and server.connections == 1
+
+        async with links.opened(links.claim(url.rsplit("/", 1)[1])) as (source, file):  # a download under way
+            chunks = source.read(file, 0, file.size)
+            got = [await anext(chunks)]
+            await links.apply([replace(pbx, recordings=RecordingsSource("sftp", str(other)))])
+            assert links.sources["remote"] is not first
+            assert (await fetch(base, url))[:2] == (200, b"moved")  # the same link: the PBX's new root
+            got += [chunk async for chunk in chunks]
+            assert b"".join(got) == BODY  # the reload did not cut it
+            assert first.client.connected
+        async with asyncio.timeout(5):
+            await links.replaced_closed()
+        assert not first.client.connected  # the download done, the replaced source is closed
+
+        second = links.sources["remote"]
+        assert isinstance(second, SftpSource) and second.client.connected
+        await links.apply([])  # the PBX removed: its connection closed, its links 404
+        assert not second.client.connected
+        assert (await fetch(base, url))[0] == 404
+
+
 async def write_slowly(path: Path, pieces: int, every: float) -> float:
     """MixMonitor at work; returns when it last wrote."""
     with path.open("ab") as f:

@@ -1,4 +1,5 @@
-"""SIGHUP re-reads agent.toml; systemd hears RELOADING=1 / READY=1; journald gets priority prefixes."""
+"""SIGHUP re-reads agent.toml; systemd hears RELOADING=1 / READY=1; journald gets priority prefixes; the PBXs'
+recordings sources follow."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import signal
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
+
+from agent.config import Config, PbxSection, RecordingsSource
+from tests.rc_agent import started
 from tests.test_lifecycle import agent_dir, free_port, output, start, wait_healthy  # noqa: F401
 
 PBX = '[[pbx]]\nname = "{name}"\nenterprise = "0001"\nusername = "agent"\nsecret = "s3cret-{name}"\nport = {port}\n'
@@ -75,3 +81,53 @@ def test_sighup_reloads_pbx_links_and_refuses_a_broken_file(agent_dir: Path,  # 
         receiver.close()
         proc.kill()
         proc.wait()
+
+
+NAME = "2026/11/in-375291234567-1795481962.0.wav"
+
+
+def spool(root: Path, body: bytes) -> str:
+    (root / "2026" / "11").mkdir(parents=True)
+    (root / NAME).write_bytes(body)
+    return str(root)
+
+
+def pbx_toml(name: str, port: int, recordings: str) -> str:
+    return PBX.format(name=name, port=port) + f'recordings = "local:{recordings}"\n'
+
+
+async def get(url: str | None) -> tuple[int, bytes]:
+    assert url is not None
+    async with aiohttp.ClientSession() as s, s.get(url) as resp:
+        return resp.status, await resp.read()
+
+
+async def test_reload_brings_the_recordings_sources_along(db_dsn: str, make_config: Callable[..., Config],
+                                                          tmp_path: Path) -> None:
+    """A PBX added by reload has its recordings served; a changed root takes effect, for links handed out
+    before too; a removed PBX's links are 404."""
+    old, new, branch = (spool(tmp_path / d, d.encode() * 100) for d in ("old", "new", "branch"))
+    port = free_port()
+    office = PbxSection(name="office", enterprise="0001", username="agent", secret="s3cret-office", port=port,
+                        recordings=RecordingsSource("local", old))
+    async with started(make_config, db_dsn, pbx=(office,)) as agent:
+        links = agent.records
+        assert links is not None
+        before = links.record_url(NAME, pbx="office")
+        assert await get(before) == (200, b"old" * 100)
+        assert (await get(links.record_url(NAME, pbx="branch")))[0] == 404  # [agent] recordings_dir has none
+
+        agent.config.path.write_text('[agent]\nstate_dir = "state"\n' + pbx_toml("office", port, new)
+                                     + pbx_toml("branch", free_port(), branch))
+        await agent.reload()
+        assert await get(links.record_url(NAME, pbx="branch")) == (200, b"branch" * 100)
+        assert await get(links.record_url(NAME, pbx="office")) == (200, b"new" * 100)
+        assert await get(before) == (200, b"new" * 100)  # a link given out earlier: the PBX's root now
+        component = (await agent.health.report())["components"]["recordings"]
+        assert component["sources"] == {"office": f"local:{new}", "branch": f"local:{branch}"}
+
+        branch_link = links.record_url(NAME, pbx="branch")
+        agent.config.path.write_text('[agent]\nstate_dir = "state"\n' + pbx_toml("office", port, new))
+        await agent.reload()
+        assert (await get(branch_link))[0] == 404
+        assert (await agent.health.report())["components"]["recordings"]["sources"] == {"office": f"local:{new}"}
