@@ -17,7 +17,7 @@ from aiohttp import web
 from admin import amocrm_api, amocrm_callbacks, api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
 from admin import site as admin_site
 from admin.routing_api import add_routes as add_routing_routes
-from agent import database, enterprises, keys, records, routing_store
+from agent import database, enterprises, keys, records, records_http, routing_store
 from agent.agi import AgiServer, hosts_of
 from agent.callevent import CallEvent
 from agent.callstore import count_ended
@@ -215,7 +215,7 @@ class Agent:
         retailcrm_callbacks.add_routes(app)
         amocrm_api.add_routes(app)
         amocrm_callbacks.add_routes(app)
-        records.add_routes(app)
+        records_http.add_routes(app)
         admin_site.add_routes(app, secret)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent import keys, records
+from agent import keys, records, records_http
 from agent.config import Config, PbxSection, RecordingsSource, SshSection
 from agent.health import HealthRegistry
 from agent.records import RecordLinks
@@ -56,7 +56,7 @@ async def ssh(tmp_path: Path) -> AsyncIterator[tuple[FakeSshServer, SshSection]]
 async def serving(links: RecordLinks) -> AsyncIterator[str]:
     app = web.Application()
     app[keys.RECORDS] = links
-    records.add_routes(app)
+    records_http.add_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
