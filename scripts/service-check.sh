@@ -64,9 +64,13 @@ wait_ready() { for _ in $(seq 150); do
     sleep 0.2; done; return 1; }
 check "service active, /health answers" wait_ready
 check "status line for systemctl status" in_box 'systemctl show -p StatusText --value pbx-agent | grep -E "PBX connected of 1, ([0-9]+ due|database)"'
-check "no notifications from other processes" bash -c "! nsenter -t $INIT -a -- journalctl -u pbx-agent | grep 'reception only permitted'"
+only_main_notifies() { in_box 'journalctl -u pbx-agent' >/tmp/service-check.journal &&
+    grep -q "Started pbx-agent" /tmp/service-check.journal && ! grep "reception only permitted" /tmp/service-check.journal; }
+check "no notifications from other processes" only_main_notifies
 check "hardening applied (no caps, seccomp, no new privileges)" in_box "grep -q 'CapEff:.0000000000000000' /proc/$(main_pid)/status && grep -q 'Seccomp:.2' /proc/$(main_pid)/status && grep -q 'NoNewPrivs:.1' /proc/$(main_pid)/status"
-check "Asterisk's config hidden from the agent" bash -c "! nsenter -t $INIT -a -- nsenter -t \$(nsenter -t $INIT -a -- systemctl show -p MainPID --value pbx-agent) -m -- cat /etc/asterisk/manager.conf"
+in_unit() { in_box "nsenter -t \$(systemctl show -p MainPID --value pbx-agent) -m -- $1"; }
+hidden() { in_unit 'cat /var/spool/asterisk/monitor/rec1.wav' >/dev/null && ! in_unit 'cat /etc/asterisk/manager.conf'; }
+check "Asterisk's config hidden from the agent, its recordings not" hidden
 
 url=$(in_box 'cd /tmp && runuser -u pbx-agent -- /opt/pbx-agent/.venv/bin/python -c "
 from pathlib import Path
