@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 HTTP_SHUTDOWN_S = 3.0
 STATUS_INTERVAL_S = 10.0
+STATUS_CHECK_S = 1.0
 
 
 class StartupError(Exception):
@@ -244,7 +245,7 @@ class Agent:
 
     async def status_line(self) -> str:
         """What `systemctl status` shows: e.g. `3 PBX connected of 3, 0 due`."""
-        connected = sum(p.link.connected.is_set() for p in self.pipelines.values())
+        connected = self._connected_count()
         try:
             due = await self.outbox.due_count() if self.outbox is not None else 0
             due_text = f"{due} due"
@@ -253,9 +254,18 @@ class Agent:
         return f"{connected} PBX connected of {len(self.config.pbx)}, {due_text}"
 
     async def _status(self) -> None:
+        """STATUS= every STATUS_INTERVAL_S, and within a second of a PBX link going up or down."""
+        loop = asyncio.get_running_loop()
+        connected, sent_at = self._connected_count(), loop.time()
         while True:
-            await asyncio.sleep(STATUS_INTERVAL_S)
-            self.notifier.notify(f"STATUS={await self.status_line()}")
+            await asyncio.sleep(STATUS_CHECK_S)
+            now_connected = self._connected_count()
+            if now_connected != connected or loop.time() - sent_at >= STATUS_INTERVAL_S:
+                connected, sent_at = now_connected, loop.time()
+                self.notifier.notify(f"STATUS={await self.status_line()}")
+
+    def _connected_count(self) -> int:
+        return sum(p.link.connected.is_set() for p in self.pipelines.values())
 
     async def reload(self) -> None:
         """SIGHUP: re-read agent.toml; PBX links that were added, removed or changed are (re)connected,

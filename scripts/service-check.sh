@@ -24,7 +24,7 @@ check() {  # check "what" command...
 [ "$(id -u)" = 0 ] || { say "run as root"; exit 2; }
 command -v systemd-nspawn >/dev/null && command -v debootstrap >/dev/null ||
     apt-get install -y debootstrap systemd-container >/dev/null
-if [ ! -x "$BASE/usr/bin/python3" ]; then
+if [ ! -x "$BASE/usr/bin/curl" ]; then
     say "debootstrap bookworm into $BASE"
     rm -rf "$BASE"
     debootstrap --include=systemd,systemd-sysv,dbus,ca-certificates,curl bookworm "$BASE" \
@@ -77,7 +77,7 @@ from pathlib import Path
 from agent.records import RecordLinks
 from agent.secretbox import load_or_create_secret
 links = RecordLinks(\"http://127.0.0.1:8019\", load_or_create_secret(Path(\"/var/lib/pbx-agent\")), Path(\"/var/spool/asterisk/monitor\"))
-print(links.record_url(\"/var/spool/asterisk/monitor/rec1.wav\"))"')
+print(links.record_url(\"/var/spool/asterisk/monitor/rec1.wav\"))"') || url=none
 check "a recording through the hardened unit (200, Range 206)" in_box "
     [ \$(curl -s -o /dev/null -w %{http_code}:%{size_download} '$url') = 200:48044 ] &&
     [ \$(curl -s -o /dev/null -w %{http_code}:%{size_download} -H 'Range: bytes=0-99' '$url') = 206:100 ]"

@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ import pytest
 from agent import pgembed
 from agent.supervisor import Supervisor
 from tests.conftest import reachable_tmpdir
+from tests.fakes.ami import FakeAmi
+from tests.recordings import recordings_dir
 
 
 def free_port() -> int:
@@ -206,6 +209,44 @@ def test_systemd_notify_ready_watchdog_stopping(agent_dir: Path, agent_env: dict
         receiver.close()
         proc.kill()
         proc.wait()
+
+
+def test_status_follows_a_pbx_link_within_seconds(agent_dir: Path, agent_env: dict[str, str]) -> None:
+    """`systemctl status` says a PBX connected soon after it did, not at the next 10 s refresh."""
+    fake_loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=fake_loop.run_forever, daemon=True)
+    thread.start()
+    fake = FakeAmi(recordings_dir() / "a_incoming_answered.ami", username="agent", secret="ami-secret-value")
+    asyncio.run_coroutine_threadsafe(fake.start(), fake_loop).result(10)
+    cfg = write_config(agent_dir, free_port())
+    cfg.write_text(re.sub(r"port = \d+\n$", f"port = {fake.port}\n", cfg.read_text()))
+    sock_path = agent_dir / "notify.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(sock_path))
+    receiver.settimeout(60)
+    proc = start(cfg, {**agent_env, "NOTIFY_SOCKET": str(sock_path)})
+    try:
+        lines: list[str] = []
+        while "READY=1" not in lines:
+            lines = receiver.recv(4096).decode().splitlines()
+        ready_at = time.monotonic()
+        status = next(line for line in lines if line.startswith("STATUS="))
+        if status.startswith("STATUS=0 PBX connected"):  # the link came up after READY=1
+            receiver.settimeout(5)
+            while not status.startswith("STATUS=1 PBX connected of 1"):
+                status = next((line for line in receiver.recv(4096).decode().splitlines()
+                               if line.startswith("STATUS=")), status)
+            assert time.monotonic() - ready_at < 5
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        receiver.close()
+        proc.kill()
+        proc.wait()
+        asyncio.run_coroutine_threadsafe(fake.stop(), fake_loop).result(10)
+        fake_loop.call_soon_threadsafe(fake_loop.stop)
+        thread.join(5)
+        fake_loop.close()
 
 
 def test_no_server_binaries_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
