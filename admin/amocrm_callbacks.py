@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 WEBHOOK_LOOKUP_S = 3.0
 
 
-def _page(status: int, title: str, text: str) -> web.Response:
+def _page(status: int, title: str, text: str, back: str | None = None) -> web.Response:
+    """A plain result page; `back`: the enterprise's amoCRM admin page, linked when the enterprise is known."""
+    link = f"<p><a id='back' href='{html.escape(back)}'>Back to the amoCRM settings</a></p>" if back else ""
     body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{link}</body></html>")
     return web.Response(status=status, text=body, content_type="text/html",
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
@@ -63,22 +65,23 @@ async def callback(request: web.Request) -> web.Response:
         number, nonce, expires = amo.state_signer.verify(state)
     except oauth.StateError as exc:
         return _page(400, "Not connected", str(exc))
+    back = f"/admin/{number}/amocrm"  # the state was signed by this agent: the number is one of ours
     if not code or not referer:
-        return _page(400, "Not connected", "amoCRM sent no code or referer (was access denied?)")
+        return _page(400, "Not connected", "amoCRM sent no code or referer (was access denied?)", back)
     settings = await settings_of(request.app, number)
     if settings is None:
-        return _page(400, "Not connected", f"enterprise {number} has no amoCRM settings")
+        return _page(400, "Not connected", f"enterprise {number} has no amoCRM settings", back)
     try:
         host = oauth.host_from_referer(referer, settings.host)
     except ValueError as exc:
-        return _page(400, "Not connected", str(exc))
+        return _page(400, "Not connected", str(exc), back)
     if not await amo.tokens.use_state(nonce, number, expires):
-        return _page(400, "Not connected", "this connection link was already used; start again")
+        return _page(400, "Not connected", "this connection link was already used; start again", back)
     failed = await connect_with(request.app, number, settings, host, code)
     if failed is not None:
-        return _page(failed.status, "Not connected", (failed.text or "")[:500])
+        return _page(failed.status, "Not connected", (failed.text or "")[:500], back)
     log.info("amoCRM connected for enterprise %s (%s)", number, host)
-    return _page(200, "amoCRM connected", f"enterprise {number} is connected to {host}; you may close this page")
+    return _page(200, "amoCRM connected", f"enterprise {number} is connected to {host}", back)
 
 
 async def webhook(request: web.Request) -> web.Response:

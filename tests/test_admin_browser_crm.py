@@ -102,7 +102,8 @@ async def test_amocrm_connects_through_oauth(db_dsn: str, make_config: Callable[
             assert page.locator("#redirect-uri").input_value() == fake.redirect_uri
             page.click("#amo-connect")
             assert "amoCRM connected" in page.content()
-            page.goto(f"{b}/admin/100/amocrm")
+            page.click("#back")
+            assert page.url == f"{b}/admin/100/amocrm"
             assert page.locator("#amo-status").get_attribute("data-light") == "connected"
             assert page.locator("#amo-account").is_visible()
             page.locator("select[name=pipeline_id]").select_option("3001")
