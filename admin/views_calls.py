@@ -141,13 +141,26 @@ def log_row(r: Any) -> dict[str, Any]:
     return {
         "id": r["id"], "at": iso(r["created_at"]), "crm": r["integration_type"], "event_type": r["event_type"],
         "status": r["status"], "http_status": r["http_status"], "duration_ms": r["duration_ms"],
-        "error": r["error_message"], "delivery_id": r["delivery_id"], "request": r["request_data"],
-        "response": r["response_data"],
+        "error": r["error_message"], "delivery_id": r["delivery_id"], "delivery_ids": carried(r),
+        "request": r["request_data"], "response": r["response_data"],
     }
 
 
+def carried(r: Any) -> list[int]:
+    """Every delivery the exchange carried: `delivery_ids`, or just `delivery_id` in rows older than it."""
+    if r["delivery_ids"] is not None:
+        return list(r["delivery_ids"])
+    return [r["delivery_id"]] if r["delivery_id"] is not None else []
+
+
 LOG_COLUMNS = ("id, created_at, integration_type, event_type, status, http_status, duration_ms, error_message,"
-               " delivery_id, request_data, response_data")
+               " delivery_id, delivery_ids, request_data, response_data")
+
+# A batched exchange (RetailCRM uploads up to 50 calls at once) names all its deliveries in delivery_ids;
+# rows written before that column existed have only delivery_id. Each arm uses its own partial index.
+DELIVERY_LOGS = (f"SELECT {LOG_COLUMNS} FROM integration_logs"
+                 " WHERE (delivery_ids && $1::bigint[] OR delivery_id = ANY($1::bigint[]))"
+                 " AND enterprise_number = $2 ORDER BY id LIMIT 500")
 
 
 async def call_deliveries(request: web.Request, number: str, call_id: str) -> list[dict[str, Any]]:
@@ -163,9 +176,10 @@ async def call_deliveries(request: web.Request, number: str, call_id: str) -> li
     ids = [d["id"] for d in found]
     logs: dict[int, list[dict[str, Any]]] = {}
     if ids:
-        for r in await pool.fetch(f"SELECT {LOG_COLUMNS} FROM integration_logs WHERE delivery_id = ANY($1::bigint[])"
-                                  " AND enterprise_number = $2 ORDER BY id LIMIT 500", ids, number):
-            logs.setdefault(r["delivery_id"], []).append(log_row(r))
+        for r in await pool.fetch(DELIVERY_LOGS, ids, number):
+            entry = log_row(r)  # one exchange, shown under each delivery of this call that it carried
+            for delivery_id in set(entry["delivery_ids"]).intersection(ids):
+                logs.setdefault(delivery_id, []).append(entry)
     for d in found:
         d["logs"] = logs.get(d["id"], [])
     return found

@@ -9,7 +9,8 @@
 - Transient failures back off exponentially with jitter (tenacity's policy), honouring Retry-After;
   permanent ones become `failed` (retriable by hand); past `expires_at` a row is `expired` (popups), past
   `max_age` it is `dead`. Nothing is silently dropped.
-- Every exchange is written to integration_logs (masked by the connector) with status and timing.
+- Every exchange is written to integration_logs (masked by the connector) with status and timing, once,
+  with the ids of all the deliveries it carried.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ WHERE d.id = u.id
 
 LOG_EXCHANGE = """
 INSERT INTO integration_logs (enterprise_number, integration_type, event_type, request_data, response_data,
-                              status, error_message, http_status, duration_ms, delivery_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                              status, error_message, http_status, duration_ms, delivery_id, delivery_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 """
 
 Settled = list[tuple[int, str, float, str | None]]
@@ -354,12 +355,14 @@ class Outbox:
 
     async def _record(self, group: list[Claimed], outcome: SendOutcome,
                       settled: list[tuple[int, str, float, str | None]]) -> None:
+        """Settle the group and log its exchange once, naming every delivery it carried (`delivery_ids`;
+        `delivery_id` is the first, for readers that predate batches)."""
         d = group[0].delivery
         log_row = None
         if outcome.request:  # nothing was sent (e.g. a paused account): no exchange to log
             log_row = (d.enterprise, d.crm, d.kind, outcome.request, outcome.response,
                        "success" if outcome.ok else "error", outcome.error, outcome.http_status,
-                       outcome.duration_ms, group[0].id)
+                       outcome.duration_ms, group[0].id, [c.id for c in group])
         await self._settler.record(settled, log_row)
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:

@@ -23,7 +23,7 @@ async def test_from_empty_then_rerun(pg_cluster, db_dsn: str) -> None:  # type: 
             cols = {r["column_name"] for r in await conn.fetch(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = 'integration_logs'")}
             assert {"id", "enterprise_number", "integration_type", "event_type", "request_data", "response_data",
-                    "status", "error_message", "created_at"} <= cols
+                    "status", "error_message", "created_at", "delivery_id", "delivery_ids"} <= cols
             assert await conn.fetchval(
                 "SELECT count(*) FROM information_schema.columns WHERE table_name='deliveries' "
                 "AND column_name = ANY($1)",
