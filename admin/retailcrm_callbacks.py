@@ -97,6 +97,12 @@ def callback(event: str, parse: Callable[[dict[str, str]], T],
 
 
 async def _make_call(request: web.Request, account: retailcrm_store.Account, call: MakeCall) -> Outcome:
+    # Only a mapped manager's phone is rung: with a leaked clientId, an arbitrary extension (an IVR, a
+    # conference, an auto-answering device) would let anyone make the PBX dial out on its trunk.
+    if call.code not in set(account.settings.user_extensions.values()):
+        log.warning("click-to-call for enterprise %s: extension %s is not mapped to a manager; refused",
+                    account.enterprise, call.code)
+        return 403, f"extension {call.code} is not mapped to a RetailCRM manager (the agent's Managers page)"
     originator = request.app[keys.ORIGINATOR]
     try:
         await originator.click_to_call(account.enterprise, call.code, call.phone, call.external_phone)

@@ -104,9 +104,18 @@ async def test_click_to_call_reaches_the_pbx_as_one_originate(agent: Agent, ami:
 
 async def test_click_to_call_as_post_form(agent: Agent, ami: FakeAmi) -> None:
     status, body = await callback(agent, "/retailcrm/make-call",
-                                  {"clientId": CLIENT_ID, "code": "102", "phone": "+375291234567"}, "POST")
+                                  {"clientId": CLIENT_ID, "code": "101", "phone": "+375291234567"}, "POST")
     assert (status, body) == (200, {"success": True})
-    assert (await ami.wait_action("Originate"))["Channel"] == "PJSIP/102"
+    assert (await ami.wait_action("Originate"))["Channel"] == "PJSIP/101"
+
+
+async def test_click_to_call_rings_only_a_mapped_managers_extension(agent: Agent, ami: FakeAmi) -> None:
+    status, body = await callback(agent, "/retailcrm/make-call",
+                                  {"clientId": CLIENT_ID, "code": "600", "phone": "+375291234567"})
+    assert status == 403 and "extension 600 is not mapped" in body["errorMsg"]
+    await asyncio.sleep(0.1)
+    assert originates(ami) == []
+    assert [(r["status"], r["http_status"]) for r in await logged(agent, "make_call")] == [("error", 403)]
 
 
 async def test_unknown_client_id_is_403_and_changes_nothing(agent: Agent, ami: FakeAmi) -> None:
@@ -164,7 +173,7 @@ async def test_pbx_refusal_is_reported(db_dsn: str, make_config: Callable[..., C
             started(make_config, db_dsn, pbx=(pbx_for(ami),)) as agent:
         await ami.wait_logins(1)
         token = admin_token(agent)
-        await configure(agent, crm, token)
+        await configure(agent, crm, token, user_extensions={"1": "101"})
         assert (await call(agent, "POST", rc("/register"), token))[0] == 200
         status, text = await crm.click_to_call("101", "+375291234567")
         assert status == 502
@@ -175,7 +184,7 @@ async def test_pbx_refusal_is_reported(db_dsn: str, make_config: Callable[..., C
 async def test_enterprise_without_pbx(db_dsn: str, make_config: Callable[..., Config], crm: FakeRetailCrm) -> None:
     async with started(make_config, db_dsn) as agent:
         token = admin_token(agent)
-        await configure(agent, crm, token)
+        await configure(agent, crm, token, user_extensions={"1": "101"})
         assert (await call(agent, "POST", rc("/register"), token))[0] == 200
         status, text = await crm.click_to_call("101", "+375291234567")
         assert status == 503 and "no PBX is configured for enterprise 100" in json.loads(text)["errorMsg"]
