@@ -73,5 +73,5 @@ async def test_a_local_file_and_a_missing_one(tmp_path: Path) -> None:
     pbx = PbxSection(name="office", enterprise="100", username="agent", secret="s")
     lines = await read_tail(RecordingsSource("local", str(path)), pbx, older_than(T0 + timedelta(minutes=ROWS - 10)))
     assert 10 <= len(lines) < 2000 and lines[-1] == path.read_text().splitlines(keepends=True)[-1]
-    with pytest.raises(CdrUnreadable, match="cannot read the CDR .*nope.csv"):
+    with pytest.raises(CdrUnreadable, match=r"cannot read the CDR .*nope\.csv"):
         await read_tail(RecordingsSource("local", str(tmp_path / "nope.csv")), pbx, lambda _: False)
