@@ -31,7 +31,7 @@ class CdrUnreadable(Exception):
 
 async def tail_lines(read_at: ReadAt, size: int, enough: Enough, chunk: int = CHUNK) -> list[str]:
     """Complete lines from the end of a file of `size` bytes backwards, in file order, until
-    `enough(lines of the chunk just read)` or the start of the file."""
+    `enough(lines of the chunk just read)` (called in a thread) or the start of the file."""
     blocks: list[list[str]] = []
     end = size
     carry = b""  # the end of a line that began in an earlier chunk
@@ -52,7 +52,10 @@ async def tail_lines(read_at: ReadAt, size: int, enough: Enough, chunk: int = CH
             carry = b""
         lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
         blocks.append(lines)
-        if lines and enough(lines):
+        if not lines:
+            continue
+        stop: bool = await asyncio.to_thread(enough, lines)  # parsing a chunk takes tens of ms: off the loop
+        if stop:
             break
     return [line for block in reversed(blocks) for line in block]
 
