@@ -10,7 +10,8 @@ import pytest
 from agent import cdr
 from agent.catchup import older_than
 from agent.cdrtail import CdrUnreadable, read_tail, tail_lines
-from agent.config import PbxSection, RecordingsSource
+from agent.config import PbxSection, RecordingsSource, SshSection
+from tests.fakes.ssh import FakeSshServer, new_key
 from tests.test_backfill import T0, cdr_line, uid
 
 ROWS = 5000  # one call a minute, about 3.5 days
@@ -75,3 +76,21 @@ async def test_a_local_file_and_a_missing_one(tmp_path: Path) -> None:
     assert 10 <= len(lines) < 2000 and lines[-1] == path.read_text().splitlines(keepends=True)[-1]
     with pytest.raises(CdrUnreadable, match=r"cannot read the CDR .*nope\.csv"):
         await read_tail(RecordingsSource("local", str(tmp_path / "nope.csv")), pbx, lambda _: False)
+
+
+async def test_over_sftp_the_same_tail(tmp_path: Path) -> None:
+    remote = tmp_path / "pbx" / "Master.csv"
+    remote.parent.mkdir()
+    remote.write_text(big_csv())
+    enough = older_than(T0 + timedelta(minutes=ROWS - 300))
+    async with FakeSshServer(new_key()) as server:
+        (tmp_path / "keys").mkdir()
+        key_file, known_hosts = server.write_client_files(tmp_path / "keys")
+        ssh = SshSection(host="127.0.0.1", port=server.port, username=server.username, key_file=key_file,
+                         known_hosts=known_hosts)
+        pbx = PbxSection(name="office", enterprise="100", username="agent", secret="s", ssh=ssh)
+        over_sftp = await read_tail(RecordingsSource("sftp", str(remote)), pbx, enough, chunk=16384)
+        with pytest.raises(CdrUnreadable, match="cannot read the CDR sftp:.*nope"):
+            await read_tail(RecordingsSource("sftp", str(tmp_path / "nope")), pbx, enough)
+    local = await read_tail(RecordingsSource("local", str(remote)), pbx, enough, chunk=16384)
+    assert over_sftp == local and 300 <= len(local) < 1000
