@@ -90,7 +90,7 @@ async def test_over_sftp_the_same_tail(tmp_path: Path) -> None:
                          known_hosts=known_hosts)
         pbx = PbxSection(name="office", enterprise="100", username="agent", secret="s", ssh=ssh)
         over_sftp = await read_tail(RecordingsSource("sftp", str(remote)), pbx, enough, chunk=16384)
-        with pytest.raises(CdrUnreadable, match="cannot read the CDR sftp:.*nope"):
+        with pytest.raises(CdrUnreadable, match=r"cannot read the CDR sftp:.*nope"):
             await read_tail(RecordingsSource("sftp", str(tmp_path / "nope")), pbx, enough)
     local = await read_tail(RecordingsSource("local", str(remote)), pbx, enough, chunk=16384)
     assert over_sftp == local and 300 <= len(local) < 1000
