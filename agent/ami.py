@@ -178,6 +178,7 @@ class AmiLink:
         self.auth_retry = auth_retry
         self.reconnects = 0
         self.connected = asyncio.Event()
+        self.lost_at: datetime | None = None  # when the last connection of this process went down
         self._protocol: _Protocol | None = None
         self._connections = 0
         self.connector = connector or connector_for(pbx)
@@ -252,6 +253,8 @@ class AmiLink:
             await self._reconcile(protocol)
             await self._keepalive(protocol)
         finally:
+            if self.connected.is_set():
+                self.lost_at = self.clock()
             self.connected.clear()
             self._protocol = None
             protocol.close()

@@ -21,6 +21,7 @@ from agent import database, enterprises, keys, records, records_http, routing_st
 from agent.agi import AgiServer, hosts_of
 from agent.callevent import CallEvent
 from agent.callstore import count_ended
+from agent.catchup import CatchUpStore
 from agent.config import Config, ConfigError, load
 from agent.dispatch import CrmDispatcher
 from agent.health import HealthRegistry
@@ -144,7 +145,8 @@ class Agent:
             self.health.register_probe("outbox", lambda: outbox_probe(outbox, self.metrics), critical=False)
 
             self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
-                                   self.on_call_event, dsn, lock_interval=self.lock_interval)
+                                   self.on_call_event, dsn, lock_interval=self.lock_interval,
+                                   catchup=CatchUpStore(pool, self.planner))
             self.metrics.watch_pbxs(self.pbxs.snapshot)
             self.router = Router(lookup_source(self.integrations), states=self.pbxs.states,
                                  busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),

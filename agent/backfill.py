@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncssh
 
 from agent import cdr, database
+from agent.channels import ChannelRules
 from agent.config import Config, PbxSection, RecordingsSource, parse_source
 from agent.integrations import Integrations
 from agent.outbox import Outbox
@@ -112,22 +113,31 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
             box = SecretBox(load_or_create_secret(config.agent.state_dir))
             async with make_client() as http:
                 planner = Planner(Integrations(pool, box, connectors(), http), Outbox(pool, dispatcher=_NoSend()))
-                for start in range(0, len(groups), PAGE):
-                    page = groups[start:start + PAGE]
-                    ids = sorted(set().union(*(cdr.ids_of(g) for g in page)))
-                    stored = {r["call_id"] for r in await pool.fetch(
-                        "SELECT call_id FROM calls WHERE enterprise_number = $1 AND call_id = ANY($2::text[])",
-                        pbx.enterprise, ids)}
-                    missing = [g for g in page if not cdr.ids_of(g) & stored]
-                    summary.known += len(page) - len(missing)
-                    events = [cdr.to_event(g, rules, pbx.enterprise, pbx.name) for g in missing]
-                    if events:
-                        summary.deliveries += await planner.plan_and_store(events)
-                    summary.backfilled += len(events)
-                    _progress(start + len(page), len(groups))
+                await store_missing(pool, planner, pbx, rules, groups, summary, progress=_progress)
         finally:
             await pool.close()
     return summary
+
+
+async def store_missing(pool: database.Pool, planner: Planner, pbx: PbxSection, rules: ChannelRules,
+                        groups: list[list[cdr.CdrRow]], summary: Summary, *, skip: Set[str] = frozenset(),
+                        progress: Callable[[int, int], None] | None = None) -> None:
+    """Plan and store the calls of `groups` that are not in `calls` (by linkedid or any uniqueid) and have
+    no id in `skip` (calls the live tracker owns); counts into `summary`."""
+    for start in range(0, len(groups), PAGE):
+        page = groups[start:start + PAGE]
+        ids = sorted(set().union(*(cdr.ids_of(g) for g in page)))
+        stored = {r["call_id"] for r in await pool.fetch(
+            "SELECT call_id FROM calls WHERE enterprise_number = $1 AND call_id = ANY($2::text[])",
+            pbx.enterprise, ids)}
+        missing = [g for g in page if not cdr.ids_of(g) & (stored | skip)]
+        summary.known += len(page) - len(missing)
+        events = [cdr.to_event(g, rules, pbx.enterprise, pbx.name) for g in missing]
+        if events:
+            summary.deliveries += await planner.plan_and_store(events)
+        summary.backfilled += len(events)
+        if progress is not None:
+            progress(start + len(page), len(groups))
 
 
 async def read_lines(source: RecordingsSource, pbx: PbxSection) -> AsyncIterator[list[str]]:

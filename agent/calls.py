@@ -53,6 +53,10 @@ class CallTracker:
     def live_channels(self) -> int:
         return len(self._chans)
 
+    def active_ids(self) -> set[str]:
+        """The ids of the calls in progress: their linkedids and their channels' uniqueids."""
+        return set(self._calls) | set(self._chans)
+
     def feed(self, msg: Mapping[str, str], received_at: datetime | None = None) -> list[CallEvent]:
         """One AMI message. Its time is its `Timestamp` header, else `received_at`."""
         handler = _HANDLERS.get(msg.get("Event", ""))

@@ -59,6 +59,8 @@ class Metrics:
             "pbx_agent_component_restarts", "Components restarted after a crash", ["component"], registry=r)
         self.ami_events = Counter("pbx_agent_ami_events", "AMI events read", ["pbx", "event"], registry=r)
         self.ami_reconnects = Counter("pbx_agent_ami_reconnects", "AMI reconnections", ["pbx"], registry=r)
+        self.calls_backfilled = Counter(
+            "pbx_agent_calls_backfilled", "Calls taken from the PBX's CDR after a (re)connect", ["pbx"], registry=r)
         self.calls_ended = Counter(
             "pbx_agent_calls_ended", "Calls ended", ["direction", "result"], registry=r)
         self.deliveries = Counter(

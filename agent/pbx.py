@@ -1,10 +1,15 @@
-"""One PBX's pipeline: its AMI link feeds its call tracker; the tracker's CallEvents go to the sink."""
+"""One PBX's pipeline: its AMI link feeds its call tracker; the tracker's CallEvents go to the sink.
+
+With a catch-up attached (agent.catchup: backfill on connect), every reconcile also asks it for the calls
+the CDR has from while the link was down; it runs in this pipeline's task group, beside the link."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from agent.ami import AmiLink
 from agent.amiframe import AmiMessage
@@ -15,6 +20,9 @@ from agent.config import PbxSection
 from agent.extstates import ExtensionStates
 from agent.health import HealthRegistry
 from agent.metrics import Metrics
+
+if TYPE_CHECKING:
+    from agent.catchup import CdrCatchUp
 
 CallEventSink = Callable[[CallEvent], None]
 
@@ -41,9 +49,15 @@ class PbxPipeline:
         self.link = AmiLink(pbx, self._on_events, self._on_reconcile,
                             health.register(f"pbx:{pbx.name}", critical=False),
                             on_reconnect=self._reconnects.inc)
+        self.catchup: CdrCatchUp | None = None
 
     async def run(self) -> None:
-        await self.link.run()
+        if self.catchup is None:
+            await self.link.run()
+            return
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.catchup.run(), name=f"backfill:{self.pbx.name}")
+            await self.link.run()
 
     def _on_events(self, msgs: list[AmiMessage], at: datetime) -> None:
         for name, count in Counter(m.get("Event", "") for m in msgs).items():
@@ -54,5 +68,8 @@ class PbxPipeline:
             self._sink(event)
 
     def _on_reconcile(self, channels: list[AmiMessage], at: datetime) -> None:
-        for event in self.tracker.reconcile(list(channels), at):
+        closed = self.tracker.reconcile(list(channels), at)
+        for event in closed:
             self._sink(event)
+        if self.catchup is not None:  # the live path owns what the tracker holds now and what it just closed
+            self.catchup.request(self.link.lost_at, at, self.tracker.active_ids() | {e.call_id for e in closed})

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from agent.catchup import CatchUpStore, CdrCatchUp
 from agent.config import PbxSection
 from agent.extstates import ExtensionStates
 from agent.health import HealthRegistry
 from agent.metrics import Metrics, PbxState
-from agent.pbx import CallEventSink, PbxPipeline
+from agent.pbx import CallEventSink, PbxPipeline, channel_rules
 from agent.pbxlocks import PbxLocks
 from agent.supervisor import Supervisor
 
@@ -18,12 +19,14 @@ log = logging.getLogger(__name__)
 
 class PbxManager:
     def __init__(self, supervisor: Supervisor, health: HealthRegistry, metrics: Metrics, default_region: str | None,
-                 sink: CallEventSink, dsn: str, *, lock_interval: float = 2.0) -> None:
+                 sink: CallEventSink, dsn: str, *, lock_interval: float = 2.0,
+                 catchup: CatchUpStore | None = None) -> None:
         self.supervisor = supervisor
         self.health = health
         self.metrics = metrics
         self.default_region = default_region
         self.sink = sink
+        self.catchup = catchup  # backfill on connect, for each [[pbx]] with an explicit cdr_csv
         self.pipelines: dict[str, PbxPipeline] = {}
         self.states: dict[str, ExtensionStates] = {}  # per enterprise, for smart redirect
         self.locks = PbxLocks(dsn, self._acquired, self._released, self._standby, interval=lock_interval)
@@ -60,6 +63,9 @@ class PbxManager:
     def _add(self, pbx: PbxSection) -> None:
         states = self.states.setdefault(pbx.enterprise, ExtensionStates())
         pipeline = PbxPipeline(pbx, self.default_region, self.health, self.metrics, self.sink, states)
+        if self.catchup is not None and pbx.cdr_csv is not None:
+            pipeline.catchup = CdrCatchUp(pbx, channel_rules(pbx, self.default_region), self.catchup,
+                                          pipeline.link.health, self.metrics.calls_backfilled)
         pipeline.link.health.set("down", role="standby", holder=None, error="waiting for the PBX lock")
         self.pipelines[pbx.name] = pipeline
         self.locks.want(pbx.name)

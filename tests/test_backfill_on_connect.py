@@ -1,0 +1,202 @@
+"""Backfill on connect: after a (re)connect the agent takes the calls it missed from the PBX's CDR
+(a real Master.csv file, a real AMI link to the fake Asterisk, real PostgreSQL, the fake RetailCRM)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent import catchup
+from agent.app import Agent
+from agent.callevent import CallEvent
+from agent.callstore import INSERT, row
+from agent.config import Config, RecordingsSource
+from agent.database import Pool
+from tests import recordings
+from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running
+from tests.fakes.ami import FakeAmi, load_recording
+from tests.fakes.retailcrm import FakeRetailCrm
+from tests.test_ami_link import pbx_for
+from tests.test_backfill import cdr_line, uid
+
+RECORDING = "p_a_incoming_answered"  # +375291234567 calls in, 150 answers
+
+
+@pytest.fixture(autouse=True)
+def _short_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catchup, "SETTLE", timedelta(seconds=0.2))
+
+
+_started: list[FakeAmi] = []
+
+
+async def started(ami: FakeAmi) -> FakeAmi:
+    """The fake listening (its port goes into the config); stopped after the test."""
+    await ami.start()
+    _started.append(ami)
+    return ami
+
+
+@pytest.fixture(autouse=True)
+async def _stop_fake_amis() -> AsyncIterator[None]:
+    yield
+    while _started:
+        await _started.pop().stop()
+
+
+@pytest.fixture
+async def fake_crm() -> AsyncIterator[FakeRetailCrm]:
+    async with FakeRetailCrm(api_key=API_KEY) as fake:
+        yield fake
+
+
+def call_rows(at: datetime, n: int, *, linkedid: str | None = None, dst_ext: str = "150",
+              disposition: str = "ANSWERED", secs: int = 20) -> str:
+    """One incoming call of one row as cdr_csv writes it (newcdrcolumns: linkedid = the call's id)."""
+    uniqueid = linkedid or uid(at, n)
+    answer = at + timedelta(seconds=3) if disposition == "ANSWERED" else None
+    return cdr_line("+375297777777", "375173880000", "from-trunk", f"PJSIP/provider-{n:08x}",
+                    f"PJSIP/{dst_ext}-{n:08x}", "Dial", at, answer, at + timedelta(seconds=secs), disposition,
+                    uniqueid, linkedid=uniqueid, sequence=n)
+
+
+def stored(call_id: str, ended_at: datetime) -> tuple[object, ...]:
+    return row(CallEvent(event="ended", call_id=call_id, enterprise=ENTERPRISE, direction="in",
+                         phone="+375291112233", did=None, extension="150", at=ended_at, extensions=("150",),
+                         answered_by="150", result="answered", ring_seconds=2, talk_seconds=10,
+                         started_at=ended_at - timedelta(seconds=12), ended_at=ended_at, extra={"pbx": "office"}))
+
+
+def agent_config(make_config: Callable[..., Config], db_dsn: str, ami: FakeAmi, cdr_csv: Path | None) -> Config:
+    pbx = pbx_for(ami)
+    if cdr_csv is not None:
+        pbx = replace(pbx, cdr_csv=RecordingsSource("local", str(cdr_csv)))
+    return replace(make_config(db_dsn), pbx=(pbx,))
+
+
+async def catch_ups(agent: Agent, n: int, within: float = 15) -> dict[str, object]:
+    """Wait until the PBX's catch-up has run `n` times; its /health report."""
+    done = agent.pipelines["office"].catchup
+    assert done is not None
+    async with asyncio.timeout(within):
+        while done.runs < n:
+            await asyncio.sleep(0.02)
+    report = (await agent.health.report())["components"]["pbx:office"]["backfill"]
+    assert isinstance(report, dict)
+    return report
+
+
+async def test_after_a_reconnect_exactly_the_missed_calls_are_delivered_once(
+        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, tmp_path: Path,
+        make_config: Callable[..., Config]) -> None:
+    directory = recordings.recordings_dir()
+    _, messages = load_recording(directory / f"{RECORDING}.ami")
+    live_id = next(m.get("Linkedid") for m in messages if m.name == "Newchannel")
+    hangup = next(m for m in messages if m.name == "HangupRequest")
+    # held before the hang-up: the call is up when the link drops and when it comes back
+    ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=hangup.start))
+    cdr_csv = tmp_path / "Master.csv"
+    config = agent_config(make_config, db_dsn, ami, cdr_csv)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    async with running(config) as agent:
+        await ami.wait_paused(within=10)
+        first = await catch_ups(agent, 1)  # the first start of this PBX: nothing stored, nothing to catch up
+        assert first["error"] is None and first["calls"] == 0 and "nothing to catch up" in str(first["note"])
+
+        down = datetime.now(UTC).replace(microsecond=0)
+        missed, known, old = uid(down - timedelta(seconds=40), 1), uid(down - timedelta(seconds=30), 2), \
+            uid(down - timedelta(hours=1), 3)
+        cdr_csv.write_text(
+            call_rows(down - timedelta(hours=1), 3)  # long before the window: not this catch-up's business
+            + call_rows(down - timedelta(seconds=40), 1)  # ended while we were away (within the margin)
+            + call_rows(down - timedelta(seconds=30), 2)  # stored already
+            # the live call: a leg that rang 151 for nothing is in the CDR already; the call goes on
+            + call_rows(down - timedelta(seconds=25), 4, linkedid=live_id, dst_ext="151", disposition="NO ANSWER",
+                        secs=5))
+        await pool.execute(INSERT, *stored(known, down - timedelta(seconds=10)))
+        await ami.drop_clients()
+        await ami.wait_logins(2, within=10)
+        report = await catch_ups(agent, 2)
+        assert report["error"] is None and report["calls"] == 1
+        await drained(pool, at_least=1)
+        assert [[c["externalId"] for c in upload] for upload in fake_crm.uploads] == [[missed]]
+        assert agent.pipelines["office"].tracker.live_calls() == 1
+
+        ami.unpause()  # the live call ends over AMI: delivered once, whole, by the live path
+        await ami.wait_finished(within=10)
+        await drained(pool, at_least=2)
+        assert agent.metrics.calls_backfilled.labels("office")._value.get() == 1
+    uploads = {c["externalId"]: c for upload in fake_crm.uploads for c in upload}
+    assert sorted(uploads) == sorted([missed, live_id]) and len(fake_crm.uploads) == 2
+    assert (uploads[live_id]["result"], uploads[live_id]["code"]) == ("answered", "150")
+    details = {r["call_id"]: r["details"] for r in await pool.fetch("SELECT call_id, details FROM calls")}
+    assert details[missed]["backfilled"] is True
+    assert not (details[live_id] or {}).get("backfilled")
+    assert old not in details and fake_crm.duplicates_seen == 0
+
+
+async def test_at_start_the_calls_after_the_last_stored_one(
+        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, tmp_path: Path,
+        make_config: Callable[..., Config]) -> None:
+    """The agent was stopped: the window starts at the last call it stored for this PBX."""
+    directory = recordings.recordings_dir()
+    ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))  # an idle PBX
+    now = datetime.now(UTC).replace(microsecond=0)
+    last = now - timedelta(hours=2)
+    await pool.execute(INSERT, *stored("1.1", last))
+    cdr_csv = tmp_path / "Master.csv"
+    cdr_csv.write_text(call_rows(last - timedelta(minutes=10), 5)  # before the last stored call: seen then
+                       + call_rows(last + timedelta(minutes=30), 6)  # while the agent was stopped
+                       + call_rows(now - timedelta(minutes=5), 7))
+    config = agent_config(make_config, db_dsn, ami, cdr_csv)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    async with running(config) as agent:
+        report = await catch_ups(agent, 1)
+        assert report["error"] is None and report["calls"] == 2
+        assert report["since"] == (last - catchup.MARGIN).isoformat()
+        await drained(pool, at_least=2)
+    assert sorted(c["externalId"] for u in fake_crm.uploads for c in u) == sorted(
+        [uid(last + timedelta(minutes=30), 6), uid(now - timedelta(minutes=5), 7)])
+
+
+async def test_a_missing_cdr_is_a_warning_and_a_health_field(
+        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, tmp_path: Path, make_config: Callable[..., Config],
+        caplog: pytest.LogCaptureFixture) -> None:
+    directory = recordings.recordings_dir()
+    ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))
+    await pool.execute(INSERT, *stored("1.1", datetime.now(UTC) - timedelta(minutes=5)))
+    config = agent_config(make_config, db_dsn, ami, tmp_path / "nope" / "Master.csv")
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    with caplog.at_level(logging.WARNING, logger="agent.catchup"):
+        async with running(config) as agent:
+            report = await catch_ups(agent, 1)
+            assert "cannot read the CDR" in str(report["error"]) and "nope/Master.csv" in str(report["error"])
+            health = await agent.health.report()
+            assert health["components"]["pbx:office"]["status"] == "ok"
+            assert health["components"]["pbx:office"]["connected"] is True
+            ami.unpause()  # the agent goes on: the live call is delivered
+            await ami.wait_finished(within=10)
+            await drained(pool, at_least=1)
+            assert len(fake_crm.uploads) == 1
+            await ami.drop_clients()  # and tries again on the next connect
+            await catch_ups(agent, 2)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "agent.catchup"]
+    assert len(warnings) == 2 and "backfill office: cannot read the CDR" in warnings[0].getMessage()
+
+
+async def test_without_an_explicit_cdr_csv_nothing_is_read(
+        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    directory = recordings.recordings_dir()
+    ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))
+    await pool.execute(INSERT, *stored("1.1", datetime.now(UTC) - timedelta(minutes=5)))
+    async with running(agent_config(make_config, db_dsn, ami, None)) as agent:
+        await ami.wait_logins(1, within=10)
+        assert agent.pipelines["office"].catchup is None
+        assert "backfill" not in (await agent.health.report())["components"]["pbx:office"]
