@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncssh
 
-from agent import cdr, database
+from agent import cdr, database, routing_store
 from agent.channels import ChannelRules
 from agent.config import Config, PbxSection, RecordingsSource, parse_source
 from agent.integrations import Integrations
@@ -112,7 +112,9 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
             await database.migrate(pool)
             box = SecretBox(load_or_create_secret(config.agent.state_dir))
             async with make_client() as http:
-                planner = Planner(Integrations(pool, box, connectors(), http), Outbox(pool, dispatcher=_NoSend()))
+                # the enterprise's routing rules hold here as in the agent (a blocked caller never reaches a CRM)
+                planner = Planner(Integrations(pool, box, connectors(), http), Outbox(pool, dispatcher=_NoSend()),
+                                  rules=routing_store.RulesCache(pool).get)
                 await store_missing(pool, planner, pbx, rules, groups, summary, progress=_progress)
         finally:
             await pool.close()

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from agent import database
+from agent import database, routing_store
 from agent.callstore import event_from_row
 from agent.config import Config, check_enterprise
 from agent.integrations import Integrations
@@ -59,7 +59,8 @@ async def redeliver(config: Config, args: argparse.Namespace) -> tuple[int, int]
                 if not await integrations.enabled(args.enterprise):
                     raise ValueError(f"enterprise {args.enterprise} has no enabled CRM"
                                      + (f" named {args.crm}" if args.crm else ""))
-                planner = Planner(integrations, Outbox(pool, dispatcher=_NoSend()))
+                planner = Planner(integrations, Outbox(pool, dispatcher=_NoSend()),
+                                  rules=routing_store.RulesCache(pool).get)  # as in the agent
                 total = await pool.fetchval(
                     "SELECT count(*) FROM calls WHERE enterprise_number = $1 AND ended_at >= $2 AND ended_at < $3",
                     args.enterprise, args.since, until)

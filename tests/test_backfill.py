@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent import backfill as backfill_mod
-from agent import cdr
+from agent import cdr, routing_store
 from agent.callevent import CallEvent
 from agent.callstore import INSERT, row
 from agent.channels import ChannelRules
@@ -160,6 +160,22 @@ async def test_only_the_missing_calls_are_stored_and_planned_once(pool: Pool, db
     assert bad.returncode == 2 and "no [[pbx]] named 'branch'" in bad.stderr
     missing = run(cfg, agent_env, "--pbx", "office", "--since", "2026-11-20", "--cdr", str(tmp_path / "nope.csv"))
     assert missing.returncode == 2 and "cannot read the CDR" in missing.stderr
+
+
+async def test_the_enterprises_routing_rules_hold(pool: Pool, db_dsn: str, tmp_path: Path,
+                                                 agent_env: dict[str, str]) -> None:
+    """A caller on the blocklist is stored but reaches no CRM, as the running agent would have done."""
+    text, ids = master_csv(linked=True)
+    (tmp_path / "Master.csv").write_text(text)
+    cfg = write_config(tmp_path, db_dsn, str(tmp_path / "Master.csv"))
+    async with FakeRetailCrm(api_key=API_KEY) as crm:
+        await configure_retailcrm(pool, tmp_path / "state", crm)
+    await routing_store.put(pool, ENTERPRISE, {"blocklist": ["+375291234567"]})
+    done = run(cfg, agent_env, "--pbx", "office", "--since", "2026-11-20")
+    assert done.returncode == 0, done.stderr
+    assert {r["call_id"] for r in await pool.fetch("SELECT call_id FROM calls")} == {ids[k] for k in "ABCDE"}
+    uploads = await pool.fetch("SELECT idempotency_key FROM deliveries WHERE kind = 'calls_upload'")
+    assert sorted(r["idempotency_key"] for r in uploads) == sorted(f"retailcrm:{ids[k]}:upload" for k in "BC")
 
 
 async def test_over_sftp_from_the_pbx(pool: Pool, db_dsn: str, tmp_path: Path) -> None:

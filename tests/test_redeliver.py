@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent import routing_store
 from agent.callevent import CallEvent
 from agent.callstore import INSERT, event_from_row, row
 from agent.database import Pool
@@ -60,3 +62,17 @@ async def test_a_period_is_planned_again_once(pool: Pool, db_dsn: str, tmp_path:
     assert bad.returncode == 2 and "no enabled CRM" in bad.stderr
     worse = redeliver(cfg, agent_env, "--enterprise", ENTERPRISE, "--since", "yesterday")
     assert worse.returncode == 2 and "not an ISO date" in worse.stderr
+
+
+async def test_a_blocked_caller_is_not_planned_again(pool: Pool, db_dsn: str, tmp_path: Path,
+                                                    agent_env: dict[str, str]) -> None:
+    await pool.execute(INSERT, *row(call(1)))
+    await pool.execute(INSERT, *row(replace(call(2), phone="+375297654321")))
+    cfg = write_config(tmp_path, db_dsn)
+    async with FakeRetailCrm(api_key=API_KEY) as crm:
+        await configure_retailcrm(pool, tmp_path / "state", crm)
+    await routing_store.put(pool, ENTERPRISE, {"blocklist": ["+375291234567"]})
+    done = redeliver(cfg, agent_env, "--enterprise", ENTERPRISE, "--since", "2026-11-20")
+    assert done.returncode == 0, done.stderr
+    uploads = await pool.fetch("SELECT idempotency_key FROM deliveries WHERE kind = 'calls_upload'")
+    assert [r["idempotency_key"] for r in uploads] == ["retailcrm:1795000000.2:upload"]
