@@ -11,35 +11,30 @@ sends. Idempotency keys make a second run (or a call the agent stores meanwhile)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import asyncssh
-
 from agent import cdr, database, routing_store
+from agent.cdrtail import CdrUnreadable, ended_before, read_tail
 from agent.channels import ChannelRules
-from agent.config import Config, PbxSection, RecordingsSource, parse_source
+from agent.config import Config, PbxSection, parse_source
 from agent.integrations import Integrations
 from agent.outbox import Outbox
 from agent.pbx import channel_rules
 from agent.planner import Planner
 from agent.redeliver import _progress, _when
 from agent.secretbox import SecretBox, load_or_create_secret
-from agent.sshclient import SshClient, SshRefused
 from connectors.base import Delivery, SendOutcome
 from connectors.http import make_client
 from connectors.registry import connectors
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1024 * 1024
 PAGE = 200
 # a call's rows can start before the period does (a long call); read that much further back
 LOOKBACK = timedelta(hours=12)
@@ -97,12 +92,13 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
         source = parsed
     until = args.until or datetime.now(UTC)
     summary = Summary()
-    rows: list[cdr.CdrRow] = []
-    async for lines in read_lines(source, pbx):
-        got = cdr.parse(lines, args.cdr_timezone)
-        summary.rows += len(got.rows) + got.skipped
-        summary.skipped_rows += got.skipped
-        rows += [r for r in got.rows if args.since - LOOKBACK <= r.start < until]
+    try:  # the period's rows are at the file's end (cdr_csv appends): read back to where they start
+        lines = await read_tail(source, pbx, ended_before(args.since - LOOKBACK, args.cdr_timezone))
+    except CdrUnreadable as exc:
+        raise ValueError(str(exc)) from None
+    got = cdr.parse(lines, args.cdr_timezone)
+    summary.rows, summary.skipped_rows = len(got.rows) + got.skipped, got.skipped
+    rows = [r for r in got.rows if args.since - LOOKBACK <= r.start < until]
     groups = [g for g in cdr.group(rows) if args.since <= g[0].start < until]
     summary.calls = len(groups)
     rules = channel_rules(pbx, config.agent.default_region)
@@ -140,47 +136,6 @@ async def store_missing(pool: database.Pool, planner: Planner, pbx: PbxSection, 
         summary.backfilled += len(events)
         if progress is not None:
             progress(start + len(page), len(groups))
-
-
-async def read_lines(source: RecordingsSource, pbx: PbxSection) -> AsyncIterator[list[str]]:
-    """The file's complete lines, a chunk at a time (never the whole file in memory)."""
-    rest = b""
-    async for chunk in _chunks(source, pbx):
-        data = rest + chunk
-        cut = data.rfind(b"\n") + 1
-        rest = data[cut:]
-        if cut:
-            yield data[:cut].decode("utf-8", errors="replace").splitlines(keepends=True)
-    if rest:
-        yield rest.decode("utf-8", errors="replace").splitlines(keepends=True)
-
-
-async def _chunks(source: RecordingsSource, pbx: PbxSection) -> AsyncIterator[bytes]:
-    if source.kind == "local":
-        try:
-            local = await asyncio.to_thread(open, source.root, "rb")
-        except OSError as exc:
-            raise ValueError(f"cannot read the CDR {source.root}: {exc.strerror or exc}") from None
-        try:
-            while data := await asyncio.to_thread(local.read, CHUNK):
-                yield data
-        finally:
-            local.close()
-        return
-    if pbx.ssh is None:
-        raise ValueError(f"[[pbx]] {pbx.name}: {source} needs ssh = {{...}}")
-    client = SshClient(pbx.ssh)
-    try:
-        conn = await client.connection()
-        async with conn.start_sftp_client() as sftp, sftp.open(source.root, "rb") as f:
-            offset = 0
-            while chunk := cast(bytes, await f.read(CHUNK, offset)):  # opened "rb"
-                offset += len(chunk)
-                yield chunk
-    except (SshRefused, OSError, asyncssh.Error) as exc:
-        raise ValueError(f"cannot read the CDR {source} on {pbx.ssh}: {exc}") from None
-    finally:
-        await client.close()
 
 
 class _NoSend:

@@ -29,7 +29,7 @@ from prometheus_client import Counter
 
 from agent import cdr, database
 from agent.backfill import LOOKBACK, Summary, store_missing
-from agent.cdrtail import read_tail
+from agent.cdrtail import ended_before, read_tail
 from agent.channels import ChannelRules
 from agent.config import PbxSection
 from agent.health import ComponentHealth
@@ -70,11 +70,6 @@ def window_start(until: datetime, lost_at: datetime | None, last_stored: datetim
 def calls_ended_in(lines: list[str], since: datetime, until: datetime) -> list[list[cdr.CdrRow]]:
     """The CDR rows of each call that ended in [since, until) (pure; run in a thread on big tails)."""
     return [g for g in cdr.group(cdr.parse(lines).rows) if since <= max(r.end for r in g) < until]
-
-
-def older_than(cutoff: datetime) -> Callable[[list[str]], bool]:
-    """The tail reader's stop: this chunk has a row that ended before `cutoff` (the file is in end order)."""
-    return lambda lines: any(r.end < cutoff for r in cdr.parse(lines).rows)
 
 
 class CdrCatchUp:
@@ -129,7 +124,7 @@ class CdrCatchUp:
             report["note"] = "no stored calls of this PBX yet: nothing to catch up"
             return None
         report["since"] = since.isoformat()
-        lines = await read_tail(self.source, self.pbx, older_than(since - LOOKBACK))
+        lines = await read_tail(self.source, self.pbx, ended_before(since - LOOKBACK))
         groups = await asyncio.to_thread(calls_ended_in, lines, since, job.until)
         summary = Summary(rows=len(lines), calls=len(groups))
         await store_missing(self.store.pool, self.store.planner, self.pbx, self.rules, groups, summary,

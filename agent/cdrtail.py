@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from datetime import datetime, tzinfo
 from typing import cast
 
 import asyncssh
 
+from agent import cdr
 from agent.config import PbxSection, RecordingsSource
 from agent.sshclient import SshClient, SshRefused
 
@@ -23,6 +25,11 @@ CHUNK = 256 * 1024
 
 ReadAt = Callable[[int, int], Awaitable[bytes]]  # (offset, size) -> at most `size` bytes
 Enough = Callable[[list[str]], bool]  # the lines of one chunk -> stop reading further back
+
+
+def ended_before(cutoff: datetime, tz: tzinfo | None = None) -> Enough:
+    """The usual stop: this chunk has a row that ended before `cutoff` (the file is in end order)."""
+    return lambda lines: any(r.end < cutoff for r in cdr.parse(lines, tz).rows)
 
 
 class CdrUnreadable(Exception):

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent import cdr
-from agent.catchup import older_than
-from agent.cdrtail import CdrUnreadable, read_tail, tail_lines
+from agent.cdrtail import CdrUnreadable, ended_before, read_tail, tail_lines
 from agent.config import PbxSection, RecordingsSource, SshSection
 from tests.fakes.ssh import FakeSshServer, new_key
 from tests.test_backfill import T0, cdr_line, uid
@@ -54,7 +53,7 @@ async def test_it_stops_once_a_chunk_is_older_than_needed() -> None:
     full = cdr.parse(data.decode().splitlines()).rows
     cutoff = T0 + timedelta(minutes=ROWS - 120)  # the last two hours
     reader = Counting(data)
-    lines = await tail_lines(reader, len(data), older_than(cutoff), chunk=8192)
+    lines = await tail_lines(reader, len(data), ended_before(cutoff), chunk=8192)
     rows = cdr.parse(lines).rows
     assert [r for r in full if r.end >= cutoff] == [r for r in rows if r.end >= cutoff]
     assert rows[-1] == full[-1] and len(rows) < 200
@@ -72,7 +71,7 @@ async def test_a_local_file_and_a_missing_one(tmp_path: Path) -> None:
     path = tmp_path / "Master.csv"
     path.write_text(big_csv())
     pbx = PbxSection(name="office", enterprise="100", username="agent", secret="s")
-    lines = await read_tail(RecordingsSource("local", str(path)), pbx, older_than(T0 + timedelta(minutes=ROWS - 10)))
+    lines = await read_tail(RecordingsSource("local", str(path)), pbx, ended_before(T0 + timedelta(minutes=ROWS - 10)))
     assert 10 <= len(lines) < 2000 and lines[-1] == path.read_text().splitlines(keepends=True)[-1]
     with pytest.raises(CdrUnreadable, match=r"cannot read the CDR .*nope\.csv"):
         await read_tail(RecordingsSource("local", str(tmp_path / "nope.csv")), pbx, lambda _: False)
@@ -82,7 +81,7 @@ async def test_over_sftp_the_same_tail(tmp_path: Path) -> None:
     remote = tmp_path / "pbx" / "Master.csv"
     remote.parent.mkdir()
     remote.write_text(big_csv())
-    enough = older_than(T0 + timedelta(minutes=ROWS - 300))
+    enough = ended_before(T0 + timedelta(minutes=ROWS - 300))
     async with FakeSshServer(new_key()) as server:
         (tmp_path / "keys").mkdir()
         key_file, known_hosts = server.write_client_files(tmp_path / "keys")
