@@ -17,7 +17,7 @@ from aiohttp import web
 from admin import amocrm_api, amocrm_callbacks, api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
 from admin import site as admin_site
 from admin.routing_api import add_routes as add_routing_routes
-from agent import database, enterprises, keys, records, records_http, routing_store
+from agent import database, enterprises, keys, peers, records, records_http, routing_store
 from agent.agi import AgiServer, hosts_of
 from agent.callevent import CallEvent
 from agent.callstore import count_ended
@@ -83,6 +83,9 @@ class Agent:
     router: Router | None = None
     agi: AgiServer | None = None
     outbox_policy: OutboxPolicy | None = None  # tests pass one; else from [outbox]
+    name: str = field(default_factory=peers.agent_name)  # application_name of its connections (agent.peers)
+    agent_count: peers.AgentCount | None = None  # agents on the database: each takes its share of the rate limits
+    agents_interval: float = peers.REFRESH_S
 
     @property
     def pipelines(self) -> dict[str, PbxPipeline]:
@@ -114,7 +117,7 @@ class Agent:
             dsn = await stack.enter_async_context(
                 database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir))
             try:
-                self.pool = await database.create_pool(dsn, cfg.database.pool_size)
+                self.pool = await database.create_pool(dsn, cfg.database.pool_size, name=self.name)
             except (OSError, asyncpg.PostgresError) as exc:
                 raise StartupError(f"cannot connect to the database: {exc}") from exc
             stack.push_async_callback(self._close_pool)
@@ -138,15 +141,22 @@ class Agent:
                                        breaker_cooldown=policy.breaker_cooldown,
                                        recordings=self.records, recording_wait=cfg.outbox.recording_wait)
             self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
+            self.agent_count = peers.AgentCount(lambda: peers.count_agents(pool), interval=self.agents_interval)
+            await self.agent_count.refresh()
+            self.agent_count.on_change(self.metrics.agents_sharing_limits.set)
+            self.agent_count.on_change(dispatcher.share_limits)
+            if amocrm is not None:
+                self.agent_count.on_change(amocrm.guard.share)
             rules_cache = routing_store.RulesCache(pool)
             self.integrations.on_change(rules_cache.invalidate)
             self.planner = Planner(self.integrations, self.outbox, rules=rules_cache.get)
-            outbox = self.outbox
-            self.health.register_probe("outbox", lambda: outbox_probe(outbox, self.metrics), critical=False)
+            outbox, agent_count = self.outbox, self.agent_count
+            self.health.register_probe("outbox", lambda: outbox_probe(outbox, self.metrics, agents=agent_count.agents),
+                                       critical=False)
 
             self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
                                    self.on_call_event, dsn, lock_interval=self.lock_interval,
-                                   catchup=CatchUpStore(pool, self.planner))
+                                   catchup=CatchUpStore(pool, self.planner), name=self.name)
             self.metrics.watch_pbxs(self.pbxs.snapshot)
             self.router = Router(lookup_source(self.integrations), states=self.pbxs.states,
                                  busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),
@@ -175,6 +185,7 @@ class Agent:
 
             supervisor.start("config-listener", self.integrations.listen)
             supervisor.start("outbox", self.outbox.run)
+            supervisor.start("agent-count", self.agent_count.run)
             supervisor.start("planner", self.planner.run)
             self.pbxs.start(cfg.pbx)
 

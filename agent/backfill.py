@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent import cdr, database, routing_store
+from agent import cdr, database, peers, routing_store
 from agent.cdrtail import CdrUnreadable, ended_before, read_tail
 from agent.channels import ChannelRules
 from agent.config import Config, PbxSection, parse_source
@@ -103,7 +103,7 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
     summary.calls = len(groups)
     rules = channel_rules(pbx, config.agent.default_region)
     async with database.embedded_or_external(config.database.dsn, config.agent.state_dir) as dsn:
-        pool = await database.create_pool(dsn, 2)
+        pool = await database.create_pool(dsn, 2, name=peers.tool_name("backfill"))
         try:
             await database.migrate(pool)
             box = SecretBox(load_or_create_secret(config.agent.state_dir))

@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from agent import database, logs
+    from agent import database, logs, peers
     from agent.pgembed import EmbeddedPgError
 
     cfg = _load_config(args)
@@ -56,7 +56,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     async def migrate() -> list[str]:
         async with database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir) as dsn:
-            pool = await database.create_pool(dsn, 2)
+            pool = await database.create_pool(dsn, 2, name=peers.tool_name("migrate"))
             try:
                 return await database.migrate(pool)
             finally:

@@ -41,9 +41,10 @@ async def embedded_or_external(dsn: str, state_dir: Path) -> AsyncIterator[str]:
         await cluster.stop()
 
 
-async def create_pool(dsn: str, size: int = 10) -> Pool:
+async def create_pool(dsn: str, size: int = 10, *, name: str) -> Pool:
+    """`name` is every connection's application_name: `agent.peers` counts the agents by it."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init_connection,
-                                     command_timeout=30)
+                                     command_timeout=30, server_settings={"application_name": name})
     assert pool is not None
     return pool
 

@@ -83,6 +83,10 @@ class CrmDispatcher:
         self._accounts: dict[tuple[str, str], _Account] = {}
         self._limiter = limiter or RateLimiter(retailcrm_route)
 
+    def share_limits(self, agents: int) -> None:
+        """`agents` agents send from this database: pace every account at its share of the CRM's limit."""
+        self._limiter.share(agents)
+
     def batch_limit(self, crm: str, kind: str) -> int:
         connector = self.integrations.connectors.get(crm)
         return connector.batch_limit(kind) if connector is not None else 1

@@ -74,6 +74,11 @@ class Metrics:
         self.delivery_seconds = Histogram(
             "pbx_agent_delivery_seconds", "Duration of one CRM exchange", ["crm"], registry=r,
             buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.agents_sharing_limits = Gauge(
+            "pbx_agent_agents_sharing_rate_limits",
+            "Agents sending from this database (this one included); each paces every CRM account at 1/N of its "
+            "rate limit", registry=r)
+        self.agents_sharing_limits.set(1)
         self.http_requests = Counter(
             "pbx_agent_http_requests", "HTTP requests served", ["route", "status"], registry=r)
         self.http_latency = Histogram(

@@ -445,8 +445,9 @@ async def _count_by_crm(outbox: Outbox, metrics: Metrics) -> None:
             metrics.deliveries_by_crm.labels(crm, status).set(per.get(status, 0))
 
 
-async def outbox_probe(outbox: Outbox, metrics: Metrics | None = None) -> dict[str, Any]:
-    """For /health: the outbox is degraded when something due has waited more than 5 minutes."""
+async def outbox_probe(outbox: Outbox, metrics: Metrics | None = None, *, agents: int = 1) -> dict[str, Any]:
+    """For /health: the outbox is degraded when something due has waited more than 5 minutes. `agents`: how
+    many agents send from this database (each at its share of every CRM account's rate limit)."""
     counts = await outbox.counts()
     oldest = await outbox.oldest_due_age()
     if metrics is not None:
@@ -455,4 +456,5 @@ async def outbox_probe(outbox: Outbox, metrics: Metrics | None = None) -> dict[s
         await _count_by_crm(outbox, metrics)
     if oldest > STALE_DUE_S:
         raise RuntimeError(f"the oldest due delivery has waited {oldest:.0f} s")
-    return {"due_oldest_seconds": round(oldest, 1), **{k: v for k, v in counts.items() if k != "done"}}
+    return {"due_oldest_seconds": round(oldest, 1), "agents": agents,
+            **{k: v for k, v in counts.items() if k != "done"}}

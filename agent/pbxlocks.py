@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+
+from agent.peers import agent_name
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +22,13 @@ LOCK_CLASS = 0x70627861  # "pbxa": the first key of the two-int advisory lock; t
 TRY_INTERVAL_S = 2.0
 
 
-def agent_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 class PbxLocks:
     def __init__(self, dsn: str, on_acquired: Callable[[str], None],
                  on_released: Callable[[str], Awaitable[None]],
-                 on_standby: Callable[[str, str | None], None], *, interval: float = TRY_INTERVAL_S) -> None:
+                 on_standby: Callable[[str, str | None], None], *, interval: float = TRY_INTERVAL_S,
+                 name: str | None = None) -> None:
         self.dsn = dsn
+        self.name = name or agent_name()  # application_name, as the agent's pool's (agent.peers)
         self.on_acquired = on_acquired
         self.on_released = on_released
         self.on_standby = on_standby
@@ -56,7 +54,7 @@ class PbxLocks:
     async def run(self) -> None:
         """Hold the connection and try for the wanted locks; if the connection is lost, every lock is
         gone: stop consuming at once and let the supervisor start over."""
-        conn = await asyncpg.connect(self.dsn, server_settings={"application_name": f"pbx-agent {agent_id()}"})
+        conn = await asyncpg.connect(self.dsn, server_settings={"application_name": self.name})
         self._conn = conn
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
@@ -83,7 +81,7 @@ class PbxLocks:
         for name in sorted(self.wanted - self.held):
             if await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", LOCK_CLASS, name):
                 self.held.add(name)
-                log.info("PBX %s: this agent (%s) consumes its AMI stream", name, agent_id())
+                log.info("PBX %s: this agent (%s) consumes its AMI stream", name, self.name)
                 self.on_acquired(name)
             else:
                 holder = await conn.fetchval(

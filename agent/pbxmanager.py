@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class PbxManager:
     def __init__(self, supervisor: Supervisor, health: HealthRegistry, metrics: Metrics, default_region: str | None,
                  sink: CallEventSink, dsn: str, *, lock_interval: float = 2.0,
-                 catchup: CatchUpStore | None = None) -> None:
+                 catchup: CatchUpStore | None = None, name: str | None = None) -> None:
         self.supervisor = supervisor
         self.health = health
         self.metrics = metrics
@@ -29,7 +29,8 @@ class PbxManager:
         self.catchup = catchup  # backfill on connect, for each [[pbx]] with an explicit cdr_csv
         self.pipelines: dict[str, PbxPipeline] = {}
         self.states: dict[str, ExtensionStates] = {}  # per enterprise, for smart redirect
-        self.locks = PbxLocks(dsn, self._acquired, self._released, self._standby, interval=lock_interval)
+        self.locks = PbxLocks(dsn, self._acquired, self._released, self._standby, interval=lock_interval,
+                               name=name)
 
     def start(self, pbxs: Sequence[PbxSection]) -> None:
         for pbx in pbxs:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from agent import database, routing_store
+from agent import database, peers, routing_store
 from agent.callstore import event_from_row
 from agent.config import Config, check_enterprise
 from agent.integrations import Integrations
@@ -48,7 +48,7 @@ async def redeliver(config: Config, args: argparse.Namespace) -> tuple[int, int]
         raise ValueError(f"--enterprise: {problem}")
     until = args.until or datetime.now(UTC)
     async with database.embedded_or_external(config.database.dsn, config.agent.state_dir) as dsn:
-        pool = await database.create_pool(dsn, 2)
+        pool = await database.create_pool(dsn, 2, name=peers.tool_name("redeliver"))
         try:
             await database.migrate(pool)
             box = SecretBox(load_or_create_secret(config.agent.state_dir))

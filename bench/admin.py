@@ -152,7 +152,7 @@ async def main() -> None:
     cluster = EmbeddedPostgres(root / "pg")
     await cluster.start()
     try:
-        pool = await database.create_pool(cluster.dsn, 4)
+        pool = await database.create_pool(cluster.dsn, 4, name="pbx-agent-bench")
         await database.migrate(pool)
         started = time.perf_counter()
         async with pool.acquire() as conn:

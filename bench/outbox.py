@@ -149,7 +149,7 @@ async def main(args: argparse.Namespace) -> None:
     root.chmod(0o711)
     cluster = EmbeddedPostgres(root / "pg")
     await cluster.start()
-    pool = await database.create_pool(cluster.dsn, 20)
+    pool = await database.create_pool(cluster.dsn, 20, name="pbx-agent-bench")
     try:
         await database.migrate(pool)
         port, arrivals = free_port(), root / "arrivals.txt"

@@ -138,8 +138,20 @@ async def perform(
     )
 
 
+# Several agents on one database each take 1/N of an account's limit; a share never goes below this, so a
+# count that is briefly too high (an agent that just died) slows sending but cannot stall it.
+RATE_FLOOR = 0.5
+
+
+def shared_rate(rate: float, agents: int, floor: float = RATE_FLOOR) -> float:
+    """This agent's share of `rate` when `agents` agents (itself included, at least 1) send to the same
+    account: rate / agents, but not below `floor` (nor above `rate` when `rate` is itself below the floor)."""
+    return max(min(rate, floor), rate / max(1, agents))
+
+
 class TokenBucket:
-    """`rate` tokens per second, at most `capacity` stored; `acquire` waits for one, in arrival order."""
+    """`rate` tokens per second, at most `capacity` stored; `acquire` waits for one, in arrival order.
+    `set_rate` changes the rate in place (tokens earned so far are kept, at the old rate)."""
 
     def __init__(
         self,
@@ -158,6 +170,12 @@ class TokenBucket:
         self._tokens = capacity
         self._stamp = clock()
         self._lock = asyncio.Lock()
+
+    def set_rate(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self._refill()
+        self.rate = rate
 
     def _refill(self) -> None:
         now = self._clock()
@@ -179,7 +197,8 @@ RouteRule = Callable[[str], tuple[str, float]]
 
 
 class RateLimiter:
-    """Token buckets per (account, route class); `rule(path)` names the class and its rate."""
+    """Token buckets per (account, route class); `rule(path)` names the class and its rate, of which this
+    process takes its share (`share(agents)`, see `shared_rate`)."""
 
     def __init__(
         self,
@@ -191,15 +210,26 @@ class RateLimiter:
         self._rule = rule
         self._clock = clock
         self._sleep = sleep
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._buckets: dict[tuple[str, str], tuple[float, TokenBucket]] = {}  # (full rate, bucket)
+        self.agents = 1
+
+    def share(self, agents: int) -> None:
+        """`agents` processes send to the same accounts: every bucket, existing or new, takes its share."""
+        self.agents = agents
+        for rate, bucket in self._buckets.values():
+            bucket.set_rate(shared_rate(rate, agents))
+
+    def rate(self, account: str, path: str) -> float:
+        """The rate this process paces `account`'s `path` at now."""
+        return shared_rate(self._rule(path)[1], self.agents)
 
     async def acquire(self, account: str, path: str) -> None:
         name, rate = self._rule(path)
-        bucket = self._buckets.get((account, name))
-        if bucket is None:
-            bucket = TokenBucket(rate, clock=self._clock, sleep=self._sleep)
-            self._buckets[(account, name)] = bucket
-        await bucket.acquire()
+        entry = self._buckets.get((account, name))
+        if entry is None:
+            entry = self._buckets[(account, name)] = (
+                rate, TokenBucket(shared_rate(rate, self.agents), clock=self._clock, sleep=self._sleep))
+        await entry[1].acquire()
 
 
 def retailcrm_route(path: str) -> tuple[str, float]:

@@ -42,7 +42,7 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
             await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
         finally:
             await conn.close()
-        pool = await database.create_pool(cluster.dsn_for(TEMPLATE_DB), 2)
+        pool = await database.create_pool(cluster.dsn_for(TEMPLATE_DB), 2, name="pbx-agent-test")
         try:
             await database.migrate(pool)
         finally:
@@ -73,7 +73,7 @@ async def db_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def pool(db_dsn: str) -> AsyncIterator[database.Pool]:
-    p = await database.create_pool(db_dsn, 4)
+    p = await database.create_pool(db_dsn, 4, name="pbx-agent-test")
     yield p
     await p.close()
 

@@ -33,8 +33,9 @@ async def configure_retailcrm(pool: Pool, state_dir: Path, fake: FakeRetailCrm, 
 
 
 @asynccontextmanager
-async def running(config: Config, policy: OutboxPolicy = FAST) -> AsyncIterator[Agent]:
-    agent = Agent(config, outbox_policy=policy)
+async def running(config: Config, policy: OutboxPolicy = FAST, **fields: Any) -> AsyncIterator[Agent]:
+    """The agent in this process until the block ends; `fields` set more of `Agent`'s fields."""
+    agent = Agent(config, outbox_policy=policy, **fields)
     task = asyncio.create_task(agent.run())
     try:
         ready = asyncio.create_task(agent.ready.wait())

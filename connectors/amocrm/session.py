@@ -1,5 +1,6 @@
 """Talking to one amoCRM account for one enterprise: bearer tokens, 401 -> refresh once -> retry once,
-pacing (7 rps per account, shared by every enterprise on it), and the block breaker (403 for everything).
+pacing (7 rps per account, shared by every enterprise on it and by every agent on the database), and the
+block breaker (403 for everything).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.tokens import TokenError, Tokens, TokenStore
 from connectors.amocrm.wire import perform_json
 from connectors.base import SendOutcome
-from connectors.http import Exchange, TokenBucket
+from connectors.http import Exchange, TokenBucket, shared_rate
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +39,30 @@ class StepFailed(Exception):
 
 @dataclass
 class AccountGuard:
-    """Per process: a token bucket and a block breaker per amoCRM account (its host)."""
+    """Per process: a token bucket and a block breaker per amoCRM account (its host). With `agents` agents
+    on one database, each paces every account at its share of `rate` (`share`)."""
 
     rate: float = ACCOUNT_RPS
     block_pause: float = BLOCK_PAUSE_S
     clock: Callable[[], float] = time.monotonic
+    agents: int = 1
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _blocked_until: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def account_rate(self) -> float:
+        """The rate this process paces each account at now."""
+        return shared_rate(self.rate, self.agents)
+
+    def share(self, agents: int) -> None:
+        self.agents = agents
+        for bucket in self._buckets.values():
+            bucket.set_rate(self.account_rate)
 
     async def acquire(self, account: str) -> None:
         bucket = self._buckets.get(account)
         if bucket is None:
-            bucket = self._buckets[account] = TokenBucket(self.rate)
+            bucket = self._buckets[account] = TokenBucket(self.account_rate)
         await bucket.acquire()
 
     def blocked_for(self, account: str) -> float:
