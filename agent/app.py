@@ -85,7 +85,7 @@ class Agent:
     outbox_policy: OutboxPolicy | None = None  # tests pass one; else from [outbox]
     name: str = field(default_factory=peers.agent_name)  # application_name of its connections (agent.peers)
     agent_count: peers.AgentCount | None = None  # agents on the database: each takes its share of the rate limits
-    agents_interval: float = peers.REFRESH_S
+    outbox_started: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def pipelines(self) -> dict[str, PbxPipeline]:
@@ -141,7 +141,7 @@ class Agent:
                                        breaker_cooldown=policy.breaker_cooldown,
                                        recordings=self.records, recording_wait=cfg.outbox.recording_wait)
             self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
-            self.agent_count = peers.AgentCount(lambda: peers.count_agents(pool), interval=self.agents_interval)
+            self.agent_count = peers.AgentCount(lambda: peers.count_agents(pool), interval=cfg.outbox.agents_refresh)
             await self.agent_count.refresh()
             self.agent_count.on_change(self.metrics.agents_sharing_limits.set)
             self.agent_count.on_change(dispatcher.share_limits)
@@ -184,7 +184,8 @@ class Agent:
             stack.push_async_callback(supervisor.stop)
 
             supervisor.start("config-listener", self.integrations.listen)
-            supervisor.start("outbox", self.outbox.run)
+            hold = peers.join_hold(self.agent_count.agents, cfg.outbox.agents_refresh)
+            supervisor.start("outbox", lambda: self._run_outbox(hold))
             supervisor.start("agent-count", self.agent_count.run)
             supervisor.start("planner", self.planner.run)
             self.pbxs.start(cfg.pbx)
@@ -242,6 +243,17 @@ class Agent:
             raise ConflictError(f"cannot listen on [http] listen {listen}: {_why(exc)}") from exc
         self.http_port = runner.addresses[0][1]  # the real port when [http] listen asks for port 0
         return runner
+
+    async def _run_outbox(self, hold: float) -> None:
+        """The outbox, after `hold` seconds the first time (agent.peers.join_hold)."""
+        assert self.outbox is not None
+        if hold > 0 and not self.outbox_started.is_set():
+            log.info("%d agents send from this database; this one starts sending in %.0f s, once the others have "
+                     "counted it and lowered their share of the CRMs' rate limits", self.agent_count.agents
+                     if self.agent_count is not None else 0, hold)
+            await asyncio.sleep(hold)
+        self.outbox_started.set()
+        await self.outbox.run()
 
     async def _close_pool(self) -> None:
         if self.pool is not None:

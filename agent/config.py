@@ -86,6 +86,7 @@ class OutboxSection:
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
     recording_wait: float = 10.0  # seconds an upload with a recording waits for the file to be finished; 0: off
+    agents_refresh: float = 20.0  # seconds between counts of the agents sharing the CRMs' rate limits
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,7 @@ def _outbox_section(t: Table) -> OutboxSection:
         breaker_threshold=t.integer("breaker_threshold", d.breaker_threshold, minimum=1, maximum=1000),
         breaker_cooldown=t.number("breaker_cooldown", d.breaker_cooldown, minimum=0.1),
         recording_wait=t.number("recording_wait", d.recording_wait, minimum=0),
+        agents_refresh=t.number("agents_refresh", d.agents_refresh, minimum=1),
     )
     t.reject_unknown()
     return section

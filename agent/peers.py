@@ -45,6 +45,14 @@ def tool_name(command: str) -> str:
     return f"{TOOL_PREFIX}{command} {agent_id()}"
 
 
+def join_hold(agents: int, interval: float) -> float:
+    """How long an agent that starts beside others leaves sending to them: until each has counted it (they
+    refresh every `interval`, with some slack for their query). Until then they still send at their old,
+    larger share, and the newcomer's share would come on top. Nothing waits meanwhile: the outbox is shared.
+    An agent alone starts at once."""
+    return 1.5 * interval if agents > 1 else 0.0
+
+
 async def count_agents(pool: database.Pool) -> int:
     """The agents connected to this database now (this one included when it has a connection open)."""
     return int(await pool.fetchval(COUNT_SQL))

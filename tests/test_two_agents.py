@@ -44,7 +44,7 @@ def write_config(directory: Path, dsn: str, ami_port: int) -> tuple[Path, int]:
     cfg.write_text(
         f'[agent]\nstate_dir = "state"\n[database]\ndsn = "{dsn}"\n'
         f'[http]\nlisten = "127.0.0.1:{port}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
-        '[outbox]\nlease = 2\n'
+        '[outbox]\nlease = 2\nagents_refresh = 1\n'
         f'[[pbx]]\nname = "office"\nenterprise = "100"\nusername = "agent"\nsecret = "secret"\nport = {ami_port}\n'
     )
     return cfg, port
