@@ -248,9 +248,8 @@ class Agent:
         """The outbox, after `hold` seconds the first time (agent.peers.join_hold)."""
         assert self.outbox is not None
         if hold > 0 and not self.outbox_started.is_set():
-            log.info("%d agents send from this database; this one starts sending in %.0f s, once the others have "
-                     "counted it and lowered their share of the CRMs' rate limits", self.agent_count.agents
-                     if self.agent_count is not None else 0, hold)
+            log.info("other agents send from this database; this one starts sending in %.0f s, once they have "
+                     "counted it and lowered their share of the CRMs' rate limits", hold)
             await asyncio.sleep(hold)
         self.outbox_started.set()
         await self.outbox.run()
