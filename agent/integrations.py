@@ -122,8 +122,8 @@ class Integrations:
                         for listener in self._listeners:
                             listener(None)
             finally:
-                conn.remove_termination_listener(terminated)
-                if not conn.is_closed():
-                    with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # the pool may have taken the connection back at shutdown
+                    conn.remove_termination_listener(terminated)
+                    if not conn.is_closed():
                         await conn.remove_listener(enterprises.NOTIFY_CHANNEL, notified)
         raise ConnectionError("the LISTEN connection to the database was lost")

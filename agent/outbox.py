@@ -233,8 +233,9 @@ class Outbox:
 
     @staticmethod
     async def _unlisten(conn: Any, callback: Any) -> None:
-        if not conn.is_closed():
-            with contextlib.suppress(Exception):
+        # at shutdown the pool may already have taken the connection back (is_closed() then raises)
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
                 await conn.remove_listener(NOTIFY_CHANNEL, callback)
 
     async def _loop(self) -> None:
