@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from agent import database
 from agent.peers import agent_name
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class PbxLocks:
     async def run(self) -> None:
         """Hold the connection and try for the wanted locks; if the connection is lost, every lock is
         gone: stop consuming at once and let the supervisor start over."""
-        conn = await asyncpg.connect(self.dsn, server_settings={"application_name": self.name})
+        conn = await asyncpg.connect(self.dsn, server_settings=database.session_settings(self.name))
         self._conn = conn
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
