@@ -66,8 +66,17 @@ def pbx_links(request: web.Request, number: str | None) -> list[dict[str, Any]]:
             "changed_at": iso(datetime.fromtimestamp(health.since, UTC)) if health else None,
             "error": details.get("error"), "reconnects": details.get("reconnects"),
             "last_event_at": _time(details.get("last_event_at")),
+            "backfill": _backfill(details.get("backfill")),
         })
     return links
+
+
+def _backfill(report: object) -> dict[str, Any] | None:
+    """The last catch-up from the PBX's CDR (agent.catchup), when the PBX has one."""
+    if not isinstance(report, dict):
+        return None
+    return {"at": _time(report.get("at")), "calls": report.get("calls"), "error": report.get("error"),
+            "note": report.get("note")}
 
 
 def _time(value: object) -> str | None:

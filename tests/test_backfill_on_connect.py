@@ -20,6 +20,7 @@ from agent.callstore import INSERT, row
 from agent.config import Config, RecordingsSource
 from agent.database import Pool
 from tests import recordings
+from tests.admin_client import base, client
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running
 from tests.fakes.ami import FakeAmi, load_recording
 from tests.fakes.retailcrm import FakeRetailCrm
@@ -181,6 +182,12 @@ async def test_a_missing_cdr_is_a_warning_and_a_health_field(
             health = await agent.health.report()
             assert health["components"]["pbx:office"]["status"] == "ok"
             assert health["components"]["pbx:office"]["connected"] is True
+            async with client(agent, ENTERPRISE) as http:  # the admin sees it on the enterprise's overview
+                async with http.get(f"{base(agent)}/admin/{ENTERPRISE}/overview.json") as resp:
+                    [pbx] = (await resp.json())["pbx"]
+                assert "cannot read the CDR" in pbx["backfill"]["error"]
+                async with http.get(f"{base(agent)}/admin/{ENTERPRISE}/overview") as resp:
+                    assert "cannot read the CDR" in await resp.text()
             ami.unpause()  # the agent goes on: the live call is delivered
             await ami.wait_finished(within=10)
             await drained(pool, at_least=1)
