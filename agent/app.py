@@ -35,6 +35,7 @@ from agent.pbx import PbxPipeline
 from agent.pbxmanager import PbxManager
 from agent.planner import Planner
 from agent.records import RecordLinks
+from agent.retention import Pruner
 from agent.routing import Router
 from agent.sdnotify import Notifier
 from agent.secretbox import SecretBox, load_or_create_secret
@@ -188,6 +189,8 @@ class Agent:
             supervisor.start("outbox", lambda: self._run_outbox(hold))
             supervisor.start("agent-count", self.agent_count.run)
             supervisor.start("planner", self.planner.run)
+            pruner = Pruner(pool, cfg.retention, self.metrics, self.health.register("retention", critical=False))
+            supervisor.start("retention", pruner.run)
             self.pbxs.start(cfg.pbx)
 
             interval = self.notifier.watchdog_interval()
@@ -309,7 +312,7 @@ class Agent:
             changes = await self.pbxs.apply(new.pbx) if self.pbxs is not None else []
             if self.records is not None:
                 await self.records.apply(new.pbx)
-            for section in ("agent", "database", "http", "agi", "outbox"):
+            for section in ("agent", "database", "http", "agi", "outbox", "retention"):
                 if getattr(new, section) != getattr(self.config, section):
                     log.warning("reload: [%s] changed; it takes effect when the agent restarts", section)
             self.config = replace(self.config, pbx=new.pbx)

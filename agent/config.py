@@ -39,6 +39,7 @@ DEFAULT_CONFIG = "agent.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 MAX_MP3_CACHE_MB = 1024 * 1024  # [agent] mp3_cache_mb: 1 TiB
+MAX_RETENTION_DAYS = 36500  # [retention] *_days: a hundred years
 
 
 class ConfigError(Exception):
@@ -87,6 +88,15 @@ class OutboxSection:
     breaker_cooldown: float = 30.0
     recording_wait: float = 10.0  # seconds an upload with a recording waits for the file to be finished; 0: off
     agents_refresh: float = 20.0  # seconds between counts of the agents sharing the CRMs' rate limits
+
+
+@dataclass(frozen=True)
+class RetentionSection:
+    """How many days rows are kept before agent.retention deletes them; 0 keeps them forever."""
+
+    logs_days: int = 30  # integration_logs
+    deliveries_days: int = 30  # deliveries in a final state (done, expired, dead, failed), by updated_at
+    calls_days: int = 0  # calls: small, the admin's call history and backfill's "already stored" check
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,7 @@ class Config:
     agi: AgiSection
     pbx: tuple[PbxSection, ...]
     outbox: OutboxSection = field(default_factory=OutboxSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
 
     @property
     def enterprises(self) -> tuple[str, ...]:
@@ -184,7 +195,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     label = path.name
     base_dir = path.resolve().parent
 
-    known = {"agent", "database", "http", "agi", "pbx", "outbox"}
+    known = {"agent", "database", "http", "agi", "pbx", "outbox", "retention"}
     for key in raw:
         if key not in known:
             problems.append(f"{label}: [{key}]: unknown table (known: {', '.join(sorted(known))})")
@@ -202,10 +213,12 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     agi = _agi_section(table("agi"))
     pbx = _pbx_sections(raw.get("pbx", []), label, base_dir, problems)
     outbox = _outbox_section(table("outbox"))
+    retention = _retention_section(table("retention"))
 
     if problems:
         raise ConfigError(problems)
-    return Config(path=path, agent=agent, database=database, http=http, agi=agi, pbx=pbx, outbox=outbox)
+    return Config(path=path, agent=agent, database=database, http=http, agi=agi, pbx=pbx, outbox=outbox,
+                  retention=retention)
 
 
 def _agent_section(t: Table, base_dir: Path) -> AgentSection:
@@ -259,6 +272,17 @@ def _outbox_section(t: Table) -> OutboxSection:
         breaker_cooldown=t.number("breaker_cooldown", d.breaker_cooldown, minimum=0.1),
         recording_wait=t.number("recording_wait", d.recording_wait, minimum=0),
         agents_refresh=t.number("agents_refresh", d.agents_refresh, minimum=1),
+    )
+    t.reject_unknown()
+    return section
+
+
+def _retention_section(t: Table) -> RetentionSection:
+    d = RetentionSection()
+    section = RetentionSection(
+        logs_days=t.integer("logs_days", d.logs_days, minimum=0, maximum=MAX_RETENTION_DAYS),
+        deliveries_days=t.integer("deliveries_days", d.deliveries_days, minimum=0, maximum=MAX_RETENTION_DAYS),
+        calls_days=t.integer("calls_days", d.calls_days, minimum=0, maximum=MAX_RETENTION_DAYS),
     )
     t.reject_unknown()
     return section

@@ -79,6 +79,8 @@ class Metrics:
             "Agents sending from this database (this one included); each paces every CRM account at 1/N of its "
             "rate limit", registry=r)
         self.agents_sharing_limits.set(1)
+        self.pruned_rows = Counter(
+            "pbx_agent_pruned_rows", "Rows deleted past their keeping time ([retention])", ["table"], registry=r)
         self.http_requests = Counter(
             "pbx_agent_http_requests", "HTTP requests served", ["route", "status"], registry=r)
         self.http_latency = Histogram(

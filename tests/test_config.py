@@ -82,7 +82,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         (("[[pbx]]", "[[pbx]]\nport = 70000"),
          "agent.toml: [[pbx]] office port: expected an integer from 1 to 65535, got 70000"),
         (('deadline_ms = 800', 'deadline_ms = 800\n[extra]\nx = 1'),
-         "agent.toml: [extra]: unknown table (known: agent, agi, database, http, outbox, pbx)"),
+         "agent.toml: [extra]: unknown table (known: agent, agi, database, http, outbox, pbx, retention)"),
         (('dsn = ""', 'dsn = "mysql://x"'),
          'agent.toml: [database] dsn: expected "" (embedded) or a postgresql:// URL, got "mysql://x"'),
         (('[[pbx]]', '[[pbx]]\ninternal_number_pattern = "(("'),
@@ -155,3 +155,18 @@ def test_mp3_cache_mb(tmp_path: Path) -> None:
                       ("1.5", "expected an integer, got 1.5")):
         text = VALID.replace('state_dir = "st"', f'state_dir = "st"\nmp3_cache_mb = {bad}')
         assert problems(tmp_path, text) == [f"agent.toml: [agent] mp3_cache_mb: {said}"]
+
+
+def test_retention(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, VALID))
+    assert (cfg.retention.logs_days, cfg.retention.deliveries_days, cfg.retention.calls_days) == (30, 30, 0)
+    cfg = load(write(tmp_path, VALID + "[retention]\nlogs_days = 7\ndeliveries_days = 0\ncalls_days = 365\n"))
+    assert (cfg.retention.logs_days, cfg.retention.deliveries_days, cfg.retention.calls_days) == (7, 0, 365)
+    found = problems(tmp_path, VALID + '[retention]\nlogs_days = -1\ndeliveries_days = "30"\ncalls_days = 1.5\n'
+                                       'log_days = 3\n')
+    assert found == [
+        "agent.toml: [retention] logs_days: expected an integer from 0 to 36500, got -1",
+        'agent.toml: [retention] deliveries_days: expected an integer, got "30"',
+        "agent.toml: [retention] calls_days: expected an integer, got 1.5",
+        "agent.toml: [retention] log_days: unknown key (known here: calls_days, deliveries_days, logs_days)",
+    ]
