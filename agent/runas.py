@@ -10,6 +10,7 @@ root on such a directory is refused: the agent would write its own files there a
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 
 
@@ -40,8 +41,6 @@ def refuse_root_run(state_dir: Path) -> None:
         return
     owner = state_owner(state_dir)
     if owner is not None:
-        import pwd
-
         try:
             name = pwd.getpwuid(owner[0]).pw_name
         except KeyError:
