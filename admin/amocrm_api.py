@@ -1,11 +1,11 @@
 """amoCRM in the JSON config API: connection status, pasted code, long-lived token, disconnect, pipelines.
 
-    GET    /api/enterprises/{n}/integrations/amocrm/status
-    GET    /api/enterprises/{n}/integrations/amocrm/connect-url
-    POST   /api/enterprises/{n}/integrations/amocrm/code       {"code": "..."}   (private integrations)
-    POST   /api/enterprises/{n}/integrations/amocrm/token      {"token": "..."}  (a long-lived token)
-    DELETE /api/enterprises/{n}/integrations/amocrm/tokens
-    GET    /api/enterprises/{n}/integrations/amocrm/pipelines
+GET    /api/enterprises/{n}/integrations/amocrm/status
+GET    /api/enterprises/{n}/integrations/amocrm/connect-url
+POST   /api/enterprises/{n}/integrations/amocrm/code       {"code": "..."}   (private integrations)
+POST   /api/enterprises/{n}/integrations/amocrm/token      {"token": "..."}  (a long-lived token)
+DELETE /api/enterprises/{n}/integrations/amocrm/tokens
+GET    /api/enterprises/{n}/integrations/amocrm/pipelines
 """
 
 from __future__ import annotations
@@ -98,8 +98,12 @@ async def connect_url(request: web.Request) -> web.Response:
         return settings
     if not settings.client_id or not settings.client_secret:
         return error(409, "client_id and client_secret are needed for OAuth", "client_id")
-    return web.json_response({"url": consent_link(request.app, number, settings),
-                              "redirect_uri": oauth.redirect_uri(connector(request.app).public_url)})
+    return web.json_response(
+        {
+            "url": consent_link(request.app, number, settings),
+            "redirect_uri": oauth.redirect_uri(connector(request.app).public_url),
+        }
+    )
 
 
 def consent_link(app: web.Application, number: str, settings: AmoCrmSettings) -> str:
@@ -109,8 +113,9 @@ def consent_link(app: web.Application, number: str, settings: AmoCrmSettings) ->
     return oauth.consent_url(settings.host, settings.client_id, amo.state_signer.issue(number))
 
 
-async def connect_with(app: web.Application, number: str, settings: AmoCrmSettings, host: str,
-                       code: str) -> web.Response | None:
+async def connect_with(
+    app: web.Application, number: str, settings: AmoCrmSettings, host: str, code: str
+) -> web.Response | None:
     """Exchange an authorization code and store the pair (callback and pasted code). None when stored."""
     amo = connector(app)
     assert amo.tokens is not None
@@ -205,11 +210,23 @@ async def managers_of(app: web.Application, number: str) -> dict[str, Any]:
         raise LookupError("amocrm is not configured")
     users = await client_for(app, settings).users(number)
     mapping = settings.user_extensions
-    return {"managers": [{"user_id": u["id"], "name": u["name"], "email": u["email"], "active": u["active"],
-                          "extension": mapping.get(u["id"]), "crm_extension": None, "differs": False}
-                         for u in users],
-            "differences": [], "unknown_users": sorted(set(mapping) - {u["id"] for u in users}),
-            "module_error": None}
+    return {
+        "managers": [
+            {
+                "user_id": u["id"],
+                "name": u["name"],
+                "email": u["email"],
+                "active": u["active"],
+                "extension": mapping.get(u["id"]),
+                "crm_extension": None,
+                "differs": False,
+            }
+            for u in users
+        ],
+        "differences": [],
+        "unknown_users": sorted(set(mapping) - {u["id"] for u in users}),
+        "module_error": None,
+    }
 
 
 async def save_mapping(app: web.Application, number: str, changes: dict[str, str | None]) -> dict[str, Any]:
@@ -223,9 +240,11 @@ async def save_mapping(app: web.Application, number: str, changes: dict[str, str
     amo = connector(app)
     updated = amo.settings_json(amo.parse_settings({**current, "user_extensions": mapping}))
     await enterprises.put_integration(app[keys.POOL], box, number, "amocrm", updated)
-    return {"user_extensions": mapping,
-            "moved": [{"extension": m.extension, "from_user": m.from_user, "to_user": m.to_user} for m in moves],
-            "sync": None}
+    return {
+        "user_extensions": mapping,
+        "moved": [{"extension": m.extension, "from_user": m.from_user, "to_user": m.to_user} for m in moves],
+        "sync": None,
+    }
 
 
 def add_routes(app: web.Application) -> None:

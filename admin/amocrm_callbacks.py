@@ -1,8 +1,8 @@
 """The URLs amoCRM (and the admin's browser) call: OAuth connect and callback, account webhooks.
 
-    GET  /amocrm/{enterprise}/connect?token=<API token>   -> 302 to the account's consent page
-    GET  /amocrm/oauth/callback?code&referer&state         <- amoCRM after the admin allowed access
-    POST /amocrm/webhook/{enterprise}/{secret}             <- account webhooks (form-encoded, unsigned)
+GET  /amocrm/{enterprise}/connect?token=<API token>   -> 302 to the account's consent page
+GET  /amocrm/oauth/callback?code&referer&state         <- amoCRM after the admin allowed access
+POST /amocrm/webhook/{enterprise}/{secret}             <- account webhooks (form-encoded, unsigned)
 """
 
 from __future__ import annotations
@@ -30,10 +30,16 @@ WEBHOOK_LOOKUP_S = 3.0
 def _page(status: int, title: str, text: str, back: str | None = None) -> web.Response:
     """A plain result page; `back`: the enterprise's amoCRM admin page, linked when the enterprise is known."""
     link = f"<p><a id='back' href='{html.escape(back)}'>Back to the amoCRM settings</a></p>" if back else ""
-    body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{link}</body></html>")
-    return web.Response(status=status, text=body, content_type="text/html",
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    body = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{link}</body></html>"
+    )
+    return web.Response(
+        status=status,
+        text=body,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
 
 
 async def connect(request: web.Request) -> web.StreamResponse:
@@ -56,8 +62,7 @@ async def callback(request: web.Request) -> web.Response:
     q = request.query
     state, code, referer = q.get("state"), q.get("code"), q.get("referer")
     if not state:
-        why = ("a widget install is not tied to an enterprise" if "from_widget" in q
-               else "the callback has no state")
+        why = "a widget install is not tied to an enterprise" if "from_widget" in q else "the callback has no state"
         return _page(400, "Not connected", f"{why}; start the connection from the agent's admin page")
     amo = connector(request.app)
     assert amo.state_signer is not None and amo.tokens is not None
@@ -113,11 +118,13 @@ async def webhook(request: web.Request) -> web.Response:
     phones = list(dict.fromkeys(phones))
     if changes:
         amo.responsible_changed(number, phones)
-    outcome = SendOutcome("success" if not errors else "permanent", http_status=200,
-                          error="; ".join(errors) or None,
-                          request={"method": "POST", "path": "/amocrm/webhook/{enterprise}/…",
-                                   "form": mask_data(form)},
-                          response={"changes": [f"{c.entity}:{c.id}" for c in changes], "phones": phones})
+    outcome = SendOutcome(
+        "success" if not errors else "permanent",
+        http_status=200,
+        error="; ".join(errors) or None,
+        request={"method": "POST", "path": "/amocrm/webhook/{enterprise}/…", "form": mask_data(form)},
+        response={"changes": [f"{c.entity}:{c.id}" for c in changes], "phones": phones},
+    )
     await amo.log_outcome(number, "webhook", outcome)
     return web.json_response({"ok": True, "changes": len(changes)})
 

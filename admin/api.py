@@ -45,12 +45,14 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
 def _enterprise(request: web.Request) -> str:
     number = request.match_info["number"]
     if not ENTERPRISE_RE.fullmatch(number):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "invalid enterprise number", "field": "number"}),
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "invalid enterprise number", "field": "number"}), content_type="application/json"
+        )
     principal = request[PRINCIPAL]
     if not principal.may_access(number):
-        raise web.HTTPForbidden(text=json.dumps({"error": "this token is for another enterprise"}),
-                                content_type="application/json")
+        raise web.HTTPForbidden(
+            text=json.dumps({"error": "this token is for another enterprise"}), content_type="application/json"
+        )
     return number
 
 
@@ -58,9 +60,11 @@ def _crm(request: web.Request) -> str:
     crm = request.match_info["crm"]
     if crm not in enterprises.CRMS:
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"unknown CRM {crm!r}; expected one of {', '.join(enterprises.CRMS)}",
-                             "field": "crm"}),
-            content_type="application/json")
+            text=json.dumps(
+                {"error": f"unknown CRM {crm!r}; expected one of {', '.join(enterprises.CRMS)}", "field": "crm"}
+            ),
+            content_type="application/json",
+        )
     return crm
 
 
@@ -68,11 +72,13 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "request body is not valid JSON"}),
-                                 content_type="application/json") from None
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "request body is not valid JSON"}), content_type="application/json"
+        ) from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "request body must be a JSON object"}),
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "request body must be a JSON object"}), content_type="application/json"
+        )
     return body
 
 
@@ -82,10 +88,14 @@ async def get_enterprise(request: web.Request) -> web.Response:
     if row is None:
         return error(404, f"no enterprise {number}")
     box = request.app[keys.SECRETS]
-    integrations = {crm: enterprises.masked(box, crm, value)
-                    for crm, value in row["integrations_config"].items() if isinstance(value, dict)}
-    return web.json_response({"number": row["number"], "name": row["name"], "settings": row["settings"],
-                              "integrations": integrations})
+    integrations = {
+        crm: enterprises.masked(box, crm, value)
+        for crm, value in row["integrations_config"].items()
+        if isinstance(value, dict)
+    }
+    return web.json_response(
+        {"number": row["number"], "name": row["name"], "settings": row["settings"], "integrations": integrations}
+    )
 
 
 async def put_enterprise(request: web.Request) -> web.Response:
@@ -105,11 +115,13 @@ async def put_enterprise(request: web.Request) -> web.Response:
             if key not in enterprises.SETTINGS_DEFAULTS:
                 return error(400, f"unknown setting {key!r}", f"settings.{key}")
             if not isinstance(value, type(enterprises.SETTINGS_DEFAULTS[key])):
-                return error(400, f"{key} must be a {type(enterprises.SETTINGS_DEFAULTS[key]).__name__}",
-                             f"settings.{key}")
+                return error(
+                    400, f"{key} must be a {type(enterprises.SETTINGS_DEFAULTS[key]).__name__}", f"settings.{key}"
+                )
     row = await enterprises.put(request.app[keys.POOL], number, name.strip(), settings)
-    return web.json_response({"number": row["number"], "name": row["name"],
-                              "settings": {**enterprises.SETTINGS_DEFAULTS, **row["settings"]}})
+    return web.json_response(
+        {"number": row["number"], "name": row["name"], "settings": {**enterprises.SETTINGS_DEFAULTS, **row["settings"]}}
+    )
 
 
 async def get_integration(request: web.Request) -> web.Response:

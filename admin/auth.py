@@ -67,26 +67,46 @@ class LinkSigner:
         self._key = derive_key(secret, "pbx-agent admin links")
         self._csrf_key = derive_key(secret, "pbx-agent admin csrf")
 
-    def issue(self, enterprise: str | None, role: str = "admin", minutes: float = LINK_MINUTES_DEFAULT, *,
-              now: float | None = None) -> str:
+    def issue(
+        self,
+        enterprise: str | None,
+        role: str = "admin",
+        minutes: float = LINK_MINUTES_DEFAULT,
+        *,
+        now: float | None = None,
+    ) -> str:
         """A one-time sign-in link token (`pbx-agent admin-link`)."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         return self._encode(LINK_AUDIENCE, enterprise, role, "link", minutes * 60, now)
 
-    def _encode(self, audience: str, enterprise: str | None, role: str, source: str, seconds: float,
-                now: float | None) -> str:
+    def _encode(
+        self, audience: str, enterprise: str | None, role: str, source: str, seconds: float, now: float | None
+    ) -> str:
         issued = int(now if now is not None else time.time())
-        claims: dict[str, object] = {"iss": ISSUER, "aud": audience, "iat": issued, "exp": issued + int(seconds),
-                                     "jti": uuid.uuid4().hex, "role": role, "source": source}
+        claims: dict[str, object] = {
+            "iss": ISSUER,
+            "aud": audience,
+            "iat": issued,
+            "exp": issued + int(seconds),
+            "jti": uuid.uuid4().hex,
+            "role": role,
+            "source": source,
+        }
         if enterprise is not None:
             claims["enterprise"] = enterprise
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def verify(self, token: str, audience: str = LINK_AUDIENCE) -> LinkClaims:
         try:
-            claims = jwt.decode(token, self._key, algorithms=["HS256"], audience=audience, issuer=ISSUER,
-                                options={"require": ["exp", "iat", "jti"]})
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                audience=audience,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "jti"]},
+            )
         except jwt.ExpiredSignatureError:
             raise TokenError("link expired") from None
         except jwt.InvalidTokenError:
@@ -94,8 +114,13 @@ class LinkSigner:
         role, enterprise, source = claims.get("role"), claims.get("enterprise"), claims.get("source", "link")
         if role not in ROLES or not (enterprise is None or isinstance(enterprise, str)) or not isinstance(source, str):
             raise TokenError("invalid link")
-        return LinkClaims(jti=str(claims["jti"]), enterprise=enterprise, role=str(role), source=source,
-                          expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC))
+        return LinkClaims(
+            jti=str(claims["jti"]),
+            enterprise=enterprise,
+            role=str(role),
+            source=source,
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        )
 
     def csrf(self, session: Session) -> str:
         return hmac.new(self._csrf_key, session.id_hash, hashlib.sha256).hexdigest()
@@ -113,19 +138,25 @@ async def use_link(pool: Pool, claims: LinkClaims) -> bool:
     await pool.execute("DELETE FROM admin_links_used WHERE expires_at < now() - interval '1 day'")
     used = await pool.fetchval(
         "INSERT INTO admin_links_used (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING jti",
-        claims.jti, claims.expires_at)
+        claims.jti,
+        claims.expires_at,
+    )
     return used is not None
 
 
-async def open_session(pool: Pool, enterprise: str | None, role: str, source: str,
-                       hours: float = SESSION_HOURS) -> str:
+async def open_session(pool: Pool, enterprise: str | None, role: str, source: str, hours: float = SESSION_HOURS) -> str:
     """Store a new session; return the cookie value."""
     cookie = secrets.token_urlsafe(32)
     await pool.execute("DELETE FROM admin_sessions WHERE expires_at < now()")
     await pool.execute(
         "INSERT INTO admin_sessions (id_hash, enterprise_number, role, source, expires_at)"
         " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
-        _hash(cookie), enterprise, role, source, hours * 3600)
+        _hash(cookie),
+        enterprise,
+        role,
+        source,
+        hours * 3600,
+    )
     return cookie
 
 
@@ -134,11 +165,18 @@ async def load_session(pool: Pool, cookie: str) -> Session | None:
         return None
     row = await pool.fetchrow(
         "SELECT id_hash, enterprise_number, role, source, expires_at FROM admin_sessions"
-        " WHERE id_hash = $1 AND expires_at > now()", _hash(cookie))
+        " WHERE id_hash = $1 AND expires_at > now()",
+        _hash(cookie),
+    )
     if row is None:
         return None
-    return Session(id_hash=row["id_hash"], enterprise=row["enterprise_number"], role=row["role"],
-                   source=row["source"], expires_at=row["expires_at"])
+    return Session(
+        id_hash=row["id_hash"],
+        enterprise=row["enterprise_number"],
+        role=row["role"],
+        source=row["source"],
+        expires_at=row["expires_at"],
+    )
 
 
 async def close_session(pool: Pool, session: Session) -> None:

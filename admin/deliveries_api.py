@@ -15,10 +15,17 @@ PAGE_MAX = 500
 
 def _row(r: Any) -> dict[str, Any]:
     return {
-        "id": r["id"], "enterprise": r["enterprise_number"], "crm": r["integration_type"], "kind": r["kind"],
-        "idempotency_key": r["idempotency_key"], "status": r["status"], "attempts": r["attempts"],
-        "last_error": r["last_error"], "created_at": r["created_at"].isoformat(),
-        "next_attempt_at": r["next_attempt_at"].isoformat(), "payload": r["payload"],
+        "id": r["id"],
+        "enterprise": r["enterprise_number"],
+        "crm": r["integration_type"],
+        "kind": r["kind"],
+        "idempotency_key": r["idempotency_key"],
+        "status": r["status"],
+        "attempts": r["attempts"],
+        "last_error": r["last_error"],
+        "created_at": r["created_at"].isoformat(),
+        "next_attempt_at": r["next_attempt_at"].isoformat(),
+        "payload": r["payload"],
     }
 
 
@@ -39,7 +46,12 @@ async def list_deliveries(request: web.Request) -> web.Response:
         return error(400, "after and limit must be integers", "limit")
     rows = await request.app[keys.POOL].fetch(
         "SELECT * FROM deliveries WHERE status = $1 AND ($2::text IS NULL OR enterprise_number = $2) AND id > $3"
-        " ORDER BY id LIMIT $4", status, enterprise, after, limit)
+        " ORDER BY id LIMIT $4",
+        status,
+        enterprise,
+        after,
+        limit,
+    )
     items = [_row(r) for r in rows]
     body: dict[str, Any] = {"deliveries": items}
     if len(items) == limit:

@@ -73,8 +73,7 @@ def self_url(request: web.Request, json_suffix: bool = False) -> str:
 
 async def accessible_enterprises(request: web.Request, who: Session) -> list[dict[str, str]]:
     if who.enterprise is not None:
-        name = await request.app[keys.POOL].fetchval("SELECT name FROM enterprises WHERE number = $1",
-                                                      who.enterprise)
+        name = await request.app[keys.POOL].fetchval("SELECT name FROM enterprises WHERE number = $1", who.enterprise)
         return [{"number": who.enterprise, "name": name or ""}]
     rows = await request.app[keys.POOL].fetch("SELECT number, name FROM enterprises ORDER BY number LIMIT 1000")
     found = {r["number"]: r["name"] for r in rows}
@@ -106,13 +105,26 @@ async def chrome(request: web.Request, page: str) -> dict[str, Any]:
     who = request.get(SESSION)
     signer = request.app[LINKS]
     ctx: dict[str, Any] = {
-        "t": request[T], "lang": request[LANG], "langs": LANGS, "root": root(request), "page": page,
-        "json_url": self_url(request, json_suffix=True), "self_url": self_url(request),
-        "session": None, "csrf_token": "", "switcher": [], "current": request.match_info.get("number"),
+        "t": request[T],
+        "lang": request[LANG],
+        "langs": LANGS,
+        "root": root(request),
+        "page": page,
+        "json_url": self_url(request, json_suffix=True),
+        "self_url": self_url(request),
+        "session": None,
+        "csrf_token": "",
+        "switcher": [],
+        "current": request.match_info.get("number"),
     }
     if who is not None:
-        ctx["session"] = {"enterprise": who.enterprise, "role": who.role, "can_edit": who.can_edit,
-                          "is_instance": who.is_instance, "source": who.source}
+        ctx["session"] = {
+            "enterprise": who.enterprise,
+            "role": who.role,
+            "can_edit": who.can_edit,
+            "is_instance": who.is_instance,
+            "source": who.source,
+        }
         ctx["csrf_token"] = signer.csrf(who)
         ctx["switcher"] = await accessible_enterprises(request, who)
     return ctx

@@ -82,27 +82,36 @@ class LoggedClient(RetailCrmClient):
 
     def __init__(self, settings: RetailCrmSettings, app: web.Application) -> None:
         self.seen: list[SendOutcome] = []
-        super().__init__(settings, app[keys.INTEGRATIONS].http,
-                         on_exchange=lambda _name, outcome: self.seen.append(outcome))
+        super().__init__(
+            settings, app[keys.INTEGRATIONS].http, on_exchange=lambda _name, outcome: self.seen.append(outcome)
+        )
 
 
 @asynccontextmanager
-async def _client(app: web.Application, number: str, settings: RetailCrmSettings, event: str
-                  ) -> AsyncIterator[LoggedClient]:
+async def _client(
+    app: web.Application, number: str, settings: RetailCrmSettings, event: str
+) -> AsyncIterator[LoggedClient]:
     """Every exchange of the client lands in integration_logs as `event`, whatever happens."""
     client = LoggedClient(settings, app)
     try:
         yield client
     finally:
         for o in client.seen:
-            await retailcrm_store.log_exchange(app[keys.POOL], number, event, o.request, o.response,
-                                               o.ok, o.error, o.http_status, o.duration_ms)
+            await retailcrm_store.log_exchange(
+                app[keys.POOL], number, event, o.request, o.response, o.ok, o.error, o.http_status, o.duration_ms
+            )
 
 
 def module_urls(public_url: str, number: str, token: str) -> ModuleUrls:
     account = f"{public_url}{ACCOUNT_PAGE}?" + urlencode({"enterprise_number": number, "token": token})
-    return ModuleUrls(base_url=public_url, logo=public_url + LOGO, make_call=public_url + MAKE_CALL,
-                      change_user_status=public_url + USER_STATUS, account=account, activity=ACTIVITY)
+    return ModuleUrls(
+        base_url=public_url,
+        logo=public_url + LOGO,
+        make_call=public_url + MAKE_CALL,
+        change_user_status=public_url + USER_STATUS,
+        account=account,
+        activity=ACTIVITY,
+    )
 
 
 def crm_problem(exc: CrmError) -> Problem:
@@ -111,6 +120,7 @@ def crm_problem(exc: CrmError) -> Problem:
 
 # -- operations (the API routes below and the admin pages call these) --------------------------------
 
+
 async def connection_report(app: web.Application, number: str, settings: RetailCrmSettings) -> dict[str, Any]:
     """What the key may call, or why it fails; logged as `test_connection`."""
     async with _client(app, number, settings, "test_connection") as client:
@@ -118,9 +128,14 @@ async def connection_report(app: web.Application, number: str, settings: RetailC
         if not report.ok and client.seen:  # answered, but the key is not fit for use: log the verdict
             client.seen[-1].status, client.seen[-1].error = "permanent", report.reason
     return {
-        "ok": report.ok, "reason": report.reason, "http_status": report.http_status,
-        "methods": list(report.methods), "scopes": list(report.scopes), "missing": list(report.missing),
-        "missing_optional": list(report.missing_optional), "site_access": report.site_access,
+        "ok": report.ok,
+        "reason": report.reason,
+        "http_status": report.http_status,
+        "methods": list(report.methods),
+        "scopes": list(report.scopes),
+        "missing": list(report.missing),
+        "missing_optional": list(report.missing_optional),
+        "site_access": report.site_access,
         "sites": list(report.sites),
     }
 
@@ -152,14 +167,21 @@ async def register_module(app: web.Application, number: str) -> dict[str, Any]:
     # the new token is in force from now on; the previous one (if any) is revoked by the same write
     await retailcrm_store.set_account_token(app[keys.POOL], number, token_id)
     return {
-        "registered": True, "created": result.created, "code": settings.code,
+        "registered": True,
+        "created": result.created,
+        "code": settings.code,
         "not_exist_user_ids": list(result.not_exist_user_ids),
         "not_exist_site_codes": list(result.not_exist_site_codes),
-        "account_token_id": token_id, "account_token_expires_in_days": ACCOUNT_TOKEN_DAYS,
-        "urls": {"baseUrl": urls.base_url, "logo": urls.logo, "makeCallUrl": urls.make_call,
-                 "changeUserStatusUrl": urls.change_user_status,
-                 "accountUrl": module_urls(public_url, number, mask(token)).account,
-                 "actions": {"activity": urls.activity}},
+        "account_token_id": token_id,
+        "account_token_expires_in_days": ACCOUNT_TOKEN_DAYS,
+        "urls": {
+            "baseUrl": urls.base_url,
+            "logo": urls.logo,
+            "makeCallUrl": urls.make_call,
+            "changeUserStatusUrl": urls.change_user_status,
+            "accountUrl": module_urls(public_url, number, mask(token)).account,
+            "actions": {"activity": urls.activity},
+        },
     }
 
 
@@ -173,8 +195,11 @@ async def deregister_module(app: web.Application, number: str) -> dict[str, Any]
         try:
             result = await client.deactivate_module()
         except CrmError as exc:
-            raise Problem(502, f"the account link was revoked, but RetailCRM refused to switch the module off: "
-                               f"{exc.outcome.error or exc.outcome.status}") from None
+            raise Problem(
+                502,
+                f"the account link was revoked, but RetailCRM refused to switch the module off: "
+                f"{exc.outcome.error or exc.outcome.status}",
+            ) from None
     return {"deactivated": result is not None, "token_revoked": True}
 
 
@@ -204,12 +229,21 @@ async def managers_of(app: web.Application, number: str, import_codes: bool = Fa
     merged = merge(users, settings.user_extensions, codes)
     status = {s.user_id: s.status for s in await retailcrm_store.user_statuses(pool, number)}
     return {
-        "managers": [{
-            "user_id": m.user.id, "name": m.user.name, "email": m.user.email, "active": m.user.active,
-            "is_manager": m.user.is_manager, "status": status.get(m.user.id, m.user.status),
-            "extension": m.extension, "source": m.source, "crm_extension": m.crm_extension,
-            "differs": m.differs,
-        } for m in merged.managers],
+        "managers": [
+            {
+                "user_id": m.user.id,
+                "name": m.user.name,
+                "email": m.user.email,
+                "active": m.user.active,
+                "is_manager": m.user.is_manager,
+                "status": status.get(m.user.id, m.user.status),
+                "extension": m.extension,
+                "source": m.source,
+                "crm_extension": m.crm_extension,
+                "differs": m.differs,
+            }
+            for m in merged.managers
+        ],
         "differences": merged.differences,
         "unknown_users": merged.unknown_users,
         "module_registered": module is not None,
@@ -224,12 +258,16 @@ async def last_synced(pool: Pool, number: str) -> str | None:
     """When additionalCodes were last copied to RetailCRM successfully (from integration_logs)."""
     at = await pool.fetchval(
         "SELECT max(created_at) FROM integration_logs WHERE enterprise_number = $1 AND integration_type = $2"
-        " AND event_type = 'sync_codes' AND status = 'success'", number, CRM)
+        " AND event_type = 'sync_codes' AND status = 'success'",
+        number,
+        CRM,
+    )
     return at.isoformat() if at is not None else None
 
 
-async def save_mapping(app: web.Application, number: str, changes: dict[str, str | None], replace: bool
-                       ) -> dict[str, Any]:
+async def save_mapping(
+    app: web.Application, number: str, changes: dict[str, str | None], replace: bool
+) -> dict[str, Any]:
     """Assign `{user_id: extension | None}` (or, with replace, set the whole mapping), store it, then copy
     it to the module's additionalCodes (a failed copy is reported in `sync`, the local mapping stays)."""
     settings = await load_settings(app, number)
@@ -261,6 +299,7 @@ async def save_mapping(app: web.Application, number: str, changes: dict[str, str
 
 # -- routes ----------------------------------------------------------------------------------------
 
+
 @answers_problems
 async def test_connection(request: web.Request) -> web.Response:
     """The stored settings, or a posted settings object (masked secrets mean "the stored one")."""
@@ -290,11 +329,15 @@ async def statuses(request: web.Request) -> web.Response:
         raise Problem(404, f"no enterprise {number}")
     rows = await retailcrm_store.user_statuses(pool, number)
     module = await retailcrm_store.module_state(pool, number) or {}
-    return web.json_response({
-        "statuses": [{"user_id": s.user_id, "code": s.code, "status": s.status,
-                      "changed_at": s.changed_at.isoformat()} for s in rows],
-        "module": {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in module.items()},
-    })
+    return web.json_response(
+        {
+            "statuses": [
+                {"user_id": s.user_id, "code": s.code, "status": s.status, "changed_at": s.changed_at.isoformat()}
+                for s in rows
+            ],
+            "module": {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in module.items()},
+        }
+    )
 
 
 @answers_problems

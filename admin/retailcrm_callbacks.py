@@ -50,31 +50,46 @@ async def _params(request: web.Request) -> dict[str, str]:
 
 
 async def _account(request: web.Request, client_id: str) -> retailcrm_store.Account | None:
-    account = await retailcrm_store.account_by_client_id(
-        request.app[keys.POOL], request.app[keys.SECRETS], client_id)
+    account = await retailcrm_store.account_by_client_id(request.app[keys.POOL], request.app[keys.SECRETS], client_id)
     if account is None:
         log.warning("RetailCRM callback %s with an unknown clientId from %s", request.path, request.remote)
     return account
 
 
-async def _log(request: web.Request, account: retailcrm_store.Account, event: str, params: dict[str, str],
-               status: int, error: str | None, started: float) -> None:
+async def _log(
+    request: web.Request,
+    account: retailcrm_store.Account,
+    event: str,
+    params: dict[str, str],
+    status: int,
+    error: str | None,
+    started: float,
+) -> None:
     secrets = (account.settings.client_id, account.settings.api_key)
     await retailcrm_store.log_exchange(
-        request.app[keys.POOL], account.enterprise, event,
+        request.app[keys.POOL],
+        account.enterprise,
+        event,
         mask_data({"method": request.method, "path": request.path, "params": params}, secrets),
         {"status": status, "body": {"success": error is None, **({"errorMsg": error} if error else {})}},
-        ok=error is None, error=error, http_status=status, duration_ms=(time.perf_counter() - started) * 1000)
+        ok=error is None,
+        error=error,
+        http_status=status,
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
 
 
 T = TypeVar("T")
 Outcome = tuple[int, str | None]  # HTTP status, error (None: success)
 
 
-def callback(event: str, parse: Callable[[dict[str, str]], T],
-             handle: Callable[[web.Request, retailcrm_store.Account, T], Awaitable[Outcome]]
-             ) -> Callable[[web.Request], Awaitable[web.Response]]:
+def callback(
+    event: str,
+    parse: Callable[[dict[str, str]], T],
+    handle: Callable[[web.Request, retailcrm_store.Account, T], Awaitable[Outcome]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Parse, find the account (403 if none), run `handle`, log the exchange, answer."""
+
     async def route(request: web.Request) -> web.Response:
         started = time.perf_counter()
         params = await _params(request)
@@ -100,8 +115,11 @@ async def _make_call(request: web.Request, account: retailcrm_store.Account, cal
     # Only a mapped manager's phone is rung: with a leaked clientId, an arbitrary extension (an IVR, a
     # conference, an auto-answering device) would let anyone make the PBX dial out on its trunk.
     if call.code not in set(account.settings.user_extensions.values()):
-        log.warning("click-to-call for enterprise %s: extension %s is not mapped to a manager; refused",
-                    account.enterprise, call.code)
+        log.warning(
+            "click-to-call for enterprise %s: extension %s is not mapped to a manager; refused",
+            account.enterprise,
+            call.code,
+        )
         return 403, f"extension {call.code} is not mapped to a RetailCRM manager (the agent's Managers page)"
     originator = request.app[keys.ORIGINATOR]
     try:
@@ -118,18 +136,20 @@ async def _make_call(request: web.Request, account: retailcrm_store.Account, cal
     return 200, None
 
 
-async def _user_status(request: web.Request, account: retailcrm_store.Account,
-                       change: UserStatusChange) -> Outcome:
-    await retailcrm_store.set_user_status(request.app[keys.POOL], account.enterprise, change.user_id,
-                                          change.code, change.status)
+async def _user_status(request: web.Request, account: retailcrm_store.Account, change: UserStatusChange) -> Outcome:
+    await retailcrm_store.set_user_status(
+        request.app[keys.POOL], account.enterprise, change.user_id, change.code, change.status
+    )
     return 200, None
 
 
 async def _activity(request: web.Request, account: retailcrm_store.Account, activity: Activity) -> Outcome:
-    await retailcrm_store.set_activity(request.app[keys.POOL], account.enterprise, activity.active,
-                                       activity.freeze, activity.system_url)
-    log.info("RetailCRM module of enterprise %s: active=%s freeze=%s", account.enterprise, activity.active,
-             activity.freeze)
+    await retailcrm_store.set_activity(
+        request.app[keys.POOL], account.enterprise, activity.active, activity.freeze, activity.system_url
+    )
+    log.info(
+        "RetailCRM module of enterprise %s: active=%s freeze=%s", account.enterprise, activity.active, activity.freeze
+    )
     return 200, None
 
 

@@ -37,8 +37,10 @@ NUMBER = "{number:[A-Za-z0-9_-]{1,32}}"
 
 def csp(extra_ancestors: list[str]) -> str:
     ancestors = " ".join(["'self'", *extra_ancestors])
-    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
-            f" form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}")
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+        f" form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
+    )
 
 
 def _secure(request: web.Request, response: web.StreamResponse | web.HTTPException, remember_lang: bool) -> None:
@@ -52,8 +54,7 @@ def _secure(request: web.Request, response: web.StreamResponse | web.HTTPExcepti
     if not request.path.startswith("/admin/static/"):
         headers["Cache-Control"] = "no-store"
     if remember_lang and isinstance(response, web.StreamResponse):
-        response.set_cookie(i18n.COOKIE, request[LANG], max_age=365 * 86400, httponly=True, samesite="Lax",
-                            path="/")
+        response.set_cookie(i18n.COOKIE, request[LANG], max_age=365 * 86400, httponly=True, samesite="Lax", path="/")
 
 
 async def _check_post(request: web.Request) -> None:
@@ -74,8 +75,13 @@ async def refusal(request: web.Request, exc: Refused) -> web.Response:
             body["field"] = exc.field
         return web.json_response(body, status=exc.status)
     from admin.pages import answer
-    return await answer(request, "error.html", {"status": exc.status, "message": message,
-                                                "signin": exc.status == 401}, status=exc.status)
+
+    return await answer(
+        request,
+        "error.html",
+        {"status": exc.status, "message": message, "signin": exc.status == 401},
+        status=exc.status,
+    )
 
 
 @web.middleware
@@ -118,10 +124,15 @@ def add_routes(app: web.Application, secret: bytes) -> None:
     """Mount the admin site on the agent's app (one line in agent.app._start_http)."""
     app[LINKS] = LinkSigner(secret)
     app[FRAME_ANCESTORS] = []  # hook: the CRM's origin, when its one-click link opens the pages in a frame
-    aiohttp_jinja2.setup(app, app_key=JINJA, loader=jinja2.PackageLoader("admin", "templates"),
-                         autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined,
-                         filters={"when": views_overview.when, "pretty": views_calls.pretty},
-                         default_helpers=False)
+    aiohttp_jinja2.setup(
+        app,
+        app_key=JINJA,
+        loader=jinja2.PackageLoader("admin", "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+        filters={"when": views_overview.when, "pretty": views_calls.pretty},
+        default_helpers=False,
+    )
     app.middlewares.append(admin_site)
     r = app.router
     r.add_static("/admin/static/", static_dir(), name="admin-static")

@@ -72,8 +72,9 @@ def submitted(body: dict[str, str], current: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _save(app: web.Application, number: str, body: dict[str, str], stored: dict[str, Any] | None
-                ) -> dict[str, str]:
+async def _save(
+    app: web.Application, number: str, body: dict[str, str], stored: dict[str, Any] | None
+) -> dict[str, str]:
     box = app[keys.SECRETS]
     wanted = submitted(body, enterprises.masked(box, CRM, stored or {}))
     amo = amo_api.connector(app)
@@ -140,8 +141,11 @@ async def amocrm(request: web.Request) -> web.StreamResponse:
             field = next(iter(errors))
             raise Refused(400, errors[field], field)
         if action == "save":
-            form = {k: "" if v is None and k in TEXTS else v for k, v in submitted(body, shown(stored, box)).items()
-                    if k not in ("client_secret", "proxy")}
+            form = {
+                k: "" if v is None and k in TEXTS else v
+                for k, v in submitted(body, shown(stored, box)).items()
+                if k not in ("client_secret", "proxy")
+            }
             if isinstance(form.get("lead_tags"), list):
                 form["lead_tags"] = ", ".join(form["lead_tags"])
     status = await amo_api.status_of(app, number)
@@ -151,14 +155,18 @@ async def amocrm(request: web.Request) -> web.StreamResponse:
     state = light(status, datetime.now(UTC))
     pipelines, pipelines_error = await _pipelines(app, number, status.get("status") == "connected")
     data = {
-        "enterprise": enterprise, "configured": stored is not None,
+        "enterprise": enterprise,
+        "configured": stored is not None,
         "settings": {**shown(stored, box), **form},
         "connection": {**status, "light": state},
         "redirect_uri": redirect_uri,
         "webhook_url": webhook_url if can_edit else None,  # carries the webhook secret: admins only
-        "webhook_events": list(EVENTS), "scopes": list(SCOPES),
-        "pipelines": pipelines, "pipelines_error": pipelines_error,
-        "unknown_callers": list(UNKNOWN_CALLER), "errors": errors,
+        "webhook_events": list(EVENTS),
+        "scopes": list(SCOPES),
+        "pipelines": pipelines,
+        "pipelines_error": pipelines_error,
+        "unknown_callers": list(UNKNOWN_CALLER),
+        "errors": errors,
     }
     return await answer(request, "amocrm.html", data, status=400 if errors else 200)
 

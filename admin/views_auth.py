@@ -22,8 +22,15 @@ async def _start_session(request: web.Request, enterprise: str | None, role: str
         await close_session(pool, previous)
     cookie = await open_session(pool, enterprise, role, source)
     response = web.HTTPSeeOther("./")  # /admin/login -> /admin/, whatever prefix a proxy adds
-    response.set_cookie(COOKIE, cookie, httponly=True, samesite="Lax", path="/", max_age=int(SESSION_HOURS * 3600),
-                        secure=request.app[keys.CONFIG].agent.public_url.startswith("https:"))
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        httponly=True,
+        samesite="Lax",
+        path="/",
+        max_age=int(SESSION_HOURS * 3600),
+        secure=request.app[keys.CONFIG].agent.public_url.startswith("https:"),
+    )
     raise response
 
 

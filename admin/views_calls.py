@@ -30,8 +30,10 @@ NUMBER_RE = re.compile(r"\+?[0-9]{2,20}")
 RETRYABLE = ("failed", "dead", "expired")
 SHOW_MAX = 20_000  # characters of a payload or logged exchange shown on a page
 
-COLUMNS = ("call_id, pbx, direction, phone, did, extensions, answered_by, result, ring_seconds, talk_seconds,"
-           " started_at, ended_at, listed_at, recording, details")
+COLUMNS = (
+    "call_id, pbx, direction, phone, did, extensions, answered_by, result, ring_seconds, talk_seconds,"
+    " started_at, ended_at, listed_at, recording, details"
+)
 
 
 def pretty(value: object) -> str:
@@ -42,10 +44,20 @@ def pretty(value: object) -> str:
 
 def call_row(r: Any) -> dict[str, Any]:
     return {
-        "call_id": r["call_id"], "pbx": r["pbx"], "direction": r["direction"], "phone": r["phone"], "did": r["did"],
-        "extensions": list(r["extensions"]), "answered_by": r["answered_by"], "result": r["result"],
-        "ring_seconds": r["ring_seconds"], "talk_seconds": r["talk_seconds"], "started_at": iso(r["started_at"]),
-        "ended_at": iso(r["ended_at"]), "listed_at": iso(r["listed_at"]), "recording": r["recording"],
+        "call_id": r["call_id"],
+        "pbx": r["pbx"],
+        "direction": r["direction"],
+        "phone": r["phone"],
+        "did": r["did"],
+        "extensions": list(r["extensions"]),
+        "answered_by": r["answered_by"],
+        "result": r["result"],
+        "ring_seconds": r["ring_seconds"],
+        "talk_seconds": r["talk_seconds"],
+        "started_at": iso(r["started_at"]),
+        "ended_at": iso(r["ended_at"]),
+        "listed_at": iso(r["listed_at"]),
+        "recording": r["recording"],
     }
 
 
@@ -91,8 +103,11 @@ def call_filters(query: Any) -> tuple[dict[str, str], dict[str, str]]:
 def _calls_where(number: str, f: dict[str, str]) -> Where:
     w = Where(number)
     if f["date"]:
-        w.add("listed_at >= ?::date::timestamptz AND listed_at < (?::date + 1)::timestamptz",
-              date.fromisoformat(f["date"]), date.fromisoformat(f["date"]))
+        w.add(
+            "listed_at >= ?::date::timestamptz AND listed_at < (?::date + 1)::timestamptz",
+            date.fromisoformat(f["date"]),
+            date.fromisoformat(f["date"]),
+        )
     if f["direction"]:
         w.add("direction = ?", f["direction"])
     if f["result"] == "missed":
@@ -117,32 +132,55 @@ async def calls(request: web.Request) -> web.StreamResponse:
     if not errors:
         w = _calls_where(enterprise["number"], filters)
         rows = await request.app[keys.POOL].fetch(
-            f"SELECT {COLUMNS} FROM calls WHERE {w} ORDER BY listed_at DESC, call_id DESC LIMIT {PAGE + 1}",
-            *w.args)
+            f"SELECT {COLUMNS} FROM calls WHERE {w} ORDER BY listed_at DESC, call_id DESC LIMIT {PAGE + 1}", *w.args
+        )
     items = [call_row(r) for r in rows[:PAGE]]
     nxt = encode_next(items[-1]["listed_at"], items[-1]["call_id"]) if len(rows) > PAGE else None
     shown = {k: v for k, v in filters.items() if k not in ("next", "number_clean")}
-    data = {"enterprise": enterprise, "filters": shown, "errors": errors, "calls": items, "next": nxt,
-            "directions": DIRECTIONS, "results": RESULTS}
+    data = {
+        "enterprise": enterprise,
+        "filters": shown,
+        "errors": errors,
+        "calls": items,
+        "next": nxt,
+        "directions": DIRECTIONS,
+        "results": RESULTS,
+    }
     return await answer(request, "calls.html", data, status=400 if errors else 200)
 
 
 def delivery_row(r: Any) -> dict[str, Any]:
     return {
-        "id": r["id"], "crm": r["integration_type"], "kind": r["kind"], "idempotency_key": r["idempotency_key"],
-        "status": r["status"], "attempts": r["attempts"], "last_error": r["last_error"], "payload": r["payload"],
-        "created_at": iso(r["created_at"]), "updated_at": iso(r["updated_at"]),
-        "next_attempt_at": iso(r["next_attempt_at"]), "delivered_at": iso(r["delivered_at"]),
+        "id": r["id"],
+        "crm": r["integration_type"],
+        "kind": r["kind"],
+        "idempotency_key": r["idempotency_key"],
+        "status": r["status"],
+        "attempts": r["attempts"],
+        "last_error": r["last_error"],
+        "payload": r["payload"],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]),
+        "next_attempt_at": iso(r["next_attempt_at"]),
+        "delivered_at": iso(r["delivered_at"]),
         "retryable": r["status"] in RETRYABLE,
     }
 
 
 def log_row(r: Any) -> dict[str, Any]:
     return {
-        "id": r["id"], "at": iso(r["created_at"]), "crm": r["integration_type"], "event_type": r["event_type"],
-        "status": r["status"], "http_status": r["http_status"], "duration_ms": r["duration_ms"],
-        "error": r["error_message"], "delivery_id": r["delivery_id"], "delivery_ids": carried(r),
-        "request": r["request_data"], "response": r["response_data"],
+        "id": r["id"],
+        "at": iso(r["created_at"]),
+        "crm": r["integration_type"],
+        "event_type": r["event_type"],
+        "status": r["status"],
+        "http_status": r["http_status"],
+        "duration_ms": r["duration_ms"],
+        "error": r["error_message"],
+        "delivery_id": r["delivery_id"],
+        "delivery_ids": carried(r),
+        "request": r["request_data"],
+        "response": r["response_data"],
     }
 
 
@@ -153,14 +191,18 @@ def carried(r: Any) -> list[int]:
     return [r["delivery_id"]] if r["delivery_id"] is not None else []
 
 
-LOG_COLUMNS = ("id, created_at, integration_type, event_type, status, http_status, duration_ms, error_message,"
-               " delivery_id, delivery_ids, request_data, response_data")
+LOG_COLUMNS = (
+    "id, created_at, integration_type, event_type, status, http_status, duration_ms, error_message,"
+    " delivery_id, delivery_ids, request_data, response_data"
+)
 
 # A batched exchange (RetailCRM uploads up to 50 calls at once) names all its deliveries in delivery_ids;
 # rows written before that column existed have only delivery_id. Each arm uses its own partial index.
-DELIVERY_LOGS = (f"SELECT {LOG_COLUMNS} FROM integration_logs"
-                 " WHERE (delivery_ids && $1::bigint[] OR delivery_id = ANY($1::bigint[]))"
-                 " AND enterprise_number = $2 ORDER BY id LIMIT 500")
+DELIVERY_LOGS = (
+    f"SELECT {LOG_COLUMNS} FROM integration_logs"
+    " WHERE (delivery_ids && $1::bigint[] OR delivery_id = ANY($1::bigint[]))"
+    " AND enterprise_number = $2 ORDER BY id LIMIT 500"
+)
 
 
 async def call_deliveries(request: web.Request, number: str, call_id: str) -> list[dict[str, Any]]:
@@ -171,7 +213,11 @@ async def call_deliveries(request: web.Request, number: str, call_id: str) -> li
         prefix = f"{crm}:{call_id}:"
         rows = await pool.fetch(
             "SELECT * FROM deliveries WHERE idempotency_key ~>=~ $1 AND idempotency_key ~<~ $2"
-            " AND enterprise_number = $3 ORDER BY id LIMIT 200", prefix, prefix[:-1] + ";", number)
+            " AND enterprise_number = $3 ORDER BY id LIMIT 200",
+            prefix,
+            prefix[:-1] + ";",
+            number,
+        )
         found.extend(delivery_row(r) for r in rows)
     ids = [d["id"] for d in found]
     logs: dict[int, list[dict[str, Any]]] = {}
@@ -211,15 +257,16 @@ async def call(request: web.Request) -> web.StreamResponse:
         errors[f"delivery-{delivery_id}" if delivery_id is not None else "delivery"] = problem
         if request.content_type == "application/json":
             raise Refused(404 if delivery_id is not None else 400, problem, "delivery")
-    row = await request.app[keys.POOL].fetchrow(f"SELECT {COLUMNS} FROM calls WHERE enterprise_number = $1"
-                                                " AND call_id = $2", number, call_id)
+    row = await request.app[keys.POOL].fetchrow(
+        f"SELECT {COLUMNS} FROM calls WHERE enterprise_number = $1 AND call_id = $2", number, call_id
+    )
     if row is None:
         raise Refused(404, "error.no_call")
     details = row["details"] if isinstance(row["details"], dict) else {}
     data = {
         "enterprise": enterprise,
-        "call": call_row(row) | {"legs": details.get("legs", []), "transfers": details.get("transfers", 0),
-                                 "details": details},
+        "call": call_row(row)
+        | {"legs": details.get("legs", []), "transfers": details.get("transfers", 0), "details": details},
         "deliveries": await call_deliveries(request, number, call_id),
         "errors": errors,
     }

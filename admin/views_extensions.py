@@ -35,16 +35,25 @@ async def _apply(request: web.Request, number: str, action: str, f: dict[str, st
     if action == "add":
         added = await pool.fetchval(
             "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING RETURNING phone_number", number, f["phone_number"], f["display_name"])
+            " ON CONFLICT DO NOTHING RETURNING phone_number",
+            number,
+            f["phone_number"],
+            f["display_name"],
+        )
         return None if added else "error.extension_exists"
     if action == "rename":
         status = await pool.execute(
             "UPDATE user_internal_phones SET display_name = $3 WHERE enterprise_number = $1 AND phone_number = $2",
-            number, f["phone_number"], f["display_name"])
+            number,
+            f["phone_number"],
+            f["display_name"],
+        )
     else:
         status = await pool.execute(
             "DELETE FROM user_internal_phones WHERE enterprise_number = $1 AND phone_number = $2",
-            number, f["phone_number"])
+            number,
+            f["phone_number"],
+        )
     return None if status.endswith(" 1") else "error.no_extension"
 
 
@@ -72,8 +81,12 @@ async def extensions(request: web.Request) -> web.StreamResponse:
         form["action"] = action
     rows = await request.app[keys.POOL].fetch(
         "SELECT phone_number, display_name, created_at FROM user_internal_phones WHERE enterprise_number = $1"
-        f" ORDER BY length(phone_number), phone_number LIMIT {LIMIT}", number)
-    items: list[dict[str, Any]] = [{"phone_number": r["phone_number"], "display_name": r["display_name"],
-                                    "created_at": iso(r["created_at"])} for r in rows]
+        f" ORDER BY length(phone_number), phone_number LIMIT {LIMIT}",
+        number,
+    )
+    items: list[dict[str, Any]] = [
+        {"phone_number": r["phone_number"], "display_name": r["display_name"], "created_at": iso(r["created_at"])}
+        for r in rows
+    ]
     data = {"enterprise": enterprise, "extensions": items, "errors": errors, "form": form}
     return await answer(request, "extensions.html", data, status=400 if errors else 200)

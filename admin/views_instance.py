@@ -45,15 +45,27 @@ async def instance(request: web.Request) -> web.StreamResponse:
         if request.content_type == "application/json":
             field = next(iter(errors))
             raise Refused(409 if errors[field] == "error.enterprise_exists" else 400, errors[field], field)
-    rows = await pool.fetch("SELECT number, name, integrations_config, created_at FROM enterprises"
-                            " ORDER BY number LIMIT 1000")
+    rows = await pool.fetch(
+        "SELECT number, name, integrations_config, created_at FROM enterprises ORDER BY number LIMIT 1000"
+    )
     listed: list[dict[str, Any]] = [
-        {"number": r["number"], "name": r["name"],
-         "crms": sorted(k for k, v in (r["integrations_config"] or {}).items() if isinstance(v, dict))}
-        for r in rows]
+        {
+            "number": r["number"],
+            "name": r["name"],
+            "crms": sorted(k for k, v in (r["integrations_config"] or {}).items() if isinstance(v, dict)),
+        }
+        for r in rows
+    ]
     health = await request.app[keys.HEALTH].report()
-    components = [{"name": name, "status": c["status"], "critical": c["critical"],
-                   "error": c.get("error")} for name, c in sorted(health["components"].items())]
-    data = {"enterprises": listed, "health": {"status": health["status"], "components": components},
-            "pbx": pbx_links(request, None), "errors": errors, "form": form}
+    components = [
+        {"name": name, "status": c["status"], "critical": c["critical"], "error": c.get("error")}
+        for name, c in sorted(health["components"].items())
+    ]
+    data = {
+        "enterprises": listed,
+        "health": {"status": health["status"], "components": components},
+        "pbx": pbx_links(request, None),
+        "errors": errors,
+        "form": form,
+    }
     return await answer(request, "instance.html", data, status=400 if errors else 200)

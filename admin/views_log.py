@@ -58,12 +58,18 @@ def _log_where(number: str, f: dict[str, str]) -> Where:
     return w
 
 
-async def failed_deliveries(request: web.Request, number: str, crm: str, before: int | None
-                            ) -> tuple[list[dict[str, Any]], int | None]:
+async def failed_deliveries(
+    request: web.Request, number: str, crm: str, before: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
     rows = await request.app[keys.POOL].fetch(
         "SELECT * FROM deliveries WHERE enterprise_number = $1 AND status = ANY($2::text[])"
         " AND ($3::text = '' OR integration_type = $3) AND ($4::bigint IS NULL OR id < $4)"
-        f" ORDER BY id DESC LIMIT {DELIVERY_PAGE + 1}", number, list(RETRYABLE), crm, before)
+        f" ORDER BY id DESC LIMIT {DELIVERY_PAGE + 1}",
+        number,
+        list(RETRYABLE),
+        crm,
+        before,
+    )
     items = [delivery_row(r) for r in rows[:DELIVERY_PAGE]]
     return items, items[-1]["id"] if len(rows) > DELIVERY_PAGE else None
 
@@ -89,13 +95,24 @@ async def log(request: web.Request) -> web.StreamResponse:
     if not invalid:
         w = _log_where(number, filters)
         entries = await request.app[keys.POOL].fetch(
-            f"SELECT {LOG_COLUMNS} FROM integration_logs WHERE {w} ORDER BY created_at DESC, id DESC"
-            f" LIMIT {PAGE + 1}", *w.args)
-        deliveries, dnext = await failed_deliveries(request, number, filters["crm"],
-                                                    int(filters["dnext"]) if filters["dnext"] else None)
+            f"SELECT {LOG_COLUMNS} FROM integration_logs WHERE {w} ORDER BY created_at DESC, id DESC LIMIT {PAGE + 1}",
+            *w.args,
+        )
+        deliveries, dnext = await failed_deliveries(
+            request, number, filters["crm"], int(filters["dnext"]) if filters["dnext"] else None
+        )
     items = [log_row(r) for r in entries[:PAGE]]
     nxt = encode_next(items[-1]["at"], items[-1]["id"]) if len(entries) > PAGE else None
     shown = {k: v for k, v in filters.items() if k not in ("next", "dnext")}
-    data = {"enterprise": enterprise, "filters": shown, "errors": errors, "entries": items, "next": nxt,
-            "deliveries": deliveries, "deliveries_next": dnext, "crms": enterprises.CRMS, "statuses": STATUSES}
+    data = {
+        "enterprise": enterprise,
+        "filters": shown,
+        "errors": errors,
+        "entries": items,
+        "next": nxt,
+        "deliveries": deliveries,
+        "deliveries_next": dnext,
+        "crms": enterprises.CRMS,
+        "statuses": STATUSES,
+    }
     return await answer(request, "log.html", data, status=400 if errors else 200)

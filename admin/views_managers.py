@@ -84,9 +84,15 @@ async def _save(app: web.Application, number: str, crm: str, changes: dict[str, 
 
 def _extension_choices(items: list[extensions.Extension], managers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     owner = {m["extension"]: m for m in managers if m.get("extension")}
-    return [{"extension": e.extension, "display_name": e.display_name,
-             "owner": owner[e.extension]["user_id"] if e.extension in owner else None,
-             "owner_name": owner[e.extension]["name"] if e.extension in owner else None} for e in items]
+    return [
+        {
+            "extension": e.extension,
+            "display_name": e.display_name,
+            "owner": owner[e.extension]["user_id"] if e.extension in owner else None,
+            "owner_name": owner[e.extension]["name"] if e.extension in owner else None,
+        }
+        for e in items
+    ]
 
 
 async def managers(request: web.Request) -> web.StreamResponse:
@@ -112,10 +118,18 @@ async def managers(request: web.Request) -> web.StreamResponse:
     managers_ = listing.get("managers", [])
     items = await extensions.list_for(app[keys.POOL], number)
     data = {
-        "enterprise": enterprise, "crm": crm, "crms": configured, "configured": crm in configured,
-        "managers": managers_, "extensions": _extension_choices(items, managers_),
-        "differences": listing.get("differences", []), "unknown_users": listing.get("unknown_users", []),
-        "module_error": listing.get("module_error"), "imported": listing.get("imported", 0),
-        "last_synced": listing.get("last_synced"), "error": listing.get("error"), "result": result,
+        "enterprise": enterprise,
+        "crm": crm,
+        "crms": configured,
+        "configured": crm in configured,
+        "managers": managers_,
+        "extensions": _extension_choices(items, managers_),
+        "differences": listing.get("differences", []),
+        "unknown_users": listing.get("unknown_users", []),
+        "module_error": listing.get("module_error"),
+        "imported": listing.get("imported", 0),
+        "last_synced": listing.get("last_synced"),
+        "error": listing.get("error"),
+        "result": result,
     }
     return await answer(request, "managers.html", data, status=400 if result and not result["ok"] else 200)

@@ -60,14 +60,19 @@ def pbx_links(request: web.Request, number: str | None) -> list[dict[str, Any]]:
             continue
         health = request.app[keys.HEALTH].get(f"pbx:{pbx.name}")
         details = health.details if health else {}
-        links.append({
-            "name": pbx.name, "enterprise": pbx.enterprise, "host": f"{pbx.host}:{pbx.port}",
-            "status": health.status if health else "down",
-            "changed_at": iso(datetime.fromtimestamp(health.since, UTC)) if health else None,
-            "error": details.get("error"), "reconnects": details.get("reconnects"),
-            "last_event_at": _time(details.get("last_event_at")),
-            "backfill": _backfill(details.get("backfill")),
-        })
+        links.append(
+            {
+                "name": pbx.name,
+                "enterprise": pbx.enterprise,
+                "host": f"{pbx.host}:{pbx.port}",
+                "status": health.status if health else "down",
+                "changed_at": iso(datetime.fromtimestamp(health.since, UTC)) if health else None,
+                "error": details.get("error"),
+                "reconnects": details.get("reconnects"),
+                "last_event_at": _time(details.get("last_event_at")),
+                "backfill": _backfill(details.get("backfill")),
+            }
+        )
     return links
 
 
@@ -75,8 +80,12 @@ def _backfill(report: object) -> dict[str, Any] | None:
     """The last catch-up from the PBX's CDR (agent.catchup), when the PBX has one."""
     if not isinstance(report, dict):
         return None
-    return {"at": _time(report.get("at")), "calls": report.get("calls"), "error": report.get("error"),
-            "note": report.get("note")}
+    return {
+        "at": _time(report.get("at")),
+        "calls": report.get("calls"),
+        "error": report.get("error"),
+        "note": report.get("note"),
+    }
 
 
 def _time(value: object) -> str | None:
@@ -88,8 +97,12 @@ def _time(value: object) -> str | None:
 def _log_entry(row: Any) -> dict[str, Any] | None:
     if row is None:
         return None
-    return {"at": iso(row["created_at"]), "event_type": row["event_type"], "http_status": row["http_status"],
-            "error": row["error_message"]}
+    return {
+        "at": iso(row["created_at"]),
+        "event_type": row["event_type"],
+        "http_status": row["http_status"],
+        "error": row["error_message"],
+    }
 
 
 async def crm_states(pool: Pool, number: str) -> list[dict[str, Any]]:
@@ -98,12 +111,15 @@ async def crm_states(pool: Pool, number: str) -> list[dict[str, Any]]:
     states = []
     for crm in enterprises.CRMS:
         c = counts.get(crm)
-        states.append({
-            "crm": crm, "configured": isinstance(configured.get(crm), dict),
-            "deliveries": {k: int(c[k]) if c else 0 for k in ("due", "failed", "dead", "expired")},
-            "last_success": _log_entry(await pool.fetchrow(LAST_SUCCESS, number, crm)),
-            "last_error": _log_entry(await pool.fetchrow(LAST_ERROR, number, crm)),
-        })
+        states.append(
+            {
+                "crm": crm,
+                "configured": isinstance(configured.get(crm), dict),
+                "deliveries": {k: int(c[k]) if c else 0 for k in ("due", "failed", "dead", "expired")},
+                "last_success": _log_entry(await pool.fetchrow(LAST_SUCCESS, number, crm)),
+                "last_error": _log_entry(await pool.fetchrow(LAST_ERROR, number, crm)),
+            }
+        )
     return states
 
 

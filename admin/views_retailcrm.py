@@ -64,8 +64,9 @@ def typed(body: dict[str, str], stored: dict[str, Any] | None, box: Any) -> dict
     return {k: "" if v is None else v for k, v in submitted(body, shown(stored, box)).items() if k != "api_key"}
 
 
-async def _save(app: web.Application, number: str, body: dict[str, str], stored: dict[str, Any] | None
-                ) -> dict[str, str]:
+async def _save(
+    app: web.Application, number: str, body: dict[str, str], stored: dict[str, Any] | None
+) -> dict[str, str]:
     pool, box = app[keys.POOL], app[keys.SECRETS]
     wanted = submitted(body, adapt(enterprises.masked(box, CRM, stored or {})))
     try:
@@ -76,8 +77,9 @@ async def _save(app: web.Application, number: str, body: dict[str, str], stored:
     if "smart_redirect" in body:
         row = await enterprises.get(pool, number)
         assert row is not None
-        await enterprises.put(pool, number, row["name"], {**row["settings"],
-                                                          "redirect_when_busy": body["smart_redirect"] in TRUE})
+        await enterprises.put(
+            pool, number, row["name"], {**row["settings"], "redirect_when_busy": body["smart_redirect"] in TRUE}
+        )
     return {}
 
 
@@ -103,8 +105,12 @@ async def _run(app: web.Application, number: str, action: str, body: dict[str, s
     except Problem as exc:
         return {"action": action, "ok": False, "error": exc.message, "field": exc.field}
     except CrmError as exc:
-        return {"action": action, "ok": False, "error": exc.outcome.error or exc.outcome.status,
-                "http_status": exc.outcome.http_status}
+        return {
+            "action": action,
+            "ok": False,
+            "error": exc.outcome.error or exc.outcome.status,
+            "http_status": exc.outcome.http_status,
+        }
 
 
 async def retailcrm(request: web.Request) -> web.StreamResponse:
@@ -143,10 +149,13 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
     row = await enterprises.get(pool, number)
     module = await retailcrm_store.module_state(pool, number)
     data = {
-        "enterprise": enterprise, "configured": stored is not None, "legacy": bool(stored) and is_legacy(stored or {}),
+        "enterprise": enterprise,
+        "configured": stored is not None,
+        "legacy": bool(stored) and is_legacy(stored or {}),
         "settings": {**shown(stored, box), **form},
         "smart_redirect": bool(row and row["settings"].get("redirect_when_busy")),
         "module": {k: iso(v) if hasattr(v, "isoformat") else v for k, v in (module or {}).items()} or None,
-        "result": result, "errors": errors,
+        "result": result,
+        "errors": errors,
     }
     return await answer(request, "retailcrm.html", data, status=400 if errors else 200)

@@ -55,7 +55,11 @@ async def routing(request: web.Request) -> web.StreamResponse:
         if request.content_type == "application/json":
             raise Refused(400, errors["rules"], "rules")
     stored = await routing_store.get_raw(pool, number)
-    data = {"enterprise": enterprise, "rules": stored, "errors": errors,
-            "text": text or json.dumps(stored or {}, ensure_ascii=False, indent=2),
-            "example": json.dumps(EXAMPLE, ensure_ascii=False, indent=2)}
+    data = {
+        "enterprise": enterprise,
+        "rules": stored,
+        "errors": errors,
+        "text": text or json.dumps(stored or {}, ensure_ascii=False, indent=2),
+        "example": json.dumps(EXAMPLE, ensure_ascii=False, indent=2),
+    }
     return await answer(request, "routing.html", data, status=400 if errors else 200)

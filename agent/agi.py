@@ -66,25 +66,39 @@ class _State(Enum):
 
 class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        requests = Counter("pbx_agent_agi_requests", "smart-redirect answers by status", ["status"],
-                           registry=registry)
+        requests = Counter("pbx_agent_agi_requests", "smart-redirect answers by status", ["status"], registry=registry)
         self.by_status = {s: requests.labels(s.value) for s in Status}
-        self.rejected = Counter("pbx_agent_agi_rejected", "FastAGI connections closed without an answer",
-                                ["reason"], registry=registry)
-        cache = Counter("pbx_agent_routing_cache", "smart-redirect answers from the cache (hit) or after asking "
-                        "the CRMs (miss); hit ratio = hit / (hit + miss)", ["result"], registry=registry)
+        self.rejected = Counter(
+            "pbx_agent_agi_rejected", "FastAGI connections closed without an answer", ["reason"], registry=registry
+        )
+        cache = Counter(
+            "pbx_agent_routing_cache",
+            "smart-redirect answers from the cache (hit) or after asking "
+            "the CRMs (miss); hit ratio = hit / (hit + miss)",
+            ["result"],
+            registry=registry,
+        )
         self.cache_hit, self.cache_miss = cache.labels("hit"), cache.labels("miss")
-        self.seconds = Histogram("pbx_agent_agi_answer_seconds", "From accept to the first SET VARIABLE",
-                                 registry=registry, buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.25,
-                                                             0.5, 1, 2))
+        self.seconds = Histogram(
+            "pbx_agent_agi_answer_seconds",
+            "From accept to the first SET VARIABLE",
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2),
+        )
 
 
 class AgiServer:
     """`start()` listens, `stop()` closes; `run()` serves until cancelled (for the agent's Supervisor)."""
 
-    def __init__(self, config: AgiSection, router: Router, health: HealthRegistry | None = None,
-                 pbx_hosts: Mapping[str, str] | None = None, *, registry: CollectorRegistry | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        config: AgiSection,
+        router: Router,
+        health: HealthRegistry | None = None,
+        pbx_hosts: Mapping[str, str] | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         """`pbx_hosts`: [[pbx]] host -> enterprise (`hosts_of(config.pbx)`); "" marks a host shared by several."""
         self.config = config
         self.router = router
@@ -105,8 +119,9 @@ class AgiServer:
         listen = self.config.listen
         loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(lambda: _Session(self), listen.host, listen.port,
-                                                    reuse_address=True, backlog=1024)
+            self._server = await loop.create_server(
+                lambda: _Session(self), listen.host, listen.port, reuse_address=True, backlog=1024
+            )
         except OSError as exc:
             if self.health:
                 self.health.set("down", error=f"cannot listen on {listen}: {exc.strerror}")
@@ -144,8 +159,7 @@ class AgiServer:
                         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
                     ips = {peer_ip(str(info[4][0])) for info in infos} - {None}
                 except (OSError, TimeoutError) as exc:
-                    log.warning("FastAGI: cannot resolve [[pbx]] host %s (%s); its requests need agi_arg_1",
-                                host, exc)
+                    log.warning("FastAGI: cannot resolve [[pbx]] host %s (%s); its requests need agi_arg_1", host, exc)
             for ip in ips:
                 assert ip is not None
                 by_ip[ip] = "" if by_ip.get(ip, enterprise) != enterprise else enterprise
@@ -261,7 +275,7 @@ class _Session(asyncio.Protocol):
                 log.warning("FastAGI %s: request over %d bytes with no end; closed", self.peer, MAX_REQUEST_BYTES)
                 self._close()
             return
-        raw, rest = self.buf[: end[0]], self.buf[end[1]:]
+        raw, rest = self.buf[: end[0]], self.buf[end[1] :]
         self.buf = rest  # anything after the request would be replies: Asterisk sends none before a command
         if end[0] > MAX_REQUEST_BYTES:
             self.server._reject("oversized")
@@ -281,15 +295,19 @@ class _Session(asyncio.Protocol):
         self.what = headers.get("agi_uniqueid", "").strip() or "?"
         script = script_of(headers)
         if script != dv.SCRIPT:
-            log.warning("FastAGI %s: %s unknown script %r; answering %s", self.peer, self.what, script,
-                        FALLBACK.status)
+            log.warning("FastAGI %s: %s unknown script %r; answering %s", self.peer, self.what, script, FALLBACK.status)
             self._send(FALLBACK)
             return
         enterprise = self.server.enterprise_for(headers, self.peer_ip)
         self.caller = headers.get("agi_callerid", "").strip()
         if enterprise is None:
-            log.warning("FastAGI %s: %s no enterprise (no valid agi_arg_1, no [[pbx]] on this host, and not "
-                        "exactly one enterprise configured); answering %s", self.peer, self.what, FALLBACK.status)
+            log.warning(
+                "FastAGI %s: %s no enterprise (no valid agi_arg_1, no [[pbx]] on this host, and not "
+                "exactly one enterprise configured); answering %s",
+                self.peer,
+                self.what,
+                FALLBACK.status,
+            )
             self._send(FALLBACK)
             return
         self.enterprise = enterprise
@@ -321,8 +339,12 @@ class _Session(asyncio.Protocol):
     def _on_deadline(self) -> None:
         if self.state is _State.REQUEST:
             self.server._reject("incomplete")
-            log.warning("FastAGI %s: no complete request within %d ms (%d bytes); closed", self.peer,
-                        self.server.config.deadline_ms, len(self.buf))
+            log.warning(
+                "FastAGI %s: no complete request within %d ms (%d bytes); closed",
+                self.peer,
+                self.server.config.deadline_ms,
+                len(self.buf),
+            )
             self._close()
         elif self.state is _State.RESOLVING:
             if self.task is not None:
@@ -341,10 +363,19 @@ class _Session(asyncio.Protocol):
     def _send(self, answer: Answer) -> None:
         seconds = self.loop.time() - self.arrival
         self.server._count(answer, seconds)
-        log.info("smart-redirect %s enterprise=%s caller=%s status=%s exten=%s crm=%s reason=%s source=%s cached=%s"
-                 " ms=%.1f", self.what, self.enterprise or "-", self.caller or "-", answer.status.value,
-                 answer.extension or "-", answer.crm or "-", answer.reason or "-", answer.source or "-",
-                 "yes" if answer.cached else "no", seconds * 1000)
+        log.info(
+            "smart-redirect %s enterprise=%s caller=%s status=%s exten=%s crm=%s reason=%s source=%s cached=%s ms=%.1f",
+            self.what,
+            self.enterprise or "-",
+            self.caller or "-",
+            answer.status.value,
+            answer.extension or "-",
+            answer.crm or "-",
+            answer.reason or "-",
+            answer.source or "-",
+            "yes" if answer.cached else "no",
+            seconds * 1000,
+        )
         self.commands = list(commands_for(answer))
         self.state = _State.SENDING
         self.phase_started = self.loop.time()
@@ -366,11 +397,10 @@ class _Session(asyncio.Protocol):
             nl = self.buf.find(b"\n")
             if nl < 0:
                 if len(self.buf) > MAX_LINE_BYTES:
-                    log.warning("FastAGI %s: %s reply line over %d bytes; closed", self.peer, self.what,
-                                MAX_LINE_BYTES)
+                    log.warning("FastAGI %s: %s reply line over %d bytes; closed", self.peer, self.what, MAX_LINE_BYTES)
                     self._close()
                 return
-            line, self.buf = self.buf[:nl].rstrip(b"\r"), self.buf[nl + 1:]
+            line, self.buf = self.buf[:nl].rstrip(b"\r"), self.buf[nl + 1 :]
             if line.startswith(b"200 "):
                 self._next_command()
             elif line == b"HANGUP":  # the caller hung up: nobody will read the rest
@@ -380,8 +410,12 @@ class _Session(asyncio.Protocol):
             else:
                 self.failed_replies += 1
                 if self.failed_replies == 1:
-                    log.warning("FastAGI %s: %s Asterisk answered %r", self.peer, self.what,
-                                line[:80].decode("utf-8", "replace"))
+                    log.warning(
+                        "FastAGI %s: %s Asterisk answered %r",
+                        self.peer,
+                        self.what,
+                        line[:80].decode("utf-8", "replace"),
+                    )
                 self._next_command()
 
     def _finish(self) -> None:

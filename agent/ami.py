@@ -182,8 +182,9 @@ class AmiLink:
         self._protocol: _Protocol | None = None
         self._connections = 0
         self.connector = connector or connector_for(pbx)
-        health.set("down", connected=False, since=None, last_event_at=None, reconnects=0,
-                   address=f"{pbx.host}:{pbx.port}")
+        health.set(
+            "down", connected=False, since=None, last_event_at=None, reconnects=0, address=f"{pbx.host}:{pbx.port}"
+        )
         if self.connector.via is not None:
             health.details.update(via=self.connector.via, ssh_refused=False)
 
@@ -201,8 +202,12 @@ class AmiLink:
                 failures = 0
             except AmiLoginFailed as exc:
                 self._down(f"login refused: {exc}", auth_failed=True)
-                log.error("AMI %s: login refused (%s); check username/secret; retrying in %.0f s",
-                          self.pbx.name, exc, self.auth_retry)
+                log.error(
+                    "AMI %s: login refused (%s); check username/secret; retrying in %.0f s",
+                    self.pbx.name,
+                    exc,
+                    self.auth_retry,
+                )
                 await asyncio.sleep(self.auth_retry)
                 continue
             except SshRefused as exc:
@@ -235,8 +240,14 @@ class AmiLink:
         try:
             async with asyncio.timeout(LOGIN_TIMEOUT_S):
                 banner = await protocol.banner
-                answer = await protocol.send({"Action": "Login", "Username": self.pbx.username,
-                                              "Secret": self.pbx.secret, "Events": EVENT_CLASSES})
+                answer = await protocol.send(
+                    {
+                        "Action": "Login",
+                        "Username": self.pbx.username,
+                        "Secret": self.pbx.secret,
+                        "Events": EVENT_CLASSES,
+                    }
+                )
             if answer.get("Response") != "Success":
                 raise AmiLoginFailed(answer.get("Message") or "authentication failed")
             self._connections += 1
@@ -245,8 +256,7 @@ class AmiLink:
                 if self.on_reconnect is not None:
                     self.on_reconnect()
             now = time.time()
-            self.health.set("ok", connected=True, since=now, reconnects=self.reconnects, error=None,
-                            banner=banner)
+            self.health.set("ok", connected=True, since=now, reconnects=self.reconnects, error=None, banner=banner)
             self.connected.set()
             via = f" via {self.connector.via}" if self.connector.via else ""
             log.info("AMI %s: connected to %s:%d%s (%s)", self.pbx.name, self.pbx.host, self.pbx.port, via, banner)
@@ -289,7 +299,6 @@ class AmiLink:
         self.on_event(events, at)
 
     def _down(self, reason: str, auth_failed: bool = False, ssh_refused: bool = False) -> None:
-        self.health.set("down", connected=False, error=reason, auth_failed=auth_failed,
-                        reconnects=self.reconnects)
+        self.health.set("down", connected=False, error=reason, auth_failed=auth_failed, reconnects=self.reconnects)
         if self.connector.via is not None:
             self.health.details["ssh_refused"] = ssh_refused

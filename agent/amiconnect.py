@@ -67,11 +67,13 @@ class SshConnector:
                 await conn.create_connection(lambda: _ChannelSession(protocol), self.host, self.port)
         except TimeoutError:
             self.client.drop()  # an SSH connection that cannot open a channel in time is as good as dead
-            raise TimeoutError(f"{self.client}: no channel to {Address(self.host, self.port)} within "
-                               f"{CHANNEL_OPEN_TIMEOUT_S:g} s") from None
+            raise TimeoutError(
+                f"{self.client}: no channel to {Address(self.host, self.port)} within {CHANNEL_OPEN_TIMEOUT_S:g} s"
+            ) from None
         except asyncssh.ChannelOpenError as exc:
-            raise ConnectionError(f"{self.client}: the PBX cannot reach AMI at {Address(self.host, self.port)}: "
-                                  f"{exc.reason}") from None
+            raise ConnectionError(
+                f"{self.client}: the PBX cannot reach AMI at {Address(self.host, self.port)}: {exc.reason}"
+            ) from None
         except asyncssh.Error as exc:
             raise ConnectionError(f"{self.client}: {exc.reason}") from None
         return protocol

@@ -115,8 +115,7 @@ class Agent:
                 raise ConflictError(str(exc)) from None
             stack.callback(state_lock.release)
             secret = await asyncio.to_thread(load_or_create_secret, cfg.agent.state_dir)
-            dsn = await stack.enter_async_context(
-                database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir))
+            dsn = await stack.enter_async_context(database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir))
             try:
                 self.pool = await database.create_pool(dsn, cfg.database.pool_size, name=self.name)
             except (OSError, asyncpg.PostgresError) as exc:
@@ -137,10 +136,14 @@ class Agent:
             if amocrm is not None:
                 stack.push_async_callback(amocrm.aclose)
             policy = self.outbox_policy or policy_from(cfg.outbox)
-            dispatcher = CrmDispatcher(self.integrations, concurrency=policy.account_concurrency,
-                                       breaker_threshold=policy.breaker_threshold,
-                                       breaker_cooldown=policy.breaker_cooldown,
-                                       recordings=self.records, recording_wait=cfg.outbox.recording_wait)
+            dispatcher = CrmDispatcher(
+                self.integrations,
+                concurrency=policy.account_concurrency,
+                breaker_threshold=policy.breaker_threshold,
+                breaker_cooldown=policy.breaker_cooldown,
+                recordings=self.records,
+                recording_wait=cfg.outbox.recording_wait,
+            )
             self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
             self.agent_count = peers.AgentCount(lambda: peers.count_agents(pool), interval=cfg.outbox.agents_refresh)
             await self.agent_count.refresh()
@@ -152,28 +155,38 @@ class Agent:
             self.integrations.on_change(rules_cache.invalidate)
             self.planner = Planner(self.integrations, self.outbox, rules=rules_cache.get)
             outbox, agent_count = self.outbox, self.agent_count
-            self.health.register_probe("outbox", lambda: outbox_probe(outbox, self.metrics, agents=agent_count.agents),
-                                       critical=False)
+            self.health.register_probe(
+                "outbox", lambda: outbox_probe(outbox, self.metrics, agents=agent_count.agents), critical=False
+            )
 
-            self.pbxs = PbxManager(supervisor, self.health, self.metrics, cfg.agent.default_region,
-                                   self.on_call_event, dsn, lock_interval=self.lock_interval,
-                                   catchup=CatchUpStore(pool, self.planner), name=self.name)
+            self.pbxs = PbxManager(
+                supervisor,
+                self.health,
+                self.metrics,
+                cfg.agent.default_region,
+                self.on_call_event,
+                dsn,
+                lock_interval=self.lock_interval,
+                catchup=CatchUpStore(pool, self.planner),
+                name=self.name,
+            )
             self.metrics.watch_pbxs(self.pbxs.snapshot)
-            self.router = Router(lookup_source(self.integrations), states=self.pbxs.states,
-                                 busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),
-                                 regions={p.enterprise: p.region for p in cfg.pbx},
-                                 default_region=cfg.agent.default_region,
-                                 rules=lambda number: routing_store.get(pool, number),
-                                 away=lambda number: routing_store.away_statuses(pool, number),
-                                 history=lambda number, phone, since: routing_store.last_answered(
-                                     pool, number, phone, since))
+            self.router = Router(
+                lookup_source(self.integrations),
+                states=self.pbxs.states,
+                busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),
+                regions={p.enterprise: p.region for p in cfg.pbx},
+                default_region=cfg.agent.default_region,
+                rules=lambda number: routing_store.get(pool, number),
+                away=lambda number: routing_store.away_statuses(pool, number),
+                history=lambda number, phone, since: routing_store.last_answered(pool, number, phone, since),
+            )
             stack.push_async_callback(self.router.close)
             self.integrations.on_change(self.router.invalidate)
             if amocrm is not None:  # a contact's responsible manager changed in amoCRM (webhook)
                 router = self.router
                 amocrm.on_responsible_change(lambda enterprise, _phones: router.invalidate(enterprise))
-            self.agi = AgiServer(cfg.agi, self.router, self.health, hosts_of(cfg.pbx),
-                                 registry=self.metrics.registry)
+            self.agi = AgiServer(cfg.agi, self.router, self.health, hosts_of(cfg.pbx), registry=self.metrics.registry)
             try:
                 await self.agi.start()
             except OSError as exc:
@@ -251,8 +264,11 @@ class Agent:
         """The outbox, after `hold` seconds the first time (agent.peers.join_hold)."""
         assert self.outbox is not None
         if hold > 0 and not self.outbox_started.is_set():
-            log.info("other agents send from this database; this one starts sending in %.0f s, once they have "
-                     "counted it and lowered their share of the CRMs' rate limits", hold)
+            log.info(
+                "other agents send from this database; this one starts sending in %.0f s, once they have "
+                "counted it and lowered their share of the CRMs' rate limits",
+                hold,
+            )
             await asyncio.sleep(hold)
         self.outbox_started.set()
         await self.outbox.run()

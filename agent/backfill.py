@@ -44,11 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pbx", required=True, metavar="NAME", help="the [[pbx]] whose CDR to read")
     parser.add_argument("--since", required=True, type=_when, metavar="T", help="ISO date or date-time (UTC)")
     parser.add_argument("--until", type=_when, metavar="T", help="ISO date or date-time (UTC); default now")
-    parser.add_argument("--cdr", metavar="PATH", help='Master.csv: "/path", "sftp:/path" (default: [[pbx]] '
-                                                      'cdr_csv, else /var/log/asterisk/cdr-csv/Master.csv)')
-    parser.add_argument("--cdr-timezone", metavar="ZONE", type=_zone,
-                        help="the zone of the CDR's times (IANA name; UTC with usegmtime = yes); "
-                             "default: read from the uniqueids")
+    parser.add_argument(
+        "--cdr",
+        metavar="PATH",
+        help='Master.csv: "/path", "sftp:/path" (default: [[pbx]] cdr_csv, else /var/log/asterisk/cdr-csv/Master.csv)',
+    )
+    parser.add_argument(
+        "--cdr-timezone",
+        metavar="ZONE",
+        type=_zone,
+        help="the zone of the CDR's times (IANA name; UTC with usegmtime = yes); default: read from the uniqueids",
+    )
 
 
 def _zone(value: str) -> tzinfo:
@@ -68,9 +74,11 @@ class Summary:
     deliveries: int = 0
 
     def __str__(self) -> str:
-        return (f"{self.rows} CDR row(s) read ({self.skipped_rows} not usable); {self.calls} call(s) in the period, "
-                f"{self.known} already stored; {self.backfilled} backfilled; {self.deliveries} new deliveries "
-                "in the outbox")
+        return (
+            f"{self.rows} CDR row(s) read ({self.skipped_rows} not usable); {self.calls} call(s) in the period, "
+            f"{self.known} already stored; {self.backfilled} backfilled; {self.deliveries} new deliveries "
+            "in the outbox"
+        )
 
 
 def _pbx(config: Config, name: str) -> PbxSection:
@@ -109,25 +117,41 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
             box = SecretBox(load_or_create_secret(config.agent.state_dir))
             async with make_client() as http:
                 # the enterprise's routing rules hold here as in the agent (a blocked caller never reaches a CRM)
-                planner = Planner(Integrations(pool, box, connectors(), http), Outbox(pool, dispatcher=_NoSend()),
-                                  rules=routing_store.RulesCache(pool).get)
+                planner = Planner(
+                    Integrations(pool, box, connectors(), http),
+                    Outbox(pool, dispatcher=_NoSend()),
+                    rules=routing_store.RulesCache(pool).get,
+                )
                 await store_missing(pool, planner, pbx, rules, groups, summary, progress=_progress)
         finally:
             await pool.close()
     return summary
 
 
-async def store_missing(pool: database.Pool, planner: Planner, pbx: PbxSection, rules: ChannelRules,
-                        groups: list[list[cdr.CdrRow]], summary: Summary, *, skip: Set[str] = frozenset(),
-                        progress: Callable[[int, int], None] | None = None) -> None:
+async def store_missing(
+    pool: database.Pool,
+    planner: Planner,
+    pbx: PbxSection,
+    rules: ChannelRules,
+    groups: list[list[cdr.CdrRow]],
+    summary: Summary,
+    *,
+    skip: Set[str] = frozenset(),
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     """Plan and store the calls of `groups` that are not in `calls` (by linkedid or any uniqueid) and have
     no id in `skip` (calls the live tracker owns); counts into `summary`."""
     for start in range(0, len(groups), PAGE):
-        page = groups[start:start + PAGE]
+        page = groups[start : start + PAGE]
         ids = sorted(set().union(*(cdr.ids_of(g) for g in page)))
-        stored = {r["call_id"] for r in await pool.fetch(
-            "SELECT call_id FROM calls WHERE enterprise_number = $1 AND call_id = ANY($2::text[])",
-            pbx.enterprise, ids)}
+        stored = {
+            r["call_id"]
+            for r in await pool.fetch(
+                "SELECT call_id FROM calls WHERE enterprise_number = $1 AND call_id = ANY($2::text[])",
+                pbx.enterprise,
+                ids,
+            )
+        }
         missing = [g for g in page if not cdr.ids_of(g) & (stored | skip)]
         summary.known += len(page) - len(missing)
         events = [cdr.to_event(g, rules, pbx.enterprise, pbx.name) for g in missing]

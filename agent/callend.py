@@ -51,8 +51,9 @@ def fallback_direction(env: Env, call: Call) -> None:
         call.phone = ext
 
 
-def ended(env: Env, call: Call, at: datetime | None, ended_at: datetime | None,
-          extra: dict[str, Any] | None = None) -> CallEvent:
+def ended(
+    env: Env, call: Call, at: datetime | None, ended_at: datetime | None, extra: dict[str, Any] | None = None
+) -> CallEvent:
     if call.direction is None:
         fallback_direction(env, call)
     if call.current is not None:
@@ -78,7 +79,10 @@ def ended(env: Env, call: Call, at: datetime | None, ended_at: datetime | None,
     if call.transfers:
         more["transfers"] = call.transfers
     return call.event(
-        env, "ended", extension, at,
+        env,
+        "ended",
+        extension,
+        at,
         extensions=tuple(call.extensions),
         answered_by=call.answered_by,
         result=result,

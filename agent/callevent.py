@@ -66,7 +66,6 @@ class CallEvent:
 
 
 _ENDED_ONLY = frozenset(
-    {"extensions", "answered_by", "result", "ring_seconds", "talk_seconds", "started_at", "ended_at",
-     "recording"}
+    {"extensions", "answered_by", "result", "ring_seconds", "talk_seconds", "started_at", "ended_at", "recording"}
 )
 _TRANSFER_ONLY = frozenset({"from_extension", "to_extension", "kind"})

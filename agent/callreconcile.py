@@ -18,8 +18,13 @@ _TALKING_STATE = "6"  # Up
 
 
 def _chan(row: Mapping[str, str]) -> Chan:
-    return Chan(row["Uniqueid"], row.get("Channel", ""), row.get("CallerIDNum", ""),
-                row.get("Context", ""), row.get("Exten", ""))
+    return Chan(
+        row["Uniqueid"],
+        row.get("Channel", ""),
+        row.get("CallerIDNum", ""),
+        row.get("Context", ""),
+        row.get("Exten", ""),
+    )
 
 
 def _duration(value: str) -> timedelta | None:
@@ -48,8 +53,7 @@ def _talking(env: Env, rows: list[Mapping[str, str]]) -> list[tuple[str, str]]:
     return found
 
 
-def reconcile_call(env: Env, call: Call, rows: list[Mapping[str, str]],
-                   at: datetime | None) -> list[CallEvent]:
+def reconcile_call(env: Env, call: Call, rows: list[Mapping[str, str]], at: datetime | None) -> list[CallEvent]:
     """Drop channels that are gone, adopt new ones, notice an answer that happened meanwhile."""
     live = {row["Uniqueid"] for row in rows}
     for uid in [u for u in call.channels if u not in live]:
@@ -97,8 +101,9 @@ def rebuild_call(env: Env, call_id: str, rows: list[Mapping[str, str]], at: date
         call.did = exten if exten and exten != "s" else None
     elif any(o is None for o in others) or not others:
         call.direction = "out"
-        outside = next((r for r in rows if r is not caller
-                        and env.rules.phone_extension(r.get("Channel")) is None), None)
+        outside = next(
+            (r for r in rows if r is not caller and env.rules.phone_extension(r.get("Channel")) is None), None
+        )
         number = outside.get("CallerIDNum") if outside is not None else None
         call.phone = env.number(number or dialled_number({"Exten": caller.get("Exten", "")}))
         call.add_extension(ext)

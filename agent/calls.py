@@ -68,8 +68,7 @@ class CallTracker:
             log.exception("call tracker: skipped an event it could not read: %r", dict(msg))
             return []
 
-    def feed_many(self, msgs: Iterable[Mapping[str, str]],
-                  received_at: datetime | None = None) -> list[CallEvent]:
+    def feed_many(self, msgs: Iterable[Mapping[str, str]], received_at: datetime | None = None) -> list[CallEvent]:
         """`feed` for every message of one read, in order (what the live link calls)."""
         out: list[CallEvent] = []
         get = _HANDLERS.get
@@ -130,8 +129,9 @@ class CallTracker:
                 return call
         return None
 
-    def _finish(self, call: Call, at: datetime | None, ended_at: datetime | None,
-                extra: dict[str, str] | None = None) -> list[CallEvent]:
+    def _finish(
+        self, call: Call, at: datetime | None, ended_at: datetime | None, extra: dict[str, str] | None = None
+    ) -> list[CallEvent]:
         self._calls.pop(call.call_id, None)
         for uid in call.channels:
             self._chans.pop(uid, None)
@@ -139,8 +139,7 @@ class CallTracker:
         if call.absorbed:
             return []
         event = ended(self.env, call, at, ended_at, extra)
-        log.info("call %s ended: %s %s answered_by=%s", call.call_id, event.direction,
-                 event.result, event.answered_by)
+        log.info("call %s ended: %s %s answered_by=%s", call.call_id, event.direction, event.result, event.answered_by)
         return [event]
 
 
@@ -165,8 +164,7 @@ def _newchannel(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) ->
     call = tr._calls.get(call_id)
     if call is None:
         call = tr._calls[call_id] = Call(call_id, at)
-    chan = Chan(uid, msg.get("Channel", ""), msg.get("CallerIDNum", ""), msg.get("Context", ""),
-                msg.get("Exten", ""))
+    chan = Chan(uid, msg.get("Channel", ""), msg.get("CallerIDNum", ""), msg.get("Context", ""), msg.get("Exten", ""))
     if call.first is None:
         call.first = chan
     call.channels[uid] = chan
@@ -205,8 +203,7 @@ def _varset(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> lis
     return _NONE
 
 
-def _on(family: Callable[[Env, Call, Mapping[str, str], datetime | None], list[CallEvent]],
-        *prefixes: str) -> Handler:
+def _on(family: Callable[[Env, Call, Mapping[str, str], datetime | None], list[CallEvent]], *prefixes: str) -> Handler:
     def handle(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
         call = tr._call_of(msg, *prefixes)
         if call is None:

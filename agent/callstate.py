@@ -115,8 +115,7 @@ class Call:
         if ext not in self.extensions:
             self.extensions.append(ext)
 
-    def event(self, env: Env, name: EventKind, extension: str | None, at: datetime | None,
-              **more: Any) -> CallEvent:
+    def event(self, env: Env, name: EventKind, extension: str | None, at: datetime | None, **more: Any) -> CallEvent:
         extra: dict[str, Any] = more.pop("extra", {})
         if env.pbx:
             extra["pbx"] = env.pbx

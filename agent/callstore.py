@@ -20,10 +20,23 @@ ON CONFLICT (enterprise_number, call_id) DO NOTHING
 
 def row(event: CallEvent) -> tuple[object, ...]:
     details = {k: v for k, v in event.extra.items() if k != "pbx"}
-    return (event.call_id, event.enterprise, str(event.extra.get("pbx", "")), event.direction, event.phone,
-            event.did, list(event.extensions), event.answered_by, event.result, event.ring_seconds,
-            event.talk_seconds, event.started_at, event.ended_at, event.recording, json.loads(json.dumps(
-                details, default=str)))
+    return (
+        event.call_id,
+        event.enterprise,
+        str(event.extra.get("pbx", "")),
+        event.direction,
+        event.phone,
+        event.did,
+        list(event.extensions),
+        event.answered_by,
+        event.result,
+        event.ring_seconds,
+        event.talk_seconds,
+        event.started_at,
+        event.ended_at,
+        event.recording,
+        json.loads(json.dumps(details, default=str)),
+    )
 
 
 def event_from_row(r: Mapping[str, Any]) -> CallEvent:
@@ -32,11 +45,24 @@ def event_from_row(r: Mapping[str, Any]) -> CallEvent:
     extra = dict(r["details"] or {})
     extra["pbx"] = r["pbx"]
     return CallEvent(
-        event="ended", call_id=r["call_id"], enterprise=r["enterprise_number"], direction=r["direction"],
-        phone=r["phone"], did=r["did"], extension=r["answered_by"] or (extensions[-1] if extensions else None),
-        at=r["ended_at"], extensions=extensions, answered_by=r["answered_by"], result=r["result"],
-        ring_seconds=r["ring_seconds"], talk_seconds=r["talk_seconds"], started_at=r["started_at"],
-        ended_at=r["ended_at"], recording=r["recording"], extra=extra)
+        event="ended",
+        call_id=r["call_id"],
+        enterprise=r["enterprise_number"],
+        direction=r["direction"],
+        phone=r["phone"],
+        did=r["did"],
+        extension=r["answered_by"] or (extensions[-1] if extensions else None),
+        at=r["ended_at"],
+        extensions=extensions,
+        answered_by=r["answered_by"],
+        result=r["result"],
+        ring_seconds=r["ring_seconds"],
+        talk_seconds=r["talk_seconds"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        recording=r["recording"],
+        extra=extra,
+    )
 
 
 def count_ended(metrics: Metrics, event: CallEvent) -> None:

@@ -16,8 +16,9 @@ def _from_extension(env: Env, call: Call, channel: str | None) -> str | None:
     return env.rules.phone_extension(channel) or call.answered_by
 
 
-def _transferred(env: Env, call: Call, kind: TransferKind, src: str | None, dst: str | None,
-                 at: datetime | None) -> CallEvent:
+def _transferred(
+    env: Env, call: Call, kind: TransferKind, src: str | None, dst: str | None, at: datetime | None
+) -> CallEvent:
     call.transfers += 1
     return call.event(env, "transferred", dst, at, from_extension=src, to_extension=dst, kind=kind)
 

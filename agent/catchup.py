@@ -73,8 +73,15 @@ def calls_ended_in(lines: list[str], since: datetime, until: datetime) -> list[l
 
 
 class CdrCatchUp:
-    def __init__(self, pbx: PbxSection, rules: ChannelRules, store: CatchUpStore, health: ComponentHealth,
-                 backfilled: Counter, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        pbx: PbxSection,
+        rules: ChannelRules,
+        store: CatchUpStore,
+        health: ComponentHealth,
+        backfilled: Counter,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         assert pbx.cdr_csv is not None, "backfill on connect needs an explicit cdr_csv"
         self.pbx = pbx
         self.source = pbx.cdr_csv
@@ -100,8 +107,13 @@ class CdrCatchUp:
             self.runs += 1
 
     async def _run_one(self, job: Job) -> None:
-        report: dict[str, object] = {"at": time.time(), "since": None, "until": job.until.isoformat(),
-                                     "calls": 0, "error": None}
+        report: dict[str, object] = {
+            "at": time.time(),
+            "since": None,
+            "until": job.until.isoformat(),
+            "calls": 0,
+            "error": None,
+        }
         try:
             summary = await self.once(job, report)
         except Exception as exc:  # a catch-up that fails is reported; the link goes on
@@ -110,9 +122,15 @@ class CdrCatchUp:
         else:
             if summary is not None:
                 report["calls"] = summary.backfilled
-                log.info("backfill %s: %s to %s: %d call(s) ended in the window, %d already stored or live, "
-                         "%d backfilled", self.pbx.name, report["since"], report["until"], summary.calls,
-                         summary.known, summary.backfilled)
+                log.info(
+                    "backfill %s: %s to %s: %d call(s) ended in the window, %d already stored or live, %d backfilled",
+                    self.pbx.name,
+                    report["since"],
+                    report["until"],
+                    summary.calls,
+                    summary.known,
+                    summary.backfilled,
+                )
         self.health.details["backfill"] = report
 
     async def once(self, job: Job, report: dict[str, object]) -> Summary | None:
@@ -127,7 +145,6 @@ class CdrCatchUp:
         lines = await read_tail(self.source, self.pbx, ended_before(since - LOOKBACK))
         groups = await asyncio.to_thread(calls_ended_in, lines, since, job.until)
         summary = Summary(rows=len(lines), calls=len(groups))
-        await store_missing(self.store.pool, self.store.planner, self.pbx, self.rules, groups, summary,
-                            skip=job.skip)
+        await store_missing(self.store.pool, self.store.planner, self.pbx, self.rules, groups, summary, skip=job.skip)
         self.backfilled.inc(summary.backfilled)
         return summary

@@ -101,19 +101,34 @@ def parse(lines: Iterable[str], tz: tzinfo | None = None) -> Parsed:
             uniqueid = fields[uid_i].strip()
             if start is None or end is None or not uniqueid:
                 raise ValueError("no start, end or uniqueid")
-            row = dict(src=fields[1], dst=fields[2], dcontext=fields[3], channel=fields[5],
-                       dstchannel=fields[6], lastapp=fields[7], duration=int(fields[12] or 0),
-                       billsec=int(fields[13] or 0), disposition=fields[14].strip().upper(), uniqueid=uniqueid,
-                       userfield=fields[user_i] if user_i is not None else "",
-                       linkedid=fields[linked_i].strip() if linked_i is not None else "",
-                       sequence=int(fields[seq_i] or 0) if seq_i is not None else 0)
+            row = dict(
+                src=fields[1],
+                dst=fields[2],
+                dcontext=fields[3],
+                channel=fields[5],
+                dstchannel=fields[6],
+                lastapp=fields[7],
+                duration=int(fields[12] or 0),
+                billsec=int(fields[13] or 0),
+                disposition=fields[14].strip().upper(),
+                uniqueid=uniqueid,
+                userfield=fields[user_i] if user_i is not None else "",
+                linkedid=fields[linked_i].strip() if linked_i is not None else "",
+                sequence=int(fields[seq_i] or 0) if seq_i is not None else 0,
+            )
             raw.append((row, start, _naive(fields[10]), end))
         except ValueError:
             skipped += 1
     zone: tzinfo = tz if tz is not None else _inferred_offset(raw)
-    rows = [CdrRow(start=s.replace(tzinfo=zone).astimezone(UTC),
-                   answer=a.replace(tzinfo=zone).astimezone(UTC) if a is not None else None,
-                   end=e.replace(tzinfo=zone).astimezone(UTC), **r) for r, s, a, e in raw]
+    rows = [
+        CdrRow(
+            start=s.replace(tzinfo=zone).astimezone(UTC),
+            answer=a.replace(tzinfo=zone).astimezone(UTC) if a is not None else None,
+            end=e.replace(tzinfo=zone).astimezone(UTC),
+            **r,
+        )
+        for r, s, a, e in raw
+    ]
     return Parsed(rows, skipped)
 
 
@@ -138,8 +153,7 @@ def group(rows: Iterable[CdrRow]) -> list[list[CdrRow]]:
     return sorted(out, key=lambda rs: (rs[0].start, rs[0].call_key))
 
 
-_RESULTS: dict[str, CallResult] = {"BUSY": "busy", "NO ANSWER": "no_answer", "FAILED": "failed",
-                                   "CONGESTION": "failed"}
+_RESULTS: dict[str, CallResult] = {"BUSY": "busy", "NO ANSWER": "no_answer", "FAILED": "failed", "CONGESTION": "failed"}
 
 
 def to_event(rows: list[CdrRow], rules: ChannelRules, enterprise: str, pbx: str) -> CallEvent:
@@ -165,8 +179,11 @@ def to_event(rows: list[CdrRow], rules: ChannelRules, enterprise: str, pbx: str)
         answered_by = rules.phone_extension(by_phone[-1].dstchannel) if by_phone else None
         talk_rows = by_phone
     else:
-        outside = [r for r in rows if r.dst and not rules.is_internal_number(r.dst)
-                   and rules.phone_extension(r.dstchannel) is None]
+        outside = [
+            r
+            for r in rows
+            if r.dst and not rules.is_internal_number(r.dst) and rules.phone_extension(r.dstchannel) is None
+        ]
         if outside:
             direction, phone = "out", env.number(outside[-1].dst)
             talk_rows = [r for r in answered if rules.phone_extension(r.dstchannel) is None]
@@ -191,10 +208,24 @@ def to_event(rows: list[CdrRow], rules: ChannelRules, enterprise: str, pbx: str)
     extension = caller if direction == "out" else answered_by or (rang[-1] if rang else None)
     uniqueids = list(dict.fromkeys(r.uniqueid for r in rows))
     return CallEvent(
-        event="ended", call_id=first.call_key, enterprise=enterprise, direction=direction, phone=phone, did=did,
-        extension=extension, at=ended, extensions=tuple(rang), answered_by=answered_by, result=result,
-        ring_seconds=max(0.0, ring), talk_seconds=talk, started_at=started, ended_at=ended, recording=recording,
-        extra={"pbx": pbx, "backfilled": True, "cdr_uniqueids": uniqueids})
+        event="ended",
+        call_id=first.call_key,
+        enterprise=enterprise,
+        direction=direction,
+        phone=phone,
+        did=did,
+        extension=extension,
+        at=ended,
+        extensions=tuple(rang),
+        answered_by=answered_by,
+        result=result,
+        ring_seconds=max(0.0, ring),
+        talk_seconds=talk,
+        started_at=started,
+        ended_at=ended,
+        recording=recording,
+        extra={"pbx": pbx, "backfilled": True, "cdr_uniqueids": uniqueids},
+    )
 
 
 def ids_of(rows: list[CdrRow]) -> set[str]:

@@ -48,7 +48,7 @@ async def tail_lines(read_at: ReadAt, size: int, enough: Enough, chunk: int = CH
         data = await read_at(start, end - start) + carry
         end = start
         if first:  # a last line with no newline is still being written
-            data = data[:data.rfind(b"\n") + 1]
+            data = data[: data.rfind(b"\n") + 1]
             first = False
         if start > 0:
             cut = data.find(b"\n") + 1

@@ -100,8 +100,10 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     except (ValueError, EmbeddedPgError) as exc:
         print(f"pbx-agent redeliver: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"\n{calls} call(s) planned again; {added} new deliveries in the outbox "
-          f"({(calls and 'the rest were there already') or 'no calls in that period'})")
+    print(
+        f"\n{calls} call(s) planned again; {added} new deliveries in the outbox "
+        f"({(calls and 'the rest were there already') or 'no calls in that period'})"
+    )
     return EXIT_OK
 
 
@@ -146,16 +148,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pbx-agent", description="Bridge between an Asterisk PBX and CRMs (RetailCRM, amoCRM).")
+        prog="pbx-agent", description="Bridge between an Asterisk PBX and CRMs (RetailCRM, amoCRM)."
+    )
     parser.add_argument("--version", action="version", version=f"pbx-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str,
-                config: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str, config: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         if config:
-            p.add_argument("-c", "--config", metavar="PATH",
-                           help="configuration file (default: $PBX_AGENT_CONFIG, else ./agent.toml)")
+            p.add_argument(
+                "-c",
+                "--config",
+                metavar="PATH",
+                help="configuration file (default: $PBX_AGENT_CONFIG, else ./agent.toml)",
+            )
         p.set_defaults(func=func)
         return p
 

@@ -217,8 +217,9 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
 
     if problems:
         raise ConfigError(problems)
-    return Config(path=path, agent=agent, database=database, http=http, agi=agi, pbx=pbx, outbox=outbox,
-                  retention=retention)
+    return Config(
+        path=path, agent=agent, database=database, http=http, agi=agi, pbx=pbx, outbox=outbox, retention=retention
+    )
 
 
 def _agent_section(t: Table, base_dir: Path) -> AgentSection:
@@ -341,11 +342,21 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
         if name and enterprise and username and secret:
             result.append(
                 PbxSection(
-                    name=name, enterprise=enterprise, username=username, secret=secret, host=host,
-                    port=port, region=region.upper() if region else None,
-                    internal_channel_patterns=patterns, internal_number_pattern=number_pattern,
-                    trunk_contexts=trunk_contexts, originate_channel=originate_channel,
-                    originate_context=originate_context, ssh=ssh, recordings=recordings, cdr_csv=cdr_csv,
+                    name=name,
+                    enterprise=enterprise,
+                    username=username,
+                    secret=secret,
+                    host=host,
+                    port=port,
+                    region=region.upper() if region else None,
+                    internal_channel_patterns=patterns,
+                    internal_number_pattern=number_pattern,
+                    trunk_contexts=trunk_contexts,
+                    originate_channel=originate_channel,
+                    originate_context=originate_context,
+                    ssh=ssh,
+                    recordings=recordings,
+                    cdr_csv=cdr_csv,
                 )
             )
     return tuple(result)
@@ -356,26 +367,37 @@ def _ssh_table(t: Table, base_dir: Path) -> SshSection | None:
     if not present:
         return None
     if not isinstance(value, dict):
-        t.problem("ssh", "expected a table such as { host = \"pbx.example.com\", username = \"pbxagent\", "
-                         "key_file = \"...\", known_hosts = \"...\" }, got " + show(value))
+        t.problem(
+            "ssh",
+            'expected a table such as { host = "pbx.example.com", username = "pbxagent", '
+            'key_file = "...", known_hosts = "..." }, got ' + show(value),
+        )
         return None
     s = Table(t.label, t.where, value, t.problems, prefix="ssh.")
     before = len(t.problems)
     host = s.string("host", None, check=check_host)
     port = s.integer("port", SshSection.port, minimum=1, maximum=65535)
     username = s.string("username", None, check=check_ssh_user)
-    key_file = _readable_file(s, "key_file", base_dir,
-                              "the private key this agent logs in with (its .pub line goes in the PBX "
-                              "user's ~/.ssh/authorized_keys)")
-    known_hosts = _readable_file(s, "known_hosts", base_dir,
-                                 "the PBX's host key is checked against this file; there is no accept-anything "
-                                 "default (make one with ssh-keyscan and compare the fingerprint)")
+    key_file = _readable_file(
+        s,
+        "key_file",
+        base_dir,
+        "the private key this agent logs in with (its .pub line goes in the PBX user's ~/.ssh/authorized_keys)",
+    )
+    known_hosts = _readable_file(
+        s,
+        "known_hosts",
+        base_dir,
+        "the PBX's host key is checked against this file; there is no accept-anything "
+        "default (make one with ssh-keyscan and compare the fingerprint)",
+    )
     keepalive = s.number("keepalive", SshSection.keepalive, minimum=1)
     s.reject_unknown()
     if len(t.problems) > before or key_file is None or known_hosts is None:
         return None
-    return SshSection(host=host, username=username, key_file=key_file, known_hosts=known_hosts, port=port,
-                      keepalive=keepalive)
+    return SshSection(
+        host=host, username=username, key_file=key_file, known_hosts=known_hosts, port=port, keepalive=keepalive
+    )
 
 
 def _readable_file(t: Table, key: str, base_dir: Path, why: str) -> Path | None:
@@ -409,7 +431,7 @@ def _recordings_source(t: Table, base_dir: Path, ssh: SshSection | None) -> Reco
     kind, _, rest = value.partition(":")
     if kind == "sftp":
         if ssh is None and "ssh" not in t.data:
-            t.problem("recordings", f'{show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]')
+            t.problem("recordings", f"{show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]")
             return None
         if not rest.startswith("/"):
             t.problem("recordings", f'expected "sftp:/absolute/directory/on/the/pbx", got {show(value)}')
@@ -432,12 +454,14 @@ def _cdr_source(t: Table, base_dir: Path, ssh: SshSection | None) -> RecordingsS
         if t.data.get("cdr_csv") == "":
             t.problem("cdr_csv", f"must not be empty (leave the key out for {DEFAULT_CDR_CSV})")
         return None
-    return parse_source(value, base_dir, has_ssh=ssh is not None or "ssh" in t.data,
-                        problem=lambda why: t.problem("cdr_csv", why))
+    return parse_source(
+        value, base_dir, has_ssh=ssh is not None or "ssh" in t.data, problem=lambda why: t.problem("cdr_csv", why)
+    )
 
 
-def parse_source(value: str, base_dir: Path, *, has_ssh: bool,
-                 problem: Callable[[str], None]) -> RecordingsSource | None:
+def parse_source(
+    value: str, base_dir: Path, *, has_ssh: bool, problem: Callable[[str], None]
+) -> RecordingsSource | None:
     """`/path`, `local:/path` or `sftp:/path` (over the PBX's ssh); relative local paths from `base_dir`."""
     kind, _, rest = value.partition(":")
     if kind == "sftp":
@@ -471,5 +495,3 @@ def _read_secret_file(value: str, base_dir: Path, label: str, where: str, proble
     if not secret:
         problems.append(f"{label}: {where} secret_file: {path} is empty")
     return secret
-
-

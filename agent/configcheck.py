@@ -22,8 +22,9 @@ class Address:
 class Table:
     """One TOML table being validated: typed getters that record problems instead of raising."""
 
-    def __init__(self, label: str, where: str, data: Mapping[str, Any], problems: list[str], *,
-                 prefix: str = "") -> None:
+    def __init__(
+        self, label: str, where: str, data: Mapping[str, Any], problems: list[str], *, prefix: str = ""
+    ) -> None:
         self.label = label
         self.where = where
         self.prefix = prefix  # "ssh." for the keys of an inline table
@@ -55,8 +56,9 @@ class Table:
                 return default or ""
         return value
 
-    def strings(self, key: str, default: tuple[str, ...], check: Callable[[str], str | None] | None = None
-                ) -> tuple[str, ...]:
+    def strings(
+        self, key: str, default: tuple[str, ...], check: Callable[[str], str | None] | None = None
+    ) -> tuple[str, ...]:
         present, value = self._get(key)
         if not present:
             return default
@@ -115,7 +117,7 @@ class Table:
 
 
 def parse_address(value: str) -> Address | str:
-    """"host:port" or "[v6]:port" -> Address, or an error message."""
+    """ "host:port" or "[v6]:port" -> Address, or an error message."""
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]\s]+):(\d{1,5})", value)
     if not match:
         return f'expected an address "host:port", got {show(value)}'
@@ -159,7 +161,7 @@ def mask_dsn(value: str) -> str:
 def check_region(value: str) -> str | None:
     if re.fullmatch(r"[A-Za-z]{2}", value):
         return None
-    return f"expected a two-letter ISO country code such as \"BY\", got {show(value)}"
+    return f'expected a two-letter ISO country code such as "BY", got {show(value)}'
 
 
 def check_name(value: str) -> str | None:
@@ -184,8 +186,10 @@ def check_originate_channel(value: str) -> str | None:
     """A dial string with `{extension}` where the manager's extension goes, e.g. "PJSIP/{extension}"."""
     fields = re.findall(r"\{([^{}]*)\}", value)
     if fields != ["extension"] or re.search(r"[\s,]", value) or "/" not in value:
-        return ('expected a dial string with {extension} once and no spaces or commas, '
-                f'such as "PJSIP/{{extension}}" or "Local/{{extension}}@agents", got {show(value)}')
+        return (
+            "expected a dial string with {extension} once and no spaces or commas, "
+            f'such as "PJSIP/{{extension}}" or "Local/{{extension}}@agents", got {show(value)}'
+        )
     return None
 
 

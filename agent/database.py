@@ -53,8 +53,14 @@ def session_settings(name: str) -> dict[str, str]:
 
 
 async def create_pool(dsn: str, size: int = 10, *, name: str) -> Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init_connection,
-                                     command_timeout=30, server_settings=session_settings(name))
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
+        command_timeout=30,
+        server_settings=session_settings(name),
+    )
     assert pool is not None
     return pool
 

@@ -26,7 +26,6 @@ from connectors.http import RateLimiter, retailcrm_route
 log = logging.getLogger(__name__)
 
 
-
 class Recordings(Protocol):
     """What the dispatcher needs of agent.records.RecordLinks."""
 
@@ -67,10 +66,19 @@ KIND_PATHS = {"call_event": "/api/v5/telephony/call/event", "calls_upload": "/ap
 
 
 class CrmDispatcher:
-    def __init__(self, integrations: Integrations, *, concurrency: int = 4, breaker_threshold: int = 5,
-                 breaker_cooldown: float = 30.0, record_url: RecordUrl | None = None,
-                 clock: Callable[[], float] = time.monotonic, limiter: RateLimiter | None = None,
-                 recordings: Recordings | None = None, recording_wait: float = 0.0) -> None:
+    def __init__(
+        self,
+        integrations: Integrations,
+        *,
+        concurrency: int = 4,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 30.0,
+        record_url: RecordUrl | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
+        recordings: Recordings | None = None,
+        recording_wait: float = 0.0,
+    ) -> None:
         self.integrations = integrations
         self.concurrency = concurrency
         self.breaker_threshold = breaker_threshold
@@ -100,8 +108,11 @@ class CrmDispatcher:
         self._prepared.update(found)
 
     async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome:
-        prepared = {d.idempotency_key: self._prepared.pop(d.idempotency_key) for d in deliveries
-                    if d.idempotency_key in self._prepared}
+        prepared = {
+            d.idempotency_key: self._prepared.pop(d.idempotency_key)
+            for d in deliveries
+            if d.idempotency_key in self._prepared
+        }
         enabled = (await self.integrations.enabled(enterprise)).get(crm)
         if enabled is None:
             return SendOutcome(status="permanent", error=f"{crm} is not enabled for enterprise {enterprise}")
@@ -109,8 +120,11 @@ class CrmDispatcher:
         account = self._account(crm, account_name)
         wait = account.breaker.remaining(self.clock())
         if wait > 0:
-            return SendOutcome(status="transient", retry_after=wait,
-                               error=f"{crm} account paused for {wait:.0f} s after repeated failures")
+            return SendOutcome(
+                status="transient",
+                retry_after=wait,
+                error=f"{crm} account paused for {wait:.0f} s after repeated failures",
+            )
         record_url = await self._ready_recordings(crm, deliveries, prepared)
         async with account.slots:
             await self._limiter.acquire(f"{crm}:{account_name}", KIND_PATHS.get(deliveries[0].kind, ""))
@@ -118,8 +132,13 @@ class CrmDispatcher:
         before = account.breaker.open_until
         account.breaker.record(outcome.status, self.clock())
         if account.breaker.open_until != before:
-            log.warning("%s account %s: %d transient failures in a row; pausing it for %.0f s",
-                        crm, account_name, self.breaker_threshold, self.breaker_cooldown)
+            log.warning(
+                "%s account %s: %d transient failures in a row; pausing it for %.0f s",
+                crm,
+                account_name,
+                self.breaker_threshold,
+                self.breaker_cooldown,
+            )
         return outcome
 
     def _waits(self) -> bool:
@@ -137,12 +156,19 @@ class CrmDispatcher:
             if ready[(path, pbx)]:
                 log.info("%s %s: recording %s ready; sent with its link", crm, key, path)
             else:
-                log.warning("%s %s: recording %s%s not finished within %g s; sent without its link", crm, key,
-                            path, f" of PBX {pbx}" if pbx else "", self.recording_wait)
+                log.warning(
+                    "%s %s: recording %s%s not finished within %g s; sent without its link",
+                    crm,
+                    key,
+                    path,
+                    f" of PBX {pbx}" if pbx else "",
+                    self.recording_wait,
+                )
         return {key: ready[file] for key, file in wanted.items()}
 
-    async def _ready_recordings(self, crm: str, deliveries: Sequence[Delivery],
-                                prepared: dict[str, bool] | None = None) -> RecordUrl | None:
+    async def _ready_recordings(
+        self, crm: str, deliveries: Sequence[Delivery], prepared: dict[str, bool] | None = None
+    ) -> RecordUrl | None:
         """The send-time hook: links only the recordings that were ready (waited for now unless `prepare`
         already did)."""
         base = self.record_url
@@ -151,13 +177,17 @@ class CrmDispatcher:
         known = dict(prepared or {})
         todo = [d for d in deliveries if d.idempotency_key not in known]
         known.update(await self._wait_recordings(crm, todo))
-        unready = {r for d in deliveries if not known.get(d.idempotency_key, True)
-                   and (r := recording_of(d.payload)) is not None}
+        unready = {
+            r
+            for d in deliveries
+            if not known.get(d.idempotency_key, True) and (r := recording_of(d.payload)) is not None
+        }
         if not unready:
             return base
 
         def linked_when_ready(path: str, fmt: str | None = None, *, pbx: str | None = None) -> str | None:
             return None if (path, pbx) in unready else base(path, fmt, pbx=pbx)
+
         return linked_when_ready
 
     async def _wait(self, path: str, pbx: str | None) -> bool:
@@ -171,7 +201,8 @@ class CrmDispatcher:
     def _account(self, crm: str, name: str) -> _Account:
         account = self._accounts.get((crm, name))
         if account is None:
-            account = _Account(asyncio.Semaphore(self.concurrency),
-                               Breaker(self.breaker_threshold, self.breaker_cooldown))
+            account = _Account(
+                asyncio.Semaphore(self.concurrency), Breaker(self.breaker_threshold, self.breaker_cooldown)
+            )
             self._accounts[(crm, name)] = account
         return account

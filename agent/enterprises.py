@@ -33,7 +33,8 @@ SETTINGS_DEFAULTS: dict[str, Any] = {"redirect_when_busy": False}
 
 async def get(pool: Pool, number: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(
-        "SELECT number, name, integrations_config, settings FROM enterprises WHERE number = $1", number)
+        "SELECT number, name, integrations_config, settings FROM enterprises WHERE number = $1", number
+    )
     if not row:
         return None
     out = dict(row)
@@ -49,7 +50,9 @@ async def put(pool: Pool, number: str, name: str, settings: dict[str, Any] | Non
             "ON CONFLICT (number) DO UPDATE SET name = EXCLUDED.name, "
             "settings = COALESCE($3::jsonb, enterprises.settings), updated_at = now() "
             "RETURNING number, name, integrations_config, settings",
-            number, name, settings,
+            number,
+            name,
+            settings,
         )
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
     assert row is not None
@@ -67,12 +70,14 @@ async def get_integration(pool: Pool, number: str, crm: str) -> dict[str, Any] |
     return value if isinstance(value, dict) else None
 
 
-async def put_integration(pool: Pool, box: SecretBox, number: str, crm: str, settings: dict[str, Any]
-                          ) -> dict[str, Any]:
+async def put_integration(
+    pool: Pool, box: SecretBox, number: str, crm: str, settings: dict[str, Any]
+) -> dict[str, Any]:
     """Replace one CRM's entry. A secret sent back masked keeps the stored secret. Returns the stored entry."""
     async with pool.acquire() as conn, conn.transaction():
         current = await conn.fetchval(
-            "SELECT integrations_config -> $2 FROM enterprises WHERE number = $1 FOR UPDATE", number, crm)
+            "SELECT integrations_config -> $2 FROM enterprises WHERE number = $1 FOR UPDATE", number, crm
+        )
         exists = await conn.fetchval("SELECT 1 FROM enterprises WHERE number = $1", number)
         if not exists:
             raise NotFound(number)
@@ -80,7 +85,9 @@ async def put_integration(pool: Pool, box: SecretBox, number: str, crm: str, set
         await conn.execute(
             "UPDATE enterprises SET integrations_config = jsonb_set(integrations_config, ARRAY[$2::text], $3::jsonb),"
             " updated_at = now() WHERE number = $1",
-            number, crm, stored,
+            number,
+            crm,
+            stored,
         )
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
     return stored
@@ -91,7 +98,10 @@ async def delete_integration(pool: Pool, number: str, crm: str) -> bool:
     async with pool.acquire() as conn, conn.transaction():
         status = await conn.execute(
             "UPDATE enterprises SET integrations_config = integrations_config - $2, updated_at = now()"
-            " WHERE number = $1 AND integrations_config ? $2", number, crm)
+            " WHERE number = $1 AND integrations_config ? $2",
+            number,
+            crm,
+        )
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
     return bool(status.endswith(" 1"))
 

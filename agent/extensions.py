@@ -57,7 +57,9 @@ def parse(items: Any) -> list[Extension]:
 async def list_for(pool: Pool, enterprise: str) -> list[Extension]:
     rows = await pool.fetch(
         "SELECT phone_number, display_name FROM user_internal_phones WHERE enterprise_number = $1"
-        " ORDER BY length(phone_number), phone_number", enterprise)
+        " ORDER BY length(phone_number), phone_number",
+        enterprise,
+    )
     return [Extension(r["phone_number"], r["display_name"]) for r in rows]
 
 
@@ -67,5 +69,6 @@ async def replace(pool: Pool, enterprise: str, items: list[Extension]) -> None:
         await conn.execute("DELETE FROM user_internal_phones WHERE enterprise_number = $1", enterprise)
         await conn.executemany(
             "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ($1, $2, $3)",
-            [(enterprise, e.extension, e.display_name) for e in items])
+            [(enterprise, e.extension, e.display_name) for e in items],
+        )
         await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)

@@ -57,8 +57,12 @@ class HealthRegistry:
     async def report(self) -> dict[str, Any]:
         components: dict[str, dict[str, Any]] = {}
         for name, health in self._components.items():
-            components[name] = {"status": health.status, "critical": health.critical, "changed_at": health.since,
-                                **health.details}
+            components[name] = {
+                "status": health.status,
+                "critical": health.critical,
+                "changed_at": health.since,
+                **health.details,
+            }
         names = list(self._probes)
         results = await asyncio.gather(*(self._run_probe(self._probes[n][1]) for n in names))
         for name, (status, details) in zip(names, results, strict=True):

@@ -40,8 +40,7 @@ class Enabled:
 
 
 class Integrations:
-    def __init__(self, pool: Pool, box: SecretBox, connectors: dict[str, Connector],
-                 http: httpx.AsyncClient) -> None:
+    def __init__(self, pool: Pool, box: SecretBox, connectors: dict[str, Connector], http: httpx.AsyncClient) -> None:
         self.pool = pool
         self.box = box
         self.connectors = connectors
@@ -56,8 +55,7 @@ class Integrations:
         cached = self._cache.get(enterprise)
         if cached is not None:
             return cached
-        config = await self.pool.fetchval(
-            "SELECT integrations_config FROM enterprises WHERE number = $1", enterprise)
+        config = await self.pool.fetchval("SELECT integrations_config FROM enterprises WHERE number = $1", enterprise)
         found: dict[str, Enabled] = {}
         for name, raw in (config or {}).items():
             connector = self.connectors.get(name)
@@ -66,8 +64,9 @@ class Integrations:
             try:
                 settings = connector.parse_settings(enterprises.decrypted(self.box, name, raw))
             except ValueError as exc:
-                log.error("enterprise %s: stored %s settings are invalid (%s); integration skipped",
-                          enterprise, name, exc)
+                log.error(
+                    "enterprise %s: stored %s settings are invalid (%s); integration skipped", enterprise, name, exc
+                )
                 continue
             if connector.enabled(settings):
                 found[name] = Enabled(connector, settings)
@@ -95,6 +94,7 @@ class Integrations:
 
     async def listen(self) -> None:
         """Hold a LISTEN connection; drop cached entries on NOTIFY. Reconnects are the supervisor's job."""
+
         def notified(_conn: object, _pid: int, _channel: str, payload: object) -> None:
             self.invalidate(str(payload))
 

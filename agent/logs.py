@@ -46,8 +46,9 @@ class _RedactingFormatter(logging.Formatter):
 
 class TextFormatter(_RedactingFormatter):
     def __init__(self, journal: bool = False) -> None:
-        super().__init__("%(levelname)s %(name)s: %(message)s" if journal else
-                         "%(asctime)s %(levelname)s %(name)s: %(message)s")
+        super().__init__(
+            "%(levelname)s %(name)s: %(message)s" if journal else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         self.journal = journal
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
@@ -63,8 +64,7 @@ class TextFormatter(_RedactingFormatter):
 class JsonFormatter(_RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
-                "+00:00", "Z"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

@@ -43,10 +43,16 @@ class _PbxCollector(Collector):
     def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         return (
             GaugeMetricFamily("pbx_agent_pbx_connected", "1 while the AMI link to the PBX is up", labels=["pbx"]),
-            GaugeMetricFamily("pbx_agent_pbx_last_event_age_seconds",
-                              "Seconds since the PBX's last AMI event (absent before the first)", labels=["pbx"]),
-            GaugeMetricFamily("pbx_agent_pbx_lock_held",
-                              "1 when this agent holds the PBX's lock and consumes its events", labels=["pbx"]),
+            GaugeMetricFamily(
+                "pbx_agent_pbx_last_event_age_seconds",
+                "Seconds since the PBX's last AMI event (absent before the first)",
+                labels=["pbx"],
+            ),
+            GaugeMetricFamily(
+                "pbx_agent_pbx_lock_held",
+                "1 when this agent holds the PBX's lock and consumes its events",
+                labels=["pbx"],
+            ),
         )
 
 
@@ -56,36 +62,49 @@ class Metrics:
         r = self.registry
         self.up = Gauge("pbx_agent_up", "1 while the agent runs", registry=r)
         self.component_restarts = Counter(
-            "pbx_agent_component_restarts", "Components restarted after a crash", ["component"], registry=r)
+            "pbx_agent_component_restarts", "Components restarted after a crash", ["component"], registry=r
+        )
         self.ami_events = Counter("pbx_agent_ami_events", "AMI events read", ["pbx", "event"], registry=r)
         self.ami_reconnects = Counter("pbx_agent_ami_reconnects", "AMI reconnections", ["pbx"], registry=r)
         self.calls_backfilled = Counter(
-            "pbx_agent_calls_backfilled", "Calls taken from the PBX's CDR after a (re)connect", ["pbx"], registry=r)
-        self.calls_ended = Counter(
-            "pbx_agent_calls_ended", "Calls ended", ["direction", "result"], registry=r)
-        self.deliveries = Counter(
-            "pbx_agent_deliveries", "CRM deliveries by outcome", ["crm", "status"], registry=r)
+            "pbx_agent_calls_backfilled", "Calls taken from the PBX's CDR after a (re)connect", ["pbx"], registry=r
+        )
+        self.calls_ended = Counter("pbx_agent_calls_ended", "Calls ended", ["direction", "result"], registry=r)
+        self.deliveries = Counter("pbx_agent_deliveries", "CRM deliveries by outcome", ["crm", "status"], registry=r)
         self.deliveries_by_status = Gauge(
-            "pbx_agent_deliveries_by_status", "Outbox rows by status (at the last /health)", ["status"],
-            registry=r)
+            "pbx_agent_deliveries_by_status", "Outbox rows by status (at the last /health)", ["status"], registry=r
+        )
         self.deliveries_by_crm = Gauge(
-            "pbx_agent_deliveries_by_crm", "Outbox rows by CRM and status (at the last scrape)", ["crm", "status"],
-            registry=r)
+            "pbx_agent_deliveries_by_crm",
+            "Outbox rows by CRM and status (at the last scrape)",
+            ["crm", "status"],
+            registry=r,
+        )
         self.delivery_seconds = Histogram(
-            "pbx_agent_delivery_seconds", "Duration of one CRM exchange", ["crm"], registry=r,
-            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+            "pbx_agent_delivery_seconds",
+            "Duration of one CRM exchange",
+            ["crm"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self.agents_sharing_limits = Gauge(
             "pbx_agent_agents_sharing_rate_limits",
             "Agents sending from this database (this one included); each paces every CRM account at 1/N of its "
-            "rate limit", registry=r)
+            "rate limit",
+            registry=r,
+        )
         self.agents_sharing_limits.set(1)
         self.pruned_rows = Counter(
-            "pbx_agent_pruned_rows", "Rows deleted past their keeping time ([retention])", ["table"], registry=r)
-        self.http_requests = Counter(
-            "pbx_agent_http_requests", "HTTP requests served", ["route", "status"], registry=r)
+            "pbx_agent_pruned_rows", "Rows deleted past their keeping time ([retention])", ["table"], registry=r
+        )
+        self.http_requests = Counter("pbx_agent_http_requests", "HTTP requests served", ["route", "status"], registry=r)
         self.http_latency = Histogram(
-            "pbx_agent_http_request_seconds", "HTTP request latency", ["route"], registry=r,
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
+            "pbx_agent_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+        )
 
     def watch_pbxs(self, states: Callable[[], Iterable[PbxState]]) -> None:
         """Per PBX, read at every scrape: connected, age of the last AMI event, whether this agent holds it."""

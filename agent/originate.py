@@ -61,8 +61,7 @@ class Originator:
             raise NoPbx(f"no PBX is configured for enterprise {enterprise}")
         return [self.pipelines[n] for n in names if n in self.pipelines]
 
-    async def click_to_call(self, enterprise: str, extension: str, phone: str,
-                            caller_id: str | None = None) -> str:
+    async def click_to_call(self, enterprise: str, extension: str, phone: str, caller_id: str | None = None) -> str:
         """Send the Originate once; return Asterisk's message. Raises NoPbx, AmiNotConnected, OriginateRefused."""
         pipelines = self._pipelines_for(enterprise)
         # several PBXes of one enterprise: the first whose link is up

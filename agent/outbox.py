@@ -59,9 +59,13 @@ class OutboxPolicy:
 
 
 def policy_from(section: OutboxSection) -> OutboxPolicy:
-    return OutboxPolicy(max_age=section.max_age, lease=section.lease,
-                        account_concurrency=section.account_concurrency,
-                        breaker_threshold=section.breaker_threshold, breaker_cooldown=section.breaker_cooldown)
+    return OutboxPolicy(
+        max_age=section.max_age,
+        lease=section.lease,
+        account_concurrency=section.account_concurrency,
+        breaker_threshold=section.breaker_threshold,
+        breaker_cooldown=section.breaker_cooldown,
+    )
 
 
 class Dispatcher(Protocol):
@@ -162,6 +166,7 @@ class _Settler:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
 
+
 INSERT = """
 INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, expires_at,
                         batch_key)
@@ -172,8 +177,9 @@ ON CONFLICT (idempotency_key) DO NOTHING
 
 
 class Outbox:
-    def __init__(self, pool: Pool, dispatcher: Dispatcher, metrics: Metrics | None = None,
-                 policy: OutboxPolicy | None = None) -> None:
+    def __init__(
+        self, pool: Pool, dispatcher: Dispatcher, metrics: Metrics | None = None, policy: OutboxPolicy | None = None
+    ) -> None:
         self.pool = pool
         self.dispatcher = dispatcher
         self.metrics = metrics
@@ -185,8 +191,9 @@ class Outbox:
 
     # -- producing -----------------------------------------------------------------------------
 
-    async def enqueue(self, deliveries: Sequence[Delivery], *,
-                      before: Callable[[Any], Awaitable[None]] | None = None) -> int:
+    async def enqueue(
+        self, deliveries: Sequence[Delivery], *, before: Callable[[Any], Awaitable[None]] | None = None
+    ) -> int:
         """Store deliveries (duplicates by key are ignored); return how many were new.
 
         `before(conn)` runs first in the same transaction (the planner stores the ended calls there, so a
@@ -197,8 +204,9 @@ class Outbox:
         columns: list[list[Any]] = [[] for _ in range(7)]
         for d in deliveries:
             expires = now + timedelta(seconds=d.expires_after) if d.expires_after is not None else None
-            for column, value in zip(columns, (d.idempotency_key, d.enterprise, d.crm, d.kind,
-                                               d.payload, expires, d.batch_key), strict=True):
+            for column, value in zip(
+                columns, (d.idempotency_key, d.enterprise, d.crm, d.kind, d.payload, expires, d.batch_key), strict=True
+            ):
                 column.append(value)
         async with self.pool.acquire() as conn, conn.transaction():
             if before is not None:
@@ -217,6 +225,7 @@ class Outbox:
 
     async def run(self) -> None:
         """Deliver forever: woken by local inserts and other agents' NOTIFY, else by a short poll."""
+
         def notified(*_args: object) -> None:
             self._wake.set()
 
@@ -315,13 +324,12 @@ class Outbox:
         groups: list[list[Claimed]] = []
         for items in buckets.values():
             limit = max(1, self.dispatcher.batch_limit(items[0].delivery.crm, items[0].delivery.kind))
-            groups.extend(items[i:i + limit] for i in range(0, len(items), limit))
+            groups.extend(items[i : i + limit] for i in range(0, len(items), limit))
         return groups
 
     async def _deliver(self, group: list[Claimed]) -> None:
         first = group[0].delivery
-        prepare: Callable[[str, Sequence[Delivery]], Awaitable[None]] | None = getattr(
-            self.dispatcher, "prepare", None)
+        prepare: Callable[[str, Sequence[Delivery]], Awaitable[None]] | None = getattr(self.dispatcher, "prepare", None)
         if prepare is not None:  # e.g. waiting for a recording: not a request, so outside the slots
             try:
                 await prepare(first.crm, [c.delivery for c in group])
@@ -345,25 +353,50 @@ class Outbox:
             elif status == "permanent":
                 settled.append((c.id, "failed", 0.0, outcome.error or "rejected by the CRM"))
             else:
-                settled.append((c.id, "pending", self._backoff(c.attempts, outcome.retry_after),
-                                outcome.error or "temporary failure"))
+                settled.append(
+                    (
+                        c.id,
+                        "pending",
+                        self._backoff(c.attempts, outcome.retry_after),
+                        outcome.error or "temporary failure",
+                    )
+                )
         # shielded so that a stop in the middle cannot leave a sent delivery unrecorded (arq's rule)
         await asyncio.shield(self._record(group, outcome, settled))
         keys = ",".join(c.delivery.idempotency_key for c in group[:3]) + ("…" if len(group) > 3 else "")
-        log.info("delivery %s %s x%d [%s] try %d: %s%s (%.0f ms)", first.crm, first.kind, len(group), keys,
-                 group[0].attempts, outcome.status, f" {outcome.http_status}" if outcome.http_status else "",
-                 outcome.duration_ms)
+        log.info(
+            "delivery %s %s x%d [%s] try %d: %s%s (%.0f ms)",
+            first.crm,
+            first.kind,
+            len(group),
+            keys,
+            group[0].attempts,
+            outcome.status,
+            f" {outcome.http_status}" if outcome.http_status else "",
+            outcome.duration_ms,
+        )
 
-    async def _record(self, group: list[Claimed], outcome: SendOutcome,
-                      settled: list[tuple[int, str, float, str | None]]) -> None:
+    async def _record(
+        self, group: list[Claimed], outcome: SendOutcome, settled: list[tuple[int, str, float, str | None]]
+    ) -> None:
         """Settle the group and log its exchange once, naming every delivery it carried (`delivery_ids`;
         `delivery_id` is the first, for readers that predate batches)."""
         d = group[0].delivery
         log_row = None
         if outcome.request:  # nothing was sent (e.g. a paused account): no exchange to log
-            log_row = (d.enterprise, d.crm, d.kind, outcome.request, outcome.response,
-                       "success" if outcome.ok else "error", outcome.error, outcome.http_status,
-                       outcome.duration_ms, group[0].id, [c.id for c in group])
+            log_row = (
+                d.enterprise,
+                d.crm,
+                d.kind,
+                outcome.request,
+                outcome.response,
+                "success" if outcome.ok else "error",
+                outcome.error,
+                outcome.http_status,
+                outcome.duration_ms,
+                group[0].id,
+                [c.id for c in group],
+            )
         await self._settler.record(settled, log_row)
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
@@ -383,7 +416,9 @@ class Outbox:
             " last_error = NULL, updated_at = now()"
             " WHERE id = $1 AND status IN ('failed', 'dead', 'expired')"
             " AND ($2::text IS NULL OR enterprise_number = $2)",
-            delivery_id, enterprise)
+            delivery_id,
+            enterprise,
+        )
         if status.endswith(" 1"):
             self._wake.set()
             return True
@@ -395,14 +430,19 @@ class Outbox:
 
     async def due_count(self) -> int:
         """How many deliveries are due now (waiting to be sent)."""
-        return int(await self.pool.fetchval(
-            "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()")
-            or 0)
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM deliveries"
+                " WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()"
+            )
+            or 0
+        )
 
     async def oldest_due_age(self) -> float:
         age = await self.pool.fetchval(
             "SELECT extract(epoch FROM now() - min(next_attempt_at)) FROM deliveries"
-            " WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()")
+            " WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()"
+        )
         return float(age or 0.0)
 
 
@@ -415,8 +455,10 @@ def _claimed(row: asyncpg.Record) -> Claimed:
     return Claimed(
         id=row["id"],
         delivery=Delivery(
-            idempotency_key=row["idempotency_key"], enterprise=row["enterprise_number"],
-            crm=row["integration_type"], kind=row["kind"],
+            idempotency_key=row["idempotency_key"],
+            enterprise=row["enterprise_number"],
+            crm=row["integration_type"],
+            kind=row["kind"],
             payload=payload if isinstance(payload, dict) else json.loads(payload),
             batch_key=row["batch_key"],
         ),
@@ -435,7 +477,8 @@ async def _count_by_crm(outbox: Outbox, metrics: Metrics) -> None:
     rows = await outbox.pool.fetch(
         "SELECT integration_type AS crm, status, count(*) AS n,"
         " count(*) FILTER (WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()) AS due"
-        " FROM deliveries GROUP BY integration_type, status")
+        " FROM deliveries GROUP BY integration_type, status"
+    )
     found: dict[str, dict[str, int]] = {}
     for r in rows:
         per = found.setdefault(r["crm"], {})
@@ -457,5 +500,8 @@ async def outbox_probe(outbox: Outbox, metrics: Metrics | None = None, *, agents
         await _count_by_crm(outbox, metrics)
     if oldest > STALE_DUE_S:
         raise RuntimeError(f"the oldest due delivery has waited {oldest:.0f} s")
-    return {"due_oldest_seconds": round(oldest, 1), "agents": agents,
-            **{k: v for k, v in counts.items() if k != "done"}}
+    return {
+        "due_oldest_seconds": round(oldest, 1),
+        "agents": agents,
+        **{k: v for k, v in counts.items() if k != "done"},
+    }

@@ -38,17 +38,28 @@ def channel_rules(pbx: PbxSection, default_region: str | None) -> ChannelRules:
 
 
 class PbxPipeline:
-    def __init__(self, pbx: PbxSection, default_region: str | None, health: HealthRegistry, metrics: Metrics,
-                 sink: CallEventSink, states: ExtensionStates | None = None) -> None:
+    def __init__(
+        self,
+        pbx: PbxSection,
+        default_region: str | None,
+        health: HealthRegistry,
+        metrics: Metrics,
+        sink: CallEventSink,
+        states: ExtensionStates | None = None,
+    ) -> None:
         self.pbx = pbx
         self.states = states
         self.tracker = CallTracker(channel_rules(pbx, default_region), pbx.enterprise, pbx.name)
         self._sink = sink
         self._events = metrics.ami_events
         self._reconnects = metrics.ami_reconnects.labels(pbx.name)
-        self.link = AmiLink(pbx, self._on_events, self._on_reconcile,
-                            health.register(f"pbx:{pbx.name}", critical=False),
-                            on_reconnect=self._reconnects.inc)
+        self.link = AmiLink(
+            pbx,
+            self._on_events,
+            self._on_reconcile,
+            health.register(f"pbx:{pbx.name}", critical=False),
+            on_reconnect=self._reconnects.inc,
+        )
         self.catchup: CdrCatchUp | None = None
 
     async def run(self) -> None:

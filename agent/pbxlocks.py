@@ -24,10 +24,16 @@ TRY_INTERVAL_S = 2.0
 
 
 class PbxLocks:
-    def __init__(self, dsn: str, on_acquired: Callable[[str], None],
-                 on_released: Callable[[str], Awaitable[None]],
-                 on_standby: Callable[[str, str | None], None], *, interval: float = TRY_INTERVAL_S,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        on_acquired: Callable[[str], None],
+        on_released: Callable[[str], Awaitable[None]],
+        on_standby: Callable[[str, str | None], None],
+        *,
+        interval: float = TRY_INTERVAL_S,
+        name: str | None = None,
+    ) -> None:
         self.dsn = dsn
         self.name = name or agent_name()  # application_name, as the agent's pool's (agent.peers)
         self.on_acquired = on_acquired
@@ -88,5 +94,8 @@ class PbxLocks:
                 holder = await conn.fetchval(
                     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                     " WHERE l.locktype = 'advisory' AND l.classid = $1::bigint::oid"
-                    " AND l.objid = (hashtext($2)::bigint & 4294967295)::oid AND l.granted", LOCK_CLASS, name)
+                    " AND l.objid = (hashtext($2)::bigint & 4294967295)::oid AND l.granted",
+                    LOCK_CLASS,
+                    name,
+                )
                 self.on_standby(name, holder)

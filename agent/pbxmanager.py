@@ -18,9 +18,19 @@ log = logging.getLogger(__name__)
 
 
 class PbxManager:
-    def __init__(self, supervisor: Supervisor, health: HealthRegistry, metrics: Metrics, default_region: str | None,
-                 sink: CallEventSink, dsn: str, *, lock_interval: float = 2.0,
-                 catchup: CatchUpStore | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        health: HealthRegistry,
+        metrics: Metrics,
+        default_region: str | None,
+        sink: CallEventSink,
+        dsn: str,
+        *,
+        lock_interval: float = 2.0,
+        catchup: CatchUpStore | None = None,
+        name: str | None = None,
+    ) -> None:
         self.supervisor = supervisor
         self.health = health
         self.metrics = metrics
@@ -29,8 +39,7 @@ class PbxManager:
         self.catchup = catchup  # backfill on connect, for each [[pbx]] with an explicit cdr_csv
         self.pipelines: dict[str, PbxPipeline] = {}
         self.states: dict[str, ExtensionStates] = {}  # per enterprise, for smart redirect
-        self.locks = PbxLocks(dsn, self._acquired, self._released, self._standby, interval=lock_interval,
-                               name=name)
+        self.locks = PbxLocks(dsn, self._acquired, self._released, self._standby, interval=lock_interval, name=name)
 
     def start(self, pbxs: Sequence[PbxSection]) -> None:
         for pbx in pbxs:
@@ -57,16 +66,27 @@ class PbxManager:
         out = []
         for name, pipeline in self.pipelines.items():
             last = pipeline.link.health.details.get("last_event_at")
-            out.append(PbxState(name, pipeline.link.connected.is_set(),
-                                float(last) if isinstance(last, int | float) else None, name in self.locks.held))
+            out.append(
+                PbxState(
+                    name,
+                    pipeline.link.connected.is_set(),
+                    float(last) if isinstance(last, int | float) else None,
+                    name in self.locks.held,
+                )
+            )
         return out
 
     def _add(self, pbx: PbxSection) -> None:
         states = self.states.setdefault(pbx.enterprise, ExtensionStates())
         pipeline = PbxPipeline(pbx, self.default_region, self.health, self.metrics, self.sink, states)
         if self.catchup is not None and pbx.cdr_csv is not None:
-            pipeline.catchup = CdrCatchUp(pbx, channel_rules(pbx, self.default_region), self.catchup,
-                                          pipeline.link.health, self.metrics.calls_backfilled)
+            pipeline.catchup = CdrCatchUp(
+                pbx,
+                channel_rules(pbx, self.default_region),
+                self.catchup,
+                pipeline.link.health,
+                self.metrics.calls_backfilled,
+            )
         pipeline.link.health.set("down", role="standby", holder=None, error="waiting for the PBX lock")
         self.pipelines[pbx.name] = pipeline
         self.locks.want(pbx.name)
@@ -87,8 +107,7 @@ class PbxManager:
         await self.supervisor.stop_one(f"pbx:{name}")
         pipeline = self.pipelines.get(name)
         if pipeline is not None:
-            pipeline.link.health.set("down", connected=False, role="standby", holder=None,
-                                     error="lost the PBX lock")
+            pipeline.link.health.set("down", connected=False, role="standby", holder=None, error="lost the PBX lock")
 
     def _standby(self, name: str, holder: str | None) -> None:
         pipeline = self.pipelines.get(name)
@@ -97,5 +116,6 @@ class PbxManager:
         if holder:  # another agent consumes this PBX: nothing is wrong here
             pipeline.link.health.set("ok", connected=False, role="standby", holder=holder, error=None)
         else:
-            pipeline.link.health.set("down", connected=False, role="standby", holder=None,
-                                     error="no agent holds this PBX")
+            pipeline.link.health.set(
+                "down", connected=False, role="standby", holder=None, error="no agent holds this PBX"
+            )

@@ -76,8 +76,9 @@ class AgentCount:
     async def refresh(self) -> int:
         agents = max(1, await self.source())
         if agents != self.agents:
-            log.info("%d agent(s) share this database: each sends at 1/%d of every CRM account's rate limit",
-                     agents, agents)
+            log.info(
+                "%d agent(s) share this database: each sends at 1/%d of every CRM account's rate limit", agents, agents
+            )
             self.agents = agents
             for listener in self._listeners:
                 listener(agents)

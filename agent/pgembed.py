@@ -104,15 +104,29 @@ class EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(binaries)
         if self._running(binaries):
-            log.info("embedded PostgreSQL already running in %s (left over from an earlier run); reusing it",
-                     self.data_dir)
+            log.info(
+                "embedded PostgreSQL already running in %s (left over from an earlier run); reusing it", self.data_dir
+            )
             return
         self._remove_stale_pid()
-        options = (f"-c listen_addresses='' -k {self.socket_dir} -c unix_socket_permissions=0700 -c jit=off"
-                   " -c dynamic_shared_memory_type=mmap")
+        options = (
+            f"-c listen_addresses='' -k {self.socket_dir} -c unix_socket_permissions=0700 -c jit=off"
+            " -c dynamic_shared_memory_type=mmap"
+        )
         result = self._run(
-            [binaries["pg_ctl"], "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
-             "-w", "-t", str(START_TIMEOUT_S), "start"],
+            [
+                binaries["pg_ctl"],
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "start",
+            ],
             timeout=START_TIMEOUT_S + 10,
         )
         if result.returncode != 0:
@@ -122,8 +136,9 @@ class EmbeddedPostgres:
     def _stop_blocking(self) -> None:
         if not self.data_dir.exists():
             return
-        result = self._run([self.binaries["pg_ctl"], "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "20",
-                            "stop"], timeout=30)
+        result = self._run(
+            [self.binaries["pg_ctl"], "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "20", "stop"], timeout=30
+        )
         if result.returncode == 0:
             log.info("embedded PostgreSQL stopped")
         elif "Is server running?" not in result.stderr:
@@ -165,8 +180,18 @@ class EmbeddedPostgres:
             raise EmbeddedPgError(f"{self.data_dir} exists but holds no PostgreSQL cluster; move it away")
         log.info("creating the embedded PostgreSQL cluster in %s", self.data_dir)
         result = self._run(
-            [binaries["initdb"], "-D", str(self.data_dir), "-U", DB_USER, "-E", "UTF8", "--locale=C",
-             "--auth=trust", "--no-instructions"],
+            [
+                binaries["initdb"],
+                "-D",
+                str(self.data_dir),
+                "-U",
+                DB_USER,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth=trust",
+                "--no-instructions",
+            ],
             timeout=120,
         )
         if result.returncode != 0:
@@ -206,8 +231,14 @@ class EmbeddedPostgres:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "LC_", "NOTIFY_SOCKET", "WATCHDOG_"))}
         env["LANG"] = "C"
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            argv, capture_output=True, text=True, timeout=timeout, cwd=str(self.root), env=env,
-            start_new_session=True, **kwargs,
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(self.root),
+            env=env,
+            start_new_session=True,
+            **kwargs,
         )
 
     def _tail_log(self, lines: int = 5) -> str:

@@ -32,8 +32,9 @@ BATCH_MAX = 500
 
 
 class Planner:
-    def __init__(self, integrations: Integrations, outbox: Outbox,
-                 rules: Callable[[str], Awaitable[Rules]] | None = None) -> None:
+    def __init__(
+        self, integrations: Integrations, outbox: Outbox, rules: Callable[[str], Awaitable[Rules]] | None = None
+    ) -> None:
         self.integrations = integrations
         self.outbox = outbox
         self.rules = rules  # enterprise -> its routing rules (cached; `RulesCache.get`)
@@ -70,8 +71,7 @@ class Planner:
                 try:
                     deliveries += enabled.connector.plan(event, enabled.settings)
                 except Exception:  # one connector's bug must not cost the other CRMs the call
-                    log.exception("planner: %s could not plan %s of call %s", enabled.crm, event.event,
-                                  event.call_id)
+                    log.exception("planner: %s could not plan %s of call %s", enabled.crm, event.event, event.call_id)
         ended = [callstore.row(e) for e in events if e.event == "ended"]
 
         async def store_calls(conn: Any) -> None:

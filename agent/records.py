@@ -69,10 +69,20 @@ class RecordLinks:
     the `[[pbx]] recordings`; `apply` brings them up to date with a reloaded `[[pbx]]` list
     (agent.recsourceset). Without `cache_dir` no MP3 is made; with it, at most `mp3_cache_bytes` are kept."""
 
-    def __init__(self, public_url: str, secret: bytes, recordings_dir: Path, *, ttl: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.time, sources: Mapping[str, Source] | None = None,
-                 cache_dir: Path | None = None, ffmpeg: str | None = None,
-                 mp3_cache_bytes: int = DEFAULT_CACHE_BYTES, pbx: Sequence[PbxSection] = ()) -> None:
+    def __init__(
+        self,
+        public_url: str,
+        secret: bytes,
+        recordings_dir: Path,
+        *,
+        ttl: float = DEFAULT_TTL_S,
+        clock: Callable[[], float] = time.time,
+        sources: Mapping[str, Source] | None = None,
+        cache_dir: Path | None = None,
+        ffmpeg: str | None = None,
+        mp3_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        pbx: Sequence[PbxSection] = (),
+    ) -> None:
         self.public_url = public_url.rstrip("/")
         self.ttl = ttl
         self.default = LocalSource("", recordings_dir)
@@ -139,8 +149,7 @@ class RecordLinks:
             source = self._set.for_pbx(pbx)
             relative = source.relative(path)
             if relative is None:
-                log.warning("recording %r of PBX %s is outside its recordings %s; not offered", path, pbx,
-                            source.spec)
+                log.warning("recording %r of PBX %s is outside its recordings %s; not offered", path, pbx, source.spec)
                 return None
             return source, relative
         candidates = self._set.candidates
@@ -151,8 +160,11 @@ class RecordLinks:
             roots = ", ".join(str(s.spec) for s in candidates)
             log.warning("recording %r is outside the recordings directories (%s); not offered", path, roots)
         else:
-            log.warning("recording %r could be on any of %s; give the PBX; not offered", path,
-                        ", ".join(s.key or "[agent] recordings_dir" for s, _ in matches))
+            log.warning(
+                "recording %r could be on any of %s; give the PBX; not offered",
+                path,
+                ", ".join(s.key or "[agent] recordings_dir" for s, _ in matches),
+            )
         return None
 
     # -- resolving ------------------------------------------------------------------------------
@@ -160,8 +172,14 @@ class RecordLinks:
     def claim(self, token: str) -> Claim:
         """What a token names. RecordDenied for a bad or expired token."""
         try:
-            claims = jwt.decode(token, self._key, algorithms=["HS256"], audience=AUDIENCE,
-                                options={"require": ["exp", "aud", "p"]}, leeway=0)
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                audience=AUDIENCE,
+                options={"require": ["exp", "aud", "p"]},
+                leeway=0,
+            )
         except jwt.ExpiredSignatureError:
             raise RecordDenied("link expired") from None
         except jwt.InvalidTokenError:
@@ -181,8 +199,15 @@ class RecordLinks:
         with self._set.lease(source):
             yield source, await source.stat(claim.relative)
 
-    async def wait_ready(self, path: str, limit_s: float, *, pbx: str | None = None,
-                         poll_s: float = READY_POLL_S, settle_s: float = READY_SETTLE_S) -> bool:
+    async def wait_ready(
+        self,
+        path: str,
+        limit_s: float,
+        *,
+        pbx: str | None = None,
+        poll_s: float = READY_POLL_S,
+        settle_s: float = READY_SETTLE_S,
+    ) -> bool:
         """True once the recording exists, is not empty and has not changed for `settle_s` (MixMonitor has
         finished writing it); False when that did not happen within `limit_s` or it is not servable.
         A local file last written `settle_s` ago or more (this host's clock) is ready at once."""
@@ -193,8 +218,9 @@ class RecordLinks:
         with self._set.lease(source):
             return await self._wait_ready(source, relative, path, limit_s, poll_s, settle_s)
 
-    async def _wait_ready(self, source: Source, relative: str, path: str, limit_s: float, poll_s: float,
-                          settle_s: float) -> bool:
+    async def _wait_ready(
+        self, source: Source, relative: str, path: str, limit_s: float, poll_s: float, settle_s: float
+    ) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit_s
         seen: tuple[int, float] | None = None
@@ -226,12 +252,21 @@ class RecordLinks:
 def from_config(cfg: Config, secret: bytes, health: HealthRegistry | None = None) -> RecordLinks:
     """RecordLinks with one source per `[[pbx]] recordings` (local or SFTP), reporting ffmpeg in /health."""
     ffmpeg = find_ffmpeg()
-    links = RecordLinks(cfg.agent.public_url, secret, cfg.agent.recordings_dir,
-                        cache_dir=cfg.agent.state_dir / "records-mp3", ffmpeg=ffmpeg,
-                        mp3_cache_bytes=cfg.agent.mp3_cache_mb * 1024 * 1024, pbx=cfg.pbx)
+    links = RecordLinks(
+        cfg.agent.public_url,
+        secret,
+        cfg.agent.recordings_dir,
+        cache_dir=cfg.agent.state_dir / "records-mp3",
+        ffmpeg=ffmpeg,
+        mp3_cache_bytes=cfg.agent.mp3_cache_mb * 1024 * 1024,
+        pbx=cfg.pbx,
+    )
     if health is not None:
         links.health = health.register("recordings", critical=False)
-        links.health.set("ok", ffmpeg=ffmpeg is not None,
-                         info=None if ffmpeg else "ffmpeg missing: serving originals",
-                         sources=links.source_specs())
+        links.health.set(
+            "ok",
+            ffmpeg=ffmpeg is not None,
+            info=None if ffmpeg else "ffmpeg missing: serving originals",
+            sources=links.source_specs(),
+        )
     return links

@@ -35,12 +35,12 @@ async def serve_record(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "no such recording"}, status=404)
     except RecordUnavailable as exc:
         log.warning("records: %s", exc)
-        return web.json_response({"error": "recordings source unavailable"}, status=503,
-                                 headers={"Retry-After": "30"})
+        return web.json_response({"error": "recordings source unavailable"}, status=503, headers={"Retry-After": "30"})
 
 
-async def _respond(request: web.Request, links: RecordLinks, claim: Claim, source: Source,
-                   file: RecordingFile) -> web.StreamResponse:
+async def _respond(
+    request: web.Request, links: RecordLinks, claim: Claim, source: Source, file: RecordingFile
+) -> web.StreamResponse:
     name = _UNSAFE_NAME.sub("_", file.name)
     headers = {"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "private, max-age=3600"}
     if wants_mp3(claim.fmt, file):
@@ -53,8 +53,9 @@ async def _respond(request: web.Request, links: RecordLinks, claim: Claim, sourc
     return await _stream(request, source, file, headers)
 
 
-async def _stream(request: web.Request, source: Source, file: RecordingFile,
-                  headers: dict[str, str]) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, source: Source, file: RecordingFile, headers: dict[str, str]
+) -> web.StreamResponse:
     """A remote file in chunks, honouring one Range (`bytes=a-b`, `a-`, `-n`) like FileResponse does."""
     size = file.size
     try:
@@ -72,8 +73,9 @@ async def _stream(request: web.Request, source: Source, file: RecordingFile,
         status = 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-    response = web.StreamResponse(status=status, headers={**headers, "Accept-Ranges": "bytes",
-                                                          "Content-Type": content_type})
+    response = web.StreamResponse(
+        status=status, headers={**headers, "Accept-Ranges": "bytes", "Content-Type": content_type}
+    )
     response.content_length = stop - start
     await response.prepare(request)
     if request.method == "HEAD":

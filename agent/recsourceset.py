@@ -51,8 +51,9 @@ class SourceSet:
     """`sources` maps PBX names to their source (PBXs not in it use `default`). Sources given here rather
     than built by `apply` count as changed at the first `apply`."""
 
-    def __init__(self, default: LocalSource, sources: Mapping[str, Source] | None = None, *,
-                 grace: float = RETIRE_GRACE_S) -> None:
+    def __init__(
+        self, default: LocalSource, sources: Mapping[str, Source] | None = None, *, grace: float = RETIRE_GRACE_S
+    ) -> None:
         self.default = default
         self.grace = grace
         self._by_pbx: dict[str, Source] = dict(sources or {})
@@ -127,8 +128,7 @@ class SourceSet:
             async with asyncio.timeout(self.grace):
                 await idle.wait()
         except TimeoutError:
-            log.warning("records: %s still in use %g s after it was replaced; closing it", source.spec,
-                        self.grace)
+            log.warning("records: %s still in use %g s after it was replaced; closing it", source.spec, self.grace)
         await source.close()
 
     async def replaced_closed(self) -> None:

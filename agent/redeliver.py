@@ -57,20 +57,30 @@ async def redeliver(config: Config, args: argparse.Namespace) -> tuple[int, int]
             async with make_client() as http:
                 integrations = Integrations(pool, box, chosen, http)
                 if not await integrations.enabled(args.enterprise):
-                    raise ValueError(f"enterprise {args.enterprise} has no enabled CRM"
-                                     + (f" named {args.crm}" if args.crm else ""))
-                planner = Planner(integrations, Outbox(pool, dispatcher=_NoSend()),
-                                  rules=routing_store.RulesCache(pool).get)  # as in the agent
+                    raise ValueError(
+                        f"enterprise {args.enterprise} has no enabled CRM" + (f" named {args.crm}" if args.crm else "")
+                    )
+                planner = Planner(
+                    integrations, Outbox(pool, dispatcher=_NoSend()), rules=routing_store.RulesCache(pool).get
+                )  # as in the agent
                 total = await pool.fetchval(
                     "SELECT count(*) FROM calls WHERE enterprise_number = $1 AND ended_at >= $2 AND ended_at < $3",
-                    args.enterprise, args.since, until)
+                    args.enterprise,
+                    args.since,
+                    until,
+                )
                 calls = added = 0
                 after = (args.since, "")
                 while True:
                     rows = await pool.fetch(
                         "SELECT * FROM calls WHERE enterprise_number = $1 AND (ended_at, call_id) > ($2, $3)"
                         " AND ended_at < $4 ORDER BY ended_at, call_id LIMIT $5",
-                        args.enterprise, after[0], after[1], until, PAGE)
+                        args.enterprise,
+                        after[0],
+                        after[1],
+                        until,
+                        PAGE,
+                    )
                     if not rows:
                         break
                     added += await planner.plan_and_store([event_from_row(dict(r)) for r in rows])

@@ -45,11 +45,11 @@ def read_timing(text: str) -> list[TimingEntry]:
             continue
         parts = line.split("\t")
         try:
-            entries.append(TimingEntry(float(parts[0]), int(parts[1]), int(parts[2]),
-                                       parts[3] if len(parts) > 3 else ""))
+            entries.append(
+                TimingEntry(float(parts[0]), int(parts[1]), int(parts[2]), parts[3] if len(parts) > 3 else "")
+            )
         except (IndexError, ValueError):
-            raise ReplayError(f"timing line {n} is not '<seconds>\\t<start>\\t<end>\\t<name>': "
-                              f"{line[:80]!r}") from None
+            raise ReplayError(f"timing line {n} is not '<seconds>\\t<start>\\t<end>\\t<name>': {line[:80]!r}") from None
     return entries
 
 
@@ -80,8 +80,9 @@ def _anchor(data: bytes, timing: list[TimingEntry]) -> datetime | None:
     return None
 
 
-def replay(data: bytes, timing: list[TimingEntry] | None, tracker: CallTracker,
-           parser: AmiFrameParser | None = None) -> list[CallEvent]:
+def replay(
+    data: bytes, timing: list[TimingEntry] | None, tracker: CallTracker, parser: AmiFrameParser | None = None
+) -> list[CallEvent]:
     """Feed the bytes through `parser` and `tracker` exactly as the live link does."""
     parser = parser or AmiFrameParser()
     events: list[CallEvent] = []
@@ -100,10 +101,13 @@ def _fmt_time(value: datetime | None) -> str:
 
 def _details(e: CallEvent) -> str:
     if e.event == "ended":
-        bits = [f"result={e.result}", f"answered_by={e.answered_by or '-'}",
-                f"extensions={','.join(e.extensions) or '-'}",
-                f"ring={e.ring_seconds if e.ring_seconds is not None else '-'}s",
-                f"talk={e.talk_seconds if e.talk_seconds is not None else '-'}s"]
+        bits = [
+            f"result={e.result}",
+            f"answered_by={e.answered_by or '-'}",
+            f"extensions={','.join(e.extensions) or '-'}",
+            f"ring={e.ring_seconds if e.ring_seconds is not None else '-'}s",
+            f"talk={e.talk_seconds if e.talk_seconds is not None else '-'}s",
+        ]
         if e.recording:
             bits.append(f"recording={e.recording}")
         return " ".join(bits)
@@ -115,13 +119,25 @@ def _details(e: CallEvent) -> str:
 def format_table(events: Iterable[CallEvent]) -> str:
     rows = [("time", "event", "call", "dir", "phone", "did", "ext", "details")]
     for e in events:
-        rows.append((_fmt_time(e.at), e.event, e.call_id, e.direction, e.phone or "-", e.did or "-",
-                     e.extension or "-", _details(e)))
+        rows.append(
+            (
+                _fmt_time(e.at),
+                e.event,
+                e.call_id,
+                e.direction,
+                e.phone or "-",
+                e.did or "-",
+                e.extension or "-",
+                _details(e),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-        for r in rows
-    ).rstrip() + "\n"
+    return (
+        "\n".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
+        ).rstrip()
+        + "\n"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -45,7 +45,9 @@ async def account_by_client_id(pool: Pool, box: SecretBox, client_id: str) -> Ac
     """
     rows = await pool.fetch(
         "SELECT number, integrations_config -> $1 AS settings FROM enterprises"
-        " WHERE integrations_config ? $1 ORDER BY number", CRM)
+        " WHERE integrations_config ? $1 ORDER BY number",
+        CRM,
+    )
     found: Account | None = None
     for row in rows:
         stored = row["settings"]
@@ -63,6 +65,7 @@ async def account_by_client_id(pool: Pool, box: SecretBox, client_id: str) -> Ac
 
 # -- the accountUrl token ------------------------------------------------------------------------
 
+
 async def set_account_token(pool: Pool, enterprise: str, token_id: str | None) -> None:
     """Make `token_id` the one valid accountUrl token of the enterprise (None: revoke them all)."""
     await pool.execute(
@@ -71,7 +74,9 @@ async def set_account_token(pool: Pool, enterprise: str, token_id: str | None) -
         " ON CONFLICT (enterprise_number) DO UPDATE SET account_token_id = EXCLUDED.account_token_id,"
         " registered_at = COALESCE(EXCLUDED.registered_at, retailcrm_modules.registered_at),"
         " updated_at = now()",
-        enterprise, token_id)
+        enterprise,
+        token_id,
+    )
 
 
 async def token_current(pool: Pool, principal: Principal) -> bool:
@@ -79,11 +84,13 @@ async def token_current(pool: Pool, principal: Principal) -> bool:
     if principal.source != CRM or principal.enterprise is None:
         return False
     current = await pool.fetchval(
-        "SELECT account_token_id FROM retailcrm_modules WHERE enterprise_number = $1", principal.enterprise)
+        "SELECT account_token_id FROM retailcrm_modules WHERE enterprise_number = $1", principal.enterprise
+    )
     return isinstance(current, str) and hmac.compare_digest(current.encode(), principal.token_id.encode())
 
 
 # -- callbacks -------------------------------------------------------------------------------------
+
 
 async def set_activity(pool: Pool, enterprise: str, active: bool, freeze: bool, system_url: str | None) -> None:
     await pool.execute(
@@ -92,13 +99,19 @@ async def set_activity(pool: Pool, enterprise: str, active: bool, freeze: bool, 
         " ON CONFLICT (enterprise_number) DO UPDATE SET active = EXCLUDED.active, frozen = EXCLUDED.frozen,"
         " system_url = COALESCE(EXCLUDED.system_url, retailcrm_modules.system_url),"
         " activity_at = now(), updated_at = now()",
-        enterprise, active, freeze, system_url)
+        enterprise,
+        active,
+        freeze,
+        system_url,
+    )
 
 
 async def module_state(pool: Pool, enterprise: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(
         "SELECT account_token_id IS NOT NULL AS registered, registered_at, active, frozen, system_url,"
-        " activity_at FROM retailcrm_modules WHERE enterprise_number = $1", enterprise)
+        " activity_at FROM retailcrm_modules WHERE enterprise_number = $1",
+        enterprise,
+    )
     return dict(row) if row else None
 
 
@@ -107,7 +120,11 @@ async def set_user_status(pool: Pool, enterprise: str, user_id: str, code: str |
         "INSERT INTO retailcrm_user_statuses (enterprise_number, user_id, code, status) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (enterprise_number, user_id) DO UPDATE SET code = COALESCE(EXCLUDED.code,"
         " retailcrm_user_statuses.code), status = EXCLUDED.status, changed_at = now()",
-        enterprise, user_id, code, status)
+        enterprise,
+        user_id,
+        code,
+        status,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,17 +138,35 @@ class UserStatus:
 async def user_statuses(pool: Pool, enterprise: str) -> list[UserStatus]:
     rows = await pool.fetch(
         "SELECT user_id, code, status, changed_at FROM retailcrm_user_statuses WHERE enterprise_number = $1"
-        " ORDER BY user_id::numeric", enterprise)
+        " ORDER BY user_id::numeric",
+        enterprise,
+    )
     return [UserStatus(r["user_id"], r["code"], r["status"], r["changed_at"]) for r in rows]
 
 
-async def log_exchange(pool: Pool, enterprise: str, event_type: str, request: dict[str, Any],
-                       response: dict[str, Any], ok: bool, error: str | None = None,
-                       http_status: int | None = None, duration_ms: float | None = None) -> None:
+async def log_exchange(
+    pool: Pool,
+    enterprise: str,
+    event_type: str,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    ok: bool,
+    error: str | None = None,
+    http_status: int | None = None,
+    duration_ms: float | None = None,
+) -> None:
     """One row of integration_logs; `request`/`response` must already be masked."""
     await pool.execute(
         "INSERT INTO integration_logs (enterprise_number, integration_type, event_type, request_data,"
         " response_data, status, error_message, http_status, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7,"
         " $8, $9)",
-        enterprise, CRM, event_type, request, response, "success" if ok else "error", error, http_status,
-        duration_ms)
+        enterprise,
+        CRM,
+        event_type,
+        request,
+        response,
+        "success" if ok else "error",
+        error,
+        http_status,
+        duration_ms,
+    )

@@ -113,9 +113,16 @@ class RunResult:
 
 
 class Pruner:
-    def __init__(self, pool: database.Pool, settings: RetentionSection, metrics: Metrics | None = None,
-                 health: ComponentHealth | None = None, *, batch: int = BATCH,
-                 between_batches: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        pool: database.Pool,
+        settings: RetentionSection,
+        metrics: Metrics | None = None,
+        health: ComponentHealth | None = None,
+        *,
+        batch: int = BATCH,
+        between_batches: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.pool = pool
         self.settings = settings
         self.metrics = metrics
@@ -150,11 +157,15 @@ class Pruner:
                 self.health.set("down", last_run_at=started, last_error=f"{type(exc).__name__}: {exc}")
             return None
         if result.total:
-            log.info("retention: deleted %s in %.1f s", ", ".join(f"{n} {t}" for t, n in result.deleted.items()),
-                     time.time() - started)
+            log.info(
+                "retention: deleted %s in %.1f s",
+                ", ".join(f"{n} {t}" for t, n in result.deleted.items()),
+                time.time() - started,
+            )
         if self.health is not None:
-            self.health.set("ok", last_run_at=started, last_error=None, last_skipped=result.skipped,
-                            last_deleted=result.deleted)
+            self.health.set(
+                "ok", last_run_at=started, last_error=None, last_skipped=result.skipped, last_deleted=result.deleted
+            )
         return result
 
     async def run_once(self) -> RunResult:
@@ -174,8 +185,9 @@ class Pruner:
     async def _prune(self, conn: PoolConnectionProxy[Any], result: RunResult) -> None:
         s = self.settings
         if s.logs_days > 0:
-            await self._batches(result, "integration_logs",
-                                lambda: self._delete(conn, DELETE_LOGS, s.logs_days, "integration_logs"))
+            await self._batches(
+                result, "integration_logs", lambda: self._delete(conn, DELETE_LOGS, s.logs_days, "integration_logs")
+            )
         if s.deliveries_days > 0:
             await self._batches(result, "deliveries", lambda: self._deliveries(conn, s.deliveries_days))
         if s.calls_days > 0:

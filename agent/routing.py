@@ -200,9 +200,11 @@ class Router:
         self._history = history
         self._clock = clock
         self._recent: TLRUCache[tuple[str, str], tuple[str, datetime]] = TLRUCache(
-            maxsize=self.settings.maxsize, ttu=lambda _k, _v, now: now + self.settings.stale_s, timer=timer)
+            maxsize=self.settings.maxsize, ttu=lambda _k, _v, now: now + self.settings.stale_s, timer=timer
+        )
         self._cache: TLRUCache[tuple[str, str], _Entry] = TLRUCache(
-            maxsize=self.settings.maxsize, ttu=lambda _k, e, _now: e.keep_until, timer=timer)
+            maxsize=self.settings.maxsize, ttu=lambda _k, e, _now: e.keep_until, timer=timer
+        )
         self._plans: dict[str, _Plan] = {}
         self._inflight: dict[tuple[str, str], asyncio.Task[_Entry | Answer]] = {}
         self._plan_inflight: dict[str, asyncio.Task[_Plan | None]] = {}
@@ -264,8 +266,9 @@ class Router:
         plan = self._plans.get(enterprise)
         return self._answer(enterprise, self.phone(enterprise, caller), outcome, plan, self._clock(), cached=False)
 
-    def _answer(self, enterprise: str, phone: str, entry: _Entry, plan: _Plan | None, wall: datetime, *,
-                cached: bool) -> Answer:
+    def _answer(
+        self, enterprise: str, phone: str, entry: _Entry, plan: _Plan | None, wall: datetime, *, cached: bool
+    ) -> Answer:
         m = entry.manager
         rules = plan.rules if plan is not None else NO_RULES
         if m is None:
@@ -285,8 +288,7 @@ class Router:
             reason = plan.away.get((m.crm, m.user_id), "")
         if reason:
             return Answer(Status.UNAVAILABLE, manager=m.name, crm=m.crm, cached=cached, reason=reason)
-        return Answer(Status.FOUND, extension=m.extension, manager=m.name, crm=m.crm, cached=cached,
-                      source=Source.CRM)
+        return Answer(Status.FOUND, extension=m.extension, manager=m.name, crm=m.crm, cached=cached, source=Source.CRM)
 
     def _unavailable(self, enterprise: str, extension: str, plan: _Plan | None, wall: datetime) -> str:
         """Why `extension` cannot take a call now (off_hours, busy), or ""."""
@@ -297,8 +299,9 @@ class Router:
             return Reason.BUSY
         return ""
 
-    def _from_history(self, enterprise: str, phone: str, entry: _Entry, plan: _Plan | None, wall: datetime, *,
-                      cached: bool) -> Answer | None:
+    def _from_history(
+        self, enterprise: str, phone: str, entry: _Entry, plan: _Plan | None, wall: datetime, *, cached: bool
+    ) -> Answer | None:
         assert plan is not None
         last = entry.history
         recent = self._recent.get((enterprise, phone))
@@ -315,8 +318,9 @@ class Router:
         answer changes at once, before the call reaches the database. Cheap: for the AMI reader's path."""
         if event.direction != "in" or not event.phone:
             return
-        extension = event.answered_by if event.event == "ended" else (
-            event.extension if event.event == "answered" else None)
+        extension = (
+            event.answered_by if event.event == "ended" else (event.extension if event.event == "answered" else None)
+        )
         if not extension:
             return
         phone = self.phone(event.enterprise, event.phone)
@@ -399,7 +403,8 @@ class Router:
                 return Answer(Status.DISABLED)
             results, history = await asyncio.gather(
                 asyncio.gather(*(self._ask(enterprise, lookup, phone) for lookup in plan.lookups)),
-                self._ask_history(enterprise, phone, plan.rules))
+                self._ask_history(enterprise, phone, plan.rules),
+            )
             entry = replace(self._entry(key, results), history=history)
             if self._generation.get(enterprise, 0) == gen:
                 self._cache[key] = entry
@@ -426,8 +431,12 @@ class Router:
             self._failing.discard((enterprise, crm))
             log.info("smart-redirect: %s lookups for enterprise %s work again", crm, enterprise)
         if manager is not None and manager.extension is not None and not _EXTENSION.fullmatch(manager.extension):
-            log.warning("smart-redirect: %s gave extension %r for user %s, not a dialable extension; ignored",
-                        crm, manager.extension, manager.user_id)
+            log.warning(
+                "smart-redirect: %s gave extension %r for user %s, not a dialable extension; ignored",
+                crm,
+                manager.extension,
+                manager.user_id,
+            )
             manager = replace(manager, extension=None)
         return manager
 
@@ -438,8 +447,13 @@ class Router:
             async with asyncio.timeout(self.settings.fetch_timeout_s):
                 return await self._history(enterprise, phone, self._clock() - _days(rules.history_days))
         except Exception as exc:  # the database is away: no history answer this time
-            log.warning("smart-redirect: history of %s for enterprise %s unavailable: %s: %s", phone, enterprise,
-                        type(exc).__name__, exc)
+            log.warning(
+                "smart-redirect: history of %s for enterprise %s unavailable: %s: %s",
+                phone,
+                enterprise,
+                type(exc).__name__,
+                exc,
+            )
             return None
 
     def _entry(self, key: tuple[str, str], results: list[Manager | _Failure | None]) -> _Entry:
@@ -493,28 +507,40 @@ class Router:
         except Exception as exc:  # the old statuses stay; tried again after away_ttl_s
             if (enterprise, "statuses") not in self._failing:
                 self._failing.add((enterprise, "statuses"))
-                log.warning("smart-redirect: cannot read the managers' statuses of enterprise %s: %s: %s",
-                            enterprise, type(exc).__name__, exc)
+                log.warning(
+                    "smart-redirect: cannot read the managers' statuses of enterprise %s: %s: %s",
+                    enterprise,
+                    type(exc).__name__,
+                    exc,
+                )
         finally:
             if self._away_inflight.get(enterprise) is asyncio.current_task():
                 del self._away_inflight[enterprise]
         plan = self._plans.get(enterprise)
         if plan is not None and self._generation.get(enterprise, 0) == gen:
             until = self._timer() + self.settings.away_ttl_s
-            self._plans[enterprise] = replace(plan, away=dict(away) if away is not None else plan.away,
-                                              away_until=until)
+            self._plans[enterprise] = replace(
+                plan, away=dict(away) if away is not None else plan.away, away_until=until
+            )
 
     async def _load_plan(self, enterprise: str, gen: int) -> _Plan | None:
         try:
             async with asyncio.timeout(self.settings.fetch_timeout_s):
                 lookups, when_busy, rules, away = await asyncio.gather(
-                    self._source(enterprise), self._busy_policy(enterprise), self._rules_source(enterprise),
-                    self._away_source(enterprise))
+                    self._source(enterprise),
+                    self._busy_policy(enterprise),
+                    self._rules_source(enterprise),
+                    self._away_source(enterprise),
+                )
         except Exception as exc:  # settings unreadable: logged on the state change; the old plan stays
             if (enterprise, "settings") not in self._failing:
                 self._failing.add((enterprise, "settings"))
-                log.warning("smart-redirect: cannot read the settings of enterprise %s: %s: %s",
-                            enterprise, type(exc).__name__, exc)
+                log.warning(
+                    "smart-redirect: cannot read the settings of enterprise %s: %s: %s",
+                    enterprise,
+                    type(exc).__name__,
+                    exc,
+                )
             return self._plans.get(enterprise)
         finally:
             if self._plan_inflight.get(enterprise) is asyncio.current_task():
@@ -524,8 +550,9 @@ class Router:
             log.info("smart-redirect: the settings of enterprise %s can be read again", enterprise)
         now = self._timer()
         away_until = now + self.settings.away_ttl_s if self._away_source is not nobody_away else float("inf")
-        plan = _Plan(tuple(lookups), bool(when_busy), now + self.settings.enterprise_ttl_s, rules, dict(away),
-                     away_until)
+        plan = _Plan(
+            tuple(lookups), bool(when_busy), now + self.settings.enterprise_ttl_s, rules, dict(away), away_until
+        )
         if self._generation.get(enterprise, 0) == gen:
             self._plans[enterprise] = plan
         return plan

@@ -26,7 +26,8 @@ AWAY_REASONS = {"break": "away", "dinner": "away", "busy": "busy"}
 
 HISTORY = (
     "SELECT answered_by, ended_at FROM calls WHERE enterprise_number = $1 AND phone = $2 AND ended_at >= $3"
-    " AND direction = 'in' AND result = 'answered' AND answered_by IS NOT NULL ORDER BY ended_at DESC LIMIT 1")
+    " AND direction = 'in' AND result = 'answered' AND answered_by IS NOT NULL ORDER BY ended_at DESC LIMIT 1"
+)
 
 
 class NotFound(Exception):
@@ -43,7 +44,9 @@ async def get(pool: Pool, number: str) -> Rules:
     that no longer validates counts as no rules (logged)."""
     row = await pool.fetchrow(
         "SELECT r.rules, e.integrations_config #>> '{retailcrm,timezone}' AS tz FROM enterprises e"
-        " LEFT JOIN routing_rules r ON r.enterprise_number = e.number WHERE e.number = $1", number)
+        " LEFT JOIN routing_rules r ON r.enterprise_number = e.number WHERE e.number = $1",
+        number,
+    )
     raw = row["rules"] if row is not None and isinstance(row["rules"], dict) else {}
     try:
         return parse(raw, row["tz"] if row is not None else None)
@@ -61,7 +64,9 @@ async def put(pool: Pool, number: str, raw: dict[str, Any]) -> Rules:
         await conn.execute(
             "INSERT INTO routing_rules (enterprise_number, rules) VALUES ($1, $2)"
             " ON CONFLICT (enterprise_number) DO UPDATE SET rules = EXCLUDED.rules, updated_at = now()",
-            number, raw)
+            number,
+            raw,
+        )
         await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, number)
     return rules
 
@@ -80,7 +85,8 @@ async def away_statuses(pool: Pool, enterprise: str) -> dict[tuple[str, str], st
     """(crm, user id) -> REDIRECT_REASON for the managers whose CRM status says they are not taking calls."""
     rows = await pool.fetch(
         "SELECT user_id, status FROM retailcrm_user_statuses WHERE enterprise_number = $1 AND status <> 'free'",
-        enterprise)
+        enterprise,
+    )
     return {("retailcrm", r["user_id"]): AWAY_REASONS[r["status"]] for r in rows if r["status"] in AWAY_REASONS}
 
 

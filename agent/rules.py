@@ -116,6 +116,7 @@ def _within(week: Week, local: datetime) -> bool:
 
 # --- parsing ---------------------------------------------------------------------------------------
 
+
 def parse(raw: Mapping[str, Any] | None, default_timezone: str | None = None) -> Rules:
     """Validated rules from their JSON; raises RulesError naming the field. Without a `timezone` the
     rules use `default_timezone` (the enterprise's CRM time zone) when it is a valid one, else UTC."""

@@ -47,4 +47,5 @@ def refuse_root_run(state_dir: Path) -> None:
             name = f"UID {owner[0]}"
         raise StateOwnedByService(
             f"{state_dir} belongs to {name}: run the agent as that user (systemctl start pbx-agent, "
-            f"or runuser -u {name} -- pbx-agent run ...), not as root")
+            f"or runuser -u {name} -- pbx-agent run ...), not as root"
+        )

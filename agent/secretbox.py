@@ -57,7 +57,7 @@ class SecretBox:
         if not is_encrypted(stored):
             return stored
         try:
-            return self._fernet.decrypt(stored[len(ENCRYPTED_PREFIX):].encode()).decode()
+            return self._fernet.decrypt(stored[len(ENCRYPTED_PREFIX) :].encode()).decode()
         except InvalidToken:
             raise ValueError("a stored secret cannot be decrypted with this state secret") from None
 

@@ -80,15 +80,27 @@ class SshClient:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 return await asyncssh.connect(
-                    s.host, s.port, username=s.username, client_keys=[key], known_hosts=known_hosts,
-                    config=None, agent_path=None, preferred_auth="publickey", password=None,
-                    keepalive_interval=s.keepalive, keepalive_count_max=KEEPALIVE_COUNT_MAX)
+                    s.host,
+                    s.port,
+                    username=s.username,
+                    client_keys=[key],
+                    known_hosts=known_hosts,
+                    config=None,
+                    agent_path=None,
+                    preferred_auth="publickey",
+                    password=None,
+                    keepalive_interval=s.keepalive,
+                    keepalive_count_max=KEEPALIVE_COUNT_MAX,
+                )
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise SshRefused(f"SSH {s}: host key not trusted ({exc.reason}); it must be listed in known_hosts "
-                             f"{s.known_hosts} (an unknown host or a changed key is refused)") from None
+            raise SshRefused(
+                f"SSH {s}: host key not trusted ({exc.reason}); it must be listed in known_hosts "
+                f"{s.known_hosts} (an unknown host or a changed key is refused)"
+            ) from None
         except asyncssh.PermissionDenied:
-            raise SshRefused(f"SSH {s}: login refused: is the public key of {s.key_file} in the PBX user's "
-                             f"~/.ssh/authorized_keys?") from None
+            raise SshRefused(
+                f"SSH {s}: login refused: is the public key of {s.key_file} in the PBX user's ~/.ssh/authorized_keys?"
+            ) from None
         except TimeoutError:
             raise TimeoutError(f"SSH {s}: no connection within {self.connect_timeout:g} s") from None
         except asyncssh.Error as exc:

@@ -24,8 +24,7 @@ class StateLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise StateDirBusy(
-                f"another pbx-agent (PID {holder}) is running on state_dir {self.path.parent}") from None
+            raise StateDirBusy(f"another pbx-agent (PID {holder}) is running on state_dir {self.path.parent}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

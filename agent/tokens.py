@@ -38,8 +38,7 @@ class TokenSigner:
     def __init__(self, secret: bytes) -> None:
         self._key = derive_key(secret, "pbx-agent jwt")
 
-    def issue(self, enterprise: str | None, days: float, *, now: float | None = None,
-              source: str | None = None) -> str:
+    def issue(self, enterprise: str | None, days: float, *, now: float | None = None, source: str | None = None) -> str:
         issued = int(now if now is not None else time.time())
         claims: dict[str, object] = {
             "iss": ISSUER,
@@ -58,7 +57,11 @@ class TokenSigner:
     def verify(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
-                token, self._key, algorithms=["HS256"], audience=AUDIENCE_API, issuer=ISSUER,
+                token,
+                self._key,
+                algorithms=["HS256"],
+                audience=AUDIENCE_API,
+                issuer=ISSUER,
                 options={"require": ["exp", "iat", "jti", "scope"]},
             )
         except jwt.ExpiredSignatureError:

@@ -47,8 +47,14 @@ class Mp3Cache:
     """MP3s of WAV recordings under `cache_dir`, at most about `max_bytes` of them. Without `cache_dir` or
     `ffmpeg` none are made."""
 
-    def __init__(self, cache_dir: Path | None, ffmpeg: str | None, *, timeout: float = TRANSCODE_TIMEOUT_S,
-                 max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        cache_dir: Path | None,
+        ffmpeg: str | None,
+        *,
+        timeout: float = TRANSCODE_TIMEOUT_S,
+        max_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.cache_dir = cache_dir
         self.ffmpeg = ffmpeg if cache_dir is not None else None
         self.timeout = timeout
@@ -81,24 +87,40 @@ class Mp3Cache:
         """Bring the cache under `max_bytes` (least recently used first); the names deleted."""
         if self.cache_dir is None:
             return []
-        removed = await asyncio.to_thread(sweep, self.cache_dir, self.max_bytes, part_max_age=self.timeout,
-                                          keep=keep)
+        removed = await asyncio.to_thread(sweep, self.cache_dir, self.max_bytes, part_max_age=self.timeout, keep=keep)
         if removed:
-            log.info("records: MP3 cache over %d MB: %d least recently used deleted", self.max_bytes >> 20,
-                     len(removed))
+            log.info(
+                "records: MP3 cache over %d MB: %d least recently used deleted", self.max_bytes >> 20, len(removed)
+            )
         return removed
 
-    async def _transcode(self, ffmpeg: str, cache_dir: Path, source: Source, file: RecordingFile,
-                         target: Path) -> bool:
+    async def _transcode(self, ffmpeg: str, cache_dir: Path, source: Source, file: RecordingFile, target: Path) -> bool:
         await asyncio.to_thread(cache_dir.mkdir, parents=True, exist_ok=True)
         part = target.with_name(f"{target.stem}.{os.getpid()}{PART_SUFFIX}")
         local = file.local_path
         source_args = ["-nostdin", "-i", str(local)] if local else ["-i", "pipe:0"]  # SFTP: streamed in
-        args = [ffmpeg, "-hide_banner", "-loglevel", "error", *source_args,
-                "-vn", "-codec:a", "libmp3lame", "-q:a", "5", "-f", "mp3", "-y", str(part)]
+        args = [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            *source_args,
+            "-vn",
+            "-codec:a",
+            "libmp3lame",
+            "-q:a",
+            "5",
+            "-f",
+            "mp3",
+            "-y",
+            str(part),
+        ]
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL if local else asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            *args,
+            stdin=asyncio.subprocess.DEVNULL if local else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             async with asyncio.timeout(self.timeout):
                 assert proc.stderr is not None
@@ -106,8 +128,9 @@ class Mp3Cache:
                 _, errors = await asyncio.gather(feed, proc.stderr.read())
                 code = await proc.wait()
         except (TimeoutError, RecordUnavailable, OSError) as exc:
-            log.warning("records: ffmpeg on %s failed (%s); serving the original", file.relative,
-                        str(exc) or type(exc).__name__)
+            log.warning(
+                "records: ffmpeg on %s failed (%s); serving the original", file.relative, str(exc) or type(exc).__name__
+            )
             code, errors = -1, b""
         finally:
             if proc.returncode is None:
@@ -115,8 +138,12 @@ class Mp3Cache:
                 await proc.wait()
         if code != 0:
             if errors:
-                log.warning("records: ffmpeg on %s exited %s: %s; serving the original", file.relative, code,
-                            errors.decode(errors="replace").strip()[-300:])
+                log.warning(
+                    "records: ffmpeg on %s exited %s: %s; serving the original",
+                    file.relative,
+                    code,
+                    errors.decode(errors="replace").strip()[-300:],
+                )
             with contextlib.suppress(OSError):
                 part.unlink()
             return False
@@ -135,8 +162,9 @@ def _use(path: Path) -> bool:
     return True
 
 
-def sweep(cache_dir: Path, max_bytes: int, *, part_max_age: float, keep: Path | None = None,
-          now: float | None = None) -> list[str]:
+def sweep(
+    cache_dir: Path, max_bytes: int, *, part_max_age: float, keep: Path | None = None, now: float | None = None
+) -> list[str]:
     """Delete MP3s in `cache_dir`, oldest mtime first, until the files there add up to at most `max_bytes`;
     never `keep` nor a `.part.mp3` modified within `part_max_age` seconds (one older is deleted whatever the
     size). One scandir; a file that vanishes meanwhile is skipped. Returns the names deleted."""

@@ -110,16 +110,19 @@ def pages(call_id: str, day: str) -> list[tuple[str, str]]:
     ]
 
 
-def timing(samples: list[float]) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
-                                             Awaitable[web.StreamResponse]]:
+def timing(
+    samples: list[float],
+) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
     @web.middleware
-    async def timed(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                    ) -> web.StreamResponse:
+    async def timed(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         started = time.perf_counter()
         response = await handler(request)
         if isinstance(response, web.Response) and response.body is not None:
             samples.append(time.perf_counter() - started)
         return response
+
     return timed
 
 
@@ -158,13 +161,15 @@ async def main() -> None:
         async with pool.acquire() as conn:
             for statement in FILL.split(";\n\n"):
                 if "$1" in statement or "$2" in statement:
-                    await conn.execute(statement.replace("$2::int", str(args.logs)).replace(
-                        "$1::int", str(args.calls)))
+                    await conn.execute(statement.replace("$2::int", str(args.logs)).replace("$1::int", str(args.calls)))
                 else:
                     await conn.execute(statement)
             await conn.execute("VACUUM ANALYZE")
-        print(f"filled in {time.perf_counter() - started:.0f} s: {args.calls} + {args.calls // 5} calls, "
-              f"{args.logs} + {args.logs // 5} log rows", file=sys.stderr)
+        print(
+            f"filled in {time.perf_counter() - started:.0f} s: {args.calls} + {args.calls // 5} calls, "
+            f"{args.logs} + {args.logs // 5} log rows",
+            file=sys.stderr,
+        )
         rows = await run_pages(pool, root, args.runs)
         await pool.close()
     finally:
@@ -180,8 +185,14 @@ async def run_pages(pool: database.Pool, root: Path, runs: int) -> list[tuple[st
     samples: list[float] = []
     app = create_app()
     app.middlewares.insert(0, timing(samples))
-    config = Config(path=root / "agent.toml", agent=AgentSection(state_dir=root / "state"),
-                    database=DatabaseSection(), http=HttpSection(), agi=AgiSection(), pbx=())
+    config = Config(
+        path=root / "agent.toml",
+        agent=AgentSection(state_dir=root / "state"),
+        database=DatabaseSection(),
+        http=HttpSection(),
+        agi=AgiSection(),
+        pbx=(),
+    )
     app[keys.CONFIG], app[keys.HEALTH], app[keys.METRICS], app[keys.POOL] = config, HealthRegistry(), Metrics(), pool
     site.add_routes(app, b"\x01" * 32)
     runner = web.AppRunner(app, access_log=None)
@@ -190,8 +201,9 @@ async def run_pages(pool: database.Pool, root: Path, runs: int) -> list[tuple[st
     await tcp.start()
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     cookie = await open_session(pool, None, "admin", "bench")
-    call_id = await pool.fetchval("SELECT call_id FROM calls WHERE enterprise_number = '100'"
-                                  " ORDER BY listed_at DESC OFFSET 500 LIMIT 1")
+    call_id = await pool.fetchval(
+        "SELECT call_id FROM calls WHERE enterprise_number = '100' ORDER BY listed_at DESC OFFSET 500 LIMIT 1"
+    )
     day = str(await pool.fetchval("SELECT (now() - interval '30 days')::date"))
     rows = []
     try:

@@ -53,6 +53,7 @@ def request_for(caller: str) -> bytes:
 
 # --- the servers (each in its own process) ----------------------------------------------------------------
 
+
 async def bare_server(port: int, commands: int) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -96,8 +97,9 @@ async def ours_server(port: int, crm_url: str, deadline_ms: int) -> None:
         return lookups
 
     router = Router(source, default_region="BY")
-    server = AgiServer(AgiSection(Address("127.0.0.1", port), deadline_ms), router, HealthRegistry(),
-                       {"127.0.0.1": "100"})
+    server = AgiServer(
+        AgiSection(Address("127.0.0.1", port), deadline_ms), router, HealthRegistry(), {"127.0.0.1": "100"}
+    )
     await server.start()
     print("READY", server.port, flush=True)
     try:
@@ -126,6 +128,7 @@ async def crm_server(port: int, latency_ms: float) -> None:
 
 
 # --- the client -------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Session:
@@ -156,7 +159,7 @@ class _Asterisk(asyncio.Protocol):
         assert self.transport is not None
         self.buf += data
         while (nl := self.buf.find(b"\n")) >= 0:
-            self.buf = self.buf[nl + 1:]
+            self.buf = self.buf[nl + 1 :]
             if not self.commands:
                 self.first = time.perf_counter() - self.started
             self.commands += 1
@@ -211,8 +214,7 @@ class Run:
         return self.count / self.seconds if self.seconds else 0.0
 
 
-async def closed_loop(port: int, pid: int, concurrency: int, seconds: float, next_request: Callable[[], bytes]
-                      ) -> Run:
+async def closed_loop(port: int, pid: int, concurrency: int, seconds: float, next_request: Callable[[], bytes]) -> Run:
     run = Run()
     cpu_before = cpu_seconds(pid)
     stop_at = time.perf_counter() + seconds
@@ -313,25 +315,34 @@ async def drive(args: argparse.Namespace) -> str:
             return request_for(f"+37533{next(counter)}")
 
         kinds: dict[str, tuple[Proc, Callable[[], bytes]]] = {
-            "bare": (bare, lambda: hit), "bare4": (bare4, lambda: hit), "hit": (ours, lambda: hit),
-            "miss": (ours, miss)}
+            "bare": (bare, lambda: hit),
+            "bare4": (bare4, lambda: hit),
+            "hit": (ours, lambda: hit),
+            "miss": (ours, miss),
+        }
         sat: dict[tuple[str, int], list[Run]] = {}
         for rep in range(args.reps):
             for conc in (1, 10, 100):
                 for kind, (proc, make) in kinds.items():
                     run = await closed_loop(proc.port, proc.proc.pid, conc, args.seconds, make)
                     sat.setdefault((kind, conc), []).append(run)
-                    print(f"rep {rep + 1} c={conc:<3} {kind:<5} {run.rps:8.0f} req/s  cpu {run.cpu_us:5.0f} µs/req"
-                          f"  p50 {pct(run.totals, .5) * 1e3:6.2f} ms  p99 {pct(run.totals, .99) * 1e3:6.2f} ms"
-                          f"  first max {max(run.firsts) * 1e3:6.1f} ms  errors {run.errors}", file=sys.stderr)
+                    print(
+                        f"rep {rep + 1} c={conc:<3} {kind:<5} {run.rps:8.0f} req/s  cpu {run.cpu_us:5.0f} µs/req"
+                        f"  p50 {pct(run.totals, 0.5) * 1e3:6.2f} ms  p99 {pct(run.totals, 0.99) * 1e3:6.2f} ms"
+                        f"  first max {max(run.firsts) * 1e3:6.1f} ms  errors {run.errors}",
+                        file=sys.stderr,
+                    )
         lat: dict[str, list[Run]] = {}
         for rep in range(args.reps):
             for kind, port in (("bare", bare.port), ("hit", ours.port)):
                 run = await open_loop(port, args.rate, args.seconds, hit)
                 lat.setdefault(kind, []).append(run)
-                print(f"rep {rep + 1} open {args.rate:.0f}/s {kind:<4} p50 {pct(run.totals, .5)*1e3:.2f} ms "
-                      f"p99 {pct(run.totals, .99)*1e3:.2f} ms max {max(run.totals)*1e3:.2f} ms "
-                      f"lag max {run.lag_max*1e3:.2f} ms errors {run.errors}", file=sys.stderr)
+                print(
+                    f"rep {rep + 1} open {args.rate:.0f}/s {kind:<4} p50 {pct(run.totals, 0.5) * 1e3:.2f} ms "
+                    f"p99 {pct(run.totals, 0.99) * 1e3:.2f} ms max {max(run.totals) * 1e3:.2f} ms "
+                    f"lag max {run.lag_max * 1e3:.2f} ms errors {run.errors}",
+                    file=sys.stderr,
+                )
         return report(args, sat, lat)
     finally:
         for p in (ours, bare, bare4, crm):
@@ -349,8 +360,10 @@ def report(args: argparse.Namespace, sat: dict[tuple[str, int], list[Run]], lat:
         return med(runs, lambda r: r.cpu_us)
 
     def cell(runs: list[Run]) -> str:
-        return (f"{rps(runs):,.0f} ({med(runs, lambda r: pct(r.totals, .5)) * 1e3:.2f} / "
-                f"{med(runs, lambda r: pct(r.totals, .99)) * 1e3:.2f})")
+        return (
+            f"{rps(runs):,.0f} ({med(runs, lambda r: pct(r.totals, 0.5)) * 1e3:.2f} / "
+            f"{med(runs, lambda r: pct(r.totals, 0.99)) * 1e3:.2f})"
+        )
 
     worst_first = max(max(r.firsts) for runs in [*sat.values(), *lat.values()] for r in runs if r.firsts)
     errors = sum(r.errors for runs in [*sat.values(), *lat.values()] for r in runs)
@@ -362,13 +375,16 @@ def report(args: argparse.Namespace, sat: dict[tuple[str, int], list[Run]], lat:
         "**(a) Saturation, closed loop**: requests/s (session latency p50 / p99, ms)",
         "",
         f"| concurrency | bare (1 command) | bare ×{COMMANDS} commands | ours, cache hit ({COMMANDS} commands) | "
-        f"hit / bare | hit / bare ×{COMMANDS} | ours, cache miss (CRM " f"{args.crm_ms:g} ms) |",
+        f"hit / bare | hit / bare ×{COMMANDS} | ours, cache miss (CRM "
+        f"{args.crm_ms:g} ms) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for conc in (1, 10, 100):
         b, b4, h, m = (sat[(k, conc)] for k in ("bare", "bare4", "hit", "miss"))
-        lines.append(f"| {conc} | {cell(b)} | {cell(b4)} | {cell(h)} | **{rps(h) / rps(b):.0%}** | "
-                     f"{rps(h) / rps(b4):.0%} | {cell(m)} |")
+        lines.append(
+            f"| {conc} | {cell(b)} | {cell(b4)} | {cell(h)} | **{rps(h) / rps(b):.0%}** | "
+            f"{rps(h) / rps(b4):.0%} | {cell(m)} |"
+        )
     lines += [
         "",
         "Server CPU per request (µs, user + system, from /proc; includes the kernel's TCP work):",
@@ -380,8 +396,8 @@ def report(args: argparse.Namespace, sat: dict[tuple[str, int], list[Run]], lat:
         b, b4, h, m = (sat[(k, conc)] for k in ("bare", "bare4", "hit", "miss"))
         lines.append(f"| {conc} | {cpu(b):.0f} | {cpu(b4):.0f} | {cpu(h):.0f} | {cpu(m):.0f} |")
     miss1 = sat[("miss", 1)]
-    over = med(miss1, lambda r: pct(r.totals, .5)) * 1e3 - args.crm_ms
-    over99 = med(miss1, lambda r: pct(r.totals, .99)) * 1e3 - args.crm_ms
+    over = med(miss1, lambda r: pct(r.totals, 0.5)) * 1e3 - args.crm_ms
+    over99 = med(miss1, lambda r: pct(r.totals, 0.99)) * 1e3 - args.crm_ms
     lines += [
         "",
         f"A miss at concurrency 1 costs the CRM's {args.crm_ms:g} ms + **{over:.1f} ms** at p50 "
@@ -395,9 +411,10 @@ def report(args: argparse.Namespace, sat: dict[tuple[str, int], list[Run]], lat:
     for kind, label in (("bare", "bare (1 command)"), ("hit", f"ours, cache hit ({COMMANDS} commands)")):
         runs = lat[kind]
         lines.append(
-            f"| {label} | {med(runs, lambda r: pct(r.totals, .5)) * 1e3:.2f} | "
-            f"{med(runs, lambda r: pct(r.totals, .99)) * 1e3:.2f} | {med(runs, lambda r: max(r.totals)) * 1e3:.2f} | "
-            f"{med(runs, lambda r: max(r.firsts)) * 1e3:.2f} |")
+            f"| {label} | {med(runs, lambda r: pct(r.totals, 0.5)) * 1e3:.2f} | "
+            f"{med(runs, lambda r: pct(r.totals, 0.99)) * 1e3:.2f} | {med(runs, lambda r: max(r.totals)) * 1e3:.2f} | "
+            f"{med(runs, lambda r: max(r.firsts)) * 1e3:.2f} |"
+        )
     lag = max(r.lag_max for runs in lat.values() for r in runs)
     lines += [
         "",

@@ -142,8 +142,9 @@ async def panoramisk_parse(reader: asyncio.StreamReader, chunk: int) -> int:
     return n
 
 
-async def timed(consume: Callable[[asyncio.StreamReader], Coroutine[Any, Any, int]], data: bytes,
-                chunk: int) -> tuple[float, int]:
+async def timed(
+    consume: Callable[[asyncio.StreamReader], Coroutine[Any, Any, int]], data: bytes, chunk: int
+) -> tuple[float, int]:
     reader = asyncio.StreamReader(limit=1 << 20)
     start = time.perf_counter()
     async with asyncio.TaskGroup() as tg:
@@ -169,12 +170,16 @@ async def main_async(args: argparse.Namespace) -> None:
         seconds, counted = await ours_protocol(data, chunk)
         rates["ours-proto"].append(counted / seconds)
     med = {name: statistics.median(values) for name, values in rates.items()}
-    print(f"stream: {len(data) / 1e6:.1f} MB, {frames} messages (+ banner), read in {chunk}-byte "
-          f"chunks, {args.reps} repetitions, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(
+        f"stream: {len(data) / 1e6:.1f} MB, {frames} messages (+ banner), read in {chunk}-byte "
+        f"chunks, {args.reps} repetitions, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+    )
     print(f"{'method':<12} {'median msg/s':>14} {'min':>12} {'max':>12} {'vs bare':>8}")
     for name, values in rates.items():
-        print(f"{name:<12} {med[name]:>14,.0f} {min(values):>12,.0f} {max(values):>12,.0f} "
-              f"{med[name] / med['bare']:>7.0%}")
+        print(
+            f"{name:<12} {med[name]:>14,.0f} {min(values):>12,.0f} {max(values):>12,.0f} "
+            f"{med[name] / med['bare']:>7.0%}"
+        )
     target = med["ours"] / med["bare"]
     verdict = "met" if target >= 0.8 else "MISSED"
     print(f"ours (framer + tracker) / bare = {target:.0%}: target 80 % {verdict}")

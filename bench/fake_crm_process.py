@@ -23,8 +23,11 @@ async def main(key: str, port: int, out: Path) -> None:
     await fake.start(port)
     print("ready", flush=True)
     await stop.wait()
-    lines = [f"{call['externalId']} {request.at}" for request in fake.requests_to("/telephony/calls/upload")
-             for call in request.json_field("calls")]
+    lines = [
+        f"{call['externalId']} {request.at}"
+        for request in fake.requests_to("/telephony/calls/upload")
+        for call in request.json_field("calls")
+    ]
     out.write_text("\n".join(lines) + "\n")
     await fake.stop()
 

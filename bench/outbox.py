@@ -56,10 +56,23 @@ UPLOADS_ONLY = False  # set by --uploads-only: no pop-ups, only the batched call
 
 
 def ended(i: int, at: datetime) -> CallEvent:
-    return CallEvent(event="ended", call_id=f"{1_800_000_000 + i}.{i}", enterprise=ENTERPRISE, direction="in",
-                     phone="+375291234567", did="375173880000", extension="150", at=at, extensions=("150",),
-                     answered_by="150", result="answered", ring_seconds=3.0, talk_seconds=8.0,
-                     started_at=at - timedelta(seconds=11), ended_at=at)
+    return CallEvent(
+        event="ended",
+        call_id=f"{1_800_000_000 + i}.{i}",
+        enterprise=ENTERPRISE,
+        direction="in",
+        phone="+375291234567",
+        did="375173880000",
+        extension="150",
+        at=at,
+        extensions=("150",),
+        answered_by="150",
+        result="answered",
+        ring_seconds=3.0,
+        talk_seconds=8.0,
+        started_at=at - timedelta(seconds=11),
+        ended_at=at,
+    )
 
 
 def unlimited() -> RateLimiter:
@@ -77,7 +90,7 @@ async def bare(url: str, calls: int) -> float:
     deliveries = [d for i in range(calls) for d in plan(ended(i, now), settings)]
     popups = [[d] for d in deliveries if d.kind == "call_event"]
     uploads = [d for d in deliveries if d.kind == "calls_upload"]
-    batches = popups + [uploads[i:i + 50] for i in range(0, len(uploads), 50)]
+    batches = popups + [uploads[i : i + 50] for i in range(0, len(uploads), 50)]
     from connectors.retailcrm.client import RetailCrmClient
 
     async with make_client() as http:
@@ -109,8 +122,7 @@ async def through_outbox(pool: database.Pool, planner: Planner, calls: int, offs
     return per_call * calls / (time.perf_counter() - started)
 
 
-async def latency(pool: database.Pool, planner: Planner, rate: float, seconds: float,
-                  offset: int) -> dict[str, float]:
+async def latency(pool: database.Pool, planner: Planner, rate: float, seconds: float, offset: int) -> dict[str, float]:
     put_at: dict[str, float] = {}
     n = int(rate * seconds)
     uploads_sql = "SELECT count(*) FROM deliveries WHERE kind = 'calls_upload' AND status = 'done'"
@@ -129,8 +141,13 @@ async def latency(pool: database.Pool, planner: Planner, rate: float, seconds: f
 
 async def start_fake(port: int, out: Path) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(Path(__file__).with_name("fake_crm_process.py")), KEY, str(port), str(out),
-        stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        str(Path(__file__).with_name("fake_crm_process.py")),
+        KEY,
+        str(port),
+        str(out),
+        stdout=asyncio.subprocess.PIPE,
+    )
     assert proc.stdout is not None
     await proc.stdout.readline()  # "ready"
     return proc
@@ -188,9 +205,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"calls per rep: {args.calls} ({mix}), reps: {args.reps}")
         print(f"| bare client | {b:,.0f} deliveries/s |")
         print(f"| outbox      | {o:,.0f} deliveries/s | {o / b:.0%} of bare |")
-        print(f"latency hangup -> upload at the fake, {args.rate:g} calls/s for {args.seconds:g} s: "
-              f"p50 {statistics.median(lat):.1f} ms, p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms, "
-              f"max {lat[-1]:.1f} ms")
+        print(
+            f"latency hangup -> upload at the fake, {args.rate:g} calls/s for {args.seconds:g} s: "
+            f"p50 {statistics.median(lat):.1f} ms, p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms, "
+            f"max {lat[-1]:.1f} ms"
+        )
     finally:
         await pool.close()
         await cluster.stop()

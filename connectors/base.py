@@ -12,8 +12,18 @@ Status = Literal["success", "transient", "permanent"]
 
 # Keys whose values are secrets wherever they appear (headers, query strings, form fields, JSON).
 SECRET_KEYS = frozenset(
-    {"apikey", "api_key", "x-api-key", "authorization", "access_token", "refresh_token",
-     "client_secret", "token", "password", "secret"}
+    {
+        "apikey",
+        "api_key",
+        "x-api-key",
+        "authorization",
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "token",
+        "password",
+        "secret",
+    }
 )
 MASK_ALL = "***"
 _SHORTEST_PARTLY_SHOWN = 16

@@ -114,8 +114,7 @@ async def perform(
         status, error = classify_exception(exc)
         error = mask_text(error, secret_list)
         log.warning("%s %s -> %s in %.0f ms", method, request_log["url"], error, elapsed)
-        return Exchange(request_log, {"error": error}, elapsed,
-                        transport_error=error, transport_status=status)
+        return Exchange(request_log, {"error": error}, elapsed, transport_error=error, transport_status=status)
     elapsed = (clock() - started) * 1000
     text = response.text
     body: Any = None
@@ -125,15 +124,19 @@ async def perform(
         body = None
     response_log: dict[str, Any] = {
         "status": response.status_code,
-        "body": mask_data(body, secret_list) if body is not None
-        else mask_text(text[:_BODY_KEEP], secret_list),
+        "body": mask_data(body, secret_list) if body is not None else mask_text(text[:_BODY_KEEP], secret_list),
     }
     if "retry-after" in response.headers:
         response_log["retry_after"] = response.headers["retry-after"]
     # the outbox logs one line per delivery; this is the wire-level detail under it
     log.debug("%s %s -> %s in %.0f ms", method, request_log["url"], response.status_code, elapsed)
     return Exchange(
-        request_log, response_log, elapsed, http_status=response.status_code, body=body, text=text,
+        request_log,
+        response_log,
+        elapsed,
+        http_status=response.status_code,
+        body=body,
+        text=text,
         headers=response.headers,
     )
 
@@ -228,7 +231,9 @@ class RateLimiter:
         entry = self._buckets.get((account, name))
         if entry is None:
             entry = self._buckets[(account, name)] = (
-                rate, TokenBucket(shared_rate(rate, self.agents), clock=self._clock, sleep=self._sleep))
+                rate,
+                TokenBucket(shared_rate(rate, self.agents), clock=self._clock, sleep=self._sleep),
+            )
         await entry[1].acquire()
 
 

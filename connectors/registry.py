@@ -15,8 +15,7 @@ ExchangeHook = Callable[[str, SendOutcome], None]
 
 
 class CrmClient(Protocol):
-    async def send(self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None
-                   ) -> SendOutcome: ...
+    async def send(self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None) -> SendOutcome: ...
 
 
 class Connector(Protocol):

@@ -31,11 +31,13 @@ def link(agent: Agent, enterprise: str | None = None, role: str = "admin") -> st
 
 
 @asynccontextmanager
-async def client(agent: Agent, enterprise: str | None = None, role: str = "admin",
-                 headers: dict[str, str] | None = None) -> AsyncIterator[aiohttp.ClientSession]:
+async def client(
+    agent: Agent, enterprise: str | None = None, role: str = "admin", headers: dict[str, str] | None = None
+) -> AsyncIterator[aiohttp.ClientSession]:
     """A client signed in by a fresh link (or not signed in, with enterprise='-')."""
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                     headers=headers or {"Accept-Language": "en"}) as http:
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), headers=headers or {"Accept-Language": "en"}
+    ) as http:
         if enterprise != "-":
             async with http.get(link(agent, enterprise, role)) as resp:
                 assert resp.status == 200, await resp.text()
@@ -57,9 +59,22 @@ async def add_calls(pool: Pool, enterprise: str, n: int, start: datetime | None 
         direction = ("in", "out", "internal")[i % 3]
         result = "no_answer" if i % 4 == 0 else "answered"
         ended = start - timedelta(minutes=i)
-        rows.append((f"c{i}", enterprise, direction, f"+37529{i:07d}", [str(150 + i % 3)],
-                     None if result != "answered" else str(150 + i % 3), result, ended - timedelta(minutes=1), ended))
+        rows.append(
+            (
+                f"c{i}",
+                enterprise,
+                direction,
+                f"+37529{i:07d}",
+                [str(150 + i % 3)],
+                None if result != "answered" else str(150 + i % 3),
+                result,
+                ended - timedelta(minutes=1),
+                ended,
+            )
+        )
     await pool.executemany(
         "INSERT INTO calls (call_id, enterprise_number, direction, phone, extensions, answered_by, result,"
-        " started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", rows)
+        " started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        rows,
+    )
     return [r[0] for r in rows]

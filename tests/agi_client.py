@@ -88,8 +88,15 @@ def request_with(base: bytes, **changes: str) -> bytes:
     return b"\n".join(lines) + b"\n\n"
 
 
-async def agi_call(port: int, request: bytes, *, host: str = "127.0.0.1", reply: bytes = b"200 result=1\n",
-                   send_hangup: bool = True, limit_s: float = 5.0) -> Exchange:
+async def agi_call(
+    port: int,
+    request: bytes,
+    *,
+    host: str = "127.0.0.1",
+    reply: bytes = b"200 result=1\n",
+    send_hangup: bool = True,
+    limit_s: float = 5.0,
+) -> Exchange:
     """One FastAGI session as Asterisk runs it; returns what the server said and when."""
     out = Exchange()
     started = time.monotonic()
@@ -126,8 +133,9 @@ async def agi_call(port: int, request: bytes, *, host: str = "127.0.0.1", reply:
     return out
 
 
-async def raw_session(port: int, data: bytes, *, close_after_send: bool = False, limit_s: float = 5.0
-                      ) -> tuple[bytes, bool]:
+async def raw_session(
+    port: int, data: bytes, *, close_after_send: bool = False, limit_s: float = 5.0
+) -> tuple[bytes, bool]:
     """Send raw bytes; return (everything received, whether the server closed: EOF or reset)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     received = b""

@@ -52,8 +52,9 @@ async def wait_for(predicate: Callable[[], bool], limit_s: float = 5.0) -> None:
 
 
 @asynccontextmanager
-async def agi_env(deadline_ms: int = 400, settings: CacheSettings | None = None,
-                  pbx_hosts: dict[str, str] | None = None) -> AsyncIterator[Env]:
+async def agi_env(
+    deadline_ms: int = 400, settings: CacheSettings | None = None, pbx_hosts: dict[str, str] | None = None
+) -> AsyncIterator[Env]:
     crm = FakeResponsibleCrm()
     crm.responsible = {CUSTOMER_A: ("7", "Ivan Petrov"), CUSTOMER_B: ("8", 'Anna "Big" Smith, Jr.\n')}
     await crm.start()
@@ -72,11 +73,14 @@ async def agi_env(deadline_ms: int = 400, settings: CacheSettings | None = None,
         return env.when_busy.get(enterprise, False)
 
     states = ExtensionStates()
-    router = Router(source, busy_policy=when_busy, states={ENTERPRISE: states}, default_region="BY",
-                    settings=settings)
+    router = Router(source, busy_policy=when_busy, states={ENTERPRISE: states}, default_region="BY", settings=settings)
     health = HealthRegistry()
-    server = AgiServer(AgiSection(Address("127.0.0.1", 0), deadline_ms), router, health,
-                       {"127.0.0.1": ENTERPRISE} if pbx_hosts is None else pbx_hosts)
+    server = AgiServer(
+        AgiSection(Address("127.0.0.1", 0), deadline_ms),
+        router,
+        health,
+        {"127.0.0.1": ENTERPRISE} if pbx_hosts is None else pbx_hosts,
+    )
     env = Env(crm, router, server, health, states, extensions)
     await server.start()
     try:

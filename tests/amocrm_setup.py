@@ -23,8 +23,13 @@ PUBLIC_URL = "http://127.0.0.1:8019"
 async def configure_amocrm(pool: Pool, state_dir: Path, fake: FakeAmoCrm, **over: Any) -> AmoCrmSettings:
     box = SecretBox(load_or_create_secret(state_dir))
     await enterprises.put(pool, ENTERPRISE, "Shop")
-    raw = {"host": fake.url, "client_id": fake.client_id, "client_secret": fake.client_secret,
-           "user_extensions": MAPPING, **over}
+    raw = {
+        "host": fake.url,
+        "client_id": fake.client_id,
+        "client_secret": fake.client_secret,
+        "user_extensions": MAPPING,
+        **over,
+    }
     settings = parse(raw)
     await enterprises.put_integration(pool, box, ENTERPRISE, "amocrm", settings.to_json())
     return settings
@@ -35,8 +40,9 @@ async def connect_tokens(connector: AmoCrmConnector, fake: FakeAmoCrm, *, expire
     assert connector.tokens is not None
     pair = fake._issue_pair()
     expires = datetime.now(UTC) + timedelta(seconds=expires_in)
-    return await connector.tokens.connect(ENTERPRISE, fake.url, "oauth", pair["access_token"],
-                                          pair["refresh_token"], expires)
+    return await connector.tokens.connect(
+        ENTERPRISE, fake.url, "oauth", pair["access_token"], pair["refresh_token"], expires
+    )
 
 
 def bound(pool: Pool, state_dir: Path, public_url: str = PUBLIC_URL, **token_options: Any) -> AmoCrmConnector:

@@ -24,9 +24,11 @@ KEY = "Zq8PLr2mWx7TaK4nB9vC1dE6fG3hJ5kY"
 CLIENT_ID = "cid-" + "5a" * 20
 ENTERPRISE = "100"
 # Just a banner and the Login answer: an idle PBX.
-IDLE_AMI = (b"Asterisk Call Manager/11.0.0\r\n"
-            b"Response: Success\r\nActionID: 1\r\nMessage: Authentication accepted\r\n\r\n"
-            b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n")
+IDLE_AMI = (
+    b"Asterisk Call Manager/11.0.0\r\n"
+    b"Response: Success\r\nActionID: 1\r\nMessage: Authentication accepted\r\n\r\n"
+    b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n"
+)
 
 
 def free_port() -> int:
@@ -36,13 +38,18 @@ def free_port() -> int:
 
 
 def pbx_for(fake: FakeAmi, **over: Any) -> PbxSection:
-    return replace(PbxSection(name="office", enterprise=ENTERPRISE, username="agent", secret="secret",
-                              host="127.0.0.1", port=fake.port), **over)
+    return replace(
+        PbxSection(
+            name="office", enterprise=ENTERPRISE, username="agent", secret="secret", host="127.0.0.1", port=fake.port
+        ),
+        **over,
+    )
 
 
 @asynccontextmanager
-async def started(make_config: Callable[..., Config], dsn: str, *, pbx: tuple[PbxSection, ...] = (),
-                  **agent_fields: Any) -> AsyncIterator[Agent]:
+async def started(
+    make_config: Callable[..., Config], dsn: str, *, pbx: tuple[PbxSection, ...] = (), **agent_fields: Any
+) -> AsyncIterator[Agent]:
     """The whole agent, listening on a port chosen up front so that public_url points at it."""
     port = free_port()
     config = make_config(dsn, public_url=f"http://127.0.0.1:{port}", **agent_fields)
@@ -66,12 +73,19 @@ def admin_token(agent: Agent) -> str:
     return TokenSigner(load_or_create_secret(agent.config.agent.state_dir)).issue(None, 1)
 
 
-async def call(agent: Agent, method: str, path: str, token: str | None = None, body: Any = None,
-               ) -> tuple[int, Any]:
+async def call(
+    agent: Agent,
+    method: str,
+    path: str,
+    token: str | None = None,
+    body: Any = None,
+) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = json.dumps(body).encode() if body is not None else None
-    async with aiohttp.ClientSession() as session, session.request(
-            method, f"http://127.0.0.1:{agent.http_port}{path}", headers=headers, data=data) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"http://127.0.0.1:{agent.http_port}{path}", headers=headers, data=data) as resp,
+    ):
         text = await resp.text()
         return resp.status, json.loads(text) if resp.content_type == "application/json" else text
 
@@ -80,8 +94,7 @@ async def configure(agent: Agent, crm: FakeRetailCrm, token: str, **settings: An
     """Enterprise 100 with RetailCRM settings pointing at the fake."""
     status, _ = await call(agent, "PUT", f"/api/enterprises/{ENTERPRISE}", token, {"name": "Shop"})
     assert status == 200
-    body = {"domain": crm.url, "api_key": KEY, "client_id": CLIENT_ID, "timezone": "Europe/Moscow",
-            **settings}
+    body = {"domain": crm.url, "api_key": KEY, "client_id": CLIENT_ID, "timezone": "Europe/Moscow", **settings}
     status, answer = await call(agent, "PUT", f"/api/enterprises/{ENTERPRISE}/integrations/retailcrm", token, body)
     assert status == 200, answer
 

@@ -17,12 +17,26 @@ from agent.channels import ChannelRules
 from agent.replay import TimingEntry, read_timing, replay
 
 NAMES = (
-    "a_incoming_answered", "b_incoming_missed", "c_incoming_busy", "d_outgoing_answered",
-    "e_outgoing_noanswer", "f_internal_150_to_151", "g_blind_transfer", "h_attended_transfer",
-    "i_queue_second_member", "x1_agi_down_fallback_queue", "x2_click_to_call",
-    "x3_timestamped_incoming_answered", "p_a_incoming_answered", "p_b_incoming_missed",
-    "p_c_incoming_busy", "p_d_outgoing_answered", "p_i_queue_second_member", "p_l_ring_group",
-    "p_n_ivr_then_missed", "p_o_recorded_call",
+    "a_incoming_answered",
+    "b_incoming_missed",
+    "c_incoming_busy",
+    "d_outgoing_answered",
+    "e_outgoing_noanswer",
+    "f_internal_150_to_151",
+    "g_blind_transfer",
+    "h_attended_transfer",
+    "i_queue_second_member",
+    "x1_agi_down_fallback_queue",
+    "x2_click_to_call",
+    "x3_timestamped_incoming_answered",
+    "p_a_incoming_answered",
+    "p_b_incoming_missed",
+    "p_c_incoming_busy",
+    "p_d_outgoing_answered",
+    "p_i_queue_second_member",
+    "p_l_ring_group",
+    "p_n_ivr_then_missed",
+    "p_o_recorded_call",
 )
 
 
@@ -46,8 +60,9 @@ def timing(name: str) -> list[TimingEntry]:
     return read_timing((recordings_dir() / f"{name}.timing").read_text())
 
 
-def play(name: str, *, with_timing: bool = True, rules: ChannelRules | None = None,
-         tracker: CallTracker | None = None) -> list[CallEvent]:
+def play(
+    name: str, *, with_timing: bool = True, rules: ChannelRules | None = None, tracker: CallTracker | None = None
+) -> list[CallEvent]:
     tracker = tracker or CallTracker(rules or ChannelRules(region="BY"), "100", "office")
     return replay(ami(name), timing(name) if with_timing else None, tracker)
 

@@ -30,8 +30,13 @@ from tests.fakes.retailcrm import FakeRetailCrm
 from tests.test_ami_link import pbx_for
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 R = TypeVar("R")
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -70,13 +75,18 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture
 async def page(chromium: Browser) -> AsyncIterator[Any]:
-    context = await chromium.run(lambda: chromium.browser.new_context(locale="en-US", viewport={"width": 1280,
-                                                                                              "height": 900}))
+    context = await chromium.run(
+        lambda: chromium.browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+    )
     new = await chromium.run(context.new_page)
     new.set_default_timeout(10_000)
     problems: list[str] = []
-    new.on("console", lambda m: problems.append(m.text) if m.type == "error"
-           and not m.text.startswith("Failed to load resource") else None)  # statuses are asserted
+    new.on(
+        "console",
+        lambda m: (
+            problems.append(m.text) if m.type == "error" and not m.text.startswith("Failed to load resource") else None
+        ),
+    )  # statuses are asserted
     new.on("pageerror", lambda e: problems.append(str(e)))
     yield new
     await chromium.run(context.close)
@@ -93,13 +103,14 @@ def shoot(page: Any, name: str) -> None:
 async def seed(pool: Pool) -> None:
     await enterprises.put(pool, "100", "Shop")
     await enterprises.put(pool, "200", "Other")
-    await pool.execute("INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES"
-                       " ('100', '150', 'Anna Petrova'), ('100', '151', 'Boris'), ('100', '152', '')"
-                       " ON CONFLICT DO NOTHING")
+    await pool.execute(
+        "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES"
+        " ('100', '150', 'Anna Petrova'), ('100', '151', 'Boris'), ('100', '152', '')"
+        " ON CONFLICT DO NOTHING"
+    )
 
 
-async def test_sign_in_by_link_once_and_switch_language(running_agent: Agent, chromium: Browser,
-                                                        page: Any) -> None:
+async def test_sign_in_by_link_once_and_switch_language(running_agent: Agent, chromium: Browser, page: Any) -> None:
     assert running_agent.pool is not None
     await seed(running_agent.pool)
     url = link(running_agent, "100")
@@ -124,14 +135,17 @@ async def test_sign_in_by_link_once_and_switch_language(running_agent: Agent, ch
     await chromium.run(steps)
 
 
-async def test_a_viewer_has_no_buttons_and_its_posts_are_refused(running_agent: Agent, chromium: Browser,
-                                                                 page: Any) -> None:
+async def test_a_viewer_has_no_buttons_and_its_posts_are_refused(
+    running_agent: Agent, chromium: Browser, page: Any
+) -> None:
     pool = running_agent.pool
     assert pool is not None
     await seed(pool)
-    await pool.execute("INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload,"
-                       " status, attempts, last_error) VALUES ('retailcrm:x:1', '100', 'retailcrm', 'calls_upload',"
-                       " '{}', 'failed', 1, 'Bad value')")
+    await pool.execute(
+        "INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload,"
+        " status, attempts, last_error) VALUES ('retailcrm:x:1', '100', 'retailcrm', 'calls_upload',"
+        " '{}', 'failed', 1, 'Bad value')"
+    )
     url = link(running_agent, "100", role="viewer")
     b = base(running_agent)
 
@@ -146,8 +160,9 @@ async def test_a_viewer_has_no_buttons_and_its_posts_are_refused(running_agent: 
         token = page.locator("input[name=csrf_token]").first.get_attribute("value")
         answer = page.request.post(f"{b}/admin/100/log", form={"csrf_token": token, "delivery": "1"})
         assert answer.status == 403
-        answer = page.request.post(f"{b}/admin/100/extensions",
-                                   form={"csrf_token": token, "action": "remove", "phone_number": "150"})
+        answer = page.request.post(
+            f"{b}/admin/100/extensions", form={"csrf_token": token, "action": "remove", "phone_number": "150"}
+        )
         assert answer.status == 403
 
     await chromium.run(steps)
@@ -155,8 +170,9 @@ async def test_a_viewer_has_no_buttons_and_its_posts_are_refused(running_agent: 
     assert await pool.fetchval("SELECT count(*) FROM user_internal_phones WHERE enterprise_number = '100'") == 3
 
 
-async def test_a_forged_csrf_token_is_rejected_and_real_forms_work(running_agent: Agent, chromium: Browser,
-                                                                   page: Any) -> None:
+async def test_a_forged_csrf_token_is_rejected_and_real_forms_work(
+    running_agent: Agent, chromium: Browser, page: Any
+) -> None:
     pool = running_agent.pool
     assert pool is not None
     await seed(pool)
@@ -211,9 +227,9 @@ async def fake_crm() -> AsyncIterator[FakeRetailCrm]:
         yield fake
 
 
-async def test_a_replayed_call_with_its_deliveries_and_retry(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                                             make_config: Callable[..., Config],
-                                                             chromium: Browser, page: Any) -> None:
+async def test_a_replayed_call_with_its_deliveries_and_retry(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config], chromium: Browser, page: Any
+) -> None:
     directory = recordings.recordings_dir()
     ami = FakeAmi(directory / "p_b_incoming_missed.ami", speed=math.inf)
     await ami.start()
@@ -222,8 +238,11 @@ async def test_a_replayed_call_with_its_deliveries_and_retry(fake_crm: FakeRetai
         await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
         await seed(pool)
         await add_calls(pool, "100", 12)
-        fake_crm.fail_next(1, status=400, body={"success": False, "errorMsg": "Calls are not loaded",
-                                                "errors": {"calls[0].result": "Bad value"}})
+        fake_crm.fail_next(
+            1,
+            status=400,
+            body={"success": False, "errorMsg": "Calls are not loaded", "errors": {"calls[0].result": "Bad value"}},
+        )
         async with running(config) as agent:
             await ami.wait_finished(within=10)
             await drained(pool, at_least=1)

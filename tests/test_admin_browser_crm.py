@@ -34,8 +34,9 @@ def codes(fake: FakeRetailCrm) -> dict[str, str]:
     return {str(c["userId"]): str(c["code"]) for c in module["integrations"]["telephony"]["additionalCodes"]}
 
 
-async def test_retailcrm_register_test_and_map_with_the_dropdown(running_agent: Agent, fake_rc: FakeRetailCrm,
-                                                                 chromium: Browser, page: Any) -> None:
+async def test_retailcrm_register_test_and_map_with_the_dropdown(
+    running_agent: Agent, fake_rc: FakeRetailCrm, chromium: Browser, page: Any
+) -> None:
     pool = running_agent.pool
     assert pool is not None
     await configure_retailcrm(pool, running_agent.config.agent.state_dir, fake_rc)
@@ -83,8 +84,9 @@ async def test_retailcrm_register_test_and_map_with_the_dropdown(running_agent: 
         assert API_KEY not in html
 
 
-async def test_amocrm_connects_through_oauth(db_dsn: str, make_config: Callable[..., Config], chromium: Browser,
-                                            page: Any) -> None:
+async def test_amocrm_connects_through_oauth(
+    db_dsn: str, make_config: Callable[..., Config], chromium: Browser, page: Any
+) -> None:
     async with FakeAmoCrm() as fake, started(make_config, db_dsn) as agent:
         pool = agent.pool
         assert pool is not None
@@ -116,8 +118,10 @@ async def test_amocrm_connects_through_oauth(db_dsn: str, make_config: Callable[
             pages.append(page.content())
 
         await chromium.run(steps)
-        secrets = [fake.client_secret, *[str(v) for v in await pool.fetchrow(
-            "SELECT access_token, refresh_token FROM amocrm_tokens")]]
+        secrets = [
+            fake.client_secret,
+            *[str(v) for v in await pool.fetchrow("SELECT access_token, refresh_token FROM amocrm_tokens")],
+        ]
         for html in pages:
             for secret in secrets:
                 assert secret not in html

@@ -41,7 +41,8 @@ async def stored(agent: Agent) -> dict[str, Any]:
 
 
 async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
-        running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    running_agent: Agent, fake_rc: FakeRetailCrm
+) -> None:
     assert running_agent.pool is not None
     await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
     b = f"{base(running_agent)}/admin/100"
@@ -55,32 +56,50 @@ async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
         assert "client_id" not in data["settings"] and API_KEY not in str(data)
         token = await csrf(http, f"{b}/retailcrm")
         # the mask sent back keeps the key; flags change
-        status, _ = await post(http, f"{b}/retailcrm", token, action="save", api_key=data["settings"]["api_key"],
-                               popup_out="false", smart_redirect="true")
+        status, _ = await post(
+            http,
+            f"{b}/retailcrm",
+            token,
+            action="save",
+            api_key=data["settings"]["api_key"],
+            popup_out="false",
+            smart_redirect="true",
+        )
         assert status == 200
         saved = await stored(running_agent)
         assert saved["api_key"] == API_KEY and saved["popup_out"] is False
         assert (await enterprises.get(running_agent.pool, "100") or {})["settings"]["redirect_when_busy"] is True
         # invalid input: the error beside its field, nothing saved
-        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "save", "domain": "ftp://x/y",
-                                                       "api_key": NEW_KEY}) as resp:
+        async with http.post(
+            f"{b}/retailcrm", data={"csrf_token": token, "action": "save", "domain": "ftp://x/y", "api_key": NEW_KEY}
+        ) as resp:
             assert resp.status == 400
             html = await resp.text()
             assert 'id="error-domain"' in html and NEW_KEY not in html
         assert (await stored(running_agent))["api_key"] == API_KEY
         status, body = await post(http, f"{b}/retailcrm", token, action="save", timezone="Mars/Base")
         assert status == 400 and body["field"] == "timezone"
-        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "test", "domain": fake_rc.url,
-                                                       "api_key": NEW_KEY, "site": ""}) as resp:
+        async with http.post(
+            f"{b}/retailcrm",
+            data={"csrf_token": token, "action": "test", "domain": fake_rc.url, "api_key": NEW_KEY, "site": ""},
+        ) as resp:
             html = await resp.text()
             assert 'data-action="test"' in html and NEW_KEY not in html and 'value="None"' not in html
-        async with http.post(f"{b}/amocrm", data={"csrf_token": token, "action": "save", "host": "",
-                                                    "proxy": ""}) as resp:
+        async with http.post(
+            f"{b}/amocrm", data={"csrf_token": token, "action": "save", "host": "", "proxy": ""}
+        ) as resp:
             html = await resp.text()
             assert resp.status == 400 and 'id="error-host"' in html and 'value="None"' not in html
         # RetailCRM's refusal is shown as it answered
-        fake_rc.fail_next(1, status=400, body={"success": False, "errorMsg": "Errors in the entity format",
-                                               "errors": {"integrationModule[baseUrl]": "Invalid URL"}})
+        fake_rc.fail_next(
+            1,
+            status=400,
+            body={
+                "success": False,
+                "errorMsg": "Errors in the entity format",
+                "errors": {"integrationModule[baseUrl]": "Invalid URL"},
+            },
+        )
         async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "register"}) as resp:
             html = await resp.text()
             assert resp.status == 200 and "Errors in the entity format" in html and "Invalid URL" in html
@@ -105,11 +124,18 @@ async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_age
     assert running_agent.pool is not None
     await enterprises.put(running_agent.pool, "100", "Shop")
     box = SecretBox(load_or_create_secret(running_agent.config.agent.state_dir))
-    legacy = {"api_url": "https://shop.retailcrm.ru/api/v5", "api_key": API_KEY, "timezone": "Europe/Moscow",
-              "user_mappings": {"150": "7"}}
+    legacy = {
+        "api_url": "https://shop.retailcrm.ru/api/v5",
+        "api_key": API_KEY,
+        "timezone": "Europe/Moscow",
+        "user_mappings": {"150": "7"},
+    }
     async with running_agent.pool.acquire() as conn:
-        await conn.execute("UPDATE enterprises SET integrations_config = jsonb_build_object('retailcrm', $1::jsonb)"
-                           " WHERE number = '100'", enterprises.encrypt_secrets(box, "retailcrm", legacy, {}))
+        await conn.execute(
+            "UPDATE enterprises SET integrations_config = jsonb_build_object('retailcrm', $1::jsonb)"
+            " WHERE number = '100'",
+            enterprises.encrypt_secrets(box, "retailcrm", legacy, {}),
+        )
     b = f"{base(running_agent)}/admin/100"
     async with client(running_agent, "100") as http:
         async with http.get(f"{b}/retailcrm.json") as resp:
@@ -145,10 +171,12 @@ async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: Fake
         async with http.get(f"{b}/amocrm.json") as resp:
             assert (await resp.json())["webhook_url"] is None  # it carries the webhook secret
         token = await csrf(http, f"{b}/retailcrm")
-        for page, fields in (("retailcrm", {"action": "save", "popup_in": "false"}),
-                             ("retailcrm", {"action": "register"}),
-                             ("managers", {"user_extensions": {"7": "151"}}),
-                             ("amocrm", {"action": "disconnect"})):
+        for page, fields in (
+            ("retailcrm", {"action": "save", "popup_in": "false"}),
+            ("retailcrm", {"action": "register"}),
+            ("managers", {"user_extensions": {"7": "151"}}),
+            ("amocrm", {"action": "disconnect"}),
+        ):
             async with http.post(f"{b}/{page}", json=fields, headers={"X-CSRF-Token": token}) as resp:
                 assert resp.status == 403, page
     assert (await stored(running_agent))["popup_in"] is True
@@ -159,7 +187,8 @@ async def seed_extensions(agent: Agent) -> None:
     assert agent.pool is not None
     await agent.pool.execute(
         "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES"
-        " ('100', '150', 'Anna'), ('100', '151', ''), ('100', '152', '') ON CONFLICT DO NOTHING")
+        " ('100', '150', 'Anna'), ('100', '151', ''), ('100', '152', '') ON CONFLICT DO NOTHING"
+    )
 
 
 def codes(fake: FakeRetailCrm) -> dict[str, str]:
@@ -195,26 +224,30 @@ async def test_managers_reassign_and_sync_additional_codes(running_agent: Agent,
         assert body["sync"]["ok"] is True, body
         assert codes(fake_rc) == {"8": "150", "9": "152"}
         # the form: only what differs from what was shown is a change; an empty choice unassigns
-        async with http.post(f"{b}/managers", data={"csrf_token": token, "crm": "retailcrm", "user.7": "",
-                                                      "user.8": "150", "user.9": ""}) as resp:
+        async with http.post(
+            f"{b}/managers", data={"csrf_token": token, "crm": "retailcrm", "user.7": "", "user.8": "150", "user.9": ""}
+        ) as resp:
             assert resp.status == 200
             html = await resp.text()
             assert "📞 not assigned" in html and "152 (free)" in html
         assert codes(fake_rc) == {"8": "150"}
-        status, body = await post(http, f"{b}/managers", token, crm="retailcrm",
-                                  user_extensions={"7": "151", "9": "151"})
+        status, body = await post(
+            http, f"{b}/managers", token, crm="retailcrm", user_extensions={"7": "151", "9": "151"}
+        )
         assert status == 400 and body["field"] == "user_extensions.9"
         async with http.get(f"{b}/managers.json") as resp:
             assert (await resp.json())["last_synced"] is not None
 
 
 async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
-        running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    running_agent: Agent, fake_rc: FakeRetailCrm
+) -> None:
     assert running_agent.pool is not None
-    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc,
-                              user_extensions={})
-    fake_rc.modules["pbx-agent"] = {"code": "pbx-agent", "integrations": {"telephony": {
-        "additionalCodes": [{"userId": 7, "code": "151"}]}}}
+    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc, user_extensions={})
+    fake_rc.modules["pbx-agent"] = {
+        "code": "pbx-agent",
+        "integrations": {"telephony": {"additionalCodes": [{"userId": 7, "code": "151"}]}},
+    }
     async with client(running_agent, "100", role="viewer") as http:
         async with http.get(f"{base(running_agent)}/admin/100/managers.json") as resp:
             assert (await resp.json())["imported"] == 0  # a viewer changes nothing, not even by looking
@@ -229,8 +262,7 @@ async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
 async def test_amocrm_page_connects_by_code_and_token_and_disconnects(running_agent: Agent) -> None:
     assert running_agent.pool is not None
     async with FakeAmoCrm() as fake:
-        fake.users.append({"id": 7, "name": "Ivan Petrov", "email": "ivan@example.com",
-                           "rights": {"is_active": True}})
+        fake.users.append({"id": 7, "name": "Ivan Petrov", "email": "ivan@example.com", "rights": {"is_active": True}})
         await configure_amocrm(running_agent.pool, running_agent.config.agent.state_dir, fake)
         await seed_extensions(running_agent)
         b = f"{base(running_agent)}/admin/100"
@@ -252,11 +284,20 @@ async def test_amocrm_page_connects_by_code_and_token_and_disconnects(running_ag
             access = await running_agent.pool.fetchval("SELECT access_token FROM amocrm_tokens")
             assert access and access not in html
             # settings: pipeline and status, tags; an invalid value beside its field, nothing saved
-            status, body = await post(http, f"{b}/amocrm", token, action="save", pipeline_id="3001",
-                                      status_id="40002", lead_tags="calls, pbx", unknown_caller="contact_and_lead")
+            status, body = await post(
+                http,
+                f"{b}/amocrm",
+                token,
+                action="save",
+                pipeline_id="3001",
+                status_id="40002",
+                lead_tags="calls, pbx",
+                unknown_caller="contact_and_lead",
+            )
             assert status == 200, body
-            async with http.post(f"{b}/amocrm", data={"csrf_token": token, "action": "save",
-                                                        "task_due_minutes": "0"}) as resp:
+            async with http.post(
+                f"{b}/amocrm", data={"csrf_token": token, "action": "save", "task_due_minutes": "0"}
+            ) as resp:
                 assert resp.status == 400 and 'id="error-task_due_minutes"' in await resp.text()
             async with http.get(f"{b}/amocrm.json") as resp:
                 settings = (await resp.json())["settings"]

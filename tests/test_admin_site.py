@@ -113,7 +113,8 @@ async def test_a_viewer_sees_but_cannot_change(running_agent: Agent) -> None:
     await setup_enterprises(running_agent)
     assert running_agent.pool is not None
     await running_agent.pool.execute(
-        "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ('100', '150', 'Ann')")
+        "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ('100', '150', 'Ann')"
+    )
     async with client(running_agent, "100", role="viewer") as http:
         url = f"{base(running_agent)}/admin/100/extensions"
         async with http.get(url) as resp:
@@ -122,8 +123,9 @@ async def test_a_viewer_sees_but_cannot_change(running_agent: Agent) -> None:
         token = await csrf(http, url)  # the sign-out form's token: valid, but a viewer may not change things
         async with http.post(url, data={"csrf_token": token, "action": "remove", "phone_number": "150"}) as resp:
             assert resp.status == 403
-        async with http.post(url, json={"action": "add", "phone_number": "151"},
-                             headers={"X-CSRF-Token": token}) as resp:
+        async with http.post(
+            url, json={"action": "add", "phone_number": "151"}, headers={"X-CSRF-Token": token}
+        ) as resp:
             assert resp.status == 403
             assert (await resp.json())["error"].startswith("Your role")
     assert await running_agent.pool.fetchval("SELECT count(*) FROM user_internal_phones") == 1
@@ -134,18 +136,23 @@ async def test_csrf_is_required_and_checked(running_agent: Agent) -> None:
     assert running_agent.pool is not None
     async with client(running_agent, "100") as http:
         url = f"{base(running_agent)}/admin/100/extensions"
-        for data in ({"action": "add", "phone_number": "160"},
-                     {"action": "add", "phone_number": "160", "csrf_token": "0" * 64}):
+        for data in (
+            {"action": "add", "phone_number": "160"},
+            {"action": "add", "phone_number": "160", "csrf_token": "0" * 64},
+        ):
             async with http.post(url, data=data) as resp:
                 assert resp.status == 403
                 assert "CSRF" in await resp.text()
         token = await csrf(http, url)
-        async with http.post(url, data={"action": "add", "phone_number": "160", "display_name": "Bob",
-                                        "csrf_token": token}) as resp:
+        async with http.post(
+            url, data={"action": "add", "phone_number": "160", "display_name": "Bob", "csrf_token": token}
+        ) as resp:
             assert resp.status == 200 and "Bob" in await resp.text()
     # another session's token is not this session's token
-    async with client(running_agent, "100") as http, http.post(
-            url, data={"action": "remove", "phone_number": "160", "csrf_token": token}) as resp:
+    async with (
+        client(running_agent, "100") as http,
+        http.post(url, data={"action": "remove", "phone_number": "160", "csrf_token": token}) as resp,
+    ):
         assert resp.status == 403
     assert await running_agent.pool.fetchval("SELECT display_name FROM user_internal_phones") == "Bob"
 
@@ -156,8 +163,9 @@ async def test_forms_show_errors_beside_fields_and_save_nothing(running_agent: A
     async with client(running_agent, None) as http:
         url = f"{base(running_agent)}/admin/100/extensions"
         token = await csrf(http, url)
-        async with http.post(url, data={"action": "add", "phone_number": "12a", "display_name": "x" * 300,
-                                        "csrf_token": token}) as resp:
+        async with http.post(
+            url, data={"action": "add", "phone_number": "12a", "display_name": "x" * 300, "csrf_token": token}
+        ) as resp:
             assert resp.status == 400
             html = await resp.text()
             assert 'id="error-phone_number"' in html and 'id="error-display_name"' in html
@@ -183,13 +191,20 @@ async def test_an_enterprise_session_stays_in_its_enterprise(running_agent: Agen
     await setup_enterprises(running_agent)
     async with client(running_agent, "100") as http:
         b = base(running_agent)
-        for path in ("/admin/200/overview", "/admin/200/calls.json", "/admin/200/log", "/admin/200/extensions",
-                     "/admin/instance", "/admin/instance.json"):
+        for path in (
+            "/admin/200/overview",
+            "/admin/200/calls.json",
+            "/admin/200/log",
+            "/admin/200/extensions",
+            "/admin/instance",
+            "/admin/instance.json",
+        ):
             async with http.get(b + path) as resp:
                 assert resp.status == 403, path
         token = await csrf(http, f"{b}/admin/100/extensions")
-        async with http.post(f"{b}/admin/200/extensions", data={"csrf_token": token, "action": "add",
-                                                                "phone_number": "1"}) as resp:
+        async with http.post(
+            f"{b}/admin/200/extensions", data={"csrf_token": token, "action": "add", "phone_number": "1"}
+        ) as resp:
             assert resp.status == 403
         async with http.get(f"{b}/admin/100/log") as resp:
             html = await resp.text()
@@ -238,11 +253,13 @@ async def test_retailcrm_one_click_link(running_agent: Agent) -> None:
         async with http.get(f"{b}/admin/retailcrm", params={"enterprise_number": "100", "token": newer}) as resp:
             assert resp.status == 200
         # a one-time sign-in link or a plain API token is not a CRM link
-        async with http.get(f"{b}/admin/retailcrm", params={"enterprise_number": "100",
-                                                            "token": links(running_agent).issue("100")}) as resp:
+        async with http.get(
+            f"{b}/admin/retailcrm", params={"enterprise_number": "100", "token": links(running_agent).issue("100")}
+        ) as resp:
             assert resp.status == 401
-        async with http.get(f"{b}/admin/retailcrm", params={"enterprise_number": "100",
-                                                            "token": signer.issue("100", 1)}) as resp:
+        async with http.get(
+            f"{b}/admin/retailcrm", params={"enterprise_number": "100", "token": signer.issue("100", 1)}
+        ) as resp:
             assert resp.status == 401
 
 
@@ -288,6 +305,7 @@ def test_admin_link_cli(tmp_path: Any, capsys: Any) -> None:
     assert url.startswith("https://pbx.example/p/admin/login?token=")
     from admin.auth import LinkSigner
     from agent.secretbox import load_or_create_secret
+
     claims = LinkSigner(load_or_create_secret(tmp_path / "state")).verify(url.split("token=")[1])
     assert (claims.enterprise, claims.role) == ("100", "viewer")
     assert main(["admin-link", "-c", str(config), "--enterprise", "no way"]) == 2
@@ -298,12 +316,21 @@ async def test_retry_by_json_and_by_form(running_agent: Agent) -> None:
     pool = running_agent.pool
     assert pool is not None
     await add_calls(pool, "100", 1)
-    ids = [await pool.fetchval(
-        "INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, status,"
-        " attempts, last_error, next_attempt_at) VALUES ($1, $2, 'retailcrm', 'calls_upload', '{}', $3, 1,"
-        " 'Bad value', now() + interval '1 hour') RETURNING id", key, enterprise, status)
-        for key, enterprise, status in (("retailcrm:c0:upload", "100", "failed"), ("retailcrm:z:upload", "200", "failed"),
-                                        ("retailcrm:c0:event", "100", "done"))]
+    ids = [
+        await pool.fetchval(
+            "INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, status,"
+            " attempts, last_error, next_attempt_at) VALUES ($1, $2, 'retailcrm', 'calls_upload', '{}', $3, 1,"
+            " 'Bad value', now() + interval '1 hour') RETURNING id",
+            key,
+            enterprise,
+            status,
+        )
+        for key, enterprise, status in (
+            ("retailcrm:c0:upload", "100", "failed"),
+            ("retailcrm:z:upload", "200", "failed"),
+            ("retailcrm:c0:event", "100", "done"),
+        )
+    ]
     async with client(running_agent, "100") as http:
         b = base(running_agent)
         async with http.get(f"{b}/admin/100/calls/c0.json") as resp:
@@ -312,8 +339,9 @@ async def test_retry_by_json_and_by_form(running_agent: Agent) -> None:
         token = await csrf(http, f"{b}/admin/100/log")
         async with http.post(f"{b}/admin/100/log", json={"delivery": ids[1]}, headers={"X-CSRF-Token": token}) as resp:
             assert resp.status == 404  # another enterprise's delivery
-        async with http.post(f"{b}/admin/100/calls/c0", data={"delivery": ids[0], "csrf_token": token},
-                             allow_redirects=False) as resp:
+        async with http.post(
+            f"{b}/admin/100/calls/c0", data={"delivery": ids[0], "csrf_token": token}, allow_redirects=False
+        ) as resp:
             assert resp.status == 303 and resp.headers["Location"] == "c0"
         async with http.post(f"{b}/admin/100/log", json={"delivery": ids[2]}, headers={"X-CSRF-Token": token}) as resp:
             assert resp.status == 404  # done: nothing to retry

@@ -38,7 +38,7 @@ RECORDED = {path.stem: path.read_bytes() for path in agi_files()}
 async def test_every_recorded_request_gets_its_answer(name: str) -> None:
     data = RECORDED[name]
     request = data[: data.index(b"\n\n") + 2]
-    assert data[len(request):].endswith(b"HANGUP\n")  # what the recording says Asterisk sends after the session
+    assert data[len(request) :].endswith(b"HANGUP\n")  # what the recording says Asterisk sends after the session
     status, exten = expected_for(caller_of(data))
     async with agi_env() as env:
         got = await agi_call(env.port, request)
@@ -104,7 +104,11 @@ async def test_crm_failing_is_unavailable_naming_the_crm() -> None:
         env.crm.fail = True
         got = await agi_call(env.port, A_REQUEST)
         assert (got.status, got.exten, got.variables[CRM], got.variables[MANAGER]) == (
-            "UNAVAILABLE", "", "retailcrm", "")
+            "UNAVAILABLE",
+            "",
+            "retailcrm",
+            "",
+        )
 
 
 async def test_single_flight_counted_at_the_crm() -> None:
@@ -130,8 +134,16 @@ async def test_notify_invalidation_takes_the_new_extension_at_once() -> None:
 
 
 def ext_status(exten: str, status: str) -> AmiMessage:
-    return AmiMessage({"Event": "ExtensionStatus", "Exten": exten, "Context": "ext-hints", "Hint": f"PJSIP/{exten}",
-                       "Status": status, "StatusText": "x"})
+    return AmiMessage(
+        {
+            "Event": "ExtensionStatus",
+            "Exten": exten,
+            "Context": "ext-hints",
+            "Hint": f"PJSIP/{exten}",
+            "Status": status,
+            "StatusText": "x",
+        }
+    )
 
 
 async def test_busy_manager_is_unavailable_unless_the_enterprise_redirects_anyway() -> None:
@@ -173,13 +185,17 @@ async def assert_still_serving(port: int) -> None:
     assert (got.status, got.exten) == ("FOUND", "150")
 
 
-@pytest.mark.parametrize("garbage", [
-    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"\n\n",
-    b"\x00\xff\xfe garbage\n\n",
-    b"agi_network: yes\nno colon here\n\n",
-    b"agi_network: yes\nagi_channel: x\n\n",  # no script
-], ids=["http", "empty", "binary", "no-colon", "no-script"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\n\n",
+        b"\x00\xff\xfe garbage\n\n",
+        b"agi_network: yes\nno colon here\n\n",
+        b"agi_network: yes\nagi_channel: x\n\n",  # no script
+    ],
+    ids=["http", "empty", "binary", "no-colon", "no-script"],
+)
 async def test_garbage_is_logged_and_closed(garbage: bytes, caplog: pytest.LogCaptureFixture) -> None:
     async with agi_env() as env:
         with caplog.at_level(logging.WARNING, logger="agent.agi"):
@@ -218,8 +234,9 @@ async def test_peer_closing_early_is_tolerated(caplog: pytest.LogCaptureFixture)
             received, closed = await raw_session(env.port, A_REQUEST[:100], close_after_send=True)
             assert (received, closed) == (b"", True)
             env.crm.delay = 0.1  # gone while we are asking the CRM
-            received, closed = await raw_session(env.port, request_with(A_REQUEST, callerid=CUSTOMER_B),
-                                                 close_after_send=True)
+            received, closed = await raw_session(
+                env.port, request_with(A_REQUEST, callerid=CUSTOMER_B), close_after_send=True
+            )
             assert closed
             env.crm.delay = 0
             # gone after reading the first command, without replying
@@ -276,16 +293,21 @@ async def test_settings_hanging_answers_timeout_in_time() -> None:
 
 
 def test_hosts_of_marks_a_host_shared_by_enterprises() -> None:
-    sections = [PbxSection("a", "100", "u", "s", host="10.0.0.1"), PbxSection("b", "200", "u", "s", host="10.0.0.1"),
-                PbxSection("c", "300", "u", "s", host="10.0.0.2"), PbxSection("d", "300", "u", "s", host="10.0.0.2")]
+    sections = [
+        PbxSection("a", "100", "u", "s", host="10.0.0.1"),
+        PbxSection("b", "200", "u", "s", host="10.0.0.1"),
+        PbxSection("c", "300", "u", "s", host="10.0.0.2"),
+        PbxSection("d", "300", "u", "s", host="10.0.0.2"),
+    ]
     assert hosts_of(sections) == {"10.0.0.1": "", "10.0.0.2": "300"}
 
 
 async def test_metrics_count_answers_and_rejections() -> None:
     registry = CollectorRegistry()
     async with agi_env() as env:
-        server = AgiServer(AgiSection(Address("127.0.0.1", 0), 400), env.router, None, {"127.0.0.1": ENTERPRISE},
-                           registry=registry)
+        server = AgiServer(
+            AgiSection(Address("127.0.0.1", 0), 400), env.router, None, {"127.0.0.1": ENTERPRISE}, registry=registry
+        )
         await server.start()
         try:
             assert server.port is not None

@@ -19,13 +19,15 @@ from tests.fakes.ami import FakeAmi
 
 
 def pbx_for(fake: FakeAmi, secret: str = "secret") -> PbxSection:
-    return PbxSection(name="office", enterprise="100", username="agent", secret=secret, host="127.0.0.1",
-                      port=fake.port, region="BY")
+    return PbxSection(
+        name="office", enterprise="100", username="agent", secret=secret, host="127.0.0.1", port=fake.port, region="BY"
+    )
 
 
 @asynccontextmanager
-async def pipeline(fake: FakeAmi, secret: str = "secret", **link_options: float
-                   ) -> AsyncIterator[tuple[PbxPipeline, list[CallEvent], HealthRegistry]]:
+async def pipeline(
+    fake: FakeAmi, secret: str = "secret", **link_options: float
+) -> AsyncIterator[tuple[PbxPipeline, list[CallEvent], HealthRegistry]]:
     events: list[CallEvent] = []
     health = HealthRegistry()
     pipe = PbxPipeline(pbx_for(fake, secret), "BY", health, Metrics(), events.append)
@@ -47,8 +49,24 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
 
 def essence(events: list[CallEvent]) -> list[tuple[object, ...]]:
     """What must not depend on how the bytes arrived (times do)."""
-    return [(e.event, e.call_id, e.direction, e.phone, e.did, e.extension, e.answered_by, e.result,
-             e.extensions, e.recording, e.from_extension, e.to_extension, e.kind) for e in events]
+    return [
+        (
+            e.event,
+            e.call_id,
+            e.direction,
+            e.phone,
+            e.did,
+            e.extension,
+            e.answered_by,
+            e.result,
+            e.extensions,
+            e.recording,
+            e.from_extension,
+            e.to_extension,
+            e.kind,
+        )
+        for e in events
+    ]
 
 
 @pytest.mark.parametrize("name", recordings.NAMES)
@@ -98,8 +116,13 @@ async def test_call_that_ended_while_the_link_was_down_is_closed_once() -> None:
     directory = recordings.recordings_dir()
     stream = (directory / f"{name}.ami").read_bytes()
     cut = stream.index(b"Event: BridgeEnter")
-    fake = FakeAmi(directory / f"{name}.ami", directory / f"{name}.timing", speed=math.inf, drop_at=cut,
-                   skip_while_down=len(stream))  # everything after the cut happened while we were away
+    fake = FakeAmi(
+        directory / f"{name}.ami",
+        directory / f"{name}.timing",
+        speed=math.inf,
+        drop_at=cut,
+        skip_while_down=len(stream),
+    )  # everything after the cut happened while we were away
     async with fake, pipeline(fake) as (pipe, events, _):
         await until(lambda: any(e.event == "ended" for e in events))
         await asyncio.sleep(0.1)
@@ -145,8 +168,9 @@ async def test_unanswered_ping_drops_the_connection() -> None:
 
 async def test_actions_pending_at_a_drop_fail_and_are_never_resent() -> None:
     directory = recordings.recordings_dir()
-    fake = FakeAmi(directory / "a_incoming_answered.ami", speed=math.inf,
-                   responders={"Originate": lambda _f: b""})  # accepted, never answered
+    fake = FakeAmi(
+        directory / "a_incoming_answered.ami", speed=math.inf, responders={"Originate": lambda _f: b""}
+    )  # accepted, never answered
     async with fake, pipeline(fake) as (pipe, _, _h):
         await until(lambda: pipe.link.connected.is_set())
         pending = asyncio.create_task(pipe.link.send_action({"Action": "Originate", "Channel": "Local/150@x"}))
@@ -189,8 +213,7 @@ async def test_agent_stores_ended_calls_and_counts_them(db_dsn: str, make_config
             assert dict(row)["answered_by"] == "151"  # type: ignore[call-overload]
             assert dict(row)["extensions"] == ["150", "151", "152"]  # type: ignore[call-overload]
             assert dict(row)["result"] == "answered"  # type: ignore[call-overload]
-            async with aiohttp.ClientSession() as http, http.get(
-                    f"http://127.0.0.1:{agent.http_port}/metrics") as resp:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{agent.http_port}/metrics") as resp:
                 text = await resp.text()
             assert 'pbx_agent_calls_ended_total{direction="in",result="answered"} 1.0' in text
             assert 'pbx_agent_ami_events_total{event="DialBegin",pbx="office"} 3.0' in text

@@ -32,15 +32,28 @@ def fake_ami(**kw: Any) -> FakeAmi:
 
 def ssh_pbx(fake: FakeAmi, ssh: FakeSshServer, tmp_path: Path, **over: Any) -> PbxSection:
     key_file, known_hosts = ssh.write_client_files(tmp_path, host_key=over.pop("host_key", None))
-    settings = SshSection(host="127.0.0.1", port=ssh.port, username=ssh.username, key_file=key_file,
-                          known_hosts=known_hosts)
-    return replace(PbxSection(name="remote", enterprise="100", username="agent", secret="secret",
-                              host="127.0.0.1", port=fake.port, region="BY", ssh=settings), **over)
+    settings = SshSection(
+        host="127.0.0.1", port=ssh.port, username=ssh.username, key_file=key_file, known_hosts=known_hosts
+    )
+    return replace(
+        PbxSection(
+            name="remote",
+            enterprise="100",
+            username="agent",
+            secret="secret",
+            host="127.0.0.1",
+            port=fake.port,
+            region="BY",
+            ssh=settings,
+        ),
+        **over,
+    )
 
 
 @asynccontextmanager
-async def pipeline(pbx: PbxSection, **link_options: float
-                   ) -> AsyncIterator[tuple[PbxPipeline, list[CallEvent], HealthRegistry]]:
+async def pipeline(
+    pbx: PbxSection, **link_options: float
+) -> AsyncIterator[tuple[PbxPipeline, list[CallEvent], HealthRegistry]]:
     events: list[CallEvent] = []
     health = HealthRegistry()
     pipe = PbxPipeline(pbx, "BY", health, Metrics(), events.append)
@@ -118,8 +131,9 @@ async def test_an_ami_reconnect_reuses_the_live_ssh_connection(tmp_path: Path) -
         await until(lambda: not ssh.live)  # the link's end closes its SSH connection
 
 
-async def test_a_wrong_host_key_is_refused_clearly_and_retried_slowly(tmp_path: Path,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_wrong_host_key_is_refused_clearly_and_retried_slowly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = fake_ami()
     async with fake, FakeSshServer(new_key(), allow_ports=(fake.port,)) as ssh:
         pbx = ssh_pbx(fake, ssh, tmp_path, host_key=new_key())  # known_hosts lists another key
@@ -137,8 +151,11 @@ async def test_a_wrong_host_key_is_refused_clearly_and_retried_slowly(tmp_path: 
 
 async def test_the_pbx_refusing_the_tunnel_is_a_clear_transient_error(tmp_path: Path) -> None:
     fake = fake_ami()
-    async with fake, FakeSshServer(new_key(), allow_ports=(fake.port + 1,)) as ssh, \
-            pipeline(ssh_pbx(fake, ssh, tmp_path)) as (_pipe, _, health):
+    async with (
+        fake,
+        FakeSshServer(new_key(), allow_ports=(fake.port + 1,)) as ssh,
+        pipeline(ssh_pbx(fake, ssh, tmp_path)) as (_pipe, _, health),
+    ):
         await until(lambda: len(ssh.channel_requests) >= 2, within=5)
         link = await link_health(health)
         assert link["status"] == "down" and link["ssh_refused"] is False

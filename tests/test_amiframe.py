@@ -70,8 +70,7 @@ def test_lf_only_and_mixed_line_ends() -> None:
 
 def test_repeated_keys_first_wins_all_kept() -> None:
     p = AmiFrameParser()
-    (msg,) = p.feed(b"Response: Success\r\nVariable: A=1\r\nVariable: B=2\r\nChanVariable: C=3\r\n"
-                    b"Variable: D=\r\n\r\n")
+    (msg,) = p.feed(b"Response: Success\r\nVariable: A=1\r\nVariable: B=2\r\nChanVariable: C=3\r\nVariable: D=\r\n\r\n")
     assert msg["Variable"] == "A=1"
     assert msg.getall("Variable") == ["A=1", "B=2", "D="]
     assert msg.getall("ChanVariable") == ["C=3"] and msg.getall("Nope") == []
@@ -95,7 +94,9 @@ def test_binary_junk_frame_is_skipped() -> None:
     junk = bytes(range(256)).replace(b"\n", b"").replace(b"\r", b"").replace(b":", b"")
     msgs = p.feed(LOGIN + junk + b"\r\n\r\n" + b"\xff\xfe: \xc3\r\n\r\n" + EVENT)
     assert [m.get("Response") or m.get("Event") for m in msgs if "\ufffd" not in "".join(m)] == [
-        "Success", "NewCallerid"]
+        "Success",
+        "NewCallerid",
+    ]
     assert msgs[-1]["CallerIDName"] == NAME
     assert p.malformed >= 2
 

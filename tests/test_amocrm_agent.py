@@ -88,14 +88,16 @@ def api_headers(cfg: Config, enterprise: str | None = None) -> dict[str, str]:
 
 
 async def test_oauth_connect_redirect_callback_and_state_rules(
-        fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     cfg = config(make_config, db_dsn)
     await configure_amocrm(pool, cfg.agent.state_dir, fake)
     api_token = api_headers(cfg, ENTERPRISE)["Authorization"].split()[1]
     async with running(cfg) as agent, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{agent.http_port}"
-        async with http.get(f"{base}/amocrm/{ENTERPRISE}/connect", params={"token": api_token},
-                            allow_redirects=False) as resp:
+        async with http.get(
+            f"{base}/amocrm/{ENTERPRISE}/connect", params={"token": api_token}, allow_redirects=False
+        ) as resp:
             assert resp.status == 302
             consent = resp.headers["Location"]
         assert consent.startswith(fake.url + "/oauth?")
@@ -120,16 +122,19 @@ async def test_oauth_connect_redirect_callback_and_state_rules(
         async with http.get(local(agent, forged)) as resp:
             assert resp.status == 400
         # a widget install without state
-        async with http.get(f"{base}/amocrm/oauth/callback",
-                            params={"code": "x", "referer": fake.netloc, "from_widget": "1"}) as resp:
+        async with http.get(
+            f"{base}/amocrm/oauth/callback", params={"code": "x", "referer": fake.netloc, "from_widget": "1"}
+        ) as resp:
             assert resp.status == 400
         # a valid fresh state but a referer that is not the account: our secret is not sent there
-        async with http.get(f"{base}/amocrm/{ENTERPRISE}/connect", params={"token": api_token},
-                            allow_redirects=False) as resp:
+        async with http.get(
+            f"{base}/amocrm/{ENTERPRISE}/connect", params={"token": api_token}, allow_redirects=False
+        ) as resp:
             state = parse_qs(urlsplit(resp.headers["Location"]).query)["state"][0]
         token_calls = len(fake.requests_to("/oauth2/access_token"))
-        async with http.get(f"{base}/amocrm/oauth/callback",
-                            params={"code": "x", "referer": "evil.example.com", "state": state}) as resp:
+        async with http.get(
+            f"{base}/amocrm/oauth/callback", params={"code": "x", "referer": "evil.example.com", "state": state}
+        ) as resp:
             assert resp.status == 400
         assert len(fake.requests_to("/oauth2/access_token")) == token_calls
         assert await pool.fetchval("SELECT generation FROM amocrm_tokens") == generation
@@ -138,8 +143,9 @@ async def test_oauth_connect_redirect_callback_and_state_rules(
             assert resp.status == 401
 
         # the status route shows the account, never a token
-        async with http.get(f"{base}/api/enterprises/{ENTERPRISE}/integrations/amocrm/status",
-                            headers=api_headers(cfg)) as resp:
+        async with http.get(
+            f"{base}/api/enterprises/{ENTERPRISE}/integrations/amocrm/status", headers=api_headers(cfg)
+        ) as resp:
             status = await resp.json()
         assert status["status"] == "connected" and status["account"]["name"] == "Test account"
         assert status["redirect_uri"] == PUBLIC + "/amocrm/oauth/callback"
@@ -147,7 +153,8 @@ async def test_oauth_connect_redirect_callback_and_state_rules(
 
 
 async def test_pasted_code_long_lived_token_pipelines_and_disconnect(
-        fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     cfg = config(make_config, db_dsn)
     await configure_amocrm(pool, cfg.agent.state_dir, fake)
     headers = api_headers(cfg, ENTERPRISE)
@@ -189,7 +196,8 @@ async def test_pasted_code_long_lived_token_pipelines_and_disconnect(
 
 
 async def test_webhook_responsible_change_fires_the_hook_with_phones(
-        fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     cfg = config(make_config, db_dsn)
     settings = await configure_amocrm(pool, cfg.agent.state_dir, fake)
     contact = fake.add_contact("+375 29 765-43-21", responsible_user_id=8)
@@ -199,37 +207,50 @@ async def test_webhook_responsible_change_fires_the_hook_with_phones(
         seen: list[tuple[str, list[str]]] = []
         amo_of(agent).on_responsible_change(lambda e, phones: seen.append((e, phones)))
         url = f"http://127.0.0.1:{agent.http_port}/amocrm/webhook/{ENTERPRISE}/{settings.webhook_secret}"
-        status, _ = await fake.send_webhook(url, {
-            "contacts[update][0][id]": "555", "contacts[update][0][responsible_user_id]": "9",
-            "contacts[update][0][old_responsible_user_id]": "7",
-            "contacts[update][0][custom_fields][0][code]": "PHONE",
-            "contacts[update][0][custom_fields][0][values][0][value]": CALLER,
-            "account[subdomain]": "test", "account[id]": str(fake.account_id)})
+        status, _ = await fake.send_webhook(
+            url,
+            {
+                "contacts[update][0][id]": "555",
+                "contacts[update][0][responsible_user_id]": "9",
+                "contacts[update][0][old_responsible_user_id]": "7",
+                "contacts[update][0][custom_fields][0][code]": "PHONE",
+                "contacts[update][0][custom_fields][0][values][0][value]": CALLER,
+                "account[subdomain]": "test",
+                "account[id]": str(fake.account_id),
+            },
+        )
         assert status == 200
         assert seen == [(ENTERPRISE, [CALLER])]
         # a lead changed hands: its contacts' phones come from amoCRM
-        status, _ = await fake.send_webhook(url, {
-            f"leads[responsible][0][id]": str(lead_id), "leads[responsible][0][responsible_user_id]": "9"})
+        status, _ = await fake.send_webhook(
+            url, {f"leads[responsible][0][id]": str(lead_id), "leads[responsible][0][responsible_user_id]": "9"}
+        )
         assert status == 200 and seen[-1] == (ENTERPRISE, ["+375 29 765-43-21"])
         # an update that did not change the responsible user is not a change
-        await fake.send_webhook(url, {"contacts[update][0][id]": "555",
-                                      "contacts[update][0][responsible_user_id]": "9",
-                                      "contacts[update][0][old_responsible_user_id]": "9"})
+        await fake.send_webhook(
+            url,
+            {
+                "contacts[update][0][id]": "555",
+                "contacts[update][0][responsible_user_id]": "9",
+                "contacts[update][0][old_responsible_user_id]": "9",
+            },
+        )
         assert len(seen) == 2
         # the wrong secret: 404, no hook
-        status, _ = await fake.send_webhook(url[:-3] + "xyz", {"contacts[update][0][id]": "1",
-                                                               "contacts[update][0][responsible_user_id]": "1"})
+        status, _ = await fake.send_webhook(
+            url[:-3] + "xyz", {"contacts[update][0][id]": "1", "contacts[update][0][responsible_user_id]": "1"}
+        )
         assert status == 404 and len(seen) == 2
         logs = await pool.fetch("SELECT status FROM integration_logs WHERE event_type = 'webhook'")
         assert len(logs) == 3 and settings.webhook_secret not in str(
-            await pool.fetch("SELECT request_data FROM integration_logs"))
+            await pool.fetch("SELECT request_data FROM integration_logs")
+        )
 
 
 # -- calls through the outbox ------------------------------------------------------------------------
 
 
-async def run_recording(fake: FakeAmoCrm, pool: Pool, cfg: Config, ami: FakeAmi, at_least: int = 1
-                        ) -> dict[str, int]:
+async def run_recording(fake: FakeAmoCrm, pool: Pool, cfg: Config, ami: FakeAmi, at_least: int = 1) -> dict[str, int]:
     async with running(cfg) as agent:
         await connect_tokens(amo_of(agent), fake)
         ami.unpause()
@@ -238,12 +259,20 @@ async def run_recording(fake: FakeAmoCrm, pool: Pool, cfg: Config, ami: FakeAmi,
 
 
 @pytest.mark.parametrize("policy", ["unsorted", "contact_and_lead", "none"])
-async def test_unknown_caller_is_recorded_per_policy(policy: str, fake: FakeAmoCrm, pool: Pool, db_dsn: str,
-                                                     make_config: Callable[..., Config]) -> None:
+async def test_unknown_caller_is_recorded_per_policy(
+    policy: str, fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     ami = await ami_for("a_incoming_answered")
     cfg = config(make_config, db_dsn, ami)
-    await configure_amocrm(pool, cfg.agent.state_dir, fake, unknown_caller=policy, pipeline_id=3001,
-                           status_id=40002 if policy == "contact_and_lead" else None, lead_tags=["pbx"])
+    await configure_amocrm(
+        pool,
+        cfg.agent.state_dir,
+        fake,
+        unknown_caller=policy,
+        pipeline_id=3001,
+        status_id=40002 if policy == "contact_and_lead" else None,
+        lead_tags=["pbx"],
+    )
     counts = await run_recording(fake, pool, cfg, ami, at_least=2)
     assert counts == {"done": 2}  # the call, and the pop-up for 150's manager
     call_id = await pool.fetchval("SELECT call_id FROM calls")
@@ -266,7 +295,8 @@ async def test_unknown_caller_is_recorded_per_policy(policy: str, fake: FakeAmoC
 
 
 async def test_known_caller_call_is_logged_with_the_answering_manager(
-        fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     fake.add_contact("375 (29) 123-45-67", responsible_user_id=8)  # another spelling of +375291234567
     ami = await ami_for("p_o_recorded_call")
     cfg = config(make_config, db_dsn, ami)
@@ -282,7 +312,8 @@ async def test_known_caller_call_is_logged_with_the_answering_manager(
 
 
 async def test_missed_recorded_call_makes_one_task_and_a_repeat_adds_none(
-        fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     fake.add_contact(CALLER, responsible_user_id=9)
     ami = await ami_for("p_b_incoming_missed")
     cfg = config(make_config, db_dsn, ami)
@@ -306,14 +337,28 @@ async def test_missed_recorded_call_makes_one_task_and_a_repeat_adds_none(
 
 def missed(call_id: str, rang: tuple[str, ...], phone: str = CALLER) -> CallEvent:
     now = datetime.now(UTC)
-    return CallEvent(event="ended", call_id=call_id, enterprise=ENTERPRISE, direction="in", phone=phone,
-                     did="375173880000", extension=None, at=now, extensions=rang, answered_by=None,
-                     result="no_answer", ring_seconds=12.0, talk_seconds=0.0, started_at=now - timedelta(seconds=12),
-                     ended_at=now)
+    return CallEvent(
+        event="ended",
+        call_id=call_id,
+        enterprise=ENTERPRISE,
+        direction="in",
+        phone=phone,
+        did="375173880000",
+        extension=None,
+        at=now,
+        extensions=rang,
+        answered_by=None,
+        result="no_answer",
+        ring_seconds=12.0,
+        talk_seconds=0.0,
+        started_at=now - timedelta(seconds=12),
+        ended_at=now,
+    )
 
 
 async def test_a_queue_that_rang_three_phones_and_was_missed_makes_one_task(
-        fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     cfg = config(make_config, db_dsn)
     await configure_amocrm(pool, cfg.agent.state_dir, fake, unknown_caller="unsorted")
     async with running(cfg) as agent:
@@ -333,16 +378,31 @@ async def test_a_queue_that_rang_three_phones_and_was_missed_makes_one_task(
     assert len(fake.unsorted) == 1
 
 
-async def test_problem_json_rejection_fails_visibly(fake: FakeAmoCrm, pool: Pool, db_dsn: str,
-                                                   make_config: Callable[..., Config]) -> None:
+async def test_problem_json_rejection_fails_visibly(
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     fake.add_contact(CALLER)
     ami = await ami_for("p_a_incoming_answered")
     cfg = config(make_config, db_dsn, ami)
     await configure_amocrm(pool, cfg.agent.state_dir, fake)
-    body: dict[str, Any] = {"title": "Bad Request", "type": "https://httpstatus.es/400", "status": 400,
-                            "detail": "Request validation failed", "validation-errors": [
-                                {"request_id": "0", "errors": [{"code": "NotSupportedChoice", "path": "call_status",
-                                                                "detail": "The value you selected is not a valid choice."}]}]}
+    body: dict[str, Any] = {
+        "title": "Bad Request",
+        "type": "https://httpstatus.es/400",
+        "status": 400,
+        "detail": "Request validation failed",
+        "validation-errors": [
+            {
+                "request_id": "0",
+                "errors": [
+                    {
+                        "code": "NotSupportedChoice",
+                        "path": "call_status",
+                        "detail": "The value you selected is not a valid choice.",
+                    }
+                ],
+            }
+        ],
+    }
     async with running(cfg) as agent:
         await connect_tokens(amo_of(agent), fake)
         await fake_fail_calls(fake, body)
@@ -360,6 +420,7 @@ async def fake_fail_calls(fake: FakeAmoCrm, body: dict[str, Any]) -> None:
 
     async def once(request: Any) -> Any:
         from aiohttp import web
+
         fake._calls = original  # type: ignore[method-assign]
         return web.json_response(body, status=400, content_type="application/problem+json")
 

@@ -40,7 +40,8 @@ def busiest_window(times: list[float], seconds: float = 1.0) -> int:
 
 @pytest.mark.timeout(150)
 async def test_burst_of_200_calls_keeps_7_rps_and_survives_a_token_rotation(
-        fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     fake.add_contact(CALLER, responsible_user_id=7)
     cfg = config(make_config, db_dsn)
     await configure_amocrm(pool, cfg.agent.state_dir, fake, missed_call_tasks=False)
@@ -71,7 +72,8 @@ async def test_burst_of_200_calls_keeps_7_rps_and_survives_a_token_rotation(
 
 
 async def test_429_backs_off_and_403_block_pauses_the_account_loudly(
-        fake: FakeAmoCrm, pool: Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fake: FakeAmoCrm, pool: Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     fake.add_contact(CALLER)
     settings = await configure_amocrm(pool, tmp_path, fake)
     connector = bound(pool, tmp_path)
@@ -95,7 +97,8 @@ async def test_429_backs_off_and_403_block_pauses_the_account_loudly(
 
 
 async def test_a_retry_after_a_partial_send_repeats_no_acknowledged_step(
-        fake: FakeAmoCrm, pool: Pool, tmp_path: Path) -> None:
+    fake: FakeAmoCrm, pool: Pool, tmp_path: Path
+) -> None:
     """unsorted done, task failed: the retry makes the task only (no second unsorted item)."""
     settings = await configure_amocrm(pool, tmp_path, fake)
     connector = bound(pool, tmp_path)
@@ -108,6 +111,7 @@ async def test_a_retry_after_a_partial_send_repeats_no_acknowledged_step(
     async def tasks(request):  # type: ignore[no-untyped-def]
         if failing:
             from aiohttp import web
+
             return web.Response(status=502, text="bad gateway")
         return await original(request)
 

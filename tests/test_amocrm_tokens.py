@@ -22,8 +22,7 @@ async def fake() -> AsyncIterator[FakeAmoCrm]:
         yield amo
 
 
-async def test_expired_access_token_is_refreshed_saved_then_used(fake: FakeAmoCrm, pool: Pool,
-                                                                 tmp_path: Path) -> None:
+async def test_expired_access_token_is_refreshed_saved_then_used(fake: FakeAmoCrm, pool: Pool, tmp_path: Path) -> None:
     settings = await configure_amocrm(pool, tmp_path, fake)
     connector = bound(pool, tmp_path)
     first = await connect_tokens(connector, fake)
@@ -69,8 +68,7 @@ async def test_two_agents_refresh_once_between_them(fake: FakeAmoCrm, pool: Pool
     assert fake.refreshes == 1 and fake.revoked_refresh_uses == 0
 
 
-async def test_reused_refresh_token_marks_expired_with_the_reason(fake: FakeAmoCrm, pool: Pool,
-                                                                  tmp_path: Path) -> None:
+async def test_reused_refresh_token_marks_expired_with_the_reason(fake: FakeAmoCrm, pool: Pool, tmp_path: Path) -> None:
     settings = await configure_amocrm(pool, tmp_path, fake)
     connector = bound(pool, tmp_path)
     tokens = await connect_tokens(connector, fake)
@@ -86,7 +84,8 @@ async def test_reused_refresh_token_marks_expired_with_the_reason(fake: FakeAmoC
 
 
 async def test_crash_between_receiving_and_saving_ends_expired_not_looping(
-        fake: FakeAmoCrm, pool: Pool, tmp_path: Path) -> None:
+    fake: FakeAmoCrm, pool: Pool, tmp_path: Path
+) -> None:
     """amoCRM rotated, we died before saving: the saved refresh token is dead. The next process checks it
     once, marks the connection expired with the reason, and never retries on its own."""
     settings = await configure_amocrm(pool, tmp_path, fake)
@@ -129,8 +128,7 @@ async def test_crash_between_receiving_and_saving_ends_expired_not_looping(
         assert (await client.account(ENTERPRISE))["id"] == fake.account_id
 
 
-async def test_crash_before_the_request_left_recovers_by_itself(fake: FakeAmoCrm, pool: Pool,
-                                                                tmp_path: Path) -> None:
+async def test_crash_before_the_request_left_recovers_by_itself(fake: FakeAmoCrm, pool: Pool, tmp_path: Path) -> None:
     settings = await configure_amocrm(pool, tmp_path, fake)
     connector = bound(pool, tmp_path, refresh_lease=0.2)
     await connect_tokens(connector, fake)
@@ -159,8 +157,7 @@ async def test_long_lived_token_401_is_final(fake: FakeAmoCrm, pool: Pool, tmp_p
     assert row["status"] == "expired" and "long-lived" in row["reason"]
 
 
-async def test_a_refresh_answered_with_an_error_keeps_the_pair(fake: FakeAmoCrm, pool: Pool,
-                                                              tmp_path: Path) -> None:
+async def test_a_refresh_answered_with_an_error_keeps_the_pair(fake: FakeAmoCrm, pool: Pool, tmp_path: Path) -> None:
     settings = await configure_amocrm(pool, tmp_path, fake)
     connector = bound(pool, tmp_path)
     tokens = await connect_tokens(connector, fake)

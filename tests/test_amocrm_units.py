@@ -12,24 +12,31 @@ from connectors.amocrm.settings import SettingsError, parse
 from connectors.amocrm.webhooks import parse_brackets, responsible_changes
 from tests import recordings
 
-BASE = {"host": "https://shop.amocrm.ru", "client_id": "5f2b8d9e-1c3a-4b7e-9f00-aa11bb22cc33",
-        "client_secret": "Sx9kT2mQ7vW4yZ1aB8cD3eF6gH0jK5lN", "user_extensions": {"7": "150", "8": "151", "9": "152"}}
+BASE = {
+    "host": "https://shop.amocrm.ru",
+    "client_id": "5f2b8d9e-1c3a-4b7e-9f00-aa11bb22cc33",
+    "client_secret": "Sx9kT2mQ7vW4yZ1aB8cD3eF6gH0jK5lN",
+    "user_extensions": {"7": "150", "8": "151", "9": "152"},
+}
 
 
-@pytest.mark.parametrize(("over", "field"), [
-    ({"host": "http://shop.amocrm.ru"}, "host"),
-    ({"host": "https://www.amocrm.ru"}, "host"),
-    ({"host": "https://evil.example.com"}, "host"),
-    ({"user_extensions": {"1": "150", "2": "150"}}, "user_extensions.2"),
-    ({"user_extensions": {"x": "150"}}, "user_extensions.x"),
-    ({"unknown_caller": "drop"}, "unknown_caller"),
-    ({"status_id": 5}, "status_id"),
-    ({"task_due_minutes": 0}, "task_due_minutes"),
-    ({"lead_tags": ["ok", ""]}, "lead_tags.1"),
-    ({"proxy": "ftp://p"}, "proxy"),
-    ({"access_token": "x"}, "access_token"),
-    ({"colour": 1}, "colour"),
-])
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"host": "http://shop.amocrm.ru"}, "host"),
+        ({"host": "https://www.amocrm.ru"}, "host"),
+        ({"host": "https://evil.example.com"}, "host"),
+        ({"user_extensions": {"1": "150", "2": "150"}}, "user_extensions.2"),
+        ({"user_extensions": {"x": "150"}}, "user_extensions.x"),
+        ({"unknown_caller": "drop"}, "unknown_caller"),
+        ({"status_id": 5}, "status_id"),
+        ({"task_due_minutes": 0}, "task_due_minutes"),
+        ({"lead_tags": ["ok", ""]}, "lead_tags.1"),
+        ({"proxy": "ftp://p"}, "proxy"),
+        ({"access_token": "x"}, "access_token"),
+        ({"colour": 1}, "colour"),
+    ],
+)
 def test_settings_errors_name_the_field(over: dict[str, object], field: str) -> None:
     with pytest.raises(SettingsError) as info:
         parse({**BASE, **over})
@@ -71,14 +78,22 @@ def test_plan_on_recordings() -> None:
 
 
 def test_webhook_brackets_and_changes() -> None:
-    body = parse_brackets({
-        "contacts[responsible][0][id]": "5", "contacts[responsible][0][responsible_user_id]": "9",
-        "contacts[responsible][0][custom_fields][0][code]": "PHONE",
-        "contacts[responsible][0][custom_fields][0][values][0][value]": "+375291234567",
-        "contacts[responsible][0][custom_fields][0][values][1][value]": "+375447654321",
-        "leads[status][0][id]": "77", "leads[status][0][status_id]": "142",
-        "leads[update][0][id]": "78", "leads[update][0][responsible_user_id]": "3",
-        "leads[update][0][old_responsible_user_id]": "4", "account[subdomain]": "shop", "weird]key": "x"})
+    body = parse_brackets(
+        {
+            "contacts[responsible][0][id]": "5",
+            "contacts[responsible][0][responsible_user_id]": "9",
+            "contacts[responsible][0][custom_fields][0][code]": "PHONE",
+            "contacts[responsible][0][custom_fields][0][values][0][value]": "+375291234567",
+            "contacts[responsible][0][custom_fields][0][values][1][value]": "+375447654321",
+            "leads[status][0][id]": "77",
+            "leads[status][0][status_id]": "142",
+            "leads[update][0][id]": "78",
+            "leads[update][0][responsible_user_id]": "3",
+            "leads[update][0][old_responsible_user_id]": "4",
+            "account[subdomain]": "shop",
+            "weird]key": "x",
+        }
+    )
     assert body["account"] == {"subdomain": "shop"} and body["weird]key"] == "x"
     changes = responsible_changes(body)
     assert [(c.entity, c.id) for c in changes] == [("contacts", 5), ("leads", 78)]

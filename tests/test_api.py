@@ -24,12 +24,15 @@ def signer(agent: Agent) -> TokenSigner:
     return TokenSigner(load_or_create_secret(agent.config.agent.state_dir))
 
 
-async def call(agent: Agent, method: str, path: str, token: str | None = None, body: Any = None,
-               raw: bytes | None = None) -> tuple[int, Any]:
+async def call(
+    agent: Agent, method: str, path: str, token: str | None = None, body: Any = None, raw: bytes | None = None
+) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    async with aiohttp.ClientSession() as session, session.request(
-            method, f"http://127.0.0.1:{agent.http_port}{path}", headers=headers, data=data) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"http://127.0.0.1:{agent.http_port}{path}", headers=headers, data=data) as resp,
+    ):
         text = await resp.text()
         return resp.status, json.loads(text) if resp.content_type == "application/json" else text
 
@@ -41,8 +44,7 @@ async def test_health_ok_with_database(running_agent: Agent) -> None:
     assert body["components"]["database"]["status"] == "ok"
 
 
-async def test_health_fails_when_database_is_unreachable(running_agent: Agent, db_dsn: str,
-                                                         pg_cluster: Any) -> None:
+async def test_health_fails_when_database_is_unreachable(running_agent: Agent, db_dsn: str, pg_cluster: Any) -> None:
     name = dbname(db_dsn)
     admin = await asyncpg.connect(pg_cluster.dsn_for("postgres"))
     try:
@@ -101,12 +103,12 @@ async def test_enterprise_token_reaches_only_its_enterprise(running_agent: Agent
 
 
 async def test_secrets_encrypted_at_rest_masked_on_the_way_out(
-        running_agent: Agent, caplog: pytest.LogCaptureFixture) -> None:
+    running_agent: Agent, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     token = signer(running_agent).issue(None, 1)
     await call(running_agent, "PUT", "/api/enterprises/0001", token, {"name": "Shop"})
-    settings = {"enabled": True, "domain": "https://shop.retailcrm.ru", "api_key": API_KEY,
-                "timezone": "Europe/Minsk"}
+    settings = {"enabled": True, "domain": "https://shop.retailcrm.ru", "api_key": API_KEY, "timezone": "Europe/Minsk"}
     status, body = await call(running_agent, "PUT", "/api/enterprises/0001/integrations/retailcrm", token, settings)
     assert status == 200
     assert body["api_key"] == "rcrm…CRET"
@@ -141,7 +143,13 @@ async def test_changes_are_notified(running_agent: Agent, db_dsn: str) -> None:
     try:
         await call(running_agent, "PUT", "/api/enterprises/0042", token, {"name": "x"})
         assert await asyncio.wait_for(received.get(), 5) == "0042"
-        await call(running_agent, "PUT", "/api/enterprises/0042/integrations/amocrm", token, {"enabled": False, "host": "https://x.amocrm.ru"})
+        await call(
+            running_agent,
+            "PUT",
+            "/api/enterprises/0042/integrations/amocrm",
+            token,
+            {"enabled": False, "host": "https://x.amocrm.ru"},
+        )
         assert await asyncio.wait_for(received.get(), 5) == "0042"
     finally:
         await listener.close()
@@ -160,8 +168,9 @@ async def test_changes_are_notified(running_agent: Agent, db_dsn: str) -> None:
         ("GET", "/api/enterprises/9999", None, 404, None),
     ],
 )
-async def test_bad_requests_change_nothing(running_agent: Agent, method: str, path: str, raw: bytes | None,
-                                           status: int, field: str | None) -> None:
+async def test_bad_requests_change_nothing(
+    running_agent: Agent, method: str, path: str, raw: bytes | None, status: int, field: str | None
+) -> None:
     token = signer(running_agent).issue(None, 1)
     await call(running_agent, "PUT", "/api/enterprises/0001", token, {"name": "Before"})
     got, body = await call(running_agent, method, path, token, raw=raw)
@@ -173,7 +182,8 @@ async def test_bad_requests_change_nothing(running_agent: Agent, method: str, pa
 
 
 async def test_cached_settings_are_refreshed_even_without_notify(
-        db_dsn: str, make_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_dsn: str, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The safety net under LISTEN/NOTIFY: a change that arrived without a NOTIFY (a lost notification) is
     picked up at the next periodic refresh."""
     from agent import integrations as integrations_module
@@ -189,9 +199,10 @@ async def test_cached_settings_are_refreshed_even_without_notify(
         dropped: list[str | None] = []
         integrations.on_change(dropped.append)
         await agent.pool.execute(  # behind the agent's back: no NOTIFY
-            "UPDATE enterprises SET integrations_config = '{\"retailcrm\": {\"enabled\": true, \"domain\": "
-            "\"https://x.retailcrm.ru\", \"api_key\": \"0123456789abcdef\", \"timezone\": \"UTC\"}}'"
-            " WHERE number = '0001'")
+            'UPDATE enterprises SET integrations_config = \'{"retailcrm": {"enabled": true, "domain": '
+            '"https://x.retailcrm.ru", "api_key": "0123456789abcdef", "timezone": "UTC"}}\''
+            " WHERE number = '0001'"
+        )
         async with asyncio.timeout(10):
             while not await integrations.enabled("0001"):
                 await asyncio.sleep(0.05)

@@ -36,14 +36,46 @@ def when(at: datetime | None) -> str:
     return q(at.astimezone(MINSK).strftime("%Y-%m-%d %H:%M:%S")) if at is not None else ""
 
 
-def cdr_line(src: str, dst: str, dcontext: str, channel: str, dstchannel: str, lastapp: str, start: datetime,
-             answer: datetime | None, end: datetime, disposition: str, uniqueid: str, *, userfield: str = "",
-             linkedid: str | None = None, sequence: int = 0, clid: str = "") -> str:
+def cdr_line(
+    src: str,
+    dst: str,
+    dcontext: str,
+    channel: str,
+    dstchannel: str,
+    lastapp: str,
+    start: datetime,
+    answer: datetime | None,
+    end: datetime,
+    disposition: str,
+    uniqueid: str,
+    *,
+    userfield: str = "",
+    linkedid: str | None = None,
+    sequence: int = 0,
+    clid: str = "",
+) -> str:
     """One row as cdr_csv writes it with loguniqueid, loguserfield (and newcdrcolumns when `linkedid`)."""
     billsec = int((end - answer).total_seconds()) if answer is not None else 0
-    fields = ["", q(src), q(dst), q(dcontext), q(clid or f'"" <{src}>'), q(channel), q(dstchannel), q(lastapp),
-              q(""), when(start), when(answer), when(end), str(int((end - start).total_seconds())), str(billsec),
-              q(disposition), q("DOCUMENTATION"), q(uniqueid), q(userfield)]
+    fields = [
+        "",
+        q(src),
+        q(dst),
+        q(dcontext),
+        q(clid or f'"" <{src}>'),
+        q(channel),
+        q(dstchannel),
+        q(lastapp),
+        q(""),
+        when(start),
+        when(answer),
+        when(end),
+        str(int((end - start).total_seconds())),
+        str(billsec),
+        q(disposition),
+        q("DOCUMENTATION"),
+        q(uniqueid),
+        q(userfield),
+    ]
     fields[0] = q("")
     if linkedid is not None:
         fields += [q(""), q(linkedid), str(sequence)]
@@ -66,36 +98,158 @@ def master_csv(linked: bool) -> tuple[str, dict[str, str]]:
             start = at + timedelta(seconds=i)
             end = start + timedelta(seconds=int(secs))
             answer = start + timedelta(seconds=int(ans)) if ans else None
-            lines.append(cdr_line(src, dst, ctx, chan, dchan, app, start, answer, end, disp, call,
-                                  userfield=user[0] if user else "", linkedid=call if linked else None, sequence=i))
+            lines.append(
+                cdr_line(
+                    src,
+                    dst,
+                    ctx,
+                    chan,
+                    dchan,
+                    app,
+                    start,
+                    answer,
+                    end,
+                    disp,
+                    call,
+                    userfield=user[0] if user else "",
+                    linkedid=call if linked else None,
+                    sequence=i,
+                )
+            )
 
     a = T0 + timedelta(hours=1)
-    add("A", a, 10, [("+375291234567", "375173880000", "from-trunk", "PJSIP/provider-0000000a",
-                      "PJSIP/150-0000000b", "Dial", "", "12", "NO ANSWER"),
-                     ("+375291234567", "375173880000", "from-trunk", "PJSIP/provider-0000000a",
-                      "PJSIP/151-0000000c", "Dial", "6", "48", "ANSWERED", "/var/spool/asterisk/monitor/A.wav")])
-    add("B", T0 + timedelta(hours=2), 20, [("+375297654321", "375173880000", "from-trunk",
-                                            "PJSIP/provider-00000014", "", "BackGround", "1", "9", "ANSWERED")])
-    add("C", T0 + timedelta(hours=3), 30, [("150", "80291112233", "from-internal", "PJSIP/150-0000001e",
-                                            "PJSIP/provider-0000001f", "Dial", "5", "35", "ANSWERED")])
-    add("D", T0 + timedelta(hours=4), 40, [("150", "151", "from-internal", "PJSIP/150-00000028",
-                                            "PJSIP/151-00000029", "Dial", "3", "20", "ANSWERED")])
-    add("E", T0 + timedelta(hours=5), 50, [("+375291234567", "375173880000", "from-trunk",
-                                            "PJSIP/provider-00000032", "PJSIP/150-00000033", "Dial", "2", "30",
-                                            "ANSWERED")])
-    add("F", T0 - timedelta(days=2), 60, [("+375291234567", "375173880000", "from-trunk",
-                                           "PJSIP/provider-0000003c", "PJSIP/150-0000003d", "Dial", "", "20",
-                                           "NO ANSWER")])
+    add(
+        "A",
+        a,
+        10,
+        [
+            (
+                "+375291234567",
+                "375173880000",
+                "from-trunk",
+                "PJSIP/provider-0000000a",
+                "PJSIP/150-0000000b",
+                "Dial",
+                "",
+                "12",
+                "NO ANSWER",
+            ),
+            (
+                "+375291234567",
+                "375173880000",
+                "from-trunk",
+                "PJSIP/provider-0000000a",
+                "PJSIP/151-0000000c",
+                "Dial",
+                "6",
+                "48",
+                "ANSWERED",
+                "/var/spool/asterisk/monitor/A.wav",
+            ),
+        ],
+    )
+    add(
+        "B",
+        T0 + timedelta(hours=2),
+        20,
+        [
+            (
+                "+375297654321",
+                "375173880000",
+                "from-trunk",
+                "PJSIP/provider-00000014",
+                "",
+                "BackGround",
+                "1",
+                "9",
+                "ANSWERED",
+            )
+        ],
+    )
+    add(
+        "C",
+        T0 + timedelta(hours=3),
+        30,
+        [
+            (
+                "150",
+                "80291112233",
+                "from-internal",
+                "PJSIP/150-0000001e",
+                "PJSIP/provider-0000001f",
+                "Dial",
+                "5",
+                "35",
+                "ANSWERED",
+            )
+        ],
+    )
+    add(
+        "D",
+        T0 + timedelta(hours=4),
+        40,
+        [("150", "151", "from-internal", "PJSIP/150-00000028", "PJSIP/151-00000029", "Dial", "3", "20", "ANSWERED")],
+    )
+    add(
+        "E",
+        T0 + timedelta(hours=5),
+        50,
+        [
+            (
+                "+375291234567",
+                "375173880000",
+                "from-trunk",
+                "PJSIP/provider-00000032",
+                "PJSIP/150-00000033",
+                "Dial",
+                "2",
+                "30",
+                "ANSWERED",
+            )
+        ],
+    )
+    add(
+        "F",
+        T0 - timedelta(days=2),
+        60,
+        [
+            (
+                "+375291234567",
+                "375173880000",
+                "from-trunk",
+                "PJSIP/provider-0000003c",
+                "PJSIP/150-0000003d",
+                "Dial",
+                "",
+                "20",
+                "NO ANSWER",
+            )
+        ],
+    )
     lines.insert(3, "this line is not a CDR row\n")
     return "".join(lines), ids
 
 
 def stored_e(ids: dict[str, str]) -> CallEvent:
     at = T0 + timedelta(hours=5)
-    return CallEvent(event="ended", call_id=ids["E"], enterprise=ENTERPRISE, direction="in", phone="+375291234567",
-                     did="375173880000", extension="150", at=at, extensions=("150",), answered_by="150",
-                     result="answered", ring_seconds=2, talk_seconds=28, started_at=at,
-                     ended_at=at + timedelta(seconds=30), extra={"pbx": "office"})
+    return CallEvent(
+        event="ended",
+        call_id=ids["E"],
+        enterprise=ENTERPRISE,
+        direction="in",
+        phone="+375291234567",
+        did="375173880000",
+        extension="150",
+        at=at,
+        extensions=("150",),
+        answered_by="150",
+        result="answered",
+        ring_seconds=2,
+        talk_seconds=28,
+        started_at=at,
+        ended_at=at + timedelta(seconds=30),
+        extra={"pbx": "office"},
+    )
 
 
 def test_cdr_rows_become_the_calls_the_tracker_would_have_made() -> None:
@@ -103,16 +257,28 @@ def test_cdr_rows_become_the_calls_the_tracker_would_have_made() -> None:
         text, ids = master_csv(linked)
         parsed = cdr.parse(text.splitlines(keepends=True))  # the zone is read from the uniqueids
         assert parsed.skipped == 1 and len(parsed.rows) == 7
-        calls = {g[0].call_key: cdr.to_event(g, ChannelRules(region="BY"), ENTERPRISE, "office")
-                 for g in cdr.group(parsed.rows)}
+        calls = {
+            g[0].call_key: cdr.to_event(g, ChannelRules(region="BY"), ENTERPRISE, "office")
+            for g in cdr.group(parsed.rows)
+        }
         a, b, c, d = (calls[ids[k]] for k in "ABCD")
         assert (a.direction, a.phone, a.extensions, a.answered_by, a.result) == (
-            "in", "+375291234567", ("150", "151"), "151", "answered")
+            "in",
+            "+375291234567",
+            ("150", "151"),
+            "151",
+            "answered",
+        )
         assert a.started_at == T0 + timedelta(hours=1) and a.talk_seconds == 42 and a.ring_seconds == 7
         assert a.recording == "/var/spool/asterisk/monitor/A.wav" and a.extra["backfilled"] is True
         assert (b.direction, b.answered_by, b.result, b.extensions) == ("in", None, "cancelled", ())
         assert (c.direction, c.phone, c.answered_by, c.result, c.talk_seconds) == (
-            "out", "+375291112233", "150", "answered", 30)
+            "out",
+            "+375291112233",
+            "150",
+            "answered",
+            30,
+        )
         assert (d.direction, d.phone, d.answered_by) == ("internal", "150", "151")
     utc = cdr.parse([cdr_line("1", "2", "c", "x", "", "Hangup", T0, None, T0, "NO ANSWER", "pbx1-1.1")], UTC)
     assert utc.rows[0].start == T0.astimezone(MINSK).replace(tzinfo=UTC)  # as told: the file's times are UTC
@@ -120,19 +286,27 @@ def test_cdr_rows_become_the_calls_the_tracker_would_have_made() -> None:
 
 def write_config(tmp_path: Path, dsn: str, cdr_csv: str) -> Path:
     cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'[agent]\nstate_dir = "state"\n[database]\ndsn = "{dsn}"\n'
-                   f'[[pbx]]\nname = "office"\nenterprise = "{ENTERPRISE}"\nusername = "agent"\nsecret = "s3cret"\n'
-                   f'region = "BY"\ncdr_csv = "{cdr_csv}"\n')
+    cfg.write_text(
+        f'[agent]\nstate_dir = "state"\n[database]\ndsn = "{dsn}"\n'
+        f'[[pbx]]\nname = "office"\nenterprise = "{ENTERPRISE}"\nusername = "agent"\nsecret = "s3cret"\n'
+        f'region = "BY"\ncdr_csv = "{cdr_csv}"\n'
+    )
     return cfg
 
 
 def run(cfg: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", "backfill", "-c", str(cfg), *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "backfill", "-c", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
-async def test_only_the_missing_calls_are_stored_and_planned_once(pool: Pool, db_dsn: str, tmp_path: Path,
-                                                                 agent_env: dict[str, str]) -> None:
+async def test_only_the_missing_calls_are_stored_and_planned_once(
+    pool: Pool, db_dsn: str, tmp_path: Path, agent_env: dict[str, str]
+) -> None:
     text, ids = master_csv(linked=True)
     (tmp_path / "Master.csv").write_text(text)
     await pool.execute(INSERT, *row(stored_e(ids)))
@@ -162,8 +336,9 @@ async def test_only_the_missing_calls_are_stored_and_planned_once(pool: Pool, db
     assert missing.returncode == 2 and "cannot read the CDR" in missing.stderr
 
 
-async def test_the_enterprises_routing_rules_hold(pool: Pool, db_dsn: str, tmp_path: Path,
-                                                 agent_env: dict[str, str]) -> None:
+async def test_the_enterprises_routing_rules_hold(
+    pool: Pool, db_dsn: str, tmp_path: Path, agent_env: dict[str, str]
+) -> None:
     """A caller on the blocklist is stored but reaches no CRM, as the running agent would have done."""
     text, ids = master_csv(linked=True)
     (tmp_path / "Master.csv").write_text(text)
@@ -186,8 +361,9 @@ async def test_over_sftp_from_the_pbx(pool: Pool, db_dsn: str, tmp_path: Path) -
     async with FakeSshServer(new_key()) as server:
         (tmp_path / "keys").mkdir()
         key_file, known_hosts = server.write_client_files(tmp_path / "keys")
-        ssh = SshSection(host="127.0.0.1", port=server.port, username=server.username, key_file=key_file,
-                         known_hosts=known_hosts)
+        ssh = SshSection(
+            host="127.0.0.1", port=server.port, username=server.username, key_file=key_file, known_hosts=known_hosts
+        )
         cfg = load(write_config(tmp_path, db_dsn, str(remote)))
         pbx: PbxSection = replace(cfg.pbx[0], ssh=ssh, cdr_csv=RecordingsSource("sftp", str(remote)))
         cfg = replace(cfg, pbx=(pbx,))
@@ -202,7 +378,10 @@ def test_cdr_csv_in_the_config(tmp_path: Path) -> None:
     assert cfg.pbx[0].cdr_source == RecordingsSource("local", str(tmp_path / "cdr" / "Master.csv"))
     default = replace(cfg.pbx[0], cdr_csv=None)
     assert default.cdr_source == RecordingsSource("local", "/var/log/asterisk/cdr-csv/Master.csv")
-    for value, problem in (("sftp:/var/log/asterisk/cdr-csv/Master.csv", "needs ssh"),
-                           ("ftp://pbx/Master.csv", 'expected "/path", "local:/path" or "sftp:/path"'), ("", "empty")):
+    for value, problem in (
+        ("sftp:/var/log/asterisk/cdr-csv/Master.csv", "needs ssh"),
+        ("ftp://pbx/Master.csv", 'expected "/path", "local:/path" or "sftp:/path"'),
+        ("", "empty"),
+    ):
         with pytest.raises(ConfigError, match=f"cdr_csv: .*{re.escape(problem)}"):
             load(write_config(tmp_path, "", value))

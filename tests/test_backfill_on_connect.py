@@ -58,21 +58,56 @@ async def fake_crm() -> AsyncIterator[FakeRetailCrm]:
         yield fake
 
 
-def call_rows(at: datetime, n: int, *, linkedid: str | None = None, dst_ext: str = "150",
-              disposition: str = "ANSWERED", secs: int = 20) -> str:
+def call_rows(
+    at: datetime,
+    n: int,
+    *,
+    linkedid: str | None = None,
+    dst_ext: str = "150",
+    disposition: str = "ANSWERED",
+    secs: int = 20,
+) -> str:
     """One incoming call of one row as cdr_csv writes it (newcdrcolumns: linkedid = the call's id)."""
     uniqueid = linkedid or uid(at, n)
     answer = at + timedelta(seconds=3) if disposition == "ANSWERED" else None
-    return cdr_line("+375297777777", "375173880000", "from-trunk", f"PJSIP/provider-{n:08x}",
-                    f"PJSIP/{dst_ext}-{n:08x}", "Dial", at, answer, at + timedelta(seconds=secs), disposition,
-                    uniqueid, linkedid=uniqueid, sequence=n)
+    return cdr_line(
+        "+375297777777",
+        "375173880000",
+        "from-trunk",
+        f"PJSIP/provider-{n:08x}",
+        f"PJSIP/{dst_ext}-{n:08x}",
+        "Dial",
+        at,
+        answer,
+        at + timedelta(seconds=secs),
+        disposition,
+        uniqueid,
+        linkedid=uniqueid,
+        sequence=n,
+    )
 
 
 def stored(call_id: str, ended_at: datetime) -> tuple[object, ...]:
-    return row(CallEvent(event="ended", call_id=call_id, enterprise=ENTERPRISE, direction="in",
-                         phone="+375291112233", did=None, extension="150", at=ended_at, extensions=("150",),
-                         answered_by="150", result="answered", ring_seconds=2, talk_seconds=10,
-                         started_at=ended_at - timedelta(seconds=12), ended_at=ended_at, extra={"pbx": "office"}))
+    return row(
+        CallEvent(
+            event="ended",
+            call_id=call_id,
+            enterprise=ENTERPRISE,
+            direction="in",
+            phone="+375291112233",
+            did=None,
+            extension="150",
+            at=ended_at,
+            extensions=("150",),
+            answered_by="150",
+            result="answered",
+            ring_seconds=2,
+            talk_seconds=10,
+            started_at=ended_at - timedelta(seconds=12),
+            ended_at=ended_at,
+            extra={"pbx": "office"},
+        )
+    )
 
 
 def agent_config(make_config: Callable[..., Config], db_dsn: str, ami: FakeAmi, cdr_csv: Path | None) -> Config:
@@ -95,8 +130,8 @@ async def catch_ups(agent: Agent, n: int, within: float = 15) -> dict[str, objec
 
 
 async def test_after_a_reconnect_exactly_the_missed_calls_are_delivered_once(
-        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, tmp_path: Path,
-        make_config: Callable[..., Config]) -> None:
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, tmp_path: Path, make_config: Callable[..., Config]
+) -> None:
     directory = recordings.recordings_dir()
     _, messages = load_recording(directory / f"{RECORDING}.ami")
     live_id = next(m.get("Linkedid") for m in messages if m.name == "Newchannel")
@@ -112,15 +147,20 @@ async def test_after_a_reconnect_exactly_the_missed_calls_are_delivered_once(
         assert first["error"] is None and first["calls"] == 0 and "nothing to catch up" in str(first["note"])
 
         down = datetime.now(UTC).replace(microsecond=0)
-        missed, known, old = uid(down - timedelta(seconds=40), 1), uid(down - timedelta(seconds=30), 2), \
-            uid(down - timedelta(hours=1), 3)
+        missed, known, old = (
+            uid(down - timedelta(seconds=40), 1),
+            uid(down - timedelta(seconds=30), 2),
+            uid(down - timedelta(hours=1), 3),
+        )
         cdr_csv.write_text(
             call_rows(down - timedelta(hours=1), 3)  # long before the window: not this catch-up's business
             + call_rows(down - timedelta(seconds=40), 1)  # ended while we were away (within the margin)
             + call_rows(down - timedelta(seconds=30), 2)  # stored already
             # the live call: a leg that rang 151 for nothing is in the CDR already; the call goes on
-            + call_rows(down - timedelta(seconds=25), 4, linkedid=live_id, dst_ext="151", disposition="NO ANSWER",
-                        secs=5))
+            + call_rows(
+                down - timedelta(seconds=25), 4, linkedid=live_id, dst_ext="151", disposition="NO ANSWER", secs=5
+            )
+        )
         await pool.execute(INSERT, *stored(known, down - timedelta(seconds=10)))
         await ami.drop_clients()
         await ami.wait_logins(2, within=10)
@@ -144,8 +184,8 @@ async def test_after_a_reconnect_exactly_the_missed_calls_are_delivered_once(
 
 
 async def test_at_start_the_calls_after_the_last_stored_one(
-        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, tmp_path: Path,
-        make_config: Callable[..., Config]) -> None:
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, tmp_path: Path, make_config: Callable[..., Config]
+) -> None:
     """The agent was stopped: the window starts at the last call it stored for this PBX."""
     directory = recordings.recordings_dir()
     ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))  # an idle PBX
@@ -153,9 +193,11 @@ async def test_at_start_the_calls_after_the_last_stored_one(
     last = now - timedelta(hours=2)
     await pool.execute(INSERT, *stored("1.1", last))
     cdr_csv = tmp_path / "Master.csv"
-    cdr_csv.write_text(call_rows(last - timedelta(minutes=10), 5)  # before the last stored call: seen then
-                       + call_rows(last + timedelta(minutes=30), 6)  # while the agent was stopped
-                       + call_rows(now - timedelta(minutes=5), 7))
+    cdr_csv.write_text(
+        call_rows(last - timedelta(minutes=10), 5)  # before the last stored call: seen then
+        + call_rows(last + timedelta(minutes=30), 6)  # while the agent was stopped
+        + call_rows(now - timedelta(minutes=5), 7)
+    )
     config = agent_config(make_config, db_dsn, ami, cdr_csv)
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
     async with running(config) as agent:
@@ -164,12 +206,18 @@ async def test_at_start_the_calls_after_the_last_stored_one(
         assert report["since"] == (last - catchup.MARGIN).isoformat()
         await drained(pool, at_least=2)
     assert sorted(c["externalId"] for u in fake_crm.uploads for c in u) == sorted(
-        [uid(last + timedelta(minutes=30), 6), uid(now - timedelta(minutes=5), 7)])
+        [uid(last + timedelta(minutes=30), 6), uid(now - timedelta(minutes=5), 7)]
+    )
 
 
 async def test_a_missing_cdr_is_a_warning_and_a_health_field(
-        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, tmp_path: Path, make_config: Callable[..., Config],
-        caplog: pytest.LogCaptureFixture) -> None:
+    fake_crm: FakeRetailCrm,
+    pool: Pool,
+    db_dsn: str,
+    tmp_path: Path,
+    make_config: Callable[..., Config],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     directory = recordings.recordings_dir()
     ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))
     await pool.execute(INSERT, *stored("1.1", datetime.now(UTC) - timedelta(minutes=5)))
@@ -199,7 +247,8 @@ async def test_a_missing_cdr_is_a_warning_and_a_health_field(
 
 
 async def test_without_an_explicit_cdr_csv_nothing_is_read(
-        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     directory = recordings.recordings_dir()
     ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))
     await pool.execute(INSERT, *stored("1.1", datetime.now(UTC) - timedelta(minutes=5)))

@@ -41,9 +41,10 @@ async def three_calls() -> AsyncIterator[FakeAmi]:
     """One PBX stream with CALLS answered incoming calls (the same recording under new ids)."""
     data = recordings.ami("p_a_incoming_answered")
     head, _, _ = data.partition(b"\r\n")
-    body = data[len(head) + 2:]
-    ami = FakeAmi(head + b"\r\n" + b"".join(recordings.rewrite_ids(body, offset=i * 10) for i in range(CALLS)),
-                  speed=math.inf)
+    body = data[len(head) + 2 :]
+    ami = FakeAmi(
+        head + b"\r\n" + b"".join(recordings.rewrite_ids(body, offset=i * 10) for i in range(CALLS)), speed=math.inf
+    )
     await ami.start()
     yield ami
     await ami.stop()
@@ -56,8 +57,8 @@ async def planned_uploads(pool: Pool, n: int, within: float = 20.0) -> None:
 
 
 async def test_each_call_of_a_batched_upload_shows_the_exchange(
-        fake_crm: FakeRetailCrm, three_calls: FakeAmi, pool: Pool, db_dsn: str,
-        make_config: Callable[..., Config]) -> None:
+    fake_crm: FakeRetailCrm, three_calls: FakeAmi, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     config = replace(make_config(db_dsn), pbx=(pbx_for(three_calls),))
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
     async with running(config, replace(FAST, max_in_flight=0)):  # tracks and plans, delivers nothing
@@ -95,11 +96,18 @@ async def test_an_exchange_logged_before_delivery_ids_is_still_shown(running_age
     await add_calls(pool, ENTERPRISE, 1)
     delivery = await pool.fetchval(
         "INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, status)"
-        " VALUES ('retailcrm:c0:upload', $1, 'retailcrm', 'calls_upload', '{}', 'done') RETURNING id", ENTERPRISE)
+        " VALUES ('retailcrm:c0:upload', $1, 'retailcrm', 'calls_upload', '{}', 'done') RETURNING id",
+        ENTERPRISE,
+    )
     old = await pool.fetchval(
         "INSERT INTO integration_logs (enterprise_number, integration_type, event_type, status, delivery_id)"
-        " VALUES ($1, 'retailcrm', 'calls_upload', 'success', $2) RETURNING id", ENTERPRISE, delivery)
-    async with (client(running_agent, ENTERPRISE) as http,
-                http.get(f"{base(running_agent)}/admin/{ENTERPRISE}/calls/c0.json") as resp):
+        " VALUES ($1, 'retailcrm', 'calls_upload', 'success', $2) RETURNING id",
+        ENTERPRISE,
+        delivery,
+    )
+    async with (
+        client(running_agent, ENTERPRISE) as http,
+        http.get(f"{base(running_agent)}/admin/{ENTERPRISE}/calls/c0.json") as resp,
+    ):
         (shown,) = (await resp.json())["deliveries"]
     assert [(e["id"], e["delivery_ids"]) for e in shown["logs"]] == [(old, [delivery])]

@@ -14,8 +14,17 @@ from agent.channels import ChannelRules
 from tests.recordings import ami, timing
 
 BASE = datetime(2026, 11, 24, tzinfo=UTC)
-_KEEP = ("Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "ConnectedLineNum",
-         "Context", "Exten", "Uniqueid", "Linkedid")
+_KEEP = (
+    "Channel",
+    "ChannelState",
+    "ChannelStateDesc",
+    "CallerIDNum",
+    "ConnectedLineNum",
+    "Context",
+    "Exten",
+    "Uniqueid",
+    "Linkedid",
+)
 
 
 def messages(name: str) -> list[tuple[AmiMessage, datetime]]:
@@ -85,8 +94,9 @@ def test_answer_lost_in_the_gap_is_found_and_call_ends_once(name: str) -> None:
     assert t.live_calls() == 0 and t.live_channels() == 0
 
 
-@pytest.mark.parametrize("name", ["p_a_incoming_answered", "a_incoming_answered",
-                                  "p_d_outgoing_answered", "i_queue_second_member"])
+@pytest.mark.parametrize(
+    "name", ["p_a_incoming_answered", "a_incoming_answered", "p_d_outgoing_answered", "i_queue_second_member"]
+)
 def test_restart_mid_call_rebuilds_it_silently_and_it_ends_once(name: str) -> None:
     msgs = messages(name)
     full = feed(tracker(), msgs)

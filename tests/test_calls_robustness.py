@@ -20,8 +20,21 @@ def tracker() -> CallTracker:
 
 
 def strip_times(events: list[CallEvent]) -> list[tuple[object, ...]]:
-    return [(e.event, e.call_id, e.direction, e.phone, e.extension, e.answered_by, e.result,
-             e.extensions, e.from_extension, e.to_extension) for e in events]
+    return [
+        (
+            e.event,
+            e.call_id,
+            e.direction,
+            e.phone,
+            e.extension,
+            e.answered_by,
+            e.result,
+            e.extensions,
+            e.from_extension,
+            e.to_extension,
+        )
+        for e in events
+    ]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -76,17 +89,44 @@ def synthetic_call(n: int, at: datetime) -> list[dict[str, str]]:
     mode = n % 4  # answered, no answer, busy, caller gives up
     status = ("ANSWER", "NOANSWER", "BUSY", "CANCEL")[mode]
     msgs = [
-        {"Event": "Newchannel", "Channel": f"PJSIP/provider-{n:08x}", "Uniqueid": trunk,
-         "CallerIDNum": "+375291234567", "Context": "from-trunk", "Exten": "375173880000", **common},
+        {
+            "Event": "Newchannel",
+            "Channel": f"PJSIP/provider-{n:08x}",
+            "Uniqueid": trunk,
+            "CallerIDNum": "+375291234567",
+            "Context": "from-trunk",
+            "Exten": "375173880000",
+            **common,
+        },
         {"Event": "VarSet", "Uniqueid": trunk, "Variable": "X", "Value": "1", **common},
-        {"Event": "Newchannel", "Channel": f"PJSIP/{ext}-{n:08x}", "Uniqueid": phone,
-         "CallerIDNum": ext, "Context": "from-internal", "Exten": "s", **common},
-        {"Event": "DialBegin", "Channel": f"PJSIP/provider-{n:08x}", "Uniqueid": trunk,
-         "CallerIDNum": "+375291234567", "DestChannel": f"PJSIP/{ext}-{n:08x}",
-         "DestUniqueid": phone, "DialString": ext, **common},
-        {"Event": "DialEnd", "Channel": f"PJSIP/provider-{n:08x}", "Uniqueid": trunk,
-         "DestChannel": f"PJSIP/{ext}-{n:08x}", "DestUniqueid": phone, "DialStatus": status,
-         **common},
+        {
+            "Event": "Newchannel",
+            "Channel": f"PJSIP/{ext}-{n:08x}",
+            "Uniqueid": phone,
+            "CallerIDNum": ext,
+            "Context": "from-internal",
+            "Exten": "s",
+            **common,
+        },
+        {
+            "Event": "DialBegin",
+            "Channel": f"PJSIP/provider-{n:08x}",
+            "Uniqueid": trunk,
+            "CallerIDNum": "+375291234567",
+            "DestChannel": f"PJSIP/{ext}-{n:08x}",
+            "DestUniqueid": phone,
+            "DialString": ext,
+            **common,
+        },
+        {
+            "Event": "DialEnd",
+            "Channel": f"PJSIP/provider-{n:08x}",
+            "Uniqueid": trunk,
+            "DestChannel": f"PJSIP/{ext}-{n:08x}",
+            "DestUniqueid": phone,
+            "DialStatus": status,
+            **common,
+        },
         {"Event": "Hangup", "Uniqueid": phone, "Channel": f"PJSIP/{ext}-{n:08x}", **common},
         {"Event": "Hangup", "Uniqueid": trunk, "Channel": f"PJSIP/provider-{n:08x}", **common},
     ]
@@ -110,15 +150,26 @@ def test_100k_calls_leave_nothing_behind() -> None:
                             results[e.result] += 1
             window.clear()
     assert t.live_calls() == 0 and t.live_channels() == 0
-    assert results == {"answered": 25_000, "no_answer": 25_000, "busy": 25_000,
-                       "cancelled": 25_000}
+    assert results == {"answered": 25_000, "no_answer": 25_000, "busy": 25_000, "cancelled": 25_000}
 
 
 def test_unknown_events_and_unknown_channels_change_nothing() -> None:
     t = tracker()
     assert t.feed({"Event": "Hangup", "Uniqueid": "1.1", "Linkedid": "1.1"}, None) == []
-    assert t.feed({"Event": "DialEnd", "Uniqueid": "1.1", "Linkedid": "1.1",
-                   "DestUniqueid": "1.2", "DialStatus": "ANSWER", "Channel": "x"}, None) == []
+    assert (
+        t.feed(
+            {
+                "Event": "DialEnd",
+                "Uniqueid": "1.1",
+                "Linkedid": "1.1",
+                "DestUniqueid": "1.2",
+                "DialStatus": "ANSWER",
+                "Channel": "x",
+            },
+            None,
+        )
+        == []
+    )
     assert t.feed({"Event": "BlindTransfer", "TransfereeLinkedid": "9.9"}, None) == []
     assert t.feed({"Event": "SomethingNew", "Linkedid": "1.1"}, None) == []
     assert t.feed({"Response": "Success"}, None) == []
@@ -132,8 +183,10 @@ def test_unknown_events_and_unknown_channels_change_nothing() -> None:
 def test_hangup_for_unknown_channel_mid_call_does_nothing() -> None:
     name = "p_a_incoming_answered"
     parts = frames(ami(name), timing(name))
-    stray = (b"Event: Hangup\r\nChannel: PJSIP/999-000000ff\r\nUniqueid: 1795481440.999\r\n"
-             b"Linkedid: 1795481440.0\r\nCause: 16\r\n\r\n")
+    stray = (
+        b"Event: Hangup\r\nChannel: PJSIP/999-000000ff\r\nUniqueid: 1795481440.999\r\n"
+        b"Linkedid: 1795481440.0\r\nCause: 16\r\n\r\n"
+    )
     data = b"".join(parts[:10]) + stray + b"".join(parts[10:])
     assert strip_times(replay(data, None, tracker())) == strip_times(play(name, with_timing=False))
 

@@ -21,10 +21,22 @@ def big_csv() -> str:
     for i in range(ROWS):
         start = T0 + timedelta(minutes=i)
         name = "Пётр Иванов" if i % 7 == 0 else "Ivan"  # multi-byte names cut across chunk borders
-        lines.append(cdr_line("+375291234567", "375173880000", "from-trunk", f"PJSIP/provider-{i:08x}",
-                              f"PJSIP/150-{i:08x}", "Dial", start, start + timedelta(seconds=5),
-                              start + timedelta(seconds=40), "ANSWERED", uid(start, i),
-                              clid=f'"{name}" <+375291234567>'))
+        lines.append(
+            cdr_line(
+                "+375291234567",
+                "375173880000",
+                "from-trunk",
+                f"PJSIP/provider-{i:08x}",
+                f"PJSIP/150-{i:08x}",
+                "Dial",
+                start,
+                start + timedelta(seconds=5),
+                start + timedelta(seconds=40),
+                "ANSWERED",
+                uid(start, i),
+                clid=f'"{name}" <+375291234567>',
+            )
+        )
     return "".join(lines)
 
 
@@ -34,7 +46,7 @@ class Counting:
         self.read = 0
 
     async def __call__(self, offset: int, size: int) -> bytes:
-        chunk = self.data[offset:offset + size]
+        chunk = self.data[offset : offset + size]
         self.read += len(chunk)
         return chunk
 
@@ -85,8 +97,9 @@ async def test_over_sftp_the_same_tail(tmp_path: Path) -> None:
     async with FakeSshServer(new_key()) as server:
         (tmp_path / "keys").mkdir()
         key_file, known_hosts = server.write_client_files(tmp_path / "keys")
-        ssh = SshSection(host="127.0.0.1", port=server.port, username=server.username, key_file=key_file,
-                         known_hosts=known_hosts)
+        ssh = SshSection(
+            host="127.0.0.1", port=server.port, username=server.username, key_file=key_file, known_hosts=known_hosts
+        )
         pbx = PbxSection(name="office", enterprise="100", username="agent", secret="s", ssh=ssh)
         over_sftp = await read_tail(RecordingsSource("sftp", str(remote)), pbx, enough, chunk=16384)
         with pytest.raises(CdrUnreadable, match=r"cannot read the CDR sftp:.*nope"):

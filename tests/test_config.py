@@ -61,10 +61,12 @@ def test_wrong_type_names_file_table_and_key(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    text = (VALID.replace('listen = "127.0.0.1:8019"', 'listen = "localhost"')
-            .replace('state_dir = "st"', 'state_dir = "st"\ncolour = "blue"')
-            .replace('name = "office"\n', "")
-            .replace('[database]', '[database]\npool_size = 0'))
+    text = (
+        VALID.replace('listen = "127.0.0.1:8019"', 'listen = "localhost"')
+        .replace('state_dir = "st"', 'state_dir = "st"\ncolour = "blue"')
+        .replace('name = "office"\n', "")
+        .replace("[database]", "[database]\npool_size = 0")
+    )
     found = problems(tmp_path, text)
     assert any(p.startswith("agent.toml: [http] listen: expected an address") for p in found)
     assert any(p.startswith("agent.toml: [agent] colour: unknown key") for p in found)
@@ -77,17 +79,27 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     ("change", "expected"),
     [
         (('secret = "s3cret-value"', ""), "agent.toml: [[pbx]] office secret: missing (give secret or secret_file)"),
-        (('secret = "s3cret-value"', 'secret = "x"\nsecret_file = "y"'),
-         "agent.toml: [[pbx]] office secret: give either secret or secret_file, not both"),
-        (("[[pbx]]", "[[pbx]]\nport = 70000"),
-         "agent.toml: [[pbx]] office port: expected an integer from 1 to 65535, got 70000"),
-        (('deadline_ms = 800', 'deadline_ms = 800\n[extra]\nx = 1'),
-         "agent.toml: [extra]: unknown table (known: agent, agi, database, http, outbox, pbx, retention)"),
-        (('dsn = ""', 'dsn = "mysql://x"'),
-         'agent.toml: [database] dsn: expected "" (embedded) or a postgresql:// URL, got "mysql://x"'),
-        (('[[pbx]]', '[[pbx]]\ninternal_number_pattern = "(("'),
-         "agent.toml: [[pbx]] office internal_number_pattern: not a valid regular expression: "
-         "missing ), unterminated subpattern at position 1"),
+        (
+            ('secret = "s3cret-value"', 'secret = "x"\nsecret_file = "y"'),
+            "agent.toml: [[pbx]] office secret: give either secret or secret_file, not both",
+        ),
+        (
+            ("[[pbx]]", "[[pbx]]\nport = 70000"),
+            "agent.toml: [[pbx]] office port: expected an integer from 1 to 65535, got 70000",
+        ),
+        (
+            ("deadline_ms = 800", "deadline_ms = 800\n[extra]\nx = 1"),
+            "agent.toml: [extra]: unknown table (known: agent, agi, database, http, outbox, pbx, retention)",
+        ),
+        (
+            ('dsn = ""', 'dsn = "mysql://x"'),
+            'agent.toml: [database] dsn: expected "" (embedded) or a postgresql:// URL, got "mysql://x"',
+        ),
+        (
+            ("[[pbx]]", '[[pbx]]\ninternal_number_pattern = "(("'),
+            "agent.toml: [[pbx]] office internal_number_pattern: not a valid regular expression: "
+            "missing ), unterminated subpattern at position 1",
+        ),
     ],
 )
 def test_single_problems(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
@@ -124,8 +136,7 @@ def test_good_addresses() -> None:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, env=env,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_check_config_cli_exit_codes(tmp_path: Path, agent_env: dict[str, str]) -> None:
@@ -151,8 +162,11 @@ def test_mp3_cache_mb(tmp_path: Path) -> None:
     assert load(write(tmp_path, VALID)).agent.mp3_cache_mb == 1024
     text = VALID.replace('state_dir = "st"', 'state_dir = "st"\nmp3_cache_mb = 64')
     assert load(write(tmp_path, text)).agent.mp3_cache_mb == 64
-    for bad, said in (("0", "expected an integer from 1 to 1048576, got 0"), ('"1G"', 'expected an integer, got "1G"'),
-                      ("1.5", "expected an integer, got 1.5")):
+    for bad, said in (
+        ("0", "expected an integer from 1 to 1048576, got 0"),
+        ('"1G"', 'expected an integer, got "1G"'),
+        ("1.5", "expected an integer, got 1.5"),
+    ):
         text = VALID.replace('state_dir = "st"', f'state_dir = "st"\nmp3_cache_mb = {bad}')
         assert problems(tmp_path, text) == [f"agent.toml: [agent] mp3_cache_mb: {said}"]
 
@@ -162,8 +176,9 @@ def test_retention(tmp_path: Path) -> None:
     assert (cfg.retention.logs_days, cfg.retention.deliveries_days, cfg.retention.calls_days) == (30, 30, 0)
     cfg = load(write(tmp_path, VALID + "[retention]\nlogs_days = 7\ndeliveries_days = 0\ncalls_days = 365\n"))
     assert (cfg.retention.logs_days, cfg.retention.deliveries_days, cfg.retention.calls_days) == (7, 0, 365)
-    found = problems(tmp_path, VALID + '[retention]\nlogs_days = -1\ndeliveries_days = "30"\ncalls_days = 1.5\n'
-                                       'log_days = 3\n')
+    found = problems(
+        tmp_path, VALID + '[retention]\nlogs_days = -1\ndeliveries_days = "30"\ncalls_days = 1.5\nlog_days = 3\n'
+    )
     assert found == [
         "agent.toml: [retention] logs_days: expected an integer from 0 to 36500, got -1",
         'agent.toml: [retention] deliveries_days: expected an integer, got "30"',

@@ -53,9 +53,19 @@ def test_mask_text_catches_unknown_secrets_in_key_value_pairs() -> None:
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(200, "success"), (201, "success"), (400, "permanent"), (403, "permanent"), (404, "permanent"),
-     (405, "permanent"), (460, "permanent"), (429, "transient"), (500, "transient"), (502, "transient"),
-     (503, "transient")],
+    [
+        (200, "success"),
+        (201, "success"),
+        (400, "permanent"),
+        (403, "permanent"),
+        (404, "permanent"),
+        (405, "permanent"),
+        (460, "permanent"),
+        (429, "transient"),
+        (500, "transient"),
+        (502, "transient"),
+        (503, "transient"),
+    ],
 )
 def test_classify_status(status: int, expected: str) -> None:
     assert classify_status(status) == expected

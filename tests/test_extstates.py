@@ -33,8 +33,9 @@ def test_manager_150_is_busy_during_the_call_and_idle_after(name: str) -> None:
 
 def test_pjsip_ringing_counts_as_occupied() -> None:
     states = ExtensionStates()
-    ringing = [m for m in messages("p_a_incoming_answered")
-               if m.get("Event") == "ExtensionStatus" and m.get("Status") == "8"]
+    ringing = [
+        m for m in messages("p_a_incoming_answered") if m.get("Event") == "ExtensionStatus" and m.get("Status") == "8"
+    ]
     assert ringing, "the PJSIP recording has a real Ringing hint state"
     states.feed(ringing)
     assert not states.available("150")
@@ -64,22 +65,31 @@ def test_a_hint_wins_over_a_device_and_clear_forgets() -> None:
     assert states.state("151") == PhoneState.UNKNOWN
 
 
-@pytest.mark.parametrize(("device", "exten"), [
-    ("PJSIP/150", "150"), ("SIP/151", "151"), ("Local/152@agents", "152"), ("Queue:operators", None),
-    ("PJSIP/150/sip:150@1.2.3.4", None),
-])
+@pytest.mark.parametrize(
+    ("device", "exten"),
+    [
+        ("PJSIP/150", "150"),
+        ("SIP/151", "151"),
+        ("Local/152@agents", "152"),
+        ("Queue:operators", None),
+        ("PJSIP/150/sip:150@1.2.3.4", None),
+    ],
+)
 def test_device_names(device: str, exten: str | None) -> None:
     assert device_extension(device) == exten
 
 
-@pytest.mark.parametrize(("raw", "safe"), [
-    ("Ivan Petrov", "Ivan Petrov"),
-    ("Иван Петров", "Иван Петров"),
-    ('Anna "Big" Smith, Jr.\n', "Anna Big Smith Jr."),
-    ("${SHELL(rm -rf /)}", "SHELL rm -rf"),
-    ("a\\b|c;d", "a b c d"),
-    ("x" * 200, "x" * MAX_VALUE_CHARS),
-])
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("Ivan Petrov", "Ivan Petrov"),
+        ("Иван Петров", "Иван Петров"),
+        ('Anna "Big" Smith, Jr.\n', "Anna Big Smith Jr."),
+        ("${SHELL(rm -rf /)}", "SHELL rm -rf"),
+        ("a\\b|c;d", "a b c d"),
+        ("x" * 200, "x" * MAX_VALUE_CHARS),
+    ],
+)
 def test_safe_value(raw: str, safe: str) -> None:
     assert safe_value(raw) == safe
 

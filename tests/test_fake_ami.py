@@ -155,9 +155,7 @@ async def test_no_events_before_login(recordings: Path) -> None:
             async with asyncio.timeout(0.2):
                 await client.reader.read(1)
         await client.send("Ping", ActionID="p-0")
-        assert await client.message() == (
-            b"Response: Error\r\nActionID: p-0\r\nMessage: Permission denied\r\n\r\n"
-        )
+        assert await client.message() == (b"Response: Error\r\nActionID: p-0\r\nMessage: Permission denied\r\n\r\n")
         assert fake.position == fake.stream_start
         assert not fake.finished.is_set()
 
@@ -311,8 +309,7 @@ async def test_core_show_channels_mid_call(recordings: Path) -> None:
 
         resp, items = await _core_show_channels(client, "csc-1")
         assert resp == (
-            b"Response: Success\r\nActionID: csc-1\r\nEventList: start\r\n"
-            b"Message: Channels will follow\r\n\r\n"
+            b"Response: Success\r\nActionID: csc-1\r\nEventList: start\r\nMessage: Channels will follow\r\n\r\n"
         )
         *chans, complete = [fields(m) for m in items]
         assert complete == {
@@ -348,9 +345,7 @@ async def test_core_show_channels_mid_call(recordings: Path) -> None:
         assert trunk["Application"] == "Dial"
         assert leg["Application"] == "AppDial"
         assert leg["Duration"] == "00:00:03"  # created at 0.006 s, now at 3.012 s (recording clock)
-        assert fake.live_channels() == [
-            {k: v for k, v in c.items() if k not in ("Event", "ActionID")} for c in chans
-        ]
+        assert fake.live_channels() == [{k: v for k, v in c.items() if k not in ("Event", "ActionID")} for c in chans]
 
         # After the call: nothing live.
         fake.unpause()

@@ -48,7 +48,7 @@ def write_config(directory: Path, port: int) -> Path:
     cfg.write_text(
         f'[agent]\nstate_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
         '[[pbx]]\nname = "office"\nenterprise = "0001"\nusername = "agent"\nsecret = "ami-secret-value"\n'
-        f'port = {free_port()}\n'  # nothing listens there: the AMI link is down, the agent degraded
+        f"port = {free_port()}\n"  # nothing listens there: the AMI link is down, the agent degraded
     )
     return cfg
 
@@ -56,8 +56,13 @@ def write_config(directory: Path, port: int) -> Path:
 def start(cfg: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     """The agent's output goes to agent.log beside its config (a pipe nobody drains could block it)."""
     with open(cfg.parent / "agent.log", "a") as log:
-        return subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(cfg)], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "-c", str(cfg)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
 def output(cfg_dir: Path) -> str:
@@ -165,8 +170,11 @@ def _notifications(receiver: socket.socket) -> tuple[int, list[str]]:
     """One datagram: the sender's PID (from SCM_CREDENTIALS, as systemd reads it) and its lines."""
     creds = struct.calcsize("3i")
     data, ancillary, _flags, _addr = receiver.recvmsg(4096, socket.CMSG_SPACE(creds))
-    sender = next(struct.unpack("3i", cdata[:creds])[0] for level, kind, cdata in ancillary
-                  if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS)
+    sender = next(
+        struct.unpack("3i", cdata[:creds])[0]
+        for level, kind, cdata in ancillary
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+    )
     return sender, data.decode().splitlines()
 
 
@@ -234,8 +242,9 @@ def test_status_follows_a_pbx_link_within_seconds(agent_dir: Path, agent_env: di
         if status.startswith("STATUS=0 PBX connected"):  # the link came up after READY=1
             receiver.settimeout(5)
             while not status.startswith("STATUS=1 PBX connected of 1"):
-                status = next((line for line in receiver.recv(4096).decode().splitlines()
-                               if line.startswith("STATUS=")), status)
+                status = next(
+                    (line for line in receiver.recv(4096).decode().splitlines() if line.startswith("STATUS=")), status
+                )
             assert time.monotonic() - ready_at < 5
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
@@ -285,18 +294,32 @@ def test_a_second_agent_on_the_same_state_dir_or_port_exits_2(agent_dir: Path, a
         other_dir = agent_dir / "other"
         other_dir.mkdir()
         same_state = other_dir / "same-state.toml"
-        same_state.write_text(cfg.read_text().replace('state_dir = "state"', f'state_dir = "{agent_dir}/state"')
-                              .replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"))
-        second = subprocess.run([sys.executable, "-m", "agent", "run", "-c", str(same_state)], env=agent_env,
-                                capture_output=True, text=True, timeout=60)
+        same_state.write_text(
+            cfg.read_text()
+            .replace('state_dir = "state"', f'state_dir = "{agent_dir}/state"')
+            .replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}")
+        )
+        second = subprocess.run(
+            [sys.executable, "-m", "agent", "run", "-c", str(same_state)],
+            env=agent_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode == 2
         assert f"another pbx-agent (PID {first.pid}) is running on state_dir" in second.stdout + second.stderr
         same_port = other_dir / "same-port.toml"
         # its own state dir (relative to it) and AGI port, the same HTTP port
-        same_port.write_text(re.sub(r'\[agi\]\nlisten = "127.0.0.1:\d+"', f'[agi]\nlisten = "127.0.0.1:{free_port()}"',
-                                    cfg.read_text()))
-        third = subprocess.run([sys.executable, "-m", "agent", "run", "-c", str(same_port)], env=agent_env,
-                               capture_output=True, text=True, timeout=60)
+        same_port.write_text(
+            re.sub(r'\[agi\]\nlisten = "127.0.0.1:\d+"', f'[agi]\nlisten = "127.0.0.1:{free_port()}"', cfg.read_text())
+        )
+        third = subprocess.run(
+            [sys.executable, "-m", "agent", "run", "-c", str(same_port)],
+            env=agent_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert third.returncode == 2
         assert f"cannot listen on [http] listen 127.0.0.1:{port}" in third.stdout + third.stderr
     finally:

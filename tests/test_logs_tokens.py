@@ -19,8 +19,9 @@ def _record(message: str, *args: object) -> logging.LogRecord:
 
 def test_registered_secrets_and_inline_credentials_never_reach_a_line() -> None:
     logs.register_secret("ami-password-123456")
-    text = logs.TextFormatter().format(_record("login with %s failed; GET /api?apiKey=%s", "ami-password-123456",
-                                               "raw-key-abcdefghijkl"))
+    text = logs.TextFormatter().format(
+        _record("login with %s failed; GET /api?apiKey=%s", "ami-password-123456", "raw-key-abcdefghijkl")
+    )
     assert "ami-password-123456" not in text and "raw-key-abcdefghijkl" not in text
     assert "ami-…3456" in text
 
@@ -58,11 +59,21 @@ def test_token_scopes(tmp_path: Path) -> None:
 def test_token_cli(tmp_path: Path, agent_env: dict[str, str]) -> None:
     cfg = tmp_path / "agent.toml"
     cfg.write_text('[agent]\nstate_dir = "st"\n')
-    out = subprocess.run([sys.executable, "-m", "agent", "token", "-c", str(cfg), "--enterprise", "0007",
-                          "--days", "2"], capture_output=True, text=True, env=agent_env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "token", "-c", str(cfg), "--enterprise", "0007", "--days", "2"],
+        capture_output=True,
+        text=True,
+        env=agent_env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     principal = TokenSigner(load_or_create_secret(tmp_path / "st")).verify(out.stdout.strip())
     assert principal.enterprise == "0007"
-    bad = subprocess.run([sys.executable, "-m", "agent", "token", "-c", str(cfg), "--enterprise", "no way"],
-                         capture_output=True, text=True, env=agent_env, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "agent", "token", "-c", str(cfg), "--enterprise", "no way"],
+        capture_output=True,
+        text=True,
+        env=agent_env,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "--enterprise" in bad.stderr

@@ -30,12 +30,16 @@ async def fake_crm() -> AsyncIterator[FakeRetailCrm]:
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
-async def test_metrics_of_a_running_agent(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                          make_config: Callable[..., Config]) -> None:
+async def test_metrics_of_a_running_agent(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     directory = recordings.recordings_dir()
     ami = FakeAmi(directory / "a_incoming_answered.ami", directory / "a_incoming_answered.timing", speed=math.inf)
     await ami.start()
@@ -51,8 +55,7 @@ async def test_metrics_of_a_running_agent(fake_crm: FakeRetailCrm, pool: Pool, d
             for _ in range(2):  # asked the CRM once, then from the cache
                 await agi_call(agent.agi.port, ask)
             await until(lambda: "office" in agent.pbxs.locks.held if agent.pbxs else False)
-            async with aiohttp.ClientSession() as http, \
-                    http.get(f"http://127.0.0.1:{agent.http_port}/metrics") as resp:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{agent.http_port}/metrics") as resp:
                 assert resp.status == 200
                 text = await resp.text()
     finally:

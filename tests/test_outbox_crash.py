@@ -33,7 +33,7 @@ def write_config(directory: Path, dsn: str, ami_port: int) -> Path:
     cfg.write_text(
         f'[agent]\nstate_dir = "state"\n[database]\ndsn = "{dsn}"\n'
         f'[http]\nlisten = "127.0.0.1:{free_port()}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
-        '[outbox]\nlease = 2\nbreaker_cooldown = 1\n'
+        "[outbox]\nlease = 2\nbreaker_cooldown = 1\n"
         f'[[pbx]]\nname = "office"\nenterprise = "100"\nusername = "agent"\nsecret = "secret"\nport = {ami_port}\n'
     )
     return cfg
@@ -42,8 +42,9 @@ def write_config(directory: Path, dsn: str, ami_port: int) -> Path:
 async def start_agent(cfg: Path) -> asyncio.subprocess.Process:
     log = open(cfg.parent / "agent.log", "ab")  # noqa: SIM115 - the child keeps its own copy
     try:
-        return await asyncio.create_subprocess_exec(sys.executable, "-m", "agent", "run", "-c", str(cfg),
-                                                    stdout=log, stderr=log)
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent", "run", "-c", str(cfg), stdout=log, stderr=log
+        )
     finally:
         log.close()
 
@@ -61,8 +62,10 @@ async def test_kill_9_mid_burst_loses_and_duplicates_nothing(pool: Pool, db_dsn:
         first = await start_agent(cfg)
         try:
             async with asyncio.timeout(60):  # every call planned, part of them delivered
-                while (await count(pool, "SELECT count(*) FROM deliveries WHERE kind = 'calls_upload'") < CALLS
-                       or await count(pool, "SELECT count(*) FROM deliveries WHERE status = 'done'") < 200):
+                while (
+                    await count(pool, "SELECT count(*) FROM deliveries WHERE kind = 'calls_upload'") < CALLS
+                    or await count(pool, "SELECT count(*) FROM deliveries WHERE status = 'done'") < 200
+                ):
                     await asyncio.sleep(0.02)
         finally:
             os.kill(first.pid, signal.SIGKILL)
@@ -73,8 +76,10 @@ async def test_kill_9_mid_burst_loses_and_duplicates_nothing(pool: Pool, db_dsn:
         second = await start_agent(cfg)
         try:
             async with asyncio.timeout(60):
-                while await count(pool, "SELECT count(*) FROM deliveries WHERE status <> 'done'"
-                                        " AND status <> 'expired'") > 0:
+                while (
+                    await count(pool, "SELECT count(*) FROM deliveries WHERE status <> 'done' AND status <> 'expired'")
+                    > 0
+                ):
                     await asyncio.sleep(0.05)
         finally:
             second.send_signal(signal.SIGTERM)

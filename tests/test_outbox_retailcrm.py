@@ -59,8 +59,9 @@ EXPECTED = {  # recording -> (popups of type "in"/"out", upload result, answered
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-async def test_each_recorded_call_reaches_retailcrm_once(name: str, fake_crm: FakeRetailCrm, pool: Pool,
-                                                         db_dsn: str, make_config: Callable[..., Config]) -> None:
+async def test_each_recorded_call_reaches_retailcrm_once(
+    name: str, fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     directory = recordings.recordings_dir()
     popups, result, code = EXPECTED[name]
     ami = FakeAmi(directory / f"{name}.ami", directory / f"{name}.timing", speed=math.inf)
@@ -89,8 +90,9 @@ async def test_each_recorded_call_reaches_retailcrm_once(name: str, fake_crm: Fa
     assert API_KEY not in json.dumps([dict(r) for r in logs], default=str)
 
 
-async def test_outage_then_everything_delivered_once(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                                     make_config: Callable[..., Config]) -> None:
+async def test_outage_then_everything_delivered_once(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     directory = recordings.recordings_dir()
     ami = FakeAmi(directory / "p_a_incoming_answered.ami", speed=math.inf)
     await ami.start()
@@ -113,8 +115,9 @@ async def test_outage_then_everything_delivered_once(fake_crm: FakeRetailCrm, po
     assert len(fake_crm.calls) == 1 and sum(len(u) for u in fake_crm.uploads) == 1
 
 
-async def test_503_and_429_with_retry_after_are_honoured(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                                          make_config: Callable[..., Config]) -> None:
+async def test_503_and_429_with_retry_after_are_honoured(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     directory = recordings.recordings_dir()
     ami = FakeAmi(directory / "p_b_incoming_missed.ami", speed=math.inf)
     await ami.start()
@@ -133,15 +136,19 @@ async def test_503_and_429_with_retry_after_are_honoured(fake_crm: FakeRetailCrm
 
 
 async def test_a_rejected_delivery_fails_visibly_and_can_be_retried(
-        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     directory = recordings.recordings_dir()
     ami = FakeAmi(directory / "p_b_incoming_missed.ami", speed=math.inf)
     await ami.start()
     request_stop(ami)
     config = config_with(make_config, db_dsn, ami)
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
-    fake_crm.fail_next(1, status=400, body={"success": False, "errorMsg": "Calls are not loaded",
-                                            "errors": {"calls[0].result": "Bad value"}})
+    fake_crm.fail_next(
+        1,
+        status=400,
+        body={"success": False, "errorMsg": "Calls are not loaded", "errors": {"calls[0].result": "Bad value"}},
+    )
     async with running(config) as agent:
         await ami.wait_finished(within=10)
         await drained(pool, at_least=1)
@@ -154,13 +161,14 @@ async def test_a_rejected_delivery_fails_visibly_and_can_be_retried(
 
 
 async def test_two_agents_on_one_database_send_each_delivery_once(
-        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     from tests.recordings import rewrite_ids
 
     calls = 60
     data = recordings.ami("p_a_incoming_answered")
     head, _, _ = data.partition(b"\r\n")
-    body = data[len(head) + 2:]
+    body = data[len(head) + 2 :]
     stream = head + b"\r\n" + b"".join(rewrite_ids(body, offset=i * 10) for i in range(calls))
     ami = FakeAmi(stream, speed=math.inf)
     await ami.start()
@@ -191,12 +199,20 @@ async def test_invalid_settings_are_refused_naming_the_field(running_agent: Any)
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         await http.put(base, json={"name": "Shop"})
-        for body, field in [({"domain": "https://x.retailcrm.ru", "api_key": API_KEY}, "timezone"),
-                            ({"domain": "ftp://x", "api_key": API_KEY, "timezone": "UTC"}, "domain"),
-                            ({"domain": "https://x.retailcrm.ru", "api_key": API_KEY, "timezone": "UTC",
-                              "user_extensions": {"1": "150", "2": "150"}}, "user_extensions.2"),
-                            ({"domain": "https://x.retailcrm.ru", "api_key": API_KEY, "timezone": "UTC",
-                              "colour": 1}, "colour")]:
+        for body, field in [
+            ({"domain": "https://x.retailcrm.ru", "api_key": API_KEY}, "timezone"),
+            ({"domain": "ftp://x", "api_key": API_KEY, "timezone": "UTC"}, "domain"),
+            (
+                {
+                    "domain": "https://x.retailcrm.ru",
+                    "api_key": API_KEY,
+                    "timezone": "UTC",
+                    "user_extensions": {"1": "150", "2": "150"},
+                },
+                "user_extensions.2",
+            ),
+            ({"domain": "https://x.retailcrm.ru", "api_key": API_KEY, "timezone": "UTC", "colour": 1}, "colour"),
+        ]:
             async with http.put(f"{base}/integrations/retailcrm", json=body) as resp:
                 answer = await resp.json()
                 assert resp.status == 400, answer
@@ -206,8 +222,12 @@ async def test_invalid_settings_are_refused_naming_the_field(running_agent: Any)
 
 
 async def test_the_api_key_never_reaches_a_log_line(
-        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config],
-        caplog: pytest.LogCaptureFixture) -> None:
+    fake_crm: FakeRetailCrm,
+    pool: Pool,
+    db_dsn: str,
+    make_config: Callable[..., Config],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     directory = recordings.recordings_dir()
     ami = FakeAmi(directory / "p_c_incoming_busy.ami", speed=math.inf)
@@ -225,7 +245,8 @@ async def test_the_api_key_never_reaches_a_log_line(
 
 
 async def test_failed_deliveries_are_listed_and_retried_through_the_api(
-        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     import aiohttp
 
     from agent.secretbox import load_or_create_secret
@@ -260,7 +281,8 @@ async def test_failed_deliveries_are_listed_and_retried_through_the_api(
 
 
 async def test_a_recorded_call_carries_a_signed_record_url(
-        fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]) -> None:
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     directory = recordings.recordings_dir()
     ami = FakeAmi(directory / "p_o_recorded_call.ami", directory / "p_o_recorded_call.timing", speed=math.inf)
     await ami.start()
@@ -276,7 +298,8 @@ async def test_a_recorded_call_carries_a_signed_record_url(
         url = call["recordUrl"]
         assert url.startswith(config.agent.public_url + "/records/")
         path = agent.records.relative(
-            "/var/spool/asterisk/monitor/in-375173880003-+375291234567-20261124-005922-1795481962.0.wav")
+            "/var/spool/asterisk/monitor/in-375173880003-+375291234567-20261124-005922-1795481962.0.wav"
+        )
         assert path == "in-375173880003-+375291234567-20261124-005922-1795481962.0.wav"
     stored = await pool.fetchval("SELECT recording FROM calls")
     assert stored.endswith("1795481962.0.wav")

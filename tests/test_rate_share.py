@@ -144,17 +144,21 @@ async def test_a_failed_refresh_keeps_the_last_count() -> None:
 
 
 async def test_postgres_counts_agents_by_application_name_not_tools_and_not_other_databases(
-        db_dsn: str, pg_cluster: EmbeddedPostgres) -> None:
+    db_dsn: str, pg_cluster: EmbeddedPostgres
+) -> None:
     """Counted from a role that is not a superuser and not the other sessions' role (an external DSN's role
     may be such): application_name is visible to every role."""
     agents = [await database.create_pool(db_dsn, 1, name=peers.agent_name(f"host-{i}:1")) for i in (1, 2)]
-    others = [await database.create_pool(db_dsn, 1, name=peers.tool_name("redeliver")),
-              await database.create_pool(pg_cluster.dsn_for("postgres"), 1, name=peers.agent_name("elsewhere:1"))]
+    others = [
+        await database.create_pool(db_dsn, 1, name=peers.tool_name("redeliver")),
+        await database.create_pool(pg_cluster.dsn_for("postgres"), 1, name=peers.agent_name("elsewhere:1")),
+    ]
     admin = await asyncpg.connect(db_dsn)
     await admin.execute("CREATE ROLE peer_counter LOGIN")
     try:
-        counter = await database.create_pool(db_dsn.replace(f"{DB_USER}@", "peer_counter@", 1), 1,
-                                             name=peers.agent_name("host-3:1"))
+        counter = await database.create_pool(
+            db_dsn.replace(f"{DB_USER}@", "peer_counter@", 1), 1, name=peers.agent_name("host-3:1")
+        )
         try:
             assert not await counter.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
             assert await peers.count_agents(counter) == 3  # host-1, host-2 and itself
@@ -185,8 +189,10 @@ def second_config(cfg: Config, tmp_path: Path) -> Config:
 
 
 def sent(agent: Agent) -> float:
-    return agent.metrics.registry.get_sample_value("pbx_agent_deliveries_total",
-                                                   {"crm": "amocrm", "status": "success"}) or 0.0
+    return (
+        agent.metrics.registry.get_sample_value("pbx_agent_deliveries_total", {"crm": "amocrm", "status": "success"})
+        or 0.0
+    )
 
 
 async def counted(agent: Agent, agents: int, within: float) -> None:
@@ -206,7 +212,8 @@ async def fake() -> AsyncIterator[FakeAmoCrm]:
 
 @pytest.mark.timeout(60)
 async def test_two_agents_keep_one_amocrm_account_under_7_rps_and_one_alone_goes_back_to_full_rate(
-        fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config], tmp_path: Path) -> None:
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config], tmp_path: Path
+) -> None:
     """The burst starts as soon as the second agent is up, before the first has counted it: the second
     holds its outbox until then (join_hold), else the account gets 6.5 + 3.25 requests/s for a while."""
     fake.add_contact(CALLER, responsible_user_id=7)

@@ -31,15 +31,33 @@ SECRET = b"r" * 32
 NAME = "2026/11/in-1.wav"
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 RC = {"domain": "https://shop.retailcrm.ru", "api_key": "k" * 32, "client_id": "c" * 32, "timezone": "UTC"}
-AMO = {"host": "https://shop.amocrm.ru", "client_id": "5f2b8d9e-1c3a-4b7e-9f00-aa11bb22cc33",
-       "client_secret": "Sx9kT2mQ7vW4yZ1aB8cD3eF6gH0jK5lN"}
+AMO = {
+    "host": "https://shop.amocrm.ru",
+    "client_id": "5f2b8d9e-1c3a-4b7e-9f00-aa11bb22cc33",
+    "client_secret": "Sx9kT2mQ7vW4yZ1aB8cD3eF6gH0jK5lN",
+}
 
 
 def ended(pbx: str, recording: str = NAME) -> CallEvent:
-    return CallEvent(event="ended", call_id="1795481962.7", enterprise="0367", direction="in",
-                     phone="+375291234567", did=None, extension="101", at=T0, extensions=("101",),
-                     answered_by="101", result="answered", ring_seconds=3, talk_seconds=20, started_at=T0,
-                     ended_at=T0, recording=recording, extra={"pbx": pbx})
+    return CallEvent(
+        event="ended",
+        call_id="1795481962.7",
+        enterprise="0367",
+        direction="in",
+        phone="+375291234567",
+        did=None,
+        extension="101",
+        at=T0,
+        extensions=("101",),
+        answered_by="101",
+        result="answered",
+        ring_seconds=3,
+        talk_seconds=20,
+        started_at=T0,
+        ended_at=T0,
+        recording=recording,
+        extra={"pbx": pbx},
+    )
 
 
 @pytest.fixture
@@ -82,12 +100,18 @@ def test_a_delivery_stored_before_the_pbx_was_carried_still_links_an_unambiguous
 
 
 def upload(key: str, recording: str, pbx: str) -> Delivery:
-    return Delivery(idempotency_key=key, enterprise="0367", crm="retailcrm", kind="calls_upload",
-                    payload={"call": {"externalId": key}, "recording": recording, "recording_pbx": pbx})
+    return Delivery(
+        idempotency_key=key,
+        enterprise="0367",
+        crm="retailcrm",
+        kind="calls_upload",
+        payload={"call": {"externalId": key}, "recording": recording, "recording_pbx": pbx},
+    )
 
 
 async def test_an_upload_waits_for_a_recording_being_written_and_no_longer_than_the_limit(
-        two_pbx: RecordLinks, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    two_pbx: RecordLinks, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "agent.dispatch")
     old = time.time() - 60
     os.utime(tmp_path / "office" / NAME, (old, old))
@@ -102,8 +126,11 @@ async def test_an_upload_waits_for_a_recording_being_written_and_no_longer_than_
 
     writer = asyncio.create_task(mixmonitor())
     dispatcher = CrmDispatcher(None, recordings=two_pbx, recording_wait=3.0)  # type: ignore[arg-type]
-    deliveries = [upload("done", NAME, "office"), upload("growing", str(growing), "branch"),
-                  upload("missing", "2026/11/never.wav", "office")]
+    deliveries = [
+        upload("done", NAME, "office"),
+        upload("growing", str(growing), "branch"),
+        upload("missing", "2026/11/never.wav", "office"),
+    ]
     started = time.monotonic()
     hook = await dispatcher._ready_recordings("retailcrm", deliveries)
     took = time.monotonic() - started
@@ -129,8 +156,9 @@ async def test_no_wait_when_off_or_when_the_file_is_long_finished(two_pbx: Recor
     assert hook == two_pbx.record_url
 
 
-async def test_prepare_waits_before_the_send_which_then_does_not_wait_again(two_pbx: RecordLinks,
-                                                                           tmp_path: Path) -> None:
+async def test_prepare_waits_before_the_send_which_then_does_not_wait_again(
+    two_pbx: RecordLinks, tmp_path: Path
+) -> None:
     old = time.time() - 60
     os.utime(tmp_path / "branch" / NAME, (old, old))
     dispatcher = CrmDispatcher(None, recordings=two_pbx, recording_wait=0.5)  # type: ignore[arg-type]

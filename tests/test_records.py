@@ -91,8 +91,14 @@ async def test_outside_the_directory_is_404(agent: Agent, spool: Path) -> None:
     later = time.time() + 600
     base = agent.config.agent.public_url + "/records/"
     # validly signed tokens (as if a bug signed them) for paths that must never be served
-    for path in ("../secret.txt", "2026/../../secret.txt", "/etc/passwd", "escape.wav", "2026/11",
-                 "2026/11/missing.wav"):
+    for path in (
+        "../secret.txt",
+        "2026/../../secret.txt",
+        "/etc/passwd",
+        "escape.wav",
+        "2026/11",
+        "2026/11/missing.wav",
+    ):
         status, body, _ = await fetch(base + links.token(path, expires_at=later))
         assert status == 404, path
         assert b"not a recording" not in body

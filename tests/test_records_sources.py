@@ -48,8 +48,12 @@ async def ssh(tmp_path: Path) -> AsyncIterator[tuple[FakeSshServer, SshSection]]
     async with FakeSshServer(new_key()) as server:
         (tmp_path / "keys").mkdir()
         key_file, known_hosts = server.write_client_files(tmp_path / "keys")
-        yield server, SshSection(host="127.0.0.1", port=server.port, username=server.username,
-                                 key_file=key_file, known_hosts=known_hosts)
+        yield (
+            server,
+            SshSection(
+                host="127.0.0.1", port=server.port, username=server.username, key_file=key_file, known_hosts=known_hosts
+            ),
+        )
 
 
 @asynccontextmanager
@@ -70,20 +74,25 @@ async def serving(links: RecordLinks) -> AsyncIterator[str]:
 
 def sftp_links(spool: Path, settings: SshSection, tmp_path: Path, **kw: object) -> RecordLinks:
     source = SftpSource("remote", SshClient(settings), str(spool))
-    return RecordLinks("https://agent.example.com", SECRET, tmp_path / "unused", sources={"remote": source},
-                       cache_dir=tmp_path / "cache", **kw)  # type: ignore[arg-type]
+    return RecordLinks(
+        "https://agent.example.com",
+        SECRET,
+        tmp_path / "unused",
+        sources={"remote": source},
+        cache_dir=tmp_path / "cache",
+        **kw,
+    )  # type: ignore[arg-type]
 
 
-async def fetch(base: str, url: str | None, headers: dict[str, str] | None = None
-                ) -> tuple[int, bytes, dict[str, str]]:
+async def fetch(base: str, url: str | None, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
     assert url is not None
-    async with aiohttp.ClientSession() as s, s.get(base + "/records/" + url.rsplit("/", 1)[1],
-                                                    headers=headers) as resp:
+    async with aiohttp.ClientSession() as s, s.get(base + "/records/" + url.rsplit("/", 1)[1], headers=headers) as resp:
         return resp.status, await resp.read(), dict(resp.headers)
 
 
-async def test_sftp_served_whole_and_by_range(spool: Path, ssh: tuple[FakeSshServer, SshSection],
-                                              tmp_path: Path) -> None:
+async def test_sftp_served_whole_and_by_range(
+    spool: Path, ssh: tuple[FakeSshServer, SshSection], tmp_path: Path
+) -> None:
     links = sftp_links(spool, ssh[1], tmp_path)
     url = links.record_url(str(spool / NAME), pbx="remote")
     assert url is not None and url.startswith("https://agent.example.com/records/")
@@ -108,21 +117,30 @@ async def test_sftp_served_whole_and_by_range(spool: Path, ssh: tuple[FakeSshSer
 
 
 @pytest.mark.parametrize("kind", ["local", "sftp"])
-async def test_traversal_is_404_and_logged(kind: str, spool: Path, ssh: tuple[FakeSshServer, SshSection],
-                                           tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_traversal_is_404_and_logged(
+    kind: str, spool: Path, ssh: tuple[FakeSshServer, SshSection], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     if kind == "sftp":
         links = sftp_links(spool, ssh[1], tmp_path)
     else:
-        links = RecordLinks("https://agent.example.com", SECRET, tmp_path / "unused",
-                            sources={"remote": LocalSource("remote", spool)})
+        links = RecordLinks(
+            "https://agent.example.com", SECRET, tmp_path / "unused", sources={"remote": LocalSource("remote", spool)}
+        )
     for outside in ("/etc/passwd", str(spool / "../secret.txt"), "../secret.txt", str(spool), "", "a\x00b"):
         assert links.record_url(outside, pbx="remote") is None, outside
     later = time.time() + 600
     caplog.set_level(logging.INFO, "agent.records")
     async with serving(links) as base:
         # validly signed tokens (as if a bug signed them) for paths that must never be served
-        for path in ("../secret.txt", "2026/../../secret.txt", "/etc/passwd", "escape.wav", "2026/11",
-                     "2026/11/missing.wav", "./" + NAME):
+        for path in (
+            "../secret.txt",
+            "2026/../../secret.txt",
+            "/etc/passwd",
+            "escape.wav",
+            "2026/11",
+            "2026/11/missing.wav",
+            "./" + NAME,
+        ):
             caplog.clear()
             status, body, _ = await fetch(base, "/" + links.token(path, expires_at=later, source="remote"))
             assert status == 404, path
@@ -132,8 +150,9 @@ async def test_traversal_is_404_and_logged(kind: str, spool: Path, ssh: tuple[Fa
         assert (await fetch(base, "/" + links.token(NAME, expires_at=later, source="gone")))[0] == 404
 
 
-async def test_expired_or_forged_links_are_403(spool: Path, ssh: tuple[FakeSshServer, SshSection],
-                                               tmp_path: Path) -> None:
+async def test_expired_or_forged_links_are_403(
+    spool: Path, ssh: tuple[FakeSshServer, SshSection], tmp_path: Path
+) -> None:
     links = sftp_links(spool, ssh[1], tmp_path)
     expired = sftp_links(spool, ssh[1], tmp_path, clock=lambda: time.time() - 7200, ttl=3600)
     forged = RecordLinks("https://agent.example.com", b"another secret" * 3, spool)
@@ -151,8 +170,9 @@ async def test_the_token_says_which_pbx(spool: Path, tmp_path: Path) -> None:
     (other / "2026" / "11").mkdir(parents=True)
     (other / NAME).write_bytes(b"branch recording")
     default = LocalSource("", spool)
-    links = RecordLinks("https://agent.example.com", SECRET, spool,
-                        sources={"office": default, "branch": LocalSource("branch", other)})
+    links = RecordLinks(
+        "https://agent.example.com", SECRET, spool, sources={"office": default, "branch": LocalSource("branch", other)}
+    )
     assert links.record_url(NAME) is None  # relative: could be either
     assert links.record_url(str(other / NAME)) is not None  # absolute: only one root holds it
     async with serving(links) as base:
@@ -164,8 +184,9 @@ async def test_the_token_says_which_pbx(spool: Path, tmp_path: Path) -> None:
 async def test_sftp_source_down_is_503_then_back(spool: Path, tmp_path: Path) -> None:
     async with FakeSshServer(new_key()) as server:
         key_file, known_hosts = server.write_client_files(tmp_path)
-        settings = SshSection(host="127.0.0.1", port=server.port, username=server.username, key_file=key_file,
-                              known_hosts=known_hosts)
+        settings = SshSection(
+            host="127.0.0.1", port=server.port, username=server.username, key_file=key_file, known_hosts=known_hosts
+        )
         links = sftp_links(spool, settings, tmp_path)
         url = links.record_url(NAME, pbx="remote")
         async with serving(links) as base:
@@ -179,10 +200,17 @@ async def test_sftp_source_down_is_503_then_back(spool: Path, tmp_path: Path) ->
 
 
 async def test_reload_keeps_an_unchanged_sftp_source_and_closes_a_replaced_one_after_its_downloads(
-        spool: Path, tmp_path: Path, ssh: tuple[FakeSshServer, SshSection]) -> None:
+    spool: Path, tmp_path: Path, ssh: tuple[FakeSshServer, SshSection]
+) -> None:
     server, settings = ssh
-    pbx = PbxSection(name="remote", enterprise="100", username="agent", secret="x", ssh=settings,
-                     recordings=RecordingsSource("sftp", str(spool)))
+    pbx = PbxSection(
+        name="remote",
+        enterprise="100",
+        username="agent",
+        secret="x",
+        ssh=settings,
+        recordings=RecordingsSource("sftp", str(spool)),
+    )
     links = RecordLinks("https://agent.example.com", SECRET, tmp_path / "unused", pbx=[pbx])
     url = links.record_url(NAME, pbx="remote")
     assert url is not None
@@ -228,10 +256,14 @@ async def write_slowly(path: Path, pieces: int, every: float) -> float:
 
 
 @pytest.mark.parametrize("kind", ["local", "sftp"])
-async def test_wait_ready_holds_until_mixmonitor_is_done(kind: str, spool: Path, tmp_path: Path,
-                                                         ssh: tuple[FakeSshServer, SshSection]) -> None:
-    links = (sftp_links(spool, ssh[1], tmp_path) if kind == "sftp" else
-             RecordLinks("https://agent.example.com", SECRET, spool))
+async def test_wait_ready_holds_until_mixmonitor_is_done(
+    kind: str, spool: Path, tmp_path: Path, ssh: tuple[FakeSshServer, SshSection]
+) -> None:
+    links = (
+        sftp_links(spool, ssh[1], tmp_path)
+        if kind == "sftp"
+        else RecordLinks("https://agent.example.com", SECRET, spool)
+    )
     pbx = "remote" if kind == "sftp" else None
     path = str(spool / "2026/11/growing.wav")
     writer = asyncio.create_task(write_slowly(Path(path), 12, 0.1))
@@ -251,8 +283,9 @@ def make_wav(path: Path, seconds: float = 1.0) -> None:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(8000)
-        frames = b"".join(struct.pack("<h", int(8000 * math.sin(i / 8000 * 2 * math.pi * 440)))
-                          for i in range(int(8000 * seconds)))
+        frames = b"".join(
+            struct.pack("<h", int(8000 * math.sin(i / 8000 * 2 * math.pi * 440))) for i in range(int(8000 * seconds))
+        )
         w.writeframes(frames)
 
 
@@ -262,15 +295,17 @@ def is_mp3(body: bytes) -> bool:
 
 @needs_ffmpeg
 @pytest.mark.parametrize("kind", ["local", "sftp"])
-async def test_mp3_made_once_and_cached(kind: str, spool: Path, tmp_path: Path,
-                                        ssh: tuple[FakeSshServer, SshSection]) -> None:
+async def test_mp3_made_once_and_cached(
+    kind: str, spool: Path, tmp_path: Path, ssh: tuple[FakeSshServer, SshSection]
+) -> None:
     wav = spool / "2026/11/out-375291234567-1795482000.1.wav"
     make_wav(wav)
     if kind == "sftp":
         links = sftp_links(spool, ssh[1], tmp_path, ffmpeg=find_ffmpeg())
     else:
-        links = RecordLinks("https://agent.example.com", SECRET, spool, cache_dir=tmp_path / "cache",
-                            ffmpeg=find_ffmpeg())
+        links = RecordLinks(
+            "https://agent.example.com", SECRET, spool, cache_dir=tmp_path / "cache", ffmpeg=find_ffmpeg()
+        )
     pbx = "remote" if kind == "sftp" else None
     url = links.record_url(str(wav), fmt="mp3", pbx=pbx)
     async with serving(links) as base:
@@ -284,8 +319,7 @@ async def test_mp3_made_once_and_cached(kind: str, spool: Path, tmp_path: Path,
         assert links.mp3.made == 1
         assert len(list((tmp_path / "cache").glob("*.mp3"))) == 1
         # not a WAV: served as it is
-        status, body, headers = await fetch(base, links.record_url(NAME.replace(".wav", ".mp3"), fmt="mp3",
-                                                                   pbx=pbx))
+        status, body, headers = await fetch(base, links.record_url(NAME.replace(".wav", ".mp3"), fmt="mp3", pbx=pbx))
         assert status == 404  # (there is no such mp3; the point is no transcoding attempt)
         assert links.mp3.made == 1
 
@@ -299,11 +333,20 @@ async def test_without_ffmpeg_the_original_is_served(spool: Path, tmp_path: Path
         links.record_url(NAME, fmt="ogg")
 
 
-async def test_health_says_when_ffmpeg_is_missing(make_config: Callable[..., Config], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  ssh: tuple[FakeSshServer, SshSection]) -> None:
-    pbx = PbxSection(name="remote", enterprise="100", username="agent", secret="x", ssh=ssh[1],
-                     recordings=RecordingsSource("sftp", "/var/spool/asterisk/monitor"))
+async def test_health_says_when_ffmpeg_is_missing(
+    make_config: Callable[..., Config],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ssh: tuple[FakeSshServer, SshSection],
+) -> None:
+    pbx = PbxSection(
+        name="remote",
+        enterprise="100",
+        username="agent",
+        secret="x",
+        ssh=ssh[1],
+        recordings=RecordingsSource("sftp", "/var/spool/asterisk/monitor"),
+    )
     config = replace(make_config(), pbx=(pbx, replace(pbx, name="office", ssh=None, recordings=None)))
     monkeypatch.setattr(records, "find_ffmpeg", lambda: None)
     health = HealthRegistry()
@@ -312,8 +355,13 @@ async def test_health_says_when_ffmpeg_is_missing(make_config: Callable[..., Con
     component = report["components"]["recordings"]
     assert report["status"] == "ok"
     assert (component["status"], component["ffmpeg"], component["info"]) == (
-        "ok", False, "ffmpeg missing: serving originals")
-    assert component["sources"] == {"remote": "sftp:/var/spool/asterisk/monitor",
-                                    "office": "local:/var/spool/asterisk/monitor"}
+        "ok",
+        False,
+        "ffmpeg missing: serving originals",
+    )
+    assert component["sources"] == {
+        "remote": "sftp:/var/spool/asterisk/monitor",
+        "office": "local:/var/spool/asterisk/monitor",
+    }
     assert set(links.sources) == {"", "remote"}
     await links.close()

@@ -33,11 +33,15 @@ def messages_until(receiver: socket.socket, wanted: str) -> list[str]:
     return got
 
 
-def test_sighup_reloads_pbx_links_and_refuses_a_broken_file(agent_dir: Path,  # noqa: F811
-                                                           agent_env: dict[str, str]) -> None:
+def test_sighup_reloads_pbx_links_and_refuses_a_broken_file(
+    agent_dir: Path,  # noqa: F811
+    agent_env: dict[str, str],
+) -> None:
     port = free_port()
-    head = f'[agent]\nstate_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\n' \
-           f'[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
+    head = (
+        f'[agent]\nstate_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\n'
+        f'[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
+    )
     cfg = agent_dir / "agent.toml"
     cfg.write_text(head + PBX.format(name="office", port=free_port()))
     sock_path = agent_dir / "notify.sock"
@@ -102,14 +106,21 @@ async def get(url: str | None) -> tuple[int, bytes]:
         return resp.status, await resp.read()
 
 
-async def test_reload_brings_the_recordings_sources_along(db_dsn: str, make_config: Callable[..., Config],
-                                                          tmp_path: Path) -> None:
+async def test_reload_brings_the_recordings_sources_along(
+    db_dsn: str, make_config: Callable[..., Config], tmp_path: Path
+) -> None:
     """A PBX added by reload has its recordings served; a changed root takes effect, for links handed out
     before too; a removed PBX's links are 404."""
     old, new, branch = (spool(tmp_path / d, d.encode() * 100) for d in ("old", "new", "branch"))
     port = free_port()
-    office = PbxSection(name="office", enterprise="0001", username="agent", secret="s3cret-office", port=port,
-                        recordings=RecordingsSource("local", old))
+    office = PbxSection(
+        name="office",
+        enterprise="0001",
+        username="agent",
+        secret="s3cret-office",
+        port=port,
+        recordings=RecordingsSource("local", old),
+    )
     async with started(make_config, db_dsn, pbx=(office,)) as agent:
         links = agent.records
         assert links is not None
@@ -117,8 +128,9 @@ async def test_reload_brings_the_recordings_sources_along(db_dsn: str, make_conf
         assert await get(before) == (200, b"old" * 100)
         assert (await get(links.record_url(NAME, pbx="branch")))[0] == 404  # [agent] recordings_dir has none
 
-        agent.config.path.write_text('[agent]\nstate_dir = "state"\n' + pbx_toml("office", port, new)
-                                     + pbx_toml("branch", free_port(), branch))
+        agent.config.path.write_text(
+            '[agent]\nstate_dir = "state"\n' + pbx_toml("office", port, new) + pbx_toml("branch", free_port(), branch)
+        )
         await agent.reload()
         assert await get(links.record_url(NAME, pbx="branch")) == (200, b"branch" * 100)
         assert await get(links.record_url(NAME, pbx="office")) == (200, b"new" * 100)

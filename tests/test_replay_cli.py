@@ -21,13 +21,20 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_json_lines_with_design_field_names(capsys: pytest.CaptureFixture[str]) -> None:
     r = recordings_dir()
-    code, out, _ = run(capsys, str(r / "g_blind_transfer.ami"), "--timing",
-                       str(r / "g_blind_transfer.timing"), "--json", "--pbx", "office",
-                       "--enterprise", "42")
+    code, out, _ = run(
+        capsys,
+        str(r / "g_blind_transfer.ami"),
+        "--timing",
+        str(r / "g_blind_transfer.timing"),
+        "--json",
+        "--pbx",
+        "office",
+        "--enterprise",
+        "42",
+    )
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
-    assert [row["event"] for row in rows] == [
-        "ringing", "answered", "transferred", "ringing", "answered", "ended"]
+    assert [row["event"] for row in rows] == ["ringing", "answered", "transferred", "ringing", "answered", "ended"]
     end = rows[-1]
     assert end["enterprise"] == "42" and end["extra"]["pbx"] == "office"
     assert end["answered_by"] == "151" and end["result"] == "answered"
@@ -45,8 +52,7 @@ def test_without_timing_or_timestamps_durations_are_null(capsys: pytest.CaptureF
 
 def test_table(capsys: pytest.CaptureFixture[str]) -> None:
     r = recordings_dir()
-    code, out, _ = run(capsys, str(r / "p_o_recorded_call.ami"), "--timing",
-                       str(r / "p_o_recorded_call.timing"))
+    code, out, _ = run(capsys, str(r / "p_o_recorded_call.ami"), "--timing", str(r / "p_o_recorded_call.timing"))
     lines = out.splitlines()
     assert code == 0 and lines[0].split()[:3] == ["time", "event", "call"]
     assert [line.split()[1] for line in lines[1:]] == ["ringing", "answered", "ended"]
@@ -64,8 +70,9 @@ def test_bad_timing_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     bad.write_text("0.0\tzero\t30\tbanner\n")
     code, _, err = run(capsys, str(recordings_dir() / "a_incoming_answered.ami"), "--timing", str(bad))
     assert code == 2 and "timing line 1" in err
-    code, _, err = run(capsys, str(recordings_dir() / "a_incoming_answered.ami"), "--timing",
-                       str(tmp_path / "missing.timing"))
+    code, _, err = run(
+        capsys, str(recordings_dir() / "a_incoming_answered.ami"), "--timing", str(tmp_path / "missing.timing")
+    )
     assert code == 2 and "cannot read timing file" in err
 
 
@@ -73,7 +80,10 @@ def test_python_dash_m_works() -> None:
     r = recordings_dir()
     proc = subprocess.run(
         [sys.executable, "-m", "agent.replay", str(r / "c_incoming_busy.ami"), "--json"],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
         cwd=Path(replay.__file__).resolve().parents[1],
     )
     assert proc.returncode == 0, proc.stderr

@@ -16,8 +16,9 @@ CID = "c" * 40
 
 
 def test_make_call_full_and_minimal() -> None:
-    call = parse_make_call({"clientId": CID, "code": "101", "userId": "7", "phone": "+7 (916) 123-45-67",
-                            "externalPhone": "+74951112233"})
+    call = parse_make_call(
+        {"clientId": CID, "code": "101", "userId": "7", "phone": "+7 (916) 123-45-67", "externalPhone": "+74951112233"}
+    )
     assert (call.client_id, call.code, call.user_id) == (CID, "101", "7")
     assert call.phone == "+79161234567"
     assert call.external_phone == "+74951112233"
@@ -52,8 +53,9 @@ def test_user_status() -> None:
 
 
 def test_activity() -> None:
-    a = parse_activity({"clientId": CID, "activity": '{"active": true, "freeze": false}',
-                        "systemUrl": "https://shop.retailcrm.ru"})
+    a = parse_activity(
+        {"clientId": CID, "activity": '{"active": true, "freeze": false}', "systemUrl": "https://shop.retailcrm.ru"}
+    )
     assert a.live and a.system_url == "https://shop.retailcrm.ru"
     assert not parse_activity({"clientId": CID, "activity": '{"active": true, "freeze": true}'}).live
     for bad in ("{", "[]", '{"active": "yes"}'):
@@ -89,11 +91,11 @@ async def test_fake_crm_click_to_call_reaches_our_parser() -> None:
     ours = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
         async with FakeRetailCrm(api_key="k" * 32) as crm:
-            settings = parse({"domain": crm.url, "api_key": "k" * 32, "client_id": CID,
-                              "timezone": "Europe/Moscow"})
+            settings = parse({"domain": crm.url, "api_key": "k" * 32, "client_id": CID, "timezone": "Europe/Moscow"})
             async with RetailCrmClient(settings) as client:
-                await client.register_module(ModuleUrls(base_url=ours, logo=f"{ours}/logo.svg",
-                                                        make_call=f"{ours}/make-call"))
+                await client.register_module(
+                    ModuleUrls(base_url=ours, logo=f"{ours}/logo.svg", make_call=f"{ours}/make-call")
+                )
             status, _ = await crm.click_to_call("101", "+79161234567", user_id=7)
     finally:
         await runner.cleanup()

@@ -32,8 +32,9 @@ async def crm() -> AsyncIterator[FakeRetailCrm]:
 
 
 @pytest.fixture
-async def agent(db_dsn: str, make_config: Callable[..., Config], ami: FakeAmi, crm: FakeRetailCrm,
-                caplog: pytest.LogCaptureFixture) -> AsyncIterator[Agent]:
+async def agent(
+    db_dsn: str, make_config: Callable[..., Config], ami: FakeAmi, crm: FakeRetailCrm, caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[Agent]:
     """Enterprise 100 on PBX `office` (FakeAmi), RetailCRM configured and its module registered."""
     caplog.set_level(logging.DEBUG)
     async with started(make_config, db_dsn, pbx=(pbx_for(ami, originate_context="crm-out"),)) as a:
@@ -61,14 +62,18 @@ async def logged(agent: Agent, event: str) -> list[dict[str, Any]]:
     assert agent.pool is not None
     rows = await agent.pool.fetch(
         "SELECT status, error_message, http_status, request_data FROM integration_logs WHERE event_type = $1"
-        " ORDER BY id", event)
+        " ORDER BY id",
+        event,
+    )
     return [dict(r) for r in rows]
 
 
 # -- click-to-call -----------------------------------------------------------------------------------
 
-async def test_click_to_call_reaches_the_pbx_as_one_originate(agent: Agent, ami: FakeAmi, crm: FakeRetailCrm,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+
+async def test_click_to_call_reaches_the_pbx_as_one_originate(
+    agent: Agent, ami: FakeAmi, crm: FakeRetailCrm, caplog: pytest.LogCaptureFixture
+) -> None:
     status, text = await crm.click_to_call("101", "+7 (916) 123-45-67", user_id=1, external_phone="+74951112233")
     assert status == 200 and json.loads(text) == {"success": True}
     action = await ami.wait_action("Originate")
@@ -88,8 +93,10 @@ async def test_click_to_call_reaches_the_pbx_as_one_originate(agent: Agent, ami:
     # Async: the click was answered on "successfully queued"; the OriginateResponse that comes when
     # the call is answered is an event like any other, for the tracker
     aid = originates(ami)[0]["ActionID"]
-    await ami.inject(f"Event: OriginateResponse\r\nActionID: {aid}\r\nResponse: Success\r\n"
-                     f"Channel: PJSIP/101-00000001\r\nReason: 4\r\n\r\n".encode())
+    await ami.inject(
+        f"Event: OriginateResponse\r\nActionID: {aid}\r\nResponse: Success\r\n"
+        f"Channel: PJSIP/101-00000001\r\nReason: 4\r\n\r\n".encode()
+    )
     async with asyncio.timeout(5):
         while not agent.metrics.ami_events.labels("office", "OriginateResponse")._value.get():
             await asyncio.sleep(0.01)
@@ -103,15 +110,17 @@ async def test_click_to_call_reaches_the_pbx_as_one_originate(agent: Agent, ami:
 
 
 async def test_click_to_call_as_post_form(agent: Agent, ami: FakeAmi) -> None:
-    status, body = await callback(agent, "/retailcrm/make-call",
-                                  {"clientId": CLIENT_ID, "code": "101", "phone": "+375291234567"}, "POST")
+    status, body = await callback(
+        agent, "/retailcrm/make-call", {"clientId": CLIENT_ID, "code": "101", "phone": "+375291234567"}, "POST"
+    )
     assert (status, body) == (200, {"success": True})
     assert (await ami.wait_action("Originate"))["Channel"] == "PJSIP/101"
 
 
 async def test_click_to_call_rings_only_a_mapped_managers_extension(agent: Agent, ami: FakeAmi) -> None:
-    status, body = await callback(agent, "/retailcrm/make-call",
-                                  {"clientId": CLIENT_ID, "code": "600", "phone": "+375291234567"})
+    status, body = await callback(
+        agent, "/retailcrm/make-call", {"clientId": CLIENT_ID, "code": "600", "phone": "+375291234567"}
+    )
     assert status == 403 and "extension 600 is not mapped" in body["errorMsg"]
     await asyncio.sleep(0.1)
     assert originates(ami) == []
@@ -120,24 +129,29 @@ async def test_click_to_call_rings_only_a_mapped_managers_extension(agent: Agent
 
 async def test_unknown_client_id_is_403_and_changes_nothing(agent: Agent, ami: FakeAmi) -> None:
     for client_id in ("cid-" + "00" * 20, CLIENT_ID[:-1], ""):
-        status, body = await callback(agent, "/retailcrm/make-call",
-                                      {"clientId": client_id, "code": "101", "phone": "+375291234567"})
+        status, body = await callback(
+            agent, "/retailcrm/make-call", {"clientId": client_id, "code": "101", "phone": "+375291234567"}
+        )
         assert (status, body) == (403, {"success": False, "errorMsg": "unknown clientId"})
     for path in ("/retailcrm/user-status", "/retailcrm/activity"):
-        assert (await callback(agent, path, {"clientId": "nope" * 5, "userId": "1", "status": "busy"}, "POST")
-                )[0] == 403
+        assert (await callback(agent, path, {"clientId": "nope" * 5, "userId": "1", "status": "busy"}, "POST"))[
+            0
+        ] == 403
     await asyncio.sleep(0.1)
     assert originates(ami) == []
     assert await logged(agent, "make_call") == []
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"code": "10 1", "phone": "+375291234567"}, "code"),
-    ({"code": "101", "phone": "call me"}, "phone"),
-    ({"phone": "+375291234567"}, "code"),
-    ({"code": "101"}, "phone"),
-    ({"code": "101", "phone": "+375291234567", "externalPhone": "x"}, "externalPhone"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"code": "10 1", "phone": "+375291234567"}, "code"),
+        ({"code": "101", "phone": "call me"}, "phone"),
+        ({"phone": "+375291234567"}, "code"),
+        ({"code": "101"}, "phone"),
+        ({"code": "101", "phone": "+375291234567", "externalPhone": "x"}, "externalPhone"),
+    ],
+)
 async def test_invalid_code_or_phone_is_400(agent: Agent, ami: FakeAmi, params: dict[str, str], field: str) -> None:
     status, body = await callback(agent, "/retailcrm/make-call", {"clientId": CLIENT_ID, **params})
     assert status == 400 and body["success"] is False and body["errorMsg"].startswith(field + ":")
@@ -169,8 +183,10 @@ async def test_pbx_refusal_is_reported(db_dsn: str, make_config: Callable[..., C
         aid = fields.get("ActionID", "")
         return f"Response: Error\r\nActionID: {aid}\r\nMessage: Permission denied\r\n\r\n".encode()
 
-    async with FakeAmi(IDLE_AMI, responders={"Originate": refuse}) as ami, \
-            started(make_config, db_dsn, pbx=(pbx_for(ami),)) as agent:
+    async with (
+        FakeAmi(IDLE_AMI, responders={"Originate": refuse}) as ami,
+        started(make_config, db_dsn, pbx=(pbx_for(ami),)) as agent,
+    ):
         await ami.wait_logins(1)
         token = admin_token(agent)
         await configure(agent, crm, token, user_extensions={"1": "101"})
@@ -200,20 +216,26 @@ async def test_disabled_integration_refuses_callbacks(agent: Agent, ami: FakeAmi
 
 # -- user status and activity ------------------------------------------------------------------------
 
+
 async def test_user_status_is_stored_and_listed(agent: Agent) -> None:
     token = admin_token(agent)
-    for params, method in (({"userId": "1", "code": "101", "status": "busy"}, "GET"),
-                           ({"userId": "2", "status": "dinner"}, "POST"),
-                           ({"userId": "1", "status": "free"}, "POST")):
+    for params, method in (
+        ({"userId": "1", "code": "101", "status": "busy"}, "GET"),
+        ({"userId": "2", "status": "dinner"}, "POST"),
+        ({"userId": "1", "status": "free"}, "POST"),
+    ):
         status, body = await callback(agent, "/retailcrm/user-status", {"clientId": CLIENT_ID, **params}, method)
         assert (status, body) == (200, {"success": True})
-    status, bad = await callback(agent, "/retailcrm/user-status",
-                                 {"clientId": CLIENT_ID, "userId": "1", "status": "asleep"})
+    status, bad = await callback(
+        agent, "/retailcrm/user-status", {"clientId": CLIENT_ID, "userId": "1", "status": "asleep"}
+    )
     assert status == 400 and bad["errorMsg"].startswith("status:")
     status, body = await call(agent, "GET", rc("/statuses"), token)
     assert status == 200
     assert [(s["user_id"], s["code"], s["status"]) for s in body["statuses"]] == [
-        ("1", "101", "free"), ("2", None, "dinner")]
+        ("1", "101", "free"),
+        ("2", None, "dinner"),
+    ]
     assert body["module"]["registered"] is True
     # the managers list shows our stored status over RetailCRM's
     status, managers = await call(agent, "GET", rc("/managers"), token)
@@ -223,9 +245,12 @@ async def test_user_status_is_stored_and_listed(agent: Agent) -> None:
 async def test_activity_callback_stores_the_flags(agent: Agent) -> None:
     token = admin_token(agent)
     activity = json.dumps({"active": False, "freeze": True})
-    status, body = await callback(agent, "/retailcrm/activity",
-                                  {"clientId": CLIENT_ID, "activity": activity,
-                                   "systemUrl": "https://shop.retailcrm.ru"}, "POST")
+    status, body = await callback(
+        agent,
+        "/retailcrm/activity",
+        {"clientId": CLIENT_ID, "activity": activity, "systemUrl": "https://shop.retailcrm.ru"},
+        "POST",
+    )
     assert (status, body) == (200, {"success": True})
     module = (await call(agent, "GET", rc("/statuses"), token))[1]["module"]
     assert (module["active"], module["frozen"], module["system_url"]) == (False, True, "https://shop.retailcrm.ru")
@@ -235,4 +260,3 @@ async def test_activity_callback_stores_the_flags(agent: Agent) -> None:
     status, bad = await callback(agent, "/retailcrm/activity", {"clientId": CLIENT_ID, "activity": "yes"}, "POST")
     assert status == 400 and bad["errorMsg"] == "activity: not JSON"
     assert [r["status"] for r in await logged(agent, "activity")] == ["success", "success", "error"]
-

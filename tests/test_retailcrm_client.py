@@ -24,10 +24,14 @@ from tests.fakes.retailcrm import FakeRetailCrm
 KEY = "Zq8PLr2mWx7TaK4nB9vC1dE6fG3hJ5kY"
 CLIENT_ID = "cid-" + "7" * 28
 T0 = datetime(2026, 1, 15, 9, 30, 0, tzinfo=UTC)
-URLS = ModuleUrls(base_url="https://pbx.example.com", logo="https://pbx.example.com/static/logo.svg",
-                  make_call="https://pbx.example.com/retailcrm/make-call",
-                  change_user_status="https://pbx.example.com/retailcrm/status",
-                  account="https://pbx.example.com/admin/retailcrm", activity="/retailcrm/activity")
+URLS = ModuleUrls(
+    base_url="https://pbx.example.com",
+    logo="https://pbx.example.com/static/logo.svg",
+    make_call="https://pbx.example.com/retailcrm/make-call",
+    change_user_status="https://pbx.example.com/retailcrm/status",
+    account="https://pbx.example.com/admin/retailcrm",
+    activity="/retailcrm/activity",
+)
 
 
 @pytest.fixture
@@ -37,8 +41,13 @@ async def crm() -> AsyncIterator[FakeRetailCrm]:
 
 
 def settings_for(fake: FakeRetailCrm, **over: Any) -> RetailCrmSettings:
-    data: dict[str, Any] = {"domain": fake.url, "api_key": KEY, "client_id": CLIENT_ID,
-                            "timezone": "Europe/Moscow", "user_extensions": {"7": "101", "8": "102"}}
+    data: dict[str, Any] = {
+        "domain": fake.url,
+        "api_key": KEY,
+        "client_id": CLIENT_ID,
+        "timezone": "Europe/Moscow",
+        "user_extensions": {"7": "101", "8": "102"},
+    }
     data.update(over)
     return parse(data)
 
@@ -51,22 +60,51 @@ async def client(crm: FakeRetailCrm) -> AsyncIterator[RetailCrmClient]:
 
 
 def ringing(ext: str = "101", call_id: str = "1700000000.1") -> CallEvent:
-    return CallEvent(event="ringing", call_id=call_id, enterprise="0367", direction="in",
-                     phone="+79161234567", did="+74951112233", extension=ext, at=T0)
+    return CallEvent(
+        event="ringing",
+        call_id=call_id,
+        enterprise="0367",
+        direction="in",
+        phone="+79161234567",
+        did="+74951112233",
+        extension=ext,
+        at=T0,
+    )
 
 
 def ended(call_id: str = "1700000000.1", **kw: Any) -> CallEvent:
-    fields: dict[str, Any] = dict(extensions=("101",), answered_by="101", result="answered",
-                                  ring_seconds=5.0, talk_seconds=42.0, started_at=T0, recording=None)
+    fields: dict[str, Any] = dict(
+        extensions=("101",),
+        answered_by="101",
+        result="answered",
+        ring_seconds=5.0,
+        talk_seconds=42.0,
+        started_at=T0,
+        recording=None,
+    )
     fields.update(kw)
-    return CallEvent(event="ended", call_id=call_id, enterprise="0367", direction="in",
-                     phone="+79161234567", did="+74951112233", extension=None, at=T0, **fields)
+    return CallEvent(
+        event="ended",
+        call_id=call_id,
+        enterprise="0367",
+        direction="in",
+        phone="+79161234567",
+        did="+74951112233",
+        extension=None,
+        at=T0,
+        **fields,
+    )
 
 
 def upload(call_id: str, **kw: Any) -> Delivery:
-    return next(d for d in plan(ended(call_id, **kw), RetailCrmSettings(
-        domain="https://x.retailcrm.ru", api_key=KEY, client_id=CLIENT_ID, timezone="UTC"))
-        if d.kind == "calls_upload")
+    return next(
+        d
+        for d in plan(
+            ended(call_id, **kw),
+            RetailCrmSettings(domain="https://x.retailcrm.ru", api_key=KEY, client_id=CLIENT_ID, timezone="UTC"),
+        )
+        if d.kind == "calls_upload"
+    )
 
 
 def assert_no_key(outcome: SendOutcome) -> None:
@@ -75,6 +113,7 @@ def assert_no_key(outcome: SendOutcome) -> None:
 
 
 # -- deliveries -----------------------------------------------------------------------------------
+
 
 async def test_popup_is_one_form_field_holding_json(crm: FakeRetailCrm, client: RetailCrmClient) -> None:
     [d] = plan(ringing(), client.settings)
@@ -96,8 +135,9 @@ async def test_popup_is_one_form_field_holding_json(crm: FakeRetailCrm, client: 
 
 async def test_fake_rejects_a_json_body_and_a_missing_key(crm: FakeRetailCrm) -> None:
     async with httpx.AsyncClient(base_url=crm.url) as raw:
-        r = await raw.post("/api/v5/telephony/call/event", json={"event": {"phone": "1", "type": "in"}},
-                           headers={"X-API-KEY": KEY})
+        r = await raw.post(
+            "/api/v5/telephony/call/event", json={"event": {"phone": "1", "type": "in"}}, headers={"X-API-KEY": KEY}
+        )
         assert r.status_code == 400
         assert r.json() == {"success": False, "errorMsg": "Parameter 'event' is missing"}
         r = await raw.post("/api/v5/telephony/call/event", data={"event": "{}"})
@@ -106,9 +146,7 @@ async def test_fake_rejects_a_json_body_and_a_missing_key(crm: FakeRetailCrm) ->
         assert r.status_code == 200  # the key as a query parameter is accepted too
 
 
-async def test_wrong_key_is_permanent_and_never_shown(
-    crm: FakeRetailCrm, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_wrong_key_is_permanent_and_never_shown(crm: FakeRetailCrm, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "Wr0ngKeyWr0ngKeyWr0ngKeyWr0ngKey"
     async with RetailCrmClient(settings_for(crm, api_key=wrong)) as c:
@@ -121,9 +159,7 @@ async def test_wrong_key_is_permanent_and_never_shown(
     assert "telephony/call/event" in caplog.text  # the exchange was logged, masked
 
 
-async def test_503_and_429_with_retry_after_are_transient(
-    crm: FakeRetailCrm, client: RetailCrmClient
-) -> None:
+async def test_503_and_429_with_retry_after_are_transient(crm: FakeRetailCrm, client: RetailCrmClient) -> None:
     crm.fail_next(1, status=503, retry_after=3)
     outcome = await client.send(plan(ringing(), client.settings))
     assert (outcome.status, outcome.http_status, outcome.retry_after) == ("transient", 503, 3.0)
@@ -181,8 +217,7 @@ async def test_connection_refused_is_transient() -> None:
 
 
 async def test_html_page_from_a_missing_account_is_permanent() -> None:
-    async with FakeRetailCrm(api_key=KEY, account_exists=False) as fake, \
-            RetailCrmClient(settings_for(fake)) as c:
+    async with FakeRetailCrm(api_key=KEY, account_exists=False) as fake, RetailCrmClient(settings_for(fake)) as c:
         outcome = await c.send(plan(ringing(), c.settings))
         assert (outcome.status, outcome.http_status) == ("permanent", 405)
         assert outcome.error is not None and "HTML" in outcome.error
@@ -193,8 +228,7 @@ async def test_html_page_from_a_missing_account_is_permanent() -> None:
 
 @pytest.mark.parametrize("as_list", [False, True])
 async def test_validation_errors_object_or_list_reach_the_outcome(as_list: bool) -> None:
-    async with FakeRetailCrm(api_key=KEY, errors_as_list=as_list) as fake, \
-            RetailCrmClient(settings_for(fake)) as c:
+    async with FakeRetailCrm(api_key=KEY, errors_as_list=as_list) as fake, RetailCrmClient(settings_for(fake)) as c:
         event = {"phone": "1", "type": "hangup", "codes": ["101"], "hangupStatus": "no answer"}
         bad = Delivery("retailcrm:x:event:hangup", "0367", "retailcrm", "call_event", {"event": event})
         outcome = await c.send([bad])
@@ -224,16 +258,16 @@ async def test_fake_refuses_51_calls(crm: FakeRetailCrm) -> None:
 
     calls = [upload(str(i)).payload["call"] for i in range(51)]
     async with httpx.AsyncClient(base_url=crm.url) as raw:
-        r = await raw.post("/api/v5/telephony/calls/upload", data={"calls": json.dumps(calls)},
-                           headers={"X-API-KEY": KEY})
+        r = await raw.post(
+            "/api/v5/telephony/calls/upload", data={"calls": json.dumps(calls)}, headers={"X-API-KEY": KEY}
+        )
     assert r.status_code == 400
     assert r.json()["errorMsg"] == "Errors in the entity format"
 
 
 @pytest.mark.parametrize("report", [True, False])
 async def test_repeated_external_id_counts_as_success(report: bool) -> None:
-    async with FakeRetailCrm(api_key=KEY, report_duplicates=report) as fake, \
-            RetailCrmClient(settings_for(fake)) as c:
+    async with FakeRetailCrm(api_key=KEY, report_duplicates=report) as fake, RetailCrmClient(settings_for(fake)) as c:
         first = await c.send([upload("A")])
         again = await c.send([upload("A"), upload("B")])
     assert first.ok and first.duplicates == []
@@ -264,8 +298,9 @@ async def test_record_url_hook(crm: FakeRetailCrm, client: RetailCrmClient) -> N
 async def test_planned_call_end_to_end_passes_the_fake(crm: FakeRetailCrm, client: RetailCrmClient) -> None:
     for result in ("answered", "no_answer", "busy", "failed", "cancelled"):
         call_id = f"e2e-{result}"
-        deliveries = plan(ended(call_id, result=result, answered_by=None if result != "answered" else "101"),
-                          client.settings)
+        deliveries = plan(
+            ended(call_id, result=result, answered_by=None if result != "answered" else "101"), client.settings
+        )
         for d in deliveries:
             outcome = await client.send([d])
             assert outcome.ok, (result, d.kind, outcome.error)
@@ -281,8 +316,7 @@ async def test_fake_throttles_and_the_client_limiter_avoids_it() -> None:
             outcomes = await asyncio.gather(*(c.send([upload(f"burst-{i}")]) for i in range(80)))
         throttled = [o for o in outcomes if not o.ok]
         assert throttled, "80 telephony requests at once must exceed 40 rps"
-        assert {(o.status, o.http_status, o.error) for o in throttled} == {
-            ("transient", 503, "Rate limit exceeded")}
+        assert {(o.status, o.http_status, o.error) for o in throttled} == {("transient", 503, "Rate limit exceeded")}
     async with FakeRetailCrm(api_key=KEY, rate_limit=True) as fake:
         limiter = RateLimiter(retailcrm_route)
         async with RetailCrmClient(settings_for(fake), limiter=limiter) as c:

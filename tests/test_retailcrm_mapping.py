@@ -35,8 +35,18 @@ def test_reassign_refuses_one_extension_for_two_users() -> None:
 
 
 def test_module_codes_accept_int_and_string_ids() -> None:
-    module = {"integrations": {"telephony": {"additionalCodes": [
-        {"userId": 1, "code": "101"}, {"userId": "2", "code": 102}, {"userId": None, "code": "x"}, "junk"]}}}
+    module = {
+        "integrations": {
+            "telephony": {
+                "additionalCodes": [
+                    {"userId": 1, "code": "101"},
+                    {"userId": "2", "code": 102},
+                    {"userId": None, "code": "x"},
+                    "junk",
+                ]
+            }
+        }
+    }
     assert module_codes(module) == {"1": "101", "2": "102"}
     assert module_codes(None) == {} and module_codes({"integrations": None}) == {}
 
@@ -45,9 +55,15 @@ def test_merge_local_wins_and_differences_are_reported() -> None:
     users = [CrmUser(str(i), f"U{i}", None, True, True, "free") for i in (1, 2, 3, 4)]
     merged = merge(users, {"1": "101", "2": "102", "9": "109"}, {"2": "102", "3": "103", "1": "199"})
     got = {m.user.id: (m.extension, m.source, m.crm_extension, m.differs) for m in merged.managers}
-    assert got == {"1": ("101", "local", "199", True), "2": ("102", "local", "102", False),
-                   "3": ("103", "crm", "103", False), "4": (None, None, None, False)}
-    assert merged.differences == [{"user_id": "1", "local": "101", "crm": "199"},
-                                  {"user_id": "3", "local": None, "crm": "103"},
-                                  {"user_id": "9", "local": "109", "crm": None}]
+    assert got == {
+        "1": ("101", "local", "199", True),
+        "2": ("102", "local", "102", False),
+        "3": ("103", "crm", "103", False),
+        "4": (None, None, None, False),
+    }
+    assert merged.differences == [
+        {"user_id": "1", "local": "101", "crm": "199"},
+        {"user_id": "3", "local": None, "crm": "103"},
+        {"user_id": "9", "local": "109", "crm": None},
+    ]
     assert merged.unknown_users == ["9"]

@@ -17,23 +17,40 @@ T0 = datetime(2026, 1, 15, 9, 30, 0, tzinfo=UTC)
 
 def settings(**over: Any) -> RetailCrmSettings:
     data: dict[str, Any] = {
-        "domain": "https://shop.retailcrm.ru", "api_key": "k" * 32, "client_id": "c" * 32,
-        "timezone": "Europe/Moscow", "user_extensions": {"7": "101", "8": "102"},
+        "domain": "https://shop.retailcrm.ru",
+        "api_key": "k" * 32,
+        "client_id": "c" * 32,
+        "timezone": "Europe/Moscow",
+        "user_extensions": {"7": "101", "8": "102"},
     }
     data.update(over)
     return parse(data)
 
 
 def ev(event: str, **kw: Any) -> CallEvent:
-    base: dict[str, Any] = dict(call_id="1700000000.42", enterprise="0367", direction="in",
-                                phone="+79161234567", did="+74951112233", extension=None, at=T0)
+    base: dict[str, Any] = dict(
+        call_id="1700000000.42",
+        enterprise="0367",
+        direction="in",
+        phone="+79161234567",
+        did="+74951112233",
+        extension=None,
+        at=T0,
+    )
     base.update(kw)
     return CallEvent(event=event, **base)  # type: ignore[arg-type]
 
 
 def ended(result: str, **kw: Any) -> CallEvent:
-    fields: dict[str, Any] = dict(extensions=("101", "102"), answered_by=None, result=result,
-                                  ring_seconds=12.4, talk_seconds=0.0, started_at=T0, at=T0)
+    fields: dict[str, Any] = dict(
+        extensions=("101", "102"),
+        answered_by=None,
+        result=result,
+        ring_seconds=12.4,
+        talk_seconds=0.0,
+        started_at=T0,
+        at=T0,
+    )
     fields.update(kw)
     return ev("ended", **fields)
 
@@ -44,9 +61,15 @@ def test_ringing_in_gives_one_popup_for_that_extension() -> None:
     assert d.idempotency_key == "retailcrm:1700000000.42:event:ringing:101"
     assert d.expires_after == 60
     assert d.batch_key is None
-    assert d.payload == {"event": {
-        "phone": "+79161234567", "type": "in", "codes": ["101"], "callExternalId": "1700000000.42",
-        "externalPhone": "+74951112233"}}
+    assert d.payload == {
+        "event": {
+            "phone": "+79161234567",
+            "type": "in",
+            "codes": ["101"],
+            "callExternalId": "1700000000.42",
+            "externalPhone": "+74951112233",
+        }
+    }
 
 
 def test_ringing_out_is_type_out_and_honours_its_flag() -> None:
@@ -100,10 +123,16 @@ def test_answered_call_gives_hangup_event_and_upload() -> None:
     assert up.batch_key == "retailcrm:0367:calls_upload"
     assert up.payload["recording"] == "2026/01/15/1700000000.42.wav"
     assert up.payload["call"] == {
-        "type": "in", "phone": "+79161234567", "result": "answered", "duration": 66,
-        "durationWaiting": 12, "externalId": "1700000000.42", "externalPhone": "+74951112233",
+        "type": "in",
+        "phone": "+79161234567",
+        "result": "answered",
+        "duration": 66,
+        "durationWaiting": 12,
+        "externalId": "1700000000.42",
+        "externalPhone": "+74951112233",
         "date": "2026-01-15 12:30:00",  # Moscow is UTC+3
-        "code": "102", "userId": 8,
+        "code": "102",
+        "userId": 8,
     }
 
 
@@ -159,8 +188,11 @@ def test_nobody_rang_gives_upload_without_code_and_no_hangup() -> None:
 def test_payloads_are_json_round_trippable() -> None:
     import json
 
-    events = [ev("ringing", extension="101"), ended("answered", answered_by="101", recording="r.wav"),
-              ev("transferred", from_extension="101", to_extension="102", kind="attended")]
+    events = [
+        ev("ringing", extension="101"),
+        ended("answered", answered_by="101", recording="r.wav"),
+        ev("transferred", from_extension="101", to_extension="102", kind="attended"),
+    ]
     for e in events:
         for d in plan(e, settings()):
             assert json.loads(json.dumps(d.payload)) == d.payload

@@ -31,8 +31,9 @@ async def crm() -> AsyncIterator[FakeRetailCrm]:
 
 
 @pytest.fixture
-async def agent(db_dsn: str, make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
-                ) -> AsyncIterator[Agent]:
+async def agent(
+    db_dsn: str, make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[Agent]:
     caplog.set_level(logging.DEBUG)
     async with started(make_config, db_dsn) as a:
         yield a
@@ -42,7 +43,9 @@ async def logged(agent: Agent, event: str | None = None) -> list[dict[str, Any]]
     assert agent.pool is not None
     rows = await agent.pool.fetch(
         "SELECT event_type, status, error_message, request_data::text AS req, response_data::text AS resp"
-        " FROM integration_logs WHERE $1::text IS NULL OR event_type = $1 ORDER BY id", event)
+        " FROM integration_logs WHERE $1::text IS NULL OR event_type = $1 ORDER BY id",
+        event,
+    )
     return [dict(r) for r in rows]
 
 
@@ -56,8 +59,10 @@ async def assert_key_nowhere(agent: Agent, caplog: pytest.LogCaptureFixture, *an
 
 # -- test --------------------------------------------------------------------------------------------
 
-async def test_connection_lists_methods_or_says_why(agent: Agent, crm: FakeRetailCrm,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+
+async def test_connection_lists_methods_or_says_why(
+    agent: Agent, crm: FakeRetailCrm, caplog: pytest.LogCaptureFixture
+) -> None:
     token = admin_token(agent)
     await configure(agent, crm, token)
     status, ok = await call(agent, "POST", rc("/test"), token)
@@ -72,8 +77,7 @@ async def test_connection_lists_methods_or_says_why(agent: Agent, crm: FakeRetai
     crm.credentials = [m for m in ALL_METHODS if "telephony" not in m]
     status, no_tel = await call(agent, "POST", rc("/test"), token)
     assert no_tel["ok"] is False
-    assert no_tel["missing"] == ["/api/telephony/call/event", "/api/telephony/calls/upload",
-                                 "/api/telephony/manager"]
+    assert no_tel["missing"] == ["/api/telephony/call/event", "/api/telephony/calls/upload", "/api/telephony/manager"]
     assert "may not call /api/telephony/call/event" in no_tel["reason"]
 
     crm.account_exists = False
@@ -99,14 +103,16 @@ async def test_connection_needs_configuration(agent: Agent) -> None:
 
 # -- registration ------------------------------------------------------------------------------------
 
+
 def account_token(module: dict[str, Any]) -> tuple[str, dict[str, list[str]]]:
     url = urlsplit(module["accountUrl"])
     query = parse_qs(url.query)
     return query["token"][0], query
 
 
-async def test_register_reregister_and_deregister(agent: Agent, crm: FakeRetailCrm,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_register_reregister_and_deregister(
+    agent: Agent, crm: FakeRetailCrm, caplog: pytest.LogCaptureFixture
+) -> None:
     token = admin_token(agent)
     await configure(agent, crm, token, user_extensions={"1": "101", "2": "102"}, popup_out=False)
     public = agent.config.agent.public_url
@@ -121,10 +127,15 @@ async def test_register_reregister_and_deregister(agent: Agent, crm: FakeRetailC
     telephony = module["integrations"]["telephony"]
     assert telephony["makeCallUrl"] == f"{public}/retailcrm/make-call"
     assert telephony["changeUserStatusUrl"] == f"{public}/retailcrm/user-status"
-    assert (telephony["inputEventSupported"], telephony["outputEventSupported"],
-            telephony["hangupEventSupported"]) == (True, False, True)
+    assert (telephony["inputEventSupported"], telephony["outputEventSupported"], telephony["hangupEventSupported"]) == (
+        True,
+        False,
+        True,
+    )
     assert sorted(telephony["additionalCodes"], key=lambda c: c["userId"]) == [
-        {"userId": 1, "code": "101"}, {"userId": 2, "code": "102"}]
+        {"userId": 1, "code": "101"},
+        {"userId": 2, "code": "102"},
+    ]
 
     # the logo is an SVG the agent serves
     assert module["logo"] == f"{public}/static/retailcrm-logo.svg"
@@ -159,8 +170,11 @@ async def test_register_reregister_and_deregister(agent: Agent, crm: FakeRetailC
 
     rows = await logged(agent)
     assert [(r["event_type"], r["status"]) for r in rows] == [
-        ("register_module", "success"), ("register_module", "success"),
-        ("deactivate_module", "success"), ("deactivate_module", "success")]
+        ("register_module", "success"),
+        ("register_module", "success"),
+        ("deactivate_module", "success"),
+        ("deactivate_module", "success"),
+    ]
     for row in rows:  # neither the key nor an account token is stored in the log
         assert old not in row["req"] and new not in row["req"]
     await assert_key_nowhere(agent, caplog, first, second, gone)
@@ -195,12 +209,15 @@ async def test_register_disabled_integration_is_refused(agent: Agent, crm: FakeR
 
 # -- mapping ---------------------------------------------------------------------------------------
 
+
 async def test_managers_merge_local_and_crm_codes(agent: Agent, crm: FakeRetailCrm) -> None:
     token = admin_token(agent)
     await configure(agent, crm, token, user_extensions={"1": "101", "2": "102", "9": "109"})
     assert (await call(agent, "POST", rc("/register"), token))[0] == 200
     crm.modules[CODE]["integrations"]["telephony"]["additionalCodes"] = [
-        {"userId": "2", "code": "199"}, {"userId": 3, "code": "103"}]  # edited in RetailCRM meanwhile
+        {"userId": "2", "code": "199"},
+        {"userId": 3, "code": "103"},
+    ]  # edited in RetailCRM meanwhile
     status, body = await call(agent, "GET", rc("/managers"), token)
     assert status == 200, body
     by_id = {m["user_id"]: m for m in body["managers"]}
@@ -210,15 +227,19 @@ async def test_managers_merge_local_and_crm_codes(agent: Agent, crm: FakeRetailC
     assert (by_id["3"]["extension"], by_id["3"]["source"]) == ("103", "crm")
     assert by_id["1"]["name"] == "User1 Test"
     assert body["differences"] == [
-        {"user_id": "1", "local": "101", "crm": None}, {"user_id": "2", "local": "102", "crm": "199"},
-        {"user_id": "3", "local": None, "crm": "103"}, {"user_id": "9", "local": "109", "crm": None}]
+        {"user_id": "1", "local": "101", "crm": None},
+        {"user_id": "2", "local": "102", "crm": "199"},
+        {"user_id": "3", "local": None, "crm": "103"},
+        {"user_id": "9", "local": "109", "crm": None},
+    ]
     assert body["unknown_users"] == ["9"]
     assert body["module_registered"] is True
     assert {r["event_type"] for r in await logged(agent)} == {"register_module", "list_managers"}
 
 
-async def test_put_extensions_reassigns_and_syncs_codes(agent: Agent, crm: FakeRetailCrm, db_dsn: str,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+async def test_put_extensions_reassigns_and_syncs_codes(
+    agent: Agent, crm: FakeRetailCrm, db_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     token = admin_token(agent)
     await configure(agent, crm, token, user_extensions={"1": "101", "2": "102"})
     assert (await call(agent, "POST", rc("/register"), token))[0] == 200
@@ -244,8 +265,9 @@ async def test_put_extensions_reassigns_and_syncs_codes(agent: Agent, crm: FakeR
     status, body = await call(agent, "PUT", rc("/extensions"), token, {"user_extensions": {"2": None}})
     assert body["user_extensions"] == {"3": "101"} and body["moved"] == []
 
-    status, body = await call(agent, "PUT", rc("/extensions"), token,
-                              {"user_extensions": {"1": "105", "2": "106"}, "replace": True})
+    status, body = await call(
+        agent, "PUT", rc("/extensions"), token, {"user_extensions": {"1": "105", "2": "106"}, "replace": True}
+    )
     assert body["user_extensions"] == {"1": "105", "2": "106"}
 
     status, dup = await call(agent, "PUT", rc("/extensions"), token, {"user_extensions": {"1": "7", "2": "7"}})
@@ -254,8 +276,9 @@ async def test_put_extensions_reassigns_and_syncs_codes(agent: Agent, crm: FakeR
     assert status == 400 and bad["field"] == "user_extensions.x"
     status, bad = await call(agent, "PUT", rc("/extensions"), token, {"user_extensions": ["7"]})
     assert status == 400 and bad["field"] == "user_extensions"
-    assert (await call(agent, "GET", f"/api/enterprises/{ENTERPRISE}/integrations/retailcrm", token)
-            )[1]["user_extensions"] == {"1": "105", "2": "106"}
+    assert (await call(agent, "GET", f"/api/enterprises/{ENTERPRISE}/integrations/retailcrm", token))[1][
+        "user_extensions"
+    ] == {"1": "105", "2": "106"}
     assert [r["status"] for r in await logged(agent, "sync_codes")] == ["success"] * 6  # get + edit, 3 times
     await assert_key_nowhere(agent, caplog, body, stored)
 
@@ -263,8 +286,13 @@ async def test_put_extensions_reassigns_and_syncs_codes(agent: Agent, crm: FakeR
 async def test_put_extensions_without_module_saves_and_says_sync_failed(agent: Agent, crm: FakeRetailCrm) -> None:
     token = admin_token(agent)
     await configure(agent, crm, token)
-    await call(agent, "PUT", f"/api/enterprises/{ENTERPRISE}/extensions", token,
-               {"extensions": [{"extension": "101", "display_name": "Anna"}]})
+    await call(
+        agent,
+        "PUT",
+        f"/api/enterprises/{ENTERPRISE}/extensions",
+        token,
+        {"extensions": [{"extension": "101", "display_name": "Anna"}]},
+    )
     status, body = await call(agent, "PUT", rc("/extensions"), token, {"user_extensions": {"1": "101", "2": "555"}})
     assert status == 200
     assert body["user_extensions"] == {"1": "101", "2": "555"}
@@ -278,16 +306,26 @@ async def test_enterprise_extensions_list(agent: Agent) -> None:
     assert (await call(agent, "GET", path, token))[0] == 404
     await call(agent, "PUT", f"/api/enterprises/{ENTERPRISE}", token, {"name": "x"})
     assert await call(agent, "GET", path, token) == (200, {"extensions": []})
-    items = [{"extension": "102", "display_name": "Boris "}, {"extension": "101", "display_name": "Anna"},
-             {"extension": "1000"}]
+    items = [
+        {"extension": "102", "display_name": "Boris "},
+        {"extension": "101", "display_name": "Anna"},
+        {"extension": "1000"},
+    ]
     status, body = await call(agent, "PUT", path, token, {"extensions": items})
     assert status == 200 and len(body["extensions"]) == 3
-    assert (await call(agent, "GET", path, token))[1] == {"extensions": [
-        {"extension": "101", "display_name": "Anna"}, {"extension": "102", "display_name": "Boris"},
-        {"extension": "1000", "display_name": ""}]}
-    for bad, field in (({"extensions": [{"extension": "1 2"}]}, "extensions[0].extension"),
-                       ({"extensions": [{"extension": "1"}, {"extension": "1"}]}, "extensions[1].extension"),
-                       ({"extensions": "101"}, "extensions"), ({"list": []}, "list")):
+    assert (await call(agent, "GET", path, token))[1] == {
+        "extensions": [
+            {"extension": "101", "display_name": "Anna"},
+            {"extension": "102", "display_name": "Boris"},
+            {"extension": "1000", "display_name": ""},
+        ]
+    }
+    for bad, field in (
+        ({"extensions": [{"extension": "1 2"}]}, "extensions[0].extension"),
+        ({"extensions": [{"extension": "1"}, {"extension": "1"}]}, "extensions[1].extension"),
+        ({"extensions": "101"}, "extensions"),
+        ({"list": []}, "list"),
+    ):
         status, answer = await call(agent, "PUT", path, token, bad)
         assert (status, answer["field"]) == (400, field)
     assert len((await call(agent, "GET", path, token))[1]["extensions"]) == 3

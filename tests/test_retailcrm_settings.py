@@ -9,7 +9,8 @@ import pytest
 from connectors.retailcrm.settings import DEFAULT_CODE, SECRET_FIELDS, SettingsError, parse
 
 GOOD: dict[str, Any] = {
-    "domain": "https://Shop.RetailCRM.ru/", "api_key": "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6",
+    "domain": "https://Shop.RetailCRM.ru/",
+    "api_key": "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6",
     "timezone": "Europe/Moscow",
 }
 

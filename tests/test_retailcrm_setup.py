@@ -16,16 +16,26 @@ from tests.fakes.retailcrm import ALL_METHODS, FakeRetailCrm
 
 KEY = "Zq8PLr2mWx7TaK4nB9vC1dE6fG3hJ5kY"
 CLIENT_ID = "cid-" + "7" * 28
-URLS = ModuleUrls(base_url="https://pbx.example.com", logo="https://pbx.example.com/static/logo.svg",
-                  make_call="https://pbx.example.com/retailcrm/make-call",
-                  change_user_status="https://pbx.example.com/retailcrm/status",
-                  account="https://pbx.example.com/admin/retailcrm", activity="/retailcrm/activity")
+URLS = ModuleUrls(
+    base_url="https://pbx.example.com",
+    logo="https://pbx.example.com/static/logo.svg",
+    make_call="https://pbx.example.com/retailcrm/make-call",
+    change_user_status="https://pbx.example.com/retailcrm/status",
+    account="https://pbx.example.com/admin/retailcrm",
+    activity="/retailcrm/activity",
+)
 
 
 def settings_for(fake: FakeRetailCrm, **over: Any) -> RetailCrmSettings:
-    data: dict[str, Any] = {"domain": fake.url, "api_key": KEY, "client_id": CLIENT_ID,
-                            "timezone": "Europe/Moscow", "user_extensions": {"7": "101", "8": "102"},
-                            "site": "shop-1", "external_phone": "+74951112233"}
+    data: dict[str, Any] = {
+        "domain": fake.url,
+        "api_key": KEY,
+        "client_id": CLIENT_ID,
+        "timezone": "Europe/Moscow",
+        "user_extensions": {"7": "101", "8": "102"},
+        "site": "shop-1",
+        "external_phone": "+74951112233",
+    }
     data.update(over)
     return parse(data)
 
@@ -46,6 +56,7 @@ async def client(crm: FakeRetailCrm) -> AsyncIterator[RetailCrmClient]:
 
 
 # -- find_responsible ------------------------------------------------------------------------------
+
 
 async def test_find_responsible(crm: FakeRetailCrm, client: RetailCrmClient) -> None:
     crm.set_manager("8 (916) 123-45-67", {"id": 7, "firstName": "Anna", "lastName": "Petrova", "code": "101"})
@@ -75,6 +86,7 @@ async def test_find_responsible_failure_raises(crm: FakeRetailCrm, client: Retai
 
 # -- test_connection ------------------------------------------------------------------------------
 
+
 async def test_connection_ok(crm: FakeRetailCrm, client: RetailCrmClient) -> None:
     report = await client.test_connection()
     assert report.ok, report.reason
@@ -94,8 +106,7 @@ async def test_connection_wrong_key(crm: FakeRetailCrm) -> None:
 
 async def test_connection_without_telephony_permission() -> None:
     allowed = [m for m in ALL_METHODS if "telephony" not in m]
-    async with FakeRetailCrm(api_key=KEY, credentials=allowed) as fake, \
-            RetailCrmClient(settings_for(fake)) as c:
+    async with FakeRetailCrm(api_key=KEY, credentials=allowed) as fake, RetailCrmClient(settings_for(fake)) as c:
         report = await c.test_connection()
         assert not report.ok
         assert report.missing == tuple(m for m in REQUIRED_METHODS if "telephony" in m)
@@ -108,10 +119,13 @@ async def test_connection_without_telephony_permission() -> None:
 
 
 async def test_connection_accepts_versioned_and_concrete_code_paths() -> None:
-    listed = ["/api/v5/telephony/call/event", "/api/telephony/calls/upload/", "telephony/manager",
-              "/api/integration-modules/pbx-agent/edit"]
-    async with FakeRetailCrm(api_key=KEY, credentials=listed) as fake, \
-            RetailCrmClient(settings_for(fake)) as c:
+    listed = [
+        "/api/v5/telephony/call/event",
+        "/api/telephony/calls/upload/",
+        "telephony/manager",
+        "/api/integration-modules/pbx-agent/edit",
+    ]
+    async with FakeRetailCrm(api_key=KEY, credentials=listed) as fake, RetailCrmClient(settings_for(fake)) as c:
         report = await c.test_connection()
     assert report.ok, report.reason
     assert report.missing_optional == ("/api/integration-modules/{code}", "/api/users")
@@ -129,6 +143,7 @@ async def test_connection_unreachable() -> None:
 
 
 # -- the module -----------------------------------------------------------------------------------
+
 
 async def test_register_module_creates_then_updates(crm: FakeRetailCrm, client: RetailCrmClient) -> None:
     first = await client.register_module(URLS)
@@ -150,8 +165,7 @@ async def test_register_module_creates_then_updates(crm: FakeRetailCrm, client: 
     assert tel["changeUserStatusUrl"] == URLS.change_user_status
     assert tel["additionalCodes"] == [{"userId": 7, "code": "101"}, {"userId": 8, "code": "102"}]
     assert tel["externalPhones"] == [{"siteCode": "shop-1", "externalPhone": "+74951112233"}]
-    assert (tel["inputEventSupported"], tel["outputEventSupported"], tel["hangupEventSupported"]) == (
-        True, True, True)
+    assert (tel["inputEventSupported"], tel["outputEventSupported"], tel["hangupEventSupported"]) == (True, True, True)
     # the client id is a secret too: it identifies RetailCRM's callbacks
     assert all(CLIENT_ID not in repr(o) for _, o in client.seen)  # type: ignore[attr-defined]
 
@@ -165,12 +179,27 @@ async def test_register_module_reports_unknown_users(crm: FakeRetailCrm) -> None
 @pytest.mark.parametrize(
     ("urls", "field"),
     [
-        (ModuleUrls(base_url="https://pbx.example.com", logo="https://pbx.example.com/logo.png",
-                    make_call="https://pbx.example.com/c"), "logo"),
-        (ModuleUrls(base_url="", logo="https://pbx.example.com/logo.svg",
-                    make_call="https://pbx.example.com/c"), "baseUrl"),
-        (ModuleUrls(base_url="https://pbx.example.com", logo="https://pbx.example.com/logo.svg",
-                    make_call="https://pbx.example.com/c", activity=None), None),
+        (
+            ModuleUrls(
+                base_url="https://pbx.example.com",
+                logo="https://pbx.example.com/logo.png",
+                make_call="https://pbx.example.com/c",
+            ),
+            "logo",
+        ),
+        (
+            ModuleUrls(base_url="", logo="https://pbx.example.com/logo.svg", make_call="https://pbx.example.com/c"),
+            "baseUrl",
+        ),
+        (
+            ModuleUrls(
+                base_url="https://pbx.example.com",
+                logo="https://pbx.example.com/logo.svg",
+                make_call="https://pbx.example.com/c",
+                activity=None,
+            ),
+            None,
+        ),
     ],
 )
 async def test_module_edit_rules(client: RetailCrmClient, urls: ModuleUrls, field: str | None) -> None:
@@ -190,15 +219,18 @@ async def test_fake_refuses_unknown_actions_and_code_prefix(crm: FakeRetailCrm) 
 
     import httpx
 
-    module = {"code": "pbx-agent", "clientId": "x" * 20, "baseUrl": "https://a.example",
-              "logo": "https://a.example/l.svg", "actions": {"activity": "/a", "install": "/i"}}
+    module = {
+        "code": "pbx-agent",
+        "clientId": "x" * 20,
+        "baseUrl": "https://a.example",
+        "logo": "https://a.example/l.svg",
+        "actions": {"activity": "/a", "install": "/i"},
+    }
     async with httpx.AsyncClient(base_url=crm.url, headers={"X-API-KEY": KEY}) as raw:
-        r = await raw.post("/api/v5/integration-modules/pbx-agent/edit",
-                           data={"integrationModule": json.dumps(module)})
+        r = await raw.post("/api/v5/integration-modules/pbx-agent/edit", data={"integrationModule": json.dumps(module)})
         assert r.status_code == 400 and "actions" in r.json()["errors"]
         module = {**module, "actions": {"activity": "/a"}, "integrationCode": "other"}
-        r = await raw.post("/api/v5/integration-modules/pbx-agent/edit",
-                           data={"integrationModule": json.dumps(module)})
+        r = await raw.post("/api/v5/integration-modules/pbx-agent/edit", data={"integrationModule": json.dumps(module)})
         assert r.json()["errors"] == {"code": "Code prefix must match integrationCode"}
         r = await raw.post("/api/v5/integration-modules/pbx-agent/edit", data={"x": "1"})
         assert r.json()["errorMsg"] == "Parameter 'integrationModule' is missing"
@@ -234,6 +266,7 @@ async def test_set_additional_codes_replaces_the_list(crm: FakeRetailCrm, client
 
 # -- users ----------------------------------------------------------------------------------------
 
+
 async def test_users_paginated(crm: FakeRetailCrm, client: RetailCrmClient) -> None:
     crm.users.clear()
     crm.add_users(250)
@@ -254,6 +287,7 @@ async def test_users_bad_limit_is_refused(client: RetailCrmClient) -> None:
 
 
 # -- every exchange is visible, none shows the key --------------------------------------------------
+
 
 async def test_exchange_hook_and_logs_never_show_secrets(
     crm: FakeRetailCrm, client: RetailCrmClient, caplog: pytest.LogCaptureFixture

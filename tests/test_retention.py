@@ -18,29 +18,42 @@ FINAL = {"done", "failed", "dead", "expired"}
 
 
 async def add_log(pool: database.Pool, days_ago: float) -> int:
-    return int(await pool.fetchval(
-        "INSERT INTO integration_logs (enterprise_number, integration_type, event_type, status, request_data,"
-        " created_at) VALUES ('0001', 'retailcrm', 'calls_upload', 'success', '{\"a\": 1}',"
-        " now() - $1::float8 * interval '1 day') RETURNING id",
-        days_ago))
+    return int(
+        await pool.fetchval(
+            "INSERT INTO integration_logs (enterprise_number, integration_type, event_type, status, request_data,"
+            " created_at) VALUES ('0001', 'retailcrm', 'calls_upload', 'success', '{\"a\": 1}',"
+            " now() - $1::float8 * interval '1 day') RETURNING id",
+            days_ago,
+        )
+    )
 
 
 async def add_delivery(pool: database.Pool, key: str, status: str, days_ago: float) -> None:
     await pool.execute(
         "INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, status,"
         " created_at, updated_at) VALUES ($1, '0001', 'amocrm', 'call', '{}', $2,"
-        " now() - $3::float8 * interval '1 day', now() - $3::float8 * interval '1 day')", key, status, days_ago)
+        " now() - $3::float8 * interval '1 day', now() - $3::float8 * interval '1 day')",
+        key,
+        status,
+        days_ago,
+    )
 
 
 async def add_steps(pool: database.Pool, key: str) -> None:
-    await pool.execute("INSERT INTO amocrm_call_steps (idempotency_key, enterprise_number, steps)"
-                       " VALUES ($1, '0001', '{\"recorded\": {}}')", key)
+    await pool.execute(
+        "INSERT INTO amocrm_call_steps (idempotency_key, enterprise_number, steps)"
+        " VALUES ($1, '0001', '{\"recorded\": {}}')",
+        key,
+    )
 
 
 async def add_call(pool: database.Pool, call_id: str, days_ago: float) -> None:
     await pool.execute(
         "INSERT INTO calls (call_id, enterprise_number, direction, result, ended_at)"
-        " VALUES ($1, '0001', 'in', 'answered', now() - $2::float8 * interval '1 day')", call_id, days_ago)
+        " VALUES ($1, '0001', 'in', 'answered', now() - $2::float8 * interval '1 day')",
+        call_id,
+        days_ago,
+    )
 
 
 async def keys(pool: database.Pool, table: str) -> set[str]:
@@ -59,12 +72,18 @@ async def test_old_rows_go_new_stay_and_unfinished_deliveries_never(pool: databa
         await add_steps(pool, f"amocrm:old-{status}:call")
         await add_steps(pool, f"amocrm:new-{status}:call")
     await add_call(pool, "ancient", 3000)
-    await pool.execute("INSERT INTO admin_sessions (id_hash, role, expires_at) VALUES ('\\x01', 'admin',"
-                       " now() - interval '1 minute'), ('\\x02', 'admin', now() + interval '1 hour')")
-    await pool.execute("INSERT INTO admin_links_used (jti, expires_at) VALUES"
-                       " ('old', now() - interval '2 days'), ('recent', now() - interval '1 hour')")
-    await pool.execute("INSERT INTO amocrm_oauth_states (nonce, enterprise_number, expires_at) VALUES"
-                       " ('old', '0001', now() - interval '2 days'), ('recent', '0001', now())")
+    await pool.execute(
+        "INSERT INTO admin_sessions (id_hash, role, expires_at) VALUES ('\\x01', 'admin',"
+        " now() - interval '1 minute'), ('\\x02', 'admin', now() + interval '1 hour')"
+    )
+    await pool.execute(
+        "INSERT INTO admin_links_used (jti, expires_at) VALUES"
+        " ('old', now() - interval '2 days'), ('recent', now() - interval '1 hour')"
+    )
+    await pool.execute(
+        "INSERT INTO amocrm_oauth_states (nonce, enterprise_number, expires_at) VALUES"
+        " ('old', '0001', now() - interval '2 days'), ('recent', '0001', now())"
+    )
     metrics = Metrics()
 
     result = await Pruner(pool, RetentionSection(), metrics).run_once()
@@ -79,8 +98,14 @@ async def test_old_rows_go_new_stay_and_unfinished_deliveries_never(pool: databa
     assert await pool.fetchval("SELECT array_agg(jti) FROM admin_links_used") == ["recent"]
     assert await pool.fetchval("SELECT array_agg(nonce) FROM amocrm_oauth_states") == ["recent"]
     assert not result.skipped
-    assert result.deleted == {"integration_logs": 1, "deliveries": 4, "amocrm_call_steps": 4,
-                              "admin_sessions": 1, "admin_links_used": 1, "amocrm_oauth_states": 1}
+    assert result.deleted == {
+        "integration_logs": 1,
+        "deliveries": 4,
+        "amocrm_call_steps": 4,
+        "admin_sessions": 1,
+        "admin_links_used": 1,
+        "amocrm_oauth_states": 1,
+    }
     for table, n in result.deleted.items():
         assert metrics.registry.get_sample_value("pbx_agent_pruned_rows_total", {"table": table}) == n
 
@@ -92,8 +117,11 @@ async def test_zero_keeps_each_table(pool: database.Pool) -> None:
     await add_call(pool, "new", 1)
 
     await Pruner(pool, RetentionSection(logs_days=0, deliveries_days=0, calls_days=0)).run_once()
-    assert (await count(pool, "integration_logs"), await count(pool, "deliveries"), await count(pool, "calls")) \
-        == (1, 1, 2)
+    assert (await count(pool, "integration_logs"), await count(pool, "deliveries"), await count(pool, "calls")) == (
+        1,
+        1,
+        2,
+    )
 
     result = await Pruner(pool, RetentionSection(logs_days=0, deliveries_days=0, calls_days=90)).run_once()
     assert result.deleted == {"calls": 1}
@@ -162,8 +190,9 @@ async def test_a_delivery_being_retried_is_neither_waited_for_nor_deleted(pool: 
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT 1 FROM deliveries WHERE idempotency_key = 'amocrm:busy:call' FOR UPDATE")
         result = await asyncio.wait_for(Pruner(pool, RetentionSection()).run_once(), 10)
-        await conn.execute("UPDATE deliveries SET status = 'pending', updated_at = now()"
-                           " WHERE idempotency_key = 'amocrm:busy:call'")
+        await conn.execute(
+            "UPDATE deliveries SET status = 'pending', updated_at = now() WHERE idempotency_key = 'amocrm:busy:call'"
+        )
     assert result.deleted == {"deliveries": 1}
     assert await keys(pool, "deliveries") == {"amocrm:busy:call"}
 

@@ -15,8 +15,9 @@ from agent.routing import Answer, CacheSettings, Manager, ResponsibleLookup, Rou
 from tests.agi_env import CUSTOMER_A, CUSTOMER_B, UNKNOWN, wait_for
 from tests.fakes.crm_lookup import FakeResponsibleCrm, HttpLookup
 
-SETTINGS = CacheSettings(found_ttl_s=600, not_found_ttl_s=60, stale_s=3600, failure_ttl_s=10,
-                         enterprise_ttl_s=300, fetch_timeout_s=2)
+SETTINGS = CacheSettings(
+    found_ttl_s=600, not_found_ttl_s=60, stale_s=3600, failure_ttl_s=10, enterprise_ttl_s=300, fetch_timeout_s=2
+)
 
 
 class Clock:
@@ -95,16 +96,18 @@ async def test_not_found_is_cached_shorter_and_entries_expire_past_stale(crms: C
     await router.close()
 
 
-async def test_crm_failure_serves_the_last_good_value_and_backs_off(crms: Crms,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_crm_failure_serves_the_last_good_value_and_backs_off(
+    crms: Crms, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = Clock()
     router = router_over([crms.lookup(crms.a, "retailcrm")], clock)
     assert (await router.resolve("100", CUSTOMER_A)).extension == "150"
     crms.a.fail = True
     clock.now += 601
     with caplog.at_level(logging.INFO, logger="agent.routing"):
-        assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "150", "Ivan", "retailcrm",
-                                                           cached=True, source="crm")
+        assert router.cached("100", CUSTOMER_A) == Answer(
+            Status.FOUND, "150", "Ivan", "retailcrm", cached=True, source="crm"
+        )
         await settle(router)
         assert crms.a.requests == 2
         for _ in range(3):  # the failed refresh kept the old value; no new request within failure_ttl_s
@@ -139,18 +142,23 @@ async def test_crm_failure_with_nothing_cached_is_unavailable_and_remembered(crm
     await router.close()
 
 
-@pytest.mark.parametrize(("a", "b", "expected"), [
-    ("found", "fail", (Status.FOUND, "150", "retailcrm")),
-    ("none", "found", (Status.FOUND, "151", "amocrm")),
-    ("none", "none", (Status.NOT_FOUND, "", "")),
-    ("none", "fail", (Status.UNAVAILABLE, "", "amocrm")),
-    ("unmapped", "found", (Status.FOUND, "151", "amocrm")),
-    ("unmapped", "none", (Status.NOT_FOUND, "", "retailcrm")),
-])
-async def test_every_enabled_crm_is_asked_and_a_mapped_manager_wins(crms: Crms, a: str, b: str,
-                                                                    expected: tuple[Status, str, str]) -> None:
-    crms.a.responsible = {CUSTOMER_A: ("7", "Ivan")} if a == "found" else (
-        {CUSTOMER_A: ("77", "Unmapped")} if a == "unmapped" else {})
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("found", "fail", (Status.FOUND, "150", "retailcrm")),
+        ("none", "found", (Status.FOUND, "151", "amocrm")),
+        ("none", "none", (Status.NOT_FOUND, "", "")),
+        ("none", "fail", (Status.UNAVAILABLE, "", "amocrm")),
+        ("unmapped", "found", (Status.FOUND, "151", "amocrm")),
+        ("unmapped", "none", (Status.NOT_FOUND, "", "retailcrm")),
+    ],
+)
+async def test_every_enabled_crm_is_asked_and_a_mapped_manager_wins(
+    crms: Crms, a: str, b: str, expected: tuple[Status, str, str]
+) -> None:
+    crms.a.responsible = (
+        {CUSTOMER_A: ("7", "Ivan")} if a == "found" else ({CUSTOMER_A: ("77", "Unmapped")} if a == "unmapped" else {})
+    )
     crms.b.responsible = {CUSTOMER_A: ("8", "Anna")} if b == "found" else {}
     crms.b.fail = b == "fail"
     crms.b.delay = 0.05  # concurrent, not one after the other
@@ -167,8 +175,9 @@ async def test_within_answers_timeout_and_the_lookup_goes_on(crms: Crms) -> None
     assert await router.resolve("100", CUSTOMER_A, within=0.05) == Answer(Status.TIMEOUT)
     assert router.background == 1
     await settle(router)
-    assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "150", "Ivan", "retailcrm",
-                                                           cached=True, source="crm")
+    assert router.cached("100", CUSTOMER_A) == Answer(
+        Status.FOUND, "150", "Ivan", "retailcrm", cached=True, source="crm"
+    )
     await router.close()
 
 
@@ -182,8 +191,9 @@ async def test_invalidation_detaches_a_lookup_in_flight(crms: Crms) -> None:
     assert (await router.resolve("100", CUSTOMER_A)).extension == "151"  # not joined to the old request
     assert (await waiting).extension == "150"
     await settle(router)
-    assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "151", "Anna", "retailcrm",
-                                                           cached=True, source="crm")
+    assert router.cached("100", CUSTOMER_A) == Answer(
+        Status.FOUND, "151", "Anna", "retailcrm", cached=True, source="crm"
+    )
     await router.close()
 
 

@@ -42,10 +42,15 @@ async def fake_crm() -> AsyncIterator[FakeRetailCrm]:
 
 async def api(agent: Agent, method: str, body: Any = None, number: str = ENTERPRISE) -> tuple[int, Any]:
     token = TokenSigner(load_or_create_secret(agent.config.agent.state_dir)).issue(None, 1)
-    async with aiohttp.ClientSession() as session, session.request(
-            method, f"http://127.0.0.1:{agent.http_port}/api/enterprises/{number}/routing",
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method,
+            f"http://127.0.0.1:{agent.http_port}/api/enterprises/{number}/routing",
             headers={"Authorization": f"Bearer {token}"},
-            data=None if body is None else json.dumps(body).encode()) as resp:
+            data=None if body is None else json.dumps(body).encode(),
+        ) as resp,
+    ):
         return resp.status, await resp.json()
 
 
@@ -64,14 +69,18 @@ async def until(agent: Agent, request: bytes, status: str, tries: int = 200) -> 
     return got
 
 
-async def test_each_status_and_rule_changes_through_the_api(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                                            make_config: Callable[..., Config]) -> None:
+async def test_each_status_and_rule_changes_through_the_api(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     config = make_config(db_dsn)
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
     async with running(replace(config, pbx=())) as agent:
         found = await until(agent, ask(CUSTOMER_A), "FOUND")
         assert (found.exten, found.variables["REDIRECT_SOURCE"], found.variables["REDIRECT_REASON"]) == (
-            "150", "crm", "")
+            "150",
+            "crm",
+            "",
+        )
 
         # blocked: answered at once, no CRM asked
         assert await api(agent, "PUT", {"blocklist": ["+37544*"]}) == (200, {"blocklist": ["+37544*"]})
@@ -104,7 +113,10 @@ async def test_each_status_and_rule_changes_through_the_api(fake_crm: FakeRetail
         assert (await api(agent, "PUT", {"managers": {"150": {"hours": {}}}}))[0] == 200
         off = await until(agent, ask(CUSTOMER_A), "UNAVAILABLE")
         assert (off.exten, off.variables["REDIRECT_REASON"], off.variables["REDIRECT_MANAGER"]) == (
-            "", "off_hours", "Ivan Petrov")
+            "",
+            "off_hours",
+            "Ivan Petrov",
+        )
 
         # the manager's RetailCRM status (changeUserStatusUrl): dinner -> away, busy -> busy
         assert (await until(agent, ask(CUSTOMER_B), "FOUND")).exten == "151"
@@ -118,14 +130,19 @@ async def test_each_status_and_rule_changes_through_the_api(fake_crm: FakeRetail
             assert (await until(agent, ask(CUSTOMER_B), "FOUND")).exten == "151"
 
 
-async def test_api_validates_and_stores(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                        make_config: Callable[..., Config]) -> None:
+async def test_api_validates_and_stores(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     config = make_config(db_dsn)
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
     async with running(replace(config, pbx=())) as agent:
         assert await api(agent, "GET") == (200, {})
-        rules = {"timezone": "Europe/Berlin", "hours": {"mon": [["09:00", "18:00"]]}, "history_days": 14,
-                 "did_rules": {"+375173880000": {"default_extension": "150", "crm_delivery": False}}}
+        rules = {
+            "timezone": "Europe/Berlin",
+            "hours": {"mon": [["09:00", "18:00"]]},
+            "history_days": 14,
+            "did_rules": {"+375173880000": {"default_extension": "150", "crm_delivery": False}},
+        }
         assert await api(agent, "PUT", rules) == (200, rules)
         assert await api(agent, "GET") == (200, rules)
         status, body = await api(agent, "PUT", {"hours": {"mon": [["18:00", "09:00"]]}})
@@ -146,8 +163,9 @@ async def wait_rows(pool: Pool, query: str, *args: object, within: float = 20.0)
             await asyncio.sleep(0.05)
 
 
-async def test_history_after_a_replayed_answered_call(pool: Pool, db_dsn: str,
-                                                      make_config: Callable[..., Config]) -> None:
+async def test_history_after_a_replayed_answered_call(
+    pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     """FakeAmi -> agent -> calls table -> the next AGI request from that number is FOUND via history,
     also for an agent that starts afterwards (the answer then comes from the database)."""
     stream = (recordings.recordings_dir() / "a_incoming_answered.ami").read_bytes()
@@ -158,8 +176,9 @@ async def test_history_after_a_replayed_answered_call(pool: Pool, db_dsn: str,
             async with running(config) as agent:
                 assert (await until(agent, ask(CUSTOMER_A), "NOT_FOUND")).exten == ""
                 assert (await api(agent, "PUT", {"history_days": 3650}))[0] == 200
-                rows = await wait_rows(pool, "SELECT phone, answered_by FROM calls WHERE enterprise_number = $1",
-                                       ENTERPRISE)
+                rows = await wait_rows(
+                    pool, "SELECT phone, answered_by FROM calls WHERE enterprise_number = $1", ENTERPRISE
+                )
                 assert [(r["phone"], r["answered_by"]) for r in rows] == [(CUSTOMER_A, "150")]
                 got = await until(agent, ask(CUSTOMER_A), "FOUND")
                 assert (got.status, got.exten, got.variables["REDIRECT_SOURCE"]) == ("FOUND", "150", "history")
@@ -171,8 +190,9 @@ async def test_history_after_a_replayed_answered_call(pool: Pool, db_dsn: str,
             assert (await until(fresh, ask(CUSTOMER_A), "NOT_FOUND")).exten == ""
 
 
-async def test_blocked_caller_produces_no_crm_traffic(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                                      make_config: Callable[..., Config]) -> None:
+async def test_blocked_caller_produces_no_crm_traffic(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     stream = (recordings.recordings_dir() / "a_incoming_answered.ami").read_bytes()
     async with FakeAmi(stream, speed=math.inf, pause_at=0) as ami:
         config = replace(make_config(db_dsn), pbx=(replace(pbx_for(ami), enterprise=ENTERPRISE),))
@@ -189,8 +209,9 @@ async def test_blocked_caller_produces_no_crm_traffic(fake_crm: FakeRetailCrm, p
             assert fake_crm.requests[before:] == []  # no lookup, no delivery
 
 
-async def test_did_with_crm_delivery_off_sends_nothing(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                                       make_config: Callable[..., Config]) -> None:
+async def test_did_with_crm_delivery_off_sends_nothing(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     stream = (recordings.recordings_dir() / "a_incoming_answered.ami").read_bytes()
     async with FakeAmi(stream, speed=math.inf, pause_at=0) as ami:
         config = replace(make_config(db_dsn), pbx=(replace(pbx_for(ami), enterprise=ENTERPRISE),))

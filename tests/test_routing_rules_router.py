@@ -61,8 +61,16 @@ class Env:
             hit = self.history.get(phone)
             return hit if hit is not None and hit[1] >= since else None
 
-        return Router(source, default_region="BY", settings=CacheSettings(fetch_timeout_s=2),
-                      timer=self.clocks.timer, clock=self.clocks.clock, rules=rules, away=away, history=history)
+        return Router(
+            source,
+            default_region="BY",
+            settings=CacheSettings(fetch_timeout_s=2),
+            timer=self.clocks.timer,
+            clock=self.clocks.clock,
+            rules=rules,
+            away=away,
+            history=history,
+        )
 
 
 @pytest.fixture
@@ -112,8 +120,9 @@ async def test_manager_off_hours_and_away(env: Env) -> None:
     off = await router.resolve("100", CUSTOMER_A)
     assert (off.status, off.extension, off.manager, off.reason) == (Status.UNAVAILABLE, "", "Ivan", "off_hours")
     env.clocks.wall = datetime(2026, 11, 27, 10, 0, tzinfo=BERLIN)
-    assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "150", "Ivan", "retailcrm", cached=True,
-                                                      source="crm")
+    assert router.cached("100", CUSTOMER_A) == Answer(
+        Status.FOUND, "150", "Ivan", "retailcrm", cached=True, source="crm"
+    )
     env.away[("retailcrm", "7")] = "away"
     router.invalidate("100")
     away = await router.resolve("100", CUSTOMER_A)
@@ -136,8 +145,21 @@ async def test_history_answers_and_a_new_answered_call_counts_at_once(env: Env) 
     env.clocks.wall += timedelta(days=31)  # older than history_days: no longer used
     assert router.cached("100", UNKNOWN) == Answer(Status.NOT_FOUND, cached=True)
     # a CRM manager wins over history
-    router.note_answered(CallEvent("ended", "c10", "100", "in", CUSTOMER_A, None, "152", env.clocks.wall,
-                                   answered_by="152", result="answered", ended_at=env.clocks.wall))
+    router.note_answered(
+        CallEvent(
+            "ended",
+            "c10",
+            "100",
+            "in",
+            CUSTOMER_A,
+            None,
+            "152",
+            env.clocks.wall,
+            answered_by="152",
+            result="answered",
+            ended_at=env.clocks.wall,
+        )
+    )
     crm = await router.resolve("100", CUSTOMER_A)
     assert (crm.extension, crm.source) == ("150", "crm")
     await router.close()
@@ -159,6 +181,7 @@ async def test_history_off_and_outgoing_calls_do_not_count(env: Env) -> None:
 
 def test_wall_clock_default_is_aware_utc() -> None:
     from agent.routing import utcnow
+
     assert utcnow().tzinfo is UTC
 
 
@@ -167,8 +190,9 @@ async def test_crm_status_is_re_read_without_a_notify(env: Env) -> None:
     assert (await router.resolve("100", CUSTOMER_A)).status == Status.FOUND
     env.away[("retailcrm", "7")] = "busy"  # changeUserStatusUrl wrote it; no NOTIFY
     env.clocks.mono += 14
-    assert router.cached("100", CUSTOMER_A) == Answer(Status.FOUND, "150", "Ivan", "retailcrm", cached=True,
-                                                      source="crm")
+    assert router.cached("100", CUSTOMER_A) == Answer(
+        Status.FOUND, "150", "Ivan", "retailcrm", cached=True, source="crm"
+    )
     env.clocks.mono += 2  # past away_ttl_s: re-read in the background, this call served as before
     router.cached("100", CUSTOMER_A)
     await settled(router)

@@ -12,10 +12,12 @@ from agent.planner import for_crm
 from agent.rules import RulesError, parse
 
 BERLIN = ZoneInfo("Europe/Berlin")
-OFFICE = {"timezone": "Europe/Berlin",
-          "hours": {d: [["09:00", "13:00"], ["14:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
-          "holidays": ["2026-12-25"],
-          "managers": {"151": {"hours": {"fri": [["09:00", "12:00"]]}}}}
+OFFICE = {
+    "timezone": "Europe/Berlin",
+    "hours": {d: [["09:00", "13:00"], ["14:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
+    "holidays": ["2026-12-25"],
+    "managers": {"151": {"hours": {"fri": [["09:00", "12:00"]]}}},
+}
 
 
 def berlin(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
@@ -82,12 +84,26 @@ def test_blocklist_numbers_and_prefixes() -> None:
 
 
 def test_planner_filter_blocked_did_off_and_default_extension() -> None:
-    rules = parse({"blocklist": ["+37544*"], "did_rules": {
-        "+375172000000": {"crm_delivery": False}, "+375173000000": {"default_extension": "152"}}})
+    rules = parse(
+        {
+            "blocklist": ["+37544*"],
+            "did_rules": {"+375172000000": {"crm_delivery": False}, "+375173000000": {"default_extension": "152"}},
+        }
+    )
 
     def ended(phone: str, did: str, answered_by: str | None = None) -> CallEvent:
-        return CallEvent("ended", "c1", "100", "in", phone, did, None, None, answered_by=answered_by,
-                         result="answered" if answered_by else "no_answer")
+        return CallEvent(
+            "ended",
+            "c1",
+            "100",
+            "in",
+            phone,
+            did,
+            None,
+            None,
+            answered_by=answered_by,
+            result="answered" if answered_by else "no_answer",
+        )
 
     assert for_crm(ended("+375445550011", "+375173000000"), rules) is None
     assert for_crm(ended("+375291234567", "+375172000000"), rules) is None
@@ -99,21 +115,24 @@ def test_planner_filter_blocked_did_off_and_default_extension() -> None:
     assert for_crm(other, rules) is other
 
 
-@pytest.mark.parametrize(("raw", "field"), [
-    ({"timezone": "Mars/Olympus"}, "timezone"),
-    ({"hours": {"mon": [["18:00", "09:00"]]}}, "hours.mon[0]"),
-    ({"hours": {"mon": [["9:00", "18:00"]]}}, "hours.mon[0]"),
-    ({"hours": {"monday": []}}, "hours.monday"),
-    ({"hours": []}, "hours"),
-    ({"holidays": ["2026-13-01"]}, "holidays[0]"),
-    ({"history_days": -1}, "history_days"),
-    ({"history_days": True}, "history_days"),
-    ({"blocklist": ["+375 29 abc"]}, "blocklist[0]"),
-    ({"managers": {"150": {"hours": {"sun": [["25:00", "26:00"]]}}}}, "managers.150.hours.sun[0]"),
-    ({"did_rules": {"+375172000000": {"crm_delivery": "no"}}}, "did_rules.+375172000000.crm_delivery"),
-    ({"did_rules": {"+375172000000": {"default_extension": "1 5"}}}, "did_rules.+375172000000.default_extension"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"hours": {"mon": [["18:00", "09:00"]]}}, "hours.mon[0]"),
+        ({"hours": {"mon": [["9:00", "18:00"]]}}, "hours.mon[0]"),
+        ({"hours": {"monday": []}}, "hours.monday"),
+        ({"hours": []}, "hours"),
+        ({"holidays": ["2026-13-01"]}, "holidays[0]"),
+        ({"history_days": -1}, "history_days"),
+        ({"history_days": True}, "history_days"),
+        ({"blocklist": ["+375 29 abc"]}, "blocklist[0]"),
+        ({"managers": {"150": {"hours": {"sun": [["25:00", "26:00"]]}}}}, "managers.150.hours.sun[0]"),
+        ({"did_rules": {"+375172000000": {"crm_delivery": "no"}}}, "did_rules.+375172000000.crm_delivery"),
+        ({"did_rules": {"+375172000000": {"default_extension": "1 5"}}}, "did_rules.+375172000000.default_extension"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_invalid_rules_name_the_field(raw: dict[str, object], field: str) -> None:
     with pytest.raises(RulesError) as caught:
         parse(raw)

@@ -41,8 +41,14 @@ def _service_state(tmp: Path) -> tuple[Path, Path, int]:
 
 def _pbx_agent(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     repo = Path(__file__).resolve().parents[1]
-    return subprocess.run([sys.executable, "-m", "agent", *args], env={**env, "PYTHONPATH": str(repo)},
-                          capture_output=True, text=True, timeout=120, cwd="/")
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        env={**env, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
 
 
 def test_a_token_made_by_root_leaves_the_secret_to_the_service_user(agent_env: dict[str, str]) -> None:

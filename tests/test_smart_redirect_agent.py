@@ -29,8 +29,9 @@ async def fake_crm() -> AsyncIterator[FakeRetailCrm]:
         yield fake
 
 
-async def test_recorded_requests_answered_from_retailcrm(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                                         make_config: Callable[..., Config]) -> None:
+async def test_recorded_requests_answered_from_retailcrm(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     config = make_config(db_dsn)
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
     async with running(replace(config, pbx=())) as agent:  # no [[pbx]]: the enterprise comes as an argument
@@ -62,8 +63,9 @@ async def test_recorded_requests_answered_from_retailcrm(fake_crm: FakeRetailCrm
         assert (moved.status, moved.exten) == ("FOUND", "152")
 
 
-async def test_busy_manager_is_unavailable(fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str,
-                                           make_config: Callable[..., Config]) -> None:
+async def test_busy_manager_is_unavailable(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
     """While the p_a call has 150 in a call (ExtensionStatus InUse from the AMI stream), customer A's
     next call is not sent to 150."""
     directory = recordings.recordings_dir()

@@ -27,8 +27,12 @@ def unit_with_real_binary(tmp_path: Path) -> Path:
 
 def test_exposure_score_is_at_most_2(tmp_path: Path) -> None:
     assert analyze is not None
-    out = subprocess.run([analyze, "security", "--offline=true", str(unit_with_real_binary(tmp_path))],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [analyze, "security", "--offline=true", str(unit_with_real_binary(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r"Overall exposure level for pbx-agent.service: ([0-9.]+)", out.stdout)
     assert match, out.stdout + out.stderr
     assert float(match.group(1)) <= 2.0
@@ -36,16 +40,27 @@ def test_exposure_score_is_at_most_2(tmp_path: Path) -> None:
 
 def test_verify_is_clean(tmp_path: Path) -> None:
     assert analyze is not None
-    out = subprocess.run([analyze, "verify", str(unit_with_real_binary(tmp_path))], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [analyze, "verify", str(unit_with_real_binary(tmp_path))], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out.stdout + out.stderr
 
 
 def test_unit_is_what_the_readme_promises() -> None:
     text = UNIT.read_text()
-    for line in ("Type=notify", "NotifyAccess=main", "Restart=on-failure", "StateDirectory=pbx-agent",
-                 "ConfigurationDirectory=pbx-agent", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                 "PrivateTmp=yes", "PrivateDevices=yes", "CapabilityBoundingSet=", "UMask=0077",
-                 "ExecReload=/bin/kill -HUP $MAINPID"):
+    for line in (
+        "Type=notify",
+        "NotifyAccess=main",
+        "Restart=on-failure",
+        "StateDirectory=pbx-agent",
+        "ConfigurationDirectory=pbx-agent",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "CapabilityBoundingSet=",
+        "UMask=0077",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ):
         assert re.search(rf"^{re.escape(line)}$", text, re.M), line
     assert re.search(r"^WatchdogSec=\d+", text, re.M)

@@ -44,7 +44,7 @@ def write_config(directory: Path, dsn: str, ami_port: int) -> tuple[Path, int]:
     cfg.write_text(
         f'[agent]\nstate_dir = "state"\n[database]\ndsn = "{dsn}"\n'
         f'[http]\nlisten = "127.0.0.1:{port}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
-        '[outbox]\nlease = 2\nagents_refresh = 1\n'
+        "[outbox]\nlease = 2\nagents_refresh = 1\n"
         f'[[pbx]]\nname = "office"\nenterprise = "100"\nusername = "agent"\nsecret = "secret"\nport = {ami_port}\n'
     )
     return cfg, port
@@ -96,8 +96,10 @@ async def test_standby_takes_over_after_kill_9(pool: Pool, db_dsn: str, tmp_path
             ami.unpause()
             await ami.wait_finished(within=30)
             async with asyncio.timeout(30):
-                while len(crm.calls) < CALLS or await pool.fetchval(
-                        "SELECT count(*) FROM deliveries WHERE status <> 'done'") > 0:
+                while (
+                    len(crm.calls) < CALLS
+                    or await pool.fetchval("SELECT count(*) FROM deliveries WHERE status <> 'done'") > 0
+                ):
                     await asyncio.sleep(0.05)
         finally:
             for proc in (first, second):

@@ -15,8 +15,9 @@ from agent.config import Config
 from agent.sdnotify import Notifier
 
 
-async def test_no_pings_while_the_loop_is_blocked(db_dsn: str, make_config: Callable[..., Config], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_pings_while_the_loop_is_blocked(
+    db_dsn: str, make_config: Callable[..., Config], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sock_path = tmp_path / "notify.sock"
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     receiver.bind(str(sock_path))

@@ -26,8 +26,13 @@ OPEN_TASKS_CHECKED = 3
 
 
 class CallSender:
-    def __init__(self, session: Session, delivery: Delivery, record_url: RecordUrl | None,
-                 phone_locks: dict[tuple[str, str], asyncio.Lock]) -> None:
+    def __init__(
+        self,
+        session: Session,
+        delivery: Delivery,
+        record_url: RecordUrl | None,
+        phone_locks: dict[tuple[str, str], asyncio.Lock],
+    ) -> None:
         self.s = session
         self.d = delivery
         self.p = delivery.payload
@@ -51,8 +56,9 @@ class CallSender:
         except StepFailed as failed:
             out = failed.outcome
             if self.s.exchanges:
-                out = self.s.outcome(out.status, out.error, self.s.exchanges[-1], retry_after=out.retry_after,
-                                     steps=self.steps)
+                out = self.s.outcome(
+                    out.status, out.error, self.s.exchanges[-1], retry_after=out.retry_after, steps=self.steps
+                )
             return out
         last = self.s.exchanges[-1] if self.s.exchanges else None
         return self.s.outcome("success", None, last, steps=self.steps)
@@ -89,28 +95,42 @@ class CallSender:
 
     async def _post_call(self) -> None:
         exchange = await self.s.checked("POST", "/api/v4/calls", body=[self._call_body()])
-        calls = ((exchange.body or {}).get("_embedded") or {}).get("calls") if isinstance(exchange.body, dict) \
-            else None
+        calls = ((exchange.body or {}).get("_embedded") or {}).get("calls") if isinstance(exchange.body, dict) else None
         if not calls:  # amoCRM drops a call whose number matches no card (§B5): it must not vanish quietly
-            raise StepFailed(self.s.outcome("transient", "amoCRM did not attach the call to any card "
-                                            "(the contact may have just been deleted or merged)",
-                                            exchange, retry_after=30.0))
+            raise StepFailed(
+                self.s.outcome(
+                    "transient",
+                    "amoCRM did not attach the call to any card (the contact may have just been deleted or merged)",
+                    exchange,
+                    retry_after=30.0,
+                )
+            )
 
     async def _unsorted(self) -> None:
         settings = self.s.settings
         call = self._call_body()
         metadata: dict[str, Any] = {
-            "uniq": call["uniq"], "duration": call["duration"], "service_code": settings.source,
-            "link": call.get("link", ""), "phone": self.p.get("did") or "", "from": self.p["phone"],
-            "called_at": call.get("created_at") or int(time.time()), "is_call_event_needed": True,
+            "uniq": call["uniq"],
+            "duration": call["duration"],
+            "service_code": settings.source,
+            "link": call.get("link", ""),
+            "phone": self.p.get("did") or "",
+            "from": self.p["phone"],
+            "called_at": call.get("created_at") or int(time.time()),
+            "is_call_event_needed": True,
         }
         if "responsible_user_id" in call:
             metadata["call_responsible"] = call["responsible_user_id"]
         item: dict[str, Any] = {
-            "source_uid": f"{settings.source}:{call['uniq']}", "source_name": settings.source,
-            "created_at": metadata["called_at"], "request_id": "0", "metadata": metadata,
-            "_embedded": {"contacts": [{"name": self.p["phone"], "custom_fields_values": phone_field(self.p["phone"])}],
-                          "leads": [self._lead()]},
+            "source_uid": f"{settings.source}:{call['uniq']}",
+            "source_name": settings.source,
+            "created_at": metadata["called_at"],
+            "request_id": "0",
+            "metadata": metadata,
+            "_embedded": {
+                "contacts": [{"name": self.p["phone"], "custom_fields_values": phone_field(self.p["phone"])}],
+                "leads": [self._lead()],
+            },
         }
         if settings.pipeline_id is not None:
             item["pipeline_id"] = settings.pipeline_id
@@ -123,8 +143,11 @@ class CallSender:
 
     def _lead(self) -> dict[str, Any]:
         settings = self.s.settings
-        lead: dict[str, Any] = {"name": f"Call from {self.p['phone']}" if self.p["call"]["direction"] == "inbound"
-                                else f"Call to {self.p['phone']}"}
+        lead: dict[str, Any] = {
+            "name": f"Call from {self.p['phone']}"
+            if self.p["call"]["direction"] == "inbound"
+            else f"Call to {self.p['phone']}"
+        }
         if settings.lead_tags:
             lead["_embedded"] = {"tags": [{"name": t} for t in settings.lead_tags]}
         user = self.p["call"].get("responsible_user_id")
@@ -163,7 +186,9 @@ class CallSender:
                 contact = await find_contact(self.s, self.p["phone"])
             entity_type, entity_id = self._task_entity(contact)
             task: dict[str, Any] = {
-                "text": self.p["task"]["text"], "task_type_id": TASK_TYPE_CALL, "request_id": "0",
+                "text": self.p["task"]["text"],
+                "task_type_id": TASK_TYPE_CALL,
+                "request_id": "0",
                 "complete_till": max(int(self.p["task"]["complete_till"]), int(time.time()) + 60),
             }
             if entity_id is not None:
@@ -178,14 +203,28 @@ class CallSender:
                 await self.pool.execute(
                     "INSERT INTO amocrm_missed_tasks (enterprise_number, phone, task_id, call_id)"
                     " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    self.d.enterprise, phone, task_id, self.p["call"]["uniq"])
-            await self._save("task", {"id": task_id, "responsible_user_id": assignee,
-                                      "entity": f"{entity_type}:{entity_id}" if entity_id else None})
+                    self.d.enterprise,
+                    phone,
+                    task_id,
+                    self.p["call"]["uniq"],
+                )
+            await self._save(
+                "task",
+                {
+                    "id": task_id,
+                    "responsible_user_id": assignee,
+                    "entity": f"{entity_type}:{entity_id}" if entity_id else None,
+                },
+            )
 
     async def _open_task(self, phone: str) -> int | None:
         rows = await self.pool.fetch(
             "SELECT task_id FROM amocrm_missed_tasks WHERE enterprise_number = $1 AND phone = $2"
-            " ORDER BY created_at DESC LIMIT $3", self.d.enterprise, phone, OPEN_TASKS_CHECKED)
+            " ORDER BY created_at DESC LIMIT $3",
+            self.d.enterprise,
+            phone,
+            OPEN_TASKS_CHECKED,
+        )
         for row in rows:
             exchange = await self.s.checked("GET", f"/api/v4/tasks/{row['task_id']}")
             body = exchange.body if isinstance(exchange.body, dict) else None
@@ -193,7 +232,10 @@ class CallSender:
                 return int(row["task_id"])
             await self.pool.execute(  # done or deleted: forget it
                 "DELETE FROM amocrm_missed_tasks WHERE enterprise_number = $1 AND phone = $2 AND task_id = $3",
-                self.d.enterprise, phone, row["task_id"])
+                self.d.enterprise,
+                phone,
+                row["task_id"],
+            )
         return None
 
     def _task_entity(self, contact: Contact | None) -> tuple[str, int | None]:
@@ -221,8 +263,9 @@ class CallSender:
     # -- progress --------------------------------------------------------------------------------
 
     async def _load(self) -> dict[str, Any]:
-        raw = await self.pool.fetchval("SELECT steps FROM amocrm_call_steps WHERE idempotency_key = $1",
-                                       self.d.idempotency_key)
+        raw = await self.pool.fetchval(
+            "SELECT steps FROM amocrm_call_steps WHERE idempotency_key = $1", self.d.idempotency_key
+        )
         if isinstance(raw, str):
             raw = json.loads(raw)
         return dict(raw) if isinstance(raw, dict) else {}
@@ -232,7 +275,10 @@ class CallSender:
         await self.pool.execute(
             "INSERT INTO amocrm_call_steps (idempotency_key, enterprise_number, steps) VALUES ($1, $2, $3)"
             " ON CONFLICT (idempotency_key) DO UPDATE SET steps = EXCLUDED.steps, updated_at = now()",
-            self.d.idempotency_key, self.d.enterprise, self.steps)
+            self.d.idempotency_key,
+            self.d.enterprise,
+            self.steps,
+        )
 
 
 def _embedded(exchange: Any, name: str) -> list[dict[str, Any]]:

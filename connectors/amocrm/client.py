@@ -21,9 +21,15 @@ from connectors.base import CrmError, Delivery, RecordUrl, SendOutcome
 class AmoCrmClient:
     """Shares the connector's token store, account guard (pacing, blocks) and per-phone task locks."""
 
-    def __init__(self, settings: AmoCrmSettings, http: httpx.AsyncClient, tokens: TokenStore,
-                 guard: AccountGuard, phone_locks: dict[tuple[str, str], asyncio.Lock] | None = None,
-                 log_exchanges: Callable[[str, str, SendOutcome], Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: AmoCrmSettings,
+        http: httpx.AsyncClient,
+        tokens: TokenStore,
+        guard: AccountGuard,
+        phone_locks: dict[tuple[str, str], asyncio.Lock] | None = None,
+        log_exchanges: Callable[[str, str, SendOutcome], Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.http = http
         self.tokens = tokens
@@ -41,8 +47,7 @@ class AmoCrmClient:
         if delivery.kind == KIND_EVENT:
             outcome = await self._popup(delivery)
         else:
-            outcome = await CallSender(self.session(delivery.enterprise), delivery, record_url,
-                                       self.phone_locks).send()
+            outcome = await CallSender(self.session(delivery.enterprise), delivery, record_url, self.phone_locks).send()
         outcome.items = {delivery.idempotency_key: outcome.status}
         return outcome
 
@@ -75,6 +80,7 @@ class AmoCrmClient:
 
     async def find_responsible(self, enterprise: str, phone: str) -> Manager | None:
         """contacts by phone -> responsible_user_id -> extension through `user_extensions`."""
+
         async def lookup(session: Session) -> Manager | None:
             contact = await find_contact(session, phone)
             if contact is None or contact.responsible_user_id is None:
@@ -82,6 +88,7 @@ class AmoCrmClient:
             uid = contact.responsible_user_id
             # the manager's name needs GET /api/v4/users (admin tokens only, §B4): not worth it on the call path
             return Manager(CRM, str(uid), "", self.settings.extension_for_user(uid))
+
         result: Manager | None = await self._run(enterprise, "find_responsible", lookup)
         return result
 
@@ -89,17 +96,27 @@ class AmoCrmClient:
         async def get(session: Session) -> dict[str, Any]:
             exchange = await session.checked("GET", "/api/v4/account")
             return exchange.body if isinstance(exchange.body, dict) else {}
+
         result: dict[str, Any] = await self._run(enterprise, "account", get)
         return result
 
     async def users(self, enterprise: str) -> list[dict[str, Any]]:
         """The account's users (first 250): id, name, email, active."""
+
         async def get(session: Session) -> list[dict[str, Any]]:
             exchange = await session.checked("GET", "/api/v4/users?limit=250")
             body = exchange.body if isinstance(exchange.body, dict) else {}
-            return [{"id": str(u.get("id")), "name": u.get("name") or "", "email": u.get("email") or "",
-                     "active": bool((u.get("rights") or {}).get("is_active", True))}
-                    for u in (body.get("_embedded") or {}).get("users") or [] if u.get("id") is not None]
+            return [
+                {
+                    "id": str(u.get("id")),
+                    "name": u.get("name") or "",
+                    "email": u.get("email") or "",
+                    "active": bool((u.get("rights") or {}).get("is_active", True)),
+                }
+                for u in (body.get("_embedded") or {}).get("users") or []
+                if u.get("id") is not None
+            ]
+
         result: list[dict[str, Any]] = await self._run(enterprise, "users", get)
         return result
 
@@ -109,11 +126,20 @@ class AmoCrmClient:
             body = exchange.body if isinstance(exchange.body, dict) else {}
             out = []
             for p in (body.get("_embedded") or {}).get("pipelines") or []:
-                statuses = [{"id": s.get("id"), "name": s.get("name")}
-                            for s in (p.get("_embedded") or {}).get("statuses") or []]
-                out.append({"id": p.get("id"), "name": p.get("name"), "is_main": p.get("is_main", False),
-                            "is_archive": p.get("is_archive", False), "statuses": statuses})
+                statuses = [
+                    {"id": s.get("id"), "name": s.get("name")} for s in (p.get("_embedded") or {}).get("statuses") or []
+                ]
+                out.append(
+                    {
+                        "id": p.get("id"),
+                        "name": p.get("name"),
+                        "is_main": p.get("is_main", False),
+                        "is_archive": p.get("is_archive", False),
+                        "statuses": statuses,
+                    }
+                )
             return out
+
         result: list[dict[str, Any]] = await self._run(enterprise, "pipelines", get)
         return result
 
@@ -134,6 +160,7 @@ class AmoCrmClient:
                 contact = parse_contact(ex.body) if isinstance(ex.body, dict) else None
                 phones += contact.phones if contact else ()
             return phones
+
         result: list[str] = await self._run(enterprise, f"{entity}_phones", get)
         return result
 

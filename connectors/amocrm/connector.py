@@ -83,8 +83,9 @@ class AmoCrmConnector:
     def client(self, settings: AmoCrmSettings, http: httpx.AsyncClient) -> AmoCrmClient:
         if self.tokens is None:
             raise RuntimeError("the amoCRM connector is not bound to the database (connectors.amocrm.wiring)")
-        return AmoCrmClient(settings, self.http_for(settings, http), self.tokens, self.guard, self.phone_locks,
-                            self.log_outcome)
+        return AmoCrmClient(
+            settings, self.http_for(settings, http), self.tokens, self.guard, self.phone_locks, self.log_outcome
+        )
 
     def responsible_lookup(self, settings: AmoCrmSettings, client: AmoCrmClient, enterprise: str) -> Lookup:
         return Lookup(client, enterprise)
@@ -103,8 +104,11 @@ class AmoCrmConnector:
         client = self._proxied.get(proxy)
         if client is None:
             client = self._proxied[proxy] = httpx.AsyncClient(
-                proxy=proxy, timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=CONNECT_TIMEOUT),
-                follow_redirects=False, headers={"User-Agent": "pbx-agent"})
+                proxy=proxy,
+                timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=CONNECT_TIMEOUT),
+                follow_redirects=False,
+                headers={"User-Agent": "pbx-agent"},
+            )
         return client
 
     async def aclose(self) -> None:
@@ -128,19 +132,53 @@ class AmoCrmConnector:
     # -- integration_logs for exchanges that are not deliveries -------------------------------------
 
     async def log_outcome(self, enterprise: str, event: str, outcome: SendOutcome) -> None:
-        await self._write(enterprise, event, outcome.request, outcome.response, outcome.ok, outcome.error,
-                          outcome.http_status, outcome.duration_ms)
+        await self._write(
+            enterprise,
+            event,
+            outcome.request,
+            outcome.response,
+            outcome.ok,
+            outcome.error,
+            outcome.http_status,
+            outcome.duration_ms,
+        )
 
     async def _token_exchange(self, enterprise: str, event: str, exchange: Exchange, error: str | None) -> None:
-        await self._write(enterprise, event, exchange.request, exchange.response, error is None, error,
-                          exchange.http_status, exchange.duration_ms)
+        await self._write(
+            enterprise,
+            event,
+            exchange.request,
+            exchange.response,
+            error is None,
+            error,
+            exchange.http_status,
+            exchange.duration_ms,
+        )
 
-    async def _write(self, enterprise: str, event: str, request: Any, response: Any, ok: bool, error: str | None,
-                     http_status: int | None, duration_ms: float) -> None:
+    async def _write(
+        self,
+        enterprise: str,
+        event: str,
+        request: Any,
+        response: Any,
+        ok: bool,
+        error: str | None,
+        http_status: int | None,
+        duration_ms: float,
+    ) -> None:
         if self.pool is None:
             return
         try:
-            await self.pool.execute(LOG_ROW, enterprise, event, request, response, "success" if ok else "error",
-                                    error, http_status, duration_ms)
+            await self.pool.execute(
+                LOG_ROW,
+                enterprise,
+                event,
+                request,
+                response,
+                "success" if ok else "error",
+                error,
+                http_status,
+                duration_ms,
+            )
         except Exception as exc:
             log.warning("amoCRM: could not write integration_logs (%s)", exc)

@@ -51,7 +51,8 @@ def parse_contact(entity: dict[str, Any]) -> Contact | None:
     responsible = entity.get("responsible_user_id")
     leads = ((entity.get("_embedded") or {}).get("leads")) or []
     return Contact(
-        id=cid, name=str(entity.get("name") or ""),
+        id=cid,
+        name=str(entity.get("name") or ""),
         responsible_user_id=responsible if isinstance(responsible, int) and responsible > 0 else None,
         phones=phones_of(entity),
         lead_ids=tuple(lead["id"] for lead in leads if isinstance(lead, dict) and isinstance(lead.get("id"), int)),
@@ -63,8 +64,7 @@ async def find_contact(session: Session, phone: str) -> Contact | None:
     query = digits(phone)[-MATCH_DIGITS:]
     if not query:
         return None
-    exchange = await session.checked("GET", "/api/v4/contacts",
-                                     params={"query": query, "with": "leads", "limit": "50"})
+    exchange = await session.checked("GET", "/api/v4/contacts", params={"query": query, "with": "leads", "limit": "50"})
     if exchange.http_status == 204 or not isinstance(exchange.body, dict):
         return None
     found: list[Contact] = []

@@ -70,15 +70,25 @@ class StateSigner:
 
     def issue(self, enterprise: str, *, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
-        claims = {"aud": STATE_AUDIENCE, "iat": issued, "exp": issued + STATE_TTL_S, "ent": enterprise,
-                  "nonce": uuid.uuid4().hex}
+        claims = {
+            "aud": STATE_AUDIENCE,
+            "iat": issued,
+            "exp": issued + STATE_TTL_S,
+            "ent": enterprise,
+            "nonce": uuid.uuid4().hex,
+        }
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def verify(self, state: str) -> tuple[str, str, datetime]:
         """(enterprise, nonce, expiry) of a state we issued and that has not expired; else StateError."""
         try:
-            claims = jwt.decode(state, self._key, algorithms=["HS256"], audience=STATE_AUDIENCE,
-                                options={"require": ["exp", "iat", "ent", "nonce"]})
+            claims = jwt.decode(
+                state,
+                self._key,
+                algorithms=["HS256"],
+                audience=STATE_AUDIENCE,
+                options={"require": ["exp", "iat", "ent", "nonce"]},
+            )
         except jwt.ExpiredSignatureError:
             raise StateError("the connection link has expired; start again from the admin page") from None
         except jwt.InvalidTokenError:
@@ -106,8 +116,9 @@ def host_from_referer(referer: str, configured_host: str | None) -> str:
     raise ValueError(f"referer {referer!r} is not an amoCRM or Kommo account host")
 
 
-async def grant(http: httpx.AsyncClient, host: str, body: dict[str, str], *,
-                secrets: tuple[str, ...] = ()) -> tuple[TokenPair, Exchange]:
+async def grant(
+    http: httpx.AsyncClient, host: str, body: dict[str, str], *, secrets: tuple[str, ...] = ()
+) -> tuple[TokenPair, Exchange]:
     """POST /oauth2/access_token; the pair, or OAuthError saying what we know about the server's side."""
     exchange = await perform_json(http, "POST", f"{host}/oauth2/access_token", body, secrets=secrets)
     if exchange.transport_error is not None:
@@ -132,14 +143,24 @@ def _pair(body: dict[str, Any], exchange: Exchange) -> TokenPair:
 
 
 def code_body(client_id: str, client_secret: str, code: str, redirect: str) -> dict[str, str]:
-    return {"client_id": client_id, "client_secret": client_secret, "grant_type": "authorization_code",
-            "code": code, "redirect_uri": redirect}
+    return {
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect,
+    }
 
 
 def refresh_body(client_id: str, client_secret: str, refresh_token: str, redirect: str) -> dict[str, str]:
     # redirect_uri is required on refresh too (§B3.2)
-    return {"client_id": client_id, "client_secret": client_secret, "grant_type": "refresh_token",
-            "refresh_token": refresh_token, "redirect_uri": redirect}
+    return {
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "redirect_uri": redirect,
+    }
 
 
 def token_expiry(token: str) -> datetime | None:

@@ -52,8 +52,16 @@ def _popup(event: CallEvent, settings: AmoCrmSettings) -> list[Delivery]:
     if user is None or event.phone is None:  # nobody to show it to (an unmapped phone would alert everyone)
         return []
     payload = {"add": [{"type": "phone_call", "phone_number": event.phone, "users": [user]}]}
-    return [Delivery(f"{CRM}:{event.call_id}:event:ringing:{event.extension}", event.enterprise, CRM, KIND_EVENT,
-                     payload, expires_after=POPUP_TTL)]
+    return [
+        Delivery(
+            f"{CRM}:{event.call_id}:event:ringing:{event.extension}",
+            event.enterprise,
+            CRM,
+            KIND_EVENT,
+            payload,
+            expires_after=POPUP_TTL,
+        )
+    ]
 
 
 def is_missed(event: CallEvent) -> bool:
@@ -102,5 +110,10 @@ def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
     if default_user is not None and user is None:  # routing rules: the DID's default manager owns it
         payload["default_user"] = default_user
         call["responsible_user_id"] = default_user
-    return Delivery(idempotency_key=f"{CRM}:{event.call_id}:call", enterprise=event.enterprise, crm=CRM,
-                    kind=KIND_CALL, payload=payload)
+    return Delivery(
+        idempotency_key=f"{CRM}:{event.call_id}:call",
+        enterprise=event.enterprise,
+        crm=CRM,
+        kind=KIND_CALL,
+        payload=payload,
+    )

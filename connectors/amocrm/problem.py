@@ -85,5 +85,12 @@ def outcome(exchange: Exchange) -> SendOutcome:
         error = problem_text(exchange)
         if exchange.http_status == 402:
             error = "the amoCRM account is not paid (402): " + error
-    return SendOutcome(status=status, http_status=exchange.http_status, retry_after=retry_after, error=error,
-                       request=exchange.request, response=exchange.response, duration_ms=exchange.duration_ms)
+    return SendOutcome(
+        status=status,
+        http_status=exchange.http_status,
+        retry_after=retry_after,
+        error=error,
+        request=exchange.request,
+        response=exchange.response,
+        duration_ms=exchange.duration_ms,
+    )

@@ -72,9 +72,14 @@ class AccountGuard:
         if self.blocked_for(account) > 0:
             return
         self._blocked_until[account] = self.clock() + self.block_pause
-        log.critical("AMOCRM ACCOUNT BLOCKED: %s answers 403 to everything (%s). The account or this "
-                     "server's IP is blocked for exceeding amoCRM's limits; every request to it is paused "
-                     "for %.0f s. Ask amoCRM support to lift the block.", account, why, self.block_pause)
+        log.critical(
+            "AMOCRM ACCOUNT BLOCKED: %s answers 403 to everything (%s). The account or this "
+            "server's IP is blocked for exceeding amoCRM's limits; every request to it is paused "
+            "for %.0f s. Ask amoCRM support to lift the block.",
+            account,
+            why,
+            self.block_pause,
+        )
 
 
 ExchangeSink = Callable[[str, str, Exchange, str | None], Awaitable[None]]
@@ -83,8 +88,14 @@ ExchangeSink = Callable[[str, str, Exchange, str | None], Awaitable[None]]
 class Session:
     """The exchanges of one send (or one lookup) for one enterprise; `exchanges` keeps them all."""
 
-    def __init__(self, enterprise: str, settings: AmoCrmSettings, http: httpx.AsyncClient,
-                 tokens: TokenStore, guard: AccountGuard) -> None:
+    def __init__(
+        self,
+        enterprise: str,
+        settings: AmoCrmSettings,
+        http: httpx.AsyncClient,
+        tokens: TokenStore,
+        guard: AccountGuard,
+    ) -> None:
         self.enterprise = enterprise
         self.settings = settings
         self.http = http
@@ -97,20 +108,31 @@ class Session:
     def account(self) -> str:
         return self.settings.account_netloc
 
-    async def request(self, method: str, path: str, *, body: Any = None,
-                      params: Mapping[str, str] | None = None) -> Exchange:
+    async def request(
+        self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None
+    ) -> Exchange:
         """One API request; raises StepFailed when it could not be made (blocked account, no token)."""
         wait = self.guard.blocked_for(self.account)
         if wait > 0:
-            raise StepFailed(SendOutcome("transient", retry_after=wait,
-                                         error=f"amoCRM account {self.account} is blocked (403); paused "
-                                               f"for another {wait:.0f} s"))
+            raise StepFailed(
+                SendOutcome(
+                    "transient",
+                    retry_after=wait,
+                    error=f"amoCRM account {self.account} is blocked (403); paused for another {wait:.0f} s",
+                )
+            )
         tokens = await self._tokens()
         for attempt in (1, 2):
             await self.guard.acquire(self.account)
             exchange = await perform_json(
-                self.http, method, tokens.host + path, body, params=params,
-                headers={"Authorization": f"Bearer {tokens.access_token}"}, secrets=self._secrets(tokens))
+                self.http,
+                method,
+                tokens.host + path,
+                body,
+                params=params,
+                headers={"Authorization": f"Bearer {tokens.access_token}"},
+                secrets=self._secrets(tokens),
+            )
             self.exchanges.append(exchange)
             if exchange.http_status == 401 and attempt == 1:
                 tokens = await self._after_401(tokens)
@@ -151,13 +173,22 @@ class Session:
     def _secrets(self, tokens: Tokens) -> tuple[str, ...]:
         return tuple(s for s in (tokens.access_token, tokens.refresh_token, self.settings.client_secret) if s)
 
-    def outcome(self, status: Any, error: str | None, last: Exchange | None, *,
-                retry_after: float | None = None, **response: Any) -> SendOutcome:
+    def outcome(
+        self,
+        status: Any,
+        error: str | None,
+        last: Exchange | None,
+        *,
+        retry_after: float | None = None,
+        **response: Any,
+    ) -> SendOutcome:
         """One SendOutcome for everything this session sent (integration_logs gets every exchange)."""
         if last is not None and retry_after is None and status == "transient":
             retry_after = problem.outcome(last).retry_after
         return SendOutcome(
-            status=status, http_status=last.http_status if last is not None else None, retry_after=retry_after,
+            status=status,
+            http_status=last.http_status if last is not None else None,
+            retry_after=retry_after,
             error=error,
             request={"exchanges": [e.request for e in self.exchanges]} if self.exchanges else {},
             response={**response, "exchanges": [e.response for e in self.exchanges]},

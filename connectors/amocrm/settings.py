@@ -16,8 +16,14 @@ from urllib.parse import urlsplit
 from connectors.settings_rules import parse_bool, parse_user_extensions
 
 # proxy: its URL may carry a password
-SECRET_FIELDS: tuple[str, ...] = ("client_secret", "access_token", "refresh_token", "long_lived_token",
-                                  "webhook_secret", "proxy")
+SECRET_FIELDS: tuple[str, ...] = (
+    "client_secret",
+    "access_token",
+    "refresh_token",
+    "long_lived_token",
+    "webhook_secret",
+    "proxy",
+)
 UnknownCaller = Literal["unsorted", "contact_and_lead", "none"]
 UNKNOWN_CALLER: tuple[UnknownCaller, ...] = ("unsorted", "contact_and_lead", "none")
 DEFAULT_SOURCE = "pbx-agent"
@@ -27,9 +33,23 @@ _USER_ID = re.compile(r"^[0-9]{1,18}$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _KNOWN = frozenset(
-    {"enabled", "host", "client_id", "client_secret", "webhook_secret", "user_extensions", "unknown_caller",
-     "pipeline_id", "status_id", "lead_tags", "missed_call_tasks", "task_due_minutes", "task_default_user_id",
-     "source", "proxy"}
+    {
+        "enabled",
+        "host",
+        "client_id",
+        "client_secret",
+        "webhook_secret",
+        "user_extensions",
+        "unknown_caller",
+        "pipeline_id",
+        "status_id",
+        "lead_tags",
+        "missed_call_tasks",
+        "task_due_minutes",
+        "task_default_user_id",
+        "source",
+        "proxy",
+    }
 )
 _TOKENS_ELSEWHERE = ("access_token", "refresh_token", "long_lived_token")
 
@@ -84,12 +104,21 @@ class AmoCrmSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "enabled": self.enabled, "host": self.host, "client_id": self.client_id,
-            "client_secret": self.client_secret, "webhook_secret": self.webhook_secret,
-            "user_extensions": dict(self.user_extensions), "unknown_caller": self.unknown_caller,
-            "pipeline_id": self.pipeline_id, "status_id": self.status_id, "lead_tags": list(self.lead_tags),
-            "missed_call_tasks": self.missed_call_tasks, "task_due_minutes": self.task_due_minutes,
-            "task_default_user_id": self.task_default_user_id, "source": self.source, "proxy": self.proxy,
+            "enabled": self.enabled,
+            "host": self.host,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "webhook_secret": self.webhook_secret,
+            "user_extensions": dict(self.user_extensions),
+            "unknown_caller": self.unknown_caller,
+            "pipeline_id": self.pipeline_id,
+            "status_id": self.status_id,
+            "lead_tags": list(self.lead_tags),
+            "missed_call_tasks": self.missed_call_tasks,
+            "task_due_minutes": self.task_due_minutes,
+            "task_default_user_id": self.task_default_user_id,
+            "source": self.source,
+            "proxy": self.proxy,
         }
 
 
@@ -100,8 +129,11 @@ def parse(data: Mapping[str, Any], *, new_secret: Callable[[], str] | None = Non
         raise SettingsError("*", "must be a JSON object")
     for key in data:
         if key in _TOKENS_ELSEWHERE:
-            raise SettingsError(str(key), "tokens are not settings: connect through OAuth or POST the token "
-                                          "to /api/enterprises/{n}/integrations/amocrm/token")
+            raise SettingsError(
+                str(key),
+                "tokens are not settings: connect through OAuth or POST the token "
+                "to /api/enterprises/{n}/integrations/amocrm/token",
+            )
         if key not in _KNOWN:
             raise SettingsError(str(key), "unknown setting")
     secret = data.get("webhook_secret") or (new_secret or _new_secret)()

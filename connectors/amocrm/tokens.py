@@ -81,15 +81,29 @@ class Tokens:
 
     def public(self) -> dict[str, Any]:
         """For the status route: never a token."""
-        return {"status": self.status, "reason": self.reason, "kind": self.kind, "host": self.host,
-                "expires_at": _iso(self.expires_at), "refreshed": self.generation - 1,
-                "refresh_pending_since": _iso(self.refresh_started_at), "updated_at": _iso(self.updated_at)}
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "kind": self.kind,
+            "host": self.host,
+            "expires_at": _iso(self.expires_at),
+            "refreshed": self.generation - 1,
+            "refresh_pending_since": _iso(self.refresh_started_at),
+            "updated_at": _iso(self.updated_at),
+        }
 
 
 class TokenStore:
-    def __init__(self, pool: Pool, box: SecretBox, redirect_uri: str, *,
-                 refresh_ahead: float = REFRESH_AHEAD_S, refresh_lease: float = REFRESH_LEASE_S,
-                 on_exchange: ExchangeLog | None = None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        box: SecretBox,
+        redirect_uri: str,
+        *,
+        refresh_ahead: float = REFRESH_AHEAD_S,
+        refresh_lease: float = REFRESH_LEASE_S,
+        on_exchange: ExchangeLog | None = None,
+    ) -> None:
         self.pool = pool
         self.box = box
         self.redirect_uri = redirect_uri
@@ -126,12 +140,18 @@ class TokenStore:
     def _decode(self, row: Any) -> Tokens:
         account = row["account"]
         return Tokens(
-            enterprise=row["enterprise_number"], host=row["host"], kind=row["kind"],
+            enterprise=row["enterprise_number"],
+            host=row["host"],
+            kind=row["kind"],
             access_token=self.box.decrypt(row["access_token"]),
             refresh_token=self.box.decrypt(row["refresh_token"]) if row["refresh_token"] else None,
-            expires_at=row["expires_at"], generation=row["generation"], status=row["status"],
-            reason=row["reason"], refresh_started_at=row["refresh_started_at"],
-            account=account if isinstance(account, dict) else None, updated_at=row["updated_at"],
+            expires_at=row["expires_at"],
+            generation=row["generation"],
+            status=row["status"],
+            reason=row["reason"],
+            refresh_started_at=row["refresh_started_at"],
+            account=account if isinstance(account, dict) else None,
+            updated_at=row["updated_at"],
         )
 
     async def access_token(self, enterprise: str, settings: AmoCrmSettings, http: httpx.AsyncClient) -> Tokens:
@@ -147,8 +167,9 @@ class TokenStore:
             return await self.refresh(enterprise, settings, http, seen=tokens)
         return tokens
 
-    async def rejected(self, enterprise: str, settings: AmoCrmSettings, http: httpx.AsyncClient,
-                       used: Tokens) -> Tokens:
+    async def rejected(
+        self, enterprise: str, settings: AmoCrmSettings, http: httpx.AsyncClient, used: Tokens
+    ) -> Tokens:
         """The CRM answered 401 to `used`: a newer pair (another agent's refresh), or refresh once."""
         if used.kind == "long_lived":
             reason = "amoCRM refused the long-lived token (401): it expired or was revoked; generate a new one"
@@ -158,8 +179,9 @@ class TokenStore:
 
     # -- refreshing ----------------------------------------------------------------------------
 
-    async def refresh(self, enterprise: str, settings: AmoCrmSettings, http: httpx.AsyncClient, *,
-                      seen: Tokens, forced: bool = False) -> Tokens:
+    async def refresh(
+        self, enterprise: str, settings: AmoCrmSettings, http: httpx.AsyncClient, *, seen: Tokens, forced: bool = False
+    ) -> Tokens:
         lock = self._locks.setdefault(enterprise, asyncio.Lock())
         async with lock:
             while True:
@@ -179,8 +201,11 @@ class TokenStore:
                     if not forced and usable:
                         return current  # the current token still works while the other refresh lands
                     if owner == self.owner:  # our own earlier refresh, outcome unknown: check after the lease
-                        raise TokenError("a token refresh with an unknown outcome is pending; it is checked "
-                                         f"once {self.refresh_lease:.0f} s after it started", final=False)
+                        raise TokenError(
+                            "a token refresh with an unknown outcome is pending; it is checked "
+                            f"once {self.refresh_lease:.0f} s after it started",
+                            final=False,
+                        )
                     await asyncio.sleep(0.2)  # another agent is refreshing: wait for its result
                     continue
                 return await self._refresh(current, settings, http, probe=claim == "probe")
@@ -191,7 +216,9 @@ class TokenStore:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT generation, refresh_started_at, refresh_owner, now() AS now FROM amocrm_tokens"
-                " WHERE enterprise_number = $1 FOR UPDATE", current.enterprise)
+                " WHERE enterprise_number = $1 FOR UPDATE",
+                current.enterprise,
+            )
             if row is None or row["generation"] != current.generation:
                 return "busy", None  # changed under us: the loop re-reads it
             started = row["refresh_started_at"]
@@ -199,24 +226,30 @@ class TokenStore:
                 return "busy", row["refresh_owner"]
             await conn.execute(
                 "UPDATE amocrm_tokens SET refresh_started_at = now(), refresh_owner = $2, updated_at = now()"
-                " WHERE enterprise_number = $1", current.enterprise, self.owner)
+                " WHERE enterprise_number = $1",
+                current.enterprise,
+                self.owner,
+            )
             if started is not None:
-                log.warning("amoCRM %s: a refresh started at %s was never saved (agent stopped or answer "
-                            "lost); checking once whether the saved refresh token still works",
-                            current.enterprise, started.isoformat())
+                log.warning(
+                    "amoCRM %s: a refresh started at %s was never saved (agent stopped or answer "
+                    "lost); checking once whether the saved refresh token still works",
+                    current.enterprise,
+                    started.isoformat(),
+                )
                 return "probe", None
             return "claimed", None
 
-    async def _refresh(self, current: Tokens, settings: AmoCrmSettings, http: httpx.AsyncClient, *,
-                       probe: bool) -> Tokens:
+    async def _refresh(
+        self, current: Tokens, settings: AmoCrmSettings, http: httpx.AsyncClient, *, probe: bool
+    ) -> Tokens:
         enterprise = current.enterprise
         if not settings.client_id or not settings.client_secret or not current.refresh_token:
             await self._release(enterprise)
             reason = "client_id and client_secret are needed to refresh the token; set them and reconnect"
             await self.mark(enterprise, "error", reason, generation=current.generation)
             raise TokenError(reason, final=True)
-        body = oauth.refresh_body(settings.client_id, settings.client_secret, current.refresh_token,
-                                  self.redirect_uri)
+        body = oauth.refresh_body(settings.client_id, settings.client_secret, current.refresh_token, self.redirect_uri)
         secrets = (settings.client_secret, current.refresh_token, current.access_token)
         if self.pace is not None:
             await self.pace(settings.account_netloc)
@@ -234,8 +267,12 @@ class TokenStore:
             if fresh is None or fresh.status != "connected":
                 raise TokenError("amoCRM was disconnected during a token refresh", final=True)
             return fresh
-        log.info("amoCRM %s: token refreshed (generation %d, valid until %s)", enterprise, saved.generation,
-                 _iso(saved.expires_at))
+        log.info(
+            "amoCRM %s: token refreshed (generation %d, valid until %s)",
+            enterprise,
+            saved.generation,
+            _iso(saved.expires_at),
+        )
         return saved
 
     async def before_save(self, enterprise: str) -> None:
@@ -248,8 +285,13 @@ class TokenStore:
                 " generation = generation + 1, refresh_started_at = NULL, refresh_owner = NULL,"
                 " status = 'connected', reason = NULL, updated_at = now()"
                 " WHERE enterprise_number = $1 AND generation = $5 AND refresh_owner = $6 RETURNING *",
-                current.enterprise, self.box.encrypt(pair.access_token), self.box.encrypt(pair.refresh_token),
-                pair.expires_at, current.generation, self.owner)
+                current.enterprise,
+                self.box.encrypt(pair.access_token),
+                self.box.encrypt(pair.refresh_token),
+                pair.expires_at,
+                current.generation,
+                self.owner,
+            )
             await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, current.enterprise)
         if row is None:
             return None
@@ -262,9 +304,11 @@ class TokenStore:
         if exc.failure == "rejected":
             since = _iso(current.refresh_started_at) or "earlier"
             if probe:
-                reason = (f"amoCRM refused the saved refresh token ({exc.message}): a token refresh started "
-                          f"{since} was never saved (the agent stopped or the answer was lost), so amoCRM "
-                          "rotated to a pair we do not have. Reconnect amoCRM.")
+                reason = (
+                    f"amoCRM refused the saved refresh token ({exc.message}): a token refresh started "
+                    f"{since} was never saved (the agent stopped or the answer was lost), so amoCRM "
+                    "rotated to a pair we do not have. Reconnect amoCRM."
+                )
             else:
                 reason = f"amoCRM refused the refresh token ({exc.message}). Reconnect amoCRM."
             await self.mark(enterprise, "expired", reason, generation=current.generation, clear_marker=True)
@@ -274,20 +318,34 @@ class TokenStore:
             await self._release(enterprise)
             raise TokenError(f"token refresh failed, will try again: {exc.message}", final=False)
         # unknown: keep the marker; once it is older than the lease the next refresh is a single check
-        log.error("amoCRM %s: the outcome of a token refresh is unknown (%s); the current access token is "
-                  "used while it works, then the saved refresh token is checked once", enterprise, exc.message)
+        log.error(
+            "amoCRM %s: the outcome of a token refresh is unknown (%s); the current access token is "
+            "used while it works, then the saved refresh token is checked once",
+            enterprise,
+            exc.message,
+        )
         raise TokenError(f"token refresh outcome unknown: {exc.message}", final=False)
 
     async def _release(self, enterprise: str) -> None:
         await self.pool.execute(
             "UPDATE amocrm_tokens SET refresh_started_at = NULL, refresh_owner = NULL"
-            " WHERE enterprise_number = $1 AND refresh_owner = $2", enterprise, self.owner)
+            " WHERE enterprise_number = $1 AND refresh_owner = $2",
+            enterprise,
+            self.owner,
+        )
 
     # -- writing -------------------------------------------------------------------------------
 
-    async def connect(self, enterprise: str, host: str, kind: Kind, access_token: str,
-                      refresh_token: str | None, expires_at: datetime | None,
-                      account: dict[str, Any] | None = None) -> Tokens:
+    async def connect(
+        self,
+        enterprise: str,
+        host: str,
+        kind: Kind,
+        access_token: str,
+        refresh_token: str | None,
+        expires_at: datetime | None,
+        account: dict[str, Any] | None = None,
+    ) -> Tokens:
         """A new connection (OAuth callback, pasted code, long-lived token) replaces whatever was there."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -298,16 +356,29 @@ class TokenStore:
                 " expires_at = EXCLUDED.expires_at, account = EXCLUDED.account,"
                 " generation = amocrm_tokens.generation + 1, refresh_started_at = NULL, refresh_owner = NULL,"
                 " status = 'connected', reason = NULL, updated_at = now() RETURNING *",
-                enterprise, host, kind, self.box.encrypt(access_token),
-                self.box.encrypt(refresh_token) if refresh_token else None, expires_at, account)
+                enterprise,
+                host,
+                kind,
+                self.box.encrypt(access_token),
+                self.box.encrypt(refresh_token) if refresh_token else None,
+                expires_at,
+                account,
+            )
             await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)
         assert row is not None
         tokens = self._decode(row)
         self._cache[enterprise] = tokens
         return tokens
 
-    async def mark(self, enterprise: str, status: TokenStatus, reason: str | None, *,
-                   generation: int | None = None, clear_marker: bool = False) -> None:
+    async def mark(
+        self,
+        enterprise: str,
+        status: TokenStatus,
+        reason: str | None,
+        *,
+        generation: int | None = None,
+        clear_marker: bool = False,
+    ) -> None:
         """Set the status (only if the row is still `generation`, so a reconnect is never overwritten)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -315,13 +386,19 @@ class TokenStore:
                 " refresh_started_at = CASE WHEN $5 THEN NULL ELSE refresh_started_at END,"
                 " refresh_owner = CASE WHEN $5 THEN NULL ELSE refresh_owner END"
                 " WHERE enterprise_number = $1 AND ($4::int IS NULL OR generation = $4)",
-                enterprise, status, reason, generation, clear_marker)
+                enterprise,
+                status,
+                reason,
+                generation,
+                clear_marker,
+            )
             await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)
         self.forget(enterprise)
 
     async def save_account(self, enterprise: str, account: dict[str, Any]) -> None:
-        await self.pool.execute("UPDATE amocrm_tokens SET account = $2 WHERE enterprise_number = $1",
-                                enterprise, account)
+        await self.pool.execute(
+            "UPDATE amocrm_tokens SET account = $2 WHERE enterprise_number = $1", enterprise, account
+        )
         cached = self._cache.get(enterprise)
         if cached is not None:
             self._cache[enterprise] = replace(cached, account=account)
@@ -339,7 +416,11 @@ class TokenStore:
             await self.pool.execute("DELETE FROM amocrm_oauth_states WHERE expires_at < now() - interval '1 day'")
         status = await self.pool.execute(
             "INSERT INTO amocrm_oauth_states (nonce, enterprise_number, expires_at) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING", nonce, enterprise, expires_at)
+            " ON CONFLICT DO NOTHING",
+            nonce,
+            enterprise,
+            expires_at,
+        )
         return status.endswith(" 1")
 
     async def _log(self, enterprise: str, event: str, exchange: Exchange | None, error: str | None) -> None:

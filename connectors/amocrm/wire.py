@@ -11,13 +11,26 @@ from connectors.base import mask_data
 from connectors.http import Exchange, perform
 
 
-async def perform_json(http: httpx.AsyncClient, method: str, url: str, body: Any = None, *,
-                       headers: Mapping[str, str] | None = None, secrets: Iterable[str] = (),
-                       params: Mapping[str, str] | None = None) -> Exchange:
+async def perform_json(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+    params: Mapping[str, str] | None = None,
+) -> Exchange:
     """`perform` with a JSON body (amoCRM takes JSON, never forms); the logged request shows the body masked."""
     secret_list = tuple(secrets)
-    exchange = await perform(_JsonBody(http, body), method, url, params=params,  # type: ignore[arg-type]
-                             headers=headers, secrets=secret_list)
+    exchange = await perform(
+        _JsonBody(http, body),  # type: ignore[arg-type]
+        method,
+        url,
+        params=params,
+        headers=headers,
+        secrets=secret_list,
+    )
     exchange.request.pop("form", None)
     if body is not None:
         exchange.request["json"] = mask_data(body, secret_list)
@@ -37,6 +50,7 @@ class _JsonBody:
         self._http = http
         self._body = body
 
-    async def request(self, method: str, url: str, *, params: Any = None, data: Any = None,
-                      headers: Any = None) -> httpx.Response:
+    async def request(
+        self, method: str, url: str, *, params: Any = None, data: Any = None, headers: Any = None
+    ) -> httpx.Response:
         return await self._http.request(method, url, params=params, headers=headers, json=self._body)

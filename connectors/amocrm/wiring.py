@@ -10,8 +10,7 @@ from connectors.amocrm.oauth import StateSigner
 from connectors.amocrm.plan import CRM
 
 
-def attach(integrations: Integrations, secret: bytes, public_url: str, **token_options: Any
-           ) -> AmoCrmConnector | None:
+def attach(integrations: Integrations, secret: bytes, public_url: str, **token_options: Any) -> AmoCrmConnector | None:
     """Bind the amoCRM connector to the database and make config NOTIFYs drop its cached tokens.
     `secret` is the state secret (OAuth `state` values are signed with a key derived from it)."""
     connector = integrations.connectors.get(CRM)

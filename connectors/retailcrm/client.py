@@ -64,16 +64,27 @@ class RetailCrmClient:
     # -- transport -----------------------------------------------------------------------------
 
     async def _call(
-        self, name: str, method: str, path: str, *, params: Mapping[str, str] | None = None,
-        form: Mapping[str, str] | None = None, versioned: bool = True,
+        self,
+        name: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
+        versioned: bool = True,
     ) -> tuple[Exchange, SendOutcome]:
         base = self.settings.api_url if versioned else f"{self.settings.domain}/api"
         secrets = (self.settings.api_key, self.settings.client_id)
         if self._limiter is not None:
             await self._limiter.acquire(self.settings.domain, base + path)
         exchange = await perform(
-            self._http, method, base + path, params=params, form=form,
-            headers={"X-API-KEY": self.settings.api_key}, secrets=secrets,
+            self._http,
+            method,
+            base + path,
+            params=params,
+            form=form,
+            headers={"X-API-KEY": self.settings.api_key},
+            secrets=secrets,
         )
         result = envelope.outcome(exchange)
         if result.error:
@@ -91,9 +102,7 @@ class RetailCrmClient:
 
     # -- deliveries ----------------------------------------------------------------------------
 
-    async def send(
-        self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None
-    ) -> SendOutcome:
+    async def send(self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None) -> SendOutcome:
         """One HTTP exchange: a single `call_event`, or up to 50 `calls_upload` deliveries.
 
         `record_url(path, pbx=...)` turns a delivery's `recording` (of `recording_pbx`) into a URL RetailCRM
@@ -160,16 +169,13 @@ class RetailCrmClient:
 
     # -- the telephony module --------------------------------------------------------------------
 
-    async def register_module(self, urls: ModuleUrls, *, name: str = "PBX agent",
-                              active: bool = True) -> ModuleResult:
+    async def register_module(self, urls: ModuleUrls, *, name: str = "PBX agent", active: bool = True) -> ModuleResult:
         """Create or update our telephony module; codes and external phone come from settings."""
         module = module_object(self.settings, urls, name=name, active=active)
         return await self._edit_module(module)
 
     async def get_module(self) -> dict[str, Any] | None:
-        exchange, result = await self._call(
-            "module_get", "GET", f"/integration-modules/{self.settings.code}"
-        )
+        exchange, result = await self._call("module_get", "GET", f"/integration-modules/{self.settings.code}")
         if result.http_status == 404:
             return None
         if not result.ok:
@@ -199,8 +205,7 @@ class RetailCrmClient:
     async def _edit_module(self, module: dict[str, Any]) -> ModuleResult:
         clean = {k: v for k, v in module.items() if k not in ("native", "freeze")}
         path = f"/integration-modules/{self.settings.code}/edit"
-        exchange, result = await self._call("module_edit", "POST", path,
-                                            form={"integrationModule": _json(clean)})
+        exchange, result = await self._call("module_edit", "POST", path, form={"integrationModule": _json(clean)})
         if not result.ok:
             raise CrmError(result)
         assert isinstance(exchange.body, dict)
@@ -220,4 +225,3 @@ def _with_record_url(payload: Mapping[str, Any], record_url: RecordUrl | None) -
         if url:
             call["recordUrl"] = url
     return call
-

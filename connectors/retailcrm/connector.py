@@ -41,8 +41,9 @@ class RetailCrmConnector:
     def client(self, settings: RetailCrmSettings, http: httpx.AsyncClient) -> RetailCrmClient:
         return RetailCrmClient(settings, http)
 
-    def responsible_lookup(self, settings: RetailCrmSettings, client: RetailCrmClient, enterprise: str
-                           ) -> RetailCrmLookup:
+    def responsible_lookup(
+        self, settings: RetailCrmSettings, client: RetailCrmClient, enterprise: str
+    ) -> RetailCrmLookup:
         return RetailCrmLookup(settings, client)
 
 

@@ -22,8 +22,9 @@ def adapt(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["domain"] = _API_PATH.sub("", api_url.strip().rstrip("/"))
     mappings = raw.get("user_mappings")
     if "user_extensions" not in out and isinstance(mappings, Mapping):
-        out["user_extensions"] = {str(user): str(ext) for ext, user in mappings.items()
-                                  if user not in (None, "") and ext not in (None, "")}
+        out["user_extensions"] = {
+            str(user): str(ext) for ext, user in mappings.items() if user not in (None, "") and ext not in (None, "")
+        }
     return out
 
 

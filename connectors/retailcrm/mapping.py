@@ -27,8 +27,9 @@ class Move:
     to_user: str
 
 
-def reassign(current: Mapping[str, str], changes: Mapping[str, str | None], *, replace: bool = False
-             ) -> tuple[dict[str, str], list[Move]]:
+def reassign(
+    current: Mapping[str, str], changes: Mapping[str, str | None], *, replace: bool = False
+) -> tuple[dict[str, str], list[Move]]:
     """Apply `{user_id: extension | None}` to `current` (or to nothing when `replace`).
 
     An extension belongs to one user: giving it to another takes it from the previous one (reported
@@ -38,8 +39,7 @@ def reassign(current: Mapping[str, str], changes: Mapping[str, str | None], *, r
     for user_id, ext in changes.items():
         if ext:
             if ext in wanted:
-                raise MappingError(f"user_extensions.{user_id}",
-                                   f"extension {ext} is also given to user {wanted[ext]}")
+                raise MappingError(f"user_extensions.{user_id}", f"extension {ext} is also given to user {wanted[ext]}")
             wanted[ext] = user_id
     base = {} if replace else {uid: ext for uid, ext in current.items() if uid not in changes}
     result = {uid: ext for uid, ext in base.items() if ext not in wanted}
@@ -52,7 +52,7 @@ def module_codes(module: Mapping[str, Any] | None) -> dict[str, str]:
     """`integrations.telephony.additionalCodes` of a module as {user_id: code} (ids as int or string)."""
     if not module:
         return {}
-    telephony = ((module.get("integrations") or {}).get("telephony") or {})
+    telephony = (module.get("integrations") or {}).get("telephony") or {}
     codes: dict[str, str] = {}
     for item in telephony.get("additionalCodes") or ():
         if isinstance(item, dict) and item.get("userId") not in (None, "") and item.get("code") not in (None, ""):

@@ -98,16 +98,26 @@ def parse_responsible(body: dict[str, Any]) -> Responsible | None:
     customer = body.get("customer")
     customer_id = _s(customer.get("id")) if isinstance(customer, dict) else None
     return Responsible(
-        user_id=str(manager["id"]), name=_name(manager), code=_s(manager.get("code")),
-        email=_s(manager.get("email")), customer_id=customer_id,
+        user_id=str(manager["id"]),
+        name=_name(manager),
+        code=_s(manager.get("code")),
+        email=_s(manager.get("email")),
+        customer_id=customer_id,
     )
 
 
 def parse_users_page(body: dict[str, Any], page: int) -> UsersPage:
     users = [
-        CrmUser(id=str(u["id"]), name=_name(u), email=_s(u.get("email")), active=bool(u.get("active", True)),
-                is_manager=bool(u.get("isManager", False)), status=_s(u.get("status")))
-        for u in body.get("users") or () if isinstance(u, dict) and u.get("id") is not None
+        CrmUser(
+            id=str(u["id"]),
+            name=_name(u),
+            email=_s(u.get("email")),
+            active=bool(u.get("active", True)),
+            is_manager=bool(u.get("isManager", False)),
+            status=_s(u.get("status")),
+        )
+        for u in body.get("users") or ()
+        if isinstance(u, dict) and u.get("id") is not None
     ]
     pagination = body.get("pagination")
     pagination = pagination if isinstance(pagination, dict) else {}
@@ -126,9 +136,7 @@ def parse_module_info(body: dict[str, Any], *, created: bool) -> ModuleResult:
     )
 
 
-def module_object(
-    settings: RetailCrmSettings, urls: ModuleUrls, *, name: str, active: bool
-) -> dict[str, Any]:
+def module_object(settings: RetailCrmSettings, urls: ModuleUrls, *, name: str, active: bool) -> dict[str, Any]:
     telephony: dict[str, Any] = {
         "makeCallUrl": urls.make_call,
         "allowEdit": False,  # our settings own the extension map; the CRM UI must not fork it
@@ -143,8 +151,12 @@ def module_object(
     if settings.site and settings.external_phone:
         telephony["externalPhones"] = [{"siteCode": settings.site, "externalPhone": settings.external_phone}]
     module: dict[str, Any] = {
-        "code": settings.code, "active": active, "name": name, "logo": urls.logo,
-        "clientId": settings.client_id, "baseUrl": urls.base_url,
+        "code": settings.code,
+        "active": active,
+        "name": name,
+        "logo": urls.logo,
+        "clientId": settings.client_id,
+        "baseUrl": urls.base_url,
         "integrations": {"telephony": telephony},
     }
     if urls.account:
@@ -157,7 +169,7 @@ def module_object(
 def _normalise_method(path: str, code: str) -> str:
     p = "/" + str(path).strip().strip("/").lower()
     if p.startswith("/api/v5/"):
-        p = "/api/" + p[len("/api/v5/"):]
+        p = "/api/" + p[len("/api/v5/") :]
     elif not p.startswith("/api/"):
         p = "/api" + p
     return p.replace(f"/integration-modules/{code}", "/integration-modules/{code}")
@@ -171,17 +183,35 @@ def connection_report(exchange: Exchange, result: SendOutcome, code: str) -> Con
     site_access, sites = _s(body.get("siteAccess")), tuple(str(s) for s in body.get("sitesAvailable") or ())
     listed = body.get("credentials")
     if not isinstance(listed, list):
-        return ConnectionReport(True, "the account did not list the key's methods; not verified",
-                                result.http_status, scopes=scopes, site_access=site_access, sites=sites)
+        return ConnectionReport(
+            True,
+            "the account did not list the key's methods; not verified",
+            result.http_status,
+            scopes=scopes,
+            site_access=site_access,
+            sites=sites,
+        )
     have = {_normalise_method(m, code) for m in listed}
     missing = tuple(m for m in REQUIRED_METHODS if m not in have)
     missing_optional = tuple(m for m in OPTIONAL_METHODS if m not in have)
     reason = None
     if missing:
-        reason = ("the API key may not call " + ", ".join(missing)
-                  + " (allow the telephony and integration-module methods for this key)")
-    return ConnectionReport(not missing, reason, result.http_status, tuple(str(m) for m in listed), scopes,
-                            missing, missing_optional, site_access, sites)
+        reason = (
+            "the API key may not call "
+            + ", ".join(missing)
+            + " (allow the telephony and integration-module methods for this key)"
+        )
+    return ConnectionReport(
+        not missing,
+        reason,
+        result.http_status,
+        tuple(str(m) for m in listed),
+        scopes,
+        missing,
+        missing_optional,
+        site_access,
+        sites,
+    )
 
 
 def _failure_reason(exchange: Exchange, result: SendOutcome) -> str:

@@ -82,14 +82,23 @@ def _common(event: CallEvent, settings: RetailCrmSettings) -> dict[str, Any]:
 
 def _delivery(event: CallEvent, key: str, kind: str, payload: dict[str, Any], **kw: Any) -> Delivery:
     return Delivery(
-        idempotency_key=f"{CRM}:{event.call_id}:{key}", enterprise=event.enterprise, crm=CRM,
-        kind=kind, payload=payload, **kw,
+        idempotency_key=f"{CRM}:{event.call_id}:{key}",
+        enterprise=event.enterprise,
+        crm=CRM,
+        kind=kind,
+        payload=payload,
+        **kw,
     )
 
 
 def _popup(event: CallEvent, settings: RetailCrmSettings, code: str, key: str) -> Delivery:
-    wire = {"phone": event.phone, "type": event.direction, "codes": [code],
-            "callExternalId": event.call_id, **_common(event, settings)}
+    wire = {
+        "phone": event.phone,
+        "type": event.direction,
+        "codes": [code],
+        "callExternalId": event.call_id,
+        **_common(event, settings),
+    }
     return _delivery(event, key, KIND_EVENT, {"event": wire}, expires_after=POPUP_TTL)
 
 
@@ -99,9 +108,14 @@ def _ended(event: CallEvent, settings: RetailCrmSettings) -> list[Delivery]:
     if event.answered_by and event.answered_by not in rang:
         rang.append(event.answered_by)
     if settings.popup_hangup and rang and event.result is not None:
-        wire = {"phone": event.phone, "type": "hangup", "codes": rang,
-                "hangupStatus": HANGUP_STATUS[event.result], "callExternalId": event.call_id,
-                **_common(event, settings)}
+        wire = {
+            "phone": event.phone,
+            "type": "hangup",
+            "codes": rang,
+            "hangupStatus": HANGUP_STATUS[event.result],
+            "callExternalId": event.call_id,
+            **_common(event, settings),
+        }
         out.append(_delivery(event, "event:hangup", KIND_EVENT, {"event": wire}, expires_after=POPUP_TTL))
     if settings.upload_history:
         out.append(_upload(event, settings, rang))
@@ -130,8 +144,7 @@ def _upload(event: CallEvent, settings: RetailCrmSettings, rang: list[str]) -> D
             call["userId"] = int(user_id)
     # `recording` is a path on the PBX `recording_pbx`; the sender turns it into a URL RetailCRM can fetch (recordUrl).
     payload = {"call": call, "recording": event.recording, "recording_pbx": event.extra.get("pbx")}
-    return _delivery(event, "upload", KIND_UPLOAD, payload,
-                     batch_key=f"{CRM}:{event.enterprise}:{KIND_UPLOAD}")
+    return _delivery(event, "upload", KIND_UPLOAD, payload, batch_key=f"{CRM}:{event.enterprise}:{KIND_UPLOAD}")
 
 
 def _local(when: datetime, settings: RetailCrmSettings) -> str:

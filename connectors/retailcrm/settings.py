@@ -18,8 +18,21 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 _KNOWN = frozenset(
-    {"enabled", "domain", "api_key", "client_id", "timezone", "popup_in", "popup_out", "popup_hangup",
-     "upload_history", "user_extensions", "site", "external_phone", "code"}
+    {
+        "enabled",
+        "domain",
+        "api_key",
+        "client_id",
+        "timezone",
+        "popup_in",
+        "popup_out",
+        "popup_hangup",
+        "upload_history",
+        "user_extensions",
+        "site",
+        "external_phone",
+        "code",
+    }
 )
 
 
@@ -64,11 +77,19 @@ class RetailCrmSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "enabled": self.enabled, "domain": self.domain, "api_key": self.api_key,
-            "client_id": self.client_id, "timezone": self.timezone, "popup_in": self.popup_in,
-            "popup_out": self.popup_out, "popup_hangup": self.popup_hangup,
-            "upload_history": self.upload_history, "user_extensions": dict(self.user_extensions),
-            "site": self.site, "external_phone": self.external_phone, "code": self.code,
+            "enabled": self.enabled,
+            "domain": self.domain,
+            "api_key": self.api_key,
+            "client_id": self.client_id,
+            "timezone": self.timezone,
+            "popup_in": self.popup_in,
+            "popup_out": self.popup_out,
+            "popup_hangup": self.popup_hangup,
+            "upload_history": self.upload_history,
+            "user_extensions": dict(self.user_extensions),
+            "site": self.site,
+            "external_phone": self.external_phone,
+            "code": self.code,
         }
 
 

@@ -140,9 +140,7 @@ def _message_name(data: bytes) -> str:
     return ""
 
 
-def load_recording(
-    recording: Path | bytes, timing: Path | None = None
-) -> tuple[bytes, list[RecordedMessage]]:
+def load_recording(recording: Path | bytes, timing: Path | None = None) -> tuple[bytes, list[RecordedMessage]]:
     """Read a recording and split it into messages (the first one is the banner).
 
     With a ``.timing`` file, its byte ranges are used as they are (they must tile the file

@@ -54,10 +54,15 @@ def validation(errors: list[tuple[str, str, str]]) -> web.Response:
     """errors: (request_id, path, detail)."""
     by_rid: dict[str, list[dict[str, str]]] = {}
     for rid, path, detail in errors:
-        by_rid.setdefault(rid, []).append({"code": "NotSupportedChoice" if "choice" in detail else "InvalidType",
-                                           "path": path, "detail": detail})
-    return problem(400, "Bad Request", "Request validation failed",
-                   **{"validation-errors": [{"request_id": k, "errors": v} for k, v in by_rid.items()]})
+        by_rid.setdefault(rid, []).append(
+            {"code": "NotSupportedChoice" if "choice" in detail else "InvalidType", "path": path, "detail": detail}
+        )
+    return problem(
+        400,
+        "Bad Request",
+        "Request validation failed",
+        **{"validation-errors": [{"request_id": k, "errors": v} for k, v in by_rid.items()]},
+    )
 
 
 def hal(body: Any, status: int = 200) -> web.Response:
@@ -82,9 +87,16 @@ class _Token:
 
 
 class FakeAmoCrm:
-    def __init__(self, *, client_id: str = "5f2b8d9e-1c3a-4b7e-9f00-aa11bb22cc33",
-                 client_secret: str = "Sx9kT2mQ7vW4yZ1aB8cD3eF6gH0jK5lN", rate: float | None = 7.0,
-                 block_after: int | None = None, access_ttl: int = 86400, account_id: int = 28805383) -> None:
+    def __init__(
+        self,
+        *,
+        client_id: str = "5f2b8d9e-1c3a-4b7e-9f00-aa11bb22cc33",
+        client_secret: str = "Sx9kT2mQ7vW4yZ1aB8cD3eF6gH0jK5lN",
+        rate: float | None = 7.0,
+        block_after: int | None = None,
+        access_ttl: int = 86400,
+        account_id: int = 28805383,
+    ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uri = ""  # the integration's registered Redirect URI
@@ -108,14 +120,34 @@ class FakeAmoCrm:
         self.popups: list[dict[str, Any]] = []
         self.unsorted: list[dict[str, Any]] = []
         self.tasks: dict[int, dict[str, Any]] = {}
-        self.users = [{"id": 1, "name": "Admin", "email": "admin@example.com", "lang": "ru",
-                       "rights": {"is_admin": True, "is_active": True}}]
-        self.pipelines = [{"id": 3001, "name": "Sales", "sort": 1, "is_main": True, "is_unsorted_on": True,
-                           "is_archive": False, "account_id": account_id,
-                           "_embedded": {"statuses": [{"id": 40001, "name": "Unsorted", "pipeline_id": 3001},
-                                                      {"id": 40002, "name": "First contact", "pipeline_id": 3001},
-                                                      {"id": 142, "name": "Won", "pipeline_id": 3001},
-                                                      {"id": 143, "name": "Lost", "pipeline_id": 3001}]}}]
+        self.users = [
+            {
+                "id": 1,
+                "name": "Admin",
+                "email": "admin@example.com",
+                "lang": "ru",
+                "rights": {"is_admin": True, "is_active": True},
+            }
+        ]
+        self.pipelines = [
+            {
+                "id": 3001,
+                "name": "Sales",
+                "sort": 1,
+                "is_main": True,
+                "is_unsorted_on": True,
+                "is_archive": False,
+                "account_id": account_id,
+                "_embedded": {
+                    "statuses": [
+                        {"id": 40001, "name": "Unsorted", "pipeline_id": 3001},
+                        {"id": 40002, "name": "First contact", "pipeline_id": 3001},
+                        {"id": 142, "name": "Won", "pipeline_id": 3001},
+                        {"id": 143, "name": "Lost", "pipeline_id": 3001},
+                    ]
+                },
+            }
+        ]
         self.on_token_answer: Callable[[], Awaitable[None]] | None = None  # runs after a refresh rotated
         self._ids = itertools.count(100001)
         self._failures: list[tuple[int, Any, str | None]] = []
@@ -173,8 +205,11 @@ class FakeAmoCrm:
 
     def issue_long_lived(self, days: int = 365, admin: bool = True) -> str:
         exp = int(time.time()) + days * 86400
-        token = jwt.encode({"exp": exp, "account_id": self.account_id, "jti": secrets.token_hex(8)},
-                           "fake-amo-signing-key-of-32-bytes!!", algorithm="HS256")
+        token = jwt.encode(
+            {"exp": exp, "account_id": self.account_id, "jti": secrets.token_hex(8)},
+            "fake-amo-signing-key-of-32-bytes!!",
+            algorithm="HS256",
+        )
         self.access[token] = _Token(exp, admin)
         return token
 
@@ -188,13 +223,23 @@ class FakeAmoCrm:
     def fail_next(self, n: int = 1, *, status: int = 500, body: Any = None, retry_after: str | None = None) -> None:
         self._failures.extend((status, body, retry_after) for _ in range(n))
 
-    def add_contact(self, phone: str, *, name: str = "Customer", responsible_user_id: int = 1,
-                    lead_ids: tuple[int, ...] = ()) -> int:
+    def add_contact(
+        self, phone: str, *, name: str = "Customer", responsible_user_id: int = 1, lead_ids: tuple[int, ...] = ()
+    ) -> int:
         cid = next(self._ids)
         self.contacts[cid] = {
-            "id": cid, "name": name, "responsible_user_id": responsible_user_id, "account_id": self.account_id,
-            "custom_fields_values": [{"field_id": 1, "field_code": "PHONE", "field_name": "Phone",
-                                      "values": [{"value": phone, "enum_code": "WORK"}]}],
+            "id": cid,
+            "name": name,
+            "responsible_user_id": responsible_user_id,
+            "account_id": self.account_id,
+            "custom_fields_values": [
+                {
+                    "field_id": 1,
+                    "field_code": "PHONE",
+                    "field_name": "Phone",
+                    "values": [{"value": phone, "enum_code": "WORK"}],
+                }
+            ],
             "_embedded": {"leads": [{"id": i} for i in lead_ids], "tags": [], "companies": []},
         }
         return cid
@@ -225,9 +270,12 @@ class FakeAmoCrm:
 
     async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.blocked:
-            return web.Response(status=403, content_type="text/html",
-                                text="<html><head><title>403 Forbidden</title></head><body><center><h1>403 "
-                                     "Forbidden</h1></center><hr><center>nginx</center></body></html>")
+            return web.Response(
+                status=403,
+                content_type="text/html",
+                text="<html><head><title>403 Forbidden</title></head><body><center><h1>403 "
+                "Forbidden</h1></center><hr><center>nginx</center></body></html>",
+            )
         if self.rate is not None and not self._take():
             self.violations += 1
             if self.block_after is not None and self.violations >= self.block_after:
@@ -238,8 +286,11 @@ class FakeAmoCrm:
             headers = {"Retry-After": retry_after} if retry_after else None
             if isinstance(body, str):
                 return web.Response(status=status, text=body, content_type="text/html", headers=headers)
-            resp = problem(status, "Error", "Injected failure") if body is None else \
-                web.Response(status=status, text=json.dumps(body), content_type=PROBLEM)
+            resp = (
+                problem(status, "Error", "Injected failure")
+                if body is None
+                else web.Response(status=status, text=json.dumps(body), content_type=PROBLEM)
+            )
             if headers:
                 resp.headers.update(headers)
             return resp
@@ -268,8 +319,13 @@ class FakeAmoCrm:
         access, refresh = "acc." + secrets.token_urlsafe(48), "ref." + secrets.token_urlsafe(48)
         self.access[access] = _Token(time.time() + self.access_ttl)
         self.refresh[refresh] = True
-        return {"token_type": "Bearer", "expires_in": self.access_ttl, "access_token": access,
-                "refresh_token": refresh, "server_time": int(time.time())}
+        return {
+            "token_type": "Bearer",
+            "expires_in": self.access_ttl,
+            "access_token": access,
+            "refresh_token": refresh,
+            "server_time": int(time.time()),
+        }
 
     # -- OAuth ---------------------------------------------------------------------------------
 
@@ -305,8 +361,9 @@ class FakeAmoCrm:
                 return _oauth_problem(401, "Refresh token is invalid", hint="Cannot decrypt the refresh token")
             if not self.refresh[token]:
                 self.revoked_refresh_uses += 1
-                return _oauth_problem(401, "В запросе отсутствует ряд параметров или параметры невалидны",
-                                      hint="Token has been revoked")
+                return _oauth_problem(
+                    401, "В запросе отсутствует ряд параметров или параметры невалидны", hint="Token has been revoked"
+                )
             self.refresh[token] = False
             self.refreshes += 1
             pair = self._issue_pair()
@@ -318,9 +375,18 @@ class FakeAmoCrm:
     # -- reads ---------------------------------------------------------------------------------
 
     async def _account(self, request: web.Request) -> web.Response:
-        return hal({"id": self.account_id, "name": "Test account", "subdomain": "test",
-                    "current_user_id": self.current_user_id, "country": "BY", "currency": "BYN",
-                    "is_unsorted_on": True, "is_technical_account": False})
+        return hal(
+            {
+                "id": self.account_id,
+                "name": "Test account",
+                "subdomain": "test",
+                "current_user_id": self.current_user_id,
+                "country": "BY",
+                "currency": "BYN",
+                "is_unsorted_on": True,
+                "is_technical_account": False,
+            }
+        )
 
     async def _users(self, request: web.Request) -> web.Response:
         if not request[ADMIN]:
@@ -385,8 +451,11 @@ class FakeAmoCrm:
 
     def _matching(self, phone: str) -> list[dict[str, Any]]:
         key = last10(phone)
-        return [c for c in self._visible() if key and any(
-            last10(v["value"]) == key for f in c["custom_fields_values"] for v in f["values"])]
+        return [
+            c
+            for c in self._visible()
+            if key and any(last10(v["value"]) == key for f in c["custom_fields_values"] for v in f["values"])
+        ]
 
     async def _events(self, request: web.Request) -> web.Response:
         """crm-api.md §B6: `{"add": [{"type": "phone_call", "phone_number": ..., "users": [ids]}]}` -> 202."""
@@ -398,8 +467,11 @@ class FakeAmoCrm:
         if not isinstance(items, list) or not items:
             return problem(400, "Bad Request", "add: This value should not be blank.")
         for item in items:
-            if not isinstance(item, dict) or item.get("type") != "phone_call" or not isinstance(
-                    item.get("phone_number"), str):
+            if (
+                not isinstance(item, dict)
+                or item.get("type") != "phone_call"
+                or not isinstance(item.get("phone_number"), str)
+            ):
                 return problem(400, "Bad Request", "type and phone_number are required")
             users = item.get("users")
             if users is not None and (not isinstance(users, list) or not all(isinstance(u, int) for u in users)):
@@ -433,29 +505,45 @@ class FakeAmoCrm:
             contact = matches[0]
             cid = next(self._ids)
             self.calls.append({**call, "id": cid, "entity_id": contact["id"], "entity_type": "contact"})
-            created.append({"id": cid, "entity_id": contact["id"], "entity_type": "contact",
-                            "account_id": self.account_id, "request_id": str(call.get("request_id", i)),
-                            "_embedded": {"entity": {"id": contact["id"]}}})
+            created.append(
+                {
+                    "id": cid,
+                    "entity_id": contact["id"],
+                    "entity_type": "contact",
+                    "account_id": self.account_id,
+                    "request_id": str(call.get("request_id", i)),
+                    "_embedded": {"entity": {"id": contact["id"]}},
+                }
+            )
         return hal({"_total_items": len(created), "errors": [], "_embedded": {"calls": created}})
 
     def _new_contact(self, data: dict[str, Any], *, unsorted: bool) -> int:
         cid = next(self._ids)
-        self.contacts[cid] = {"id": cid, "name": data.get("name") or "Contact",
-                              "responsible_user_id": data.get("responsible_user_id", self.current_user_id),
-                              "account_id": self.account_id,
-                              "custom_fields_values": data.get("custom_fields_values") or [],
-                              "_embedded": {"leads": [], "tags": [], "companies": []}}
+        self.contacts[cid] = {
+            "id": cid,
+            "name": data.get("name") or "Contact",
+            "responsible_user_id": data.get("responsible_user_id", self.current_user_id),
+            "account_id": self.account_id,
+            "custom_fields_values": data.get("custom_fields_values") or [],
+            "_embedded": {"leads": [], "tags": [], "companies": []},
+        }
         if unsorted:
             self.contacts[cid]["_unsorted"] = True
         return cid
 
     def _new_lead(self, data: dict[str, Any], contact_id: int | None) -> int:
         lid = next(self._ids)
-        self.leads[lid] = {"id": lid, "name": data.get("name", ""), "pipeline_id": data.get("pipeline_id", 3001),
-                           "status_id": data.get("status_id", 40002),
-                           "responsible_user_id": data.get("responsible_user_id", self.current_user_id),
-                           "_embedded": {"contacts": [{"id": contact_id}] if contact_id else [],
-                                         "tags": (data.get("_embedded") or {}).get("tags", [])}}
+        self.leads[lid] = {
+            "id": lid,
+            "name": data.get("name", ""),
+            "pipeline_id": data.get("pipeline_id", 3001),
+            "status_id": data.get("status_id", 40002),
+            "responsible_user_id": data.get("responsible_user_id", self.current_user_id),
+            "_embedded": {
+                "contacts": [{"id": contact_id}] if contact_id else [],
+                "tags": (data.get("_embedded") or {}).get("tags", []),
+            },
+        }
         if contact_id:
             self.contacts[contact_id]["_embedded"]["leads"].append({"id": lid})
         return lid
@@ -486,10 +574,21 @@ class FakeAmoCrm:
             uid = secrets.token_hex(16)
             self.unsorted.append({**item, "uid": uid, "lead_id": lid, "contact_id": cid})
             if item["metadata"].get("is_call_event_needed", True):
-                self.calls.append({"via": "unsorted", "uniq": item["metadata"].get("uniq"),
-                                   "phone": item["metadata"].get("from"), "entity_id": lid})
-            answer.append({"uid": uid, "request_id": str(item.get("request_id", i)),
-                           "_embedded": {"leads": [{"id": lid}], "contacts": [{"id": cid}]}})
+                self.calls.append(
+                    {
+                        "via": "unsorted",
+                        "uniq": item["metadata"].get("uniq"),
+                        "phone": item["metadata"].get("from"),
+                        "entity_id": lid,
+                    }
+                )
+            answer.append(
+                {
+                    "uid": uid,
+                    "request_id": str(item.get("request_id", i)),
+                    "_embedded": {"leads": [{"id": lid}], "contacts": [{"id": cid}]},
+                }
+            )
         return hal({"_total_items": len(answer), "_embedded": {"unsorted": answer}})
 
     def accept_unsorted(self, uid: str) -> None:
@@ -508,8 +607,15 @@ class FakeAmoCrm:
                 return validation([(str(i), "_embedded.contacts", "Only one contact per lead")])
             cid = self._new_contact(contacts[0], unsorted=False) if contacts else None
             lid = self._new_lead(lead, cid)
-            out.append({"id": lid, "contact_id": cid, "company_id": None, "request_id": [str(lead.get("request_id", i))],
-                        "merged": False})
+            out.append(
+                {
+                    "id": lid,
+                    "contact_id": cid,
+                    "company_id": None,
+                    "request_id": [str(lead.get("request_id", i))],
+                    "merged": False,
+                }
+            )
         return web.json_response(out)
 
     async def _tasks(self, request: web.Request) -> web.Response:
@@ -530,8 +636,12 @@ class FakeAmoCrm:
         out = []
         for i, task in enumerate(items):
             tid = next(self._ids)
-            self.tasks[tid] = {**task, "id": tid, "is_completed": False,
-                               "responsible_user_id": task.get("responsible_user_id", self.current_user_id)}
+            self.tasks[tid] = {
+                **task,
+                "id": tid,
+                "is_completed": False,
+                "responsible_user_id": task.get("responsible_user_id", self.current_user_id),
+            }
             out.append({"id": tid, "request_id": str(task.get("request_id", i))})
         return hal({"_embedded": {"tasks": out}})
 

@@ -1,10 +1,10 @@
 """A fake RetailCRM v5 (crm-api.md Part A and checklist C) over real loopback HTTP.
 
-    async with FakeRetailCrm(api_key=KEY) as crm:
-        settings = ... domain=crm.url ...
-        crm.fail_next(2, status=503, retry_after=3)
-        ...
-        assert crm.requests[-1].json_field("event")["type"] == "in"
+async with FakeRetailCrm(api_key=KEY) as crm:
+    settings = ... domain=crm.url ...
+    crm.fail_next(2, status=503, retry_after=3)
+    ...
+    assert crm.requests[-1].json_field("event")["type"] == "in"
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ from tests.fakes import retailcrm_rules as rules
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 ALL_METHODS = (
-    "/api/telephony/call/event", "/api/telephony/calls/upload", "/api/telephony/manager",
-    "/api/integration-modules/{code}", "/api/integration-modules/{code}/edit", "/api/users",
+    "/api/telephony/call/event",
+    "/api/telephony/calls/upload",
+    "/api/telephony/manager",
+    "/api/integration-modules/{code}",
+    "/api/integration-modules/{code}/edit",
+    "/api/users",
 )
 DEFAULT_SCOPES = ("integration_read", "integration_write", "telephony_read", "telephony_write", "user_read")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,8 +72,7 @@ class _Bucket:
         return False
 
 
-def _envelope(status: int, msg: str, errors: dict[str, str] | None = None,
-              as_list: bool = False) -> web.Response:
+def _envelope(status: int, msg: str, errors: dict[str, str] | None = None, as_list: bool = False) -> web.Response:
     body: dict[str, Any] = {"success": False, "errorMsg": msg}
     if errors:
         body["errors"] = [f"{k}: {v}" for k, v in errors.items()] if as_list else errors
@@ -151,8 +154,9 @@ class FakeRetailCrm:
 
     # -- knobs ---------------------------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, *, status: int = 500, retry_after: float | str | None = None,
-                  body: Any = None) -> None:
+    def fail_next(
+        self, n: int = 1, *, status: int = 500, retry_after: float | str | None = None, body: Any = None
+    ) -> None:
         """The next n requests get `status` (after being recorded). `body` may be a dict (JSON) or a
         str (sent as text/html); default: the envelope RetailCRM's clients expect for that status."""
         if body is None:
@@ -175,8 +179,7 @@ class FakeRetailCrm:
         self._release.set()
         self._delay = 0.0
 
-    def set_manager(self, phone: str, user: dict[str, Any] | None,
-                    customer: dict[str, Any] | None = None) -> None:
+    def set_manager(self, phone: str, user: dict[str, Any] | None, customer: dict[str, Any] | None = None) -> None:
         """`user`: RetailCRM user fields (`id`, `firstName`, `lastName`, `code`, `status`='free')."""
         key = rules.phone_digits(phone)
         if user is None:
@@ -186,8 +189,17 @@ class FakeRetailCrm:
 
     def add_users(self, count: int, start_id: int = 1) -> None:
         for i in range(start_id, start_id + count):
-            self.users.append({"id": i, "firstName": f"User{i}", "lastName": "Test", "active": True,
-                               "email": f"u{i}@example.com", "isManager": True, "status": "free"})
+            self.users.append(
+                {
+                    "id": i,
+                    "firstName": f"User{i}",
+                    "lastName": "Test",
+                    "active": True,
+                    "email": f"u{i}@example.com",
+                    "isManager": True,
+                    "status": "free",
+                }
+            )
 
     def requests_to(self, path_suffix: str) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(path_suffix)]
@@ -200,12 +212,22 @@ class FakeRetailCrm:
         form: dict[str, str] = {}
         if request.content_type in FORM_TYPES:
             form = {k: str(v) for k, v in (await request.post()).items()}
-        self.requests.append(Recorded(request.method, request.path, dict(request.query), form,
-                                      dict(request.headers), request.content_type, body))
+        self.requests.append(
+            Recorded(
+                request.method,
+                request.path,
+                dict(request.query),
+                form,
+                dict(request.headers),
+                request.content_type,
+                body,
+            )
+        )
         if not self.account_exists:
             status = 405 if request.method != "GET" else 404
-            return web.Response(status=status, content_type="text/html",
-                                text=f"<html><body><h1>{status}</h1>nginx</body></html>")
+            return web.Response(
+                status=status, content_type="text/html", text=f"<html><body><h1>{status}</h1>nginx</body></html>"
+            )
         if self._delay:
             await asyncio.sleep(self._delay)
         if self._hang:
@@ -217,7 +239,7 @@ class FakeRetailCrm:
             if http_exc.status == 405:
                 return _envelope(405, "Method not allowed")
             return _envelope(404, "API method not found")
-        key = (request.headers.get("X-API-KEY") or request.query.get("apiKey") or form.get("apiKey"))
+        key = request.headers.get("X-API-KEY") or request.query.get("apiKey") or form.get("apiKey")
         if not key:
             return _envelope(400, '"apiKey" is missing.')
         if key != self.api_key:
@@ -233,8 +255,7 @@ class FakeRetailCrm:
     def _failure_response(self, failure: _Failure) -> web.Response:
         headers = {"Retry-After": failure.retry_after} if failure.retry_after else None
         if isinstance(failure.body, str):
-            return web.Response(status=failure.status, text=failure.body, content_type="text/html",
-                                headers=headers)
+            return web.Response(status=failure.status, text=failure.body, content_type="text/html", headers=headers)
         return web.json_response(failure.body, status=failure.status, headers=headers)
 
     def _bucket(self, key: str, path: str) -> _Bucket:
@@ -249,8 +270,7 @@ class FakeRetailCrm:
         try:
             return json.loads(str(raw)), None
         except ValueError:
-            return None, _envelope(400, "Errors in the entity format", {name: "Invalid JSON"},
-                                   self.errors_as_list)
+            return None, _envelope(400, "Errors in the entity format", {name: "Invalid JSON"}, self.errors_as_list)
 
     def _invalid(self, errors: dict[str, str]) -> web.Response:
         return _envelope(400, "Errors in the entity format", errors, self.errors_as_list)
@@ -263,8 +283,12 @@ class FakeRetailCrm:
     # -- routes --------------------------------------------------------------------------------
 
     async def _credentials(self, request: web.Request) -> web.Response:
-        body: dict[str, Any] = {"success": True, "scopes": self.scopes, "credentials": self.credentials,
-                                "siteAccess": "access_full"}
+        body: dict[str, Any] = {
+            "success": True,
+            "scopes": self.scopes,
+            "credentials": self.credentials,
+            "siteAccess": "access_full",
+        }
         if self.sites:
             body["sitesAvailable"] = self.sites
         return web.json_response(body)
@@ -285,12 +309,14 @@ class FakeRetailCrm:
         telephony = (module.get("integrations") or {}).get("telephony") or {}
         user_ids = {str(u["id"]) for u in self.users}
         info: dict[str, Any] = {}
-        missing_users = [int(c["userId"]) for c in telephony.get("additionalCodes") or []
-                         if str(c["userId"]) not in user_ids]
+        missing_users = [
+            int(c["userId"]) for c in telephony.get("additionalCodes") or [] if str(c["userId"]) not in user_ids
+        ]
         if missing_users:
             info["notExistUsersIds"] = missing_users
-        missing_sites = [p["siteCode"] for p in telephony.get("externalPhones") or []
-                         if p["siteCode"] not in self.sites]
+        missing_sites = [
+            p["siteCode"] for p in telephony.get("externalPhones") or [] if p["siteCode"] not in self.sites
+        ]
         if missing_sites:
             info["notExistSiteCodes"] = missing_sites
         # PHP serialises an empty info object as []
@@ -300,8 +326,7 @@ class FakeRetailCrm:
         module = self.modules.get(request.match_info["code"])
         if module is None:
             return _envelope(404, "Not found")
-        return web.json_response({"success": True, "integrationModule": {**module, "native": False,
-                                                                         "freeze": False}})
+        return web.json_response({"success": True, "integrationModule": {**module, "native": False, "freeze": False}})
 
     def _codes(self) -> set[str]:
         codes = set(self.known_codes)
@@ -335,8 +360,9 @@ class FakeRetailCrm:
         if errors:
             return self._invalid(errors)
         if not self._telephony_on():
-            return web.json_response({"success": "false",
-                                      "errorMsg": "Telephony not enabled or not supports calls upload"})
+            return web.json_response(
+                {"success": "false", "errorMsg": "Telephony not enabled or not supports calls upload"}
+            )
         self.uploads.append(calls)
         duplicates: list[str] = []
         for call in calls:
@@ -361,8 +387,7 @@ class FakeRetailCrm:
         user, customer = found
         if user.get("status", "free") != "free" and not rules.truthy(request.query.get("ignoreStatus")):
             return web.json_response({"success": True})
-        manager = {k: user[k] for k in ("id", "firstName", "lastName", "patronymic", "email", "code")
-                   if k in user}
+        manager = {k: user[k] for k in ("id", "firstName", "lastName", "patronymic", "email", "code") if k in user}
         body: dict[str, Any] = {"success": True, "manager": manager}
         if rules.truthy(request.query.get("details")):
             body["customer"] = customer or {"id": 1, "phones": [{"number": phone}]}
@@ -377,15 +402,29 @@ class FakeRetailCrm:
         if limit not in rules.PAGE_LIMITS or page < 1:
             return _envelope(400, "Validation error", {"limit": "This value is not a valid choice."})
         total_pages = max(1, -(-len(self.users) // limit))
-        chunk = self.users[(page - 1) * limit: page * limit]
-        return web.json_response({"success": True, "users": chunk, "pagination": {
-            "limit": limit, "totalCount": len(self.users), "currentPage": page,
-            "totalPageCount": total_pages}})
+        chunk = self.users[(page - 1) * limit : page * limit]
+        return web.json_response(
+            {
+                "success": True,
+                "users": chunk,
+                "pagination": {
+                    "limit": limit,
+                    "totalCount": len(self.users),
+                    "currentPage": page,
+                    "totalPageCount": total_pages,
+                },
+            }
+        )
 
     # -- driving our callbacks ------------------------------------------------------------------
 
     async def click_to_call(
-        self, code: str, phone: str, *, user_id: int | None = None, external_phone: str | None = None,
+        self,
+        code: str,
+        phone: str,
+        *,
+        user_id: int | None = None,
+        external_phone: str | None = None,
         module_code: str | None = None,
     ) -> tuple[int, str]:
         """What RetailCRM does when a user clicks a number: GET makeCallUrl with clientId, code, phone."""

@@ -31,9 +31,7 @@ def _url(value: Any) -> bool:
 
 def _int_like(value: Any) -> bool:
     # PHP types ids as int, Go as string: accept both.
-    return (isinstance(value, int) and not isinstance(value, bool)) or (
-        isinstance(value, str) and value.isdigit()
-    )
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit())
 
 
 def check_module(path_code: str, module: Any) -> Errors:

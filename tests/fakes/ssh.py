@@ -43,8 +43,14 @@ class _Server(asyncssh.SSHServer):
 
 
 class FakeSshServer:
-    def __init__(self, client_key: asyncssh.SSHKey, *, allow_ports: tuple[int, ...] = (),
-                 username: str = "pbxagent", sftp: bool = True) -> None:
+    def __init__(
+        self,
+        client_key: asyncssh.SSHKey,
+        *,
+        allow_ports: tuple[int, ...] = (),
+        username: str = "pbxagent",
+        sftp: bool = True,
+    ) -> None:
         self.client_key = client_key
         self.allow_ports = allow_ports
         self.username = username
@@ -59,9 +65,15 @@ class FakeSshServer:
     async def start(self) -> None:
         authorized = asyncssh.import_authorized_keys(self.client_key.export_public_key().decode())
         self._acceptor = await asyncssh.listen(
-            "127.0.0.1", 0, server_host_keys=[self.host_key], authorized_client_keys=authorized,
-            server_factory=lambda: _Server(self), sftp_factory=self.sftp or None, allow_scp=False,
-            keepalive_interval=0)
+            "127.0.0.1",
+            0,
+            server_host_keys=[self.host_key],
+            authorized_client_keys=authorized,
+            server_factory=lambda: _Server(self),
+            sftp_factory=self.sftp or None,
+            allow_scp=False,
+            keepalive_interval=0,
+        )
         self.port = self._acceptor.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -95,6 +107,7 @@ class FakeSshServer:
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
