@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from admin.api import _enterprise, _json_object, error
-from agent import enterprises, keys
+from agent.store import enterprises
+from agent.web import keys
 from connectors.amocrm import oauth
 from connectors.amocrm.client import AmoCrmClient
 from connectors.amocrm.connector import AmoCrmConnector

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from admin.amocrm_api import client_for, connect_with, connector, consent_link, settings_of
 from admin.api import ENTERPRISE_RE
-from agent import keys
-from agent.tokens import TokenError
+from agent.web import keys
+from agent.web.tokens import TokenError
 from connectors.amocrm import oauth
 from connectors.amocrm.webhooks import parse_brackets, responsible_changes
 from connectors.base import CrmError, SendOutcome, mask_data

@@ -8,9 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from agent import enterprises, keys, retailcrm_store
-from agent.tokens import Principal, TokenError
-from agent.web import Handler
+from agent.store import enterprises
+from agent.web import keys
+from agent.web.server import Handler
+from agent.web.tokens import Principal, TokenError
+from connectors.retailcrm import store as retailcrm_store
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 ENTERPRISE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")

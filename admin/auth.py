@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 import jwt
 
-from agent.database import Pool
-from agent.secretbox import derive_key
-from agent.tokens import ISSUER, TokenError
+from agent.store.database import Pool
+from agent.store.secretbox import derive_key
+from agent.web.tokens import ISSUER, TokenError
 
 LINK_AUDIENCE = "pbx-agent-admin-link"
 ROLES = ("admin", "viewer")

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from admin.api import PRINCIPAL, error
-from agent import keys
+from agent.web import keys
 
 STATUSES = ("pending", "in_progress", "done", "failed", "dead", "expired")
 PAGE_MAX = 500

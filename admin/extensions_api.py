@@ -8,8 +8,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin.api import _enterprise, _json_object, error
-from agent import discovery, enterprises, extensions, keys
-from agent.ami import AmiNotConnected
+from agent.ingest import discovery
+from agent.ingest.link import AmiNotConnected
+from agent.store import enterprises, extensions
+from agent.web import keys
 
 
 async def get_extensions(request: web.Request) -> web.Response:

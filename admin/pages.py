@@ -20,7 +20,7 @@ from aiohttp import web
 
 from admin.auth import LinkSigner, Session
 from admin.i18n import LANGS, Translate
-from agent import keys
+from agent.web import keys
 
 JINJA = web.AppKey("admin_jinja", jinja2.Environment)
 LINKS = web.AppKey("admin_links", LinkSigner)

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from agent import keys, retailcrm_store
-from agent.ami import AmiNotConnected
-from agent.originate import NoPbx, OriginateRefused
+from agent.ingest.link import AmiNotConnected
+from agent.ingest.originate import NoPbx, OriginateRefused
+from agent.web import keys
 from connectors.base import mask_data
+from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.callbacks import (
     Activity,
     CallbackError,

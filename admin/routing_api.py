@@ -1,4 +1,4 @@
-"""`GET/PUT /api/enterprises/{n}/routing`: the enterprise's routing rules (agent/rules.py documents them).
+"""`GET/PUT /api/enterprises/{n}/routing`: the enterprise's routing rules (agent/redirect/rules.py documents them).
 
 PUT replaces the whole document; it is validated first (400 naming the field, nothing stored) and stored
 with `NOTIFY integrations_config` in the same transaction, so every agent drops its cached rules.
@@ -9,8 +9,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin.api import _enterprise, _json_object, error
-from agent import enterprises, keys, routing_store
-from agent.rules import RulesError
+from agent.redirect.rules import RulesError
+from agent.store import enterprises
+from agent.store import routing_rules as routing_store
+from agent.web import keys
 
 
 async def get_routing(request: web.Request) -> web.Response:

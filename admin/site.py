@@ -25,8 +25,8 @@ from admin import (
 )
 from admin.auth import LinkSigner, load_session
 from admin.pages import FRAME_ANCESTORS, JINJA, LANG, LINKS, SESSION, Refused, T, read_body, session, wants_json
-from agent import keys
-from agent.web import Handler
+from agent.web import keys
+from agent.web.server import Handler
 
 COOKIE = views_auth.COOKIE
 NO_CSRF = {"/admin/retailcrm"}  # token-authenticated entry from the CRM, before any session exists

@@ -12,7 +12,8 @@ from aiohttp import web
 
 from admin import amocrm_api as amo_api
 from admin.pages import Refused, after_post, answer, enterprise_of, read_body, require_admin, session
-from agent import enterprises, keys
+from agent.store import enterprises
+from agent.web import keys
 from connectors.amocrm.settings import UNKNOWN_CALLER, SettingsError
 from connectors.base import CrmError
 

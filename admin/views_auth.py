@@ -8,8 +8,9 @@ from aiohttp import web
 
 from admin.auth import SESSION_HOURS, close_session, open_session, use_link
 from admin.pages import LINKS, SESSION, Refused, answer, read_body, session
-from agent import keys, retailcrm_store
-from agent.tokens import TokenError
+from agent.web import keys
+from agent.web.tokens import TokenError
+from connectors.retailcrm import store as retailcrm_store
 
 COOKIE = "pbx_admin"
 NUMBER_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")

@@ -20,7 +20,8 @@ from admin.pages import (
     read_body,
     require_admin,
 )
-from agent import enterprises, keys
+from agent.store import enterprises
+from agent.web import keys
 
 PAGE = 50
 DIRECTIONS = ("in", "out", "internal")

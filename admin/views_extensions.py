@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from admin.pages import Refused, after_post, answer, enterprise_of, iso, read_body, require_admin
-from agent import keys
+from agent.web import keys
 
 PHONE_RE = re.compile(r"[0-9*#]{1,20}")
 NAME_MAX = 200

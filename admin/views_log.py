@@ -10,7 +10,8 @@ from aiohttp import web
 
 from admin.pages import Refused, after_post, answer, decode_next, encode_next, enterprise_of
 from admin.views_calls import LOG_COLUMNS, RETRYABLE, Where, delivery_row, log_row, retry
-from agent import enterprises, keys
+from agent.store import enterprises
+from agent.web import keys
 
 PAGE = 50
 DELIVERY_PAGE = 20

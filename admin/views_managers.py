@@ -14,7 +14,8 @@ from aiohttp import web
 
 from admin import amocrm_api, retailcrm_api
 from admin.pages import Refused, answer, enterprise_of, read_body, session, wants_json
-from agent import enterprises, extensions, keys
+from agent.store import enterprises, extensions
+from agent.web import keys
 from connectors.base import CrmError
 
 CRMS = ("retailcrm", "amocrm")

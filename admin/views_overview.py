@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from admin.pages import answer, enterprise_of, iso
-from agent import enterprises, keys
-from agent.database import Pool
+from agent.store import enterprises
+from agent.store.database import Pool
+from agent.web import keys
 
 TODAY = """
 SELECT count(*) FILTER (WHERE direction = 'in') AS incoming,
@@ -77,7 +78,7 @@ def pbx_links(request: web.Request, number: str | None) -> list[dict[str, Any]]:
 
 
 def _backfill(report: object) -> dict[str, Any] | None:
-    """The last catch-up from the PBX's CDR (agent.catchup), when the PBX has one."""
+    """The last catch-up from the PBX's CDR (agent.repair.catchup), when the PBX has one."""
     if not isinstance(report, dict):
         return None
     return {

@@ -15,8 +15,10 @@ from admin import retailcrm_api as rc
 from admin.i18n import catalog
 from admin.pages import Refused, after_post, answer, enterprise_of, iso, read_body
 from admin.retailcrm_api import CRM, Problem
-from agent import enterprises, keys, retailcrm_store
+from agent.store import enterprises
+from agent.web import keys
 from connectors.base import CrmError
+from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.legacy import adapt, is_legacy
 from connectors.retailcrm.settings import DEFAULT_CODE, SettingsError, parse
 

@@ -10,8 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from admin.pages import Refused, after_post, answer, enterprise_of, read_body, require_admin, wants_json
-from agent import keys, routing_store
-from agent.rules import RulesError
+from agent.redirect.rules import RulesError
+from agent.store import routing_rules as routing_store
+from agent.web import keys
 
 EXAMPLE = {
     "timezone": "Europe/Minsk",

@@ -17,32 +17,36 @@ from aiohttp import web
 from admin import amocrm_api, amocrm_callbacks, api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
 from admin import site as admin_site
 from admin.routing_api import add_routes as add_routing_routes
-from agent import database, enterprises, keys, peers, records, records_http, routing_store
-from agent.agi import AgiServer, hosts_of
-from agent.callevent import CallEvent
-from agent.callstore import count_ended
-from agent.catchup import CatchUpStore
-from agent.config import Config, ConfigError, load
-from agent.dispatch import CrmDispatcher
-from agent.health import HealthRegistry
-from agent.integrations import Integrations
-from agent.logs import register_secret
-from agent.lookups import lookup_source
-from agent.metrics import Metrics
-from agent.originate import Originator
-from agent.outbox import Outbox, OutboxPolicy, outbox_probe, policy_from
-from agent.pbx import PbxPipeline
-from agent.pbxmanager import PbxManager
-from agent.planner import Planner
-from agent.records import RecordLinks
-from agent.retention import Pruner
-from agent.routing import Router
-from agent.sdnotify import Notifier
-from agent.secretbox import SecretBox, load_or_create_secret
-from agent.statelock import StateDirBusy, StateLock
-from agent.supervisor import Supervisor
-from agent.tokens import TokenSigner
-from agent.web import create_app
+from agent.config.sections import Config, ConfigError, load
+from agent.delivery.dispatch import CrmDispatcher
+from agent.delivery.integrations import Integrations
+from agent.delivery.outbox import Outbox, OutboxPolicy, outbox_probe, policy_from
+from agent.delivery.planner import Planner
+from agent.ingest.links import PbxManager
+from agent.ingest.originate import Originator
+from agent.ingest.pipeline import PbxPipeline
+from agent.life.logs import register_secret
+from agent.life.sdnotify import Notifier
+from agent.life.statelock import StateDirBusy, StateLock
+from agent.life.supervisor import Supervisor
+from agent.redirect.lookups import lookup_source
+from agent.redirect.router import Router
+from agent.redirect.server import AgiServer, hosts_of
+from agent.repair.catchup import CatchUpStore
+from agent.store import database, enterprises, peers
+from agent.store import routing_rules as routing_store
+from agent.store.calls import count_ended
+from agent.store.retention import Pruner
+from agent.store.secretbox import SecretBox, load_or_create_secret
+from agent.tracking.event import CallEvent
+from agent.web import keys
+from agent.web import recording_http as records_http
+from agent.web import recordings as records
+from agent.web.health import HealthRegistry
+from agent.web.metrics import Metrics
+from agent.web.recordings import RecordLinks
+from agent.web.server import create_app
+from agent.web.tokens import TokenSigner
 from connectors.amocrm import wiring as amocrm_wiring
 from connectors.http import make_client
 from connectors.registry import connectors
@@ -84,7 +88,7 @@ class Agent:
     router: Router | None = None
     agi: AgiServer | None = None
     outbox_policy: OutboxPolicy | None = None  # tests pass one; else from [outbox]
-    name: str = field(default_factory=peers.agent_name)  # application_name of its connections (agent.peers)
+    name: str = field(default_factory=peers.agent_name)  # application_name of its connections (agent.store.peers)
     agent_count: peers.AgentCount | None = None  # agents on the database: each takes its share of the rate limits
     outbox_started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -261,7 +265,7 @@ class Agent:
         return runner
 
     async def _run_outbox(self, hold: float) -> None:
-        """The outbox, after `hold` seconds the first time (agent.peers.join_hold)."""
+        """The outbox, after `hold` seconds the first time (agent.store.peers.join_hold)."""
         assert self.outbox is not None
         if hold > 0 and not self.outbox_started.is_set():
             log.info(
@@ -312,7 +316,7 @@ class Agent:
 
     async def reload(self) -> None:
         """SIGHUP: re-read agent.toml; PBX links that were added, removed or changed are (re)connected,
-        the others untouched, and likewise their recordings sources (agent.recsourceset). A broken file is
+        the others untouched, and likewise their recordings sources (agent.web.recording_sourceset). A broken file is
         refused with check-config's messages; the running configuration stays. Other tables take effect at
         the next restart (said in the log)."""
         self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from agent import __version__
-from agent.config import Config, ConfigError, config_path, load
-from agent.runas import StateOwnedByService, refuse_root_run
+from agent.config.sections import Config, ConfigError, config_path, load
+from agent.life.runas import StateOwnedByService, refuse_root_run
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -30,9 +30,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent import logs
     from agent.app import ConflictError, StartupError, serve
-    from agent.pgembed import EmbeddedPgError
+    from agent.life import logs
+    from agent.store.embedded import EmbeddedPgError
 
     cfg = _load_config(args)
     refuse_root_run(cfg.agent.state_dir)
@@ -48,8 +48,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from agent import database, logs, peers
-    from agent.pgembed import EmbeddedPgError
+    from agent.life import logs
+    from agent.store import database, peers
+    from agent.store.embedded import EmbeddedPgError
 
     cfg = _load_config(args)
     logs.setup(cfg.agent.log_level, cfg.agent.log_format)
@@ -72,9 +73,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from agent.config import check_enterprise
-    from agent.secretbox import load_or_create_secret
-    from agent.tokens import TokenSigner
+    from agent.config.sections import check_enterprise
+    from agent.store.secretbox import load_or_create_secret
+    from agent.web.tokens import TokenSigner
 
     cfg = _load_config(args)
     problem = check_enterprise(args.enterprise) if args.enterprise is not None else None
@@ -90,8 +91,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
-    from agent import logs, redeliver
-    from agent.pgembed import EmbeddedPgError
+    from agent.life import logs
+    from agent.repair import redeliver
+    from agent.store.embedded import EmbeddedPgError
 
     cfg = _load_config(args)
     logs.setup("warning", cfg.agent.log_format)
@@ -108,8 +110,9 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from agent import backfill, logs
-    from agent.pgembed import EmbeddedPgError
+    from agent.life import logs
+    from agent.repair import backfill
+    from agent.store.embedded import EmbeddedPgError
 
     cfg = _load_config(args)
     logs.setup("warning", cfg.agent.log_format)
@@ -124,8 +127,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_admin_link(args: argparse.Namespace) -> int:
     from admin.auth import LINK_MINUTES_MAX, LinkSigner
-    from agent.config import check_enterprise
-    from agent.secretbox import load_or_create_secret
+    from agent.config.sections import check_enterprise
+    from agent.store.secretbox import load_or_create_secret
 
     cfg = _load_config(args)
     problem = check_enterprise(args.enterprise) if args.enterprise is not None else None
@@ -142,7 +145,7 @@ def cmd_admin_link(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    result: int = importlib.import_module("agent.replay").run(args)
+    result: int = importlib.import_module("agent.repair.replay").run(args)
     return result
 
 
@@ -174,16 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--enterprise", metavar="N", help="limit the token to one enterprise (default: admin)")
     token.add_argument("--days", type=float, default=365, metavar="D", help="validity in days (default 365)")
     redeliver_cmd = command("redeliver", cmd_redeliver, "plan stored calls of a period into the outbox again")
-    importlib.import_module("agent.redeliver").add_arguments(redeliver_cmd)
+    importlib.import_module("agent.repair.redeliver").add_arguments(redeliver_cmd)
     backfill_cmd = command("backfill", cmd_backfill, "store and plan the calls of a period that only the PBX's CDR has")
-    importlib.import_module("agent.backfill").add_arguments(backfill_cmd)
+    importlib.import_module("agent.repair.backfill").add_arguments(backfill_cmd)
     link = command("admin-link", cmd_admin_link, "print a one-time sign-in link to the admin pages")
     link.add_argument("--enterprise", metavar="N", help="an enterprise session (default: the whole instance)")
     link.add_argument("--role", choices=("admin", "viewer"), default="admin", help="admin (default) or viewer")
     link.add_argument("--minutes", type=float, default=15, metavar="M", help="the link works for M minutes (15)")
     replay = command("replay", cmd_replay, "print the calls a recorded AMI byte stream gives", config=False)
     try:
-        importlib.import_module("agent.replay").add_arguments(replay)
+        importlib.import_module("agent.repair.replay").add_arguments(replay)
     except ModuleNotFoundError:  # the call tracker is not part of this build yet
         replay.set_defaults(func=lambda _args: _unavailable("replay"))
     return parser

@@ -33,12 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from admin import site
 from admin.auth import open_session
-from agent import database, keys
-from agent.config import AgentSection, AgiSection, Config, DatabaseSection, HttpSection
-from agent.health import HealthRegistry
-from agent.metrics import Metrics
-from agent.pgembed import EmbeddedPostgres
-from agent.web import create_app
+from agent.config.sections import AgentSection, AgiSection, Config, DatabaseSection, HttpSection
+from agent.store import database
+from agent.store.embedded import EmbeddedPostgres
+from agent.web import keys
+from agent.web.health import HealthRegistry
+from agent.web.metrics import Metrics
+from agent.web.server import create_app
 
 FILL = """
 INSERT INTO enterprises (number, name) VALUES ('100', 'Shop'), ('200', 'Other');

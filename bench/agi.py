@@ -7,7 +7,7 @@ recorded request, answers each command with `200 result=1`, sends `HANGUP` after
 
 - **bare**: asyncio streams; read the request up to the empty line, send one `SET VARIABLE`, read the
   reply, close. No parsing, no routing: the floor any FastAGI server in Python pays.
-- **ours (hit)**: `agent.agi.AgiServer` + `agent.routing.Router`, the caller's entry cached (one warm-up
+- **ours (hit)**: `agent.redirect.server.AgiServer` + `agent.redirect.router.Router`, the caller's entry cached (one warm-up
   request first); the server sets all six variables, so it pays six command round trips to bare's one.
 - **ours (miss)**: every request from a new number; the router asks a fake CRM (a third process, aiohttp,
   answering after `--crm-ms`) through an aiohttp lookup, the way the RetailCRM client will.
@@ -44,7 +44,7 @@ REQUEST_TEMPLATE = (
     "agi_accountcode: \nagi_threadid: 139749110617792\n\n"
 )
 HIT_CALLER = "+375291234567"
-COMMANDS = 6  # SET VARIABLE lines per answer (agent.agiproto.commands_for); "bare ×N" sends as many
+COMMANDS = 6  # SET VARIABLE lines per answer (agent.redirect.wire.commands_for); "bare ×N" sends as many
 
 
 def request_for(caller: str) -> bytes:
@@ -74,10 +74,10 @@ async def bare_server(port: int, commands: int) -> None:
 async def ours_server(port: int, crm_url: str, deadline_ms: int) -> None:
     import aiohttp
 
-    from agent.agi import AgiServer
-    from agent.config import Address, AgiSection
-    from agent.health import HealthRegistry
-    from agent.routing import Manager, ResponsibleLookup, Router
+    from agent.config.sections import Address, AgiSection
+    from agent.redirect.router import Manager, ResponsibleLookup, Router
+    from agent.redirect.server import AgiServer
+    from agent.web.health import HealthRegistry
 
     session = aiohttp.ClientSession()
 

@@ -35,9 +35,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.amiframe import AmiFrameParser
-from agent.calls import CallTracker
-from agent.channels import ChannelRules
+from agent.ingest.frame import AmiFrameParser
+from agent.tracking.channels import ChannelRules
+from agent.tracking.tracker import CallTracker
 from tests.recordings import recordings_dir as shared_recordings_dir
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"

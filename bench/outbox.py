@@ -34,14 +34,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent import database, enterprises
-from agent.callevent import CallEvent
-from agent.dispatch import CrmDispatcher
-from agent.integrations import Integrations
-from agent.outbox import Outbox, OutboxPolicy
-from agent.pgembed import EmbeddedPostgres
-from agent.planner import Planner
-from agent.secretbox import SecretBox
+from agent.delivery.dispatch import CrmDispatcher
+from agent.delivery.integrations import Integrations
+from agent.delivery.outbox import Outbox, OutboxPolicy
+from agent.delivery.planner import Planner
+from agent.store import database, enterprises
+from agent.store.embedded import EmbeddedPostgres
+from agent.store.secretbox import SecretBox
+from agent.tracking.event import CallEvent
 from connectors.http import RateLimiter, make_client
 from connectors.registry import connectors
 from connectors.retailcrm.plan import plan

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.routing import Manager, ResponsibleLookup, Router
-from agent.rules import Rules, parse
+from agent.redirect.router import Manager, ResponsibleLookup, Router
+from agent.redirect.rules import Rules, parse
 
 CALLER = "+375291234567"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

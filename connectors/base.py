@@ -36,7 +36,7 @@ _KEY_VALUE = re.compile(
 
 class RecordUrl(Protocol):
     """The send-time hook that turns a delivery's `recording` (a path on the PBX named by its
-    `recording_pbx`) into a URL the CRM can fetch, or None (agent.records.RecordLinks.record_url)."""
+    `recording_pbx`) into a URL the CRM can fetch, or None (agent.web.recordings.RecordLinks.record_url)."""
 
     def __call__(self, path: str, fmt: str | None = None, *, pbx: str | None = None) -> str | None: ...
 

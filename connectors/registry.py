@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from agent.callevent import CallEvent
-from agent.routing import ResponsibleLookup
+from agent.redirect.router import ResponsibleLookup
+from agent.tracking.event import CallEvent
 from connectors.base import Delivery, RecordUrl, SendOutcome
 
 ExchangeHook = Callable[[str, SendOutcome], None]

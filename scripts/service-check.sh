@@ -74,8 +74,8 @@ check "Asterisk's config hidden from the agent, its recordings not" hidden
 
 url=$(in_box 'cd /tmp && runuser -u pbx-agent -- /opt/pbx-agent/.venv/bin/python -c "
 from pathlib import Path
-from agent.records import RecordLinks
-from agent.secretbox import load_or_create_secret
+from agent.web.recordings import RecordLinks
+from agent.store.secretbox import load_or_create_secret
 links = RecordLinks(\"http://127.0.0.1:8019\", load_or_create_secret(Path(\"/var/lib/pbx-agent\")), Path(\"/var/spool/asterisk/monitor\"))
 print(links.record_url(\"/var/spool/asterisk/monitor/rec1.wav\"))"') || url=none
 check "a recording through the hardened unit (200, Range 206)" in_box "

@@ -12,8 +12,8 @@ import aiohttp
 
 from admin.auth import LinkSigner
 from agent.app import Agent
-from agent.database import Pool
-from agent.secretbox import load_or_create_secret
+from agent.store.database import Pool
+from agent.store.secretbox import load_or_create_secret
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 

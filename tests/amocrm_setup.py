@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent import enterprises
-from agent.database import Pool
-from agent.secretbox import SecretBox, load_or_create_secret
+from agent.store import enterprises
+from agent.store.database import Pool
+from agent.store.secretbox import SecretBox, load_or_create_secret
 from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.settings import AmoCrmSettings, parse
 from connectors.amocrm.tokens import Tokens

@@ -14,11 +14,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from agent import database
 from agent.app import Agent
-from agent.config import AgentSection, AgiSection, Config, DatabaseSection, HttpSection
-from agent.config import Address
-from agent.pgembed import EmbeddedPostgres
+from agent.config.sections import Address, AgentSection, AgiSection, Config, DatabaseSection, HttpSection
+from agent.store import database
+from agent.store.embedded import EmbeddedPostgres
 
 TEMPLATE_DB = "pbx_template"
 

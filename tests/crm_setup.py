@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from agent import enterprises
 from agent.app import Agent
-from agent.config import Config
-from agent.database import Pool
-from agent.outbox import OutboxPolicy
-from agent.secretbox import SecretBox, load_or_create_secret
+from agent.config.sections import Config
+from agent.delivery.outbox import OutboxPolicy
+from agent.store import enterprises
+from agent.store.database import Pool
+from agent.store.secretbox import SecretBox, load_or_create_secret
 from connectors.retailcrm.settings import parse
 from tests.fakes.retailcrm import FakeRetailCrm
 

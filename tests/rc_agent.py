@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 
 from agent.app import Agent
-from agent.config import Address, Config, PbxSection
-from agent.secretbox import load_or_create_secret
-from agent.tokens import TokenSigner
+from agent.config.sections import Address, Config, PbxSection
+from agent.store.secretbox import load_or_create_secret
+from agent.web.tokens import TokenSigner
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 

@@ -11,10 +11,10 @@ import re
 from functools import cache
 from pathlib import Path
 
-from agent.callevent import CallEvent
-from agent.calls import CallTracker
-from agent.channels import ChannelRules
-from agent.replay import TimingEntry, read_timing, replay
+from agent.repair.replay import TimingEntry, read_timing, replay
+from agent.tracking.channels import ChannelRules
+from agent.tracking.event import CallEvent
+from agent.tracking.tracker import CallTracker
 
 NAMES = (
     "a_incoming_answered",

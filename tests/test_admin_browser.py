@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from agent import enterprises
 from agent.app import Agent
-from agent.config import Config
-from agent.database import Pool
+from agent.config.sections import Config
+from agent.store import enterprises
+from agent.store.database import Pool
 from tests import recordings
 from tests.admin_client import add_calls, base, link
 from tests.crm_setup import API_KEY, configure_retailcrm, drained, running

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agent.app import Agent
-from agent.config import Config
+from agent.config.sections import Config
 from tests.admin_client import base, link
 from tests.amocrm_setup import configure_amocrm
 from tests.crm_setup import API_KEY, configure_retailcrm

@@ -8,12 +8,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent import enterprises
 from agent.app import Agent
-from agent.secretbox import SecretBox, load_or_create_secret
+from agent.store import enterprises
+from agent.store.secretbox import SecretBox, load_or_create_secret
 from tests.admin_client import base, client, csrf
-from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.amocrm_setup import configure_amocrm
+from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.fakes.amocrm import FakeAmoCrm
 from tests.fakes.retailcrm import FakeRetailCrm
 
@@ -158,9 +158,8 @@ async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: Fake
     async with FakeAmoCrm() as amo:
         settings = await configure_amocrm(running_agent.pool, running_agent.config.agent.state_dir, amo)
     b = f"{base(running_agent)}/admin/100"
-    async with client(running_agent, "100") as http:
-        async with http.get(f"{b}/amocrm.json") as resp:
-            assert settings.webhook_secret in (await resp.json())["webhook_url"]
+    async with client(running_agent, "100") as http, http.get(f"{b}/amocrm.json") as resp:
+        assert settings.webhook_secret in (await resp.json())["webhook_url"]
     async with client(running_agent, "100", role="viewer") as http:
         for page in ("retailcrm", "managers", "amocrm"):
             async with http.get(f"{b}/{page}") as resp:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from agent import enterprises, routing_store
 from agent.app import Agent
+from agent.store import enterprises
+from agent.store import routing_rules as routing_store
 from tests.admin_client import base, client, csrf
 
 

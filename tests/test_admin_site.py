@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 
-from agent import enterprises
 from agent.app import Agent
-from agent.tokens import TokenSigner
+from agent.store import enterprises
+from agent.web.tokens import TokenSigner
 from tests.admin_client import add_calls, base, client, csrf, link, links
 
 
@@ -41,7 +41,7 @@ async def test_a_link_signs_in_once(running_agent: Agent) -> None:
 
 
 async def test_api_tokens_and_forged_links_do_not_sign_in(running_agent: Agent) -> None:
-    from agent.secretbox import load_or_create_secret
+    from agent.store.secretbox import load_or_create_secret
 
     api_token = TokenSigner(load_or_create_secret(running_agent.config.agent.state_dir)).issue(None, 1)
     expired = links(running_agent).issue(None, "admin", 1, now=0)
@@ -229,9 +229,9 @@ async def test_language_from_header_and_switch(running_agent: Agent) -> None:
 
 
 async def test_retailcrm_one_click_link(running_agent: Agent) -> None:
-    from agent import retailcrm_store
-    from agent.secretbox import load_or_create_secret
-    from agent.tokens import TokenSigner
+    from agent.store.secretbox import load_or_create_secret
+    from agent.web.tokens import TokenSigner
+    from connectors.retailcrm import store as retailcrm_store
 
     await setup_enterprises(running_agent)
     pool = running_agent.pool
@@ -304,7 +304,7 @@ def test_admin_link_cli(tmp_path: Any, capsys: Any) -> None:
     url = capsys.readouterr().out.strip()
     assert url.startswith("https://pbx.example/p/admin/login?token=")
     from admin.auth import LinkSigner
-    from agent.secretbox import load_or_create_secret
+    from agent.store.secretbox import load_or_create_secret
 
     claims = LinkSigner(load_or_create_secret(tmp_path / "state")).verify(url.split("token=")[1])
     assert (claims.enterprise, claims.role) == ("100", "viewer")

@@ -9,11 +9,11 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.agi import AgiServer, hosts_of
-from agent.amiframe import AmiMessage
-from agent.config import Address, AgiSection, PbxSection
-from agent.dialplan_vars import CRM, EXTEN, MANAGER, REASON, SOURCE, STATUS
-from agent.routing import ResponsibleLookup
+from agent.config.sections import Address, AgiSection, PbxSection
+from agent.ingest.frame import AmiMessage
+from agent.redirect.router import ResponsibleLookup
+from agent.redirect.server import AgiServer, hosts_of
+from agent.redirect.variables import CRM, EXTEN, MANAGER, REASON, SOURCE, STATUS
 from tests.agi_client import agi_call, agi_files, raw_session, recorded_request, request_with
 from tests.agi_env import CUSTOMER_A, CUSTOMER_B, ENTERPRISE, UNKNOWN, agi_env, wait_for
 
@@ -198,7 +198,7 @@ async def assert_still_serving(port: int) -> None:
 )
 async def test_garbage_is_logged_and_closed(garbage: bytes, caplog: pytest.LogCaptureFixture) -> None:
     async with agi_env() as env:
-        with caplog.at_level(logging.WARNING, logger="agent.agi"):
+        with caplog.at_level(logging.WARNING, logger="agent.redirect.server"):
             received, closed = await raw_session(env.port, garbage)
         assert (received, closed) == (b"", True)
         assert any("malformed" in r.getMessage() for r in caplog.records)
@@ -207,7 +207,7 @@ async def test_garbage_is_logged_and_closed(garbage: bytes, caplog: pytest.LogCa
 
 async def test_oversized_request_is_logged_and_closed(caplog: pytest.LogCaptureFixture) -> None:
     async with agi_env() as env:
-        with caplog.at_level(logging.WARNING, logger="agent.agi"):
+        with caplog.at_level(logging.WARNING, logger="agent.redirect.server"):
             received, closed = await raw_session(env.port, b"agi_x: " + b"a" * 100_000 + b"\n")
             assert (received, closed) == (b"", True)
             big = A_REQUEST[:-1] + b"".join(b"agi_v%d: %s\n" % (i, b"b" * 100) for i in range(200)) + b"\n"
@@ -219,7 +219,7 @@ async def test_oversized_request_is_logged_and_closed(caplog: pytest.LogCaptureF
 
 async def test_incomplete_request_is_closed_at_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
     async with agi_env(deadline_ms=150) as env:
-        with caplog.at_level(logging.WARNING, logger="agent.agi"):
+        with caplog.at_level(logging.WARNING, logger="agent.redirect.server"):
             started = time.monotonic()
             received, closed = await raw_session(env.port, A_REQUEST[:100])
             assert (received, closed) == (b"", True)
@@ -230,7 +230,7 @@ async def test_incomplete_request_is_closed_at_the_deadline(caplog: pytest.LogCa
 
 async def test_peer_closing_early_is_tolerated(caplog: pytest.LogCaptureFixture) -> None:
     async with agi_env() as env:
-        with caplog.at_level(logging.INFO, logger="agent.agi"):
+        with caplog.at_level(logging.INFO, logger="agent.redirect.server"):
             received, closed = await raw_session(env.port, A_REQUEST[:100], close_after_send=True)
             assert (received, closed) == (b"", True)
             env.crm.delay = 0.1  # gone while we are asking the CRM

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from agent.callevent import CallEvent
-from agent.config import PbxSection
-from agent.health import HealthRegistry
-from agent.metrics import Metrics
-from agent.pbx import PbxPipeline
+from agent.config.sections import PbxSection
+from agent.ingest.pipeline import PbxPipeline
+from agent.tracking.event import CallEvent
+from agent.web.health import HealthRegistry
+from agent.web.metrics import Metrics
 from tests import recordings
 from tests.fakes.ami import FakeAmi
 

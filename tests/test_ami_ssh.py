@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from agent.callevent import CallEvent
-from agent.config import PbxSection, SshSection
-from agent.health import HealthRegistry
-from agent.metrics import Metrics
-from agent.pbx import PbxPipeline
+from agent.config.sections import PbxSection, SshSection
+from agent.ingest.pipeline import PbxPipeline
+from agent.tracking.event import CallEvent
+from agent.web.health import HealthRegistry
+from agent.web.metrics import Metrics
 from tests import recordings
 from tests.fakes.ami import FakeAmi
 from tests.fakes.ssh import FakeSshServer, new_key
@@ -189,7 +189,7 @@ async def test_the_agent_with_a_remote_pbx(db_dsn: str, make_config: Any, tmp_pa
     """The whole agent: AMI through SSH, the call stored, its recording served from the PBX over SFTP."""
     import aiohttp
 
-    from agent.config import RecordingsSource
+    from agent.config.sections import RecordingsSource
     from tests.rc_agent import started
 
     spool = tmp_path / "monitor"

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from agent.amiframe import AmiFrameParser, AmiMessage
+from agent.ingest.frame import AmiFrameParser, AmiMessage
 from tests.recordings import NAMES, ami
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 
 from agent.app import Agent
-from agent.callevent import CallEvent
-from agent.config import Config
-from agent.database import Pool
-from agent.secretbox import load_or_create_secret
-from agent.tokens import TokenSigner
+from agent.config.sections import Config
+from agent.store.database import Pool
+from agent.store.secretbox import load_or_create_secret
+from agent.tracking.event import CallEvent
+from agent.web.tokens import TokenSigner
 from connectors.amocrm.connector import AmoCrmConnector
 from tests import recordings
 from tests.amocrm_setup import ENTERPRISE, configure_amocrm, connect_tokens
@@ -223,7 +223,7 @@ async def test_webhook_responsible_change_fires_the_hook_with_phones(
         assert seen == [(ENTERPRISE, [CALLER])]
         # a lead changed hands: its contacts' phones come from amoCRM
         status, _ = await fake.send_webhook(
-            url, {f"leads[responsible][0][id]": str(lead_id), "leads[responsible][0][responsible_user_id]": "9"}
+            url, {"leads[responsible][0][id]": str(lead_id), "leads[responsible][0][responsible_user_id]": "9"}
         )
         assert status == 200 and seen[-1] == (ENTERPRISE, ["+375 29 765-43-21"])
         # an update that did not change the responsible user is not a change

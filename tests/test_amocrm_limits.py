@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Config
-from agent.database import Pool
+from agent.config.sections import Config
+from agent.store.database import Pool
 from connectors.amocrm.plan import plan
 from connectors.base import Delivery
 from connectors.http import make_client

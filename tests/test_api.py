@@ -11,11 +11,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from agent import enterprises
-from tests.conftest import dbname
 from agent.app import Agent
-from agent.secretbox import SecretBox, load_or_create_secret
-from agent.tokens import TokenSigner
+from agent.store import enterprises
+from agent.store.secretbox import SecretBox, load_or_create_secret
+from agent.web.tokens import TokenSigner
+from tests.conftest import dbname
 
 API_KEY = "rcrm-0123456789abcdef-SECRET"
 
@@ -186,7 +186,7 @@ async def test_cached_settings_are_refreshed_even_without_notify(
 ) -> None:
     """The safety net under LISTEN/NOTIFY: a change that arrived without a NOTIFY (a lost notification) is
     picked up at the next periodic refresh."""
-    from agent import integrations as integrations_module
+    from agent.delivery import integrations as integrations_module
     from tests.crm_setup import running
 
     monkeypatch.setattr(integrations_module, "FULL_REFRESH_S", 0.3)

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from agent import backfill as backfill_mod
-from agent import cdr, routing_store
-from agent.callevent import CallEvent
-from agent.callstore import INSERT, row
-from agent.channels import ChannelRules
-from agent.config import ConfigError, PbxSection, RecordingsSource, SshSection, load
-from agent.database import Pool
+from agent.config.sections import ConfigError, PbxSection, RecordingsSource, SshSection, load
+from agent.repair import backfill as backfill_mod
+from agent.repair import cdr
+from agent.store import routing_rules as routing_store
+from agent.store.calls import INSERT, row
+from agent.store.database import Pool
+from agent.tracking.channels import ChannelRules
+from agent.tracking.event import CallEvent
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.fakes.ssh import FakeSshServer, new_key

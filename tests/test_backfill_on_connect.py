@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import catchup
 from agent.app import Agent
-from agent.callevent import CallEvent
-from agent.callstore import INSERT, row
-from agent.config import Config, RecordingsSource
-from agent.database import Pool
+from agent.config.sections import Config, RecordingsSource
+from agent.repair import catchup
+from agent.store.calls import INSERT, row
+from agent.store.database import Pool
+from agent.tracking.event import CallEvent
 from tests import recordings
 from tests.admin_client import base, client
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running
@@ -223,7 +223,7 @@ async def test_a_missing_cdr_is_a_warning_and_a_health_field(
     await pool.execute(INSERT, *stored("1.1", datetime.now(UTC) - timedelta(minutes=5)))
     config = agent_config(make_config, db_dsn, ami, tmp_path / "nope" / "Master.csv")
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
-    with caplog.at_level(logging.WARNING, logger="agent.catchup"):
+    with caplog.at_level(logging.WARNING, logger="agent.repair.catchup"):
         async with running(config) as agent:
             report = await catch_ups(agent, 1)
             assert "cannot read the CDR" in str(report["error"]) and "nope/Master.csv" in str(report["error"])
@@ -242,7 +242,7 @@ async def test_a_missing_cdr_is_a_warning_and_a_health_field(
             assert len(fake_crm.uploads) == 1
             await ami.drop_clients()  # and tries again on the next connect
             await catch_ups(agent, 2)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "agent.catchup"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "agent.repair.catchup"]
     assert len(warnings) == 2 and "backfill office: cannot read the CDR" in warnings[0].getMessage()
 
 

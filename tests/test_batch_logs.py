@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from agent import enterprises
 from agent.app import Agent
-from agent.config import Config
-from agent.database import Pool
+from agent.config.sections import Config
+from agent.store import enterprises
+from agent.store.database import Pool
 from tests import recordings
 from tests.admin_client import add_calls, base, client
 from tests.crm_setup import API_KEY, ENTERPRISE, FAST, configure_retailcrm, drained, running

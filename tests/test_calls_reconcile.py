@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.amiframe import AmiFrameParser, AmiMessage
-from agent.callevent import CallEvent
-from agent.calls import CallTracker
-from agent.channels import ChannelRules
+from agent.ingest.frame import AmiFrameParser, AmiMessage
+from agent.tracking.channels import ChannelRules
+from agent.tracking.event import CallEvent
+from agent.tracking.tracker import CallTracker
 from tests.recordings import ami, timing
 
 BASE = datetime(2026, 11, 24, tzinfo=UTC)

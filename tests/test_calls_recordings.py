@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.callevent import CallEvent
+from agent.tracking.event import CallEvent
 from tests.recordings import play
 
 CUSTOMER_A = "+375291234567"

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.amiframe import AmiFrameParser
-from agent.callevent import CallEvent
-from agent.calls import CallTracker
-from agent.channels import ChannelRules
-from agent.replay import replay
+from agent.ingest.frame import AmiFrameParser
+from agent.repair.replay import replay
+from agent.tracking.channels import ChannelRules
+from agent.tracking.event import CallEvent
+from agent.tracking.tracker import CallTracker
 from tests.recordings import NAMES, ami, frames, play, rewrite_ids, timing
 
 

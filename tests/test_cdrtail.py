@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import cdr
-from agent.cdrtail import CdrUnreadable, ended_before, read_tail, tail_lines
-from agent.config import PbxSection, RecordingsSource, SshSection
+from agent.config.sections import PbxSection, RecordingsSource, SshSection
+from agent.repair import cdr
+from agent.repair.cdrtail import CdrUnreadable, ended_before, read_tail, tail_lines
 from tests.fakes.ssh import FakeSshServer, new_key
 from tests.test_backfill import T0, cdr_line, uid
 

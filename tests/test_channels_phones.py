@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.channels import ChannelRules
-from agent.phones import normalise
+from agent.tracking.channels import ChannelRules
+from agent.tracking.phones import normalise
 
 RULES = ChannelRules()
 
@@ -65,7 +65,7 @@ def test_normalise(raw: str, region: str | None, e164: str) -> None:
 
 
 def test_trunk_context_beats_a_short_caller_id() -> None:
-    from agent.calls import CallTracker
+    from agent.tracking.tracker import CallTracker
 
     base = {"Linkedid": "1.1"}
     msgs = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load, parse_address
+from agent.config.sections import ConfigError, load, parse_address
 
 VALID = """
 [agent]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load
+from agent.config.sections import ConfigError, load
 from tests.test_config import VALID, write
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import RecordingsSource, SshSection, load
+from agent.config.sections import RecordingsSource, SshSection, load
 from tests.test_config import VALID, problems, write
 
 

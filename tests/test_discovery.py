@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import aiohttp
 
-from agent import extensions
-from agent.config import Config
-from agent.database import Pool
-from agent.extensions import Extension
-from agent.secretbox import load_or_create_secret
-from agent.tokens import TokenSigner
+from agent.config.sections import Config
+from agent.store import extensions
+from agent.store.database import Pool
+from agent.store.extensions import Extension
+from agent.store.secretbox import load_or_create_secret
+from agent.web.tokens import TokenSigner
 from tests import recordings
 from tests.crm_setup import running
 from tests.fakes.ami import FakeAmi

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.amiframe import AmiFrameParser, AmiMessage
-from agent.dialplan_vars import MAX_VALUE_CHARS, safe_value, set_variable
-from agent.extstates import ExtensionStates, PhoneState, device_extension
+from agent.ingest.frame import AmiFrameParser, AmiMessage
+from agent.redirect.variables import MAX_VALUE_CHARS, safe_value, set_variable
+from agent.tracking.extstates import ExtensionStates, PhoneState, device_extension
 from tests import recordings
 from tests.agi_client import agi_args
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import pgembed
-from agent.supervisor import Supervisor
+from agent.life.supervisor import Supervisor
+from agent.store import embedded as pgembed
 from tests.conftest import reachable_tmpdir
 from tests.fakes.ami import FakeAmi
 from tests.recordings import recordings_dir

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import logs
-from agent.secretbox import SecretBox, load_or_create_secret, mask
-from agent.tokens import TokenError, TokenSigner
+from agent.life import logs
+from agent.store.secretbox import SecretBox, load_or_create_secret, mask
+from agent.web.tokens import TokenError, TokenSigner
 
 
 def _record(message: str, *args: object) -> logging.LogRecord:

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.config import Config
-from agent.database import Pool
+from agent.config.sections import Config
+from agent.store.database import Pool
 from tests import recordings
 from tests.agi_client import agi_call, recorded_request, request_with
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running

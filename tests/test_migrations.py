@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from agent import migrations
+from agent.store import migrate as migrations
 from tests.conftest import dbname
 
 

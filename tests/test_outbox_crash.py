@@ -11,8 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
-from agent.database import Pool
-from agent.secretbox import load_or_create_secret
+from agent.store.database import Pool
+from agent.store.secretbox import load_or_create_secret
 from tests import recordings
 from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.fakes.ami import FakeAmi

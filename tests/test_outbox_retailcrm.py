@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.config import Config, OutboxSection
-from agent.database import Pool
+from agent.config.sections import Config, OutboxSection
+from agent.store.database import Pool
 from tests import recordings
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running
 from tests.fakes.ami import FakeAmi
@@ -191,8 +191,8 @@ async def test_two_agents_on_one_database_send_each_delivery_once(
 async def test_invalid_settings_are_refused_naming_the_field(running_agent: Any) -> None:
     import aiohttp
 
-    from agent.secretbox import load_or_create_secret
-    from agent.tokens import TokenSigner
+    from agent.store.secretbox import load_or_create_secret
+    from agent.web.tokens import TokenSigner
 
     token = TokenSigner(load_or_create_secret(running_agent.config.agent.state_dir)).issue(None, 1)
     base = f"http://127.0.0.1:{running_agent.http_port}/api/enterprises/{ENTERPRISE}"
@@ -249,8 +249,8 @@ async def test_failed_deliveries_are_listed_and_retried_through_the_api(
 ) -> None:
     import aiohttp
 
-    from agent.secretbox import load_or_create_secret
-    from agent.tokens import TokenSigner
+    from agent.store.secretbox import load_or_create_secret
+    from agent.web.tokens import TokenSigner
 
     directory = recordings.recordings_dir()
     ami = FakeAmi(directory / "p_b_incoming_missed.ami", speed=math.inf)

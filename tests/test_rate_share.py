@@ -12,11 +12,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from agent import database, peers
 from agent.app import Agent
-from agent.config import Config
-from agent.database import Pool
-from agent.pgembed import DB_USER, EmbeddedPostgres
+from agent.config.sections import Config
+from agent.store import database, peers
+from agent.store.database import Pool
+from agent.store.embedded import DB_USER, EmbeddedPostgres
 from connectors.amocrm.session import ACCOUNT_RPS, AccountGuard
 from connectors.http import RATE_FLOOR, RateLimiter, TokenBucket, retailcrm_route, shared_rate
 from tests.amocrm_setup import configure_amocrm, connect_tokens

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from agent.callevent import CallEvent
-from agent.dispatch import CrmDispatcher
-from agent.records import RecordLinks
-from agent.recsources import LocalSource
+from agent.delivery.dispatch import CrmDispatcher
+from agent.tracking.event import CallEvent
+from agent.web.recording_sources import LocalSource
+from agent.web.recordings import RecordLinks
 from connectors.amocrm import settings as amo_settings
 from connectors.amocrm.calls import CallSender
 from connectors.amocrm.plan import plan as amo_plan
@@ -112,7 +112,7 @@ def upload(key: str, recording: str, pbx: str) -> Delivery:
 async def test_an_upload_waits_for_a_recording_being_written_and_no_longer_than_the_limit(
     two_pbx: RecordLinks, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "agent.dispatch")
+    caplog.set_level(logging.INFO, "agent.delivery.dispatch")
     old = time.time() - 60
     os.utime(tmp_path / "office" / NAME, (old, old))
     growing = tmp_path / "branch" / "2026/11/in-2.wav"

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from agent.app import Agent
-from agent.config import Config
-from agent.records import RecordLinks
-from agent.secretbox import load_or_create_secret
+from agent.config.sections import Config
+from agent.store.secretbox import load_or_create_secret
+from agent.web.recordings import RecordLinks
 
 BODY = bytes(range(256)) * 40  # 10240 bytes
 

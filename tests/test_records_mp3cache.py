@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Config
-from agent.records import RecordLinks
-from agent.transcode import find_ffmpeg, sweep
+from agent.config.sections import Config
+from agent.web.recordings import RecordLinks
+from agent.web.transcode import find_ffmpeg, sweep
 from tests.test_records_sources import SECRET, fetch, make_wav, serving, spool  # noqa: F401 (fixture)
 
 NOW = 1_800_000_000.0

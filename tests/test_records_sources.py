@@ -18,13 +18,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent import keys, records, records_http
-from agent.config import Config, PbxSection, RecordingsSource, SshSection
-from agent.health import HealthRegistry
-from agent.records import RecordLinks
-from agent.recsources import LocalSource, SftpSource
-from agent.sshclient import SshClient
-from agent.transcode import find_ffmpeg
+from agent.config.sections import Config, PbxSection, RecordingsSource, SshSection
+from agent.ingest.ssh import SshClient
+from agent.web import keys
+from agent.web import recording_http as records_http
+from agent.web import recordings as records
+from agent.web.health import HealthRegistry
+from agent.web.recording_sources import LocalSource, SftpSource
+from agent.web.recordings import RecordLinks
+from agent.web.transcode import find_ffmpeg
 from tests.fakes.ssh import FakeSshServer, new_key
 
 SECRET = b"s" * 32
@@ -129,7 +131,7 @@ async def test_traversal_is_404_and_logged(
     for outside in ("/etc/passwd", str(spool / "../secret.txt"), "../secret.txt", str(spool), "", "a\x00b"):
         assert links.record_url(outside, pbx="remote") is None, outside
     later = time.time() + 600
-    caplog.set_level(logging.INFO, "agent.records")
+    caplog.set_level(logging.INFO, "agent.web.recordings")
     async with serving(links) as base:
         # validly signed tokens (as if a bug signed them) for paths that must never be served
         for path in (

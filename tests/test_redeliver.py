@@ -8,10 +8,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent import routing_store
-from agent.callevent import CallEvent
-from agent.callstore import INSERT, event_from_row, row
-from agent.database import Pool
+from agent.store import routing_rules as routing_store
+from agent.store.calls import INSERT, event_from_row, row
+from agent.store.database import Pool
+from agent.tracking.event import CallEvent
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm
 from tests.fakes.retailcrm import FakeRetailCrm
 

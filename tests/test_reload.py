@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from agent.config import Config, PbxSection, RecordingsSource
+from agent.config.sections import Config, PbxSection, RecordingsSource
 from tests.rc_agent import started
 from tests.test_lifecycle import agent_dir, free_port, output, start, wait_healthy  # noqa: F401
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import replay
+from agent.repair import replay
 from tests.recordings import recordings_dir
 
 
@@ -79,7 +79,7 @@ def test_bad_timing_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
 def test_python_dash_m_works() -> None:
     r = recordings_dir()
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.replay", str(r / "c_incoming_busy.ami"), "--json"],
+        [sys.executable, "-m", "agent.repair.replay", str(r / "c_incoming_busy.ami"), "--json"],
         capture_output=True,
         text=True,
         check=False,

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from agent.app import Agent
-from agent.config import Config
+from agent.config.sections import Config
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.rc_agent import CLIENT_ID, IDLE_AMI, KEY, admin_token, call, configure, pbx_for, rc, started

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.callevent import CallEvent
+from agent.tracking.event import CallEvent
 from connectors.base import Delivery, SendOutcome
 from connectors.http import make_client
 from connectors.retailcrm.client import RetailCrmClient

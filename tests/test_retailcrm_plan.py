@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.callevent import CallEvent
+from agent.tracking.event import CallEvent
 from connectors.retailcrm.plan import plan
 from connectors.retailcrm.settings import RetailCrmSettings, parse
 

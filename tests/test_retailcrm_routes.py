@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 
 from agent.app import Agent
-from agent.config import Config
-from agent.secretbox import load_or_create_secret
-from agent.tokens import TokenSigner
+from agent.config.sections import Config
+from agent.store.secretbox import load_or_create_secret
+from agent.web.tokens import TokenSigner
 from tests.fakes.retailcrm import ALL_METHODS, FakeRetailCrm
 from tests.rc_agent import CLIENT_ID, ENTERPRISE, KEY, admin_token, call, configure, rc, started
 

@@ -1,4 +1,4 @@
-"""agent.retention on a real PostgreSQL: what goes, what stays, batches, and one pruner at a time."""
+"""agent.store.retention on a real PostgreSQL: what goes, what stays, batches, and one pruner at a time."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from agent import database
-from agent.config import RetentionSection
-from agent.health import ComponentHealth
-from agent.metrics import Metrics
-from agent.retention import LOCK_CLASS, LOCK_ID, Pruner, next_delay
+from agent.config.sections import RetentionSection
+from agent.store import database
+from agent.store.retention import LOCK_CLASS, LOCK_ID, Pruner, next_delay
+from agent.web.health import ComponentHealth
+from agent.web.metrics import Metrics
 
 STATUSES = ("pending", "in_progress", "done", "failed", "dead", "expired")
 FINAL = {"done", "failed", "dead", "expired"}
@@ -200,15 +200,15 @@ async def test_a_delivery_being_retried_is_neither_waited_for_nor_deleted(pool: 
 async def test_outcome_in_log_and_health(pool: database.Pool, caplog: pytest.LogCaptureFixture) -> None:
     health = ComponentHealth(critical=False)
     pruner = Pruner(pool, RetentionSection(), Metrics(), health)
-    caplog.set_level(logging.INFO, logger="agent.retention")
+    caplog.set_level(logging.INFO, logger="agent.store.retention")
 
     await pruner.run_reported()
-    assert not [r for r in caplog.records if r.name == "agent.retention"]  # nothing deleted: nothing said
+    assert not [r for r in caplog.records if r.name == "agent.store.retention"]  # nothing deleted: nothing said
     assert health.status == "ok" and health.details["last_deleted"] == {}
 
     await add_log(pool, 40)
     await pruner.run_reported()
-    lines = [r.getMessage() for r in caplog.records if r.name == "agent.retention"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "agent.store.retention"]
     assert len(lines) == 1 and lines[0].startswith("retention: deleted 1 integration_logs in ")
     assert health.details["last_deleted"] == {"integration_logs": 1} and health.details["logs_days"] == 30
 

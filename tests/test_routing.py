@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from agent.dialplan_vars import Status
-from agent.routing import Answer, CacheSettings, Manager, ResponsibleLookup, Router
+from agent.redirect.router import Answer, CacheSettings, Manager, ResponsibleLookup, Router
+from agent.redirect.variables import Status
 from tests.agi_env import CUSTOMER_A, CUSTOMER_B, UNKNOWN, wait_for
 from tests.fakes.crm_lookup import FakeResponsibleCrm, HttpLookup
 
@@ -104,7 +104,7 @@ async def test_crm_failure_serves_the_last_good_value_and_backs_off(
     assert (await router.resolve("100", CUSTOMER_A)).extension == "150"
     crms.a.fail = True
     clock.now += 601
-    with caplog.at_level(logging.INFO, logger="agent.routing"):
+    with caplog.at_level(logging.INFO, logger="agent.redirect.router"):
         assert router.cached("100", CUSTOMER_A) == Answer(
             Status.FOUND, "150", "Ivan", "retailcrm", cached=True, source="crm"
         )

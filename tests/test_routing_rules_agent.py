@@ -14,12 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent import retailcrm_store
 from agent.app import Agent
-from agent.config import Config
-from agent.database import Pool
-from agent.secretbox import load_or_create_secret
-from agent.tokens import TokenSigner
+from agent.config.sections import Config
+from agent.store.database import Pool
+from agent.store.secretbox import load_or_create_secret
+from agent.web.tokens import TokenSigner
+from connectors.retailcrm import store as retailcrm_store
 from tests import recordings
 from tests.agi_client import Exchange, agi_call, recorded_request, request_with
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, running

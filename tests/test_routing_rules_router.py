@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from agent.callevent import CallEvent
-from agent.dialplan_vars import Status
-from agent.routing import Answer, CacheSettings, ResponsibleLookup, Router
-from agent.rules import Rules, parse
+from agent.redirect.router import Answer, CacheSettings, ResponsibleLookup, Router
+from agent.redirect.rules import Rules, parse
+from agent.redirect.variables import Status
+from agent.tracking.event import CallEvent
 from tests.agi_env import CUSTOMER_A, UNKNOWN, wait_for
 from tests.fakes.crm_lookup import FakeResponsibleCrm, HttpLookup
 
@@ -180,7 +180,7 @@ async def test_history_off_and_outgoing_calls_do_not_count(env: Env) -> None:
 
 
 def test_wall_clock_default_is_aware_utc() -> None:
-    from agent.routing import utcnow
+    from agent.redirect.router import utcnow
 
     assert utcnow().tzinfo is UTC
 

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.callevent import CallEvent
-from agent.planner import for_crm
-from agent.rules import RulesError, parse
+from agent.delivery.planner import for_crm
+from agent.redirect.rules import RulesError, parse
+from agent.tracking.event import CallEvent
 
 BERLIN = ZoneInfo("Europe/Berlin")
 OFFICE = {

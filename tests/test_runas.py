@@ -1,4 +1,4 @@
-"""Root running a command on a service's state directory works as the directory's owner (agent/runas.py)."""
+"""Root running a command on a service's state directory works as the directory's owner (agent/life/runas.py)."""
 
 from __future__ import annotations
 

@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from agent import enterprises
-from agent.config import Config
-from agent.database import Pool
-from agent.secretbox import SecretBox, load_or_create_secret
+from agent.config.sections import Config
+from agent.store import enterprises
+from agent.store.database import Pool
+from agent.store.secretbox import SecretBox, load_or_create_secret
 from tests import recordings
 from tests.agi_client import agi_call, recorded_request, request_with
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, running

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent.app import Agent
-from agent.config import Config
-from agent.sdnotify import Notifier
+from agent.config.sections import Config
+from agent.life.sdnotify import Notifier
 
 
 async def test_no_pings_while_the_loop_is_blocked(

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from agent.routing import Manager
+from agent.redirect.router import Manager
 from connectors.amocrm.calls import CallSender
 from connectors.amocrm.contacts import find_contact
 from connectors.amocrm.plan import CRM, KIND_CALL, KIND_EVENT
@@ -166,7 +166,7 @@ class AmoCrmClient:
 
 
 class Lookup:
-    """agent.routing's ResponsibleLookup for one enterprise: `crm` and `find_responsible(phone)`."""
+    """agent.redirect.router's ResponsibleLookup for one enterprise: `crm` and `find_responsible(phone)`."""
 
     crm = CRM
 

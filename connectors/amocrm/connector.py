@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from agent.callevent import CallEvent
-from agent.database import Pool
-from agent.secretbox import SecretBox
+from agent.store.database import Pool
+from agent.store.secretbox import SecretBox
+from agent.tracking.event import CallEvent
 from connectors.amocrm import oauth
 from connectors.amocrm.client import AmoCrmClient, Lookup
 from connectors.amocrm.plan import CRM, plan
@@ -91,7 +91,7 @@ class AmoCrmConnector:
         return Lookup(client, enterprise)
 
     def lookup(self, settings: AmoCrmSettings, http: httpx.AsyncClient, enterprise: str) -> Lookup:
-        """For agent.routing: `crm` + `find_responsible(phone)` for one enterprise."""
+        """For agent.redirect.router: `crm` + `find_responsible(phone)` for one enterprise."""
         return Lookup(self.client(settings, http), enterprise)
 
     # -- HTTP through a proxy ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import jwt
 
-from agent.secretbox import derive_key
+from agent.store.secretbox import derive_key
 from connectors.amocrm.problem import problem_text
 from connectors.amocrm.settings import is_product_host
 from connectors.amocrm.wire import never_sent, perform_json

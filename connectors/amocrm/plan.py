@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agent.callevent import CallEvent, CallResult
+from agent.tracking.event import CallEvent, CallResult
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.base import Delivery
 

@@ -36,9 +36,9 @@ from typing import Any, Literal
 
 import httpx
 
-from agent import enterprises
-from agent.database import Pool
-from agent.secretbox import SecretBox
+from agent.store import enterprises
+from agent.store.database import Pool
+from agent.store.secretbox import SecretBox
 from connectors.amocrm import oauth
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.http import Exchange

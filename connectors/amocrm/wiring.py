@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.integrations import Integrations
+from agent.delivery.integrations import Integrations
 from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.oauth import StateSigner
 from connectors.amocrm.plan import CRM

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from agent.callevent import CallEvent
-from agent.routing import Manager
+from agent.redirect.router import Manager
+from agent.tracking.event import CallEvent
 from connectors.base import Delivery
 from connectors.retailcrm.client import MAX_UPLOAD_BATCH, RetailCrmClient
 from connectors.retailcrm.legacy import adapt

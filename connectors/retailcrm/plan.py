@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.callevent import CallEvent, CallResult
+from agent.tracking.event import CallEvent, CallResult
 from connectors.base import Delivery
 from connectors.retailcrm.settings import RetailCrmSettings
 

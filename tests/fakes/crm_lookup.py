@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from agent.routing import Manager
+from agent.redirect.router import Manager
 
 
 class FakeResponsibleCrm:

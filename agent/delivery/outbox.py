@@ -1,0 +1,507 @@
+"""The durable outbox: planned CRM requests as PostgreSQL rows, delivered in the background.
+
+- `enqueue` inserts deliveries in one transaction; the idempotency key is unique, so planning the same
+  call twice (a replay, a reconnect) inserts nothing new.
+- Workers claim due rows with `FOR UPDATE SKIP LOCKED`, so several agents can share the database.
+  A claim is a lease: the row's `next_attempt_at` moves `lease` seconds ahead, so a row claimed by an
+  agent that died (kill -9) becomes due again by itself.
+- The try is counted when the row is claimed (arq's rule), before anything is sent.
+- Transient failures back off exponentially with jitter (tenacity's policy), honouring Retry-After;
+  permanent ones become `failed` (retriable by hand); past `expires_at` a row is `expired` (popups), past
+  `max_age` it is `dead`. Nothing is silently dropped.
+- Every exchange is written to integration_logs (masked by the connector) with status and timing, once,
+  with the ids of all the deliveries it carried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+from tenacity import RetryCallState, Retrying, wait_random_exponential
+
+from agent.config.sections import OutboxSection
+from agent.store import database
+from agent.store.database import Pool
+from agent.web.metrics import Metrics
+from connectors.base import Delivery, SendOutcome
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "deliveries"
+MAX_RETRY_AFTER_S = 3600.0
+
+
+@dataclass(frozen=True)
+class OutboxPolicy:
+    max_age: float = 24 * 3600.0
+    lease: float = 60.0
+    claim_batch: int = 200
+    max_in_flight: int = 2000  # rows claimed and not yet settled, across all accounts
+    concurrency: int = 16  # requests in flight, across all accounts
+    backoff_first: float = 1.0
+    backoff_max: float = 600.0
+    poll_interval: float = 5.0
+    # per CRM account: after this many transient failures in a row, pause it for the cool-down
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 30.0
+    account_concurrency: int = 4
+
+
+def policy_from(section: OutboxSection) -> OutboxPolicy:
+    return OutboxPolicy(
+        max_age=section.max_age,
+        lease=section.lease,
+        account_concurrency=section.account_concurrency,
+        breaker_threshold=section.breaker_threshold,
+        breaker_cooldown=section.breaker_cooldown,
+    )
+
+
+class Dispatcher(Protocol):
+    """Knows the CRMs: how many deliveries of a kind go in one request, and how to send them."""
+
+    def batch_limit(self, crm: str, kind: str) -> int: ...
+
+    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome: ...
+
+    # optional: `async def prepare(crm, deliveries)`, awaited before a request slot is taken
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    delivery: Delivery
+    attempts: int
+    created_at: datetime
+    expires_at: datetime | None
+
+
+CLAIM = """
+WITH due AS (
+    SELECT id FROM deliveries
+    WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d
+SET status = 'in_progress', attempts = d.attempts + 1,
+    next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+FROM due WHERE d.id = due.id
+RETURNING d.id, d.idempotency_key, d.enterprise_number, d.integration_type, d.kind, d.payload,
+          d.attempts, d.created_at, d.expires_at, d.batch_key
+"""
+
+SETTLE = """
+UPDATE deliveries d
+SET status = u.status, last_error = u.error, updated_at = now(),
+    next_attempt_at = CASE WHEN u.status = 'pending' THEN now() + make_interval(secs => u.delay)
+                           ELSE d.next_attempt_at END,
+    delivered_at = CASE WHEN u.status = 'done' THEN now() ELSE d.delivered_at END
+FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::text[]) AS u(id, status, delay, error)
+WHERE d.id = u.id
+"""
+
+LOG_EXCHANGE = """
+INSERT INTO integration_logs (enterprise_number, integration_type, event_type, request_data, response_data,
+                              status, error_message, http_status, duration_ms, delivery_id, delivery_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+"""
+
+Settled = list[tuple[int, str, float, str | None]]
+LogRow = tuple[Any, ...]
+
+
+class _Settler:
+    """Writes the outcomes of the exchanges that finish close together in one transaction.
+
+    Each caller waits until its own outcome is committed; if the write fails, it gets the error and
+    its rows stay claimed until the lease runs out (then they are sent again, which the CRM
+    recognises by the idempotency key / externalId).
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self._pending: list[tuple[Settled, LogRow | None, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def record(self, settled: Settled, log_row: LogRow | None) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((settled, log_row, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the exchanges finishing in this loop turn join the batch
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    logs = [row for _, row, _ in batch if row is not None]
+                    if logs:
+                        await conn.executemany(LOG_EXCHANGE, logs)
+                    await conn.execute(SETTLE, *_columns([r for settled, _, _ in batch for r in settled]))
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+
+INSERT = """
+INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, expires_at,
+                        batch_key)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[],
+                     $7::text[])
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
+class Outbox:
+    def __init__(
+        self, pool: Pool, dispatcher: Dispatcher, metrics: Metrics | None = None, policy: OutboxPolicy | None = None
+    ) -> None:
+        self.pool = pool
+        self.dispatcher = dispatcher
+        self.metrics = metrics
+        self.policy = policy or OutboxPolicy()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self._wait = wait_random_exponential(multiplier=self.policy.backoff_first, max=self.policy.backoff_max)
+        self._settler = _Settler(pool)
+
+    # -- producing -----------------------------------------------------------------------------
+
+    async def enqueue(
+        self, deliveries: Sequence[Delivery], *, before: Callable[[Any], Awaitable[None]] | None = None
+    ) -> int:
+        """Store deliveries (duplicates by key are ignored); return how many were new.
+
+        `before(conn)` runs first in the same transaction (the planner stores the ended calls there, so a
+        call and its deliveries are committed together or not at all)."""
+        if not deliveries and before is None:
+            return 0
+        now = datetime.now(UTC)
+        columns: list[list[Any]] = [[] for _ in range(7)]
+        for d in deliveries:
+            expires = now + timedelta(seconds=d.expires_after) if d.expires_after is not None else None
+            for column, value in zip(
+                columns, (d.idempotency_key, d.enterprise, d.crm, d.kind, d.payload, expires, d.batch_key), strict=True
+            ):
+                column.append(value)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if before is not None:
+                await before(conn)
+            inserted = 0
+            if deliveries:
+                status = await conn.execute(INSERT, *columns)
+                inserted = int(status.rsplit(" ", 1)[-1])
+            if inserted:
+                await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        if inserted:
+            self._wake.set()
+        return inserted
+
+    # -- consuming -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver forever: woken by local inserts and other agents' NOTIFY, else by a short poll."""
+
+        def notified(*_args: object) -> None:
+            self._wake.set()
+
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                conn = await stack.enter_async_context(self.pool.acquire())
+                await conn.add_listener(NOTIFY_CHANNEL, notified)
+                stack.push_async_callback(self._unlisten, conn, notified)
+            except Exception as exc:
+                if not database.is_transient(exc):
+                    raise
+                log.warning("outbox: cannot LISTEN (%s); polling every %.0f s", exc, self.policy.poll_interval)
+            await self._loop()
+
+    @staticmethod
+    async def _unlisten(conn: Any, callback: Any) -> None:
+        # at shutdown the pool may already have taken the connection back (is_closed() then raises)
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
+                await conn.remove_listener(NOTIFY_CHANNEL, callback)
+
+    async def _loop(self) -> None:
+        """Claim while fewer than `max_in_flight` rows are being delivered; every group of rows is
+        delivered by a task of its own, so one slow CRM account never holds up the others."""
+        in_flight: set[asyncio.Task[None]] = set()
+        rows_in_flight = 0
+
+        def done(task: asyncio.Task[None], rows: int) -> None:
+            nonlocal rows_in_flight
+            in_flight.discard(task)
+            rows_in_flight -= rows
+            self._wake.set()
+            if not task.cancelled() and task.exception() is not None:
+                log.error("outbox: a delivery task failed", exc_info=task.exception())
+
+        try:
+            while True:
+                self._wake.clear()  # before claiming, so an insert during the claim is not missed
+                room = min(self.policy.claim_batch, self.policy.max_in_flight - rows_in_flight)
+                groups: list[list[Claimed]] = []
+                if room > 0:
+                    try:
+                        groups = await self.claim(room)
+                    except Exception as exc:
+                        if not database.is_transient(exc):
+                            raise
+                        log.warning("outbox: database unavailable (%s); retrying", exc)
+                        await asyncio.sleep(1.0)
+                        continue
+                for group in groups:
+                    task = asyncio.create_task(self._deliver(group))
+                    in_flight.add(task)
+                    rows_in_flight += len(group)
+                    task.add_done_callback(functools.partial(done, rows=len(group)))
+                if groups and rows_in_flight < self.policy.max_in_flight:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            await self._settler.close()
+
+    async def run_once(self) -> int:
+        """Claim one batch of due rows and deliver all of it (tests and benchmarks); rows handled."""
+        groups = await self.claim(self.policy.claim_batch)
+        await asyncio.gather(*(self._deliver(group) for group in groups))
+        return sum(len(g) for g in groups)
+
+    async def claim(self, limit: int) -> list[list[Claimed]]:
+        """Claim up to `limit` due rows; settle the expired and the too old; group the rest by request."""
+        rows = await self.pool.fetch(CLAIM, limit, self.policy.lease)
+        now = datetime.now(UTC)
+        live: list[Claimed] = []
+        settled: list[tuple[int, str, float, str | None]] = []
+        for c in map(_claimed, rows):
+            if c.expires_at is not None and now >= c.expires_at:
+                settled.append((c.id, "expired", 0.0, "expired before it could be delivered"))
+            elif now - c.created_at >= timedelta(seconds=self.policy.max_age):
+                settled.append((c.id, "dead", 0.0, f"not delivered within {self.policy.max_age:.0f} s"))
+            else:
+                live.append(c)
+        if settled:
+            await self.pool.execute(SETTLE, *_columns(settled))
+        return self._groups(live)
+
+    def _groups(self, claimed: list[Claimed]) -> list[list[Claimed]]:
+        buckets: dict[tuple[str, ...], list[Claimed]] = defaultdict(list)
+        for c in claimed:
+            d = c.delivery
+            if d.batch_key is None:
+                buckets[("single", d.idempotency_key)].append(c)
+            else:
+                buckets[(d.enterprise, d.crm, d.kind, d.batch_key)].append(c)
+        groups: list[list[Claimed]] = []
+        for items in buckets.values():
+            limit = max(1, self.dispatcher.batch_limit(items[0].delivery.crm, items[0].delivery.kind))
+            groups.extend(items[i : i + limit] for i in range(0, len(items), limit))
+        return groups
+
+    async def _deliver(self, group: list[Claimed]) -> None:
+        first = group[0].delivery
+        prepare: Callable[[str, Sequence[Delivery]], Awaitable[None]] | None = getattr(self.dispatcher, "prepare", None)
+        if prepare is not None:  # e.g. waiting for a recording: not a request, so outside the slots
+            try:
+                await prepare(first.crm, [c.delivery for c in group])
+            except Exception:
+                log.exception("outbox: %s %s prepare raised", first.crm, first.kind)
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                outcome = await self.dispatcher.send(first.enterprise, first.crm, [c.delivery for c in group])
+            except Exception as exc:  # a connector bug must not lose the rows: retry them later
+                log.exception("outbox: %s %s send raised", first.crm, first.kind)
+                outcome = SendOutcome(status="transient", error=f"{type(exc).__name__}: {exc}")
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(first.crm, outcome.status).inc(len(group))
+            self.metrics.delivery_seconds.labels(first.crm).observe(time.perf_counter() - started)
+        settled: list[tuple[int, str, float, str | None]] = []
+        for c in group:
+            status = outcome.items.get(c.delivery.idempotency_key, outcome.status)
+            if status == "success":
+                settled.append((c.id, "done", 0.0, None))
+            elif status == "permanent":
+                settled.append((c.id, "failed", 0.0, outcome.error or "rejected by the CRM"))
+            else:
+                settled.append(
+                    (
+                        c.id,
+                        "pending",
+                        self._backoff(c.attempts, outcome.retry_after),
+                        outcome.error or "temporary failure",
+                    )
+                )
+        # shielded so that a stop in the middle cannot leave a sent delivery unrecorded (arq's rule)
+        await asyncio.shield(self._record(group, outcome, settled))
+        keys = ",".join(c.delivery.idempotency_key for c in group[:3]) + ("…" if len(group) > 3 else "")
+        log.info(
+            "delivery %s %s x%d [%s] try %d: %s%s (%.0f ms)",
+            first.crm,
+            first.kind,
+            len(group),
+            keys,
+            group[0].attempts,
+            outcome.status,
+            f" {outcome.http_status}" if outcome.http_status else "",
+            outcome.duration_ms,
+        )
+
+    async def _record(
+        self, group: list[Claimed], outcome: SendOutcome, settled: list[tuple[int, str, float, str | None]]
+    ) -> None:
+        """Settle the group and log its exchange once, naming every delivery it carried (`delivery_ids`;
+        `delivery_id` is the first, for readers that predate batches)."""
+        d = group[0].delivery
+        log_row = None
+        if outcome.request:  # nothing was sent (e.g. a paused account): no exchange to log
+            log_row = (
+                d.enterprise,
+                d.crm,
+                d.kind,
+                outcome.request,
+                outcome.response,
+                "success" if outcome.ok else "error",
+                outcome.error,
+                outcome.http_status,
+                outcome.duration_ms,
+                group[0].id,
+                [c.id for c in group],
+            )
+        await self._settler.record(settled, log_row)
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> float:
+        state = RetryCallState(Retrying(), None, (), {})
+        state.attempt_number = attempts
+        delay = min(float(self._wait(state)), self.policy.backoff_max)
+        if retry_after is not None:  # the CRM's own word wins over our cap, within reason
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+        return delay
+
+    # -- operator actions ------------------------------------------------------------------------
+
+    async def retry(self, delivery_id: int, enterprise: str | None = None) -> bool:
+        """Make a failed, dead or expired delivery due now. False when there is no such row."""
+        status = await self.pool.execute(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), created_at = now(),"
+            " last_error = NULL, updated_at = now()"
+            " WHERE id = $1 AND status IN ('failed', 'dead', 'expired')"
+            " AND ($2::text IS NULL OR enterprise_number = $2)",
+            delivery_id,
+            enterprise,
+        )
+        if status.endswith(" 1"):
+            self._wake.set()
+            return True
+        return False
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self.pool.fetch("SELECT status, count(*) AS n FROM deliveries GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    async def due_count(self) -> int:
+        """How many deliveries are due now (waiting to be sent)."""
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM deliveries"
+                " WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()"
+            )
+            or 0
+        )
+
+    async def oldest_due_age(self) -> float:
+        age = await self.pool.fetchval(
+            "SELECT extract(epoch FROM now() - min(next_attempt_at)) FROM deliveries"
+            " WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()"
+        )
+        return float(age or 0.0)
+
+
+def _columns(settled: list[tuple[int, str, float, str | None]]) -> tuple[list[Any], ...]:
+    return tuple(list(column) for column in zip(*settled, strict=True))
+
+
+def _claimed(row: asyncpg.Record) -> Claimed:
+    payload = row["payload"]
+    return Claimed(
+        id=row["id"],
+        delivery=Delivery(
+            idempotency_key=row["idempotency_key"],
+            enterprise=row["enterprise_number"],
+            crm=row["integration_type"],
+            kind=row["kind"],
+            payload=payload if isinstance(payload, dict) else json.loads(payload),
+            batch_key=row["batch_key"],
+        ),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+    )
+
+
+STALE_DUE_S = 300.0
+STATUSES = ("pending", "in_progress", "done", "failed", "dead", "expired")
+
+
+async def _count_by_crm(outbox: Outbox, metrics: Metrics) -> None:
+    """Per CRM: rows by status, plus `due` (waiting to be sent now)."""
+    rows = await outbox.pool.fetch(
+        "SELECT integration_type AS crm, status, count(*) AS n,"
+        " count(*) FILTER (WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()) AS due"
+        " FROM deliveries GROUP BY integration_type, status"
+    )
+    found: dict[str, dict[str, int]] = {}
+    for r in rows:
+        per = found.setdefault(r["crm"], {})
+        per[r["status"]] = int(r["n"])
+        per["due"] = per.get("due", 0) + int(r["due"])
+    for crm, per in found.items():
+        for status in (*STATUSES, "due"):
+            metrics.deliveries_by_crm.labels(crm, status).set(per.get(status, 0))
+
+
+async def outbox_probe(outbox: Outbox, metrics: Metrics | None = None, *, agents: int = 1) -> dict[str, Any]:
+    """For /health: the outbox is degraded when something due has waited more than 5 minutes. `agents`: how
+    many agents send from this database (each at its share of every CRM account's rate limit)."""
+    counts = await outbox.counts()
+    oldest = await outbox.oldest_due_age()
+    if metrics is not None:
+        for status in STATUSES:
+            metrics.deliveries_by_status.labels(status).set(counts.get(status, 0))
+        await _count_by_crm(outbox, metrics)
+    if oldest > STALE_DUE_S:
+        raise RuntimeError(f"the oldest due delivery has waited {oldest:.0f} s")
+    return {
+        "due_oldest_seconds": round(oldest, 1),
+        "agents": agents,
+        **{k: v for k, v in counts.items() if k != "done"},
+    }

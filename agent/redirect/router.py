@@ -1,0 +1,571 @@
+"""Who is the caller's responsible manager: a cache in front of every enabled CRM's lookup.
+
+`Router.resolve(enterprise, caller)` normalises the caller to E.164 (the enterprise's region, else the
+default), then answers from the cache, or asks every enabled CRM of the enterprise concurrently and
+caches what they say. `Router.cached()` is the same answer when it needs no waiting (the AGI server's
+fast path); it returns None when a CRM must be asked.
+
+The cache owns the responsible-manager map in the manner of Home Assistant's update coordinator:
+
+- **Single flight**: one CRM request per (enterprise, number) at a time, however many calls wait on it.
+- **Never holds the caller**: `resolve(..., within=)` answers `TIMEOUT` when the time is up; the lookup
+  goes on in the background (bounded by `fetch_timeout_s`) and fills the cache for the next call.
+- **Stale while refreshing**: a found entry is fresh for `found_ttl_s`, a not-found one for
+  `not_found_ttl_s`. After that it is still served, for up to `stale_s` more, while one background
+  refresh runs; so a busy number never waits on a CRM after its first call.
+- **CRM failures serve the last good value**: when a refresh fails the old entry is kept and served (and
+  retried no sooner than `failure_ttl_s`). With nothing to serve, a CRM failure answers `UNAVAILABLE`
+  with `crm` naming the CRM that failed, remembered for `failure_ttl_s` so a CRM that is down is not
+  asked again on every call. A CRM's failing/recovered state is logged when it changes, not per call.
+- **Invalidation**: `invalidate(enterprise)` (wired to `NOTIFY integrations_config, '<enterprise>'`
+  through `on_notify`) drops the enterprise's entries, its lookups and settings, and detaches lookups in
+  flight (their results are not stored), so a reassigned manager takes effect on the next call.
+
+Routing rules (`agent.redirect.rules`, loaded with the enterprise's plan and dropped with it on NOTIFY) come
+first, evaluated against the wall clock (`clock`): a blocked caller is `BLOCKED` and outside the
+enterprise's hours or on a holiday is `CLOSED`, both without asking any CRM. A manager outside their own
+hours, or away by their CRM status, is `UNAVAILABLE` with a `reason` (`off_hours`, `away`, `busy`). With no
+manager from any CRM, the extension that answered the caller's most recent call within `history_days`
+(`HistoryLookup`, cached beside the CRM answer, updated at once by `note_answered`) is `FOUND` with
+`source="history"`.
+
+Statuses (see `agent.redirect.variables.Status`): a manager with a mapped extension is `FOUND`, unless their
+phone is occupied or unavailable per `ExtensionStates` and the enterprise's `redirect_when_busy` is off,
+which answers `UNAVAILABLE` (manager named, no extension). A manager with no mapped extension, or no
+manager, is `NOT_FOUND`. No enabled CRM is `DISABLED`. The `LookupSource` or `BusyPolicy` raising (our
+settings unreadable: database down, unknown enterprise) is `ERROR`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, Literal, Protocol, TypeVar
+
+from cachetools import TLRUCache
+
+from agent.redirect.rules import NO_RULES, Rules
+from agent.redirect.variables import Reason, Source, Status
+from agent.tracking.event import CallEvent
+from agent.tracking.extstates import ExtensionStates
+from agent.tracking.phones import normalise
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Manager:
+    """What a CRM says: the responsible user, and their extension mapped through the enterprise's mapping."""
+
+    crm: str
+    user_id: str
+    name: str
+    extension: str | None  # None when the enterprise has no extension mapped for this user
+
+
+class ResponsibleLookup(Protocol):
+    crm: str
+
+    async def find_responsible(self, phone_e164: str) -> Manager | None:
+        """The responsible manager, or None when the CRM knows none; raises when the CRM fails."""
+        ...
+
+
+# enterprise -> its enabled lookups (an empty list answers DISABLED); raises when settings are unreadable.
+LookupSource = Callable[[str], Awaitable[list[ResponsibleLookup]]]
+# enterprise -> its `redirect_when_busy` setting (default False: a busy manager's calls go to the queue).
+BusyPolicy = Callable[[str], Awaitable[bool]]
+
+
+# enterprise -> its routing rules; (crm, user id) of managers away by their CRM status -> reason.
+RulesSource = Callable[[str], Awaitable[Rules]]
+AwaySource = Callable[[str], Awaitable[Mapping[tuple[str, str], str]]]
+# (enterprise, phone, since) -> (extension that answered the most recent incoming call, when it ended).
+HistoryLookup = Callable[[str, str, datetime], Awaitable[tuple[str, datetime] | None]]
+
+
+async def never_when_busy(enterprise: str) -> bool:
+    return False
+
+
+async def no_rules(enterprise: str) -> Rules:
+    return NO_RULES
+
+
+async def nobody_away(enterprise: str) -> Mapping[tuple[str, str], str]:
+    return {}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: Status
+    extension: str = ""
+    manager: str = ""
+    crm: str = ""
+    cached: bool = False  # answered without waiting for a CRM
+    reason: str = ""  # UNAVAILABLE: why (Reason)
+    source: str = ""  # FOUND: who named the extension (Source)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    found_ttl_s: float = 600.0
+    not_found_ttl_s: float = 60.0
+    stale_s: float = 3600.0  # how long past freshness an entry is still served (refreshing, CRM down)
+    failure_ttl_s: float = 10.0  # how long a CRM failure is remembered before the CRM is asked again
+    enterprise_ttl_s: float = 300.0  # lookups and settings are re-read after this even without a NOTIFY
+    away_ttl_s: float = 15.0  # managers' CRM statuses (break, dinner, busy) are re-read this often
+    fetch_timeout_s: float = 10.0  # one CRM lookup in the background, at most
+    maxsize: int = 100_000  # numbers cached, all enterprises together
+
+
+Kind = Literal["found", "none", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    kind: Kind
+    manager: Manager | None
+    crm: str  # the CRM that answered, or that failed
+    fresh_until: float
+    keep_until: float
+    history: tuple[str, datetime] | None = None  # the last answered call from the number, when asked
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    lookups: tuple[ResponsibleLookup, ...]
+    redirect_when_busy: bool
+    fresh_until: float
+    rules: Rules = NO_RULES
+    away: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    away_until: float = float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    crm: str
+    error: str
+
+
+_EXTENSION = re.compile(r"[\w*#+-]{1,32}")
+_MAX_NUMBER = 20
+
+
+@lru_cache(maxsize=65_536)
+def _normalised(caller: str, region: str | None) -> str:
+    phone = normalise(caller, region)
+    if len(phone) > _MAX_NUMBER or not any(ch.isdigit() for ch in phone):
+        return ""
+    return phone
+
+
+class Router:
+    def __init__(
+        self,
+        source: LookupSource,
+        *,
+        busy_policy: BusyPolicy = never_when_busy,
+        states: Mapping[str, ExtensionStates] | None = None,
+        regions: Mapping[str, str | None] | None = None,
+        default_region: str | None = None,
+        settings: CacheSettings | None = None,
+        timer: Callable[[], float] = time.monotonic,
+        rules: RulesSource = no_rules,
+        away: AwaySource = nobody_away,
+        history: HistoryLookup | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """`states`: enterprise -> its phones' states (fed from AMI); `regions`: enterprise -> region."""
+        self.settings = settings or CacheSettings()
+        self._source = source
+        self._busy_policy = busy_policy
+        self._states = states if states is not None else {}
+        self._regions = regions if regions is not None else {}
+        self._default_region = default_region
+        self._timer = timer
+        self._rules_source = rules
+        self._away_source = away
+        self._history = history
+        self._clock = clock
+        self._recent: TLRUCache[tuple[str, str], tuple[str, datetime]] = TLRUCache(
+            maxsize=self.settings.maxsize, ttu=lambda _k, _v, now: now + self.settings.stale_s, timer=timer
+        )
+        self._cache: TLRUCache[tuple[str, str], _Entry] = TLRUCache(
+            maxsize=self.settings.maxsize, ttu=lambda _k, e, _now: e.keep_until, timer=timer
+        )
+        self._plans: dict[str, _Plan] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Task[_Entry | Answer]] = {}
+        self._plan_inflight: dict[str, asyncio.Task[_Plan | None]] = {}
+        self._away_inflight: dict[str, asyncio.Task[None]] = {}
+        self._generation: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._failing: set[tuple[str, str]] = set()  # (enterprise, crm or "settings") now failing
+
+    # --- answering -------------------------------------------------------------------------------
+
+    def phone(self, enterprise: str, caller: str) -> str:
+        """The caller as the CRMs are asked about it (E.164 where possible); "" when there is no number."""
+        return _normalised(caller, self._regions.get(enterprise) or self._default_region)
+
+    def cached(self, enterprise: str, caller: str) -> Answer | None:
+        """The answer if it needs no waiting (a cache hit, stale or not), else None. Never blocks."""
+        phone = self.phone(enterprise, caller)
+        plan = self._plans.get(enterprise)
+        if not phone:  # no number to look up; the enterprise's hours still hold once its rules are loaded
+            if plan is None:
+                self._refresh_plan(enterprise)
+            elif not plan.rules.is_open(self._clock()):
+                return Answer(Status.CLOSED, cached=True)
+            return Answer(Status.NOT_FOUND, cached=True)
+        if plan is None:
+            return None
+        now = self._timer()
+        if plan.fresh_until <= now:
+            self._refresh_plan(enterprise)
+        elif plan.away_until <= now:
+            self._refresh_away(enterprise)
+        wall = self._clock()
+        ruled = _by_rules(plan.rules, phone, wall)
+        if ruled is not None:
+            return replace(ruled, cached=True)
+        if not plan.lookups and not plan.rules.history_days:
+            return Answer(Status.DISABLED, cached=True)
+        key = (enterprise, phone)
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if entry.fresh_until <= now:
+            self._fetch_task(enterprise, phone)  # one background refresh; this call is served the old value
+        return self._answer(enterprise, phone, entry, plan, wall, cached=True)
+
+    async def resolve(self, enterprise: str, caller: str, within: float | None = None) -> Answer:
+        """The answer; `TIMEOUT` after `within` seconds, the lookup going on in the background."""
+        answer = self.cached(enterprise, caller)
+        if answer is not None:
+            return answer
+        task = self._fetch_task(enterprise, self.phone(enterprise, caller))
+        try:
+            async with asyncio.timeout(within):
+                outcome = await asyncio.shield(task)
+        except TimeoutError:
+            return Answer(Status.TIMEOUT)
+        if isinstance(outcome, Answer):
+            return outcome
+        plan = self._plans.get(enterprise)
+        return self._answer(enterprise, self.phone(enterprise, caller), outcome, plan, self._clock(), cached=False)
+
+    def _answer(
+        self, enterprise: str, phone: str, entry: _Entry, plan: _Plan | None, wall: datetime, *, cached: bool
+    ) -> Answer:
+        m = entry.manager
+        rules = plan.rules if plan is not None else NO_RULES
+        if m is None:
+            if rules.history_days:
+                found = self._from_history(enterprise, phone, entry, plan, wall, cached=cached)
+                if found is not None:
+                    return found
+            if entry.kind == "failed":
+                return Answer(Status.UNAVAILABLE, crm=entry.crm, cached=cached)
+            if plan is not None and not plan.lookups:
+                return Answer(Status.DISABLED, cached=cached)
+            return Answer(Status.NOT_FOUND, cached=cached)
+        if not m.extension:
+            return Answer(Status.NOT_FOUND, manager=m.name, crm=m.crm, cached=cached)
+        reason = self._unavailable(enterprise, m.extension, plan, wall)
+        if not reason and plan is not None and plan.away:
+            reason = plan.away.get((m.crm, m.user_id), "")
+        if reason:
+            return Answer(Status.UNAVAILABLE, manager=m.name, crm=m.crm, cached=cached, reason=reason)
+        return Answer(Status.FOUND, extension=m.extension, manager=m.name, crm=m.crm, cached=cached, source=Source.CRM)
+
+    def _unavailable(self, enterprise: str, extension: str, plan: _Plan | None, wall: datetime) -> str:
+        """Why `extension` cannot take a call now (off_hours, busy), or ""."""
+        if plan is not None and plan.rules.managers and not plan.rules.manager_on_duty(extension, wall):
+            return Reason.OFF_HOURS
+        states = self._states.get(enterprise)
+        if states is not None and not states.available(extension) and not (plan and plan.redirect_when_busy):
+            return Reason.BUSY
+        return ""
+
+    def _from_history(
+        self, enterprise: str, phone: str, entry: _Entry, plan: _Plan | None, wall: datetime, *, cached: bool
+    ) -> Answer | None:
+        assert plan is not None
+        last = entry.history
+        recent = self._recent.get((enterprise, phone))
+        if recent is not None and (last is None or recent[1] >= last[1]):
+            last = recent
+        if last is None or (wall - last[1]).total_seconds() > plan.rules.history_days * 86_400:
+            return None
+        if self._unavailable(enterprise, last[0], plan, wall):
+            return None  # the one who spoke to them last is not there: the usual route
+        return Answer(Status.FOUND, extension=last[0], cached=cached, source=Source.HISTORY)
+
+    def note_answered(self, event: CallEvent) -> None:
+        """An incoming call was answered (`answered`, or `ended` with `answered_by`): the caller's history
+        answer changes at once, before the call reaches the database. Cheap: for the AMI reader's path."""
+        if event.direction != "in" or not event.phone:
+            return
+        extension = (
+            event.answered_by if event.event == "ended" else (event.extension if event.event == "answered" else None)
+        )
+        if not extension:
+            return
+        phone = self.phone(event.enterprise, event.phone)
+        if not phone:
+            return
+        at = event.ended_at or event.at or self._clock()
+        key = (event.enterprise, phone)
+        old = self._recent.get(key)
+        if old is None or at >= old[1]:
+            self._recent[key] = (extension, at)
+
+    # --- invalidation and lifecycle --------------------------------------------------------------
+
+    def invalidate(self, enterprise: str | None = None) -> None:
+        """Drop what is cached for `enterprise` (every enterprise when None); lookups in flight are detached."""
+        if enterprise is None:
+            for name in set(self._generation) | set(self._plans) | {k[0] for k in self._inflight}:
+                self._generation[name] = self._generation.get(name, 0) + 1
+            self._cache.clear()
+            self._plans.clear()
+            self._inflight.clear()
+            self._plan_inflight.clear()
+            self._away_inflight.clear()
+            return
+        self._generation[enterprise] = self._generation.get(enterprise, 0) + 1
+        self._plans.pop(enterprise, None)
+        self._plan_inflight.pop(enterprise, None)
+        self._away_inflight.pop(enterprise, None)
+        for key in [k for k in self._cache if k[0] == enterprise]:
+            self._cache.pop(key, None)
+        for key in [k for k in self._inflight if k[0] == enterprise]:
+            del self._inflight[key]
+        log.info("smart-redirect: cache dropped for enterprise %s", enterprise)
+
+    def on_notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        """An asyncpg listener: `await conn.add_listener(enterprises.NOTIFY_CHANNEL, router.on_notify)`."""
+        self.invalidate(payload.strip() or None)
+
+    async def close(self) -> None:
+        """Cancel the background lookups."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._inflight.clear()
+        self._plan_inflight.clear()
+
+    @property
+    def background(self) -> int:
+        """Lookups running now (for tests and /health details)."""
+        return len(self._tasks)
+
+    # --- fetching --------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _fetch_task(self, enterprise: str, phone: str) -> asyncio.Task[_Entry | Answer]:
+        key = (enterprise, phone)
+        task = self._inflight.get(key)
+        if task is None:
+            gen = self._generation.get(enterprise, 0)
+            task = self._spawn(self._fetch(enterprise, phone, gen), f"lookup:{enterprise}")
+            self._inflight[key] = task
+        return task
+
+    async def _fetch(self, enterprise: str, phone: str, gen: int) -> _Entry | Answer:
+        key = (enterprise, phone)
+        try:
+            plan = await self._plan(enterprise)
+            if plan is None:
+                return Answer(Status.ERROR)
+            ruled = _by_rules(plan.rules, phone, self._clock())
+            if ruled is not None:  # blocked or closed: no CRM is asked
+                return ruled
+            if not plan.lookups and not plan.rules.history_days:
+                return Answer(Status.DISABLED)
+            results, history = await asyncio.gather(
+                asyncio.gather(*(self._ask(enterprise, lookup, phone) for lookup in plan.lookups)),
+                self._ask_history(enterprise, phone, plan.rules),
+            )
+            entry = replace(self._entry(key, results), history=history)
+            if self._generation.get(enterprise, 0) == gen:
+                self._cache[key] = entry
+            return entry
+        except Exception:  # a bug of ours: the caller gets ERROR, the traceback goes to the log
+            log.exception("smart-redirect: lookup of %s for enterprise %s failed", phone, enterprise)
+            return Answer(Status.ERROR)
+        finally:
+            if self._inflight.get(key) is asyncio.current_task():
+                del self._inflight[key]
+
+    async def _ask(self, enterprise: str, lookup: ResponsibleLookup, phone: str) -> Manager | _Failure | None:
+        crm = getattr(lookup, "crm", type(lookup).__name__)
+        try:
+            async with asyncio.timeout(self.settings.fetch_timeout_s):
+                manager = await lookup.find_responsible(phone)
+        except Exception as exc:  # the CRM failed: reported as data, logged once per state change
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if (enterprise, crm) not in self._failing:
+                self._failing.add((enterprise, crm))
+                log.warning("smart-redirect: %s lookups for enterprise %s are failing: %s", crm, enterprise, error)
+            return _Failure(crm, error)
+        if (enterprise, crm) in self._failing:
+            self._failing.discard((enterprise, crm))
+            log.info("smart-redirect: %s lookups for enterprise %s work again", crm, enterprise)
+        if manager is not None and manager.extension is not None and not _EXTENSION.fullmatch(manager.extension):
+            log.warning(
+                "smart-redirect: %s gave extension %r for user %s, not a dialable extension; ignored",
+                crm,
+                manager.extension,
+                manager.user_id,
+            )
+            manager = replace(manager, extension=None)
+        return manager
+
+    async def _ask_history(self, enterprise: str, phone: str, rules: Rules) -> tuple[str, datetime] | None:
+        if not rules.history_days or self._history is None:
+            return None
+        try:
+            async with asyncio.timeout(self.settings.fetch_timeout_s):
+                return await self._history(enterprise, phone, self._clock() - _days(rules.history_days))
+        except Exception as exc:  # the database is away: no history answer this time
+            log.warning(
+                "smart-redirect: history of %s for enterprise %s unavailable: %s: %s",
+                phone,
+                enterprise,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    def _entry(self, key: tuple[str, str], results: list[Manager | _Failure | None]) -> _Entry:
+        s, now = self.settings, self._timer()
+        managers = [r for r in results if isinstance(r, Manager)]
+        failures = [r for r in results if isinstance(r, _Failure)]
+        if managers:
+            best = next((m for m in managers if m.extension), managers[0])
+            fresh = now + s.found_ttl_s
+            return _Entry("found", best, best.crm, fresh, fresh + s.stale_s)
+        if not failures:
+            fresh = now + s.not_found_ttl_s
+            return _Entry("none", None, "", fresh, fresh + s.stale_s)
+        old = self._cache.get(key)
+        if old is not None and old.kind != "failed":  # serve the last good value; ask again later
+            retry = now + s.failure_ttl_s
+            return replace(old, fresh_until=retry, keep_until=max(old.keep_until, retry))
+        fresh = now + s.failure_ttl_s
+        return _Entry("failed", None, failures[0].crm, fresh, fresh)
+
+    # --- the enterprise's lookups and settings ---------------------------------------------------
+
+    async def _plan(self, enterprise: str) -> _Plan | None:
+        plan = self._plans.get(enterprise)
+        if plan is not None:
+            if plan.fresh_until <= self._timer():
+                self._refresh_plan(enterprise)
+            return plan
+        return await asyncio.shield(self._refresh_plan(enterprise))
+
+    def _refresh_plan(self, enterprise: str) -> asyncio.Task[_Plan | None]:
+        task = self._plan_inflight.get(enterprise)
+        if task is None:
+            gen = self._generation.get(enterprise, 0)
+            task = self._spawn(self._load_plan(enterprise, gen), f"settings:{enterprise}")
+            self._plan_inflight[enterprise] = task
+        return task
+
+    def _refresh_away(self, enterprise: str) -> None:
+        """Re-read the managers' CRM statuses in the background (they change without a NOTIFY)."""
+        if enterprise not in self._away_inflight:
+            gen = self._generation.get(enterprise, 0)
+            self._away_inflight[enterprise] = self._spawn(self._load_away(enterprise, gen), f"statuses:{enterprise}")
+
+    async def _load_away(self, enterprise: str, gen: int) -> None:
+        away: Mapping[tuple[str, str], str] | None = None
+        try:
+            async with asyncio.timeout(self.settings.fetch_timeout_s):
+                away = await self._away_source(enterprise)
+            self._failing.discard((enterprise, "statuses"))
+        except Exception as exc:  # the old statuses stay; tried again after away_ttl_s
+            if (enterprise, "statuses") not in self._failing:
+                self._failing.add((enterprise, "statuses"))
+                log.warning(
+                    "smart-redirect: cannot read the managers' statuses of enterprise %s: %s: %s",
+                    enterprise,
+                    type(exc).__name__,
+                    exc,
+                )
+        finally:
+            if self._away_inflight.get(enterprise) is asyncio.current_task():
+                del self._away_inflight[enterprise]
+        plan = self._plans.get(enterprise)
+        if plan is not None and self._generation.get(enterprise, 0) == gen:
+            until = self._timer() + self.settings.away_ttl_s
+            self._plans[enterprise] = replace(
+                plan, away=dict(away) if away is not None else plan.away, away_until=until
+            )
+
+    async def _load_plan(self, enterprise: str, gen: int) -> _Plan | None:
+        try:
+            async with asyncio.timeout(self.settings.fetch_timeout_s):
+                lookups, when_busy, rules, away = await asyncio.gather(
+                    self._source(enterprise),
+                    self._busy_policy(enterprise),
+                    self._rules_source(enterprise),
+                    self._away_source(enterprise),
+                )
+        except Exception as exc:  # settings unreadable: logged on the state change; the old plan stays
+            if (enterprise, "settings") not in self._failing:
+                self._failing.add((enterprise, "settings"))
+                log.warning(
+                    "smart-redirect: cannot read the settings of enterprise %s: %s: %s",
+                    enterprise,
+                    type(exc).__name__,
+                    exc,
+                )
+            return self._plans.get(enterprise)
+        finally:
+            if self._plan_inflight.get(enterprise) is asyncio.current_task():
+                del self._plan_inflight[enterprise]
+        if (enterprise, "settings") in self._failing:
+            self._failing.discard((enterprise, "settings"))
+            log.info("smart-redirect: the settings of enterprise %s can be read again", enterprise)
+        now = self._timer()
+        away_until = now + self.settings.away_ttl_s if self._away_source is not nobody_away else float("inf")
+        plan = _Plan(
+            tuple(lookups), bool(when_busy), now + self.settings.enterprise_ttl_s, rules, dict(away), away_until
+        )
+        if self._generation.get(enterprise, 0) == gen:
+            self._plans[enterprise] = plan
+        return plan
+
+
+def _by_rules(rules: Rules, phone: str, wall: datetime) -> Answer | None:
+    """BLOCKED or CLOSED when the enterprise's rules say so, before any CRM is asked."""
+    if rules.is_blocked(phone):
+        return Answer(Status.BLOCKED)
+    if not rules.is_open(wall):
+        return Answer(Status.CLOSED)
+    return None
+
+
+def _days(n: int) -> timedelta:
+    return timedelta(days=n)

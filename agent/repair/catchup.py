@@ -1,0 +1,151 @@
+"""Backfill on connect: after each (re)connect of a PBX's AMI link, the calls its CDR has and we missed.
+
+Opt-in per PBX: only a `[[pbx]]` with `cdr_csv` set explicitly (the admin enabled cdr_csv with
+loguniqueid). After the link is up and reconciled, the pipeline `request`s one catch-up; it runs here, in
+the pipeline's own task group, never on the AMI reader's path. The window is from when this PBX's events
+stopped being seen to the reconnect:
+- after an in-process reconnect: the time the link went down, minus `MARGIN`;
+- at agent start: the latest `ended_at` of this PBX's stored calls, minus `MARGIN`; with none stored
+  (a first install) nothing is backfilled: calls older than the agent are the CLI's job;
+- never more than `MAX_BACK` back.
+Calls that ended in the window are read from the end of the CDR (agent.repair.cdrtail), and each one not
+already stored and not owned by the live tracker (active after the reconcile, or closed by it) is planned
+and stored through the same code as `pbx-agent backfill` (agent.repair.backfill.store_missing). The catch-up
+starts `SETTLE` after the reconnect, so cdr_csv has written the rows of the calls that ended just before.
+A failure (no file, SFTP down, database away) is one WARNING line and `backfill.error` in the PBX's
+/health component; the link goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Set
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import Counter
+
+from agent.config.sections import PbxSection
+from agent.delivery.planner import Planner
+from agent.repair import cdr
+from agent.repair.backfill import LOOKBACK, Summary, store_missing
+from agent.repair.cdrtail import ended_before, read_tail
+from agent.store import database
+from agent.tracking.channels import ChannelRules
+from agent.web.health import ComponentHealth
+
+log = logging.getLogger(__name__)
+
+MARGIN = timedelta(seconds=60)
+MAX_BACK = timedelta(hours=24)
+SETTLE = timedelta(seconds=5)
+
+LAST_STORED = "SELECT max(ended_at) FROM calls WHERE enterprise_number = $1 AND pbx = $2"
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUpStore:
+    """What a catch-up needs from the running agent."""
+
+    pool: database.Pool
+    planner: Planner
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    lost_at: datetime | None  # when the link went down in this process; None: the first connect
+    until: datetime  # the reconnect (reconcile) time
+    skip: frozenset[str]  # ids of the calls the live tracker owns
+
+
+def window_start(until: datetime, lost_at: datetime | None, last_stored: datetime | None) -> datetime | None:
+    """Where the window begins, or None when there is nothing to catch up (a first install)."""
+    begin = lost_at if lost_at is not None else last_stored
+    if begin is None:
+        return None
+    return max(begin - MARGIN, until - MAX_BACK)
+
+
+def calls_ended_in(lines: list[str], since: datetime, until: datetime) -> list[list[cdr.CdrRow]]:
+    """The CDR rows of each call that ended in [since, until) (pure; run in a thread on big tails)."""
+    return [g for g in cdr.group(cdr.parse(lines).rows) if since <= max(r.end for r in g) < until]
+
+
+class CdrCatchUp:
+    def __init__(
+        self,
+        pbx: PbxSection,
+        rules: ChannelRules,
+        store: CatchUpStore,
+        health: ComponentHealth,
+        backfilled: Counter,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        assert pbx.cdr_csv is not None, "backfill on connect needs an explicit cdr_csv"
+        self.pbx = pbx
+        self.source = pbx.cdr_csv
+        self.rules = rules
+        self.store = store
+        self.health = health
+        self.backfilled = backfilled.labels(pbx.name)
+        self.clock = clock
+        self.jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self.runs = 0  # catch-ups finished (tests wait on it)
+
+    def request(self, lost_at: datetime | None, until: datetime, skip: Set[str]) -> None:
+        """After a reconcile, on the reader's path: queue one catch-up, never wait."""
+        self.jobs.put_nowait(Job(lost_at, until, frozenset(skip)))
+
+    async def run(self) -> None:
+        while True:
+            job = await self.jobs.get()
+            wait = (job.until + SETTLE - self.clock()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._run_one(job)
+            self.runs += 1
+
+    async def _run_one(self, job: Job) -> None:
+        report: dict[str, object] = {
+            "at": time.time(),
+            "since": None,
+            "until": job.until.isoformat(),
+            "calls": 0,
+            "error": None,
+        }
+        try:
+            summary = await self.once(job, report)
+        except Exception as exc:  # a catch-up that fails is reported; the link goes on
+            report["error"] = str(exc) or type(exc).__name__
+            log.warning("backfill %s: %s", self.pbx.name, report["error"])
+        else:
+            if summary is not None:
+                report["calls"] = summary.backfilled
+                log.info(
+                    "backfill %s: %s to %s: %d call(s) ended in the window, %d already stored or live, %d backfilled",
+                    self.pbx.name,
+                    report["since"],
+                    report["until"],
+                    summary.calls,
+                    summary.known,
+                    summary.backfilled,
+                )
+        self.health.details["backfill"] = report
+
+    async def once(self, job: Job, report: dict[str, object]) -> Summary | None:
+        last_stored = None
+        if job.lost_at is None:
+            last_stored = await self.store.pool.fetchval(LAST_STORED, self.pbx.enterprise, self.pbx.name)
+        since = window_start(job.until, job.lost_at, last_stored)
+        if since is None:
+            report["note"] = "no stored calls of this PBX yet: nothing to catch up"
+            return None
+        report["since"] = since.isoformat()
+        lines = await read_tail(self.source, self.pbx, ended_before(since - LOOKBACK))
+        groups = await asyncio.to_thread(calls_ended_in, lines, since, job.until)
+        summary = Summary(rows=len(lines), calls=len(groups))
+        await store_missing(self.store.pool, self.store.planner, self.pbx, self.rules, groups, summary, skip=job.skip)
+        self.backfilled.inc(summary.backfilled)
+        return summary

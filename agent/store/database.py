@@ -1,0 +1,87 @@
+"""The PostgreSQL the agent uses: the embedded cluster (no DSN) or an external server, one code path."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+
+from agent.store import migrate as migrations
+from agent.store.embedded import EmbeddedPostgres
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+else:
+    Pool = asyncpg.Pool
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+@asynccontextmanager
+async def embedded_or_external(dsn: str, state_dir: Path) -> AsyncIterator[str]:
+    """Yield a DSN to connect to; with an empty `dsn`, run the embedded cluster for the duration."""
+    if dsn:
+        yield dsn
+        return
+    cluster = EmbeddedPostgres(state_dir / "pg")
+    await cluster.start()
+    try:
+        yield cluster.dsn
+    finally:
+        await cluster.stop()
+
+
+# Over TCP, the server notices a peer that vanished without closing (power cut, network gone) in about
+# idle + interval x count = 25 s instead of the system's hours: its advisory locks (a PBX's AMI stream) pass
+# to a standby and it stops counting as an agent sharing the rate limits. Ignored on Unix sockets.
+KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
+
+
+def session_settings(name: str) -> dict[str, str]:
+    """Every agent connection's settings; `name` is its application_name (`agent.store.peers` counts agents by it)."""
+    return {"application_name": name, **KEEPALIVES}
+
+
+async def create_pool(dsn: str, size: int = 10, *, name: str) -> Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
+        command_timeout=30,
+        server_settings=session_settings(name),
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate(pool: Pool) -> list[str]:
+    async with pool.acquire() as conn:
+        return await migrations.apply(conn)
+
+
+async def probe(pool: Pool) -> dict[str, Any]:
+    """For /health: one round trip to the server."""
+    async with pool.acquire(timeout=1.5) as conn:
+        await conn.fetchval("SELECT 1")
+    return {"pool_size": pool.get_size(), "pool_idle": pool.get_idle_size()}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that a retry can cure: the server away, restarting, or the connection lost."""
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        return state.startswith(("08", "57", "53"))  # connection, operator intervention, resources
+    return False

@@ -1,0 +1,160 @@
+"""Enterprises and their per-CRM settings in `enterprises.integrations_config`, secrets encrypted at rest.
+
+Every change sends `NOTIFY integrations_config, '<number>'` in the same transaction, so every agent on
+the database drops its cached copy when (and only when) the change is committed.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from agent.store.database import Pool
+from agent.store.secretbox import SecretBox, is_encrypted, looks_masked, mask
+from connectors.amocrm.settings import SECRET_FIELDS as AMOCRM_SECRETS
+from connectors.retailcrm.settings import SECRET_FIELDS as RETAILCRM_SECRETS
+
+NOTIFY_CHANNEL = "integrations_config"
+CRMS = ("retailcrm", "amocrm")
+# Keys whose values are secrets, per CRM; nested keys are dotted paths.
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "retailcrm": RETAILCRM_SECRETS,
+    "amocrm": AMOCRM_SECRETS,
+}
+
+
+class NotFound(Exception):
+    pass
+
+
+# Enterprise-wide settings (enterprises.settings) and their defaults.
+SETTINGS_DEFAULTS: dict[str, Any] = {"redirect_when_busy": False}
+
+
+async def get(pool: Pool, number: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow(
+        "SELECT number, name, integrations_config, settings FROM enterprises WHERE number = $1", number
+    )
+    if not row:
+        return None
+    out = dict(row)
+    out["settings"] = {**SETTINGS_DEFAULTS, **(out["settings"] or {})}
+    return out
+
+
+async def put(pool: Pool, number: str, name: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create or rename an enterprise; `settings` (when given) replaces the enterprise-wide settings."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "INSERT INTO enterprises (number, name, settings) VALUES ($1, $2, COALESCE($3::jsonb, '{}')) "
+            "ON CONFLICT (number) DO UPDATE SET name = EXCLUDED.name, "
+            "settings = COALESCE($3::jsonb, enterprises.settings), updated_at = now() "
+            "RETURNING number, name, integrations_config, settings",
+            number,
+            name,
+            settings,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
+    assert row is not None
+    return dict(row)
+
+
+async def redirect_when_busy(pool: Pool, number: str) -> bool:
+    value = await pool.fetchval("SELECT settings -> 'redirect_when_busy' FROM enterprises WHERE number = $1", number)
+    return bool(value) if isinstance(value, bool) else bool(SETTINGS_DEFAULTS["redirect_when_busy"])
+
+
+async def get_integration(pool: Pool, number: str, crm: str) -> dict[str, Any] | None:
+    """The stored entry (secrets still encrypted), or None when not configured."""
+    value = await pool.fetchval("SELECT integrations_config -> $2 FROM enterprises WHERE number = $1", number, crm)
+    return value if isinstance(value, dict) else None
+
+
+async def put_integration(
+    pool: Pool, box: SecretBox, number: str, crm: str, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Replace one CRM's entry. A secret sent back masked keeps the stored secret. Returns the stored entry."""
+    async with pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchval(
+            "SELECT integrations_config -> $2 FROM enterprises WHERE number = $1 FOR UPDATE", number, crm
+        )
+        exists = await conn.fetchval("SELECT 1 FROM enterprises WHERE number = $1", number)
+        if not exists:
+            raise NotFound(number)
+        stored = encrypt_secrets(box, crm, settings, current if isinstance(current, dict) else {})
+        await conn.execute(
+            "UPDATE enterprises SET integrations_config = jsonb_set(integrations_config, ARRAY[$2::text], $3::jsonb),"
+            " updated_at = now() WHERE number = $1",
+            number,
+            crm,
+            stored,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
+    return stored
+
+
+async def delete_integration(pool: Pool, number: str, crm: str) -> bool:
+    """Remove one CRM's entry (NOTIFY); False when there was none."""
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.execute(
+            "UPDATE enterprises SET integrations_config = integrations_config - $2, updated_at = now()"
+            " WHERE number = $1 AND integrations_config ? $2",
+            number,
+            crm,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
+    return bool(status.endswith(" 1"))
+
+
+def encrypt_secrets(box: SecretBox, crm: str, settings: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(settings)
+    for key in SECRET_KEYS.get(crm, ()):
+        value = out.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        if looks_masked(value) or is_encrypted(value):
+            previous = current.get(key)
+            if isinstance(previous, str) and previous:
+                out[key] = previous
+            else:
+                out.pop(key)
+        else:
+            out[key] = box.encrypt(value)
+    return out
+
+
+def unmask(box: SecretBox, crm: str, submitted: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A submitted entry with each secret that came back masked replaced by the stored secret in clear."""
+    out = copy.deepcopy(submitted)
+    current = decrypted(box, crm, stored or {})
+    for key in SECRET_KEYS.get(crm, ()):
+        value = out.get(key)
+        if isinstance(value, str) and looks_masked(value):
+            if key in current:
+                out[key] = current[key]
+            else:
+                out.pop(key)
+    return out
+
+
+def masked(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """For API answers and pages: every secret as `abcd…wxyz`."""
+    out = copy.deepcopy(stored)
+    for key in SECRET_KEYS.get(crm, ()):
+        value = out.get(key)
+        if isinstance(value, str) and value:
+            try:
+                out[key] = mask(box.decrypt(value))
+            except ValueError:
+                out[key] = "…"
+    return out
+
+
+def decrypted(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """For the connector that needs the secrets in clear; never for display."""
+    out = copy.deepcopy(stored)
+    for key in SECRET_KEYS.get(crm, ()):
+        value = out.get(key)
+        if isinstance(value, str) and value:
+            out[key] = box.decrypt(value)
+    return out

@@ -1,0 +1,74 @@
+"""An enterprise's internal extensions (`user_internal_phones`), listed for the mapping pages."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from agent.store import enterprises
+from agent.store.database import Pool
+
+EXTENSION = re.compile(r"^[0-9A-Za-z_*#+-]{1,32}$")  # as connectors.retailcrm.settings accepts
+NAME_MAX = 200
+MAX_EXTENSIONS = 5000
+
+
+class InvalidExtensions(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    extension: str
+    display_name: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"extension": self.extension, "display_name": self.display_name}
+
+
+def parse(items: Any) -> list[Extension]:
+    """`[{"extension": "101", "display_name": "Anna"}, ...]`; each extension once."""
+    if not isinstance(items, list):
+        raise InvalidExtensions("extensions", "must be an array of {extension, display_name}")
+    if len(items) > MAX_EXTENSIONS:
+        raise InvalidExtensions("extensions", f"at most {MAX_EXTENSIONS}")
+    out: list[Extension] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"extensions[{i}]"
+        if not isinstance(item, dict) or set(item) - {"extension", "display_name"}:
+            raise InvalidExtensions(where, "must be an object with extension and display_name only")
+        ext, name = item.get("extension"), item.get("display_name", "")
+        if not isinstance(ext, str) or not EXTENSION.fullmatch(ext):
+            raise InvalidExtensions(f"{where}.extension", "1-32 characters: digits, letters, * # + - _")
+        if ext in seen:
+            raise InvalidExtensions(f"{where}.extension", f"extension {ext} is listed twice")
+        if not isinstance(name, str) or len(name) > NAME_MAX:
+            raise InvalidExtensions(f"{where}.display_name", f"a string of at most {NAME_MAX} characters")
+        seen.add(ext)
+        out.append(Extension(ext, name.strip()))
+    return out
+
+
+async def list_for(pool: Pool, enterprise: str) -> list[Extension]:
+    rows = await pool.fetch(
+        "SELECT phone_number, display_name FROM user_internal_phones WHERE enterprise_number = $1"
+        " ORDER BY length(phone_number), phone_number",
+        enterprise,
+    )
+    return [Extension(r["phone_number"], r["display_name"]) for r in rows]
+
+
+async def replace(pool: Pool, enterprise: str, items: list[Extension]) -> None:
+    """Replace the enterprise's list in one transaction; NOTIFY like any config change."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM user_internal_phones WHERE enterprise_number = $1", enterprise)
+        await conn.executemany(
+            "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ($1, $2, $3)",
+            [(enterprise, e.extension, e.display_name) for e in items],
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)

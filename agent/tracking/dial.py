@@ -1,0 +1,143 @@
+"""Dial, queue and pickup events: who rang, who answered, how a dial attempt ended.
+
+Only a `DialEnd ANSWER` to a phone (or a queue `AgentConnect`, a pickup, a transfer) makes a
+person answer; a trunk channel going `Up` (an IVR `Answer()`) or an `ANSWERED` Cdr does not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+
+from agent.tracking.event import CallEvent
+from agent.tracking.state import Call, Env, Leg
+
+_NUMBER = re.compile(r"^\+?\d[\d*#]*$")
+
+
+def dialled_number(msg: Mapping[str, str]) -> str | None:
+    """The number an outgoing Dial went to: `DialString` without tech and trunk, else `Exten`."""
+    dial = msg.get("DialString", "")
+    dial = dial.split("@", 1)[0].rsplit("/", 1)[-1]
+    if _NUMBER.match(dial):
+        return dial
+    for key in ("Exten", "DestCallerIDNum"):
+        value = msg.get(key, "")
+        if _NUMBER.match(value):
+            return value
+    return None
+
+
+def decide(env: Env, call: Call, msg: Mapping[str, str], dest_ext: str | None) -> None:
+    """Fix direction, phone and DID from the call's first real Dial (one with a caller)."""
+    uid = msg.get("Uniqueid", "")
+    chan = call.channels.get(uid)
+    context = chan.context if chan is not None else msg.get("Context")
+    caller = env.identity(msg.get("Channel", ""), msg.get("CallerIDNum"), context)
+    call.caller_uid = uid
+    call.caller_ext = caller
+    if caller is None:
+        call.direction = "in"
+        call.phone = env.number(msg.get("CallerIDNum"))
+        exten = chan.exten if chan is not None else msg.get("Exten", "")
+        call.did = exten if exten and exten != "s" else None
+    elif dest_ext is None:
+        call.direction = "out"
+        call.phone = env.number(dialled_number(msg))
+        call.add_extension(caller)
+    else:
+        call.direction = "internal"
+        call.phone = caller
+
+
+def dial_begin(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    dest_uid = msg.get("DestUniqueid", "")
+    dest_ext = env.rules.phone_extension(msg.get("DestChannel"))
+    if "Channel" not in msg:
+        # The Originate's own leg (click-to-call rings the manager first): not a callee.
+        if dest_ext is not None:
+            call.origin[dest_uid] = dest_ext
+        return []
+    if call.direction is None:
+        decide(env, call, msg, dest_ext)
+    uid = msg.get("Uniqueid", "")
+    if uid != call.caller_uid and call.current is not None and not call.current.closed:
+        # Someone holds the caller and dials from another channel: an attended-transfer consult.
+        call.consult[uid] = dest_ext
+        call.consult[dest_uid] = dest_ext
+        if dest_ext is None:
+            return []
+        call.add_extension(dest_ext)
+        return [call.event(env, "ringing", dest_ext, at)]
+    if dest_ext is None:
+        call.dials[dest_uid] = None
+        if call.direction == "out" and call.caller_ext is not None:
+            return [call.event(env, "ringing", call.caller_ext, at)]
+        return []
+    call.dials[dest_uid] = dest_ext
+    call.add_extension(dest_ext)
+    call.last_ext = dest_ext
+    return [call.event(env, "ringing", dest_ext, at)]
+
+
+def dial_end(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    dest_uid = msg.get("DestUniqueid", "")
+    status = msg.get("DialStatus", "")
+    if "Channel" not in msg:
+        if dest_uid in call.origin:
+            call.origin_status = status
+        return []
+    if dest_uid not in call.dials or dest_uid in call.dials_done:
+        # A consultation, an unknown dial, or the CANCEL that follows a queue member's NOANSWER.
+        return []
+    call.dials_done.add(dest_uid)
+    if status != "ANSWER":
+        call.last_status = status
+        return []
+    ext = call.pickups.get(dest_uid) or call.dials[dest_uid]
+    if ext is not None:
+        return answer(env, call, ext, dest_uid, at)
+    if call.direction == "out" and call.caller_ext is not None:
+        return answer(env, call, call.caller_ext, call.caller_uid, at)
+    return []
+
+
+def agent_connect(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    dest_uid = msg.get("DestUniqueid", "")
+    ext = call.pickups.get(dest_uid) or call.dials.get(dest_uid)
+    if ext is None:
+        ext = env.rules.phone_extension(msg.get("DestChannel"))
+    if ext is None or dest_uid in call.dials_done:
+        return []
+    call.dials_done.add(dest_uid)
+    return answer(env, call, ext, dest_uid, at)
+
+
+def answer(env: Env, call: Call, ext: str, channel: str | None, at: datetime | None) -> list[CallEvent]:
+    """`ext` is now the one talking with the other party."""
+    current = call.current
+    if current is not None and not current.closed and current.extension == ext:
+        return []
+    if current is not None:
+        current.close(at)
+    leg = Leg(ext, channel, at)
+    call.legs.append(leg)
+    call.current = leg
+    call.answered_by = ext
+    call.add_extension(ext)
+    if call.first_answer_at is None:
+        call.first_answer_at = at
+    return [call.event(env, "answered", ext, at)]
+
+
+def pickup(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    """A colleague took a ringing channel: whoever answers it is the picker."""
+    target = msg.get("TargetUniqueid", "")
+    picker = env.identity(msg.get("Channel", ""), msg.get("CallerIDNum"), msg.get("Context"))
+    if picker is None:
+        return []
+    call.pickups[target] = picker
+    if target in call.dials_done and call.current is not None and call.current.channel == target:
+        return answer(env, call, picker, target, at)
+    return []

@@ -1,0 +1,133 @@
+"""What the call tracker remembers about one live call, and how it turns that into CallEvents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent.tracking.channels import ChannelRules
+from agent.tracking.event import CallEvent, Direction, EventKind
+from agent.tracking.phones import normalise
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NO_NUMBER = frozenset({"", "<unknown>", "unknown", "anonymous", "<anonymous>"})
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """AMI `Timestamp: <unix>.<microseconds>` to an exact UTC datetime (no float rounding)."""
+    sec, _, frac = value.partition(".")
+    if not sec.isdigit() or (frac and not frac.isdigit()):
+        return None
+    micros = int((frac + "000000")[:6]) if frac else 0
+    return _EPOCH + timedelta(seconds=int(sec), microseconds=micros)
+
+
+def seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max((end - start).total_seconds(), 0.0), 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """Who the tracker works for: the PBX's rules and the names stamped on every event."""
+
+    rules: ChannelRules
+    enterprise: str
+    pbx: str
+
+    def number(self, raw: str | None) -> str | None:
+        if raw is None or raw.strip().lower() in NO_NUMBER:
+            return None
+        return normalise(raw, self.rules.region)
+
+    def identity(self, channel: str, cid: str | None, context: str | None) -> str | None:
+        """The extension behind a *calling* channel, or None for an external party.
+
+        Caller ID first: a Local channel's name names its target, not its source (`Local/151@
+        from-internal` is 150 calling 151), while a phone's caller ID is its extension. The
+        channel name is the fallback for a phone whose caller ID is an outside number.
+        """
+        rules = self.rules
+        if rules.is_trunk_context(context):
+            return None
+        if cid and rules.is_internal_number(cid):
+            return cid
+        return rules.phone_extension(channel)
+
+
+@dataclass(slots=True)
+class Chan:
+    uniqueid: str
+    name: str
+    cid: str
+    context: str
+    exten: str
+
+
+@dataclass(slots=True)
+class Leg:
+    """An extension connected with the other party, from `start` to `end` (None: unknown)."""
+
+    extension: str
+    channel: str | None
+    start: datetime | None
+    end: datetime | None = None
+    closed: bool = False
+
+    def close(self, at: datetime | None) -> None:
+        if not self.closed:
+            self.end = at
+            self.closed = True
+
+
+@dataclass(slots=True)
+class Call:
+    call_id: str
+    started_at: datetime | None
+    channels: dict[str, Chan] = field(default_factory=dict)
+    first: Chan | None = None
+    direction: Direction | None = None
+    caller_uid: str | None = None
+    caller_ext: str | None = None
+    phone: str | None = None
+    did: str | None = None
+    extensions: list[str] = field(default_factory=list)
+    dials: dict[str, str | None] = field(default_factory=dict)  # dest uid -> extension (None: external)
+    dials_done: set[str] = field(default_factory=set)
+    consult: dict[str, str | None] = field(default_factory=dict)  # consultation channel uid -> ext
+    origin: dict[str, str] = field(default_factory=dict)  # Originate's own dial: dest uid -> ext
+    origin_status: str | None = None
+    pickups: dict[str, str] = field(default_factory=dict)  # picked-up channel uid -> picker ext
+    last_status: str | None = None
+    last_ext: str | None = None
+    answered_by: str | None = None
+    first_answer_at: datetime | None = None
+    legs: list[Leg] = field(default_factory=list)
+    current: Leg | None = None
+    recording: str | None = None
+    transfers: int = 0
+    last_at: datetime | None = None
+    absorbed: bool = False  # a pickup's own channel: it becomes part of another call
+
+    def add_extension(self, ext: str) -> None:
+        if ext not in self.extensions:
+            self.extensions.append(ext)
+
+    def event(self, env: Env, name: EventKind, extension: str | None, at: datetime | None, **more: Any) -> CallEvent:
+        extra: dict[str, Any] = more.pop("extra", {})
+        if env.pbx:
+            extra["pbx"] = env.pbx
+        return CallEvent(
+            event=name,
+            call_id=self.call_id,
+            enterprise=env.enterprise,
+            direction=self.direction or "in",
+            phone=self.phone,
+            did=self.did,
+            extension=extension,
+            at=at,
+            extra=extra,
+            **more,
+        )

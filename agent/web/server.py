@@ -1,0 +1,57 @@
+"""The agent's HTTP server: /health, /metrics, and the routes other packages add (admin, callbacks)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent.delivery.outbox import outbox_probe
+from agent.web import keys
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def health(request: web.Request) -> web.Response:
+    report = await request.app[keys.HEALTH].report()
+    status = 503 if report["status"] == "failed" else 200
+    return web.json_response(report, status=status, headers={"Cache-Control": "no-store"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    outbox = request.app.get(keys.OUTBOX)
+    if outbox is not None:  # the outbox's row counts are read at scrape time
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await outbox_probe(outbox, request.app[keys.METRICS])
+    body = generate_latest(request.app[keys.METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
+async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        m = request.app[keys.METRICS]
+        m.http_requests.labels(route, str(status)).inc()
+        m.http_latency.labels(route).observe(time.perf_counter() - started)
+
+
+def create_app() -> web.Application:
+    app = web.Application(middlewares=[measure], client_max_size=1024 * 1024)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    return app
