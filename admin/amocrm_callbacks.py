@@ -16,11 +16,12 @@ from aiohttp import web
 
 from admin.amocrm_api import client_for, connect_with, connector, consent_link, settings_of
 from admin.api import ENTERPRISE_RE
+from agent.life.masking import mask_data
 from agent.web import keys
 from agent.web.tokens import TokenError
 from connectors.amocrm import oauth
 from connectors.amocrm.webhooks import parse_brackets, responsible_changes
-from connectors.base import CrmError, SendOutcome, mask_data
+from connectors.base import CrmError, SendOutcome
 
 log = logging.getLogger(__name__)
 

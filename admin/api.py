@@ -12,6 +12,7 @@ from agent.store import enterprises
 from agent.web import keys
 from agent.web.server import Handler
 from agent.web.tokens import Principal, TokenError
+from connectors import registry
 from connectors.retailcrm import store as retailcrm_store
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -60,10 +61,10 @@ def _enterprise(request: web.Request) -> str:
 
 def _crm(request: web.Request) -> str:
     crm = request.match_info["crm"]
-    if crm not in enterprises.CRMS:
+    if crm not in registry.names():
         raise web.HTTPBadRequest(
             text=json.dumps(
-                {"error": f"unknown CRM {crm!r}; expected one of {', '.join(enterprises.CRMS)}", "field": "crm"}
+                {"error": f"unknown CRM {crm!r}; expected one of {', '.join(registry.names())}", "field": "crm"}
             ),
             content_type="application/json",
         )

@@ -22,10 +22,11 @@ from aiohttp import web
 
 from admin.api import _enterprise, _json_object, error
 from admin.retailcrm_callbacks import ACTIVITY, MAKE_CALL, USER_STATUS
+from agent.life.masking import mask
 from agent.store import enterprises, extensions
 from agent.store.database import Pool
 from agent.web import keys
-from connectors.base import CrmError, SendOutcome, mask
+from connectors.base import CrmError, SendOutcome
 from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.client import RetailCrmClient
 from connectors.retailcrm.legacy import adapt

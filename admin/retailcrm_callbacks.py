@@ -17,8 +17,8 @@ from aiohttp import web
 
 from agent.ingest.link import AmiNotConnected
 from agent.ingest.originate import NoPbx, OriginateRefused
+from agent.life.masking import mask_data
 from agent.web import keys
-from connectors.base import mask_data
 from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.callbacks import (
     Activity,

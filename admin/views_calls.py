@@ -20,8 +20,8 @@ from admin.pages import (
     read_body,
     require_admin,
 )
-from agent.store import enterprises
 from agent.web import keys
+from connectors import registry
 
 PAGE = 50
 DIRECTIONS = ("in", "out", "internal")
@@ -210,7 +210,7 @@ async def call_deliveries(request: web.Request, number: str, call_id: str) -> li
     """Every delivery of this call to every CRM: idempotency_key '<crm>:<call_id>:…' (a prefix range scan)."""
     pool = request.app[keys.POOL]
     found: list[dict[str, Any]] = []
-    for crm in enterprises.CRMS:
+    for crm in registry.names():
         prefix = f"{crm}:{call_id}:"
         rows = await pool.fetch(
             "SELECT * FROM deliveries WHERE idempotency_key ~>=~ $1 AND idempotency_key ~<~ $2"

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from admin.pages import Refused, after_post, answer, decode_next, encode_next, enterprise_of
 from admin.views_calls import LOG_COLUMNS, RETRYABLE, Where, delivery_row, log_row, retry
-from agent.store import enterprises
 from agent.web import keys
+from connectors import registry
 
 PAGE = 50
 DELIVERY_PAGE = 20
@@ -22,7 +22,7 @@ EVENT_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 def log_filters(query: Any) -> tuple[dict[str, str], dict[str, str]]:
     given = {k: query.get(k, "").strip() for k in ("crm", "event_type", "status", "from", "to", "next", "dnext")}
     errors: dict[str, str] = {}
-    if given["crm"] and given["crm"] not in enterprises.CRMS:
+    if given["crm"] and given["crm"] not in registry.names():
         errors["crm"] = "error.choice"
     if given["status"] and given["status"] not in STATUSES:
         errors["status"] = "error.choice"
@@ -113,7 +113,7 @@ async def log(request: web.Request) -> web.StreamResponse:
         "next": nxt,
         "deliveries": deliveries,
         "deliveries_next": dnext,
-        "crms": enterprises.CRMS,
+        "crms": registry.names(),
         "statuses": STATUSES,
     }
     return await answer(request, "log.html", data, status=400 if errors else 200)

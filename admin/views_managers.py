@@ -16,21 +16,21 @@ from admin import amocrm_api, retailcrm_api
 from admin.pages import Refused, answer, enterprise_of, read_body, session, wants_json
 from agent.store import enterprises, extensions
 from agent.web import keys
+from connectors import registry
 from connectors.base import CrmError
 
-CRMS = ("retailcrm", "amocrm")
 USER_FIELD = "user."  # form fields user.<crm user id> = extension or ""
 
 
 async def _configured(app: web.Application, number: str) -> list[str]:
     pool = app[keys.POOL]
-    return [crm for crm in CRMS if await enterprises.get_integration(pool, number, crm)]
+    return [crm for crm in registry.names() if await enterprises.get_integration(pool, number, crm)]
 
 
 def _choose(request: web.Request, body: dict[str, str], configured: list[str]) -> str | None:
     asked = body.get("crm") or request.query.get("crm", "")
     if asked:
-        if asked not in CRMS:
+        if asked not in registry.names():
             raise Refused(400, "error.choice", "crm")
         return asked
     return configured[0] if configured else None

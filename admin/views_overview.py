@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from admin.pages import answer, enterprise_of, iso
-from agent.store import enterprises
 from agent.store.database import Pool
 from agent.web import keys
+from connectors import registry
 
 TODAY = """
 SELECT count(*) FILTER (WHERE direction = 'in') AS incoming,
@@ -110,7 +110,7 @@ async def crm_states(pool: Pool, number: str) -> list[dict[str, Any]]:
     configured = await pool.fetchval("SELECT integrations_config FROM enterprises WHERE number = $1", number) or {}
     counts = {r["crm"]: r for r in await pool.fetch(DELIVERY_COUNTS, number)}
     states = []
-    for crm in enterprises.CRMS:
+    for crm in registry.names():
         c = counts.get(crm)
         states.append(
             {

@@ -29,10 +29,9 @@ from agent.life.logs import register_secret
 from agent.life.sdnotify import Notifier
 from agent.life.statelock import StateDirBusy, StateLock
 from agent.life.supervisor import Supervisor
-from agent.redirect.lookups import lookup_source
 from agent.redirect.router import Router
 from agent.redirect.server import AgiServer, hosts_of
-from agent.repair.catchup import CatchUpStore
+from agent.repair.catchup import CatchUpStore, follower_of
 from agent.store import database, enterprises, peers
 from agent.store import routing_rules as routing_store
 from agent.store.calls import count_ended
@@ -49,7 +48,7 @@ from agent.web.server import create_app
 from agent.web.tokens import TokenSigner
 from connectors.amocrm import wiring as amocrm_wiring
 from connectors.http import make_client
-from connectors.registry import connectors
+from connectors.registry import connectors, secret_fields
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class Agent:
             register_secret(pbx.secret)
         if cfg.database.dsn and urlsplit(cfg.database.dsn).password:
             register_secret(str(urlsplit(cfg.database.dsn).password))
-        supervisor = Supervisor(self.metrics)
+        supervisor = Supervisor(lambda name: self.metrics.component_restarts.labels(name).inc())
         async with AsyncExitStack() as stack:
             state_lock = StateLock(cfg.agent.state_dir)
             try:
@@ -129,7 +128,7 @@ class Agent:
             pool = self.pool
             self.health.register_probe("database", lambda: database.probe(pool), critical=True)
 
-            box = SecretBox(secret)
+            box = SecretBox(secret, secret_fields())
             self.records = records.from_config(cfg, secret, self.health)
             stack.push_async_callback(self.records.close)
             await self.records.mp3.sweep()  # [agent] mp3_cache_mb may have shrunk since the last run
@@ -171,12 +170,14 @@ class Agent:
                 self.on_call_event,
                 dsn,
                 lock_interval=self.lock_interval,
-                catchup=CatchUpStore(pool, self.planner),
+                follower=follower_of(
+                    CatchUpStore(pool, self.planner), cfg.agent.default_region, self.metrics.calls_backfilled
+                ),
                 name=self.name,
             )
             self.metrics.watch_pbxs(self.pbxs.snapshot)
             self.router = Router(
-                lookup_source(self.integrations),
+                self.integrations.lookups,
                 states=self.pbxs.states,
                 busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),
                 regions={p.enterprise: p.region for p in cfg.pbx},
@@ -232,7 +233,7 @@ class Agent:
         app[keys.METRICS] = self.metrics
         assert self.pool is not None
         app[keys.POOL] = self.pool
-        app[keys.SECRETS] = SecretBox(secret)
+        app[keys.SECRETS] = SecretBox(secret, secret_fields())
         app[keys.SIGNER] = TokenSigner(secret)
         assert self.integrations is not None and self.outbox is not None
         app[keys.INTEGRATIONS] = self.integrations

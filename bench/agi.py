@@ -75,9 +75,10 @@ async def ours_server(port: int, crm_url: str, deadline_ms: int) -> None:
     import aiohttp
 
     from agent.config.sections import Address, AgiSection
-    from agent.redirect.router import Manager, ResponsibleLookup, Router
+    from agent.redirect.router import Router
     from agent.redirect.server import AgiServer
     from agent.web.health import HealthRegistry
+    from connectors.base import Manager, ResponsibleLookup
 
     session = aiohttp.ClientSession()
 

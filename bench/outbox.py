@@ -43,7 +43,7 @@ from agent.store.embedded import EmbeddedPostgres
 from agent.store.secretbox import SecretBox
 from agent.tracking.event import CallEvent
 from connectors.http import RateLimiter, make_client
-from connectors.registry import connectors
+from connectors.registry import connectors, secret_fields
 from connectors.retailcrm.plan import plan
 from connectors.retailcrm.settings import parse
 
@@ -173,7 +173,7 @@ async def main(args: argparse.Namespace) -> None:
         fake = await start_fake(port, arrivals)
         url = f"http://127.0.0.1:{port}"
         async with make_client() as http:
-            box = SecretBox(os.urandom(32))
+            box = SecretBox(os.urandom(32), secret_fields())
             await enterprises.put(pool, ENTERPRISE, "Bench")
             settings = parse(settings_json(url)).to_json()
             await enterprises.put_integration(pool, box, ENTERPRISE, "retailcrm", settings)

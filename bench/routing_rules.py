@@ -17,8 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.redirect.router import Manager, ResponsibleLookup, Router
+from agent.redirect.router import Router
 from agent.redirect.rules import Rules, parse
+from connectors.base import Manager, ResponsibleLookup
 
 CALLER = "+375291234567"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

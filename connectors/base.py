@@ -1,37 +1,13 @@
-"""Types every CRM connector shares: what to send (Delivery), how it went (SendOutcome), masking."""
+"""The boundary types between the agent and its CRM connectors: what to send (Delivery), how it went
+(SendOutcome), and what smart redirect asks a CRM (ResponsibleLookup, answered with a Manager)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
-from urllib.parse import quote, quote_plus
 
 Status = Literal["success", "transient", "permanent"]
-
-# Keys whose values are secrets wherever they appear (headers, query strings, form fields, JSON).
-SECRET_KEYS = frozenset(
-    {
-        "apikey",
-        "api_key",
-        "x-api-key",
-        "authorization",
-        "access_token",
-        "refresh_token",
-        "client_secret",
-        "token",
-        "password",
-        "secret",
-    }
-)
-MASK_ALL = "***"
-_SHORTEST_PARTLY_SHOWN = 16
-_KEY_VALUE = re.compile(
-    r"(?P<key>(?:" + "|".join(re.escape(k) for k in sorted(SECRET_KEYS, key=len, reverse=True)) + r"))"
-    r"(?P<sep>\"?\s*[=:]\s*\"?)(?P<value>[^&\s\"',;}]+)",
-    re.IGNORECASE,
-)
 
 
 class RecordUrl(Protocol):
@@ -101,52 +77,23 @@ class CrmError(Exception):
         self.outcome = outcome
 
 
-def mask(secret: str) -> str:
-    """`abcd…wxyz` for long secrets; short ones are hidden entirely (four plus four would be most of it)."""
-    if len(secret) < _SHORTEST_PARTLY_SHOWN:
-        return MASK_ALL
-    return f"{secret[:4]}…{secret[-4:]}"
+@dataclass(frozen=True, slots=True)
+class Manager:
+    """What a CRM says: the responsible user, and their extension mapped through the enterprise's mapping."""
+
+    crm: str
+    user_id: str
+    name: str
+    extension: str | None  # None when the enterprise has no extension mapped for this user
 
 
-def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask known secret values (raw and URL-encoded) and `apiKey=…`-style pairs in free text."""
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-            text = text.replace(form, mask(secret))
-    return _KEY_VALUE.sub(_mask_pair, text)
+class ResponsibleLookup(Protocol):
+    crm: str
+
+    async def find_responsible(self, phone_e164: str) -> Manager | None:
+        """The responsible manager, or None when the CRM knows none; raises when the CRM fails."""
+        ...
 
 
-def _mask_pair(m: re.Match[str]) -> str:
-    value = m.group("value")
-    if value == MASK_ALL or "…" in value:
-        return m.group(0)
-    return f"{m.group('key')}{m.group('sep')}{mask(value)}"
-
-
-def mask_data(value: Any, secrets: Iterable[str] = ()) -> Any:
-    """A copy of a JSON-like value (dicts, lists, strings; URLs and query strings inside) with secrets masked.
-
-    Values under a secret-sounding key are masked whatever they are; known secret values are masked
-    wherever they occur.
-    """
-    known = tuple(s for s in secrets if s)
-    return _mask(value, known)
-
-
-def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
-    if isinstance(value, str):
-        return mask_text(value, secrets)
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            key = str(k)
-            if key.lower() in SECRET_KEYS and isinstance(v, str | int):
-                out[key] = mask(str(v))
-            else:
-                out[key] = _mask(v, secrets)
-        return out
-    if isinstance(value, list | tuple):
-        return [_mask(v, secrets) for v in value]
-    return value
+# enterprise -> its enabled lookups (an empty list answers DISABLED); raises when settings are unreadable.
+LookupSource = Callable[[str], Awaitable[list[ResponsibleLookup]]]

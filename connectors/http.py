@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 
 import httpx
 
-from connectors.base import Status, mask_data, mask_text
+from agent.life.masking import mask_data, mask_text
+from connectors.base import Status
 
 log = logging.getLogger("connectors.http")
 

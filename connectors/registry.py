@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from typing import Any, Protocol
 
 import httpx
 
-from agent.redirect.router import ResponsibleLookup
 from agent.tracking.event import CallEvent
-from connectors.base import Delivery, RecordUrl, SendOutcome
+from connectors.base import Delivery, RecordUrl, ResponsibleLookup, SendOutcome
 
 ExchangeHook = Callable[[str, SendOutcome], None]
 
@@ -48,3 +48,15 @@ def connectors() -> dict[str, Connector]:
 
     found: list[Connector] = [RetailCrmConnector(), AmoCrmConnector()]
     return {c.name: c for c in found}
+
+
+@cache
+def names() -> tuple[str, ...]:
+    """The CRMs the agent knows, in the order pages list them."""
+    return tuple(connectors())
+
+
+@cache
+def secret_fields() -> dict[str, tuple[str, ...]]:
+    """Per CRM, the settings keys whose values are secrets (encrypted at rest, masked on pages)."""
+    return {name: connector.secret_fields for name, connector in connectors().items()}

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from agent.config.sections import Address, AgiSection
-from agent.redirect.router import CacheSettings, ResponsibleLookup, Router
+from agent.redirect.router import CacheSettings, Router
 from agent.redirect.server import AgiServer
 from agent.tracking.extstates import ExtensionStates
 from agent.web.health import HealthRegistry
+from connectors.base import ResponsibleLookup
 from tests.fakes.crm_lookup import FakeResponsibleCrm, HttpLookup
 
 CUSTOMER_A = "+375291234567"

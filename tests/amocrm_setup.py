@@ -13,6 +13,7 @@ from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.settings import AmoCrmSettings, parse
 from connectors.amocrm.tokens import Tokens
 from connectors.http import make_client
+from connectors.registry import secret_fields
 from tests.fakes.amocrm import FakeAmoCrm
 
 ENTERPRISE = "100"
@@ -21,7 +22,7 @@ PUBLIC_URL = "http://127.0.0.1:8019"
 
 
 async def configure_amocrm(pool: Pool, state_dir: Path, fake: FakeAmoCrm, **over: Any) -> AmoCrmSettings:
-    box = SecretBox(load_or_create_secret(state_dir))
+    box = SecretBox(load_or_create_secret(state_dir), secret_fields())
     await enterprises.put(pool, ENTERPRISE, "Shop")
     raw = {
         "host": fake.url,
@@ -47,7 +48,7 @@ async def connect_tokens(connector: AmoCrmConnector, fake: FakeAmoCrm, *, expire
 
 def bound(pool: Pool, state_dir: Path, public_url: str = PUBLIC_URL, **token_options: Any) -> AmoCrmConnector:
     connector = AmoCrmConnector()
-    connector.bind(pool, SecretBox(load_or_create_secret(state_dir)), public_url, **token_options)
+    connector.bind(pool, SecretBox(load_or_create_secret(state_dir), secret_fields()), public_url, **token_options)
     return connector
 
 

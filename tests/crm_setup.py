@@ -14,6 +14,7 @@ from agent.delivery.outbox import OutboxPolicy
 from agent.store import enterprises
 from agent.store.database import Pool
 from agent.store.secretbox import SecretBox, load_or_create_secret
+from connectors.registry import secret_fields
 from connectors.retailcrm.settings import parse
 from tests.fakes.retailcrm import FakeRetailCrm
 
@@ -24,7 +25,7 @@ FAST = OutboxPolicy(backoff_first=0.05, backoff_max=0.3, poll_interval=0.2, leas
 
 
 async def configure_retailcrm(pool: Pool, state_dir: Path, fake: FakeRetailCrm, **over: Any) -> dict[str, Any]:
-    box = SecretBox(load_or_create_secret(state_dir))
+    box = SecretBox(load_or_create_secret(state_dir), secret_fields())
     await enterprises.put(pool, ENTERPRISE, "Shop")
     raw = {"domain": fake.url, "api_key": API_KEY, "timezone": "Europe/Minsk", "user_extensions": MAPPING, **over}
     settings = parse(raw).to_json()

@@ -11,6 +11,7 @@ import pytest
 from agent.app import Agent
 from agent.store import enterprises
 from agent.store.secretbox import SecretBox, load_or_create_secret
+from connectors.registry import secret_fields
 from tests.admin_client import base, client, csrf
 from tests.amocrm_setup import configure_amocrm
 from tests.crm_setup import API_KEY, configure_retailcrm
@@ -36,7 +37,7 @@ async def stored(agent: Agent) -> dict[str, Any]:
     assert agent.pool is not None
     found = await enterprises.get_integration(agent.pool, "100", "retailcrm")
     assert found is not None
-    box = SecretBox(load_or_create_secret(agent.config.agent.state_dir))
+    box = SecretBox(load_or_create_secret(agent.config.agent.state_dir), secret_fields())
     return enterprises.decrypted(box, "retailcrm", found)
 
 
@@ -123,7 +124,7 @@ async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
 async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_agent: Agent) -> None:
     assert running_agent.pool is not None
     await enterprises.put(running_agent.pool, "100", "Shop")
-    box = SecretBox(load_or_create_secret(running_agent.config.agent.state_dir))
+    box = SecretBox(load_or_create_secret(running_agent.config.agent.state_dir), secret_fields())
     legacy = {
         "api_url": "https://shop.retailcrm.ru/api/v5",
         "api_key": API_KEY,

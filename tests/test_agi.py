@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from agent.config.sections import Address, AgiSection, PbxSection
 from agent.ingest.frame import AmiMessage
-from agent.redirect.router import ResponsibleLookup
 from agent.redirect.server import AgiServer, hosts_of
 from agent.redirect.variables import CRM, EXTEN, MANAGER, REASON, SOURCE, STATUS
+from connectors.base import ResponsibleLookup
 from tests.agi_client import agi_call, agi_files, raw_session, recorded_request, request_with
 from tests.agi_env import CUSTOMER_A, CUSTOMER_B, ENTERPRISE, UNKNOWN, agi_env, wait_for
 

@@ -15,6 +15,7 @@ from agent.app import Agent
 from agent.store import enterprises
 from agent.store.secretbox import SecretBox, load_or_create_secret
 from agent.web.tokens import TokenSigner
+from connectors.registry import secret_fields
 from tests.conftest import dbname
 
 API_KEY = "rcrm-0123456789abcdef-SECRET"
@@ -118,7 +119,7 @@ async def test_secrets_encrypted_at_rest_masked_on_the_way_out(
     assert pool is not None
     raw = await pool.fetchval("SELECT integrations_config::text FROM enterprises WHERE number = '0001'")
     assert API_KEY not in raw
-    box = SecretBox(load_or_create_secret(running_agent.config.agent.state_dir))
+    box = SecretBox(load_or_create_secret(running_agent.config.agent.state_dir), secret_fields())
     stored = await enterprises.get_integration(pool, "0001", "retailcrm")
     assert stored is not None and box.decrypt(stored["api_key"]) == API_KEY
 

@@ -119,7 +119,7 @@ def agent_config(make_config: Callable[..., Config], db_dsn: str, ami: FakeAmi, 
 
 async def catch_ups(agent: Agent, n: int, within: float = 15) -> dict[str, object]:
     """Wait until the PBX's catch-up has run `n` times; its /health report."""
-    done = agent.pipelines["office"].catchup
+    done = agent.pipelines["office"].follower
     assert done is not None
     async with asyncio.timeout(within):
         while done.runs < n:
@@ -254,5 +254,5 @@ async def test_without_an_explicit_cdr_csv_nothing_is_read(
     await pool.execute(INSERT, *stored("1.1", datetime.now(UTC) - timedelta(minutes=5)))
     async with running(agent_config(make_config, db_dsn, ami, None)) as agent:
         await ami.wait_logins(1, within=10)
-        assert agent.pipelines["office"].catchup is None
+        assert agent.pipelines["office"].follower is None
         assert "backfill" not in (await agent.health.report())["components"]["pbx:office"]

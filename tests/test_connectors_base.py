@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from connectors.base import mask, mask_data, mask_text
+from agent.life.masking import mask, mask_data, mask_text
 from connectors.http import (
     RateLimiter,
     TokenBucket,

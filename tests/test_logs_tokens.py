@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from agent.life import logs
-from agent.store.secretbox import SecretBox, load_or_create_secret, mask
+from agent.life.masking import mask
+from agent.store.secretbox import SecretBox, load_or_create_secret
 from agent.web.tokens import TokenError, TokenSigner
+from connectors.registry import secret_fields
 
 
 def _record(message: str, *args: object) -> logging.LogRecord:
@@ -41,10 +43,10 @@ def test_secret_box_round_trip_and_wrong_key(tmp_path: Path) -> None:
     secret = load_or_create_secret(tmp_path)
     assert load_or_create_secret(tmp_path) == secret
     assert oct((tmp_path / "secret.key").stat().st_mode & 0o777) == "0o600"
-    stored = SecretBox(secret).encrypt("api-key")
-    assert "api-key" not in stored and SecretBox(secret).decrypt(stored) == "api-key"
+    stored = SecretBox(secret, secret_fields()).encrypt("api-key")
+    assert "api-key" not in stored and SecretBox(secret, secret_fields()).decrypt(stored) == "api-key"
     with pytest.raises(ValueError, match="cannot be decrypted"):
-        SecretBox(b"x" * 32).decrypt(stored)
+        SecretBox(b"x" * 32, secret_fields()).decrypt(stored)
 
 
 def test_token_scopes(tmp_path: Path) -> None:

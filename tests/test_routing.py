@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from agent.redirect.router import Answer, CacheSettings, Manager, ResponsibleLookup, Router
+from agent.redirect.router import Answer, CacheSettings, Router
 from agent.redirect.variables import Status
+from connectors.base import Manager, ResponsibleLookup
 from tests.agi_env import CUSTOMER_A, CUSTOMER_B, UNKNOWN, wait_for
 from tests.fakes.crm_lookup import FakeResponsibleCrm, HttpLookup
 

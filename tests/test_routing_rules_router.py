@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from agent.redirect.router import Answer, CacheSettings, ResponsibleLookup, Router
+from agent.redirect.router import Answer, CacheSettings, Router
 from agent.redirect.rules import Rules, parse
 from agent.redirect.variables import Status
 from agent.tracking.event import CallEvent
+from connectors.base import ResponsibleLookup
 from tests.agi_env import CUSTOMER_A, UNKNOWN, wait_for
 from tests.fakes.crm_lookup import FakeResponsibleCrm, HttpLookup
 

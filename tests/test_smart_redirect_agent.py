@@ -13,6 +13,7 @@ from agent.config.sections import Config
 from agent.store import enterprises
 from agent.store.database import Pool
 from agent.store.secretbox import SecretBox, load_or_create_secret
+from connectors.registry import secret_fields
 from tests import recordings
 from tests.agi_client import agi_call, recorded_request, request_with
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, running
@@ -50,7 +51,7 @@ async def test_recorded_requests_answered_from_retailcrm(
         assert len(fake_crm.requests_to("/telephony/manager")) == 2  # the repeat came from the cache
 
         # the mapping changes in the config API -> NOTIFY -> the next answer uses the new extension
-        box = SecretBox(load_or_create_secret(config.agent.state_dir))
+        box = SecretBox(load_or_create_secret(config.agent.state_dir), secret_fields())
         stored = await enterprises.get_integration(pool, ENTERPRISE, "retailcrm")
         assert stored is not None
         settings = enterprises.decrypted(box, "retailcrm", stored)

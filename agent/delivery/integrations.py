@@ -20,6 +20,7 @@ import httpx
 from agent.store import enterprises
 from agent.store.database import Pool
 from agent.store.secretbox import SecretBox
+from connectors.base import ResponsibleLookup
 from connectors.registry import Connector, CrmClient
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,15 @@ class Integrations:
             if connector.enabled(settings):
                 found[name] = Enabled(connector, settings)
         self._cache[enterprise] = found
+        return found
+
+    async def lookups(self, enterprise: str) -> list[ResponsibleLookup]:
+        """Smart redirect's view of the CRMs (a LookupSource): each enabled CRM that answers "who is responsible"."""
+        found: list[ResponsibleLookup] = []
+        for item in (await self.enabled(enterprise)).values():
+            lookup = item.connector.responsible_lookup(item.settings, self.client(item), enterprise)
+            if lookup is not None:
+                found.append(lookup)
         return found
 
     def client(self, enabled: Enabled) -> CrmClient:

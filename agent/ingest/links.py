@@ -7,9 +7,8 @@ from collections.abc import Sequence
 
 from agent.config.sections import PbxSection
 from agent.ingest.locks import PbxLocks
-from agent.ingest.pipeline import CallEventSink, PbxPipeline, channel_rules
+from agent.ingest.pipeline import CallEventSink, FollowerFactory, PbxPipeline
 from agent.life.supervisor import Supervisor
-from agent.repair.catchup import CatchUpStore, CdrCatchUp
 from agent.tracking.extstates import ExtensionStates
 from agent.web.health import HealthRegistry
 from agent.web.metrics import Metrics, PbxState
@@ -28,7 +27,7 @@ class PbxManager:
         dsn: str,
         *,
         lock_interval: float = 2.0,
-        catchup: CatchUpStore | None = None,
+        follower: FollowerFactory | None = None,
         name: str | None = None,
     ) -> None:
         self.supervisor = supervisor
@@ -36,7 +35,7 @@ class PbxManager:
         self.metrics = metrics
         self.default_region = default_region
         self.sink = sink
-        self.catchup = catchup  # backfill on connect, for each [[pbx]] with an explicit cdr_csv
+        self.follower = follower  # hears each PBX's reconciles (the composition root hands the CDR catch-up)
         self.pipelines: dict[str, PbxPipeline] = {}
         self.states: dict[str, ExtensionStates] = {}  # per enterprise, for smart redirect
         self.locks = PbxLocks(dsn, self._acquired, self._released, self._standby, interval=lock_interval, name=name)
@@ -78,15 +77,9 @@ class PbxManager:
 
     def _add(self, pbx: PbxSection) -> None:
         states = self.states.setdefault(pbx.enterprise, ExtensionStates())
-        pipeline = PbxPipeline(pbx, self.default_region, self.health, self.metrics, self.sink, states)
-        if self.catchup is not None and pbx.cdr_csv is not None:
-            pipeline.catchup = CdrCatchUp(
-                pbx,
-                channel_rules(pbx, self.default_region),
-                self.catchup,
-                pipeline.link.health,
-                self.metrics.calls_backfilled,
-            )
+        pipeline = PbxPipeline(
+            pbx, self.default_region, self.health, self.metrics, self.sink, states, follower=self.follower
+        )
         pipeline.link.health.set("down", role="standby", holder=None, error="waiting for the PBX lock")
         self.pipelines[pbx.name] = pipeline
         self.locks.want(pbx.name)

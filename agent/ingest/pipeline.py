@@ -1,15 +1,16 @@
 """One PBX's pipeline: its AMI link feeds its call tracker; the tracker's CallEvents go to the sink.
 
-With a catch-up attached (agent.repair.catchup: backfill on connect), every reconcile also asks it for the calls
-the CDR has from while the link was down; it runs in this pipeline's task group, beside the link."""
+A follower handed in at construction (the composition root hands the CDR catch-up, agent.repair.catchup, to a
+PBX with an explicit cdr_csv) hears every reconcile: when the link was lost, the reconcile time, and the calls
+the live tracker owns. It runs in this pipeline's task group, beside the link, never on the reader's path."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from agent.config.sections import PbxSection
 from agent.ingest.frame import AmiMessage
@@ -18,13 +19,22 @@ from agent.tracking.channels import DEFAULT_INTERNAL_NUMBER, DEFAULT_PHONE_CHANN
 from agent.tracking.event import CallEvent
 from agent.tracking.extstates import ExtensionStates
 from agent.tracking.tracker import CallTracker
-from agent.web.health import HealthRegistry
+from agent.web.health import ComponentHealth, HealthRegistry
 from agent.web.metrics import Metrics
 
-if TYPE_CHECKING:
-    from agent.repair.catchup import CdrCatchUp
-
 CallEventSink = Callable[[CallEvent], None]
+
+
+class ReconcileFollower(Protocol):
+    """Runs beside a PBX's link and hears each reconcile (queue work there; never wait)."""
+
+    def request(self, lost_at: datetime | None, until: datetime, owned: Set[str]) -> None: ...
+
+    async def run(self) -> None: ...
+
+
+# Builds a PBX's follower from its link's /health component, or None when the PBX has none.
+FollowerFactory = Callable[[PbxSection, ComponentHealth], ReconcileFollower | None]
 
 
 def channel_rules(pbx: PbxSection, default_region: str | None) -> ChannelRules:
@@ -46,6 +56,7 @@ class PbxPipeline:
         metrics: Metrics,
         sink: CallEventSink,
         states: ExtensionStates | None = None,
+        follower: FollowerFactory | None = None,
     ) -> None:
         self.pbx = pbx
         self.states = states
@@ -60,14 +71,14 @@ class PbxPipeline:
             health.register(f"pbx:{pbx.name}", critical=False),
             on_reconnect=self._reconnects.inc,
         )
-        self.catchup: CdrCatchUp | None = None
+        self.follower = follower(pbx, self.link.health) if follower is not None else None
 
     async def run(self) -> None:
-        if self.catchup is None:
+        if self.follower is None:
             await self.link.run()
             return
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.catchup.run(), name=f"backfill:{self.pbx.name}")
+            tasks.create_task(self.follower.run(), name=f"backfill:{self.pbx.name}")
             await self.link.run()
 
     def _on_events(self, msgs: list[AmiMessage], at: datetime) -> None:
@@ -82,5 +93,5 @@ class PbxPipeline:
         closed = self.tracker.reconcile(list(channels), at)
         for event in closed:
             self._sink(event)
-        if self.catchup is not None:  # the live path owns what the tracker holds now and what it just closed
-            self.catchup.request(self.link.lost_at, at, self.tracker.active_ids() | {e.call_id for e in closed})
+        if self.follower is not None:  # the live path owns what the tracker holds now and what it just closed
+            self.follower.request(self.link.lost_at, at, self.tracker.active_ids() | {e.call_id for e in closed})

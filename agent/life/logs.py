@@ -10,7 +10,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.store.secretbox import mask
+from agent.life.masking import mask
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()

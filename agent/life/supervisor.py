@@ -7,8 +7,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from agent.web.metrics import Metrics
-
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 30.0
@@ -16,9 +14,10 @@ HEALTHY_AFTER_S = 60.0
 
 
 class Supervisor:
-    def __init__(self, metrics: Metrics | None = None, backoff_base: float = 1.0) -> None:
+    def __init__(self, on_restart: Callable[[str], None] | None = None, backoff_base: float = 1.0) -> None:
+        """`on_restart(name)` hears every restart of a crashed component (the agent counts them in /metrics)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._metrics = metrics
+        self._on_restart = on_restart
         self._backoff_base = backoff_base
         self.restarts: dict[str, int] = {}
 
@@ -62,8 +61,8 @@ class Supervisor:
                 failures = 0
             failures += 1
             self.restarts[name] = self.restarts.get(name, 0) + 1
-            if self._metrics is not None:
-                self._metrics.component_restarts.labels(name).inc()
+            if self._on_restart is not None:
+                self._on_restart(name)
             delay = min(BACKOFF_MAX_S, self._backoff_base * 2 ** (failures - 1))
             log.info("restarting component %s in %.1f s", name, delay)
             await asyncio.sleep(delay)

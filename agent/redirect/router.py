@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from cachetools import TLRUCache
 
@@ -55,31 +55,12 @@ from agent.redirect.variables import Reason, Source, Status
 from agent.tracking.event import CallEvent
 from agent.tracking.extstates import ExtensionStates
 from agent.tracking.phones import normalise
+from connectors.base import LookupSource, Manager, ResponsibleLookup
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Manager:
-    """What a CRM says: the responsible user, and their extension mapped through the enterprise's mapping."""
-
-    crm: str
-    user_id: str
-    name: str
-    extension: str | None  # None when the enterprise has no extension mapped for this user
-
-
-class ResponsibleLookup(Protocol):
-    crm: str
-
-    async def find_responsible(self, phone_e164: str) -> Manager | None:
-        """The responsible manager, or None when the CRM knows none; raises when the CRM fails."""
-        ...
-
-
-# enterprise -> its enabled lookups (an empty list answers DISABLED); raises when settings are unreadable.
-LookupSource = Callable[[str], Awaitable[list[ResponsibleLookup]]]
 # enterprise -> its `redirect_when_busy` setting (default False: a busy manager's calls go to the queue).
 BusyPolicy = Callable[[str], Awaitable[bool]]
 

@@ -33,7 +33,7 @@ from agent.store.secretbox import SecretBox, load_or_create_secret
 from agent.tracking.channels import ChannelRules
 from connectors.base import Delivery, SendOutcome
 from connectors.http import make_client
-from connectors.registry import connectors
+from connectors.registry import connectors, secret_fields
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
         pool = await database.create_pool(dsn, 2, name=peers.tool_name("backfill"))
         try:
             await database.migrate(pool)
-            box = SecretBox(load_or_create_secret(config.agent.state_dir))
+            box = SecretBox(load_or_create_secret(config.agent.state_dir), secret_fields())
             async with make_client() as http:
                 # the enterprise's routing rules hold here as in the agent (a blocked caller never reaches a CRM)
                 planner = Planner(

@@ -29,6 +29,7 @@ from prometheus_client import Counter
 
 from agent.config.sections import PbxSection
 from agent.delivery.planner import Planner
+from agent.ingest.pipeline import channel_rules
 from agent.repair import cdr
 from agent.repair.backfill import LOOKBACK, Summary, store_missing
 from agent.repair.cdrtail import ended_before, read_tail
@@ -94,9 +95,9 @@ class CdrCatchUp:
         self.jobs: asyncio.Queue[Job] = asyncio.Queue()
         self.runs = 0  # catch-ups finished (tests wait on it)
 
-    def request(self, lost_at: datetime | None, until: datetime, skip: Set[str]) -> None:
+    def request(self, lost_at: datetime | None, until: datetime, owned: Set[str]) -> None:
         """After a reconcile, on the reader's path: queue one catch-up, never wait."""
-        self.jobs.put_nowait(Job(lost_at, until, frozenset(skip)))
+        self.jobs.put_nowait(Job(lost_at, until, frozenset(owned)))
 
     async def run(self) -> None:
         while True:
@@ -149,3 +150,16 @@ class CdrCatchUp:
         await store_missing(self.store.pool, self.store.planner, self.pbx, self.rules, groups, summary, skip=job.skip)
         self.backfilled.inc(summary.backfilled)
         return summary
+
+
+def follower_of(
+    store: CatchUpStore, default_region: str | None, backfilled: Counter
+) -> Callable[[PbxSection, ComponentHealth], CdrCatchUp | None]:
+    """What the composition root hands the PBX links: a catch-up for each [[pbx]] with an explicit cdr_csv."""
+
+    def build(pbx: PbxSection, health: ComponentHealth) -> CdrCatchUp | None:
+        if pbx.cdr_csv is None:
+            return None
+        return CdrCatchUp(pbx, channel_rules(pbx, default_region), store, health, backfilled)
+
+    return build

@@ -22,7 +22,7 @@ from agent.store.calls import event_from_row
 from agent.store.secretbox import SecretBox, load_or_create_secret
 from connectors.base import Delivery, SendOutcome
 from connectors.http import make_client
-from connectors.registry import connectors
+from connectors.registry import connectors, secret_fields
 
 PAGE = 500
 
@@ -52,7 +52,7 @@ async def redeliver(config: Config, args: argparse.Namespace) -> tuple[int, int]
         pool = await database.create_pool(dsn, 2, name=peers.tool_name("redeliver"))
         try:
             await database.migrate(pool)
-            box = SecretBox(load_or_create_secret(config.agent.state_dir))
+            box = SecretBox(load_or_create_secret(config.agent.state_dir), secret_fields())
             known = connectors()
             chosen = {args.crm: known[args.crm]} if args.crm else known
             async with make_client() as http:

@@ -9,18 +9,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from agent.life.masking import mask
 from agent.store.database import Pool
-from agent.store.secretbox import SecretBox, is_encrypted, looks_masked, mask
-from connectors.amocrm.settings import SECRET_FIELDS as AMOCRM_SECRETS
-from connectors.retailcrm.settings import SECRET_FIELDS as RETAILCRM_SECRETS
+from agent.store.secretbox import SecretBox, is_encrypted, looks_masked
 
 NOTIFY_CHANNEL = "integrations_config"
-CRMS = ("retailcrm", "amocrm")
-# Keys whose values are secrets, per CRM; nested keys are dotted paths.
-SECRET_KEYS: dict[str, tuple[str, ...]] = {
-    "retailcrm": RETAILCRM_SECRETS,
-    "amocrm": AMOCRM_SECRETS,
-}
 
 
 class NotFound(Exception):
@@ -108,7 +101,7 @@ async def delete_integration(pool: Pool, number: str, crm: str) -> bool:
 
 def encrypt_secrets(box: SecretBox, crm: str, settings: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(settings)
-    for key in SECRET_KEYS.get(crm, ()):
+    for key in box.fields(crm):
         value = out.get(key)
         if not isinstance(value, str) or not value:
             continue
@@ -127,7 +120,7 @@ def unmask(box: SecretBox, crm: str, submitted: dict[str, Any], stored: dict[str
     """A submitted entry with each secret that came back masked replaced by the stored secret in clear."""
     out = copy.deepcopy(submitted)
     current = decrypted(box, crm, stored or {})
-    for key in SECRET_KEYS.get(crm, ()):
+    for key in box.fields(crm):
         value = out.get(key)
         if isinstance(value, str) and looks_masked(value):
             if key in current:
@@ -140,7 +133,7 @@ def unmask(box: SecretBox, crm: str, submitted: dict[str, Any], stored: dict[str
 def masked(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
     """For API answers and pages: every secret as `abcd…wxyz`."""
     out = copy.deepcopy(stored)
-    for key in SECRET_KEYS.get(crm, ()):
+    for key in box.fields(crm):
         value = out.get(key)
         if isinstance(value, str) and value:
             try:
@@ -153,7 +146,7 @@ def masked(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
 def decrypted(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
     """For the connector that needs the secrets in clear; never for display."""
     out = copy.deepcopy(stored)
-    for key in SECRET_KEYS.get(crm, ()):
+    for key in box.fields(crm):
         value = out.get(key)
         if isinstance(value, str) and value:
             out[key] = box.decrypt(value)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from agent.life.masking import MASK_ALL
 from agent.life.runas import give_to_state_owner
-from connectors.base import MASK_ALL
-from connectors.base import mask as mask
 
 SECRET_FILE = "secret.key"
 ENCRYPTED_PREFIX = "enc:v1:"
@@ -44,11 +44,17 @@ def derive_key(secret: bytes, purpose: str) -> bytes:
 
 
 class SecretBox:
-    """Encrypts secrets stored in PostgreSQL (Fernet: AES-128-CBC + HMAC-SHA256)."""
+    """Encrypts secrets stored in PostgreSQL (Fernet: AES-128-CBC + HMAC-SHA256), and knows which settings
+    keys of each CRM hold them (`secret_fields`, handed in from the connectors' registry)."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, secret_fields: Mapping[str, Sequence[str]]) -> None:
         key = base64.urlsafe_b64encode(derive_key(secret, "pbx-agent secrets at rest"))
         self._fernet = Fernet(key)
+        self._fields = {crm: tuple(fields) for crm, fields in secret_fields.items()}
+
+    def fields(self, crm: str) -> tuple[str, ...]:
+        """The keys of `crm`'s settings whose values are secrets (dotted paths for nested keys)."""
+        return self._fields.get(crm, ())
 
     def encrypt(self, plaintext: str) -> str:
         return ENCRYPTED_PREFIX + self._fernet.encrypt(plaintext.encode()).decode()

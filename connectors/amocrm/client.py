@@ -8,14 +8,13 @@ from typing import Any
 
 import httpx
 
-from agent.redirect.router import Manager
 from connectors.amocrm.calls import CallSender
 from connectors.amocrm.contacts import find_contact
 from connectors.amocrm.plan import CRM, KIND_CALL, KIND_EVENT
 from connectors.amocrm.session import AccountGuard, Session, StepFailed
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.tokens import TokenStore
-from connectors.base import CrmError, Delivery, RecordUrl, SendOutcome
+from connectors.base import CrmError, Delivery, Manager, RecordUrl, SendOutcome
 
 
 class AmoCrmClient:

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import mask_data
+from agent.life.masking import mask_data
 from connectors.http import Exchange, perform
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from connectors.base import CrmError, Delivery, RecordUrl, SendOutcome, mask_text, recording_of
+from agent.life.masking import mask_text
+from connectors.base import CrmError, Delivery, RecordUrl, SendOutcome, recording_of
 from connectors.http import Exchange, RateLimiter, make_client, perform
 from connectors.retailcrm import envelope
 from connectors.retailcrm.models import (

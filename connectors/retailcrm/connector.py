@@ -7,9 +7,8 @@ from typing import Any
 
 import httpx
 
-from agent.redirect.router import Manager
 from agent.tracking.event import CallEvent
-from connectors.base import Delivery
+from connectors.base import Delivery, Manager
 from connectors.retailcrm.client import MAX_UPLOAD_BATCH, RetailCrmClient
 from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.plan import CRM, KIND_UPLOAD, plan

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from agent.redirect.router import Manager
+from connectors.base import Manager
 
 
 class FakeResponsibleCrm:
