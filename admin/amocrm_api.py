@@ -15,13 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from admin.api import _enterprise, _json_object, error
+from agent.delivery.integrations import Integrations
 from agent.store import enterprises
 from agent.web import keys
 from connectors.amocrm import oauth
 from connectors.amocrm.client import AmoCrmClient
 from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.settings import AmoCrmSettings
-from connectors.amocrm.wiring import connector_of
 from connectors.base import CrmError
 from connectors.retailcrm.mapping import reassign
 
@@ -36,7 +36,7 @@ async def settings_of(app: web.Application, number: str) -> AmoCrmSettings | Non
         return None
     connector = connector_of(app[keys.INTEGRATIONS])
     try:
-        return connector.parse_settings(enterprises.decrypted(app[keys.SECRETS], "amocrm", stored))
+        return connector.parse_settings(app[keys.SECRETS].decrypted("amocrm", stored))
     except ValueError:
         return None
 
@@ -236,7 +236,7 @@ async def save_mapping(app: web.Application, number: str, changes: dict[str, str
     if not stored:
         raise LookupError("amocrm is not configured")
     box = app[keys.SECRETS]
-    current = enterprises.decrypted(box, "amocrm", stored)
+    current = box.decrypted("amocrm", stored)
     mapping, moves = reassign(current.get("user_extensions") or {}, changes)
     amo = connector(app)
     updated = amo.settings_json(amo.parse_settings({**current, "user_extensions": mapping}))
@@ -255,3 +255,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(BASE + "/token", post_token)
     app.router.add_delete(BASE + "/tokens", delete_tokens)
     app.router.add_get(BASE + "/pipelines", pipelines)
+
+
+def connector_of(integrations: Integrations) -> AmoCrmConnector:
+    """The agent's amoCRM connector, bound to the database at start (agent.app.attach_amocrm)."""
+    connector = integrations.connectors.get(AmoCrmConnector.name)
+    if not isinstance(connector, AmoCrmConnector) or connector.tokens is None:
+        raise RuntimeError("amoCRM is not attached")
+    return connector

@@ -39,7 +39,9 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         principal = request.app[keys.SIGNER].verify(token.strip())
     except TokenError as exc:
         return error(401, str(exc))
-    if principal.source is not None and not await retailcrm_store.token_current(request.app[keys.POOL], principal):
+    if principal.source is not None and not await retailcrm_store.token_current(
+        request.app[keys.POOL], principal.source, principal.enterprise, principal.token_id
+    ):
         return error(401, "token revoked (the RetailCRM module was registered again or removed)")
     request[PRINCIPAL] = principal
     return await handler(request)

@@ -66,7 +66,9 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
         raise Refused(401, "error.link_invalid") from None
     if principal.source != "retailcrm" or principal.enterprise != number or not NUMBER_RE.fullmatch(number):
         raise Refused(401, "error.link_invalid")
-    if not await retailcrm_store.token_current(request.app[keys.POOL], principal):
+    if not await retailcrm_store.token_current(
+        request.app[keys.POOL], principal.source, principal.enterprise, principal.token_id
+    ):
         raise Refused(401, "error.link_revoked")
     return await _start_session(request, number, "admin", "retailcrm")
 

@@ -36,7 +36,7 @@ from agent.store import database, enterprises, peers
 from agent.store import routing_rules as routing_store
 from agent.store.calls import count_ended
 from agent.store.retention import Pruner
-from agent.store.secretbox import SecretBox, load_or_create_secret
+from agent.store.secretbox import SecretBox, derive_key, load_or_create_secret
 from agent.tracking.event import CallEvent
 from agent.web import keys
 from agent.web import recording_http as records_http
@@ -46,7 +46,8 @@ from agent.web.metrics import Metrics
 from agent.web.recordings import RecordLinks
 from agent.web.server import create_app
 from agent.web.tokens import TokenSigner
-from connectors.amocrm import wiring as amocrm_wiring
+from connectors.amocrm.connector import AmoCrmConnector
+from connectors.amocrm.oauth import STATE_PURPOSE, StateSigner
 from connectors.http import make_client
 from connectors.registry import connectors, secret_fields
 
@@ -135,7 +136,7 @@ class Agent:
             http = make_client()
             stack.push_async_callback(http.aclose)
             self.integrations = Integrations(pool, box, connectors(), http)
-            amocrm = amocrm_wiring.attach(self.integrations, secret, cfg.agent.public_url)
+            amocrm = attach_amocrm(self.integrations, secret, cfg.agent.public_url)
             if amocrm is not None:
                 stack.push_async_callback(amocrm.aclose)
             policy = self.outbox_policy or policy_from(cfg.outbox)
@@ -376,3 +377,15 @@ async def serve(config: Config) -> int:
     stopping.cancel()
     main.result()  # re-raise a start-up failure
     return 0
+
+
+def attach_amocrm(integrations: Integrations, secret: bytes, public_url: str) -> AmoCrmConnector | None:
+    """Bind the amoCRM connector to the database and make config NOTIFYs drop its cached tokens; OAuth
+    `state` values are signed with a key derived from the state secret."""
+    connector = integrations.connectors.get(AmoCrmConnector.name)
+    if not isinstance(connector, AmoCrmConnector):
+        return None
+    tokens = connector.bind(integrations.pool, integrations.box, public_url)
+    connector.state_signer = StateSigner(derive_key(secret, STATE_PURPOSE))
+    integrations.on_change(tokens.forget)
+    return connector

@@ -5,9 +5,33 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+
+import asyncpg
 
 Status = Literal["success", "transient", "permanent"]
+
+# What a connector's own store is handed: the agent's pool (one of asyncpg's), ...
+if TYPE_CHECKING:
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+else:
+    Pool = asyncpg.Pool
+
+# ... the NOTIFY channel on which a change of `enterprises.integrations_config` is announced (agent.store.enterprises
+# sends it; a connector that writes its settings, such as refreshed OAuth tokens, sends it too) ...
+CONFIG_CHANGED = "integrations_config"
+
+
+class Secrets(Protocol):
+    """... and the secrets at rest (agent.store.secretbox.SecretBox)."""
+
+    def encrypt(self, plaintext: str) -> str: ...
+
+    def decrypt(self, stored: str) -> str: ...
+
+    def decrypted(self, crm: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """A CRM's stored settings with each secret in clear."""
+        ...
 
 
 class RecordUrl(Protocol):

@@ -38,7 +38,7 @@ async def stored(agent: Agent) -> dict[str, Any]:
     found = await enterprises.get_integration(agent.pool, "100", "retailcrm")
     assert found is not None
     box = SecretBox(load_or_create_secret(agent.config.agent.state_dir), secret_fields())
-    return enterprises.decrypted(box, "retailcrm", found)
+    return box.decrypted("retailcrm", found)
 
 
 async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(

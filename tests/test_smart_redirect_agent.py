@@ -54,7 +54,7 @@ async def test_recorded_requests_answered_from_retailcrm(
         box = SecretBox(load_or_create_secret(config.agent.state_dir), secret_fields())
         stored = await enterprises.get_integration(pool, ENTERPRISE, "retailcrm")
         assert stored is not None
-        settings = enterprises.decrypted(box, "retailcrm", stored)
+        settings = box.decrypted("retailcrm", stored)
         settings["user_extensions"] = {"7": "152", "8": "151"}
         await enterprises.put_integration(pool, box, ENTERPRISE, "retailcrm", settings)
         for _ in range(100):

@@ -63,7 +63,7 @@ class Integrations:
             if connector is None or not isinstance(raw, dict):
                 continue
             try:
-                settings = connector.parse_settings(enterprises.decrypted(self.box, name, raw))
+                settings = connector.parse_settings(self.box.decrypted(name, raw))
             except ValueError as exc:
                 log.error(
                     "enterprise %s: stored %s settings are invalid (%s); integration skipped", enterprise, name, exc

@@ -13,7 +13,7 @@ from agent.life.masking import mask
 from agent.store.database import Pool
 from agent.store.secretbox import SecretBox, is_encrypted, looks_masked
 
-NOTIFY_CHANNEL = "integrations_config"
+NOTIFY_CHANNEL = "integrations_config"  # connectors.base.CONFIG_CHANGED names the same channel
 
 
 class NotFound(Exception):
@@ -119,7 +119,7 @@ def encrypt_secrets(box: SecretBox, crm: str, settings: dict[str, Any], current:
 def unmask(box: SecretBox, crm: str, submitted: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
     """A submitted entry with each secret that came back masked replaced by the stored secret in clear."""
     out = copy.deepcopy(submitted)
-    current = decrypted(box, crm, stored or {})
+    current = box.decrypted(crm, stored or {})
     for key in box.fields(crm):
         value = out.get(key)
         if isinstance(value, str) and looks_masked(value):
@@ -140,14 +140,4 @@ def masked(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
                 out[key] = mask(box.decrypt(value))
             except ValueError:
                 out[key] = "…"
-    return out
-
-
-def decrypted(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
-    """For the connector that needs the secrets in clear; never for display."""
-    out = copy.deepcopy(stored)
-    for key in box.fields(crm):
-        value = out.get(key)
-        if isinstance(value, str) and value:
-            out[key] = box.decrypt(value)
     return out

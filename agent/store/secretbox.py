@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import copy
 import os
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -51,6 +53,15 @@ class SecretBox:
         key = base64.urlsafe_b64encode(derive_key(secret, "pbx-agent secrets at rest"))
         self._fernet = Fernet(key)
         self._fields = {crm: tuple(fields) for crm, fields in secret_fields.items()}
+
+    def decrypted(self, crm: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """For the connector that needs the secrets in clear; never for display."""
+        out = copy.deepcopy(dict(stored))
+        for key in self.fields(crm):
+            value = out.get(key)
+            if isinstance(value, str) and value:
+                out[key] = self.decrypt(value)
+        return out
 
     def fields(self, crm: str) -> tuple[str, ...]:
         """The keys of `crm`'s settings whose values are secrets (dotted paths for nested keys)."""

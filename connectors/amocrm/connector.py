@@ -1,7 +1,7 @@
 """amoCRM as a `connectors.registry.Connector`, plus what the agent binds to it at start-up.
 
 `bind(pool, box, public_url)` gives it the database (tokens, call steps, logs); `agent.app` calls it through
-`connectors.amocrm.wiring.attach`. Until bound, `client()` refuses (nothing can be sent without tokens).
+`agent.app.attach_amocrm`. Until bound, `client()` refuses (nothing can be sent without tokens).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from typing import Any
 
 import httpx
 
-from agent.store.database import Pool
-from agent.store.secretbox import SecretBox
 from agent.tracking.event import CallEvent
 from connectors.amocrm import oauth
 from connectors.amocrm.client import AmoCrmClient, Lookup
@@ -23,7 +21,7 @@ from connectors.amocrm.plan import CRM, plan
 from connectors.amocrm.session import AccountGuard
 from connectors.amocrm.settings import SECRET_FIELDS, AmoCrmSettings, parse
 from connectors.amocrm.tokens import TokenStore
-from connectors.base import Delivery, SendOutcome
+from connectors.base import Delivery, Pool, Secrets, SendOutcome
 from connectors.http import CONNECT_TIMEOUT, READ_TIMEOUT, Exchange
 
 log = logging.getLogger(__name__)
@@ -52,7 +50,7 @@ class AmoCrmConnector:
         self._proxied: dict[str, httpx.AsyncClient] = {}
         self._responsible_hooks: list[ResponsibleHook] = []
 
-    def bind(self, pool: Pool, box: SecretBox, public_url: str, **token_options: Any) -> TokenStore:
+    def bind(self, pool: Pool, box: Secrets, public_url: str, **token_options: Any) -> TokenStore:
         self.pool = pool
         self.public_url = public_url.rstrip("/")
         self.tokens = TokenStore(pool, box, oauth.redirect_uri(public_url), **token_options)
@@ -82,7 +80,7 @@ class AmoCrmConnector:
 
     def client(self, settings: AmoCrmSettings, http: httpx.AsyncClient) -> AmoCrmClient:
         if self.tokens is None:
-            raise RuntimeError("the amoCRM connector is not bound to the database (connectors.amocrm.wiring)")
+            raise RuntimeError("the amoCRM connector is not bound to the database (agent.app.attach_amocrm)")
         return AmoCrmClient(
             settings, self.http_for(settings, http), self.tokens, self.guard, self.phone_locks, self.log_outcome
         )

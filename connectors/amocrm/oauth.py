@@ -15,7 +15,6 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import jwt
 
-from agent.store.secretbox import derive_key
 from connectors.amocrm.problem import problem_text
 from connectors.amocrm.settings import is_product_host
 from connectors.amocrm.wire import never_sent, perform_json
@@ -65,8 +64,9 @@ def consent_url(host: str, client_id: str, state: str) -> str:
 class StateSigner:
     """`state` = a short-lived HS256 JWT naming the enterprise, with a nonce the callback uses once."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._key = derive_key(secret, STATE_PURPOSE)
+    def __init__(self, key: bytes) -> None:
+        """`key`: derived from the state secret for STATE_PURPOSE alone (the composition root derives it)."""
+        self._key = key
 
     def issue(self, enterprise: str, *, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())

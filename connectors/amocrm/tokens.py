@@ -36,11 +36,9 @@ from typing import Any, Literal
 
 import httpx
 
-from agent.store import enterprises
-from agent.store.database import Pool
-from agent.store.secretbox import SecretBox
 from connectors.amocrm import oauth
 from connectors.amocrm.settings import AmoCrmSettings
+from connectors.base import CONFIG_CHANGED, Pool, Secrets
 from connectors.http import Exchange
 
 log = logging.getLogger(__name__)
@@ -97,7 +95,7 @@ class TokenStore:
     def __init__(
         self,
         pool: Pool,
-        box: SecretBox,
+        box: Secrets,
         redirect_uri: str,
         *,
         refresh_ahead: float = REFRESH_AHEAD_S,
@@ -292,7 +290,7 @@ class TokenStore:
                 current.generation,
                 self.owner,
             )
-            await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, current.enterprise)
+            await conn.execute("SELECT pg_notify($1, $2)", CONFIG_CHANGED, current.enterprise)
         if row is None:
             return None
         tokens = self._decode(row)
@@ -364,7 +362,7 @@ class TokenStore:
                 expires_at,
                 account,
             )
-            await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)
+            await conn.execute("SELECT pg_notify($1, $2)", CONFIG_CHANGED, enterprise)
         assert row is not None
         tokens = self._decode(row)
         self._cache[enterprise] = tokens
@@ -392,7 +390,7 @@ class TokenStore:
                 generation,
                 clear_marker,
             )
-            await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)
+            await conn.execute("SELECT pg_notify($1, $2)", CONFIG_CHANGED, enterprise)
         self.forget(enterprise)
 
     async def save_account(self, enterprise: str, account: dict[str, Any]) -> None:
@@ -406,7 +404,7 @@ class TokenStore:
     async def disconnect(self, enterprise: str) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute("DELETE FROM amocrm_tokens WHERE enterprise_number = $1", enterprise)
-            await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)
+            await conn.execute("SELECT pg_notify($1, $2)", CONFIG_CHANGED, enterprise)
         self.forget(enterprise)
         return status.endswith(" 1")
 

@@ -9,10 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.store import enterprises
-from agent.store.database import Pool
-from agent.store.secretbox import SecretBox
-from agent.web.tokens import Principal
+from connectors.base import Pool, Secrets
 from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.settings import RetailCrmSettings, SettingsError, parse
 
@@ -29,15 +26,17 @@ class Account:
     settings: RetailCrmSettings
 
 
-async def settings_of(pool: Pool, box: SecretBox, enterprise: str) -> RetailCrmSettings | None:
+async def settings_of(pool: Pool, box: Secrets, enterprise: str) -> RetailCrmSettings | None:
     """The stored settings, decrypted and validated; None when RetailCRM is not configured."""
-    stored = await enterprises.get_integration(pool, enterprise, CRM)
+    stored = await pool.fetchval("SELECT integrations_config -> $2 FROM enterprises WHERE number = $1", enterprise, CRM)
+    if not isinstance(stored, dict):
+        stored = None
     if stored is None:
         return None
-    return parse(adapt(enterprises.decrypted(box, CRM, stored)))
+    return parse(adapt(box.decrypted(CRM, stored)))
 
 
-async def account_by_client_id(pool: Pool, box: SecretBox, client_id: str) -> Account | None:
+async def account_by_client_id(pool: Pool, box: Secrets, client_id: str) -> Account | None:
     """The enabled account whose module `clientId` this is, compared in constant time.
 
     Client ids are encrypted at rest with a random nonce, so each stored one is decrypted and compared;
@@ -54,7 +53,7 @@ async def account_by_client_id(pool: Pool, box: SecretBox, client_id: str) -> Ac
         if not isinstance(stored, dict):
             continue
         try:
-            settings = parse(adapt(enterprises.decrypted(box, CRM, stored)))
+            settings = parse(adapt(box.decrypted(CRM, stored)))
         except (SettingsError, ValueError) as exc:
             log.warning("enterprise %s: stored retailcrm settings unusable (%s)", row["number"], exc)
             continue
@@ -79,14 +78,14 @@ async def set_account_token(pool: Pool, enterprise: str, token_id: str | None) -
     )
 
 
-async def token_current(pool: Pool, principal: Principal) -> bool:
+async def token_current(pool: Pool, source: str | None, enterprise: str | None, token_id: str) -> bool:
     """A token issued for a source (the module's accountUrl) is valid only while it is the one in force."""
-    if principal.source != CRM or principal.enterprise is None:
+    if source != CRM or enterprise is None:
         return False
     current = await pool.fetchval(
-        "SELECT account_token_id FROM retailcrm_modules WHERE enterprise_number = $1", principal.enterprise
+        "SELECT account_token_id FROM retailcrm_modules WHERE enterprise_number = $1", enterprise
     )
-    return isinstance(current, str) and hmac.compare_digest(current.encode(), principal.token_id.encode())
+    return isinstance(current, str) and hmac.compare_digest(current.encode(), token_id.encode())
 
 
 # -- callbacks -------------------------------------------------------------------------------------
