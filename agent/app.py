@@ -20,7 +20,8 @@ from admin.routing_api import add_routes as add_routing_routes
 from agent.config.sections import Config, ConfigError, load
 from agent.delivery.dispatch import CrmDispatcher
 from agent.delivery.integrations import Integrations
-from agent.delivery.outbox import Outbox, OutboxPolicy, outbox_probe, policy_from
+from agent.delivery.outbox import Outbox, OutboxPolicy, policy_from
+from agent.delivery.outbox_health import outbox_probe
 from agent.delivery.planner import Planner
 from agent.ingest.links import PbxManager
 from agent.ingest.originate import Originator

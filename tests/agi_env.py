@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from agent.config.sections import Address, AgiSection
-from agent.redirect.router import CacheSettings, Router
+from agent.redirect.answers import CacheSettings
+from agent.redirect.router import Router
 from agent.redirect.server import AgiServer
 from agent.tracking.extstates import ExtensionStates
 from agent.web.health import HealthRegistry

@@ -125,11 +125,11 @@ async def test_notify_invalidation_takes_the_new_extension_at_once() -> None:
         assert (await agi_call(env.port, A_REQUEST)).exten == "150"
         env.crm.responsible[CUSTOMER_A] = ("8", "Anna")  # the CRM reassigns customer A to Anna (151)
         assert (await agi_call(env.port, A_REQUEST)).exten == "150"  # still cached
-        env.router.on_notify(None, 0, "integrations_config", ENTERPRISE)
+        env.router.invalidate(ENTERPRISE)
         got = await agi_call(env.port, A_REQUEST)
         assert (got.status, got.exten, got.variables[MANAGER]) == ("FOUND", "151", "Anna")
         env.extensions["8"] = "152"  # the enterprise's mapping changes: same NOTIFY
-        env.router.on_notify(None, 0, "integrations_config", ENTERPRISE)
+        env.router.invalidate(ENTERPRISE)
         assert (await agi_call(env.port, A_REQUEST)).exten == "152"
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from agent.redirect.router import Answer, CacheSettings, Router
+from agent.redirect.answers import Answer, CacheSettings
+from agent.redirect.router import Router
 from agent.redirect.variables import Status
 from connectors.base import Manager, ResponsibleLookup
 from tests.agi_env import CUSTOMER_A, CUSTOMER_B, UNKNOWN, wait_for
@@ -188,7 +189,7 @@ async def test_invalidation_detaches_a_lookup_in_flight(crms: Crms) -> None:
     waiting = asyncio.create_task(router.resolve("100", CUSTOMER_A))
     await wait_for(lambda: crms.a.requests == 1)
     crms.a.responsible[CUSTOMER_A] = ("8", "Anna")
-    router.on_notify(None, 0, "integrations_config", "100")
+    router.invalidate("100")
     assert (await router.resolve("100", CUSTOMER_A)).extension == "151"  # not joined to the old request
     assert (await waiting).extension == "150"
     await settle(router)

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from agent.redirect.router import Answer, CacheSettings, Router
+from agent.redirect.answers import Answer, CacheSettings
+from agent.redirect.router import Router
 from agent.redirect.rules import Rules, parse
 from agent.redirect.variables import Status
 from agent.tracking.event import CallEvent
@@ -181,7 +182,7 @@ async def test_history_off_and_outgoing_calls_do_not_count(env: Env) -> None:
 
 
 def test_wall_clock_default_is_aware_utc() -> None:
-    from agent.redirect.router import utcnow
+    from agent.redirect.answers import utcnow
 
     assert utcnow().tzinfo is UTC
 

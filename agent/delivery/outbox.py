@@ -9,8 +9,7 @@
 - Transient failures back off exponentially with jitter (tenacity's policy), honouring Retry-After;
   permanent ones become `failed` (retriable by hand); past `expires_at` a row is `expired` (popups), past
   `max_age` it is `dead`. Nothing is silently dropped.
-- Every exchange is written to integration_logs (masked by the connector) with status and timing, once,
-  with the ids of all the deliveries it carried.
+- Every exchange goes to integration_logs (masked, with status, timing and the ids it carried): agent.delivery.settle.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ import asyncpg
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from agent.config.sections import OutboxSection
+from agent.delivery.settle import SETTLE, Settler, columns
 from agent.store import database
 from agent.store.database import Pool
 from agent.web.metrics import Metrics
@@ -103,70 +103,6 @@ RETURNING d.id, d.idempotency_key, d.enterprise_number, d.integration_type, d.ki
           d.attempts, d.created_at, d.expires_at, d.batch_key
 """
 
-SETTLE = """
-UPDATE deliveries d
-SET status = u.status, last_error = u.error, updated_at = now(),
-    next_attempt_at = CASE WHEN u.status = 'pending' THEN now() + make_interval(secs => u.delay)
-                           ELSE d.next_attempt_at END,
-    delivered_at = CASE WHEN u.status = 'done' THEN now() ELSE d.delivered_at END
-FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::text[]) AS u(id, status, delay, error)
-WHERE d.id = u.id
-"""
-
-LOG_EXCHANGE = """
-INSERT INTO integration_logs (enterprise_number, integration_type, event_type, request_data, response_data,
-                              status, error_message, http_status, duration_ms, delivery_id, delivery_ids)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-"""
-
-Settled = list[tuple[int, str, float, str | None]]
-LogRow = tuple[Any, ...]
-
-
-class _Settler:
-    """Writes the outcomes of the exchanges that finish close together in one transaction.
-
-    Each caller waits until its own outcome is committed; if the write fails, it gets the error and
-    its rows stay claimed until the lease runs out (then they are sent again, which the CRM
-    recognises by the idempotency key / externalId).
-    """
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-        self._pending: list[tuple[Settled, LogRow | None, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    async def record(self, settled: Settled, log_row: LogRow | None) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((settled, log_row, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await asyncio.shield(future)
-
-    async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let the exchanges finishing in this loop turn join the batch
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    logs = [row for _, row, _ in batch if row is not None]
-                    if logs:
-                        await conn.executemany(LOG_EXCHANGE, logs)
-                    await conn.execute(SETTLE, *_columns([r for settled, _, _ in batch for r in settled]))
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
-
-    async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
-
-
 INSERT = """
 INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, expires_at,
                         batch_key)
@@ -187,7 +123,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._wait = wait_random_exponential(multiplier=self.policy.backoff_first, max=self.policy.backoff_max)
-        self._settler = _Settler(pool)
+        self._settler = Settler(pool)
 
     # -- producing -----------------------------------------------------------------------------
 
@@ -310,7 +246,7 @@ class Outbox:
             else:
                 live.append(c)
         if settled:
-            await self.pool.execute(SETTLE, *_columns(settled))
+            await self.pool.execute(SETTLE, *columns(settled))
         return self._groups(live)
 
     def _groups(self, claimed: list[Claimed]) -> list[list[Claimed]]:
@@ -446,10 +382,6 @@ class Outbox:
         return float(age or 0.0)
 
 
-def _columns(settled: list[tuple[int, str, float, str | None]]) -> tuple[list[Any], ...]:
-    return tuple(list(column) for column in zip(*settled, strict=True))
-
-
 def _claimed(row: asyncpg.Record) -> Claimed:
     payload = row["payload"]
     return Claimed(
@@ -466,42 +398,3 @@ def _claimed(row: asyncpg.Record) -> Claimed:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
     )
-
-
-STALE_DUE_S = 300.0
-STATUSES = ("pending", "in_progress", "done", "failed", "dead", "expired")
-
-
-async def _count_by_crm(outbox: Outbox, metrics: Metrics) -> None:
-    """Per CRM: rows by status, plus `due` (waiting to be sent now)."""
-    rows = await outbox.pool.fetch(
-        "SELECT integration_type AS crm, status, count(*) AS n,"
-        " count(*) FILTER (WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()) AS due"
-        " FROM deliveries GROUP BY integration_type, status"
-    )
-    found: dict[str, dict[str, int]] = {}
-    for r in rows:
-        per = found.setdefault(r["crm"], {})
-        per[r["status"]] = int(r["n"])
-        per["due"] = per.get("due", 0) + int(r["due"])
-    for crm, per in found.items():
-        for status in (*STATUSES, "due"):
-            metrics.deliveries_by_crm.labels(crm, status).set(per.get(status, 0))
-
-
-async def outbox_probe(outbox: Outbox, metrics: Metrics | None = None, *, agents: int = 1) -> dict[str, Any]:
-    """For /health: the outbox is degraded when something due has waited more than 5 minutes. `agents`: how
-    many agents send from this database (each at its share of every CRM account's rate limit)."""
-    counts = await outbox.counts()
-    oldest = await outbox.oldest_due_age()
-    if metrics is not None:
-        for status in STATUSES:
-            metrics.deliveries_by_status.labels(status).set(counts.get(status, 0))
-        await _count_by_crm(outbox, metrics)
-    if oldest > STALE_DUE_S:
-        raise RuntimeError(f"the oldest due delivery has waited {oldest:.0f} s")
-    return {
-        "due_oldest_seconds": round(oldest, 1),
-        "agents": agents,
-        **{k: v for k, v in counts.items() if k != "done"},
-    }

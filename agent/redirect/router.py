@@ -18,7 +18,7 @@ The cache owns the responsible-manager map in the manner of Home Assistant's upd
   with `crm` naming the CRM that failed, remembered for `failure_ttl_s` so a CRM that is down is not
   asked again on every call. A CRM's failing/recovered state is logged when it changes, not per call.
 - **Invalidation**: `invalidate(enterprise)` (wired to `NOTIFY integrations_config, '<enterprise>'`
-  through `on_notify`) drops the enterprise's entries, its lookups and settings, and detaches lookups in
+  through `Integrations.on_change`) drops the enterprise's entries, its lookups and settings, and detaches lookups in
   flight (their results are not stored), so a reassigned manager takes effect on the next call.
 
 Routing rules (`agent.redirect.rules`, loaded with the enterprise's plan and dropped with it on NOTIFY) come
@@ -29,127 +29,43 @@ manager from any CRM, the extension that answered the caller's most recent call 
 (`HistoryLookup`, cached beside the CRM answer, updated at once by `note_answered`) is `FOUND` with
 `source="history"`.
 
-Statuses (see `agent.redirect.variables.Status`): a manager with a mapped extension is `FOUND`, unless their
-phone is occupied or unavailable per `ExtensionStates` and the enterprise's `redirect_when_busy` is off,
-which answers `UNAVAILABLE` (manager named, no extension). A manager with no mapped extension, or no
-manager, is `NOT_FOUND`. No enabled CRM is `DISABLED`. The `LookupSource` or `BusyPolicy` raising (our
-settings unreadable: database down, unknown enterprise) is `ERROR`.
+What it answers and what it is handed: agent.redirect.answers; what the cache holds: agent.redirect.entries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from cachetools import TLRUCache
 
+from agent.redirect.answers import (
+    Answer,
+    AwaySource,
+    BusyPolicy,
+    CacheSettings,
+    HistoryLookup,
+    RulesSource,
+    by_rules,
+    never_when_busy,
+    no_rules,
+    nobody_away,
+    utcnow,
+)
+from agent.redirect.entries import EXTENSION, Entry, Failure, Plan, normalised
 from agent.redirect.rules import NO_RULES, Rules
 from agent.redirect.variables import Reason, Source, Status
 from agent.tracking.event import CallEvent
 from agent.tracking.extstates import ExtensionStates
-from agent.tracking.phones import normalise
 from connectors.base import LookupSource, Manager, ResponsibleLookup
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-# enterprise -> its `redirect_when_busy` setting (default False: a busy manager's calls go to the queue).
-BusyPolicy = Callable[[str], Awaitable[bool]]
-
-
-# enterprise -> its routing rules; (crm, user id) of managers away by their CRM status -> reason.
-RulesSource = Callable[[str], Awaitable[Rules]]
-AwaySource = Callable[[str], Awaitable[Mapping[tuple[str, str], str]]]
-# (enterprise, phone, since) -> (extension that answered the most recent incoming call, when it ended).
-HistoryLookup = Callable[[str, str, datetime], Awaitable[tuple[str, datetime] | None]]
-
-
-async def never_when_busy(enterprise: str) -> bool:
-    return False
-
-
-async def no_rules(enterprise: str) -> Rules:
-    return NO_RULES
-
-
-async def nobody_away(enterprise: str) -> Mapping[tuple[str, str], str]:
-    return {}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: Status
-    extension: str = ""
-    manager: str = ""
-    crm: str = ""
-    cached: bool = False  # answered without waiting for a CRM
-    reason: str = ""  # UNAVAILABLE: why (Reason)
-    source: str = ""  # FOUND: who named the extension (Source)
-
-
-@dataclass(frozen=True, slots=True)
-class CacheSettings:
-    found_ttl_s: float = 600.0
-    not_found_ttl_s: float = 60.0
-    stale_s: float = 3600.0  # how long past freshness an entry is still served (refreshing, CRM down)
-    failure_ttl_s: float = 10.0  # how long a CRM failure is remembered before the CRM is asked again
-    enterprise_ttl_s: float = 300.0  # lookups and settings are re-read after this even without a NOTIFY
-    away_ttl_s: float = 15.0  # managers' CRM statuses (break, dinner, busy) are re-read this often
-    fetch_timeout_s: float = 10.0  # one CRM lookup in the background, at most
-    maxsize: int = 100_000  # numbers cached, all enterprises together
-
-
-Kind = Literal["found", "none", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    kind: Kind
-    manager: Manager | None
-    crm: str  # the CRM that answered, or that failed
-    fresh_until: float
-    keep_until: float
-    history: tuple[str, datetime] | None = None  # the last answered call from the number, when asked
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    lookups: tuple[ResponsibleLookup, ...]
-    redirect_when_busy: bool
-    fresh_until: float
-    rules: Rules = NO_RULES
-    away: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    away_until: float = float("inf")
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    crm: str
-    error: str
-
-
-_EXTENSION = re.compile(r"[\w*#+-]{1,32}")
-_MAX_NUMBER = 20
-
-
-@lru_cache(maxsize=65_536)
-def _normalised(caller: str, region: str | None) -> str:
-    phone = normalise(caller, region)
-    if len(phone) > _MAX_NUMBER or not any(ch.isdigit() for ch in phone):
-        return ""
-    return phone
 
 
 class Router:
@@ -183,12 +99,12 @@ class Router:
         self._recent: TLRUCache[tuple[str, str], tuple[str, datetime]] = TLRUCache(
             maxsize=self.settings.maxsize, ttu=lambda _k, _v, now: now + self.settings.stale_s, timer=timer
         )
-        self._cache: TLRUCache[tuple[str, str], _Entry] = TLRUCache(
+        self._cache: TLRUCache[tuple[str, str], Entry] = TLRUCache(
             maxsize=self.settings.maxsize, ttu=lambda _k, e, _now: e.keep_until, timer=timer
         )
-        self._plans: dict[str, _Plan] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Task[_Entry | Answer]] = {}
-        self._plan_inflight: dict[str, asyncio.Task[_Plan | None]] = {}
+        self._plans: dict[str, Plan] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Task[Entry | Answer]] = {}
+        self._plan_inflight: dict[str, asyncio.Task[Plan | None]] = {}
         self._away_inflight: dict[str, asyncio.Task[None]] = {}
         self._generation: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -198,7 +114,7 @@ class Router:
 
     def phone(self, enterprise: str, caller: str) -> str:
         """The caller as the CRMs are asked about it (E.164 where possible); "" when there is no number."""
-        return _normalised(caller, self._regions.get(enterprise) or self._default_region)
+        return normalised(caller, self._regions.get(enterprise) or self._default_region)
 
     def cached(self, enterprise: str, caller: str) -> Answer | None:
         """The answer if it needs no waiting (a cache hit, stale or not), else None. Never blocks."""
@@ -218,7 +134,7 @@ class Router:
         elif plan.away_until <= now:
             self._refresh_away(enterprise)
         wall = self._clock()
-        ruled = _by_rules(plan.rules, phone, wall)
+        ruled = by_rules(plan.rules, phone, wall)
         if ruled is not None:
             return replace(ruled, cached=True)
         if not plan.lookups and not plan.rules.history_days:
@@ -248,7 +164,7 @@ class Router:
         return self._answer(enterprise, self.phone(enterprise, caller), outcome, plan, self._clock(), cached=False)
 
     def _answer(
-        self, enterprise: str, phone: str, entry: _Entry, plan: _Plan | None, wall: datetime, *, cached: bool
+        self, enterprise: str, phone: str, entry: Entry, plan: Plan | None, wall: datetime, *, cached: bool
     ) -> Answer:
         m = entry.manager
         rules = plan.rules if plan is not None else NO_RULES
@@ -271,7 +187,7 @@ class Router:
             return Answer(Status.UNAVAILABLE, manager=m.name, crm=m.crm, cached=cached, reason=reason)
         return Answer(Status.FOUND, extension=m.extension, manager=m.name, crm=m.crm, cached=cached, source=Source.CRM)
 
-    def _unavailable(self, enterprise: str, extension: str, plan: _Plan | None, wall: datetime) -> str:
+    def _unavailable(self, enterprise: str, extension: str, plan: Plan | None, wall: datetime) -> str:
         """Why `extension` cannot take a call now (off_hours, busy), or ""."""
         if plan is not None and plan.rules.managers and not plan.rules.manager_on_duty(extension, wall):
             return Reason.OFF_HOURS
@@ -281,7 +197,7 @@ class Router:
         return ""
 
     def _from_history(
-        self, enterprise: str, phone: str, entry: _Entry, plan: _Plan | None, wall: datetime, *, cached: bool
+        self, enterprise: str, phone: str, entry: Entry, plan: Plan | None, wall: datetime, *, cached: bool
     ) -> Answer | None:
         assert plan is not None
         last = entry.history
@@ -336,10 +252,6 @@ class Router:
             del self._inflight[key]
         log.info("smart-redirect: cache dropped for enterprise %s", enterprise)
 
-    def on_notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
-        """An asyncpg listener: `await conn.add_listener(enterprises.NOTIFY_CHANNEL, router.on_notify)`."""
-        self.invalidate(payload.strip() or None)
-
     async def close(self) -> None:
         """Cancel the background lookups."""
         tasks = list(self._tasks)
@@ -362,7 +274,7 @@ class Router:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _fetch_task(self, enterprise: str, phone: str) -> asyncio.Task[_Entry | Answer]:
+    def _fetch_task(self, enterprise: str, phone: str) -> asyncio.Task[Entry | Answer]:
         key = (enterprise, phone)
         task = self._inflight.get(key)
         if task is None:
@@ -371,13 +283,13 @@ class Router:
             self._inflight[key] = task
         return task
 
-    async def _fetch(self, enterprise: str, phone: str, gen: int) -> _Entry | Answer:
+    async def _fetch(self, enterprise: str, phone: str, gen: int) -> Entry | Answer:
         key = (enterprise, phone)
         try:
             plan = await self._plan(enterprise)
             if plan is None:
                 return Answer(Status.ERROR)
-            ruled = _by_rules(plan.rules, phone, self._clock())
+            ruled = by_rules(plan.rules, phone, self._clock())
             if ruled is not None:  # blocked or closed: no CRM is asked
                 return ruled
             if not plan.lookups and not plan.rules.history_days:
@@ -397,7 +309,7 @@ class Router:
             if self._inflight.get(key) is asyncio.current_task():
                 del self._inflight[key]
 
-    async def _ask(self, enterprise: str, lookup: ResponsibleLookup, phone: str) -> Manager | _Failure | None:
+    async def _ask(self, enterprise: str, lookup: ResponsibleLookup, phone: str) -> Manager | Failure | None:
         crm = getattr(lookup, "crm", type(lookup).__name__)
         try:
             async with asyncio.timeout(self.settings.fetch_timeout_s):
@@ -407,11 +319,11 @@ class Router:
             if (enterprise, crm) not in self._failing:
                 self._failing.add((enterprise, crm))
                 log.warning("smart-redirect: %s lookups for enterprise %s are failing: %s", crm, enterprise, error)
-            return _Failure(crm, error)
+            return Failure(crm, error)
         if (enterprise, crm) in self._failing:
             self._failing.discard((enterprise, crm))
             log.info("smart-redirect: %s lookups for enterprise %s work again", crm, enterprise)
-        if manager is not None and manager.extension is not None and not _EXTENSION.fullmatch(manager.extension):
+        if manager is not None and manager.extension is not None and not EXTENSION.fullmatch(manager.extension):
             log.warning(
                 "smart-redirect: %s gave extension %r for user %s, not a dialable extension; ignored",
                 crm,
@@ -437,27 +349,27 @@ class Router:
             )
             return None
 
-    def _entry(self, key: tuple[str, str], results: list[Manager | _Failure | None]) -> _Entry:
+    def _entry(self, key: tuple[str, str], results: list[Manager | Failure | None]) -> Entry:
         s, now = self.settings, self._timer()
         managers = [r for r in results if isinstance(r, Manager)]
-        failures = [r for r in results if isinstance(r, _Failure)]
+        failures = [r for r in results if isinstance(r, Failure)]
         if managers:
             best = next((m for m in managers if m.extension), managers[0])
             fresh = now + s.found_ttl_s
-            return _Entry("found", best, best.crm, fresh, fresh + s.stale_s)
+            return Entry("found", best, best.crm, fresh, fresh + s.stale_s)
         if not failures:
             fresh = now + s.not_found_ttl_s
-            return _Entry("none", None, "", fresh, fresh + s.stale_s)
+            return Entry("none", None, "", fresh, fresh + s.stale_s)
         old = self._cache.get(key)
         if old is not None and old.kind != "failed":  # serve the last good value; ask again later
             retry = now + s.failure_ttl_s
             return replace(old, fresh_until=retry, keep_until=max(old.keep_until, retry))
         fresh = now + s.failure_ttl_s
-        return _Entry("failed", None, failures[0].crm, fresh, fresh)
+        return Entry("failed", None, failures[0].crm, fresh, fresh)
 
     # --- the enterprise's lookups and settings ---------------------------------------------------
 
-    async def _plan(self, enterprise: str) -> _Plan | None:
+    async def _plan(self, enterprise: str) -> Plan | None:
         plan = self._plans.get(enterprise)
         if plan is not None:
             if plan.fresh_until <= self._timer():
@@ -465,7 +377,7 @@ class Router:
             return plan
         return await asyncio.shield(self._refresh_plan(enterprise))
 
-    def _refresh_plan(self, enterprise: str) -> asyncio.Task[_Plan | None]:
+    def _refresh_plan(self, enterprise: str) -> asyncio.Task[Plan | None]:
         task = self._plan_inflight.get(enterprise)
         if task is None:
             gen = self._generation.get(enterprise, 0)
@@ -504,7 +416,7 @@ class Router:
                 plan, away=dict(away) if away is not None else plan.away, away_until=until
             )
 
-    async def _load_plan(self, enterprise: str, gen: int) -> _Plan | None:
+    async def _load_plan(self, enterprise: str, gen: int) -> Plan | None:
         try:
             async with asyncio.timeout(self.settings.fetch_timeout_s):
                 lookups, when_busy, rules, away = await asyncio.gather(
@@ -531,21 +443,12 @@ class Router:
             log.info("smart-redirect: the settings of enterprise %s can be read again", enterprise)
         now = self._timer()
         away_until = now + self.settings.away_ttl_s if self._away_source is not nobody_away else float("inf")
-        plan = _Plan(
+        plan = Plan(
             tuple(lookups), bool(when_busy), now + self.settings.enterprise_ttl_s, rules, dict(away), away_until
         )
         if self._generation.get(enterprise, 0) == gen:
             self._plans[enterprise] = plan
         return plan
-
-
-def _by_rules(rules: Rules, phone: str, wall: datetime) -> Answer | None:
-    """BLOCKED or CLOSED when the enterprise's rules say so, before any CRM is asked."""
-    if rules.is_blocked(phone):
-        return Answer(Status.BLOCKED)
-    if not rules.is_open(wall):
-        return Answer(Status.CLOSED)
-    return None
 
 
 def _days(n: int) -> timedelta:

@@ -39,7 +39,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agent.config.sections import AgiSection, PbxSection, check_enterprise
 from agent.redirect import variables as dv
-from agent.redirect.router import Answer, Router
+from agent.redirect.answers import Answer
+from agent.redirect.router import Router
 from agent.redirect.variables import Status
 from agent.redirect.wire import AgiRequestError, commands_for, parse_request, peer_ip, request_end, script_of
 from agent.web.health import ComponentHealth, HealthRegistry

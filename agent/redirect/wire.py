@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from agent.redirect import variables as dv
-from agent.redirect.router import Answer
+from agent.redirect.answers import Answer
 
 
 class AgiRequestError(ValueError):

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.delivery.outbox import outbox_probe
+from agent.delivery.outbox_health import outbox_probe
 from agent.web import keys
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
