@@ -4,5 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 .venv/bin/ruff check agent connectors admin
+.venv/bin/ruff format --check agent connectors admin tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -n 2 -p no:cacheprovider "$@"
