@@ -117,10 +117,6 @@ def module_urls(public_url: str, number: str, token: str) -> ModuleUrls:
     )
 
 
-def crm_problem(exc: CrmError) -> Problem:
-    return Problem(502, f"RetailCRM: {exc.outcome.error or exc.outcome.status}")
-
-
 # -- operations (the API routes below and the admin pages call these) --------------------------------
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Protocol
 
@@ -10,8 +10,6 @@ import httpx
 
 from agent.tracking.event import CallEvent
 from connectors.base import Delivery, RecordUrl, ResponsibleLookup, SendOutcome
-
-ExchangeHook = Callable[[str, SendOutcome], None]
 
 
 class CrmClient(Protocol):

@@ -142,13 +142,6 @@ class AgiServer:
         if self.health:
             self.health.set("down", error="stopped")
 
-    async def run(self) -> None:
-        await self.start()
-        try:
-            await asyncio.Future()
-        finally:
-            await self.stop()
-
     async def _resolve_hosts(self) -> None:
         loop = asyncio.get_running_loop()
         by_ip: dict[str, str] = {}
@@ -195,11 +188,6 @@ def hosts_of(pbx: Iterable[PbxSection]) -> dict[str, str]:
         host, enterprise = section.host, section.enterprise
         out[host] = "" if out.get(host, enterprise) != enterprise else enterprise
     return out
-
-
-async def serve(config: AgiSection, router: Router, health: HealthRegistry, pbx_hosts: Mapping[str, str]) -> None:
-    """Serve until cancelled."""
-    await AgiServer(config, router, health, pbx_hosts).run()
 
 
 class _Session(asyncio.Protocol):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from cachetools import TTLCache
@@ -77,10 +77,6 @@ async def last_answered(pool: Pool, enterprise: str, phone: str, since: datetime
     return None if row is None else (str(row["answered_by"]), row["ended_at"])
 
 
-def history_since(rules: Rules, now: datetime) -> datetime:
-    return now - timedelta(days=rules.history_days)
-
-
 async def away_statuses(pool: Pool, enterprise: str) -> dict[tuple[str, str], str]:
     """(crm, user id) -> REDIRECT_REASON for the managers whose CRM status says they are not taking calls."""
     rows = await pool.fetch(
@@ -113,7 +109,3 @@ class RulesCache:
             self._cache.clear()
         else:
             self._cache.pop(enterprise, None)
-
-
-def as_json(rules: Rules) -> Mapping[str, Any]:
-    return dict(rules.raw)

@@ -43,7 +43,8 @@ class CallEvent:
     from_extension: str | None = None
     to_extension: str | None = None
     kind: TransferKind | None = None
-    # free-form details (per-leg talk time, the PBX name, ...); never needed by a connector
+    # details beside the contract: `legs` (per-leg talk time), `pbx` (the PBX's name: the recording's source)
+    # and `default_extension` (the DID's owner, set by the planner); connectors read the last two
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -108,7 +108,6 @@ class Call:
     current: Leg | None = None
     recording: str | None = None
     transfers: int = 0
-    last_at: datetime | None = None
     absorbed: bool = False  # a pickup's own channel: it becomes part of another call
 
     def add_extension(self, ext: str) -> None:
