@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("agent", "connectors", "admin")
 MAX_LINES = 400
 # Still past the limit, each to be split (issue 14); the figure is a ceiling: they may shrink, never grow.
-OVERSIZED = {"agent/redirect/router.py": 455, "agent/redirect/server.py": 445}
+OVERSIZED = {"agent/redirect/router.py": 455, "agent/redirect/server.py": 434}
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
 
 
