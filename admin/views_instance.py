@@ -8,7 +8,7 @@ from aiohttp import web
 
 from admin.pages import Refused, after_post, answer, read_body, require_admin, session
 from admin.views_overview import pbx_links
-from agent.config.sections import check_enterprise
+from agent.config.checks import check_enterprise
 from agent.store import enterprises
 from agent.web import keys
 

@@ -17,7 +17,8 @@ from aiohttp import web
 from admin import amocrm_api, amocrm_callbacks, api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
 from admin import site as admin_site
 from admin.routing_api import add_routes as add_routing_routes
-from agent.config.sections import Config, ConfigError, load
+from agent.config.load import load
+from agent.config.sections import Config, ConfigError
 from agent.delivery.dispatch import CrmDispatcher
 from agent.delivery.integrations import Integrations
 from agent.delivery.outbox import Outbox, OutboxPolicy, policy_from

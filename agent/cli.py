@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from agent import __version__
-from agent.config.sections import Config, ConfigError, config_path, load
+from agent.config.load import config_path, load
+from agent.config.sections import Config, ConfigError
 from agent.life.runas import StateOwnedByService, refuse_root_run
 
 EXIT_OK = 0
@@ -73,7 +74,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from agent.config.sections import check_enterprise
+    from agent.config.checks import check_enterprise
     from agent.store.secretbox import load_or_create_secret
     from agent.web.tokens import TokenSigner
 
@@ -127,7 +128,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_admin_link(args: argparse.Namespace) -> int:
     from admin.auth import LINK_MINUTES_MAX, LinkSigner
-    from agent.config.sections import check_enterprise
+    from agent.config.checks import check_enterprise
     from agent.store.secretbox import load_or_create_secret
 
     cfg = _load_config(args)

@@ -74,7 +74,8 @@ async def bare_server(port: int, commands: int) -> None:
 async def ours_server(port: int, crm_url: str, deadline_ms: int) -> None:
     import aiohttp
 
-    from agent.config.sections import Address, AgiSection
+    from agent.config.checks import Address
+    from agent.config.sections import AgiSection
     from agent.redirect.router import Router
     from agent.redirect.server import AgiServer
     from agent.web.health import HealthRegistry

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from agent.config.sections import Address, AgiSection
+from agent.config.checks import Address
+from agent.config.sections import AgiSection
 from agent.redirect.answers import CacheSettings
 from agent.redirect.router import Router
 from agent.redirect.server import AgiServer

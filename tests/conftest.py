@@ -15,7 +15,8 @@ import asyncpg
 import pytest
 
 from agent.app import Agent
-from agent.config.sections import Address, AgentSection, AgiSection, Config, DatabaseSection, HttpSection
+from agent.config.checks import Address
+from agent.config.sections import AgentSection, AgiSection, Config, DatabaseSection, HttpSection
 from agent.store import database
 from agent.store.embedded import EmbeddedPostgres
 

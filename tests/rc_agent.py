@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 
 from agent.app import Agent
-from agent.config.sections import Address, Config, PbxSection
+from agent.config.checks import Address
+from agent.config.sections import Config, PbxSection
 from agent.store.secretbox import load_or_create_secret
 from agent.web.tokens import TokenSigner
 from tests.fakes.ami import FakeAmi

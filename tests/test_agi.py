@@ -9,7 +9,8 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.config.sections import Address, AgiSection, PbxSection
+from agent.config.checks import Address
+from agent.config.sections import AgiSection, PbxSection
 from agent.ingest.frame import AmiMessage
 from agent.redirect.server import AgiServer, hosts_of
 from agent.redirect.variables import CRM, EXTEN, MANAGER, REASON, SOURCE, STATUS
@@ -49,7 +50,7 @@ async def test_every_recorded_request_gets_its_answer(name: str) -> None:
         assert set(got.variables) == {EXTEN, STATUS, MANAGER, CRM, REASON, SOURCE}
         assert got.variables[CRM] == ("retailcrm" if status == "FOUND" else "")
         assert got.variables[MANAGER] == ("Ivan Petrov" if status == "FOUND" else "")
-        await wait_for(lambda: not env.server._sessions)  # our HANGUP read, the socket closed
+        await wait_for(lambda: not env.server.sessions)  # our HANGUP read, the socket closed
 
 
 async def test_customer_b_goes_to_151_with_a_safe_manager_name() -> None:
@@ -245,7 +246,7 @@ async def test_peer_closing_early_is_tolerated(caplog: pytest.LogCaptureFixture)
             assert (await reader.readline()).startswith(b"SET VARIABLE")
             writer.close()
             await writer.wait_closed()
-            await wait_for(lambda: not env.server._sessions)
+            await wait_for(lambda: not env.server.sessions)
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         await assert_still_serving(env.port)
 

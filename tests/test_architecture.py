@@ -20,8 +20,6 @@ MAX_LINES = 400
 # Still past the limit, each to be split (issue 14); the figure is a ceiling: they may shrink, never grow.
 OVERSIZED = {
     "agent/redirect/router.py": 455,
-    "agent/redirect/server.py": 434,
-    "agent/config/sections.py": 497,
     "connectors/amocrm/tokens.py": 430,
 }
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config.sections import ConfigError, PbxSection, RecordingsSource, SshSection, load
+from agent.config.load import load
+from agent.config.sections import ConfigError, PbxSection, RecordingsSource, SshSection
 from agent.repair import backfill as backfill_mod
 from agent.repair import cdr
 from agent.store import routing_rules as routing_store

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config.sections import ConfigError, load, parse_address
+from agent.config.checks import parse_address
+from agent.config.load import load
+from agent.config.sections import ConfigError
 
 VALID = """
 [agent]

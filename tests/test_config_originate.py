@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config.sections import ConfigError, load
+from agent.config.load import load
+from agent.config.sections import ConfigError
 from tests.test_config import VALID, write
 
 

@@ -17,7 +17,8 @@ from typing import Any, Protocol, TypeVar
 
 import asyncssh
 
-from agent.config.sections import Address, PbxSection
+from agent.config.checks import Address
+from agent.config.sections import PbxSection
 from agent.ingest.ssh import SshClient
 
 P = TypeVar("P", bound=asyncio.Protocol)

@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.config.sections import Config, PbxSection, parse_source
+from agent.config.load import parse_source
+from agent.config.sections import Config, PbxSection
 from agent.delivery.integrations import Integrations
 from agent.delivery.outbox import Outbox
 from agent.delivery.planner import Planner

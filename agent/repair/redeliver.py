@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from agent.config.sections import Config, check_enterprise
+from agent.config.checks import check_enterprise
+from agent.config.sections import Config
 from agent.delivery.integrations import Integrations
 from agent.delivery.outbox import Outbox
 from agent.delivery.planner import Planner

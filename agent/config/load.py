@@ -1,0 +1,376 @@
+"""agent.toml: reading and validating the file into agent.config.sections, every problem named by file, table and key.
+
+Validation collects every problem rather than stopping at the first, so `check-config` shows an admin
+everything to fix in one go. One small function per section, in the manner of fedora-messaging.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.config.checks import (
+    Table,
+    check_context,
+    check_dsn,
+    check_enterprise,
+    check_host,
+    check_name,
+    check_originate_channel,
+    check_regex,
+    check_region,
+    check_ssh_user,
+    check_url,
+    one_of,
+    show,
+)
+from agent.config.sections import (
+    DEFAULT_CDR_CSV,
+    DEFAULT_CONFIG,
+    ENV_CONFIG,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MAX_MP3_CACHE_MB,
+    MAX_RETENTION_DAYS,
+    AgentSection,
+    AgiSection,
+    Config,
+    ConfigError,
+    DatabaseSection,
+    HttpSection,
+    OutboxSection,
+    PbxSection,
+    RecordingsSource,
+    RetentionSection,
+    SshSection,
+)
+
+
+def config_path(cli_value: str | None) -> Path:
+    """`-c PATH` wins, then $PBX_AGENT_CONFIG, then ./agent.toml."""
+    return Path(cli_value or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+
+
+def load(path: Path) -> Config:
+    label = path.name
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file (choose one with -c PATH or ${ENV_CONFIG})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{label}: not valid UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{label}: not valid TOML: {exc}"]) from None
+    return parse(raw, path)
+
+
+def parse(raw: Mapping[str, Any], path: Path) -> Config:
+    problems: list[str] = []
+    label = path.name
+    base_dir = path.resolve().parent
+
+    known = {"agent", "database", "http", "agi", "pbx", "outbox", "retention"}
+    for key in raw:
+        if key not in known:
+            problems.append(f"{label}: [{key}]: unknown table (known: {', '.join(sorted(known))})")
+
+    def table(name: str) -> Table:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            problems.append(f"{label}: {name}: expected a table, got {show(value)}")
+            value = {}
+        return Table(label, f"[{name}]", value, problems)
+
+    agent = _agent_section(table("agent"), base_dir)
+    database = _database_section(table("database"))
+    http = _http_section(table("http"))
+    agi = _agi_section(table("agi"))
+    pbx = _pbx_sections(raw.get("pbx", []), label, base_dir, problems)
+    outbox = _outbox_section(table("outbox"))
+    retention = _retention_section(table("retention"))
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        path=path, agent=agent, database=database, http=http, agi=agi, pbx=pbx, outbox=outbox, retention=retention
+    )
+
+
+def _agent_section(t: Table, base_dir: Path) -> AgentSection:
+    state_dir = t.string("state_dir", "state")
+    public_url = t.string("public_url", AgentSection.public_url, check=check_url)
+    level = t.string("log_level", AgentSection.log_level, check=one_of(LOG_LEVELS))
+    fmt = t.string("log_format", AgentSection.log_format, check=one_of(LOG_FORMATS))
+    region = t.string("default_region", AgentSection.default_region, check=check_region)
+    shutdown = t.number("shutdown_timeout", AgentSection.shutdown_timeout, minimum=1)
+    recordings_dir = t.string("recordings_dir", str(AgentSection.recordings_dir))
+    mp3_cache_mb = t.integer("mp3_cache_mb", AgentSection.mp3_cache_mb, minimum=1, maximum=MAX_MP3_CACHE_MB)
+    t.reject_unknown()
+    state_path = Path(state_dir).expanduser()
+    if not state_path.is_absolute():
+        state_path = base_dir / state_path
+    recordings_path = Path(recordings_dir or AgentSection.recordings_dir).expanduser()
+    if not recordings_path.is_absolute():
+        recordings_path = base_dir / recordings_path
+    return AgentSection(
+        state_dir=state_path,
+        public_url=public_url.rstrip("/"),
+        log_level=level,
+        log_format=fmt,
+        default_region=region.upper(),
+        shutdown_timeout=shutdown,
+        recordings_dir=recordings_path,
+        mp3_cache_mb=mp3_cache_mb,
+    )
+
+
+def _database_section(t: Table) -> DatabaseSection:
+    dsn = t.string("dsn", "", check=check_dsn)
+    pool_size = t.integer("pool_size", DatabaseSection.pool_size, minimum=2, maximum=200)
+    t.reject_unknown()
+    return DatabaseSection(dsn=dsn, pool_size=pool_size)
+
+
+def _http_section(t: Table) -> HttpSection:
+    listen = t.address("listen", HttpSection.listen)
+    t.reject_unknown()
+    return HttpSection(listen=listen)
+
+
+def _outbox_section(t: Table) -> OutboxSection:
+    d = OutboxSection()
+    section = OutboxSection(
+        lease=t.number("lease", d.lease, minimum=1),
+        max_age=t.number("max_age", d.max_age, minimum=60),
+        account_concurrency=t.integer("account_concurrency", d.account_concurrency, minimum=1, maximum=64),
+        breaker_threshold=t.integer("breaker_threshold", d.breaker_threshold, minimum=1, maximum=1000),
+        breaker_cooldown=t.number("breaker_cooldown", d.breaker_cooldown, minimum=0.1),
+        recording_wait=t.number("recording_wait", d.recording_wait, minimum=0),
+        agents_refresh=t.number("agents_refresh", d.agents_refresh, minimum=1),
+    )
+    t.reject_unknown()
+    return section
+
+
+def _retention_section(t: Table) -> RetentionSection:
+    d = RetentionSection()
+    section = RetentionSection(
+        logs_days=t.integer("logs_days", d.logs_days, minimum=0, maximum=MAX_RETENTION_DAYS),
+        deliveries_days=t.integer("deliveries_days", d.deliveries_days, minimum=0, maximum=MAX_RETENTION_DAYS),
+        calls_days=t.integer("calls_days", d.calls_days, minimum=0, maximum=MAX_RETENTION_DAYS),
+    )
+    t.reject_unknown()
+    return section
+
+
+def _agi_section(t: Table) -> AgiSection:
+    listen = t.address("listen", AgiSection.listen)
+    deadline = t.integer("deadline_ms", AgiSection.deadline_ms, minimum=50, maximum=10_000)
+    t.reject_unknown()
+    return AgiSection(listen=listen, deadline_ms=deadline)
+
+
+def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -> tuple[PbxSection, ...]:
+    if not isinstance(value, list):
+        problems.append(f"{label}: pbx: expected an array of tables ([[pbx]]), got {show(value)}")
+        return ()
+    result: list[PbxSection] = []
+    names: set[str] = set()
+    for index, entry in enumerate(value):
+        where = f"[[pbx]] #{index + 1}"
+        if not isinstance(entry, dict):
+            problems.append(f"{label}: {where}: expected a table, got {show(entry)}")
+            continue
+        t = Table(label, where, entry, problems)
+        name = t.string("name", None, check=check_name)
+        if name:
+            t.where = f"[[pbx]] {name}"
+            if name in names:
+                problems.append(f"{label}: {t.where} name: duplicate PBX name")
+            names.add(name)
+        enterprise = t.string("enterprise", None, check=check_enterprise)
+        host = t.string("host", PbxSection.host, check=check_host)
+        port = t.integer("port", PbxSection.port, minimum=1, maximum=65535)
+        username = t.string("username", None)
+        secret = t.string("secret", "")
+        secret_file = t.string("secret_file", "")
+        region = t.string("region", "", check=check_region) or None
+        patterns = t.strings("internal_channel_patterns", (), check=check_regex)
+        number_pattern = t.string("internal_number_pattern", "", check=check_regex) or None
+        trunk_contexts = t.strings("trunk_contexts", ())
+        originate_channel = t.string("originate_channel", PbxSection.originate_channel, check=check_originate_channel)
+        originate_context = t.string("originate_context", PbxSection.originate_context, check=check_context)
+        for key in ("originate_channel", "originate_context"):
+            if entry.get(key) == "":
+                t.problem(key, "must not be empty (leave the key out for the default)")
+        ssh = _ssh_table(t, base_dir)
+        recordings = _recordings_source(t, base_dir, ssh)
+        cdr_csv = _cdr_source(t, base_dir, ssh)
+        t.reject_unknown()
+        if secret and secret_file:
+            problems.append(f"{label}: {t.where} secret: give either secret or secret_file, not both")
+        elif secret_file:
+            secret = _read_secret_file(secret_file, base_dir, label, t.where, problems)
+        elif not secret:
+            problems.append(f"{label}: {t.where} secret: missing (give secret or secret_file)")
+        if name and enterprise and username and secret:
+            result.append(
+                PbxSection(
+                    name=name,
+                    enterprise=enterprise,
+                    username=username,
+                    secret=secret,
+                    host=host,
+                    port=port,
+                    region=region.upper() if region else None,
+                    internal_channel_patterns=patterns,
+                    internal_number_pattern=number_pattern,
+                    trunk_contexts=trunk_contexts,
+                    originate_channel=originate_channel,
+                    originate_context=originate_context,
+                    ssh=ssh,
+                    recordings=recordings,
+                    cdr_csv=cdr_csv,
+                )
+            )
+    return tuple(result)
+
+
+def _ssh_table(t: Table, base_dir: Path) -> SshSection | None:
+    present, value = t._get("ssh")
+    if not present:
+        return None
+    if not isinstance(value, dict):
+        t.problem(
+            "ssh",
+            'expected a table such as { host = "pbx.example.com", username = "pbxagent", '
+            'key_file = "...", known_hosts = "..." }, got ' + show(value),
+        )
+        return None
+    s = Table(t.label, t.where, value, t.problems, prefix="ssh.")
+    before = len(t.problems)
+    host = s.string("host", None, check=check_host)
+    port = s.integer("port", SshSection.port, minimum=1, maximum=65535)
+    username = s.string("username", None, check=check_ssh_user)
+    key_file = _readable_file(
+        s,
+        "key_file",
+        base_dir,
+        "the private key this agent logs in with (its .pub line goes in the PBX user's ~/.ssh/authorized_keys)",
+    )
+    known_hosts = _readable_file(
+        s,
+        "known_hosts",
+        base_dir,
+        "the PBX's host key is checked against this file; there is no accept-anything "
+        "default (make one with ssh-keyscan and compare the fingerprint)",
+    )
+    keepalive = s.number("keepalive", SshSection.keepalive, minimum=1)
+    s.reject_unknown()
+    if len(t.problems) > before or key_file is None or known_hosts is None:
+        return None
+    return SshSection(
+        host=host, username=username, key_file=key_file, known_hosts=known_hosts, port=port, keepalive=keepalive
+    )
+
+
+def _readable_file(t: Table, key: str, base_dir: Path, why: str) -> Path | None:
+    if key not in t.data:
+        t.seen.add(key)
+        t.problem(key, f"missing (required): {why}")
+        return None
+    value = t.string(key, "")
+    if not value:
+        if t.data.get(key) == "":
+            t.problem(key, "must not be empty")
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        t.problem(key, f"no such file: {path}")
+        return None
+    if not os.access(path, os.R_OK):
+        t.problem(key, f"cannot read {path}: permission denied")
+        return None
+    return path
+
+
+def _recordings_source(t: Table, base_dir: Path, ssh: SshSection | None) -> RecordingsSource | None:
+    value = t.string("recordings", "")
+    if not value:
+        if t.data.get("recordings") == "":
+            t.problem("recordings", "must not be empty (leave the key out for [agent] recordings_dir)")
+        return None
+    kind, _, rest = value.partition(":")
+    if kind == "sftp":
+        if ssh is None and "ssh" not in t.data:
+            t.problem("recordings", f"{show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]")
+            return None
+        if not rest.startswith("/"):
+            t.problem("recordings", f'expected "sftp:/absolute/directory/on/the/pbx", got {show(value)}')
+            return None
+        return RecordingsSource("sftp", os.path.normpath(rest))
+    if kind == "local" and rest:
+        value = rest
+    elif ":" in value:
+        t.problem("recordings", f'expected "/directory", "local:/directory" or "sftp:/directory", got {show(value)}')
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    return RecordingsSource("local", os.path.normpath(path))
+
+
+def _cdr_source(t: Table, base_dir: Path, ssh: SshSection | None) -> RecordingsSource | None:
+    value = t.string("cdr_csv", "")
+    if not value:
+        if t.data.get("cdr_csv") == "":
+            t.problem("cdr_csv", f"must not be empty (leave the key out for {DEFAULT_CDR_CSV})")
+        return None
+    return parse_source(
+        value, base_dir, has_ssh=ssh is not None or "ssh" in t.data, problem=lambda why: t.problem("cdr_csv", why)
+    )
+
+
+def parse_source(
+    value: str, base_dir: Path, *, has_ssh: bool, problem: Callable[[str], None]
+) -> RecordingsSource | None:
+    """`/path`, `local:/path` or `sftp:/path` (over the PBX's ssh); relative local paths from `base_dir`."""
+    kind, _, rest = value.partition(":")
+    if kind == "sftp":
+        if not has_ssh:
+            problem(f"{show(value)} reads over SFTP, which needs ssh = {{...}} in this [[pbx]]")
+            return None
+        if not rest.startswith("/"):
+            problem(f'expected "sftp:/absolute/path/on/the/pbx", got {show(value)}')
+            return None
+        return RecordingsSource("sftp", os.path.normpath(rest))
+    if kind == "local" and rest:
+        value = rest
+    elif ":" in value:
+        problem(f'expected "/path", "local:/path" or "sftp:/path", got {show(value)}')
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    return RecordingsSource("local", os.path.normpath(path))
+
+
+def _read_secret_file(value: str, base_dir: Path, label: str, where: str, problems: list[str]) -> str:
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problems.append(f"{label}: {where} secret_file: cannot read {path}: {exc.strerror}")
+        return ""
+    if not secret:
+        problems.append(f"{label}: {where} secret_file: {path} is empty")
+    return secret
