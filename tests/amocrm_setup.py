@@ -11,7 +11,7 @@ from agent.store.database import Pool
 from agent.store.secretbox import SecretBox, load_or_create_secret
 from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.settings import AmoCrmSettings, parse
-from connectors.amocrm.tokens import Tokens
+from connectors.amocrm.stored_tokens import Tokens
 from connectors.http import make_client
 from connectors.registry import secret_fields
 from tests.fakes.amocrm import FakeAmoCrm

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.store.database import Pool
-from connectors.amocrm.tokens import TokenError
+from connectors.amocrm.stored_tokens import TokenError
 from connectors.http import make_client
 from tests.amocrm_setup import ENTERPRISE, PUBLIC_URL, bound, configure_amocrm, connect_tokens
 from tests.fakes.amocrm import FakeAmoCrm

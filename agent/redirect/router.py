@@ -17,18 +17,11 @@ The cache owns the responsible-manager map in the manner of Home Assistant's upd
   retried no sooner than `failure_ttl_s`). With nothing to serve, a CRM failure answers `UNAVAILABLE`
   with `crm` naming the CRM that failed, remembered for `failure_ttl_s` so a CRM that is down is not
   asked again on every call. A CRM's failing/recovered state is logged when it changes, not per call.
-- **Invalidation**: `invalidate(enterprise)` (wired to `NOTIFY integrations_config, '<enterprise>'`
-  through `Integrations.on_change`) drops the enterprise's entries, its lookups and settings, and detaches lookups in
-  flight (their results are not stored), so a reassigned manager takes effect on the next call.
+- **Invalidation**: `invalidate(enterprise)` (wired to `NOTIFY integrations_config, '<enterprise>'` through
+  `Integrations.on_change`) drops the enterprise's entries, its lookups and settings, and detaches lookups
+  in flight (their results are not stored), so a reassigned manager takes effect on the next call.
 
-Routing rules (`agent.redirect.rules`, loaded with the enterprise's plan and dropped with it on NOTIFY) come
-first, evaluated against the wall clock (`clock`): a blocked caller is `BLOCKED` and outside the
-enterprise's hours or on a holiday is `CLOSED`, both without asking any CRM. A manager outside their own
-hours, or away by their CRM status, is `UNAVAILABLE` with a `reason` (`off_hours`, `away`, `busy`). With no
-manager from any CRM, the extension that answered the caller's most recent call within `history_days`
-(`HistoryLookup`, cached beside the CRM answer, updated at once by `note_answered`) is `FOUND` with
-`source="history"`.
-
+Routing rules come first, then the CRMs' answer, then the caller's history: agent.redirect.decide.
 What it answers and what it is handed: agent.redirect.answers; what the cache holds: agent.redirect.entries.
 """
 
@@ -44,22 +37,12 @@ from typing import Any, TypeVar
 
 from cachetools import TLRUCache
 
-from agent.redirect.answers import (
-    Answer,
-    AwaySource,
-    BusyPolicy,
-    CacheSettings,
-    HistoryLookup,
-    RulesSource,
-    by_rules,
-    never_when_busy,
-    no_rules,
-    nobody_away,
-    utcnow,
-)
+from agent.redirect import answers as sources  # what the router is handed, and the defaults
+from agent.redirect.answers import Answer, CacheSettings, by_rules
+from agent.redirect.decide import answer_for
 from agent.redirect.entries import EXTENSION, Entry, Failure, Plan, normalised
-from agent.redirect.rules import NO_RULES, Rules
-from agent.redirect.variables import Reason, Source, Status
+from agent.redirect.rules import Rules
+from agent.redirect.variables import Status
 from agent.tracking.event import CallEvent
 from agent.tracking.extstates import ExtensionStates
 from connectors.base import LookupSource, Manager, ResponsibleLookup
@@ -73,16 +56,16 @@ class Router:
         self,
         source: LookupSource,
         *,
-        busy_policy: BusyPolicy = never_when_busy,
+        busy_policy: sources.BusyPolicy = sources.never_when_busy,
         states: Mapping[str, ExtensionStates] | None = None,
         regions: Mapping[str, str | None] | None = None,
         default_region: str | None = None,
         settings: CacheSettings | None = None,
         timer: Callable[[], float] = time.monotonic,
-        rules: RulesSource = no_rules,
-        away: AwaySource = nobody_away,
-        history: HistoryLookup | None = None,
-        clock: Callable[[], datetime] = utcnow,
+        rules: sources.RulesSource = sources.no_rules,
+        away: sources.AwaySource = sources.nobody_away,
+        history: sources.HistoryLookup | None = None,
+        clock: Callable[[], datetime] = sources.utcnow,
     ) -> None:
         """`states`: enterprise -> its phones' states (fed from AMI); `regions`: enterprise -> region."""
         self.settings = settings or CacheSettings()
@@ -166,49 +149,9 @@ class Router:
     def _answer(
         self, enterprise: str, phone: str, entry: Entry, plan: Plan | None, wall: datetime, *, cached: bool
     ) -> Answer:
-        m = entry.manager
-        rules = plan.rules if plan is not None else NO_RULES
-        if m is None:
-            if rules.history_days:
-                found = self._from_history(enterprise, phone, entry, plan, wall, cached=cached)
-                if found is not None:
-                    return found
-            if entry.kind == "failed":
-                return Answer(Status.UNAVAILABLE, crm=entry.crm, cached=cached)
-            if plan is not None and not plan.lookups:
-                return Answer(Status.DISABLED, cached=cached)
-            return Answer(Status.NOT_FOUND, cached=cached)
-        if not m.extension:
-            return Answer(Status.NOT_FOUND, manager=m.name, crm=m.crm, cached=cached)
-        reason = self._unavailable(enterprise, m.extension, plan, wall)
-        if not reason and plan is not None and plan.away:
-            reason = plan.away.get((m.crm, m.user_id), "")
-        if reason:
-            return Answer(Status.UNAVAILABLE, manager=m.name, crm=m.crm, cached=cached, reason=reason)
-        return Answer(Status.FOUND, extension=m.extension, manager=m.name, crm=m.crm, cached=cached, source=Source.CRM)
-
-    def _unavailable(self, enterprise: str, extension: str, plan: Plan | None, wall: datetime) -> str:
-        """Why `extension` cannot take a call now (off_hours, busy), or ""."""
-        if plan is not None and plan.rules.managers and not plan.rules.manager_on_duty(extension, wall):
-            return Reason.OFF_HOURS
-        states = self._states.get(enterprise)
-        if states is not None and not states.available(extension) and not (plan and plan.redirect_when_busy):
-            return Reason.BUSY
-        return ""
-
-    def _from_history(
-        self, enterprise: str, phone: str, entry: Entry, plan: Plan | None, wall: datetime, *, cached: bool
-    ) -> Answer | None:
-        assert plan is not None
-        last = entry.history
-        recent = self._recent.get((enterprise, phone))
-        if recent is not None and (last is None or recent[1] >= last[1]):
-            last = recent
-        if last is None or (wall - last[1]).total_seconds() > plan.rules.history_days * 86_400:
-            return None
-        if self._unavailable(enterprise, last[0], plan, wall):
-            return None  # the one who spoke to them last is not there: the usual route
-        return Answer(Status.FOUND, extension=last[0], cached=cached, source=Source.HISTORY)
+        asks_history = entry.manager is None and plan is not None and plan.rules.history_days
+        recent = self._recent.get((enterprise, phone)) if asks_history else None
+        return answer_for(entry, plan, wall, states=self._states.get(enterprise), recent=recent, cached=cached)
 
     def note_answered(self, event: CallEvent) -> None:
         """An incoming call was answered (`answered`, or `ended` with `answered_by`): the caller's history
@@ -338,7 +281,7 @@ class Router:
             return None
         try:
             async with asyncio.timeout(self.settings.fetch_timeout_s):
-                return await self._history(enterprise, phone, self._clock() - _days(rules.history_days))
+                return await self._history(enterprise, phone, self._clock() - timedelta(days=rules.history_days))
         except Exception as exc:  # the database is away: no history answer this time
             log.warning(
                 "smart-redirect: history of %s for enterprise %s unavailable: %s: %s",
@@ -442,14 +385,10 @@ class Router:
             self._failing.discard((enterprise, "settings"))
             log.info("smart-redirect: the settings of enterprise %s can be read again", enterprise)
         now = self._timer()
-        away_until = now + self.settings.away_ttl_s if self._away_source is not nobody_away else float("inf")
+        away_until = now + self.settings.away_ttl_s if self._away_source is not sources.nobody_away else float("inf")
         plan = Plan(
             tuple(lookups), bool(when_busy), now + self.settings.enterprise_ttl_s, rules, dict(away), away_until
         )
         if self._generation.get(enterprise, 0) == gen:
             self._plans[enterprise] = plan
         return plan
-
-
-def _days(n: int) -> timedelta:
-    return timedelta(days=n)

@@ -15,7 +15,8 @@ import httpx
 
 from connectors.amocrm import problem
 from connectors.amocrm.settings import AmoCrmSettings
-from connectors.amocrm.tokens import TokenError, Tokens, TokenStore
+from connectors.amocrm.stored_tokens import TokenError, Tokens
+from connectors.amocrm.tokens import TokenStore
 from connectors.amocrm.wire import perform_json
 from connectors.base import SendOutcome
 from connectors.http import Exchange, TokenBucket, shared_rate

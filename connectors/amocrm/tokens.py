@@ -30,65 +30,23 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 
 from connectors.amocrm import oauth
 from connectors.amocrm.settings import AmoCrmSettings
+from connectors.amocrm.stored_tokens import Kind, TokenError, Tokens, TokenStatus, iso
 from connectors.base import CONFIG_CHANGED, Pool, Secrets
 from connectors.http import Exchange
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["oauth", "long_lived"]
-TokenStatus = Literal["connected", "expired", "error"]
 REFRESH_AHEAD_S = 3600.0
 REFRESH_LEASE_S = 30.0
 ExchangeLog = Callable[[str, str, Exchange, str | None], Awaitable[None]]  # enterprise, event, exchange, error
-
-
-class TokenError(Exception):
-    """No usable access token. `final`: an admin must act (reconnect); else it may pass by itself."""
-
-    def __init__(self, message: str, *, final: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.final = final
-
-
-@dataclass(frozen=True, slots=True)
-class Tokens:
-    enterprise: str
-    host: str
-    kind: Kind
-    access_token: str
-    refresh_token: str | None
-    expires_at: datetime | None
-    generation: int
-    status: TokenStatus
-    reason: str | None
-    refresh_started_at: datetime | None
-    account: dict[str, Any] | None
-    updated_at: datetime | None = None
-
-    def due(self, now: datetime, ahead: float) -> bool:
-        return self.expires_at is not None and now >= self.expires_at - timedelta(seconds=ahead)
-
-    def public(self) -> dict[str, Any]:
-        """For the status route: never a token."""
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "kind": self.kind,
-            "host": self.host,
-            "expires_at": _iso(self.expires_at),
-            "refreshed": self.generation - 1,
-            "refresh_pending_since": _iso(self.refresh_started_at),
-            "updated_at": _iso(self.updated_at),
-        }
 
 
 class TokenStore:
@@ -269,7 +227,7 @@ class TokenStore:
             "amoCRM %s: token refreshed (generation %d, valid until %s)",
             enterprise,
             saved.generation,
-            _iso(saved.expires_at),
+            iso(saved.expires_at),
         )
         return saved
 
@@ -300,7 +258,7 @@ class TokenStore:
     async def _refresh_failed(self, current: Tokens, exc: oauth.OAuthError, *, probe: bool) -> None:
         enterprise = current.enterprise
         if exc.failure == "rejected":
-            since = _iso(current.refresh_started_at) or "earlier"
+            since = iso(current.refresh_started_at) or "earlier"
             if probe:
                 reason = (
                     f"amoCRM refused the saved refresh token ({exc.message}): a token refresh started "
@@ -424,7 +382,3 @@ class TokenStore:
     async def _log(self, enterprise: str, event: str, exchange: Exchange | None, error: str | None) -> None:
         if self.on_exchange is not None and exchange is not None:
             await self.on_exchange(enterprise, event, exchange, error)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
