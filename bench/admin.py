@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -111,9 +112,7 @@ def pages(call_id: str, day: str) -> list[tuple[str, str]]:
     ]
 
 
-def timing(
-    samples: list[float],
-) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
+def timing(samples: list[float]) -> Middleware:
     @web.middleware
     async def timed(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]

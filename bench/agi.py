@@ -7,8 +7,9 @@ recorded request, answers each command with `200 result=1`, sends `HANGUP` after
 
 - **bare**: asyncio streams; read the request up to the empty line, send one `SET VARIABLE`, read the
   reply, close. No parsing, no routing: the floor any FastAGI server in Python pays.
-- **ours (hit)**: `agent.redirect.server.AgiServer` + `agent.redirect.router.Router`, the caller's entry cached (one warm-up
-  request first); the server sets all six variables, so it pays six command round trips to bare's one.
+- **ours (hit)**: `agent.redirect.server.AgiServer` + `agent.redirect.router.Router`, the caller's entry
+  cached (one warm-up request first); the server sets all six variables, so it pays six command round
+  trips to bare's one.
 - **ours (miss)**: every request from a new number; the router asks a fake CRM (a third process, aiohttp,
   answering after `--crm-ms`) through an aiohttp lookup, the way the RetailCRM client will.
 

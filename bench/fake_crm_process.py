@@ -28,7 +28,7 @@ async def main(key: str, port: int, out: Path) -> None:
         for request in fake.requests_to("/telephony/calls/upload")
         for call in request.json_field("calls")
     ]
-    out.write_text("\n".join(lines) + "\n")
+    await asyncio.to_thread(out.write_text, "\n".join(lines) + "\n")
     await fake.stop()
 
 

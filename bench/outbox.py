@@ -46,6 +46,7 @@ from connectors.http import RateLimiter, make_client
 from connectors.registry import connectors, secret_fields
 from connectors.retailcrm.plan import plan
 from connectors.retailcrm.settings import parse
+from tests.waiting import until
 
 KEY = "BenchKey0123456789abcdefghijklmn"
 ENTERPRISE = "100"
@@ -107,8 +108,10 @@ async def bare(url: str, calls: int) -> float:
 
 
 async def drained(pool: database.Pool, expected: int) -> None:
-    while await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'done'") < expected:
-        await asyncio.sleep(0.01)
+    async def done() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'done'") >= expected)
+
+    await until(done, within=600, every=0.01)
 
 
 async def through_outbox(pool: database.Pool, planner: Planner, calls: int, offset: int) -> float:
@@ -133,9 +136,11 @@ async def latency(pool: database.Pool, planner: Planner, rate: float, seconds: f
         event = ended(offset + i, datetime.now(UTC))
         put_at[event.call_id] = time.monotonic()
         planner.put(event)
-    async with asyncio.timeout(60):
-        while await pool.fetchval(uploads_sql) < uploads_before + n:
-            await asyncio.sleep(0.01)
+
+    async def uploaded() -> bool:
+        return bool(await pool.fetchval(uploads_sql) >= uploads_before + n)
+
+    await until(uploaded, within=60, every=0.01)
     return put_at
 
 
@@ -163,7 +168,7 @@ def free_port() -> int:
 
 async def main(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="pbx-agent-bench-"))
-    root.chmod(0o711)
+    await asyncio.to_thread(root.chmod, 0o711)
     cluster = EmbeddedPostgres(root / "pg")
     await cluster.start()
     pool = await database.create_pool(cluster.dsn, 20, name="pbx-agent-bench")

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
-.venv/bin/ruff check agent connectors admin
+.venv/bin/ruff check agent connectors admin tests bench
 .venv/bin/ruff format --check agent connectors admin tests bench
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache

@@ -89,7 +89,7 @@ def request_with(base: bytes, **changes: str) -> bytes:
 
 
 async def agi_call(
-    port: int,
+    port: int | None,
     request: bytes,
     *,
     host: str = "127.0.0.1",
@@ -97,7 +97,9 @@ async def agi_call(
     send_hangup: bool = True,
     limit_s: float = 5.0,
 ) -> Exchange:
-    """One FastAGI session as Asterisk runs it; returns what the server said and when."""
+    """One FastAGI session as Asterisk runs it; returns what the server said and when. `port`: a server's
+    bound port (None, before it started, fails here)."""
+    assert port is not None, "the FastAGI server is not listening"
     out = Exchange()
     started = time.monotonic()
     reader, writer = await asyncio.open_connection(host, port)

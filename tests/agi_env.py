@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -43,15 +41,6 @@ class Env:
     def port(self) -> int:
         assert self.server.port is not None
         return self.server.port
-
-
-async def wait_for(predicate: Callable[[], bool], limit_s: float = 5.0) -> None:
-    """Poll a readiness condition (never a fixed sleep)."""
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 @asynccontextmanager

@@ -20,6 +20,8 @@ from agent.config.sections import AgentSection, AgiSection, Config, DatabaseSect
 from agent.store import database
 from agent.store.embedded import EmbeddedPostgres
 
+pytest_plugins = ["tests.browser"]  # the admin pages' browser fixtures: chromium, page
+
 TEMPLATE_DB = "pbx_template"
 
 

@@ -248,14 +248,13 @@ async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
         "code": "pbx-agent",
         "integrations": {"telephony": {"additionalCodes": [{"userId": 7, "code": "151"}]}},
     }
-    async with client(running_agent, "100", role="viewer") as http:
-        async with http.get(f"{base(running_agent)}/admin/100/managers.json") as resp:
-            assert (await resp.json())["imported"] == 0  # a viewer changes nothing, not even by looking
+    url = f"{base(running_agent)}/admin/100/managers"
+    async with client(running_agent, "100", role="viewer") as http, http.get(f"{url}.json") as resp:
+        assert (await resp.json())["imported"] == 0  # a viewer changes nothing, not even by looking
     assert (await stored(running_agent))["user_extensions"] == {}
-    async with client(running_agent, "100", headers={"Accept-Language": "ru"}) as http:
-        async with http.get(f"{base(running_agent)}/admin/100/managers") as resp:
-            html = await resp.text()
-            assert "📞 не назначен" in html and "📞 151" in html
+    async with client(running_agent, "100", headers={"Accept-Language": "ru"}) as http, http.get(url) as resp:
+        html = await resp.text()
+        assert "📞 не назначен" in html and "📞 151" in html
     assert (await stored(running_agent))["user_extensions"] == {"7": "151"}
 
 

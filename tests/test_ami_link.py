@@ -16,6 +16,7 @@ from agent.web.health import HealthRegistry
 from agent.web.metrics import Metrics
 from tests import recordings
 from tests.fakes.ami import FakeAmi
+from tests.waiting import until
 
 
 def pbx_for(fake: FakeAmi, secret: str = "secret") -> PbxSection:
@@ -39,12 +40,6 @@ async def pipeline(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def essence(events: list[CallEvent]) -> list[tuple[object, ...]]:
@@ -136,7 +131,7 @@ async def test_call_that_ended_while_the_link_was_down_is_closed_once() -> None:
 async def test_wrong_secret_is_reported_and_retried_slowly() -> None:
     directory = recordings.recordings_dir()
     fake = FakeAmi(directory / "a_incoming_answered.ami", speed=math.inf)
-    async with fake, pipeline(fake, secret="wrong", auth_retry=0.2) as (pipe, events, health):
+    async with fake, pipeline(fake, secret="wrong", auth_retry=0.2) as (_pipe, events, health):
         await until(lambda: fake.failed_logins >= 2, within=5)
         link = (await health.report())["components"]["pbx:office"]
         assert link["status"] == "down" and link["auth_failed"] is True
@@ -206,9 +201,7 @@ async def test_agent_stores_ended_calls_and_counts_them(db_dsn: str, make_config
                 rows[:] = await pool.fetch("SELECT * FROM calls")
                 return bool(rows)
 
-            async with asyncio.timeout(10):
-                while not await stored():
-                    await asyncio.sleep(0.05)
+            await until(stored, within=10, every=0.05)
             (row,) = rows
             assert dict(row)["answered_by"] == "151"  # type: ignore[call-overload]
             assert dict(row)["extensions"] == ["150", "151", "152"]  # type: ignore[call-overload]

@@ -20,7 +20,8 @@ from agent.web.metrics import Metrics
 from tests import recordings
 from tests.fakes.ami import FakeAmi
 from tests.fakes.ssh import FakeSshServer, new_key
-from tests.test_ami_link import essence, until
+from tests.test_ami_link import essence
+from tests.waiting import until
 
 NAME = "a_incoming_answered"
 

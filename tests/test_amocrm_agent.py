@@ -110,6 +110,7 @@ async def test_oauth_connect_redirect_callback_and_state_rules(
         async with http.get(local(agent, callback)) as resp:
             assert resp.status == 200, await resp.text()
         row = await pool.fetchrow("SELECT * FROM amocrm_tokens")
+        assert row is not None
         assert row["status"] == "connected" and row["kind"] == "oauth" and row["host"] == fake.url
         assert row["access_token"].startswith("enc:v1:") and row["account"]["id"] == fake.account_id
         generation = row["generation"]
@@ -291,6 +292,7 @@ async def test_unknown_caller_is_recorded_per_policy(
     else:
         assert not fake.calls and not fake.unsorted and not fake.leads
     log = await pool.fetchrow("SELECT status, request_data FROM integration_logs WHERE delivery_id IS NOT NULL")
+    assert log is not None
     assert log["status"] == "success" and log["request_data"]["exchanges"]
 
 
@@ -429,4 +431,4 @@ async def fake_fail_calls(fake: FakeAmoCrm, body: dict[str, Any]) -> None:
     for resource in fake._runner.app.router.resources():  # type: ignore[union-attr]
         if resource.canonical == "/api/v4/calls":
             for route in resource:
-                route._handler = once  # type: ignore[attr-defined]
+                route._handler = once

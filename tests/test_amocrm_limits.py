@@ -19,6 +19,7 @@ from tests.crm_setup import drained, running
 from tests.fakes.amocrm import FakeAmoCrm
 from tests.test_amocrm_agent import CALLER, PUBLIC, amo_of, config
 from tests.test_amocrm_agent import missed as missed_event
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -50,8 +51,7 @@ async def test_burst_of_200_calls_keeps_7_rps_and_survives_a_token_rotation(
         await connect_tokens(amo_of(agent), fake)
 
         async def rotate_midway() -> None:
-            while len(fake.calls) < calls // 2:
-                await asyncio.sleep(0.05)
+            await until(lambda: len(fake.calls) >= calls // 2, within=60, every=0.05)
             fake.expire_access_tokens()  # every request from now on gets 401 until we refresh
 
         rotation = asyncio.create_task(rotate_midway())
@@ -119,7 +119,7 @@ async def test_a_retry_after_a_partial_send_repeats_no_acknowledged_step(
         if resource.canonical == "/api/v4/tasks":
             for route in resource:
                 if route.method == "POST":
-                    route._handler = tasks  # type: ignore[attr-defined]
+                    route._handler = tasks
     async with make_client() as http:
         client = connector.client(settings, http)
         first = await client.send([delivery])

@@ -35,6 +35,7 @@ async def test_expired_access_token_is_refreshed_saved_then_used(fake: FakeAmoCr
     assert [r.status for r in calls] == [401, 200]
     assert fake.refreshes == 1
     row = await pool.fetchrow("SELECT generation, refresh_started_at, status FROM amocrm_tokens")
+    assert row is not None
     assert row["generation"] == first.generation + 1 and row["refresh_started_at"] is None
     assert row["status"] == "connected"
     # the retried request used the new token, which was in the database before it was used
@@ -80,6 +81,7 @@ async def test_reused_refresh_token_marks_expired_with_the_reason(fake: FakeAmoC
         with pytest.raises(Exception, match="Token has been revoked"):
             await client.account(ENTERPRISE)
     row = await pool.fetchrow("SELECT status, reason FROM amocrm_tokens")
+    assert row is not None
     assert row["status"] == "expired" and "Reconnect" in row["reason"]
 
 
@@ -115,6 +117,7 @@ async def test_crash_between_receiving_and_saving_ends_expired_not_looping(
             await client.account(ENTERPRISE)
         assert fake.revoked_refresh_uses == 1
         row = await pool.fetchrow("SELECT status, reason, refresh_started_at FROM amocrm_tokens")
+        assert row is not None
         assert row["status"] == "expired" and "Reconnect amoCRM" in row["reason"]
         assert row["refresh_started_at"] is None
         # and from now on nothing is sent to amoCRM until an admin reconnects
@@ -154,6 +157,7 @@ async def test_long_lived_token_401_is_final(fake: FakeAmoCrm, pool: Pool, tmp_p
             await connector.client(settings, http).account(ENTERPRISE)
     assert fake.refreshes == 0
     row = await pool.fetchrow("SELECT status, reason FROM amocrm_tokens")
+    assert row is not None
     assert row["status"] == "expired" and "long-lived" in row["reason"]
 
 
@@ -168,6 +172,7 @@ async def test_a_refresh_answered_with_an_error_keeps_the_pair(fake: FakeAmoCrm,
             await connector.tokens.refresh(ENTERPRISE, settings, http, seen=tokens, forced=True)
         assert not info.value.final
         row = await pool.fetchrow("SELECT status, refresh_started_at, generation FROM amocrm_tokens")
+        assert row is not None
         assert row["status"] == "connected" and row["refresh_started_at"] is None
         await fake.stop()  # connection refused: the request never left
         with pytest.raises(TokenError):

@@ -17,6 +17,7 @@ from agent.store.secretbox import SecretBox, load_or_create_secret
 from agent.web.tokens import TokenSigner
 from connectors.registry import secret_fields
 from tests.conftest import dbname
+from tests.waiting import until
 
 API_KEY = "rcrm-0123456789abcdef-SECRET"
 
@@ -204,7 +205,9 @@ async def test_cached_settings_are_refreshed_even_without_notify(
             '"https://x.retailcrm.ru", "api_key": "0123456789abcdef", "timezone": "UTC"}}\''
             " WHERE number = '0001'"
         )
-        async with asyncio.timeout(10):
-            while not await integrations.enabled("0001"):
-                await asyncio.sleep(0.05)
+
+        async def enabled() -> bool:
+            return bool(await integrations.enabled("0001"))
+
+        await until(enabled, within=10, every=0.05)
         assert None in dropped

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +15,7 @@ import pytest
 from agent.app import Agent
 from agent.config.sections import Config, RecordingsSource
 from agent.repair import catchup
+from agent.repair.catchup import CdrCatchUp
 from agent.store.calls import INSERT, row
 from agent.store.database import Pool
 from agent.tracking.event import CallEvent
@@ -26,6 +26,7 @@ from tests.fakes.ami import FakeAmi, load_recording
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.test_ami_link import pbx_for
 from tests.test_backfill import cdr_line, uid
+from tests.waiting import until
 
 RECORDING = "p_a_incoming_answered"  # +375291234567 calls in, 150 answers
 
@@ -120,10 +121,8 @@ def agent_config(make_config: Callable[..., Config], db_dsn: str, ami: FakeAmi, 
 async def catch_ups(agent: Agent, n: int, within: float = 15) -> dict[str, object]:
     """Wait until the PBX's catch-up has run `n` times; its /health report."""
     done = agent.pipelines["office"].follower
-    assert done is not None
-    async with asyncio.timeout(within):
-        while done.runs < n:
-            await asyncio.sleep(0.02)
+    assert isinstance(done, CdrCatchUp)
+    await until(lambda: done.runs >= n, within=within)
     report = (await agent.health.report())["components"]["pbx:office"]["backfill"]
     assert isinstance(report, dict)
     return report

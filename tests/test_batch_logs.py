@@ -7,7 +7,6 @@ agent finds them all due at once and sends them in one request.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +25,7 @@ from tests.crm_setup import API_KEY, ENTERPRISE, FAST, configure_retailcrm, drai
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.test_ami_link import pbx_for
+from tests.waiting import until
 
 CALLS = 3
 
@@ -51,9 +51,10 @@ async def three_calls() -> AsyncIterator[FakeAmi]:
 
 
 async def planned_uploads(pool: Pool, n: int, within: float = 20.0) -> None:
-    async with asyncio.timeout(within):
-        while await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'calls_upload'") < n:
-            await asyncio.sleep(0.05)
+    async def planned() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'calls_upload'") >= n)
+
+    await until(planned, within=within, every=0.05)
 
 
 async def test_each_call_of_a_batched_upload_shows_the_exchange(

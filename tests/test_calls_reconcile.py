@@ -35,7 +35,7 @@ def messages(name: str) -> list[tuple[AmiMessage, datetime]]:
     return out
 
 
-def core_show_channels(msgs: list[tuple[AmiMessage, datetime]]) -> list[dict[str, str]]:
+def core_show_channels(msgs: list[tuple[AmiMessage, datetime]]) -> list[Mapping[str, str]]:
     """What `CoreShowChannels` would list after `msgs`: built from those events alone."""
     live: dict[str, dict[str, str]] = {}
     for msg, _ in msgs:

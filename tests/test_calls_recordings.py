@@ -271,7 +271,9 @@ def the_end(events: list[CallEvent]) -> CallEvent:
     return ends[0]
 
 
-def near(value: float | None, expected: float, tol: float = TOL) -> bool:
+def near(value: float | None, expected: float | None, tol: float = TOL) -> bool:
+    if expected is None:
+        return value is None
     return value is not None and abs(value - expected) <= tol
 
 

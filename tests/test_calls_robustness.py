@@ -78,7 +78,7 @@ def test_two_calls_interleaved_stay_separate() -> None:
         assert strip_times([e for e in together if e.call_id == call_id]) == strip_times(events)
     assert len({e.call_id for e in together}) == 2
     ends = {e.call_id: e for e in together if e.event == "ended"}
-    assert sorted(e.answered_by for e in ends.values()) == ["150", "151"]
+    assert sorted(str(e.answered_by) for e in ends.values()) == ["150", "151"]
 
 
 def synthetic_call(n: int, at: datetime) -> list[dict[str, str]]:

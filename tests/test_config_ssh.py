@@ -87,11 +87,13 @@ def test_local_recordings_and_no_ssh(keys: Path) -> None:
             "[[pbx]] office ssh.known_hosts: must not be empty",
         ),
         (
-            'ssh = { host = "h", username = "u", key_file = "id_ed25519", known_hosts = "known_hosts", keepalive = 0 }\n',
+            'ssh = { host = "h", username = "u", key_file = "id_ed25519", known_hosts = "known_hosts",'
+            " keepalive = 0 }\n",
             "[[pbx]] office ssh.keepalive: expected a number of at least 1, got 0",
         ),
         (
-            'ssh = { host = "h", username = "u", key_file = "id_ed25519", known_hosts = "known_hosts", password = "x" }\n',
+            'ssh = { host = "h", username = "u", key_file = "id_ed25519", known_hosts = "known_hosts",'
+            ' password = "x" }\n',
             "[[pbx]] office ssh.password: unknown key",
         ),
         (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ def test_mask_long_and_short() -> None:
 
 
 def test_mask_data_masks_keys_values_urls_and_query_strings() -> None:
-    data = {
+    data: dict[str, Any] = {
         "url": f"https://x.retailcrm.ru/api/v5/users?apiKey={KEY}&page=1",
         "headers": {"X-API-KEY": KEY, "Accept": "json"},
         "form": {"apiKey": KEY, "event": '{"phone": "1"}'},

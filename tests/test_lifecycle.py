@@ -46,7 +46,8 @@ def agent_dir() -> Iterator[Path]:
 def write_config(directory: Path, port: int) -> Path:
     cfg = directory / "agent.toml"
     cfg.write_text(
-        f'[agent]\nstate_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[agent]\nstate_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\n'
+        f'[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
         '[[pbx]]\nname = "office"\nenterprise = "0001"\nusername = "agent"\nsecret = "ami-secret-value"\n'
         f"port = {free_port()}\n"  # nothing listens there: the AMI link is down, the agent degraded
     )
@@ -73,7 +74,9 @@ def wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 60) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            log = (Path(proc.args[-1]).parent / "agent.log").read_text()[-3000:]
+            args = proc.args
+            assert isinstance(args, list)
+            log = (Path(str(args[-1])).parent / "agent.log").read_text()[-3000:]
             raise AssertionError(f"agent exited {proc.returncode}:\n{log}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
@@ -259,8 +262,8 @@ def test_status_follows_a_pbx_link_within_seconds(agent_dir: Path, agent_env: di
 
 
 def test_no_server_binaries_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pgembed.shutil, "which", lambda _name: None)
-    monkeypatch.setattr(pgembed.glob, "glob", lambda _pattern: [])
+    monkeypatch.setattr("agent.store.embedded.shutil.which", lambda _name: None)
+    monkeypatch.setattr("agent.store.embedded.glob.glob", lambda _pattern: [])
     with pytest.raises(pgembed.EmbeddedPgError) as info:
         pgembed.find_binaries()
     assert "apt-get install postgresql" in str(info.value) and "[database] dsn" in str(info.value)

@@ -18,8 +18,9 @@ from tests.agi_client import agi_call, recorded_request, request_with
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
-from tests.test_ami_link import pbx_for, until
+from tests.test_ami_link import pbx_for
 from tests.test_outbox_retailcrm import config_with
+from tests.waiting import until
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.test_lifecycle import free_port
+from tests.waiting import until
 
 CALLS = 500
 
@@ -40,7 +41,7 @@ def write_config(directory: Path, dsn: str, ami_port: int) -> Path:
 
 
 async def start_agent(cfg: Path) -> asyncio.subprocess.Process:
-    log = open(cfg.parent / "agent.log", "ab")  # noqa: SIM115 - the child keeps its own copy
+    log = await asyncio.to_thread(open, cfg.parent / "agent.log", "ab")  # the child keeps its own copy
     try:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agent", "run", "-c", str(cfg), stdout=log, stderr=log
@@ -61,12 +62,14 @@ async def test_kill_9_mid_burst_loses_and_duplicates_nothing(pool: Pool, db_dsn:
         await configure_retailcrm(pool, tmp_path / "state", crm)
         first = await start_agent(cfg)
         try:
-            async with asyncio.timeout(60):  # every call planned, part of them delivered
-                while (
-                    await count(pool, "SELECT count(*) FROM deliveries WHERE kind = 'calls_upload'") < CALLS
-                    or await count(pool, "SELECT count(*) FROM deliveries WHERE status = 'done'") < 200
-                ):
-                    await asyncio.sleep(0.02)
+
+            async def planned_and_partly_delivered() -> bool:
+                return (
+                    await count(pool, "SELECT count(*) FROM deliveries WHERE kind = 'calls_upload'") >= CALLS
+                    and await count(pool, "SELECT count(*) FROM deliveries WHERE status = 'done'") >= 200
+                )
+
+            await until(planned_and_partly_delivered, within=60)  # every call planned, part of them delivered
         finally:
             os.kill(first.pid, signal.SIGKILL)
             await first.wait()
@@ -75,12 +78,12 @@ async def test_kill_9_mid_burst_loses_and_duplicates_nothing(pool: Pool, db_dsn:
         crm.slow(0)
         second = await start_agent(cfg)
         try:
-            async with asyncio.timeout(60):
-                while (
-                    await count(pool, "SELECT count(*) FROM deliveries WHERE status <> 'done' AND status <> 'expired'")
-                    > 0
-                ):
-                    await asyncio.sleep(0.05)
+
+            async def settled() -> bool:
+                sql = "SELECT count(*) FROM deliveries WHERE status <> 'done' AND status <> 'expired'"
+                return await count(pool, sql) == 0
+
+            await until(settled, within=60, every=0.05)
         finally:
             second.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(second.wait(), 15) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, r
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.test_ami_link import pbx_for
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -104,10 +104,14 @@ async def test_outage_then_everything_delivered_once(
     async with running(config) as agent:
         await ami.wait_finished(within=10)
         assert agent.outbox is not None
-        async with asyncio.timeout(10):
-            while (await pool.fetchval("SELECT max(attempts) FROM deliveries WHERE kind = 'calls_upload'") or 0) < 3:
-                await asyncio.sleep(0.05)
+
+        async def tried_thrice() -> bool:
+            attempts = await pool.fetchval("SELECT max(attempts) FROM deliveries WHERE kind = 'calls_upload'")
+            return bool((attempts or 0) >= 3)
+
+        await until(tried_thrice, within=10, every=0.05)
         row = await pool.fetchrow("SELECT status, last_error FROM deliveries WHERE kind = 'calls_upload'")
+        assert row is not None
         assert row["status"] in ("pending", "in_progress")
         assert "connection" in row["last_error"] or "paused" in row["last_error"]
         await fake_crm.start(port)  # back
@@ -153,6 +157,7 @@ async def test_a_rejected_delivery_fails_visibly_and_can_be_retried(
         await ami.wait_finished(within=10)
         await drained(pool, at_least=1)
         row = await pool.fetchrow("SELECT id, status, last_error, attempts FROM deliveries")
+        assert row is not None
         assert row["status"] == "failed" and "Bad value" in row["last_error"] and row["attempts"] == 1
         assert not fake_crm.calls
         assert agent.outbox is not None and await agent.outbox.retry(row["id"])

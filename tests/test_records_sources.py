@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -74,7 +75,7 @@ async def serving(links: RecordLinks) -> AsyncIterator[str]:
         await links.close()
 
 
-def sftp_links(spool: Path, settings: SshSection, tmp_path: Path, **kw: object) -> RecordLinks:
+def sftp_links(spool: Path, settings: SshSection, tmp_path: Path, **kw: Any) -> RecordLinks:
     source = SftpSource("remote", SshClient(settings), str(spool))
     return RecordLinks(
         "https://agent.example.com",
@@ -83,7 +84,7 @@ def sftp_links(spool: Path, settings: SshSection, tmp_path: Path, **kw: object) 
         sources={"remote": source},
         cache_dir=tmp_path / "cache",
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 async def fetch(base: str, url: str | None, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:

@@ -11,14 +11,14 @@ from pathlib import Path
 from agent.store import routing_rules as routing_store
 from agent.store.calls import INSERT, event_from_row, row
 from agent.store.database import Pool
-from agent.tracking.event import CallEvent
+from agent.tracking.event import CallEvent, CallResult
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm
 from tests.fakes.retailcrm import FakeRetailCrm
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
-def call(i: int, result: str = "answered") -> CallEvent:
+def call(i: int, result: CallResult = "answered") -> CallEvent:
     return CallEvent(
         event="ended",
         call_id=f"1795000000.{i}",
@@ -36,7 +36,7 @@ def call(i: int, result: str = "answered") -> CallEvent:
         started_at=T0 + timedelta(hours=i, seconds=-11),
         ended_at=T0 + timedelta(hours=i),
         extra={"pbx": "office"},
-    )  # type: ignore[arg-type]
+    )
 
 
 def write_config(tmp_path: Path, dsn: str) -> Path:
@@ -60,7 +60,9 @@ async def test_a_period_is_planned_again_once(
 ) -> None:
     for i in range(5):
         await pool.execute(INSERT, *row(call(i, "answered" if i % 2 else "no_answer")))
-    stored = dict(await pool.fetchrow("SELECT * FROM calls WHERE call_id = '1795000000.1'"))
+    found = await pool.fetchrow("SELECT * FROM calls WHERE call_id = '1795000000.1'")
+    assert found is not None
+    stored = dict(found)
     again = event_from_row(stored)
     assert (again.answered_by, again.result, again.extensions, again.ended_at) == (
         "150",

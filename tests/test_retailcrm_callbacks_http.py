@@ -16,6 +16,7 @@ from agent.config.sections import Config
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.rc_agent import CLIENT_ID, IDLE_AMI, KEY, admin_token, call, configure, pbx_for, rc, started
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -97,9 +98,7 @@ async def test_click_to_call_reaches_the_pbx_as_one_originate(
         f"Event: OriginateResponse\r\nActionID: {aid}\r\nResponse: Success\r\n"
         f"Channel: PJSIP/101-00000001\r\nReason: 4\r\n\r\n".encode()
     )
-    async with asyncio.timeout(5):
-        while not agent.metrics.ami_events.labels("office", "OriginateResponse")._value.get():
-            await asyncio.sleep(0.01)
+    await until(lambda: agent.metrics.ami_events.labels("office", "OriginateResponse")._value.get() > 0, within=5)
     await asyncio.sleep(0.2)
     assert len(originates(ami)) == 2  # each click once, never more
     rows = await logged(agent, "make_call")
@@ -163,9 +162,7 @@ async def test_invalid_code_or_phone_is_400(agent: Agent, ami: FakeAmi, params: 
 async def test_link_down_says_so_and_nothing_is_sent_later(agent: Agent, ami: FakeAmi, crm: FakeRetailCrm) -> None:
     link = agent.pipelines["office"].link
     await ami.refuse_connections("unbind")
-    async with asyncio.timeout(5):
-        while link.connected.is_set():
-            await asyncio.sleep(0.01)
+    await until(lambda: not link.connected.is_set(), within=5)
     status, text = await crm.click_to_call("101", "+375291234567")
     body = json.loads(text)
     assert status == 503 and body["success"] is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 import pytest
 
@@ -214,7 +215,7 @@ async def test_outcome_in_log_and_health(pool: database.Pool, caplog: pytest.Log
 
     await pool.execute("DROP TABLE integration_logs")  # a run that fails reports, and raises nothing
     assert await pruner.run_reported() is None
-    assert health.status == "down" and "integration_logs" in health.details["last_error"]
+    assert cast(str, health.status) == "down" and "integration_logs" in health.details["last_error"]
     assert any(r.levelno == logging.WARNING and "run failed" in r.getMessage() for r in caplog.records)
 
 

@@ -14,8 +14,9 @@ from agent.redirect.answers import Answer, CacheSettings
 from agent.redirect.router import Router
 from agent.redirect.variables import Status
 from connectors.base import Manager, ResponsibleLookup
-from tests.agi_env import CUSTOMER_A, CUSTOMER_B, UNKNOWN, wait_for
+from tests.agi_env import CUSTOMER_A, CUSTOMER_B, UNKNOWN
 from tests.fakes.crm_lookup import FakeResponsibleCrm, HttpLookup
+from tests.waiting import until
 
 SETTINGS = CacheSettings(
     found_ttl_s=600, not_found_ttl_s=60, stale_s=3600, failure_ttl_s=10, enterprise_ttl_s=300, fetch_timeout_s=2
@@ -61,7 +62,7 @@ def router_over(lookups: list[ResponsibleLookup], clock: Clock) -> Router:
 
 
 async def settle(router: Router) -> None:
-    await wait_for(lambda: router.background == 0)
+    await until(lambda: router.background == 0, every=0.005)
 
 
 async def test_found_entry_is_fresh_then_served_stale_while_one_refresh_runs(crms: Crms) -> None:
@@ -187,7 +188,7 @@ async def test_invalidation_detaches_a_lookup_in_flight(crms: Crms) -> None:
     crms.a.delay = 0.1
     router = router_over([crms.lookup(crms.a, "retailcrm")], Clock())
     waiting = asyncio.create_task(router.resolve("100", CUSTOMER_A))
-    await wait_for(lambda: crms.a.requests == 1)
+    await until(lambda: crms.a.requests == 1, every=0.005)
     crms.a.responsible[CUSTOMER_A] = ("8", "Anna")
     router.invalidate("100")
     assert (await router.resolve("100", CUSTOMER_A)).extension == "151"  # not joined to the old request

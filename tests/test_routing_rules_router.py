@@ -17,8 +17,9 @@ from agent.redirect.rules import Rules, parse
 from agent.redirect.variables import Status
 from agent.tracking.event import CallEvent
 from connectors.base import ResponsibleLookup
-from tests.agi_env import CUSTOMER_A, UNKNOWN, wait_for
+from tests.agi_env import CUSTOMER_A, UNKNOWN
 from tests.fakes.crm_lookup import FakeResponsibleCrm, HttpLookup
+from tests.waiting import until
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
@@ -86,7 +87,7 @@ async def env() -> AsyncIterator[Env]:
 
 
 async def settled(router: Router) -> None:
-    await wait_for(lambda: router.background == 0)
+    await until(lambda: router.background == 0, every=0.005)
 
 
 async def test_friday_evening_cut_off_needs_no_crm(env: Env) -> None:

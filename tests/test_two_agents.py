@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.store.database import Pool
@@ -21,6 +22,7 @@ from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.test_lifecycle import free_port
 from tests.test_outbox_crash import start_agent
+from tests.waiting import until
 
 CALLS = 12
 
@@ -60,10 +62,9 @@ def pbx_health(port: int) -> dict[str, object]:
     return component
 
 
-async def until(predicate: object, within: float) -> None:
-    async with asyncio.timeout(within):
-        while not await asyncio.to_thread(predicate):  # type: ignore[arg-type]
-            await asyncio.sleep(0.05)
+async def until_health(predicate: Callable[[], bool], within: float) -> None:
+    """`predicate` reads /health over blocking HTTP: checked in a thread."""
+    await until(lambda: asyncio.to_thread(predicate), within=within, every=0.05)
 
 
 async def test_standby_takes_over_after_kill_9(pool: Pool, db_dsn: str, tmp_path: Path) -> None:
@@ -76,15 +77,17 @@ async def test_standby_takes_over_after_kill_9(pool: Pool, db_dsn: str, tmp_path
         first = await start_agent(cfg_a)
         second: asyncio.subprocess.Process | None = None
         try:
-            await until(lambda: pbx_health(port_a).get("role") == "active", 30)
+            await until_health(lambda: pbx_health(port_a).get("role") == "active", 30)
             second = await start_agent(cfg_b)
-            await until(lambda: pbx_health(port_b).get("holder") is not None, 30)
+            await until_health(lambda: pbx_health(port_b).get("holder") is not None, 30)
             assert pbx_health(port_b)["role"] == "standby"
             assert str(pbx_health(port_b)["holder"]).startswith("pbx-agent ")
             await ami.wait_paused(within=30)
-            async with asyncio.timeout(30):  # everything before the pause is stored
-                while await pool.fetchval("SELECT count(*) FROM calls") < 6:
-                    await asyncio.sleep(0.05)
+
+            async def stored_before_pause() -> bool:
+                return bool(await pool.fetchval("SELECT count(*) FROM calls") >= 6)
+
+            await until(stored_before_pause, within=30, every=0.05)  # everything before the pause is stored
             assert ami.logins == 1
             os.kill(first.pid, signal.SIGKILL)
             await first.wait()
@@ -92,15 +95,16 @@ async def test_standby_takes_over_after_kill_9(pool: Pool, db_dsn: str, tmp_path
             killed_at = loop.time()
             await ami.wait_logins(2, within=15)
             assert loop.time() - killed_at < 10
-            await until(lambda: pbx_health(port_b).get("role") == "active", 10)
+            await until_health(lambda: pbx_health(port_b).get("role") == "active", 10)
             ami.unpause()
             await ami.wait_finished(within=30)
-            async with asyncio.timeout(30):
-                while (
-                    len(crm.calls) < CALLS
-                    or await pool.fetchval("SELECT count(*) FROM deliveries WHERE status <> 'done'") > 0
-                ):
-                    await asyncio.sleep(0.05)
+
+            async def all_delivered() -> bool:
+                return len(crm.calls) >= CALLS and not await pool.fetchval(
+                    "SELECT count(*) FROM deliveries WHERE status <> 'done'"
+                )
+
+            await until(all_delivered, within=30, every=0.05)
         finally:
             for proc in (first, second):
                 if proc is not None and proc.returncode is None:

@@ -42,7 +42,7 @@ async def test_no_pings_while_the_loop_is_blocked(
         drain()
         assert pings, "no watchdog pings at all"
         pings.clear()
-        time.sleep(1.0)  # the event loop is blocked: a hung agent
+        time.sleep(1.0)  # noqa: ASYNC251 - blocking the event loop is the point: a hung agent
         drain()
         assert len(pings) <= 1, "pings were sent while the loop was blocked"  # at most one queued before
         await asyncio.sleep(0.3)

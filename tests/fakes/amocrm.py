@@ -15,7 +15,6 @@ number matches no contact (last 10 digits) is silently not saved.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
@@ -662,9 +661,3 @@ def _oauth_problem(status: int, detail: str, *, hint: str | None = None) -> web.
     if hint:
         body["hint"] = hint
     return web.Response(status=status, text=json.dumps(body, ensure_ascii=False), content_type=PROBLEM)
-
-
-async def sleep_until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.02)
