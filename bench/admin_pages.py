@@ -1,6 +1,6 @@
 """Admin pages: server time per page with 100k calls and 1M integration_logs rows for one enterprise.
 
-Run alone: `python bench/admin.py [--calls N] [--logs N] [--runs R] [--out bench/ADMIN.md]`. Needs the
+Run alone: `python bench/admin_pages.py [--calls N] [--logs N] [--runs R] [--out bench/ADMIN.md]`. Needs the
 PostgreSQL server binaries (it starts a throwaway cluster like the tests do).
 
 The database is filled by SQL (generate_series): enterprise 100 gets `--calls` calls over ~100 days (a
