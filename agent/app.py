@@ -121,7 +121,9 @@ class Agent:
                 raise ConflictError(str(exc)) from None
             stack.callback(state_lock.release)
             secret = await asyncio.to_thread(load_or_create_secret, cfg.agent.state_dir)
-            dsn = await stack.enter_async_context(database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir))
+            dsn = await stack.enter_async_context(
+                database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir, agent=True)
+            )
             try:
                 self.pool = await database.create_pool(dsn, cfg.database.pool_size, name=self.name)
             except (OSError, asyncpg.PostgresError) as exc:

@@ -125,3 +125,14 @@ def agent_env() -> dict[str, str]:
 
 def dbname(dsn: str) -> str:
     return dsn.split("?", 1)[0].rsplit("/", 1)[-1]
+
+
+@pytest.fixture
+def agent_dir() -> Iterator[Path]:
+    """A directory for an agent process's config and state; its embedded server never outlives the test."""
+    path = reachable_tmpdir("pbx-agent-life-")
+    yield path
+    data = path / "state" / "pg" / "data"
+    if (data / "postmaster.pid").exists():  # never leave a server behind, whatever the test did
+        asyncio.run(EmbeddedPostgres(path / "state" / "pg").stop())
+    shutil.rmtree(path, ignore_errors=True)

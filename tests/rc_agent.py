@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -18,6 +17,7 @@ from agent.config.checks import Address
 from agent.config.sections import Config, PbxSection
 from agent.store.secretbox import load_or_create_secret
 from agent.web.tokens import TokenSigner
+from tests.agent_process import free_port
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 
@@ -30,12 +30,6 @@ IDLE_AMI = (
     b"Response: Success\r\nActionID: 1\r\nMessage: Authentication accepted\r\n\r\n"
     b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pbx_for(fake: FakeAmi, **over: Any) -> PbxSection:

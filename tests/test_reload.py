@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 
 from agent.config.sections import Config, PbxSection, RecordingsSource
+from tests.agent_process import free_port, output, start, wait_healthy
 from tests.rc_agent import started
-from tests.test_lifecycle import agent_dir, free_port, output, start, wait_healthy  # noqa: F401
 
 PBX = '[[pbx]]\nname = "{name}"\nenterprise = "0001"\nusername = "agent"\nsecret = "s3cret-{name}"\nport = {port}\n'
 
@@ -34,7 +34,7 @@ def messages_until(receiver: socket.socket, wanted: str) -> list[str]:
 
 
 def test_sighup_reloads_pbx_links_and_refuses_a_broken_file(
-    agent_dir: Path,  # noqa: F811
+    agent_dir: Path,
     agent_env: dict[str, str],
 ) -> None:
     port = free_port()

@@ -6,6 +6,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from agent.life.runas import give_to_state_owner
+
 
 class StateDirBusy(Exception):
     pass
@@ -19,6 +21,7 @@ class StateLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        give_to_state_owner(self.path, self.path.parent)  # root's CLI beside a service: the service must reopen it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from agent.life.statelock import StateDirBusy, StateLock
 from agent.store import migrate as migrations
 from agent.store.embedded import EmbeddedPostgres
 
@@ -28,17 +29,39 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 @asynccontextmanager
-async def embedded_or_external(dsn: str, state_dir: Path) -> AsyncIterator[str]:
-    """Yield a DSN to connect to; with an empty `dsn`, run the embedded cluster for the duration."""
+async def embedded_or_external(dsn: str, state_dir: Path, *, agent: bool = False) -> AsyncIterator[str]:
+    """Yield a DSN to connect to; with an empty `dsn`, the embedded cluster, started when it is not running.
+
+    The cluster belongs to the agent, which holds the state directory's lock (`agent=True`): it stops the
+    cluster when it stops, whoever started it. A command line tool (`agent=False`) that finds the cluster
+    running uses it and leaves it running; one that started it stops it only if no agent took the state
+    directory meanwhile, holding the lock while it stops so that no agent starts on a stopping cluster.
+    """
     if dsn:
         yield dsn
         return
     cluster = EmbeddedPostgres(state_dir / "pg")
-    await cluster.start()
+    started = await cluster.start()
     try:
         yield cluster.dsn
     finally:
+        if agent:
+            await cluster.stop()
+        elif started:
+            await _stop_unless_an_agent_runs(cluster, state_dir)
+
+
+async def _stop_unless_an_agent_runs(cluster: EmbeddedPostgres, state_dir: Path) -> None:
+    lock = StateLock(state_dir)
+    try:
+        lock.acquire()
+    except StateDirBusy:
+        log.info("an agent started on %s meanwhile: the embedded PostgreSQL stays up for it", state_dir)
+        return
+    try:
         await cluster.stop()
+    finally:
+        lock.release()
 
 
 # Over TCP, the server notices a peer that vanished without closing (power cut, network gone) in about

@@ -89,25 +89,29 @@ class EmbeddedPostgres:
             self._binaries = find_binaries()
         return self._binaries
 
-    async def start(self) -> None:
-        await asyncio.to_thread(self._start_blocking)
+    async def start(self) -> bool:
+        """Start the server unless it runs already; True when this call started it."""
+        started = await asyncio.to_thread(self._start_blocking)
         await self._ensure_database()
+        return started
 
     async def stop(self) -> None:
         await asyncio.to_thread(self._stop_blocking)
 
     # -- blocking parts, run in a thread -------------------------------------------------------------
 
-    def _start_blocking(self) -> None:
+    def _start_blocking(self) -> bool:
         binaries = self.binaries
         self._prepare_dirs()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(binaries)
         if self._running(binaries):
             log.info(
-                "embedded PostgreSQL already running in %s (left over from an earlier run); reusing it", self.data_dir
+                "embedded PostgreSQL already running in %s (started by another pbx-agent process, or left over "
+                "from an earlier run); using it",
+                self.data_dir,
             )
-            return
+            return False
         self._remove_stale_pid()
         options = (
             f"-c listen_addresses='' -k {self.socket_dir} -c unix_socket_permissions=0700 -c jit=off"
@@ -132,6 +136,7 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             raise EmbeddedPgError(f"embedded PostgreSQL did not start: {self._tail_log() or result.stderr.strip()}")
         log.info("embedded PostgreSQL started in %s", self.data_dir)
+        return True
 
     def _stop_blocking(self) -> None:
         if not self.data_dir.exists():

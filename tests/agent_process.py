@@ -1,0 +1,79 @@
+"""The agent as a child process, for the tests that run it as an admin would: its config, start, health."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(directory: Path, port: int) -> Path:
+    cfg = directory / "agent.toml"
+    cfg.write_text(
+        f'[agent]\nstate_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\n'
+        f'[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
+        '[[pbx]]\nname = "office"\nenterprise = "0001"\nusername = "agent"\nsecret = "ami-secret-value"\n'
+        f"port = {free_port()}\n"  # nothing listens there: the AMI link is down, the agent degraded
+    )
+    return cfg
+
+
+def start(cfg: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The agent's output goes to agent.log beside its config (a pipe nobody drains could block it)."""
+    with open(cfg.parent / "agent.log", "a") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "-c", str(cfg)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def output(cfg_dir: Path) -> str:
+    return (cfg_dir / "agent.log").read_text()
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            args = proc.args
+            assert isinstance(args, list)
+            log = (Path(str(args[-1])).parent / "agent.log").read_text()[-3000:]
+            raise AssertionError(f"agent exited {proc.returncode}:\n{log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                body: dict[str, object] = json.loads(resp.read())
+                if resp.status == 200:
+                    return body
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("agent not healthy in time")
+
+
+def postmaster_pid(directory: Path) -> int | None:
+    try:
+        return int((directory / "state" / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
