@@ -75,3 +75,35 @@ async def test_metrics_of_a_running_agent(
     assert got[("pbx_agent_routing_cache_total", (("result", "hit"),))] == 1
     assert got[("pbx_agent_routing_cache_total", (("result", "miss"),))] == 1
     assert re.search(r'^pbx_agent_calls_ended_total\{direction="in",result="answered"\} 1\.0$', text, re.M)
+
+
+async def test_event_names_asterisk_does_not_document_share_one_label(
+    pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    directory = recordings.recordings_dir()
+    stream = (directory / "a_incoming_answered.ami").read_bytes()
+    booted = stream.index(b"Event: FullyBooted")
+    after_booted = stream.index(b"\r\n\r\n", booted) + 4
+    invented = b"".join(b"Event: Invented%d\r\nPrivilege: call,all\r\n\r\n" % i for i in range(2000))
+    ami = FakeAmi(stream[:after_booted] + invented + stream[after_booted:], speed=math.inf)
+    await ami.start()
+    try:
+        async with running(config_with(make_config, db_dsn, ami)) as agent:
+            await ami.wait_finished(within=10)
+
+            async def counted() -> bool:
+                return bool(await pool.fetchval("SELECT count(*) FROM calls"))
+
+            await until(counted, within=10)
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{agent.http_port}/metrics") as resp:
+                text = await resp.text()
+    finally:
+        await ami.stop()
+    events = {
+        dict(labels)["event"]: value
+        for (name, labels), value in samples(text).items()
+        if name == "pbx_agent_ami_events_total"
+    }
+    assert events["other"] == 2000
+    assert not any(name.startswith("Invented") for name in events)
+    assert events["DialBegin"] >= 1 and events["Hangup"] >= 1  # the documented ones keep their own series

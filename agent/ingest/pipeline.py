@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from agent.config.sections import PbxSection
+from agent.ingest.event_names import label_of
 from agent.ingest.frame import AmiMessage
 from agent.ingest.link import AmiLink
 from agent.tracking.channels import DEFAULT_INTERNAL_NUMBER, DEFAULT_PHONE_CHANNELS, ChannelRules
@@ -82,7 +83,7 @@ class PbxPipeline:
             await self.link.run()
 
     def _on_events(self, msgs: list[AmiMessage], at: datetime) -> None:
-        for name, count in Counter(m.get("Event", "") for m in msgs).items():
+        for name, count in Counter(label_of(m.get("Event", "")) for m in msgs).items():
             self._events.labels(self.pbx.name, name).inc(count)
         if self.states is not None:
             self.states.feed(msgs)
