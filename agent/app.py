@@ -21,6 +21,7 @@ from agent.config.load import load
 from agent.config.sections import Config, ConfigError
 from agent.delivery.dispatch import CrmDispatcher
 from agent.delivery.integrations import Integrations
+from agent.delivery.journal import Journal
 from agent.delivery.outbox import Outbox, OutboxPolicy, policy_from
 from agent.delivery.outbox_health import outbox_probe
 from agent.delivery.planner import Planner
@@ -37,6 +38,7 @@ from agent.repair.catchup import CatchUpStore, follower_of
 from agent.store import database, enterprises, peers
 from agent.store import routing_rules as routing_store
 from agent.store.calls import count_ended
+from agent.store.keeper import EmbeddedKeeper
 from agent.store.retention import Pruner
 from agent.store.secretbox import SecretBox, derive_key, load_or_create_secret
 from agent.tracking.event import CallEvent
@@ -121,9 +123,8 @@ class Agent:
                 raise ConflictError(str(exc)) from None
             stack.callback(state_lock.release)
             secret = await asyncio.to_thread(load_or_create_secret, cfg.agent.state_dir)
-            dsn = await stack.enter_async_context(
-                database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir, agent=True)
-            )
+            server = await stack.enter_async_context(database.for_agent(cfg.database.dsn, cfg.agent.state_dir))
+            dsn = server.dsn
             try:
                 self.pool = await database.create_pool(dsn, cfg.database.pool_size, name=self.name)
             except (OSError, asyncpg.PostgresError) as exc:
@@ -161,7 +162,10 @@ class Agent:
                 self.agent_count.on_change(amocrm.guard.share)
             rules_cache = routing_store.RulesCache(pool)
             self.integrations.on_change(rules_cache.invalidate)
-            self.planner = Planner(self.integrations, self.outbox, rules=rules_cache.get)
+            self.planner = Planner(
+                self.integrations, self.outbox, rules=rules_cache.get, journal=Journal(cfg.agent.state_dir)
+            )
+            stack.callback(self.planner.close)  # after every task stopped (below): what is queued goes to disk
             outbox, agent_count = self.outbox, self.agent_count
             self.health.register_probe(
                 "outbox", lambda: outbox_probe(outbox, self.metrics, agents=agent_count.agents), critical=False
@@ -207,6 +211,9 @@ class Agent:
             stack.push_async_callback(runner.cleanup)
             stack.push_async_callback(supervisor.stop)
 
+            if server.embedded is not None:
+                keeper = EmbeddedKeeper(server.embedded, self.health.register("embedded_database", critical=False))
+                supervisor.start("embedded-database", keeper.run)
             supervisor.start("config-listener", self.integrations.listen)
             hold = peers.join_hold(self.agent_count.agents, cfg.outbox.agents_refresh)
             supervisor.start("outbox", lambda: self._run_outbox(hold))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -77,3 +78,14 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+async def start_agent(cfg: Path) -> asyncio.subprocess.Process:
+    """`pbx-agent run` from an async test; its output goes to agent.log beside the config."""
+    log = await asyncio.to_thread(open, cfg.parent / "agent.log", "ab")  # the child keeps its own copy
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent", "run", "-c", str(cfg), stdout=log, stderr=log
+        )
+    finally:
+        log.close()

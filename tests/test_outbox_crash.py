@@ -8,25 +8,18 @@ import asyncio
 import math
 import os
 import signal
-import sys
 from pathlib import Path
 
 from agent.store.database import Pool
 from agent.store.secretbox import load_or_create_secret
 from tests import recordings
-from tests.agent_process import free_port
+from tests.agent_process import free_port, start_agent
 from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.waiting import until
 
 CALLS = 500
-
-
-def burst(calls: int) -> bytes:
-    data = recordings.ami("p_c_incoming_busy")
-    banner, _, body = data.partition(b"\r\n")
-    return banner + b"\r\n" + b"".join(recordings.rewrite_ids(body, offset=i * 10) for i in range(calls))
 
 
 def write_config(directory: Path, dsn: str, ami_port: int) -> Path:
@@ -40,22 +33,12 @@ def write_config(directory: Path, dsn: str, ami_port: int) -> Path:
     return cfg
 
 
-async def start_agent(cfg: Path) -> asyncio.subprocess.Process:
-    log = await asyncio.to_thread(open, cfg.parent / "agent.log", "ab")  # the child keeps its own copy
-    try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "run", "-c", str(cfg), stdout=log, stderr=log
-        )
-    finally:
-        log.close()
-
-
 async def count(pool: Pool, sql: str) -> int:
     return int(await pool.fetchval(sql) or 0)
 
 
 async def test_kill_9_mid_burst_loses_and_duplicates_nothing(pool: Pool, db_dsn: str, tmp_path: Path) -> None:
-    async with FakeRetailCrm(api_key=API_KEY) as crm, FakeAmi(burst(CALLS), speed=math.inf) as ami:
+    async with FakeRetailCrm(api_key=API_KEY) as crm, FakeAmi(recordings.burst(CALLS), speed=math.inf) as ami:
         crm.slow(0.01)
         cfg = write_config(tmp_path, db_dsn, ami.port)
         load_or_create_secret(tmp_path / "state")

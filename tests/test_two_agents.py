@@ -17,11 +17,10 @@ from pathlib import Path
 from agent.store.database import Pool
 from agent.store.secretbox import load_or_create_secret
 from tests import recordings
-from tests.agent_process import free_port
+from tests.agent_process import free_port, start_agent
 from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
-from tests.test_outbox_crash import start_agent
 from tests.waiting import until
 
 CALLS = 12

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -28,14 +29,37 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-@asynccontextmanager
-async def embedded_or_external(dsn: str, state_dir: Path, *, agent: bool = False) -> AsyncIterator[str]:
-    """Yield a DSN to connect to; with an empty `dsn`, the embedded cluster, started when it is not running.
+@dataclass(frozen=True, slots=True)
+class Server:
+    """The database the agent runs on: its DSN, and the embedded cluster when it is one."""
 
-    The cluster belongs to the agent, which holds the state directory's lock (`agent=True`): it stops the
-    cluster when it stops, whoever started it. A command line tool (`agent=False`) that finds the cluster
-    running uses it and leaves it running; one that started it stops it only if no agent took the state
-    directory meanwhile, holding the lock while it stops so that no agent starts on a stopping cluster.
+    dsn: str
+    embedded: EmbeddedPostgres | None
+
+
+@asynccontextmanager
+async def for_agent(dsn: str, state_dir: Path) -> AsyncIterator[Server]:
+    """The agent's database. With an empty `dsn` it is the embedded cluster, which belongs to the agent (the
+    holder of the state directory's lock): started when it is not running, stopped when the agent stops,
+    whoever started it."""
+    if dsn:
+        yield Server(dsn, None)
+        return
+    cluster = EmbeddedPostgres(state_dir / "pg")
+    await cluster.start()
+    try:
+        yield Server(cluster.dsn, cluster)
+    finally:
+        await cluster.stop()
+
+
+@asynccontextmanager
+async def embedded_or_external(dsn: str, state_dir: Path) -> AsyncIterator[str]:
+    """A command line tool's database (migrate, redeliver, backfill): with an empty `dsn`, the embedded cluster.
+
+    A tool that finds the cluster running (a live agent's) uses it and leaves it running; one that started it
+    stops it only if no agent took the state directory meanwhile, holding the lock while it stops so that no
+    agent starts on a stopping cluster.
     """
     if dsn:
         yield dsn
@@ -45,9 +69,7 @@ async def embedded_or_external(dsn: str, state_dir: Path, *, agent: bool = False
     try:
         yield cluster.dsn
     finally:
-        if agent:
-            await cluster.stop()
-        elif started:
+        if started:
             await _stop_unless_an_agent_runs(cluster, state_dir)
 
 
@@ -102,7 +124,9 @@ async def probe(pool: Pool) -> dict[str, Any]:
 
 def is_transient(exc: BaseException) -> bool:
     """A failure that a retry can cure: the server away, restarting, or the connection lost."""
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+    # InternalClientError: a connection left mid-operation when its server died ("another operation is in
+    # progress"); the pool closes it, and the retry gets a new one
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.InternalClientError):
         return True
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""

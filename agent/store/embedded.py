@@ -98,6 +98,14 @@ class EmbeddedPostgres:
     async def stop(self) -> None:
         await asyncio.to_thread(self._stop_blocking)
 
+    def server_alive(self) -> bool:
+        """Does this cluster's server process live? Cheap (no subprocess): its postmaster.pid and /proc."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        return _is_postgres_of(pid, self.data_dir)
+
     # -- blocking parts, run in a thread -------------------------------------------------------------
 
     def _start_blocking(self) -> bool:
