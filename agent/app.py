@@ -341,7 +341,7 @@ class Agent:
                     log.warning("reload: [%s] changed; it takes effect when the agent restarts", section)
             self.config = replace(self.config, pbx=new.pbx)
             if self.originator is not None:
-                self.originator.pbx = new.pbx
+                self.originator.apply(new.pbx)
             log.info("reloaded %s: %s", self.config.path, ", ".join(changes) or "no PBX changes")
         finally:
             self.notifier.notify("READY=1", f"STATUS={await self.status_line()}")
@@ -387,7 +387,7 @@ def attach_amocrm(integrations: Integrations, secret: bytes, public_url: str) ->
     connector = integrations.connectors.get(AmoCrmConnector.name)
     if not isinstance(connector, AmoCrmConnector):
         return None
-    tokens = connector.bind(integrations.pool, integrations.box, public_url)
-    connector.state_signer = StateSigner(derive_key(secret, STATE_PURPOSE))
+    signer = StateSigner(derive_key(secret, STATE_PURPOSE))
+    tokens = connector.bind(integrations.pool, integrations.box, public_url, state_signer=signer)
     integrations.on_change(tokens.forget)
     return connector
