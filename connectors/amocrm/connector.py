@@ -1,8 +1,8 @@
 """amoCRM as a `connectors.registry.Connector`, plus what the agent binds to it at start-up.
 
 `bind(pool, box, public_url, state_signer=...)` gives it the database (tokens, call steps, logs) and the key
-that signs OAuth `state` values; the composition root calls it through `agent.app.attach_amocrm`. Until bound,
-`client()` refuses (nothing can be sent without tokens).
+that signs OAuth `state` values; the composition root calls it through `agent.parts.delivery.attach_amocrm`.
+Until bound, `client()` refuses (nothing can be sent without tokens).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class AmoCrmConnector:
 
     def client(self, settings: AmoCrmSettings, http: httpx.AsyncClient) -> AmoCrmClient:
         if self.tokens is None:
-            raise RuntimeError("the amoCRM connector is not bound to the database (agent.app.attach_amocrm)")
+            raise RuntimeError("the amoCRM connector is not bound to the database (agent.parts.delivery.attach_amocrm)")
         return AmoCrmClient(
             settings, self.http_for(settings, http), self.tokens, self.guard, self.phone_locks, self.log_outcome
         )
