@@ -258,7 +258,7 @@ def add_routes(app: web.Application) -> None:
 
 
 def connector_of(integrations: Integrations) -> AmoCrmConnector:
-    """The agent's amoCRM connector, bound to the database at start (agent.app.attach_amocrm)."""
+    """The agent's amoCRM connector, bound to the database at start (agent.parts.delivery.attach_amocrm)."""
     connector = integrations.connectors.get(AmoCrmConnector.name)
     if not isinstance(connector, AmoCrmConnector) or connector.tokens is None:
         raise RuntimeError("amoCRM is not attached")

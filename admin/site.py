@@ -121,7 +121,7 @@ def static_dir() -> Path:
 
 
 def add_routes(app: web.Application, secret: bytes) -> None:
-    """Mount the admin site on the agent's app (one line in agent.app._start_http)."""
+    """Mount the admin site on the agent's app (one line in agent.parts.web.http_part)."""
     app[LINKS] = LinkSigner(secret)
     app[FRAME_ANCESTORS] = []  # hook: the CRM's origin, when its one-click link opens the pages in a frame
     aiohttp_jinja2.setup(

@@ -1,4 +1,7 @@
-"""`pbx-agent run`: bring the parts up in order, report READY, and take them down in reverse."""
+"""`pbx-agent run`: bring the parts up in order, report READY, and take them down in reverse.
+
+`Agent.run` reads as the architecture: each part (agent.parts) is an async context manager built from what
+the ones before it hand over; they stop in reverse order as the block ends."""
 
 from __future__ import annotations
 
@@ -7,72 +10,61 @@ import logging
 import os
 import signal
 import time
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-import asyncpg
-from aiohttp import web
-
-from admin import amocrm_api, amocrm_callbacks, api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
-from admin import site as admin_site
-from admin.routing_api import add_routes as add_routing_routes
 from agent.config.load import load
 from agent.config.sections import Config, ConfigError
-from agent.delivery.dispatch import CrmDispatcher
 from agent.delivery.integrations import Integrations
-from agent.delivery.journal import Journal
-from agent.delivery.outbox import Outbox, OutboxPolicy, policy_from
-from agent.delivery.outbox_health import outbox_probe
+from agent.delivery.outbox import Outbox, OutboxPolicy
 from agent.delivery.planner import Planner
 from agent.ingest.links import PbxManager
 from agent.ingest.originate import Originator
-from agent.ingest.pipeline import PbxPipeline
+from agent.ingest.pipeline import CallEventSink, PbxPipeline
 from agent.life.logs import register_secret
 from agent.life.sdnotify import Notifier
-from agent.life.statelock import StateDirBusy, StateLock
 from agent.life.supervisor import Supervisor
+from agent.parts.delivery import delivery_part, run_outbox
+from agent.parts.pbx import pbx_part
+from agent.parts.redirect import redirect_part
+from agent.parts.store import database_part, state_part
+from agent.parts.web import http_part, records_part
 from agent.redirect.router import Router
-from agent.redirect.server import AgiServer, hosts_of
-from agent.repair.catchup import CatchUpStore, follower_of
-from agent.store import database, enterprises, peers
-from agent.store import routing_rules as routing_store
-from agent.store.calls import count_ended
-from agent.store.keeper import EmbeddedKeeper
+from agent.redirect.server import AgiServer
+from agent.store import database, peers
 from agent.store.retention import Pruner
-from agent.store.secretbox import SecretBox, derive_key, load_or_create_secret
-from agent.tracking.event import CallEvent
-from agent.web import keys
-from agent.web import recording_http as records_http
-from agent.web import recordings as records
+from agent.tracking.extstates import ExtensionStates
 from agent.web.health import HealthRegistry
 from agent.web.metrics import Metrics
 from agent.web.recordings import RecordLinks
-from agent.web.server import create_app
-from agent.web.tokens import TokenSigner
-from connectors.amocrm.connector import AmoCrmConnector
-from connectors.amocrm.oauth import STATE_PURPOSE, StateSigner
-from connectors.http import make_client
-from connectors.registry import connectors, secret_fields
 
 log = logging.getLogger(__name__)
 
-HTTP_SHUTDOWN_S = 3.0
 STATUS_INTERVAL_S = 10.0
 STATUS_CHECK_S = 1.0
 
 
-class StartupError(Exception):
-    """A part could not start; the message says which and why."""
+@dataclass(frozen=True)
+class RunningParts:
+    """Every part of a running agent, all up: `Agent.parts` from just before the background work starts."""
 
-
-class ConflictError(StartupError):
-    """Something else already holds what the agent needs (its state_dir, a port): exit code 2."""
+    pool: database.Pool
+    records: RecordLinks  # record_url() for CRM clients' recordUrl
+    integrations: Integrations
+    outbox: Outbox
+    agent_count: peers.AgentCount
+    planner: Planner
+    router: Router
+    agi: AgiServer
+    pbxs: PbxManager
+    originator: Originator
+    http_port: int
+    on_call_event: CallEventSink  # where every PBX's CallEvents go (agent.parts.pbx.call_events)
 
 
 @dataclass
 class Agent:
-    """The running parts, for tests and for the components that need each other."""
+    """One agent process: its settings and its notifications, and (`parts`) the parts while it runs."""
 
     config: Config
     health: HealthRegistry = field(default_factory=HealthRegistry)
@@ -80,33 +72,22 @@ class Agent:
     notifier: Notifier = field(default_factory=Notifier)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    pool: database.Pool | None = None
-    http_port: int | None = None
-    planner: Planner | None = None
-    outbox: Outbox | None = None
-    integrations: Integrations | None = None
-    pbxs: PbxManager | None = None
     lock_interval: float = 2.0
-    records: RecordLinks | None = None  # record_url() for CRM clients' recordUrl
-    originator: Originator | None = None
-    router: Router | None = None
-    agi: AgiServer | None = None
     outbox_policy: OutboxPolicy | None = None  # tests pass one; else from [outbox]
     name: str = field(default_factory=peers.agent_name)  # application_name of its connections (agent.store.peers)
-    agent_count: peers.AgentCount | None = None  # agents on the database: each takes its share of the rate limits
     outbox_started: asyncio.Event = field(default_factory=asyncio.Event)
+    _parts: RunningParts | None = field(default=None, init=False, repr=False)
+
+    @property
+    def parts(self) -> RunningParts:
+        """The running parts; before they are all up, RuntimeError."""
+        if self._parts is None:
+            raise RuntimeError("the agent's parts are not up yet")
+        return self._parts
 
     @property
     def pipelines(self) -> dict[str, PbxPipeline]:
-        return self.pbxs.pipelines if self.pbxs is not None else {}
-
-    def on_call_event(self, event: CallEvent) -> None:
-        """Every CallEvent of every PBX passes here, on the AMI reader's path: enqueue only."""
-        count_ended(self.metrics, event)
-        if self.router is not None:
-            self.router.note_answered(event)  # routing rules' caller history, at once
-        if self.planner is not None:
-            self.planner.put(event)
+        return self._parts.pbxs.pipelines if self._parts is not None else {}
 
     async def run(self) -> None:
         cfg = self.config
@@ -114,188 +95,84 @@ class Agent:
             register_secret(pbx.secret)
         if cfg.database.dsn and urlsplit(cfg.database.dsn).password:
             register_secret(str(urlsplit(cfg.database.dsn).password))
-        supervisor = Supervisor(lambda name: self.metrics.component_restarts.labels(name).inc())
-        async with AsyncExitStack() as stack:
-            state_lock = StateLock(cfg.agent.state_dir)
-            try:
-                state_lock.acquire()
-            except StateDirBusy as exc:
-                raise ConflictError(str(exc)) from None
-            stack.callback(state_lock.release)
-            secret = await asyncio.to_thread(load_or_create_secret, cfg.agent.state_dir)
-            server = await stack.enter_async_context(database.for_agent(cfg.database.dsn, cfg.agent.state_dir))
-            dsn = server.dsn
-            try:
-                self.pool = await database.create_pool(dsn, cfg.database.pool_size, name=self.name)
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise StartupError(f"cannot connect to the database: {exc}") from exc
-            stack.push_async_callback(self._close_pool)
-            await database.migrate(self.pool)
-            pool = self.pool
-            self.health.register_probe("database", lambda: database.probe(pool), critical=True)
-
-            box = SecretBox(secret, secret_fields())
-            self.records = records.from_config(cfg, secret, self.health)
-            stack.push_async_callback(self.records.close)
-            await self.records.mp3.sweep()  # [agent] mp3_cache_mb may have shrunk since the last run
-            http = make_client()
-            stack.push_async_callback(http.aclose)
-            self.integrations = Integrations(pool, box, connectors(), http)
-            amocrm = attach_amocrm(self.integrations, secret, cfg.agent.public_url)
-            if amocrm is not None:
-                stack.push_async_callback(amocrm.aclose)
-            policy = self.outbox_policy or policy_from(cfg.outbox)
-            dispatcher = CrmDispatcher(
-                self.integrations,
-                concurrency=policy.account_concurrency,
-                breaker_threshold=policy.breaker_threshold,
-                breaker_cooldown=policy.breaker_cooldown,
-                recordings=self.records,
-                recording_wait=cfg.outbox.recording_wait,
-            )
-            self.outbox = Outbox(pool, dispatcher, self.metrics, policy)
-            self.agent_count = peers.AgentCount(lambda: peers.count_agents(pool), interval=cfg.outbox.agents_refresh)
-            await self.agent_count.refresh()
-            self.agent_count.on_change(self.metrics.agents_sharing_limits.set)
-            self.agent_count.on_change(dispatcher.share_limits)
-            if amocrm is not None:
-                self.agent_count.on_change(amocrm.guard.share)
-            rules_cache = routing_store.RulesCache(pool)
-            self.integrations.on_change(rules_cache.invalidate)
-            self.planner = Planner(
-                self.integrations, self.outbox, rules=rules_cache.get, journal=Journal(cfg.agent.state_dir)
-            )
-            stack.callback(self.planner.close)  # after every task stopped (below): what is queued goes to disk
-            outbox, agent_count = self.outbox, self.agent_count
-            self.health.register_probe(
-                "outbox", lambda: outbox_probe(outbox, self.metrics, agents=agent_count.agents), critical=False
-            )
-
-            self.pbxs = PbxManager(
+        restarted = self.metrics.component_restarts.labels
+        supervisor = Supervisor(lambda name: restarted(name).inc())
+        states: dict[str, ExtensionStates] = {}  # per enterprise: kept by the PBX links, read by the router
+        async with (
+            state_part(cfg) as secret,
+            database_part(cfg, self.name, self.health, lambda name: restarted(name).inc()) as db,
+            records_part(cfg, secret, self.health) as records,
+            delivery_part(cfg, db.pool, secret, records, self.health, self.metrics, self.outbox_policy) as delivery,
+            redirect_part(cfg, db.pool, delivery, states, self.health, self.metrics) as redirect,
+        ):
+            pbxs = pbx_part(
+                cfg,
                 supervisor,
+                db,
+                delivery.planner,
+                redirect.router,
+                states,
                 self.health,
                 self.metrics,
-                cfg.agent.default_region,
-                self.on_call_event,
-                dsn,
                 lock_interval=self.lock_interval,
-                follower=follower_of(
-                    CatchUpStore(pool, self.planner), cfg.agent.default_region, self.metrics.calls_backfilled
-                ),
                 name=self.name,
             )
-            self.metrics.watch_pbxs(self.pbxs.snapshot)
-            self.router = Router(
-                self.integrations.lookups,
-                states=self.pbxs.states,
-                busy_policy=lambda number: enterprises.redirect_when_busy(pool, number),
-                regions={p.enterprise: p.region for p in cfg.pbx},
-                default_region=cfg.agent.default_region,
-                rules=lambda number: routing_store.get(pool, number),
-                away=lambda number: routing_store.away_statuses(pool, number),
-                history=lambda number, phone, since: routing_store.last_answered(pool, number, phone, since),
-            )
-            stack.push_async_callback(self.router.close)
-            self.integrations.on_change(self.router.invalidate)
-            if amocrm is not None:  # a contact's responsible manager changed in amoCRM (webhook)
-                router = self.router
-                amocrm.on_responsible_change(lambda enterprise, _phones: router.invalidate(enterprise))
-            self.agi = AgiServer(cfg.agi, self.router, self.health, hosts_of(cfg.pbx), registry=self.metrics.registry)
-            try:
-                await self.agi.start()
-            except OSError as exc:
-                raise ConflictError(f"cannot listen on [agi] listen {cfg.agi.listen}: {_why(exc)}") from exc
-            stack.push_async_callback(self.agi.stop)
-
-            runner = await self._start_http(secret)
-            stack.push_async_callback(runner.cleanup)
-            stack.push_async_callback(supervisor.stop)
-
-            if server.embedded is not None:
-                keeper = EmbeddedKeeper(server.embedded, self.health.register("embedded_database", critical=False))
-                supervisor.start("embedded-database", keeper.run)
-            supervisor.start("config-listener", self.integrations.listen)
-            hold = peers.join_hold(self.agent_count.agents, cfg.outbox.agents_refresh)
-            supervisor.start("outbox", lambda: self._run_outbox(hold))
-            supervisor.start("agent-count", self.agent_count.run)
-            supervisor.start("planner", self.planner.run)
-            pruner = Pruner(pool, cfg.retention, self.metrics, self.health.register("retention", critical=False))
-            supervisor.start("retention", pruner.run)
-            self.pbxs.start(cfg.pbx)
-
-            interval = self.notifier.watchdog_interval()
-            if interval:
-                supervisor.start("watchdog", lambda: self._watchdog(interval))
-            if self.notifier.enabled:
-                supervisor.start("status", self._status)
-            self.metrics.up.set(1)
-            self.notifier.notify("READY=1", f"STATUS={await self.status_line()}")
-            self.ready.set()
-            log.info("pbx-agent ready: http %s, %d PBX configured", cfg.http.listen, len(cfg.pbx))
-            await self.stopping.wait()
-            log.info("stopping")
-            self.notifier.notify("STOPPING=1")
-            self.metrics.up.set(0)
+            async with (
+                http_part(
+                    cfg,
+                    secret,
+                    health=self.health,
+                    metrics=self.metrics,
+                    pool=db.pool,
+                    integrations=delivery.integrations,
+                    outbox=delivery.outbox,
+                    pbxs=pbxs,
+                    records=records,
+                ) as http,
+                supervisor,  # the background work stops first
+            ):
+                self._parts = RunningParts(
+                    db.pool,
+                    records,
+                    delivery.integrations,
+                    delivery.outbox,
+                    delivery.agent_count,
+                    delivery.planner,
+                    redirect.router,
+                    redirect.agi,
+                    pbxs,
+                    http.originator,
+                    http.port,
+                    pbxs.sink,
+                )
+                self._start_work(supervisor, self._parts)
+                self.metrics.up.set(1)
+                self.notifier.notify("READY=1", f"STATUS={await self.status_line()}")
+                self.ready.set()
+                log.info("pbx-agent ready: http %s, %d PBX configured", cfg.http.listen, len(cfg.pbx))
+                await self.stopping.wait()
+                log.info("stopping")
+                self.notifier.notify("STOPPING=1")
+                self.metrics.up.set(0)
         log.info("stopped")
 
-    async def _start_http(self, secret: bytes) -> web.AppRunner:
-        app = create_app()
-        app[keys.CONFIG] = self.config
-        app[keys.HEALTH] = self.health
-        app[keys.METRICS] = self.metrics
-        assert self.pool is not None
-        app[keys.POOL] = self.pool
-        app[keys.SECRETS] = SecretBox(secret, secret_fields())
-        app[keys.SIGNER] = TokenSigner(secret)
-        assert self.integrations is not None and self.outbox is not None
-        app[keys.INTEGRATIONS] = self.integrations
-        app[keys.OUTBOX] = self.outbox
-        assert self.pbxs is not None
-        self.originator = Originator(self.config.pbx, self.pbxs.pipelines)
-        app[keys.ORIGINATOR] = self.originator
-        assert self.records is not None
-        app[keys.RECORDS] = self.records
-        api.add_routes(app)
-        add_routing_routes(app)
-        deliveries_api.add_routes(app)
-        extensions_api.add_routes(app)
-        retailcrm_api.add_routes(app)
-        retailcrm_callbacks.add_routes(app)
-        amocrm_api.add_routes(app)
-        amocrm_callbacks.add_routes(app)
-        records_http.add_routes(app)
-        admin_site.add_routes(app, secret)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
-        await runner.setup()
-        listen = self.config.http.listen
-        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise ConflictError(f"cannot listen on [http] listen {listen}: {_why(exc)}") from exc
-        self.http_port = runner.addresses[0][1]  # the real port when [http] listen asks for port 0
-        return runner
-
-    async def _run_outbox(self, hold: float) -> None:
-        """The outbox, after `hold` seconds the first time (agent.store.peers.join_hold)."""
-        assert self.outbox is not None
-        if hold > 0 and not self.outbox_started.is_set():
-            log.info(
-                "other agents send from this database; this one starts sending in %.0f s, once they have "
-                "counted it and lowered their share of the CRMs' rate limits",
-                hold,
-            )
-            await asyncio.sleep(hold)
-        self.outbox_started.set()
-        await self.outbox.run()
-
-    async def _close_pool(self) -> None:
-        if self.pool is not None:
-            try:
-                await asyncio.wait_for(self.pool.close(), timeout=3)
-            except TimeoutError:
-                self.pool.terminate()
+    def _start_work(self, supervisor: Supervisor, parts: RunningParts) -> None:
+        """The background work, under `supervisor`: config NOTIFYs, the outbox, the agent count, the planner,
+        retention, the PBX links; the watchdog pings and STATUS lines when systemd asks for them."""
+        cfg = self.config
+        supervisor.start("config-listener", parts.integrations.listen)
+        hold = peers.join_hold(parts.agent_count.agents, cfg.outbox.agents_refresh)
+        supervisor.start("outbox", lambda: run_outbox(parts.outbox, hold, self.outbox_started))
+        supervisor.start("agent-count", parts.agent_count.run)
+        supervisor.start("planner", parts.planner.run)
+        pruner = Pruner(parts.pool, cfg.retention, self.metrics, self.health.register("retention", critical=False))
+        supervisor.start("retention", pruner.run)
+        parts.pbxs.start(cfg.pbx)
+        interval = self.notifier.watchdog_interval()
+        if interval:
+            supervisor.start("watchdog", lambda: self._watchdog(interval))
+        if self.notifier.enabled:
+            supervisor.start("status", self._status)
 
     async def _watchdog(self, interval: float) -> None:
         """Pings from the event loop itself: a blocked loop stops them and systemd restarts the agent."""
@@ -307,7 +184,7 @@ class Agent:
         """What `systemctl status` shows: e.g. `3 PBX connected of 3, 0 due`."""
         connected = self._connected_count()
         try:
-            due = await self.outbox.due_count() if self.outbox is not None else 0
+            due = await self._parts.outbox.due_count() if self._parts is not None else 0
             due_text = f"{due} due"
         except Exception:
             due_text = "database unavailable"
@@ -342,22 +219,19 @@ class Agent:
                 return
             for pbx in new.pbx:
                 register_secret(pbx.secret)
-            changes = await self.pbxs.apply(new.pbx) if self.pbxs is not None else []
-            if self.records is not None:
-                await self.records.apply(new.pbx)
+            parts = self._parts
+            changes = await parts.pbxs.apply(new.pbx) if parts is not None else []
+            if parts is not None:
+                await parts.records.apply(new.pbx)
             for section in ("agent", "database", "http", "agi", "outbox", "retention"):
                 if getattr(new, section) != getattr(self.config, section):
                     log.warning("reload: [%s] changed; it takes effect when the agent restarts", section)
             self.config = replace(self.config, pbx=new.pbx)
-            if self.originator is not None:
-                self.originator.pbx = new.pbx
+            if parts is not None:
+                parts.originator.apply(new.pbx)
             log.info("reloaded %s: %s", self.config.path, ", ".join(changes) or "no PBX changes")
         finally:
             self.notifier.notify("READY=1", f"STATUS={await self.status_line()}")
-
-
-def _why(exc: OSError) -> str:
-    return exc.strerror or str(exc)
 
 
 async def serve(config: Config) -> int:
@@ -388,15 +262,3 @@ async def serve(config: Config) -> int:
     stopping.cancel()
     main.result()  # re-raise a start-up failure
     return 0
-
-
-def attach_amocrm(integrations: Integrations, secret: bytes, public_url: str) -> AmoCrmConnector | None:
-    """Bind the amoCRM connector to the database and make config NOTIFYs drop its cached tokens; OAuth
-    `state` values are signed with a key derived from the state secret."""
-    connector = integrations.connectors.get(AmoCrmConnector.name)
-    if not isinstance(connector, AmoCrmConnector):
-        return None
-    tokens = connector.bind(integrations.pool, integrations.box, public_url)
-    connector.state_signer = StateSigner(derive_key(secret, STATE_PURPOSE))
-    integrations.on_change(tokens.forget)
-    return connector

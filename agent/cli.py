@@ -31,8 +31,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.app import ConflictError, StartupError, serve
+    from agent.app import serve
     from agent.life import logs
+    from agent.parts.errors import ConflictError, StartupError
     from agent.store.embedded import EmbeddedPgError
 
     cfg = _load_config(args)

@@ -23,7 +23,7 @@ def links(agent: Agent) -> LinkSigner:
 
 
 def base(agent: Agent) -> str:
-    return f"http://127.0.0.1:{agent.http_port}"
+    return f"http://127.0.0.1:{agent.parts.http_port}"
 
 
 def link(agent: Agent, enterprise: str | None = None, role: str = "admin") -> str:

@@ -79,7 +79,7 @@ async def call(
     data = json.dumps(body).encode() if body is not None else None
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, f"http://127.0.0.1:{agent.http_port}{path}", headers=headers, data=data) as resp,
+        session.request(method, f"http://127.0.0.1:{agent.parts.http_port}{path}", headers=headers, data=data) as resp,
     ):
         text = await resp.text()
         return resp.status, json.loads(text) if resp.content_type == "application/json" else text

@@ -27,8 +27,7 @@ from tests.test_ami_link import pbx_for
 
 
 async def test_sign_in_by_link_once_and_switch_language(running_agent: Agent, chromium: Browser, page: Any) -> None:
-    assert running_agent.pool is not None
-    await seed(running_agent.pool)
+    await seed(running_agent.parts.pool)
     url = link(running_agent, "100")
 
     def steps() -> None:
@@ -54,7 +53,7 @@ async def test_sign_in_by_link_once_and_switch_language(running_agent: Agent, ch
 async def test_a_viewer_has_no_buttons_and_its_posts_are_refused(
     running_agent: Agent, chromium: Browser, page: Any
 ) -> None:
-    pool = running_agent.pool
+    pool = running_agent.parts.pool
     assert pool is not None
     await seed(pool)
     await pool.execute(
@@ -89,7 +88,7 @@ async def test_a_viewer_has_no_buttons_and_its_posts_are_refused(
 async def test_a_forged_csrf_token_is_rejected_and_real_forms_work(
     running_agent: Agent, chromium: Browser, page: Any
 ) -> None:
-    pool = running_agent.pool
+    pool = running_agent.parts.pool
     assert pool is not None
     await seed(pool)
     url = link(running_agent, "100")
@@ -122,8 +121,7 @@ async def test_a_forged_csrf_token_is_rejected_and_real_forms_work(
 
 
 async def test_another_enterprise_is_refused(running_agent: Agent, chromium: Browser, page: Any) -> None:
-    assert running_agent.pool is not None
-    await seed(running_agent.pool)
+    await seed(running_agent.parts.pool)
     url = link(running_agent, "100")
     b = base(running_agent)
 

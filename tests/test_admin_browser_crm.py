@@ -37,7 +37,7 @@ def codes(fake: FakeRetailCrm) -> dict[str, str]:
 async def test_retailcrm_register_test_and_map_with_the_dropdown(
     running_agent: Agent, fake_rc: FakeRetailCrm, chromium: Browser, page: Any
 ) -> None:
-    pool = running_agent.pool
+    pool = running_agent.parts.pool
     assert pool is not None
     await configure_retailcrm(pool, running_agent.config.agent.state_dir, fake_rc)
     await seed(pool)
@@ -88,7 +88,7 @@ async def test_amocrm_connects_through_oauth(
     db_dsn: str, make_config: Callable[..., Config], chromium: Browser, page: Any
 ) -> None:
     async with FakeAmoCrm() as fake, started(make_config, db_dsn) as agent:
-        pool = agent.pool
+        pool = agent.parts.pool
         assert pool is not None
         fake.redirect_uri = agent.config.agent.public_url + "/amocrm/oauth/callback"
         await configure_amocrm(pool, agent.config.agent.state_dir, fake)

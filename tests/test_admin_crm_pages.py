@@ -34,8 +34,7 @@ async def post(http: aiohttp.ClientSession, url: str, csrf_token: str, **fields:
 
 
 async def stored(agent: Agent) -> dict[str, Any]:
-    assert agent.pool is not None
-    found = await enterprises.get_integration(agent.pool, "100", "retailcrm")
+    found = await enterprises.get_integration(agent.parts.pool, "100", "retailcrm")
     assert found is not None
     box = SecretBox(load_or_create_secret(agent.config.agent.state_dir), secret_fields())
     return box.decrypted("retailcrm", found)
@@ -44,8 +43,7 @@ async def stored(agent: Agent) -> dict[str, Any]:
 async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
     running_agent: Agent, fake_rc: FakeRetailCrm
 ) -> None:
-    assert running_agent.pool is not None
-    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    await configure_retailcrm(running_agent.parts.pool, running_agent.config.agent.state_dir, fake_rc)
     b = f"{base(running_agent)}/admin/100"
     async with client(running_agent, "100") as http:
         async with http.get(f"{b}/retailcrm") as resp:
@@ -69,7 +67,7 @@ async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
         assert status == 200
         saved = await stored(running_agent)
         assert saved["api_key"] == API_KEY and saved["popup_out"] is False
-        assert (await enterprises.get(running_agent.pool, "100") or {})["settings"]["redirect_when_busy"] is True
+        assert (await enterprises.get(running_agent.parts.pool, "100") or {})["settings"]["redirect_when_busy"] is True
         # invalid input: the error beside its field, nothing saved
         async with http.post(
             f"{b}/retailcrm", data={"csrf_token": token, "action": "save", "domain": "ftp://x/y", "api_key": NEW_KEY}
@@ -118,12 +116,11 @@ async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
         assert (await stored(running_agent))["api_key"] == API_KEY  # testing saves nothing
         status, body = await post(http, f"{b}/retailcrm", token, action="delete")
         assert status == 200 and body["deleted"] is True
-    assert await enterprises.get_integration(running_agent.pool, "100", "retailcrm") is None
+    assert await enterprises.get_integration(running_agent.parts.pool, "100", "retailcrm") is None
 
 
 async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_agent: Agent) -> None:
-    assert running_agent.pool is not None
-    await enterprises.put(running_agent.pool, "100", "Shop")
+    await enterprises.put(running_agent.parts.pool, "100", "Shop")
     box = SecretBox(load_or_create_secret(running_agent.config.agent.state_dir), secret_fields())
     legacy = {
         "api_url": "https://shop.retailcrm.ru/api/v5",
@@ -131,7 +128,7 @@ async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_age
         "timezone": "Europe/Moscow",
         "user_mappings": {"150": "7"},
     }
-    async with running_agent.pool.acquire() as conn:
+    async with running_agent.parts.pool.acquire() as conn:
         await conn.execute(
             "UPDATE enterprises SET integrations_config = jsonb_build_object('retailcrm', $1::jsonb)"
             " WHERE number = '100'",
@@ -154,10 +151,9 @@ async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_age
 
 
 async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
-    assert running_agent.pool is not None
-    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    await configure_retailcrm(running_agent.parts.pool, running_agent.config.agent.state_dir, fake_rc)
     async with FakeAmoCrm() as amo:
-        settings = await configure_amocrm(running_agent.pool, running_agent.config.agent.state_dir, amo)
+        settings = await configure_amocrm(running_agent.parts.pool, running_agent.config.agent.state_dir, amo)
     b = f"{base(running_agent)}/admin/100"
     async with client(running_agent, "100") as http, http.get(f"{b}/amocrm.json") as resp:
         assert settings.webhook_secret in (await resp.json())["webhook_url"]
@@ -184,8 +180,7 @@ async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: Fake
 
 
 async def seed_extensions(agent: Agent) -> None:
-    assert agent.pool is not None
-    await agent.pool.execute(
+    await agent.parts.pool.execute(
         "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES"
         " ('100', '150', 'Anna'), ('100', '151', ''), ('100', '152', '') ON CONFLICT DO NOTHING"
     )
@@ -197,8 +192,7 @@ def codes(fake: FakeRetailCrm) -> dict[str, str]:
 
 
 async def test_managers_reassign_and_sync_additional_codes(running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
-    assert running_agent.pool is not None
-    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc)
+    await configure_retailcrm(running_agent.parts.pool, running_agent.config.agent.state_dir, fake_rc)
     await seed_extensions(running_agent)
     b = f"{base(running_agent)}/admin/100"
     async with client(running_agent, "100") as http:
@@ -242,8 +236,9 @@ async def test_managers_reassign_and_sync_additional_codes(running_agent: Agent,
 async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
     running_agent: Agent, fake_rc: FakeRetailCrm
 ) -> None:
-    assert running_agent.pool is not None
-    await configure_retailcrm(running_agent.pool, running_agent.config.agent.state_dir, fake_rc, user_extensions={})
+    await configure_retailcrm(
+        running_agent.parts.pool, running_agent.config.agent.state_dir, fake_rc, user_extensions={}
+    )
     fake_rc.modules["pbx-agent"] = {
         "code": "pbx-agent",
         "integrations": {"telephony": {"additionalCodes": [{"userId": 7, "code": "151"}]}},
@@ -259,10 +254,9 @@ async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
 
 
 async def test_amocrm_page_connects_by_code_and_token_and_disconnects(running_agent: Agent) -> None:
-    assert running_agent.pool is not None
     async with FakeAmoCrm() as fake:
         fake.users.append({"id": 7, "name": "Ivan Petrov", "email": "ivan@example.com", "rights": {"is_active": True}})
-        await configure_amocrm(running_agent.pool, running_agent.config.agent.state_dir, fake)
+        await configure_amocrm(running_agent.parts.pool, running_agent.config.agent.state_dir, fake)
         await seed_extensions(running_agent)
         b = f"{base(running_agent)}/admin/100"
         async with client(running_agent, "100") as http:
@@ -280,7 +274,7 @@ async def test_amocrm_page_connects_by_code_and_token_and_disconnects(running_ag
             async with http.get(f"{b}/amocrm") as resp:
                 html = await resp.text()
             assert "🟢" in html and "Sales" in html and fake.client_secret not in html
-            access = await running_agent.pool.fetchval("SELECT access_token FROM amocrm_tokens")
+            access = await running_agent.parts.pool.fetchval("SELECT access_token FROM amocrm_tokens")
             assert access and access not in html
             # settings: pipeline and status, tags; an invalid value beside its field, nothing saved
             status, body = await post(

@@ -11,7 +11,7 @@ from tests.admin_client import base, client, csrf
 
 
 async def test_routing_page_saves_valid_rules_and_refuses_bad_ones(running_agent: Agent) -> None:
-    pool = running_agent.pool
+    pool = running_agent.parts.pool
     assert pool is not None
     await enterprises.put(pool, "100", "Shop")
     url = f"{base(running_agent)}/admin/100/routing"

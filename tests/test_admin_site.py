@@ -15,9 +15,8 @@ from tests.admin_client import add_calls, base, client, csrf, link, links
 
 
 async def setup_enterprises(agent: Agent) -> None:
-    assert agent.pool is not None
-    await enterprises.put(agent.pool, "100", "Shop")
-    await enterprises.put(agent.pool, "200", "Other")
+    await enterprises.put(agent.parts.pool, "100", "Shop")
+    await enterprises.put(agent.parts.pool, "200", "Other")
 
 
 async def test_a_link_signs_in_once(running_agent: Agent) -> None:
@@ -54,8 +53,7 @@ async def test_api_tokens_and_forged_links_do_not_sign_in(running_agent: Agent) 
 
 async def test_pages_render_and_serve_json(running_agent: Agent) -> None:
     await setup_enterprises(running_agent)
-    assert running_agent.pool is not None
-    await add_calls(running_agent.pool, "100", 5)
+    await add_calls(running_agent.parts.pool, "100", 5)
     async with client(running_agent, "100") as http:
         b = base(running_agent)
         for page in ("overview", "calls", "log", "extensions", "calls/c1"):
@@ -80,8 +78,7 @@ async def test_pages_render_and_serve_json(running_agent: Agent) -> None:
 
 async def test_calls_pages_by_keyset_and_filter(running_agent: Agent) -> None:
     await setup_enterprises(running_agent)
-    assert running_agent.pool is not None
-    ids = await add_calls(running_agent.pool, "100", 120)
+    ids = await add_calls(running_agent.parts.pool, "100", 120)
     async with client(running_agent, "100") as http:
         seen: list[str] = []
         url = f"{base(running_agent)}/admin/100/calls.json"
@@ -111,8 +108,7 @@ async def test_calls_pages_by_keyset_and_filter(running_agent: Agent) -> None:
 
 async def test_a_viewer_sees_but_cannot_change(running_agent: Agent) -> None:
     await setup_enterprises(running_agent)
-    assert running_agent.pool is not None
-    await running_agent.pool.execute(
+    await running_agent.parts.pool.execute(
         "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ('100', '150', 'Ann')"
     )
     async with client(running_agent, "100", role="viewer") as http:
@@ -128,12 +124,11 @@ async def test_a_viewer_sees_but_cannot_change(running_agent: Agent) -> None:
         ) as resp:
             assert resp.status == 403
             assert (await resp.json())["error"].startswith("Your role")
-    assert await running_agent.pool.fetchval("SELECT count(*) FROM user_internal_phones") == 1
+    assert await running_agent.parts.pool.fetchval("SELECT count(*) FROM user_internal_phones") == 1
 
 
 async def test_csrf_is_required_and_checked(running_agent: Agent) -> None:
     await setup_enterprises(running_agent)
-    assert running_agent.pool is not None
     async with client(running_agent, "100") as http:
         url = f"{base(running_agent)}/admin/100/extensions"
         for data in (
@@ -154,12 +149,11 @@ async def test_csrf_is_required_and_checked(running_agent: Agent) -> None:
         http.post(url, data={"action": "remove", "phone_number": "160", "csrf_token": token}) as resp,
     ):
         assert resp.status == 403
-    assert await running_agent.pool.fetchval("SELECT display_name FROM user_internal_phones") == "Bob"
+    assert await running_agent.parts.pool.fetchval("SELECT display_name FROM user_internal_phones") == "Bob"
 
 
 async def test_forms_show_errors_beside_fields_and_save_nothing(running_agent: Agent) -> None:
     await setup_enterprises(running_agent)
-    assert running_agent.pool is not None
     async with client(running_agent, None) as http:
         url = f"{base(running_agent)}/admin/100/extensions"
         token = await csrf(http, url)
@@ -182,9 +176,9 @@ async def test_forms_show_errors_beside_fields_and_save_nothing(running_agent: A
             assert resp.status == 409
         async with http.post(inst, json={"number": "300", "name": "New"}, headers={"X-CSRF-Token": token}) as resp:
             assert resp.status == 200
-    assert await running_agent.pool.fetchval("SELECT count(*) FROM user_internal_phones") == 0
-    assert await running_agent.pool.fetchval("SELECT name FROM enterprises WHERE number = '300'") == "New"
-    assert await running_agent.pool.fetchval("SELECT name FROM enterprises WHERE number = '100'") == "Shop"
+    assert await running_agent.parts.pool.fetchval("SELECT count(*) FROM user_internal_phones") == 0
+    assert await running_agent.parts.pool.fetchval("SELECT name FROM enterprises WHERE number = '300'") == "New"
+    assert await running_agent.parts.pool.fetchval("SELECT name FROM enterprises WHERE number = '100'") == "Shop"
 
 
 async def test_an_enterprise_session_stays_in_its_enterprise(running_agent: Agent) -> None:
@@ -234,7 +228,7 @@ async def test_retailcrm_one_click_link(running_agent: Agent) -> None:
     from connectors.retailcrm import store as retailcrm_store
 
     await setup_enterprises(running_agent)
-    pool = running_agent.pool
+    pool = running_agent.parts.pool
     assert pool is not None
     signer = TokenSigner(load_or_create_secret(running_agent.config.agent.state_dir))
     token = signer.issue("100", 365, source="retailcrm")  # what registration puts in the module's accountUrl
@@ -272,8 +266,7 @@ async def test_sign_out(running_agent: Agent) -> None:
             assert resp.status == 200 and "signed out" in await resp.text()
         async with http.get(url) as resp:
             assert resp.status == 401
-    assert running_agent.pool is not None
-    assert await running_agent.pool.fetchval("SELECT count(*) FROM admin_sessions") == 0
+    assert await running_agent.parts.pool.fetchval("SELECT count(*) FROM admin_sessions") == 0
 
 
 def test_templates_use_no_inline_script_or_style_and_every_message_exists() -> None:
@@ -313,7 +306,7 @@ def test_admin_link_cli(tmp_path: Any, capsys: Any) -> None:
 
 async def test_retry_by_json_and_by_form(running_agent: Agent) -> None:
     await setup_enterprises(running_agent)
-    pool = running_agent.pool
+    pool = running_agent.parts.pool
     assert pool is not None
     await add_calls(pool, "100", 1)
     ids = [

@@ -193,8 +193,7 @@ async def test_agent_stores_ended_calls_and_counts_them(db_dsn: str, make_config
         task = asyncio.create_task(agent.run())
         try:
             await asyncio.wait_for(agent.ready.wait(), 30)
-            assert agent.pool is not None
-            pool = agent.pool
+            pool = agent.parts.pool
             rows: list[object] = []
 
             async def stored() -> bool:
@@ -206,7 +205,10 @@ async def test_agent_stores_ended_calls_and_counts_them(db_dsn: str, make_config
             assert dict(row)["answered_by"] == "151"  # type: ignore[call-overload]
             assert dict(row)["extensions"] == ["150", "151", "152"]  # type: ignore[call-overload]
             assert dict(row)["result"] == "answered"  # type: ignore[call-overload]
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{agent.http_port}/metrics") as resp:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{agent.parts.http_port}/metrics") as resp,
+            ):
                 text = await resp.text()
             assert 'pbx_agent_calls_ended_total{direction="in",result="answered"} 1.0' in text
             assert 'pbx_agent_ami_events_total{event="DialBegin",pbx="office"} 3.0' in text

@@ -200,17 +200,16 @@ async def test_the_agent_with_a_remote_pbx(db_dsn: str, make_config: Any, tmp_pa
     async with fake, FakeSshServer(new_key(), allow_ports=(fake.port,)) as ssh:
         pbx = ssh_pbx(fake, ssh, tmp_path, recordings=RecordingsSource("sftp", str(spool)))
         async with started(make_config, db_dsn, pbx=(pbx,)) as agent:
-            assert agent.pool is not None and agent.records is not None
-            pool = agent.pool
+            pool = agent.parts.pool
             async with asyncio.timeout(15):
                 while not await pool.fetchval("SELECT count(*) FROM calls"):  # noqa: ASYNC110 - a table
                     await asyncio.sleep(0.05)
-            url = agent.records.record_url(str(spool / "in-1.wav"), pbx="remote")
+            url = agent.parts.records.record_url(str(spool / "in-1.wav"), pbx="remote")
             assert url is not None
             async with aiohttp.ClientSession() as http:
                 async with http.get(url, headers={"Range": "bytes=0-3"}) as resp:
                     assert (resp.status, await resp.read()) == (206, b"RIFF")
-                async with http.get(f"http://127.0.0.1:{agent.http_port}/health") as resp:
+                async with http.get(f"http://127.0.0.1:{agent.parts.http_port}/health") as resp:
                     components = (await resp.json())["components"]
             assert components["pbx:remote"]["via"] == f"ssh pbxagent@127.0.0.1:{ssh.port}"
             assert components["pbx:remote"]["connected"] is True

@@ -67,8 +67,7 @@ def config(make_config: Callable[..., Config], db_dsn: str, ami: FakeAmi | None 
 
 
 def amo_of(agent: Agent) -> AmoCrmConnector:
-    assert agent.integrations is not None
-    connector = agent.integrations.connectors["amocrm"]
+    connector = agent.parts.integrations.connectors["amocrm"]
     assert isinstance(connector, AmoCrmConnector)
     return connector
 
@@ -76,7 +75,7 @@ def amo_of(agent: Agent) -> AmoCrmConnector:
 def local(agent: Agent, url: str) -> str:
     """A URL under public_url as this test reaches it (the agent listens on a random port)."""
     parts = urlsplit(url)
-    return f"http://127.0.0.1:{agent.http_port}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+    return f"http://127.0.0.1:{agent.parts.http_port}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
 def api_headers(cfg: Config, enterprise: str | None = None) -> dict[str, str]:
@@ -94,7 +93,7 @@ async def test_oauth_connect_redirect_callback_and_state_rules(
     await configure_amocrm(pool, cfg.agent.state_dir, fake)
     api_token = api_headers(cfg, ENTERPRISE)["Authorization"].split()[1]
     async with running(cfg) as agent, aiohttp.ClientSession() as http:
-        base = f"http://127.0.0.1:{agent.http_port}"
+        base = f"http://127.0.0.1:{agent.parts.http_port}"
         async with http.get(
             f"{base}/amocrm/{ENTERPRISE}/connect", params={"token": api_token}, allow_redirects=False
         ) as resp:
@@ -160,7 +159,7 @@ async def test_pasted_code_long_lived_token_pipelines_and_disconnect(
     await configure_amocrm(pool, cfg.agent.state_dir, fake)
     headers = api_headers(cfg, ENTERPRISE)
     async with running(cfg) as agent, aiohttp.ClientSession(headers=headers) as http:
-        base = f"http://127.0.0.1:{agent.http_port}/api/enterprises/{ENTERPRISE}/integrations/amocrm"
+        base = f"http://127.0.0.1:{agent.parts.http_port}/api/enterprises/{ENTERPRISE}/integrations/amocrm"
         async with http.post(f"{base}/code", json={"code": "not-a-code"}) as resp:
             answer = await resp.json()
             assert resp.status == 400 and answer["field"] == "code", answer
@@ -207,7 +206,7 @@ async def test_webhook_responsible_change_fires_the_hook_with_phones(
         await connect_tokens(amo_of(agent), fake)
         seen: list[tuple[str, list[str]]] = []
         amo_of(agent).on_responsible_change(lambda e, phones: seen.append((e, phones)))
-        url = f"http://127.0.0.1:{agent.http_port}/amocrm/webhook/{ENTERPRISE}/{settings.webhook_secret}"
+        url = f"http://127.0.0.1:{agent.parts.http_port}/amocrm/webhook/{ENTERPRISE}/{settings.webhook_secret}"
         status, _ = await fake.send_webhook(
             url,
             {
@@ -328,11 +327,11 @@ async def test_missed_recorded_call_makes_one_task_and_a_repeat_adds_none(
     assert call["call_status"] == 6
     # the same caller misses again while the task is open: no second task; once done, a new one
     async with running(cfg) as agent:
-        agent.on_call_event(missed("second", ("150",)))
+        agent.parts.on_call_event(missed("second", ("150",)))
         await drained(pool, at_least=3)
         assert len(fake.tasks) == 1 and len(fake.calls) == 2
         fake.complete_task(task["id"])
-        agent.on_call_event(missed("third", ("150",)))
+        agent.parts.on_call_event(missed("third", ("150",)))
         await drained(pool, at_least=4)
     assert len(fake.tasks) == 2
 
@@ -366,9 +365,9 @@ async def test_a_queue_that_rang_three_phones_and_was_missed_makes_one_task(
     async with running(cfg) as agent:
         await connect_tokens(amo_of(agent), fake)
         for ext in ("150", "151", "152"):
-            agent.on_call_event(replace(missed("q1", ()), event="ringing", extension=ext, extensions=()))
-        agent.on_call_event(missed("q1", ("150", "151", "152")))
-        agent.on_call_event(missed("q1", ("150", "151", "152")))  # a replay of the same end: no new row
+            agent.parts.on_call_event(replace(missed("q1", ()), event="ringing", extension=ext, extensions=()))
+        agent.parts.on_call_event(missed("q1", ("150", "151", "152")))
+        agent.parts.on_call_event(missed("q1", ("150", "151", "152")))  # a replay of the same end: no new row
         await drained(pool, at_least=1)
     assert await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call'") == 1
     # each ringing phone's manager got the live pop-up (crm-api.md §B6), once

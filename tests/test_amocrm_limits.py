@@ -56,7 +56,7 @@ async def test_burst_of_200_calls_keeps_7_rps_and_survives_a_token_rotation(
 
         rotation = asyncio.create_task(rotate_midway())
         for i in range(calls):
-            agent.on_call_event(missed_event(f"burst-{i}", ("150",)))
+            agent.parts.on_call_event(missed_event(f"burst-{i}", ("150",)))
         counts = await drained(pool, at_least=calls, within=120)
         await rotation
     assert counts == {"done": calls}

@@ -33,7 +33,7 @@ async def call(
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, f"http://127.0.0.1:{agent.http_port}{path}", headers=headers, data=data) as resp,
+        session.request(method, f"http://127.0.0.1:{agent.parts.http_port}{path}", headers=headers, data=data) as resp,
     ):
         text = await resp.text()
         return resp.status, json.loads(text) if resp.content_type == "application/json" else text
@@ -116,7 +116,7 @@ async def test_secrets_encrypted_at_rest_masked_on_the_way_out(
     assert body["api_key"] == "rcrm…CRET"
     assert body["domain"] == "https://shop.retailcrm.ru"
 
-    pool = running_agent.pool
+    pool = running_agent.parts.pool
     assert pool is not None
     raw = await pool.fetchval("SELECT integrations_config::text FROM enterprises WHERE number = '0001'")
     assert API_KEY not in raw
@@ -193,14 +193,14 @@ async def test_cached_settings_are_refreshed_even_without_notify(
 
     monkeypatch.setattr(integrations_module, "FULL_REFRESH_S", 0.3)
     async with running(make_config(db_dsn)) as agent:
-        integrations = agent.integrations
-        assert integrations is not None and agent.pool is not None
+        integrations = agent.parts.integrations
+        assert integrations is not None
         token = signer(agent).issue(None, 1)
         await call(agent, "PUT", "/api/enterprises/0001", token, {"name": "Shop"})
         assert await integrations.enabled("0001") == {}
         dropped: list[str | None] = []
         integrations.on_change(dropped.append)
-        await agent.pool.execute(  # behind the agent's back: no NOTIFY
+        await agent.parts.pool.execute(  # behind the agent's back: no NOTIFY
             'UPDATE enterprises SET integrations_config = \'{"retailcrm": {"enabled": true, "domain": '
             '"https://x.retailcrm.ru", "api_key": "0123456789abcdef", "timezone": "UTC"}}\''
             " WHERE number = '0001'"

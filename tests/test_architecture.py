@@ -51,6 +51,7 @@ def test_the_tree_keeps_every_contract() -> None:
         ("connectors/retailcrm/plan.py", "import agent.store.enterprises", "connectors import from agent only"),
         ("agent/store/enterprises.py", "import connectors.retailcrm.settings", "the store imports neither"),
         ("agent/web/health.py", "import admin.pages", "only the composition root"),
+        ("agent/delivery/outbox.py", "import agent.parts.store", "only the composition root"),
     ],
 )
 def test_a_forbidden_import_breaks_the_build(tmp_path: Path, module: str, line: str, contract: str) -> None:

@@ -91,7 +91,7 @@ async def test_each_call_of_a_batched_upload_shows_the_exchange(
 
 async def test_an_exchange_logged_before_delivery_ids_is_still_shown(running_agent: Agent) -> None:
     """Rows written before migration 0009 name their delivery only in delivery_id."""
-    pool = running_agent.pool
+    pool = running_agent.parts.pool
     assert pool is not None
     await enterprises.put(pool, ENTERPRISE, "Shop")
     await add_calls(pool, ENTERPRISE, 1)

@@ -66,7 +66,7 @@ async def test_discover_adds_what_the_pbx_has_and_keeps_names(
             token = TokenSigner(load_or_create_secret(config.agent.state_dir)).issue("0001", 1)
             async with (
                 aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
-                http.post(f"http://127.0.0.1:{agent.http_port}/api/enterprises/0001/extensions/discover") as resp,
+                http.post(f"http://127.0.0.1:{agent.parts.http_port}/api/enterprises/0001/extensions/discover") as resp,
             ):
                 body = await resp.json()
                 assert resp.status == 200, body

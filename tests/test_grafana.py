@@ -22,7 +22,10 @@ def _queried(dashboard: dict[str, object]) -> set[str]:
 
 async def test_every_dashboard_query_names_an_exported_metric(running_agent: Agent) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{running_agent.http_port}/metrics") as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{running_agent.parts.http_port}/metrics") as resp,
+    ):
         text = await resp.text()
     types = dict(re.findall(r"^# TYPE (\w+) (\w+)$", text, re.M))
     queried = _queried(dashboard)

@@ -51,12 +51,14 @@ async def test_metrics_of_a_running_agent(
         async with running(config) as agent:
             await ami.wait_finished(within=10)
             await drained(pool, at_least=1)
-            assert agent.agi is not None
             ask = request_with(recorded_request("a_incoming_answered"), arg_1=ENTERPRISE)
             for _ in range(2):  # asked the CRM once, then from the cache
-                await agi_call(agent.agi.port, ask)
-            await until(lambda: "office" in agent.pbxs.locks.held if agent.pbxs else False)
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{agent.http_port}/metrics") as resp:
+                await agi_call(agent.parts.agi.port, ask)
+            await until(lambda: "office" in agent.parts.pbxs.locks.held)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{agent.parts.http_port}/metrics") as resp,
+            ):
                 assert resp.status == 200
                 text = await resp.text()
     finally:
@@ -95,7 +97,7 @@ async def test_event_names_asterisk_does_not_document_share_one_label(
                 return bool(await pool.fetchval("SELECT count(*) FROM calls"))
 
             await until(counted, within=10)
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{agent.http_port}/metrics") as resp:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{agent.parts.http_port}/metrics") as resp:
                 text = await resp.text()
     finally:
         await ami.stop()

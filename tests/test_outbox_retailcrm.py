@@ -8,10 +8,10 @@ import math
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
+from agent.app import Agent
 from agent.config.sections import Config, OutboxSection
 from agent.store.database import Pool
 from tests import recordings
@@ -101,9 +101,8 @@ async def test_outage_then_everything_delivered_once(
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
     port = int(fake_crm.url.rsplit(":", 1)[1])
     await fake_crm.stop()  # the CRM is down: connections refused
-    async with running(config) as agent:
+    async with running(config):
         await ami.wait_finished(within=10)
-        assert agent.outbox is not None
 
         async def tried_thrice() -> bool:
             attempts = await pool.fetchval("SELECT max(attempts) FROM deliveries WHERE kind = 'calls_upload'")
@@ -160,7 +159,7 @@ async def test_a_rejected_delivery_fails_visibly_and_can_be_retried(
         assert row is not None
         assert row["status"] == "failed" and "Bad value" in row["last_error"] and row["attempts"] == 1
         assert not fake_crm.calls
-        assert agent.outbox is not None and await agent.outbox.retry(row["id"])
+        assert await agent.parts.outbox.retry(row["id"])
         await drained(pool, at_least=1)
     assert len(fake_crm.calls) == 1
 
@@ -193,14 +192,14 @@ async def test_two_agents_on_one_database_send_each_delivery_once(
     assert fake_crm.duplicates_seen == 0
 
 
-async def test_invalid_settings_are_refused_naming_the_field(running_agent: Any) -> None:
+async def test_invalid_settings_are_refused_naming_the_field(running_agent: Agent) -> None:
     import aiohttp
 
     from agent.store.secretbox import load_or_create_secret
     from agent.web.tokens import TokenSigner
 
     token = TokenSigner(load_or_create_secret(running_agent.config.agent.state_dir)).issue(None, 1)
-    base = f"http://127.0.0.1:{running_agent.http_port}/api/enterprises/{ENTERPRISE}"
+    base = f"http://127.0.0.1:{running_agent.parts.http_port}/api/enterprises/{ENTERPRISE}"
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         await http.put(base, json={"name": "Shop"})
@@ -268,7 +267,7 @@ async def test_failed_deliveries_are_listed_and_retried_through_the_api(
     async with running(config) as agent:
         await ami.wait_finished(within=10)
         await drained(pool, at_least=1)
-        base = f"http://127.0.0.1:{agent.http_port}/api/deliveries"
+        base = f"http://127.0.0.1:{agent.parts.http_port}/api/deliveries"
         own = {"Authorization": f"Bearer {signer.issue(ENTERPRISE, 1)}"}
         other = {"Authorization": f"Bearer {signer.issue('999', 1)}"}
         async with aiohttp.ClientSession() as http:
@@ -298,11 +297,10 @@ async def test_a_recorded_call_carries_a_signed_record_url(
     async with running(config) as agent:
         await ami.wait_finished(within=10)
         await drained(pool, at_least=2)
-        assert agent.records is not None
         ((call,),) = fake_crm.uploads
         url = call["recordUrl"]
         assert url.startswith(config.agent.public_url + "/records/")
-        path = agent.records.relative(
+        path = agent.parts.records.relative(
             "/var/spool/asterisk/monitor/in-375173880003-+375291234567-20261124-005922-1795481962.0.wav"
         )
         assert path == "in-375173880003-+375291234567-20261124-005922-1795481962.0.wav"

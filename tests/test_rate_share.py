@@ -197,9 +197,8 @@ def sent(agent: Agent) -> float:
 
 async def counted(agent: Agent, agents: int, within: float) -> None:
     """Until the agent's count of agents on the database is `agents` (it refreshes every [outbox] agents_refresh)."""
-    assert agent.agent_count is not None
     reached = asyncio.Event()
-    agent.agent_count.on_change(lambda n: reached.set() if n == agents else None)
+    agent.parts.agent_count.on_change(lambda n: reached.set() if n == agents else None)
     await asyncio.wait_for(reached.wait(), within)
 
 
@@ -224,11 +223,11 @@ async def test_two_agents_keep_one_amocrm_account_under_7_rps_and_one_alone_goes
     async with running(cfg, SHARED, name=peers.agent_name("test-a:1")) as first:
         await connect_tokens(amo_of(first), fake)
         async with running(cfg_b, SHARED, name=peers.agent_name("test-b:1")) as second:
-            assert second.agent_count is not None and second.agent_count.agents == 2  # counted at its start
+            assert second.parts.agent_count.agents == 2  # counted at its start
             assert amo_of(second).guard.account_rate == ACCOUNT_RPS / 2
             assert not second.outbox_started.is_set()
             for i in range(CALLS):
-                first.on_call_event(missed_event(f"shared-{i}", ("150",)))
+                first.parts.on_call_event(missed_event(f"shared-{i}", ("150",)))
             counts = await drained(pool, at_least=CALLS, within=40)
             assert amo_of(first).guard.account_rate == ACCOUNT_RPS / 2
             assert sent(first) > 0 and sent(second) > 0, "both agents must have sent to the account"

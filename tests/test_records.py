@@ -58,8 +58,7 @@ async def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, b
 
 
 async def test_served_whole_and_by_range(agent: Agent, spool: Path) -> None:
-    assert agent.records is not None  # what the outbox hands the CRM clients as record_url
-    url = agent.records.record_url(str(spool / "2026/11/in-375291234567-1795481962.0.wav"))
+    url = agent.parts.records.record_url(str(spool / "2026/11/in-375291234567-1795481962.0.wav"))
     assert url is not None and url.startswith(agent.config.agent.public_url + "/records/")
     status, body, headers = await fetch(url)
     assert (status, body) == (200, BODY)

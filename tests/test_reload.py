@@ -122,7 +122,7 @@ async def test_reload_brings_the_recordings_sources_along(
         recordings=RecordingsSource("local", old),
     )
     async with started(make_config, db_dsn, pbx=(office,)) as agent:
-        links = agent.records
+        links = agent.parts.records
         assert links is not None
         before = links.record_url(NAME, pbx="office")
         assert await get(before) == (200, b"old" * 100)

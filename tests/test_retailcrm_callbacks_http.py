@@ -52,7 +52,7 @@ def originates(ami: FakeAmi) -> list[dict[str, str]]:
 
 
 async def callback(agent: Agent, path: str, params: dict[str, str], method: str = "GET") -> tuple[int, Any]:
-    url = f"http://127.0.0.1:{agent.http_port}{path}"
+    url = f"http://127.0.0.1:{agent.parts.http_port}{path}"
     async with aiohttp.ClientSession() as s:
         kw: dict[str, Any] = {"params": params} if method == "GET" else {"data": params}
         async with s.request(method, url, **kw) as resp:
@@ -60,8 +60,7 @@ async def callback(agent: Agent, path: str, params: dict[str, str], method: str 
 
 
 async def logged(agent: Agent, event: str) -> list[dict[str, Any]]:
-    assert agent.pool is not None
-    rows = await agent.pool.fetch(
+    rows = await agent.parts.pool.fetch(
         "SELECT status, error_message, http_status, request_data FROM integration_logs WHERE event_type = $1"
         " ORDER BY id",
         event,

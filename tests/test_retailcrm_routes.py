@@ -40,8 +40,7 @@ async def agent(
 
 
 async def logged(agent: Agent, event: str | None = None) -> list[dict[str, Any]]:
-    assert agent.pool is not None
-    rows = await agent.pool.fetch(
+    rows = await agent.parts.pool.fetch(
         "SELECT event_type, status, error_message, request_data::text AS req, response_data::text AS resp"
         " FROM integration_logs WHERE $1::text IS NULL OR event_type = $1 ORDER BY id",
         event,

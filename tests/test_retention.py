@@ -8,6 +8,7 @@ from typing import cast
 
 import pytest
 
+from agent.app import Agent
 from agent.config.sections import RetentionSection
 from agent.store import database
 from agent.store.retention import LOCK_CLASS, LOCK_ID, Pruner, next_delay
@@ -225,7 +226,7 @@ def test_next_delay_is_within_the_jitter() -> None:
     assert next_delay(3600, 0.1, lambda: 0.999999) == pytest.approx(3960, abs=0.01)
 
 
-async def test_agent_runs_the_pruner(running_agent: object) -> None:
-    health = running_agent.health.get("retention")  # type: ignore[attr-defined]
+async def test_agent_runs_the_pruner(running_agent: Agent) -> None:
+    health = running_agent.health.get("retention")
     assert health is not None and not health.critical and health.status == "ok"
     assert health.details["deliveries_days"] == 30 and health.details["next_run_at"] > 0

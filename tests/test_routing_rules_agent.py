@@ -46,7 +46,7 @@ async def api(agent: Agent, method: str, body: Any = None, number: str = ENTERPR
         aiohttp.ClientSession() as session,
         session.request(
             method,
-            f"http://127.0.0.1:{agent.http_port}/api/enterprises/{number}/routing",
+            f"http://127.0.0.1:{agent.parts.http_port}/api/enterprises/{number}/routing",
             headers={"Authorization": f"Bearer {token}"},
             data=None if body is None else json.dumps(body).encode(),
         ) as resp,
@@ -60,9 +60,9 @@ def ask(caller: str, recording: str = "a_incoming_answered") -> bytes:
 
 async def until(agent: Agent, request: bytes, status: str, tries: int = 200) -> Exchange:
     """The answer once a rule change has reached the agent (NOTIFY is asynchronous); polled, no fixed sleep."""
-    assert agent.agi is not None and agent.agi.port is not None
+    assert agent.parts.agi.port is not None
     for _ in range(tries):
-        got = await agi_call(agent.agi.port, request)
+        got = await agi_call(agent.parts.agi.port, request)
         if got.status == status:
             return got
         await asyncio.sleep(0.01)
@@ -92,9 +92,9 @@ async def test_each_status_and_rule_changes_through_the_api(
 
         # (until the NOTIFY arrived, the stranger was looked up like anyone; from the block on, never)
         before = asked_about_stranger()
-        assert agent.agi is not None and agent.agi.port is not None
+        assert agent.parts.agi.port is not None
         for _ in range(3):
-            assert (await agi_call(agent.agi.port, ask(STRANGER))).status == "BLOCKED"
+            assert (await agi_call(agent.parts.agi.port, ask(STRANGER))).status == "BLOCKED"
         assert asked_about_stranger() == before
 
         # closed: a holiday today (yesterday and tomorrow too, so midnight cannot race the test)
@@ -201,7 +201,7 @@ async def test_blocked_caller_produces_no_crm_traffic(
             assert (await api(agent, "PUT", {"blocklist": [CUSTOMER_A]}))[0] == 200
             assert (await until(agent, ask(CUSTOMER_A), "BLOCKED")).exten == ""
             before = len(fake_crm.requests)  # (lookups made before the NOTIFY arrived do not count)
-            assert (await agi_call(agent.agi.port, ask(CUSTOMER_A))).status == "BLOCKED"  # type: ignore[union-attr]
+            assert (await agi_call(agent.parts.agi.port, ask(CUSTOMER_A))).status == "BLOCKED"
             ami.unpause()
             await ami.wait_finished(within=10)
             await wait_rows(pool, "SELECT 1 FROM calls WHERE enterprise_number = $1", ENTERPRISE)

@@ -36,8 +36,7 @@ async def test_recorded_requests_answered_from_retailcrm(
     config = make_config(db_dsn)
     await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
     async with running(replace(config, pbx=())) as agent:  # no [[pbx]]: the enterprise comes as an argument
-        assert agent.agi is not None
-        port = agent.agi.port
+        port = agent.parts.agi.port
 
         def ask(name: str) -> bytes:
             return request_with(recorded_request(name), arg_1=ENTERPRISE)
@@ -76,14 +75,13 @@ async def test_busy_manager_is_unavailable(
         config = replace(make_config(db_dsn), pbx=(replace(pbx_for(ami), enterprise=ENTERPRISE),))
         await configure_retailcrm(pool, config.agent.state_dir, fake_crm)
         async with running(config) as agent:
-            assert agent.agi is not None
             await ami.wait_paused(within=10)
-            busy = await agi_call(agent.agi.port, recorded_request("a_incoming_answered"))
+            busy = await agi_call(agent.parts.agi.port, recorded_request("a_incoming_answered"))
             assert (busy.status, busy.exten) == ("UNAVAILABLE", "")
             # the enterprise wants its callers sent to a busy manager anyway (call waiting)
             await enterprises.put(pool, ENTERPRISE, "Shop", {"redirect_when_busy": True})
             for _ in range(100):
-                anyway = await agi_call(agent.agi.port, recorded_request("a_incoming_answered"))
+                anyway = await agi_call(agent.parts.agi.port, recorded_request("a_incoming_answered"))
                 if anyway.status == "FOUND":
                     break
             assert (anyway.status, anyway.exten) == ("FOUND", "150")
@@ -91,7 +89,7 @@ async def test_busy_manager_is_unavailable(
             ami.unpause()
             await ami.wait_finished(within=10)
             for _ in range(100):
-                free = await agi_call(agent.agi.port, recorded_request("a_incoming_answered"))
+                free = await agi_call(agent.parts.agi.port, recorded_request("a_incoming_answered"))
                 if free.status == "FOUND":
                     break
             assert (free.status, free.exten) == ("FOUND", "150")

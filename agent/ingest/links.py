@@ -29,7 +29,10 @@ class PbxManager:
         lock_interval: float = 2.0,
         follower: FollowerFactory | None = None,
         name: str | None = None,
+        states: dict[str, ExtensionStates] | None = None,
     ) -> None:
+        """`states`: per enterprise, its phones' states, kept here as the links report them (the composition
+        root hands the same mapping to smart redirect's router)."""
         self.supervisor = supervisor
         self.health = health
         self.metrics = metrics
@@ -37,7 +40,7 @@ class PbxManager:
         self.sink = sink
         self.follower = follower  # hears each PBX's reconciles (the composition root hands the CDR catch-up)
         self.pipelines: dict[str, PbxPipeline] = {}
-        self.states: dict[str, ExtensionStates] = {}  # per enterprise, for smart redirect
+        self.states = states if states is not None else {}
         self.locks = PbxLocks(dsn, self._acquired, self._released, self._standby, interval=lock_interval, name=name)
 
     def start(self, pbxs: Sequence[PbxSection]) -> None:

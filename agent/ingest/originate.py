@@ -55,6 +55,10 @@ class Originator:
         self.pbx = pbx
         self.pipelines = pipelines
 
+    def apply(self, pbx: tuple[PbxSection, ...]) -> None:
+        """Reload: originate by the new `[[pbx]]` tables (the pipelines follow through the same mapping)."""
+        self.pbx = pbx
+
     def _pipelines_for(self, enterprise: str) -> list[PbxPipeline]:
         names = [p.name for p in self.pbx if p.enterprise == enterprise]
         if not names:

@@ -21,6 +21,13 @@ class Supervisor:
         self._backoff_base = backoff_base
         self.restarts: dict[str, int] = {}
 
+    async def __aenter__(self) -> Supervisor:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """The end of `async with supervisor`: every component is stopped (`stop()`)."""
+        await self.stop()
+
     def start(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run `run()` until stop(); if it raises, log the traceback and run it again after a backoff."""
         if name in self._tasks:

@@ -82,6 +82,7 @@ class RecordLinks:
         ffmpeg: str | None = None,
         mp3_cache_bytes: int = DEFAULT_CACHE_BYTES,
         pbx: Sequence[PbxSection] = (),
+        health: ComponentHealth | None = None,
     ) -> None:
         self.public_url = public_url.rstrip("/")
         self.ttl = ttl
@@ -90,7 +91,7 @@ class RecordLinks:
         self._set = SourceSet(self.default, sources)
         if pbx:
             self._set.replace(pbx)  # a source per `[[pbx]] recordings`; nothing to retire yet
-        self.health: ComponentHealth | None = None  # the `recordings` component, told of the sources
+        self.health = health  # the `recordings` component, told of the sources
         self.mp3 = Mp3Cache(cache_dir, ffmpeg, max_bytes=mp3_cache_bytes)
         self._key = derive_key(secret, KEY_PURPOSE)
         self._clock = clock
@@ -260,9 +261,9 @@ def from_config(cfg: Config, secret: bytes, health: HealthRegistry | None = None
         ffmpeg=ffmpeg,
         mp3_cache_bytes=cfg.agent.mp3_cache_mb * 1024 * 1024,
         pbx=cfg.pbx,
+        health=health.register("recordings", critical=False) if health is not None else None,
     )
-    if health is not None:
-        links.health = health.register("recordings", critical=False)
+    if links.health is not None:
         links.health.set(
             "ok",
             ffmpeg=ffmpeg is not None,

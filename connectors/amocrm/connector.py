@@ -1,7 +1,8 @@
 """amoCRM as a `connectors.registry.Connector`, plus what the agent binds to it at start-up.
 
-`bind(pool, box, public_url)` gives it the database (tokens, call steps, logs); `agent.app` calls it through
-`agent.app.attach_amocrm`. Until bound, `client()` refuses (nothing can be sent without tokens).
+`bind(pool, box, public_url, state_signer=...)` gives it the database (tokens, call steps, logs) and the key
+that signs OAuth `state` values; the composition root calls it through `agent.parts.delivery.attach_amocrm`.
+Until bound, `client()` refuses (nothing can be sent without tokens).
 """
 
 from __future__ import annotations
@@ -50,12 +51,28 @@ class AmoCrmConnector:
         self._proxied: dict[str, httpx.AsyncClient] = {}
         self._responsible_hooks: list[ResponsibleHook] = []
 
-    def bind(self, pool: Pool, box: Secrets, public_url: str, **token_options: Any) -> TokenStore:
+    def bind(
+        self,
+        pool: Pool,
+        box: Secrets,
+        public_url: str,
+        *,
+        state_signer: oauth.StateSigner | None = None,
+        **token_options: Any,
+    ) -> TokenStore:
+        """Bind to the database: tokens (refreshes paced by the account guard, logged), call steps, logs;
+        `state_signer` signs the OAuth `state` of consent links (none: no consent links)."""
         self.pool = pool
         self.public_url = public_url.rstrip("/")
-        self.tokens = TokenStore(pool, box, oauth.redirect_uri(public_url), **token_options)
-        self.tokens.on_exchange = self._token_exchange
-        self.tokens.pace = self.guard.acquire
+        self.state_signer = state_signer
+        self.tokens = TokenStore(
+            pool,
+            box,
+            oauth.redirect_uri(public_url),
+            on_exchange=self._token_exchange,
+            pace=self.guard.acquire,
+            **token_options,
+        )
         return self.tokens
 
     # -- the Connector protocol ------------------------------------------------------------------
@@ -80,7 +97,7 @@ class AmoCrmConnector:
 
     def client(self, settings: AmoCrmSettings, http: httpx.AsyncClient) -> AmoCrmClient:
         if self.tokens is None:
-            raise RuntimeError("the amoCRM connector is not bound to the database (agent.app.attach_amocrm)")
+            raise RuntimeError("the amoCRM connector is not bound to the database (agent.parts.delivery.attach_amocrm)")
         return AmoCrmClient(
             settings, self.http_for(settings, http), self.tokens, self.guard, self.phone_locks, self.log_outcome
         )

@@ -59,6 +59,7 @@ class TokenStore:
         refresh_ahead: float = REFRESH_AHEAD_S,
         refresh_lease: float = REFRESH_LEASE_S,
         on_exchange: ExchangeLog | None = None,
+        pace: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.pool = pool
         self.box = box
@@ -67,7 +68,7 @@ class TokenStore:
         self.refresh_lease = refresh_lease
         self.on_exchange = on_exchange
         # paces a refresh like any other request to the account (AccountGuard.acquire), when set
-        self.pace: Callable[[str], Awaitable[None]] | None = None
+        self.pace = pace
         self.owner = uuid.uuid4().hex  # this process, in refresh markers
         self._cache: dict[str, Tokens] = {}
         self._locks: dict[str, asyncio.Lock] = {}
