@@ -14,9 +14,8 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from admin import amocrm_api, amocrm_callbacks, api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
+from admin import amocrm_callbacks, api_app, retailcrm_api, retailcrm_callbacks
 from admin import site as admin_site
-from admin.routing_api import add_routes as add_routing_routes
 from agent.config.load import load
 from agent.config.sections import Config, ConfigError
 from agent.delivery.dispatch import CrmDispatcher
@@ -246,16 +245,12 @@ class Agent:
         app[keys.ORIGINATOR] = self.originator
         assert self.records is not None
         app[keys.RECORDS] = self.records
-        api.add_routes(app)
-        add_routing_routes(app)
-        deliveries_api.add_routes(app)
-        extensions_api.add_routes(app)
-        retailcrm_api.add_routes(app)
+        app.add_subapp(api_app.PREFIX, api_app.create_app())  # each with its own middlewares
+        app.add_subapp(admin_site.PREFIX, admin_site.create_app(secret))
+        retailcrm_api.add_logo(app)
         retailcrm_callbacks.add_routes(app)
-        amocrm_api.add_routes(app)
         amocrm_callbacks.add_routes(app)
         records_http.add_routes(app)
-        admin_site.add_routes(app, secret)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()
         listen = self.config.http.listen
