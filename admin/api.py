@@ -4,7 +4,6 @@ other API modules share, and enterprises with their CRM settings."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from aiohttp import web
@@ -14,11 +13,12 @@ from agent.web import keys
 from agent.web.server import Handler
 from agent.web.tokens import Principal, TokenError
 from connectors import registry
+from connectors.base import ENTERPRISE_NUMBER
 from connectors.retailcrm import store as retailcrm_store
 
 PREFIX = "/api"  # where agent.app mounts the sub-application
 PRINCIPAL = web.RequestKey("principal", Principal)
-ENTERPRISE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+ENTERPRISE_RE = ENTERPRISE_NUMBER
 NAME_MAX = 200
 
 

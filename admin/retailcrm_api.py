@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from admin.api import _enterprise, _json_object, error
-from admin.retailcrm_callbacks import ACTIVITY, MAKE_CALL, USER_STATUS
 from agent.life.masking import mask
 from agent.store import enterprises, extensions
 from agent.store.database import Pool
@@ -33,6 +32,7 @@ from connectors.retailcrm.client import RetailCrmClient
 from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.mapping import MappingError, merge, module_codes, reassign
 from connectors.retailcrm.models import ModuleUrls
+from connectors.retailcrm.routes import ACTIVITY, MAKE_CALL, USER_STATUS
 from connectors.retailcrm.settings import RetailCrmSettings, SettingsError, parse
 
 CRM = retailcrm_store.CRM

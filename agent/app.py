@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from admin import amocrm_callbacks, api_app, retailcrm_api, retailcrm_callbacks
+from admin import api_app, retailcrm_api
 from admin import site as admin_site
 from agent.config.load import load
 from agent.config.sections import Config, ConfigError
@@ -47,10 +47,13 @@ from agent.web.metrics import Metrics
 from agent.web.recordings import RecordLinks
 from agent.web.server import create_app
 from agent.web.tokens import TokenSigner
+from agent.wiring import AmoCrmSetup, OriginatorCalls
+from connectors.amocrm import routes as amocrm_routes
 from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.oauth import STATE_PURPOSE, StateSigner
 from connectors.http import make_client
 from connectors.registry import connectors, secret_fields
+from connectors.retailcrm import routes as retailcrm_routes
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +238,7 @@ class Agent:
         app[keys.METRICS] = self.metrics
         assert self.pool is not None
         app[keys.POOL] = self.pool
-        app[keys.SECRETS] = SecretBox(secret, secret_fields())
+        box = app[keys.SECRETS] = SecretBox(secret, secret_fields())
         app[keys.SIGNER] = TokenSigner(secret)
         assert self.integrations is not None and self.outbox is not None
         app[keys.INTEGRATIONS] = self.integrations
@@ -248,8 +251,9 @@ class Agent:
         app.add_subapp(api_app.PREFIX, api_app.create_app())  # each with its own middlewares
         app.add_subapp(admin_site.PREFIX, admin_site.create_app(secret))
         retailcrm_api.add_logo(app)
-        retailcrm_callbacks.add_routes(app)
-        amocrm_callbacks.add_routes(app)
+        # the CRMs' callbacks, handed what they need of the agent (agent.wiring adapts it to their protocols)
+        retailcrm_routes.add_routes(app, retailcrm_routes.Deps(self.pool, box, OriginatorCalls(self.originator)))
+        amocrm_routes.add_routes(app, AmoCrmSetup(app))
         records_http.add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
         await runner.setup()

@@ -51,6 +51,8 @@ def test_the_tree_keeps_every_contract() -> None:
         ("connectors/retailcrm/plan.py", "import agent.store.enterprises", "connectors import from agent only"),
         ("agent/store/enterprises.py", "import connectors.retailcrm.settings", "the store imports neither"),
         ("agent/web/health.py", "import admin.pages", "only the composition root"),
+        ("connectors/retailcrm/routes.py", "import agent.wiring", "only the composition root"),
+        ("admin/amocrm_api.py", "import agent.wiring", "the admin site never reaches back"),
     ],
 )
 def test_a_forbidden_import_breaks_the_build(tmp_path: Path, module: str, line: str, contract: str) -> None:
