@@ -1,9 +1,9 @@
-"""The JSON config API under /api: bearer-token auth, enterprises and their CRM settings."""
+"""The JSON config API: the bearer-token middleware of its sub-application (admin/api_app.py), the helpers the
+other API modules share, and enterprises with their CRM settings."""
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from aiohttp import web
@@ -13,10 +13,12 @@ from agent.web import keys
 from agent.web.server import Handler
 from agent.web.tokens import Principal, TokenError
 from connectors import registry
+from connectors.base import ENTERPRISE_NUMBER
 from connectors.retailcrm import store as retailcrm_store
 
+PREFIX = "/api"  # where agent.app mounts the sub-application
 PRINCIPAL = web.RequestKey("principal", Principal)
-ENTERPRISE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+ENTERPRISE_RE = ENTERPRISE_NUMBER
 NAME_MAX = 200
 
 
@@ -29,18 +31,18 @@ def error(status: int, message: str, field: str | None = None) -> web.Response:
 
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/"):
+    if request.path == PREFIX:  # the sub-application also matches its bare prefix, never an API URL: 404 as ever
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return error(401, "missing bearer token (Authorization: Bearer <token from `pbx-agent token`>)")
     try:
-        principal = request.app[keys.SIGNER].verify(token.strip())
+        principal = request.config_dict[keys.SIGNER].verify(token.strip())
     except TokenError as exc:
         return error(401, str(exc))
     if principal.source is not None and not await retailcrm_store.token_current(
-        request.app[keys.POOL], principal.source, principal.enterprise, principal.token_id
+        request.config_dict[keys.POOL], principal.source, principal.enterprise, principal.token_id
     ):
         return error(401, "token revoked (the RetailCRM module was registered again or removed)")
     request[PRINCIPAL] = principal
@@ -89,10 +91,10 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 async def get_enterprise(request: web.Request) -> web.Response:
     number = _enterprise(request)
-    row = await enterprises.get(request.app[keys.POOL], number)
+    row = await enterprises.get(request.config_dict[keys.POOL], number)
     if row is None:
         return error(404, f"no enterprise {number}")
-    box = request.app[keys.SECRETS]
+    box = request.config_dict[keys.SECRETS]
     integrations = {
         crm: enterprises.masked(box, crm, value)
         for crm, value in row["integrations_config"].items()
@@ -123,7 +125,7 @@ async def put_enterprise(request: web.Request) -> web.Response:
                 return error(
                     400, f"{key} must be a {type(enterprises.SETTINGS_DEFAULTS[key]).__name__}", f"settings.{key}"
                 )
-    row = await enterprises.put(request.app[keys.POOL], number, name.strip(), settings)
+    row = await enterprises.put(request.config_dict[keys.POOL], number, name.strip(), settings)
     return web.json_response(
         {"number": row["number"], "name": row["name"], "settings": {**enterprises.SETTINGS_DEFAULTS, **row["settings"]}}
     )
@@ -131,22 +133,22 @@ async def put_enterprise(request: web.Request) -> web.Response:
 
 async def get_integration(request: web.Request) -> web.Response:
     number, crm = _enterprise(request), _crm(request)
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     if await enterprises.get(pool, number) is None:
         return error(404, f"no enterprise {number}")
     stored = await enterprises.get_integration(pool, number, crm)
-    return web.json_response(enterprises.masked(request.app[keys.SECRETS], crm, stored or {}))
+    return web.json_response(enterprises.masked(request.config_dict[keys.SECRETS], crm, stored or {}))
 
 
 async def put_integration(request: web.Request) -> web.Response:
     number, crm = _enterprise(request), _crm(request)
     body = await _json_object(request)
-    box = request.app[keys.SECRETS]
-    pool = request.app[keys.POOL]
+    box = request.config_dict[keys.SECRETS]
+    pool = request.config_dict[keys.POOL]
     if await enterprises.get(pool, number) is None:
         return error(404, f"no enterprise {number}")
     submitted = enterprises.unmask(box, crm, body, await enterprises.get_integration(pool, number, crm))
-    connector = request.app[keys.INTEGRATIONS].connectors.get(crm)
+    connector = request.config_dict[keys.INTEGRATIONS].connectors.get(crm)
     if connector is not None:
         try:
             submitted = connector.settings_json(connector.parse_settings(submitted))
@@ -160,9 +162,8 @@ async def put_integration(request: web.Request) -> web.Response:
     return web.json_response(enterprises.masked(box, crm, stored))
 
 
-def add_routes(app: web.Application) -> None:
-    app.middlewares.append(bearer_auth)
-    app.router.add_get("/api/enterprises/{number}", get_enterprise)
-    app.router.add_put("/api/enterprises/{number}", put_enterprise)
-    app.router.add_get("/api/enterprises/{number}/integrations/{crm}", get_integration)
-    app.router.add_put("/api/enterprises/{number}/integrations/{crm}", put_integration)
+def add_routes(api: web.Application) -> None:
+    api.router.add_get("/enterprises/{number}", get_enterprise)
+    api.router.add_put("/enterprises/{number}", put_enterprise)
+    api.router.add_get("/enterprises/{number}/integrations/{crm}", get_integration)
+    api.router.add_put("/enterprises/{number}/integrations/{crm}", put_integration)

@@ -44,7 +44,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
         limit = min(PAGE_MAX, max(1, int(request.query.get("limit", "100"))))
     except ValueError:
         return error(400, "after and limit must be integers", "limit")
-    rows = await request.app[keys.POOL].fetch(
+    rows = await request.config_dict[keys.POOL].fetch(
         "SELECT * FROM deliveries WHERE status = $1 AND ($2::text IS NULL OR enterprise_number = $2) AND id > $3"
         " ORDER BY id LIMIT $4",
         status,
@@ -65,12 +65,12 @@ async def retry_delivery(request: web.Request) -> web.Response:
         delivery_id = int(request.match_info["id"])
     except ValueError:
         return error(400, "delivery id must be an integer", "id")
-    retried = await request.app[keys.OUTBOX].retry(delivery_id, principal.enterprise)
+    retried = await request.config_dict[keys.OUTBOX].retry(delivery_id, principal.enterprise)
     if not retried:
         return error(404, f"no failed, dead or expired delivery {delivery_id} for this token")
     return web.json_response({"id": delivery_id, "status": "pending"})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/deliveries", list_deliveries)
-    app.router.add_post("/api/deliveries/{id}/retry", retry_delivery)
+def add_routes(api: web.Application) -> None:
+    api.router.add_get("/deliveries", list_deliveries)
+    api.router.add_post("/deliveries/{id}/retry", retry_delivery)

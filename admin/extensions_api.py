@@ -16,7 +16,7 @@ from agent.web import keys
 
 async def get_extensions(request: web.Request) -> web.Response:
     number = _enterprise(request)
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     if await enterprises.get(pool, number) is None:
         return error(404, f"no enterprise {number}")
     return web.json_response({"extensions": [e.to_json() for e in await extensions.list_for(pool, number)]})
@@ -32,7 +32,7 @@ async def put_extensions(request: web.Request) -> web.Response:
         items = extensions.parse(body.get("extensions"))
     except extensions.InvalidExtensions as exc:
         return error(400, exc.message, exc.field)
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     if await enterprises.get(pool, number) is None:
         return error(404, f"no enterprise {number}")
     await extensions.replace(pool, number, items)
@@ -42,10 +42,10 @@ async def put_extensions(request: web.Request) -> web.Response:
 async def discover_extensions(request: web.Request) -> web.Response:
     """POST .../extensions/discover: add the extensions the enterprise's PBXs know (names kept)."""
     number = _enterprise(request)
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     if await enterprises.get(pool, number) is None:
         return error(404, f"no enterprise {number}")
-    pipelines = [p for p in request.app[keys.ORIGINATOR].pipelines.values() if p.pbx.enterprise == number]
+    pipelines = [p for p in request.config_dict[keys.ORIGINATOR].pipelines.values() if p.pbx.enterprise == number]
     live = [p for p in pipelines if p.link.connected.is_set()]
     if not live:
         return error(503, "no PBX of this enterprise is connected to this agent right now")
@@ -62,7 +62,7 @@ async def discover_extensions(request: web.Request) -> web.Response:
     return web.json_response({"added": added, "extensions": [e.to_json() for e in items]})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/enterprises/{number}/extensions", get_extensions)
-    app.router.add_put("/api/enterprises/{number}/extensions", put_extensions)
-    app.router.add_post("/api/enterprises/{number}/extensions/discover", discover_extensions)
+def add_routes(api: web.Application) -> None:
+    api.router.add_get("/enterprises/{number}/extensions", get_extensions)
+    api.router.add_put("/enterprises/{number}/extensions", put_extensions)
+    api.router.add_post("/enterprises/{number}/extensions/discover", discover_extensions)

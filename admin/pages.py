@@ -72,12 +72,13 @@ def self_url(request: web.Request, json_suffix: bool = False) -> str:
 
 
 async def accessible_enterprises(request: web.Request, who: Session) -> list[dict[str, str]]:
+    pool = request.config_dict[keys.POOL]
     if who.enterprise is not None:
-        name = await request.app[keys.POOL].fetchval("SELECT name FROM enterprises WHERE number = $1", who.enterprise)
+        name = await pool.fetchval("SELECT name FROM enterprises WHERE number = $1", who.enterprise)
         return [{"number": who.enterprise, "name": name or ""}]
-    rows = await request.app[keys.POOL].fetch("SELECT number, name FROM enterprises ORDER BY number LIMIT 1000")
+    rows = await pool.fetch("SELECT number, name FROM enterprises ORDER BY number LIMIT 1000")
     found = {r["number"]: r["name"] for r in rows}
-    for number in request.app[keys.CONFIG].enterprises:
+    for number in request.config_dict[keys.CONFIG].enterprises:
         found.setdefault(number, "")
     return [{"number": n, "name": found[n]} for n in sorted(found)]
 
@@ -88,8 +89,8 @@ async def enterprise_of(request: web.Request) -> dict[str, str]:
     who = session(request)
     if not who.may_access(number):
         raise Refused(403, "error.other_enterprise")
-    name = await request.app[keys.POOL].fetchval("SELECT name FROM enterprises WHERE number = $1", number)
-    if name is None and number not in request.app[keys.CONFIG].enterprises:
+    name = await request.config_dict[keys.POOL].fetchval("SELECT name FROM enterprises WHERE number = $1", number)
+    if name is None and number not in request.config_dict[keys.CONFIG].enterprises:
         raise Refused(404, "error.no_enterprise", number=number)
     return {"number": number, "name": name or ""}
 

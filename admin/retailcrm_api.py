@@ -21,21 +21,22 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from admin.api import _enterprise, _json_object, error
-from admin.retailcrm_callbacks import ACTIVITY, MAKE_CALL, USER_STATUS
 from agent.life.masking import mask
 from agent.store import enterprises, extensions
 from agent.store.database import Pool
 from agent.web import keys
+from agent.web.keys import Parts
 from connectors.base import CrmError, SendOutcome
 from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.client import RetailCrmClient
 from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.mapping import MappingError, merge, module_codes, reassign
 from connectors.retailcrm.models import ModuleUrls
+from connectors.retailcrm.routes import ACTIVITY, MAKE_CALL, USER_STATUS
 from connectors.retailcrm.settings import RetailCrmSettings, SettingsError, parse
 
 CRM = retailcrm_store.CRM
-PREFIX = "/api/enterprises/{number}/integrations/retailcrm"
+PREFIX = "/enterprises/{number}/integrations/retailcrm"  # on the /api/ sub-application
 LOGO = "/static/retailcrm-logo.svg"
 LOGO_FILE = Path(__file__).parent / "static" / "retailcrm-logo.svg"
 ACCOUNT_PAGE = "/admin/retailcrm"
@@ -66,13 +67,13 @@ def answers_problems(route: Route) -> Route:
     return wrapped
 
 
-async def load_settings(app: web.Application, number: str) -> RetailCrmSettings:
+async def load_settings(parts: Parts, number: str) -> RetailCrmSettings:
     """The enterprise's stored settings (legacy layout adapted), or a Problem saying why there are none."""
-    pool = app[keys.POOL]
+    pool = parts[keys.POOL]
     if await enterprises.get(pool, number) is None:
         raise Problem(404, f"no enterprise {number}")
     try:
-        settings = await retailcrm_store.settings_of(pool, app[keys.SECRETS], number)
+        settings = await retailcrm_store.settings_of(pool, parts[keys.SECRETS], number)
     except (SettingsError, ValueError) as exc:
         raise Problem(409, f"the stored retailcrm settings are unusable: {exc}") from None
     if settings is None:
@@ -83,25 +84,23 @@ async def load_settings(app: web.Application, number: str) -> RetailCrmSettings:
 class LoggedClient(RetailCrmClient):
     """A client on the shared HTTP pool that keeps its exchanges for integration_logs."""
 
-    def __init__(self, settings: RetailCrmSettings, app: web.Application) -> None:
+    def __init__(self, settings: RetailCrmSettings, parts: Parts) -> None:
         self.seen: list[SendOutcome] = []
         super().__init__(
-            settings, app[keys.INTEGRATIONS].http, on_exchange=lambda _name, outcome: self.seen.append(outcome)
+            settings, parts[keys.INTEGRATIONS].http, on_exchange=lambda _name, outcome: self.seen.append(outcome)
         )
 
 
 @asynccontextmanager
-async def _client(
-    app: web.Application, number: str, settings: RetailCrmSettings, event: str
-) -> AsyncIterator[LoggedClient]:
+async def _client(parts: Parts, number: str, settings: RetailCrmSettings, event: str) -> AsyncIterator[LoggedClient]:
     """Every exchange of the client lands in integration_logs as `event`, whatever happens."""
-    client = LoggedClient(settings, app)
+    client = LoggedClient(settings, parts)
     try:
         yield client
     finally:
         for o in client.seen:
             await retailcrm_store.log_exchange(
-                app[keys.POOL], number, event, o.request, o.response, o.ok, o.error, o.http_status, o.duration_ms
+                parts[keys.POOL], number, event, o.request, o.response, o.ok, o.error, o.http_status, o.duration_ms
             )
 
 
@@ -120,9 +119,9 @@ def module_urls(public_url: str, number: str, token: str) -> ModuleUrls:
 # -- operations (the API routes below and the admin pages call these) --------------------------------
 
 
-async def connection_report(app: web.Application, number: str, settings: RetailCrmSettings) -> dict[str, Any]:
+async def connection_report(parts: Parts, number: str, settings: RetailCrmSettings) -> dict[str, Any]:
     """What the key may call, or why it fails; logged as `test_connection`."""
-    async with _client(app, number, settings, "test_connection") as client:
+    async with _client(parts, number, settings, "test_connection") as client:
         report = await client.test_connection()
         if not report.ok and client.seen:  # answered, but the key is not fit for use: log the verdict
             client.seen[-1].status, client.seen[-1].error = "permanent", report.reason
@@ -139,32 +138,32 @@ async def connection_report(app: web.Application, number: str, settings: RetailC
     }
 
 
-async def settings_to_test(app: web.Application, number: str, body: dict[str, Any]) -> RetailCrmSettings:
+async def settings_to_test(parts: Parts, number: str, body: dict[str, Any]) -> RetailCrmSettings:
     """Posted settings to try before saving; masked secrets mean "the stored one"."""
-    pool = app[keys.POOL]
+    pool = parts[keys.POOL]
     if await enterprises.get(pool, number) is None:
         raise Problem(404, f"no enterprise {number}")
     stored = await enterprises.get_integration(pool, number, CRM)
     try:
-        return parse(adapt(enterprises.unmask(app[keys.SECRETS], CRM, body, stored)))
+        return parse(adapt(enterprises.unmask(parts[keys.SECRETS], CRM, body, stored)))
     except SettingsError as exc:
         raise Problem(400, exc.message, exc.field) from None
 
 
-async def register_module(app: web.Application, number: str) -> dict[str, Any]:
+async def register_module(parts: Parts, number: str) -> dict[str, Any]:
     """Create or update the telephony module (RetailCRM's answer, or CrmError); a new account token."""
-    settings = await load_settings(app, number)
+    settings = await load_settings(parts, number)
     if not settings.enabled:
         raise Problem(409, "retailcrm is disabled for this enterprise; enable it before registering the module")
-    signer = app[keys.SIGNER]
+    signer = parts[keys.SIGNER]
     token = signer.issue(number, ACCOUNT_TOKEN_DAYS, source=CRM)
     token_id = signer.verify(token).token_id
-    public_url = app[keys.CONFIG].agent.public_url
+    public_url = parts[keys.CONFIG].agent.public_url
     urls = module_urls(public_url, number, token)
-    async with _client(app, number, settings, "register_module") as client:
+    async with _client(parts, number, settings, "register_module") as client:
         result = await client.register_module(urls)
     # the new token is in force from now on; the previous one (if any) is revoked by the same write
-    await retailcrm_store.set_account_token(app[keys.POOL], number, token_id)
+    await retailcrm_store.set_account_token(parts[keys.POOL], number, token_id)
     return {
         "registered": True,
         "created": result.created,
@@ -184,13 +183,13 @@ async def register_module(app: web.Application, number: str) -> dict[str, Any]:
     }
 
 
-async def deregister_module(app: web.Application, number: str) -> dict[str, Any]:
-    pool = app[keys.POOL]
+async def deregister_module(parts: Parts, number: str) -> dict[str, Any]:
+    pool = parts[keys.POOL]
     if await enterprises.get(pool, number) is None:
         raise Problem(404, f"no enterprise {number}")
     await retailcrm_store.set_account_token(pool, number, None)  # whatever RetailCRM says next
-    settings = await load_settings(app, number)
-    async with _client(app, number, settings, "deactivate_module") as client:
+    settings = await load_settings(parts, number)
+    async with _client(parts, number, settings, "deactivate_module") as client:
         try:
             result = await client.deactivate_module()
         except CrmError as exc:
@@ -202,14 +201,14 @@ async def deregister_module(app: web.Application, number: str) -> dict[str, Any]
     return {"deactivated": result is not None, "token_revoked": True}
 
 
-async def managers_of(app: web.Application, number: str, import_codes: bool = False) -> dict[str, Any]:
+async def managers_of(parts: Parts, number: str, import_codes: bool = False) -> dict[str, Any]:
     """CRM users with their extension (ours, else the module's additionalCodes) and the differences.
 
     With `import_codes`, a local mapping that is still empty takes the codes registered at RetailCRM
     (the first visit of the managers page); from then on ours is the truth and differences are shown."""
-    settings = await load_settings(app, number)
-    pool = app[keys.POOL]
-    async with _client(app, number, settings, "list_managers") as client:
+    settings = await load_settings(parts, number)
+    pool = parts[keys.POOL]
+    async with _client(parts, number, settings, "list_managers") as client:
         users = await client.all_users()
         try:
             module = await client.get_module()
@@ -223,7 +222,7 @@ async def managers_of(app: web.Application, number: str, import_codes: bool = Fa
         except SettingsError:
             pass  # codes we cannot take as they are: shown as differences instead
         else:
-            await enterprises.put_integration(pool, app[keys.SECRETS], number, CRM, settings.to_json())
+            await enterprises.put_integration(pool, parts[keys.SECRETS], number, CRM, settings.to_json())
             imported = len(codes)
     merged = merge(users, settings.user_extensions, codes)
     status = {s.user_id: s.status for s in await retailcrm_store.user_statuses(pool, number)}
@@ -264,25 +263,23 @@ async def last_synced(pool: Pool, number: str) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-async def save_mapping(
-    app: web.Application, number: str, changes: dict[str, str | None], replace: bool
-) -> dict[str, Any]:
+async def save_mapping(parts: Parts, number: str, changes: dict[str, str | None], replace: bool) -> dict[str, Any]:
     """Assign `{user_id: extension | None}` (or, with replace, set the whole mapping), store it, then copy
     it to the module's additionalCodes (a failed copy is reported in `sync`, the local mapping stays)."""
-    settings = await load_settings(app, number)
+    settings = await load_settings(parts, number)
     try:
         mapping, moves = reassign(settings.user_extensions, changes, replace=replace)
         updated = parse({**settings.to_json(), "user_extensions": mapping})
     except (MappingError, SettingsError) as exc:
         raise Problem(400, getattr(exc, "message", str(exc)), getattr(exc, "field", None)) from None
-    pool, box = app[keys.POOL], app[keys.SECRETS]
+    pool, box = parts[keys.POOL], parts[keys.SECRETS]
     try:
         await enterprises.put_integration(pool, box, number, CRM, updated.to_json())
     except enterprises.NotFound:
         raise Problem(404, f"no enterprise {number}") from None
     known = {e.extension for e in await extensions.list_for(pool, number)}
     sync: dict[str, Any] = {"ok": True, "error": None}
-    async with _client(app, number, updated, "sync_codes") as client:
+    async with _client(parts, number, updated, "sync_codes") as client:
         try:
             result = await client.set_additional_codes(updated.user_extensions)
             sync["not_exist_user_ids"] = list(result.not_exist_user_ids)
@@ -304,26 +301,26 @@ async def test_connection(request: web.Request) -> web.Response:
     """The stored settings, or a posted settings object (masked secrets mean "the stored one")."""
     number = _enterprise(request)
     if request.can_read_body:
-        settings = await settings_to_test(request.app, number, await _json_object(request))
+        settings = await settings_to_test(request.config_dict, number, await _json_object(request))
     else:
-        settings = await load_settings(request.app, number)
-    return web.json_response(await connection_report(request.app, number, settings))
+        settings = await load_settings(request.config_dict, number)
+    return web.json_response(await connection_report(request.config_dict, number, settings))
 
 
 @answers_problems
 async def register(request: web.Request) -> web.Response:
-    return web.json_response(await register_module(request.app, _enterprise(request)))
+    return web.json_response(await register_module(request.config_dict, _enterprise(request)))
 
 
 @answers_problems
 async def deregister(request: web.Request) -> web.Response:
-    return web.json_response(await deregister_module(request.app, _enterprise(request)))
+    return web.json_response(await deregister_module(request.config_dict, _enterprise(request)))
 
 
 @answers_problems
 async def statuses(request: web.Request) -> web.Response:
     number = _enterprise(request)
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     if await enterprises.get(pool, number) is None:
         raise Problem(404, f"no enterprise {number}")
     rows = await retailcrm_store.user_statuses(pool, number)
@@ -341,7 +338,7 @@ async def statuses(request: web.Request) -> web.Response:
 
 @answers_problems
 async def managers(request: web.Request) -> web.Response:
-    return web.json_response(await managers_of(request.app, _enterprise(request)))
+    return web.json_response(await managers_of(request.config_dict, _enterprise(request)))
 
 
 @answers_problems
@@ -358,18 +355,22 @@ async def put_extensions(request: web.Request) -> web.Response:
         raise Problem(400, "must be an object {crm_user_id: extension or null}", "user_extensions")
     if not isinstance(replace, bool):
         raise Problem(400, "must be true or false", "replace")
-    return web.json_response(await save_mapping(request.app, number, changes, replace))
+    return web.json_response(await save_mapping(request.config_dict, number, changes, replace))
 
 
 async def logo(request: web.Request) -> web.FileResponse:
     return web.FileResponse(LOGO_FILE, headers={"Content-Type": "image/svg+xml", "Cache-Control": "max-age=86400"})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post(PREFIX + "/test", test_connection)
-    app.router.add_post(PREFIX + "/register", register)
-    app.router.add_delete(PREFIX + "/register", deregister)
-    app.router.add_get(PREFIX + "/managers", managers)
-    app.router.add_put(PREFIX + "/extensions", put_extensions)
-    app.router.add_get(PREFIX + "/statuses", statuses)
+def add_routes(api: web.Application) -> None:
+    api.router.add_post(PREFIX + "/test", test_connection)
+    api.router.add_post(PREFIX + "/register", register)
+    api.router.add_delete(PREFIX + "/register", deregister)
+    api.router.add_get(PREFIX + "/managers", managers)
+    api.router.add_put(PREFIX + "/extensions", put_extensions)
+    api.router.add_get(PREFIX + "/statuses", statuses)
+
+
+def add_logo(app: web.Application) -> None:
+    """The module's logo, which RetailCRM fetches: on the root application, outside /api/."""
     app.router.add_get(LOGO, logo)

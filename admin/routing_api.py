@@ -17,7 +17,7 @@ from agent.web import keys
 
 async def get_routing(request: web.Request) -> web.Response:
     number = _enterprise(request)
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     if await enterprises.get(pool, number) is None:
         return error(404, f"no enterprise {number}")
     return web.json_response(await routing_store.get_raw(pool, number))
@@ -27,7 +27,7 @@ async def put_routing(request: web.Request) -> web.Response:
     number = _enterprise(request)
     body = await _json_object(request)
     try:
-        await routing_store.put(request.app[keys.POOL], number, body)
+        await routing_store.put(request.config_dict[keys.POOL], number, body)
     except RulesError as exc:
         return error(400, exc.message, exc.field)
     except routing_store.NotFound:
@@ -35,7 +35,6 @@ async def put_routing(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def add_routes(app: web.Application) -> None:
-    """After `admin.api.add_routes` (its bearer-token middleware guards these routes too)."""
-    app.router.add_get("/api/enterprises/{number}/routing", get_routing)
-    app.router.add_put("/api/enterprises/{number}/routing", put_routing)
+def add_routes(api: web.Application) -> None:
+    api.router.add_get("/enterprises/{number}/routing", get_routing)
+    api.router.add_put("/enterprises/{number}/routing", put_routing)

@@ -1,5 +1,8 @@
-"""The admin site under /admin/: routes, and the middleware that gives every page its session, CSRF check,
-language and security headers (a strict Content-Security-Policy: no inline script or style)."""
+"""The admin site as an aiohttp sub-application, which agent.app mounts at /admin/: its routes, and its
+middleware that gives every page (static files, redirects and error pages included) its session, CSRF check,
+language and security headers (a strict Content-Security-Policy: no inline script or style). The Jinja
+environment and the sign-in link signer are the sub-application's own; the agent's parts (pool, config, ...)
+are read through `request.config_dict`."""
 
 from __future__ import annotations
 
@@ -28,9 +31,11 @@ from admin.pages import FRAME_ANCESTORS, JINJA, LANG, LINKS, SESSION, Refused, T
 from agent.web import keys
 from agent.web.server import Handler
 
+PREFIX = "/admin"  # where agent.app mounts the sub-application; its routes below are relative to it
 COOKIE = views_auth.COOKIE
-NO_CSRF = {"/admin/retailcrm"}  # token-authenticated entry from the CRM, before any session exists
-ANY_ROLE_POST = {"/admin/logout"}
+STATIC = PREFIX + "/static/"
+NO_CSRF = {PREFIX + "/retailcrm"}  # token-authenticated entry from the CRM, before any session exists
+ANY_ROLE_POST = {PREFIX + "/logout"}
 JSON_EXT = "{ext:(?:\\.json)?}"
 NUMBER = "{number:[A-Za-z0-9_-]{1,32}}"
 
@@ -51,7 +56,7 @@ def _secure(request: web.Request, response: web.StreamResponse | web.HTTPExcepti
         headers["X-Frame-Options"] = "SAMEORIGIN"
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "no-referrer"
-    if not request.path.startswith("/admin/static/"):
+    if not request.path.startswith(STATIC):
         headers["Cache-Control"] = "no-store"
     if remember_lang and isinstance(response, web.StreamResponse):
         response.set_cookie(i18n.COOKIE, request[LANG], max_age=365 * 86400, httponly=True, samesite="Lax", path="/")
@@ -69,7 +74,7 @@ async def _check_post(request: web.Request) -> None:
 
 async def refusal(request: web.Request, exc: Refused) -> web.Response:
     message = request[T](exc.key, **exc.values)
-    if wants_json(request) or request.path.startswith("/admin/static/"):
+    if wants_json(request) or request.path.startswith(STATIC):
         body: dict[str, object] = {"error": message}
         if exc.field:
             body["field"] = exc.field
@@ -86,15 +91,13 @@ async def refusal(request: web.Request, exc: Refused) -> web.Response:
 
 @web.middleware
 async def admin_site(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path != "/admin" and not request.path.startswith("/admin/"):
-        return await handler(request)
     lang, remember = i18n.choose(request)
     request[LANG] = lang
     request[T] = i18n.translator(lang)
     try:
-        if not request.path.startswith("/admin/static/"):
+        if not request.path.startswith(STATIC):
             cookie = request.cookies.get(COOKIE, "")
-            who = await load_session(request.app[keys.POOL], cookie) if cookie else None
+            who = await load_session(request.config_dict[keys.POOL], cookie) if cookie else None
             if who is not None:
                 request[SESSION] = who
             if request.method not in ("GET", "HEAD") and request.path not in NO_CSRF:
@@ -120,8 +123,9 @@ def static_dir() -> Path:
     return Path(str(resources.files("admin") / "static"))
 
 
-def add_routes(app: web.Application, secret: bytes) -> None:
-    """Mount the admin site on the agent's app (one line in agent.parts.web.http_part)."""
+def create_app(secret: bytes) -> web.Application:
+    """The sub-application (agent.parts.web.http_part mounts it at PREFIX)."""
+    app = web.Application(middlewares=[admin_site])
     app[LINKS] = LinkSigner(secret)
     app[FRAME_ANCESTORS] = []  # hook: the CRM's origin, when its one-click link opens the pages in a frame
     aiohttp_jinja2.setup(
@@ -133,26 +137,26 @@ def add_routes(app: web.Application, secret: bytes) -> None:
         filters={"when": views_overview.when, "pretty": views_calls.pretty},
         default_helpers=False,
     )
-    app.middlewares.append(admin_site)
     r = app.router
-    r.add_static("/admin/static/", static_dir(), name="admin-static")
-    r.add_get("/admin", redirect_slash)
-    r.add_get("/admin/", views_auth.home)
-    r.add_get("/admin/login", views_auth.login)
-    r.add_post("/admin/logout", views_auth.logout)
-    r.add_route("*", "/admin/retailcrm", views_auth.retailcrm)
-    r.add_get("/admin/go", views_auth.switch)
-    r.add_route("*", f"/admin/instance{JSON_EXT}", views_instance.instance)
-    r.add_get(f"/admin/{NUMBER}/overview{JSON_EXT}", views_overview.overview)
-    r.add_get(f"/admin/{NUMBER}/calls{JSON_EXT}", views_calls.calls)
-    r.add_route("*", f"/admin/{NUMBER}/calls/{{call_id:[^/]+?}}{JSON_EXT}", views_calls.call)
-    r.add_route("*", f"/admin/{NUMBER}/log{JSON_EXT}", views_log.log)
-    r.add_route("*", f"/admin/{NUMBER}/extensions{JSON_EXT}", views_extensions.extensions)
-    r.add_route("*", f"/admin/{NUMBER}/routing{JSON_EXT}", views_routing.routing)
-    r.add_route("*", f"/admin/{NUMBER}/retailcrm{JSON_EXT}", views_retailcrm.retailcrm)
-    r.add_route("*", f"/admin/{NUMBER}/managers{JSON_EXT}", views_managers.managers)
-    r.add_route("*", f"/admin/{NUMBER}/amocrm{JSON_EXT}", views_amocrm.amocrm)
-    r.add_get(f"/admin/{NUMBER}/amocrm/connect", views_amocrm.connect)
+    r.add_static("/static/", static_dir(), name="admin-static")
+    r.add_get("", redirect_slash)  # /admin itself
+    r.add_get("/", views_auth.home)
+    r.add_get("/login", views_auth.login)
+    r.add_post("/logout", views_auth.logout)
+    r.add_route("*", "/retailcrm", views_auth.retailcrm)
+    r.add_get("/go", views_auth.switch)
+    r.add_route("*", f"/instance{JSON_EXT}", views_instance.instance)
+    r.add_get(f"/{NUMBER}/overview{JSON_EXT}", views_overview.overview)
+    r.add_get(f"/{NUMBER}/calls{JSON_EXT}", views_calls.calls)
+    r.add_route("*", f"/{NUMBER}/calls/{{call_id:[^/]+?}}{JSON_EXT}", views_calls.call)
+    r.add_route("*", f"/{NUMBER}/log{JSON_EXT}", views_log.log)
+    r.add_route("*", f"/{NUMBER}/extensions{JSON_EXT}", views_extensions.extensions)
+    r.add_route("*", f"/{NUMBER}/routing{JSON_EXT}", views_routing.routing)
+    r.add_route("*", f"/{NUMBER}/retailcrm{JSON_EXT}", views_retailcrm.retailcrm)
+    r.add_route("*", f"/{NUMBER}/managers{JSON_EXT}", views_managers.managers)
+    r.add_route("*", f"/{NUMBER}/amocrm{JSON_EXT}", views_amocrm.amocrm)
+    r.add_get(f"/{NUMBER}/amocrm/connect", views_amocrm.connect)
+    return app
 
 
-__all__ = ["add_routes", "csp"]
+__all__ = ["PREFIX", "create_app", "csp"]

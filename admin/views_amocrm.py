@@ -14,6 +14,7 @@ from admin import amocrm_api as amo_api
 from admin.pages import Refused, after_post, answer, enterprise_of, read_body, require_admin, session
 from agent.store import enterprises
 from agent.web import keys
+from agent.web.keys import Parts
 from connectors.amocrm.settings import UNKNOWN_CALLER, SettingsError
 from connectors.base import CrmError
 
@@ -73,49 +74,47 @@ def submitted(body: dict[str, str], current: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _save(
-    app: web.Application, number: str, body: dict[str, str], stored: dict[str, Any] | None
-) -> dict[str, str]:
-    box = app[keys.SECRETS]
+async def _save(parts: Parts, number: str, body: dict[str, str], stored: dict[str, Any] | None) -> dict[str, str]:
+    box = parts[keys.SECRETS]
     wanted = submitted(body, enterprises.masked(box, CRM, stored or {}))
-    amo = amo_api.connector(app)
+    amo = amo_api.connector(parts)
     try:
         settings = amo.parse_settings(enterprises.unmask(box, CRM, wanted, stored))
     except SettingsError as exc:
         field = exc.field.split(".")[0]
         return {field: exc.message}
-    await enterprises.put_integration(app[keys.POOL], box, number, CRM, amo.settings_json(settings))
+    await enterprises.put_integration(parts[keys.POOL], box, number, CRM, amo.settings_json(settings))
     return {}
 
 
-async def _act(app: web.Application, number: str, action: str, body: dict[str, str]) -> dict[str, str]:
+async def _act(parts: Parts, number: str, action: str, body: dict[str, str]) -> dict[str, str]:
     """code / token / disconnect: {field: why} when it did not take."""
     if action == "disconnect":
-        amo = amo_api.connector(app)
+        amo = amo_api.connector(parts)
         assert amo.tokens is not None
         await amo.tokens.disconnect(number)
         return {}
-    settings = await amo_api.settings_of(app, number)
+    settings = await amo_api.settings_of(parts, number)
     if settings is None:
         return {action: "amo.error.save_first"}
     value = body.get(action, "").strip()
     if not value or len(value) > (amo_api.CODE_MAX if action == "code" else 8192):
         return {action: f"amo.error.{action}"}
     if action == "code":
-        failed = await amo_api.connect_with(app, number, settings, settings.host, value)
+        failed = await amo_api.connect_with(parts, number, settings, settings.host, value)
         return {action: (failed.text or "")[:500]} if failed is not None else {}
-    why = await amo_api.connect_token(app, number, settings, value)
+    why = await amo_api.connect_token(parts, number, settings, value)
     return {action: why} if why else {}
 
 
-async def _pipelines(app: web.Application, number: str, connected: bool) -> tuple[list[dict[str, Any]], str | None]:
+async def _pipelines(parts: Parts, number: str, connected: bool) -> tuple[list[dict[str, Any]], str | None]:
     if not connected:
         return [], None
-    settings = await amo_api.settings_of(app, number)
+    settings = await amo_api.settings_of(parts, number)
     if settings is None:
         return [], None
     try:
-        return await amo_api.client_for(app, settings).pipelines(number), None
+        return await amo_api.client_for(parts, settings).pipelines(number), None
     except CrmError as exc:
         return [], exc.outcome.error or exc.outcome.status
 
@@ -125,8 +124,8 @@ async def amocrm(request: web.Request) -> web.StreamResponse:
     number = enterprise["number"]
     if request.method not in ("GET", "HEAD", "POST"):
         raise Refused(405, "error.method")
-    app = request.app
-    pool, box = app[keys.POOL], app[keys.SECRETS]
+    parts = request.config_dict
+    pool, box = parts[keys.POOL], parts[keys.SECRETS]
     stored = await enterprises.get_integration(pool, number, CRM)
     errors: dict[str, str] = {}
     form: dict[str, Any] = {}
@@ -135,7 +134,7 @@ async def amocrm(request: web.Request) -> web.StreamResponse:
         action = body.get("action", "save")
         if action not in ACTIONS:
             raise Refused(400, "error.choice", "action")
-        errors = await (_save(app, number, body, stored) if action == "save" else _act(app, number, action, body))
+        errors = await (_save(parts, number, body, stored) if action == "save" else _act(parts, number, action, body))
         if not errors:
             return after_post(request, {"action": action, "ok": True})
         if request.content_type == "application/json":
@@ -149,12 +148,12 @@ async def amocrm(request: web.Request) -> web.StreamResponse:
             }
             if isinstance(form.get("lead_tags"), list):
                 form["lead_tags"] = ", ".join(form["lead_tags"])
-    status = await amo_api.status_of(app, number)
+    status = await amo_api.status_of(parts, number)
     webhook_url = status.pop("webhook_url", None)
     redirect_uri = status.pop("redirect_uri")
     can_edit = session(request).can_edit
     state = light(status, datetime.now(UTC))
-    pipelines, pipelines_error = await _pipelines(app, number, status.get("status") == "connected")
+    pipelines, pipelines_error = await _pipelines(parts, number, status.get("status") == "connected")
     data = {
         "enterprise": enterprise,
         "configured": stored is not None,
@@ -176,8 +175,8 @@ async def connect(request: web.Request) -> web.StreamResponse:
     """«Connect amoCRM»: to the account's consent page with a signed, single-use state."""
     enterprise = await enterprise_of(request)
     require_admin(request)
-    app = request.app
-    settings = await amo_api.settings_of(app, enterprise["number"])
+    parts = request.config_dict
+    settings = await amo_api.settings_of(parts, enterprise["number"])
     if settings is None or not settings.client_id or not settings.client_secret:
         raise Refused(409, "amo.error.oauth_keys")
-    raise web.HTTPFound(amo_api.consent_link(app, enterprise["number"], settings))
+    raise web.HTTPFound(amo_api.consent_link(parts, enterprise["number"], settings))

@@ -17,7 +17,7 @@ NUMBER_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 async def _start_session(request: web.Request, enterprise: str | None, role: str, source: str) -> web.StreamResponse:
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     previous = request.get(SESSION)
     if previous is not None:
         await close_session(pool, previous)
@@ -30,7 +30,7 @@ async def _start_session(request: web.Request, enterprise: str | None, role: str
         samesite="Lax",
         path="/",
         max_age=int(SESSION_HOURS * 3600),
-        secure=request.app[keys.CONFIG].agent.public_url.startswith("https:"),
+        secure=request.config_dict[keys.CONFIG].agent.public_url.startswith("https:"),
     )
     raise response
 
@@ -41,7 +41,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         claims = request.app[LINKS].verify(request.query.get("token", ""))
     except TokenError:
         raise Refused(401, "error.link_invalid") from None
-    if not await use_link(request.app[keys.POOL], claims):
+    if not await use_link(request.config_dict[keys.POOL], claims):
         raise Refused(401, "error.link_used")
     return await _start_session(request, claims.enterprise, claims.role, claims.source)
 
@@ -61,20 +61,20 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
         raise Refused(405, "error.method")
     number = params.get("enterprise_number", "")
     try:
-        principal = request.app[keys.SIGNER].verify(params.get("token", ""))
+        principal = request.config_dict[keys.SIGNER].verify(params.get("token", ""))
     except TokenError:
         raise Refused(401, "error.link_invalid") from None
     if principal.source != "retailcrm" or principal.enterprise != number or not NUMBER_RE.fullmatch(number):
         raise Refused(401, "error.link_invalid")
     if not await retailcrm_store.token_current(
-        request.app[keys.POOL], principal.source, principal.enterprise, principal.token_id
+        request.config_dict[keys.POOL], principal.source, principal.enterprise, principal.token_id
     ):
         raise Refused(401, "error.link_revoked")
     return await _start_session(request, number, "admin", "retailcrm")
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    await close_session(request.app[keys.POOL], session(request))
+    await close_session(request.config_dict[keys.POOL], session(request))
     request.pop(SESSION, None)
     response = await answer(request, "message.html", {"message_key": "auth.signed_out"})
     response.del_cookie(COOKIE, path="/")

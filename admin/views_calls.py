@@ -132,7 +132,7 @@ async def calls(request: web.Request) -> web.StreamResponse:
     rows: list[Any] = []
     if not errors:
         w = _calls_where(enterprise["number"], filters)
-        rows = await request.app[keys.POOL].fetch(
+        rows = await request.config_dict[keys.POOL].fetch(
             f"SELECT {COLUMNS} FROM calls WHERE {w} ORDER BY listed_at DESC, call_id DESC LIMIT {PAGE + 1}", *w.args
         )
     items = [call_row(r) for r in rows[:PAGE]]
@@ -208,7 +208,7 @@ DELIVERY_LOGS = (
 
 async def call_deliveries(request: web.Request, number: str, call_id: str) -> list[dict[str, Any]]:
     """Every delivery of this call to every CRM: idempotency_key '<crm>:<call_id>:…' (a prefix range scan)."""
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     found: list[dict[str, Any]] = []
     for crm in registry.names():
         prefix = f"{crm}:{call_id}:"
@@ -240,7 +240,7 @@ async def retry(request: web.Request, number: str) -> tuple[int | None, str | No
         delivery_id = int(body.get("delivery", ""))
     except ValueError:
         return None, "error.delivery"
-    if not await request.app[keys.OUTBOX].retry(delivery_id, number):
+    if not await request.config_dict[keys.OUTBOX].retry(delivery_id, number):
         return delivery_id, "error.not_retryable"
     return delivery_id, None
 
@@ -258,7 +258,7 @@ async def call(request: web.Request) -> web.StreamResponse:
         errors[f"delivery-{delivery_id}" if delivery_id is not None else "delivery"] = problem
         if request.content_type == "application/json":
             raise Refused(404 if delivery_id is not None else 400, problem, "delivery")
-    row = await request.app[keys.POOL].fetchrow(
+    row = await request.config_dict[keys.POOL].fetchrow(
         f"SELECT {COLUMNS} FROM calls WHERE enterprise_number = $1 AND call_id = $2", number, call_id
     )
     if row is None:

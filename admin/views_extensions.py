@@ -31,7 +31,7 @@ def validate(body: dict[str, str], action: str) -> tuple[dict[str, str], dict[st
 
 
 async def _apply(request: web.Request, number: str, action: str, f: dict[str, str]) -> str | None:
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     if action == "add":
         added = await pool.fetchval(
             "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ($1, $2, $3)"
@@ -79,7 +79,7 @@ async def extensions(request: web.Request) -> web.StreamResponse:
             status = {"error.no_extension": 404, "error.extension_exists": 409}.get(errors[field], 400)
             raise Refused(status, errors[field], field)
         form["action"] = action
-    rows = await request.app[keys.POOL].fetch(
+    rows = await request.config_dict[keys.POOL].fetch(
         "SELECT phone_number, display_name, created_at FROM user_internal_phones WHERE enterprise_number = $1"
         f" ORDER BY length(phone_number), phone_number LIMIT {LIMIT}",
         number,

@@ -30,7 +30,7 @@ async def instance(request: web.Request) -> web.StreamResponse:
         raise Refused(403, "error.instance_only")
     if request.method not in ("GET", "HEAD", "POST"):
         raise Refused(405, "error.method")
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     errors: dict[str, str] = {}
     form: dict[str, str] = {}
     if request.method == "POST":
@@ -57,7 +57,7 @@ async def instance(request: web.Request) -> web.StreamResponse:
         }
         for r in rows
     ]
-    health = await request.app[keys.HEALTH].report()
+    health = await request.config_dict[keys.HEALTH].report()
     components = [
         {"name": name, "status": c["status"], "critical": c["critical"], "error": c.get("error")}
         for name, c in sorted(health["components"].items())

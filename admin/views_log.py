@@ -62,7 +62,7 @@ def _log_where(number: str, f: dict[str, str]) -> Where:
 async def failed_deliveries(
     request: web.Request, number: str, crm: str, before: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
-    rows = await request.app[keys.POOL].fetch(
+    rows = await request.config_dict[keys.POOL].fetch(
         "SELECT * FROM deliveries WHERE enterprise_number = $1 AND status = ANY($2::text[])"
         " AND ($3::text = '' OR integration_type = $3) AND ($4::bigint IS NULL OR id < $4)"
         f" ORDER BY id DESC LIMIT {DELIVERY_PAGE + 1}",
@@ -95,7 +95,7 @@ async def log(request: web.Request) -> web.StreamResponse:
     dnext = None
     if not invalid:
         w = _log_where(number, filters)
-        entries = await request.app[keys.POOL].fetch(
+        entries = await request.config_dict[keys.POOL].fetch(
             f"SELECT {LOG_COLUMNS} FROM integration_logs WHERE {w} ORDER BY created_at DESC, id DESC LIMIT {PAGE + 1}",
             *w.args,
         )

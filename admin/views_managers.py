@@ -16,14 +16,15 @@ from admin import amocrm_api, retailcrm_api
 from admin.pages import Refused, answer, enterprise_of, read_body, session, wants_json
 from agent.store import enterprises, extensions
 from agent.web import keys
+from agent.web.keys import Parts
 from connectors import registry
 from connectors.base import CrmError
 
 USER_FIELD = "user."  # form fields user.<crm user id> = extension or ""
 
 
-async def _configured(app: web.Application, number: str) -> list[str]:
-    pool = app[keys.POOL]
+async def _configured(parts: Parts, number: str) -> list[str]:
+    pool = parts[keys.POOL]
     return [crm for crm in registry.names() if await enterprises.get_integration(pool, number, crm)]
 
 
@@ -36,13 +37,13 @@ def _choose(request: web.Request, body: dict[str, str], configured: list[str]) -
     return configured[0] if configured else None
 
 
-async def _listing(app: web.Application, number: str, crm: str, may_import: bool) -> dict[str, Any]:
+async def _listing(parts: Parts, number: str, crm: str, may_import: bool) -> dict[str, Any]:
     """{managers, differences, module_error, ...} or {error} when the CRM could not be asked.
     `may_import`: an admin's first visit takes RetailCRM's codes into the empty local mapping."""
     try:
         if crm == "retailcrm":
-            return await retailcrm_api.managers_of(app, number, import_codes=may_import)
-        return await amocrm_api.managers_of(app, number)
+            return await retailcrm_api.managers_of(parts, number, import_codes=may_import)
+        return await amocrm_api.managers_of(parts, number)
     except retailcrm_api.Problem as exc:
         return {"error": exc.message}
     except LookupError as exc:
@@ -70,12 +71,12 @@ def _changes(body: dict[str, str], current: dict[str, str | None]) -> dict[str, 
     return out
 
 
-async def _save(app: web.Application, number: str, crm: str, changes: dict[str, str | None]) -> dict[str, Any]:
+async def _save(parts: Parts, number: str, crm: str, changes: dict[str, str | None]) -> dict[str, Any]:
     try:
         if crm == "retailcrm":
-            saved = await retailcrm_api.save_mapping(app, number, changes, False)
+            saved = await retailcrm_api.save_mapping(parts, number, changes, False)
         else:
-            saved = await amocrm_api.save_mapping(app, number, changes)
+            saved = await amocrm_api.save_mapping(parts, number, changes)
     except retailcrm_api.Problem as exc:
         return {"ok": False, "error": exc.message, "field": exc.field}
     except (LookupError, ValueError) as exc:
@@ -101,23 +102,23 @@ async def managers(request: web.Request) -> web.StreamResponse:
     number = enterprise["number"]
     if request.method not in ("GET", "HEAD", "POST"):
         raise Refused(405, "error.method")
-    app = request.app
+    parts = request.config_dict
     body = await read_body(request) if request.method == "POST" else {}
-    configured = await _configured(app, number)
+    configured = await _configured(parts, number)
     crm = _choose(request, body, configured)
     result: dict[str, Any] | None = None
     listing: dict[str, Any] = {}
     if crm is not None and crm in configured:
         if request.method == "POST":
-            listing = await _listing(app, number, crm, session(request).can_edit)
+            listing = await _listing(parts, number, crm, session(request).can_edit)
             shown = {m["user_id"]: m["extension"] for m in listing.get("managers", [])}
             changes = _changes(body, shown)
-            result = await _save(app, number, crm, changes) if changes else {"ok": True, "unchanged": True}
+            result = await _save(parts, number, crm, changes) if changes else {"ok": True, "unchanged": True}
             if wants_json(request):
                 return web.json_response(result, status=200 if result["ok"] else 400)
-        listing = await _listing(app, number, crm, session(request).can_edit)
+        listing = await _listing(parts, number, crm, session(request).can_edit)
     managers_ = listing.get("managers", [])
-    items = await extensions.list_for(app[keys.POOL], number)
+    items = await extensions.list_for(parts[keys.POOL], number)
     data = {
         "enterprise": enterprise,
         "crm": crm,

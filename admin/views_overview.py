@@ -56,10 +56,10 @@ def when(value: object) -> str:
 def pbx_links(request: web.Request, number: str | None) -> list[dict[str, Any]]:
     """PBX links from the health registry (`pbx:<name>`), for one enterprise or all."""
     links = []
-    for pbx in request.app[keys.CONFIG].pbx:
+    for pbx in request.config_dict[keys.CONFIG].pbx:
         if number is not None and pbx.enterprise != number:
             continue
-        health = request.app[keys.HEALTH].get(f"pbx:{pbx.name}")
+        health = request.config_dict[keys.HEALTH].get(f"pbx:{pbx.name}")
         details = health.details if health else {}
         links.append(
             {
@@ -126,7 +126,7 @@ async def crm_states(pool: Pool, number: str) -> list[dict[str, Any]]:
 
 async def overview(request: web.Request) -> web.StreamResponse:
     enterprise = await enterprise_of(request)
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     number = enterprise["number"]
     today = await pool.fetchrow(TODAY, number)
     assert today is not None

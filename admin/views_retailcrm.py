@@ -17,6 +17,7 @@ from admin.pages import Refused, after_post, answer, enterprise_of, iso, read_bo
 from admin.retailcrm_api import CRM, Problem
 from agent.store import enterprises
 from agent.web import keys
+from agent.web.keys import Parts
 from connectors.base import CrmError
 from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.legacy import adapt, is_legacy
@@ -66,10 +67,8 @@ def typed(body: dict[str, str], stored: dict[str, Any] | None, box: Any) -> dict
     return {k: "" if v is None else v for k, v in submitted(body, shown(stored, box)).items() if k != "api_key"}
 
 
-async def _save(
-    app: web.Application, number: str, body: dict[str, str], stored: dict[str, Any] | None
-) -> dict[str, str]:
-    pool, box = app[keys.POOL], app[keys.SECRETS]
+async def _save(parts: Parts, number: str, body: dict[str, str], stored: dict[str, Any] | None) -> dict[str, str]:
+    pool, box = parts[keys.POOL], parts[keys.SECRETS]
     wanted = submitted(body, adapt(enterprises.masked(box, CRM, stored or {})))
     try:
         settings = parse(adapt(enterprises.unmask(box, CRM, wanted, stored)))
@@ -85,24 +84,24 @@ async def _save(
     return {}
 
 
-async def _run(app: web.Application, number: str, action: str, body: dict[str, str]) -> dict[str, Any]:
+async def _run(parts: Parts, number: str, action: str, body: dict[str, str]) -> dict[str, Any]:
     """test / register / delete: RetailCRM's answer, or why there is none, as {action, ok, ...}."""
     try:
         if action == "test":
             if "domain" in body:  # the form as typed, before it is saved
-                stored = await enterprises.get_integration(app[keys.POOL], number, CRM)
-                settings = await rc.settings_to_test(app, number, submitted(body, shown(stored, app[keys.SECRETS])))
+                stored = await enterprises.get_integration(parts[keys.POOL], number, CRM)
+                settings = await rc.settings_to_test(parts, number, submitted(body, shown(stored, parts[keys.SECRETS])))
             else:
-                settings = await rc.load_settings(app, number)
-            return {"action": action, **await rc.connection_report(app, number, settings)}
+                settings = await rc.load_settings(parts, number)
+            return {"action": action, **await rc.connection_report(parts, number, settings)}
         if action == "register":
-            return {"action": action, "ok": True, **await rc.register_module(app, number)}
+            return {"action": action, "ok": True, **await rc.register_module(parts, number)}
         crm_answer = None
         try:
-            crm_answer = await rc.deregister_module(app, number)
+            crm_answer = await rc.deregister_module(parts, number)
         except Problem as exc:  # removal goes on: the settings go whatever RetailCRM says
             crm_answer = {"error": exc.message}
-        await enterprises.delete_integration(app[keys.POOL], number, CRM)
+        await enterprises.delete_integration(parts[keys.POOL], number, CRM)
         return {"action": action, "ok": True, "deleted": True, **crm_answer}
     except Problem as exc:
         return {"action": action, "ok": False, "error": exc.message, "field": exc.field}
@@ -120,8 +119,8 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
     number = enterprise["number"]
     if request.method not in ("GET", "HEAD", "POST"):
         raise Refused(405, "error.method")
-    app = request.app
-    pool, box = app[keys.POOL], app[keys.SECRETS]
+    parts = request.config_dict
+    pool, box = parts[keys.POOL], parts[keys.SECRETS]
     stored = await enterprises.get_integration(pool, number, CRM)
     errors: dict[str, str] = {}
     result: dict[str, Any] | None = None
@@ -132,7 +131,7 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
         if action not in ACTIONS:
             raise Refused(400, "error.choice", "action")
         if action == "save" or (action == "register" and "domain" in body):  # «Save and register»
-            errors = await _save(app, number, body, stored)
+            errors = await _save(parts, number, body, stored)
             if not errors and action == "save":
                 return after_post(request, {"action": "save", "ok": True})
         if errors:
@@ -141,7 +140,7 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
                 raise Refused(400, errors[field], field)
             form = typed(body, stored, box)
         else:
-            result = await _run(app, number, action, body)
+            result = await _run(parts, number, action, body)
             if action == "test" and "domain" in body:  # keep what was typed (never the key) beside the answer
                 form = typed(body, stored, box)
             if request.content_type == "application/json":

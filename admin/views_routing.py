@@ -27,7 +27,7 @@ EXAMPLE = {
 async def routing(request: web.Request) -> web.StreamResponse:
     enterprise = await enterprise_of(request)
     number = enterprise["number"]
-    pool = request.app[keys.POOL]
+    pool = request.config_dict[keys.POOL]
     if request.method not in ("GET", "HEAD", "POST"):
         raise Refused(405, "error.method")
     errors: dict[str, str] = {}

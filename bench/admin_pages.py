@@ -194,7 +194,7 @@ async def run_pages(pool: database.Pool, root: Path, runs: int) -> list[tuple[st
         pbx=(),
     )
     app[keys.CONFIG], app[keys.HEALTH], app[keys.METRICS], app[keys.POOL] = config, HealthRegistry(), Metrics(), pool
-    site.add_routes(app, b"\x01" * 32)
+    app.add_subapp(site.PREFIX, site.create_app(b"\x01" * 32))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     tcp = web.TCPSite(runner, "127.0.0.1", 0)

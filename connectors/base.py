@@ -1,8 +1,14 @@
 """The boundary types between the agent and its CRM connectors: what to send (Delivery), how it went
-(SendOutcome), and what smart redirect asks a CRM (ResponsibleLookup, answered with a Manager)."""
+(SendOutcome), what smart redirect asks a CRM (ResponsibleLookup, answered with a Manager), and what a CRM's
+callback routes (connectors/<crm>/routes.py) are handed by the composition root: click-to-call (ClickToCall,
+failing with CallNotPlaced) and what an API token grants (Grant, or TokenRefused).
+
+Imports nothing of the project: the agent implements these protocols (agent.parts.adapters adapts its parts), the
+connectors use them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
@@ -10,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 import asyncpg
 
 Status = Literal["success", "transient", "permanent"]
+
+ENTERPRISE_NUMBER = re.compile(r"[A-Za-z0-9_-]{1,32}")  # an enterprise's number, as agent.toml and URLs carry it
 
 # What a connector's own store is handed: the agent's pool (one of asyncpg's), ...
 if TYPE_CHECKING:
@@ -121,3 +129,32 @@ class ResponsibleLookup(Protocol):
 
 # enterprise -> its enabled lookups (an empty list answers DISABLED); raises when settings are unreadable.
 LookupSource = Callable[[str], Awaitable[list[ResponsibleLookup]]]
+
+
+# What a CRM's callback routes are handed (agent.parts.adapters implements it, agent.app hands it in):
+
+
+class CallNotPlaced(Exception):
+    """Click-to-call did not start, and why: no PBX serves the enterprise (`no_pbx`), its link is down
+    (`pbx_down`) or Asterisk refused the action (`refused`). The message says it for people."""
+
+    def __init__(self, reason: Literal["no_pbx", "pbx_down", "refused"], message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ClickToCall(Protocol):
+    """Ring `extension` on the enterprise's PBX, then dial `phone`, presenting `caller_id` when given
+    (agent.ingest.originate). Raises CallNotPlaced, or TimeoutError when the PBX did not answer in time."""
+
+    async def __call__(self, enterprise: str, extension: str, phone: str, caller_id: str | None) -> None: ...
+
+
+class Grant(Protocol):
+    """Whom a valid API token (`pbx-agent token`) speaks for (agent.web.tokens.Principal)."""
+
+    def may_access(self, enterprise: str) -> bool: ...
+
+
+class TokenRefused(Exception):
+    """An API token that is not valid (forged, expired, ...); the message says why."""

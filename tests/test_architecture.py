@@ -52,6 +52,8 @@ def test_the_tree_keeps_every_contract() -> None:
         ("agent/store/enterprises.py", "import connectors.retailcrm.settings", "the store imports neither"),
         ("agent/web/health.py", "import admin.pages", "only the composition root"),
         ("agent/delivery/outbox.py", "import agent.parts.store", "only the composition root"),
+        ("connectors/retailcrm/routes.py", "import agent.parts.adapters", "only the composition root"),
+        ("admin/amocrm_api.py", "import agent.parts.adapters", "the admin site never reaches back"),
     ],
 )
 def test_a_forbidden_import_breaks_the_build(tmp_path: Path, module: str, line: str, contract: str) -> None:

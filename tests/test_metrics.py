@@ -97,7 +97,10 @@ async def test_event_names_asterisk_does_not_document_share_one_label(
                 return bool(await pool.fetchval("SELECT count(*) FROM calls"))
 
             await until(counted, within=10)
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{agent.parts.http_port}/metrics") as resp:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{agent.parts.http_port}/metrics") as resp,
+            ):
                 text = await resp.text()
     finally:
         await ami.stop()

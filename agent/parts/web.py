@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from admin import amocrm_api, amocrm_callbacks, api, deliveries_api, extensions_api, retailcrm_api, retailcrm_callbacks
+from admin import api_app, retailcrm_api
 from admin import site as admin_site
-from admin.routing_api import add_routes as add_routing_routes
 from agent.config.sections import Config
 from agent.delivery.integrations import Integrations
 from agent.delivery.outbox import Outbox
 from agent.ingest.links import PbxManager
 from agent.ingest.originate import Originator
+from agent.parts.adapters import AmoCrmSetup, OriginatorCalls
 from agent.parts.errors import ConflictError, why
 from agent.store import database
 from agent.store.secretbox import SecretBox
@@ -28,7 +28,9 @@ from agent.web.metrics import Metrics
 from agent.web.recordings import RecordLinks
 from agent.web.server import create_app
 from agent.web.tokens import TokenSigner
+from connectors.amocrm import routes as amocrm_routes
 from connectors.registry import secret_fields
+from connectors.retailcrm import routes as retailcrm_routes
 
 HTTP_SHUTDOWN_S = 3.0
 
@@ -69,23 +71,20 @@ async def http_part(
     app[keys.HEALTH] = health
     app[keys.METRICS] = metrics
     app[keys.POOL] = pool
-    app[keys.SECRETS] = SecretBox(secret, secret_fields())
+    box = app[keys.SECRETS] = SecretBox(secret, secret_fields())
     app[keys.SIGNER] = TokenSigner(secret)
     app[keys.INTEGRATIONS] = integrations
     app[keys.OUTBOX] = outbox
     originator = Originator(cfg.pbx, pbxs.pipelines)
     app[keys.ORIGINATOR] = originator
     app[keys.RECORDS] = records
-    api.add_routes(app)
-    add_routing_routes(app)
-    deliveries_api.add_routes(app)
-    extensions_api.add_routes(app)
-    retailcrm_api.add_routes(app)
-    retailcrm_callbacks.add_routes(app)
-    amocrm_api.add_routes(app)
-    amocrm_callbacks.add_routes(app)
+    app.add_subapp(api_app.PREFIX, api_app.create_app())  # each with its own middlewares
+    app.add_subapp(admin_site.PREFIX, admin_site.create_app(secret))
+    retailcrm_api.add_logo(app)
+    # the CRMs' callbacks, handed what they need of the agent (agent.parts.adapters fits it to their protocols)
+    retailcrm_routes.add_routes(app, retailcrm_routes.Deps(pool, box, OriginatorCalls(originator)))
+    amocrm_routes.add_routes(app, AmoCrmSetup(app))
     records_http.add_routes(app)
-    admin_site.add_routes(app, secret)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
     await runner.setup()
     try:

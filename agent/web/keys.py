@@ -1,6 +1,13 @@
-"""Typed aiohttp application keys: what the agent's components share with its HTTP handlers."""
+"""Typed aiohttp application keys: what the agent's components share with its HTTP handlers.
+
+The composition root sets them on the root application. A handler of a sub-application (the admin pages under
+/admin/, the JSON API under /api/) reads them through `request.config_dict`, which chains its own application
+to the root; `Parts` is the type of either.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 
@@ -14,6 +21,15 @@ from agent.web.health import HealthRegistry
 from agent.web.metrics import Metrics
 from agent.web.recordings import RecordLinks
 from agent.web.tokens import TokenSigner
+
+_T = TypeVar("_T")
+
+
+class Parts(Protocol):
+    """Where the parts are read by key: the root application, or a request's `config_dict`."""
+
+    def __getitem__(self, key: web.AppKey[_T], /) -> _T: ...
+
 
 CONFIG = web.AppKey("config", Config)
 HEALTH = web.AppKey("health", HealthRegistry)

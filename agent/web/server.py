@@ -1,4 +1,6 @@
-"""The agent's HTTP server: /health, /metrics, and the routes other packages add (admin, callbacks)."""
+"""The agent's HTTP server as its root application: /health, /metrics, and the middleware that measures every
+request (sub-applications' included, by full route path). The composition root mounts the admin site and the
+JSON API on it as sub-applications and adds the CRMs' callback routes and the recording links."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""RetailCRM v5 connector: `plan` (CallEvent -> deliveries), `RetailCrmClient` (HTTP), settings, callbacks."""
+"""RetailCRM v5 connector: `plan` (CallEvent -> deliveries), `RetailCrmClient` (HTTP), settings, callbacks
+(`callbacks` parses them, `routes` answers them)."""
 
 from connectors.retailcrm.client import RetailCrmClient
 from connectors.retailcrm.plan import plan

@@ -1,9 +1,14 @@
 """The URLs RetailCRM calls on us (crm-api.md §A8): click-to-call, user status, module activity.
 
-Not under /api/: RetailCRM sends no bearer token. The account is identified by the module `clientId`
-(long, random, compared in constant time); an unknown one gets 403 and changes nothing. Each accepts
-the GET query and the POST form alike and answers RetailCRM's envelope: `{"success": true}` or
-`{"success": false, "errorMsg": "..."}`. Every callback of a known account is in integration_logs.
+They live on the agent's root application, not under /api/: RetailCRM sends no bearer token. The account is
+identified by the module `clientId` (long, random, compared in constant time); an unknown one gets 403 and
+changes nothing. Each accepts the GET query and the POST form alike and answers RetailCRM's envelope:
+`{"success": true}` or `{"success": false, "errorMsg": "..."}`. Every callback of a known account is in
+integration_logs.
+
+What the routes need of the agent (its pool, the secrets at rest, click-to-call) is handed in as `Deps` by the
+composition root when it mounts them, typed by connectors.base; like the rest of the connector, this module
+imports of the agent only its log masking.
 """
 
 from __future__ import annotations
@@ -11,14 +16,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from agent.ingest.link import AmiNotConnected
-from agent.ingest.originate import NoPbx, OriginateRefused
 from agent.life.masking import mask_data
-from agent.web import keys
+from connectors.base import CallNotPlaced, ClickToCall, Pool, Secrets
 from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.callbacks import (
     Activity,
@@ -37,6 +41,18 @@ USER_STATUS = "/retailcrm/user-status"
 ACTIVITY = "/retailcrm/activity"  # relative to baseUrl (= [agent] public_url), as actions.activity wants
 
 
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """What the callbacks need of the agent."""
+
+    pool: Pool
+    secrets: Secrets
+    click_to_call: ClickToCall
+
+
+DEPS = web.AppKey("retailcrm_callbacks", Deps)
+
+
 def answer(status: int, error: str | None = None) -> web.Response:
     body: dict[str, Any] = {"success": True} if error is None else {"success": False, "errorMsg": error}
     return web.json_response(body, status=status)
@@ -51,7 +67,8 @@ async def _params(request: web.Request) -> dict[str, str]:
 
 
 async def _account(request: web.Request, client_id: str) -> retailcrm_store.Account | None:
-    account = await retailcrm_store.account_by_client_id(request.app[keys.POOL], request.app[keys.SECRETS], client_id)
+    deps = request.config_dict[DEPS]
+    account = await retailcrm_store.account_by_client_id(deps.pool, deps.secrets, client_id)
     if account is None:
         log.warning("RetailCRM callback %s with an unknown clientId from %s", request.path, request.remote)
     return account
@@ -68,7 +85,7 @@ async def _log(
 ) -> None:
     secrets = (account.settings.client_id, account.settings.api_key)
     await retailcrm_store.log_exchange(
-        request.app[keys.POOL],
+        request.config_dict[DEPS].pool,
         account.enterprise,
         event,
         mask_data({"method": request.method, "path": request.path, "params": params}, secrets),
@@ -122,31 +139,30 @@ async def _make_call(request: web.Request, account: retailcrm_store.Account, cal
             call.code,
         )
         return 403, f"extension {call.code} is not mapped to a RetailCRM manager (the agent's Managers page)"
-    originator = request.app[keys.ORIGINATOR]
     try:
-        await originator.click_to_call(account.enterprise, call.code, call.phone, call.external_phone)
-    except NoPbx as exc:
-        return 503, str(exc)
-    except AmiNotConnected:
-        log.warning("click-to-call for enterprise %s: the PBX link is down; not placed", account.enterprise)
-        return 503, "the PBX is not connected; the call was not placed, try again later"
+        await request.config_dict[DEPS].click_to_call(account.enterprise, call.code, call.phone, call.external_phone)
+    except CallNotPlaced as exc:
+        if exc.reason == "no_pbx":
+            return 503, str(exc)
+        if exc.reason == "pbx_down":
+            log.warning("click-to-call for enterprise %s: the PBX link is down; not placed", account.enterprise)
+            return 503, "the PBX is not connected; the call was not placed, try again later"
+        return 502, f"the PBX refused the call: {exc}"
     except TimeoutError:
         return 504, "the PBX did not answer in time; the call may or may not start"
-    except OriginateRefused as exc:
-        return 502, f"the PBX refused the call: {exc}"
     return 200, None
 
 
 async def _user_status(request: web.Request, account: retailcrm_store.Account, change: UserStatusChange) -> Outcome:
     await retailcrm_store.set_user_status(
-        request.app[keys.POOL], account.enterprise, change.user_id, change.code, change.status
+        request.config_dict[DEPS].pool, account.enterprise, change.user_id, change.code, change.status
     )
     return 200, None
 
 
 async def _activity(request: web.Request, account: retailcrm_store.Account, activity: Activity) -> Outcome:
     await retailcrm_store.set_activity(
-        request.app[keys.POOL], account.enterprise, activity.active, activity.freeze, activity.system_url
+        request.config_dict[DEPS].pool, account.enterprise, activity.active, activity.freeze, activity.system_url
     )
     log.info(
         "RetailCRM module of enterprise %s: active=%s freeze=%s", account.enterprise, activity.active, activity.freeze
@@ -154,7 +170,9 @@ async def _activity(request: web.Request, account: retailcrm_store.Account, acti
     return 200, None
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, deps: Deps) -> None:
+    """Mount the callbacks on the agent's root application (agent.app._start_http), with what they need."""
+    app[DEPS] = deps
     routes = (
         (MAKE_CALL, callback("make_call", parse_make_call, _make_call)),
         (USER_STATUS, callback("user_status", parse_user_status, _user_status)),

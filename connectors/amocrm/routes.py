@@ -3,6 +3,11 @@
 GET  /amocrm/{enterprise}/connect?token=<API token>   -> 302 to the account's consent page
 GET  /amocrm/oauth/callback?code&referer&state         <- amoCRM after the admin allowed access
 POST /amocrm/webhook/{enterprise}/{secret}             <- account webhooks (form-encoded, unsigned)
+
+They live on the agent's root application. What they need beyond the connector (the check of an API token,
+and the settings, client, consent link and code exchange the admin's amoCRM setup also uses) is handed in as a
+`Setup` by the composition root when it mounts them, typed by connectors.base; like the rest of the
+connector, this module imports of the agent only its log masking.
 """
 
 from __future__ import annotations
@@ -11,21 +16,51 @@ import asyncio
 import hmac
 import html
 import logging
+from typing import Protocol
 
 from aiohttp import web
 
-from admin.amocrm_api import client_for, connect_with, connector, consent_link, settings_of
-from admin.api import ENTERPRISE_RE
 from agent.life.masking import mask_data
-from agent.web import keys
-from agent.web.tokens import TokenError
 from connectors.amocrm import oauth
+from connectors.amocrm.client import AmoCrmClient
+from connectors.amocrm.connector import AmoCrmConnector
+from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.webhooks import parse_brackets, responsible_changes
-from connectors.base import CrmError, SendOutcome
+from connectors.base import ENTERPRISE_NUMBER, CrmError, Grant, SendOutcome, TokenRefused
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_LOOKUP_S = 3.0
+
+
+class Setup(Protocol):
+    """What the routes need of the agent (agent.parts.adapters.AmoCrmSetup: admin.amocrm_api's helpers and the API
+    token signer, bound to the agent's parts)."""
+
+    def verify(self, token: str) -> Grant:
+        """Whom an API token speaks for; raises TokenRefused."""
+        ...
+
+    def connector(self) -> AmoCrmConnector:
+        """The agent's connector, bound to the database (its tokens and state signer set)."""
+        ...
+
+    async def settings_of(self, number: str) -> AmoCrmSettings | None:
+        """The enterprise's stored settings (enabled or not); None when unset or unreadable."""
+        ...
+
+    def client_for(self, settings: AmoCrmSettings) -> AmoCrmClient: ...
+
+    def consent_link(self, number: str, settings: AmoCrmSettings) -> str:
+        """The account's consent page, with a signed single-use state naming the enterprise."""
+        ...
+
+    async def connect_with(self, number: str, settings: AmoCrmSettings, host: str, code: str) -> web.Response | None:
+        """Exchange an authorization code and store the tokens; None when stored, else the API's error answer."""
+        ...
+
+
+SETUP = web.AppKey("amocrm_setup", Setup)
 
 
 def _page(status: int, title: str, text: str, back: str | None = None) -> web.Response:
@@ -45,18 +80,19 @@ def _page(status: int, title: str, text: str, back: str | None = None) -> web.Re
 
 async def connect(request: web.Request) -> web.StreamResponse:
     number = request.match_info["enterprise"]
-    if not ENTERPRISE_RE.fullmatch(number):
+    if not ENTERPRISE_NUMBER.fullmatch(number):
         return _page(400, "Invalid enterprise", "the enterprise number is not valid")
+    setup = request.config_dict[SETUP]
     try:
-        principal = request.app[keys.SIGNER].verify(request.query.get("token", ""))
-    except TokenError as exc:
+        grant = setup.verify(request.query.get("token", ""))
+    except TokenRefused as exc:
         return _page(401, "Not allowed", f"{exc}: open this link from the admin pages")
-    if not principal.may_access(number):
+    if not grant.may_access(number):
         return _page(403, "Not allowed", "this token is for another enterprise")
-    settings = await settings_of(request.app, number)
+    settings = await setup.settings_of(number)
     if settings is None or not settings.client_id or not settings.client_secret:
         return _page(409, "amoCRM is not set up", "save the host, client id and client secret first")
-    raise web.HTTPFound(consent_link(request.app, number, settings))
+    raise web.HTTPFound(setup.consent_link(number, settings))
 
 
 async def callback(request: web.Request) -> web.Response:
@@ -65,7 +101,8 @@ async def callback(request: web.Request) -> web.Response:
     if not state:
         why = "a widget install is not tied to an enterprise" if "from_widget" in q else "the callback has no state"
         return _page(400, "Not connected", f"{why}; start the connection from the agent's admin page")
-    amo = connector(request.app)
+    setup = request.config_dict[SETUP]
+    amo = setup.connector()
     assert amo.state_signer is not None and amo.tokens is not None
     try:
         number, nonce, expires = amo.state_signer.verify(state)
@@ -74,7 +111,7 @@ async def callback(request: web.Request) -> web.Response:
     back = f"/admin/{number}/amocrm"  # the state was signed by this agent: the number is one of ours
     if not code or not referer:
         return _page(400, "Not connected", "amoCRM sent no code or referer (was access denied?)", back)
-    settings = await settings_of(request.app, number)
+    settings = await setup.settings_of(number)
     if settings is None:
         return _page(400, "Not connected", f"enterprise {number} has no amoCRM settings", back)
     try:
@@ -83,7 +120,7 @@ async def callback(request: web.Request) -> web.Response:
         return _page(400, "Not connected", str(exc), back)
     if not await amo.tokens.use_state(nonce, number, expires):
         return _page(400, "Not connected", "this connection link was already used; start again", back)
-    failed = await connect_with(request.app, number, settings, host, code)
+    failed = await setup.connect_with(number, settings, host, code)
     if failed is not None:
         return _page(failed.status, "Not connected", (failed.text or "")[:500], back)
     log.info("amoCRM connected for enterprise %s (%s)", number, host)
@@ -92,11 +129,12 @@ async def callback(request: web.Request) -> web.Response:
 
 async def webhook(request: web.Request) -> web.Response:
     number, secret = request.match_info["enterprise"], request.match_info["secret"]
-    settings = await settings_of(request.app, number) if ENTERPRISE_RE.fullmatch(number) else None
+    setup = request.config_dict[SETUP]
+    settings = await setup.settings_of(number) if ENTERPRISE_NUMBER.fullmatch(number) else None
     expected = settings.webhook_secret if settings is not None else "x" * 43
     if not hmac.compare_digest(secret.encode(), expected.encode()) or settings is None:
         raise web.HTTPNotFound()
-    amo = connector(request.app)
+    amo = setup.connector()
     form = {k: str(v) for k, v in (await request.post()).items()}
     try:
         changes = responsible_changes(parse_brackets(form))
@@ -104,7 +142,7 @@ async def webhook(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=400)
     phones: list[str] = []
     errors: list[str] = []
-    client = client_for(request.app, settings)
+    client = setup.client_for(settings)
     for change in changes:
         if change.phones:
             phones += change.phones
@@ -130,7 +168,9 @@ async def webhook(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "changes": len(changes)})
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, setup: Setup) -> None:
+    """Mount the routes on the agent's root application (agent.app._start_http), with what they need."""
+    app[SETUP] = setup
     app.router.add_get("/amocrm/oauth/callback", callback)
     app.router.add_get("/amocrm/{enterprise}/connect", connect)
     app.router.add_post("/amocrm/webhook/{enterprise}/{secret}", webhook)
