@@ -114,7 +114,17 @@ async def test_embedded_database_killed_mid_burst_every_call_once(agent_dir: Pat
                 undone = await count(dsn, "SELECT count(*) FROM deliveries WHERE status <> 'done'")
                 return stored == CALLS and undone == 0 and len(crm.calls) == CALLS
 
-            await until(all_delivered, within=90, every=0.2)
+            try:
+                await until(all_delivered, within=90, every=0.2)
+            except AssertionError as exc:
+                stored = await count(dsn, "SELECT count(*) FROM calls")
+                states = await count(dsn, "SELECT count(*) FROM deliveries WHERE status <> 'done'")
+                log = "\n".join(
+                    x for x in (agent_dir / "agent.log").read_text().splitlines() if "delivery retailcrm" not in x
+                )[-8000:]
+                raise AssertionError(
+                    f"{exc}: {stored} calls stored, {states} not done, {len(crm.calls)} at the CRM\n{log}"
+                ) from None
             body = await asyncio.to_thread(health, http_port)
             components = body["components"]
             assert isinstance(components, dict)
