@@ -206,3 +206,20 @@ class CrmDispatcher:
             )
             self._accounts[(crm, name)] = account
         return account
+
+
+class StoreOnly:
+    """The dispatcher of a command that only stores deliveries (`backfill`, `redeliver`): the running agent's
+    workers send them."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def batch_limit(self, crm: str, kind: str) -> int:
+        return 1
+
+    async def prepare(self, crm: str, deliveries: Sequence[Delivery]) -> None:
+        return None
+
+    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome:
+        raise RuntimeError(f"{self.command} does not send")

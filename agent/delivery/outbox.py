@@ -69,13 +69,14 @@ def policy_from(section: OutboxSection) -> OutboxPolicy:
 
 
 class Dispatcher(Protocol):
-    """Knows the CRMs: how many deliveries of a kind go in one request, and how to send them."""
+    """Knows the CRMs: how many deliveries of a kind go in one request, what to wait for before a request slot
+    is taken (`prepare`: a recording still being written, say; it holds up no other request), how to send them."""
 
     def batch_limit(self, crm: str, kind: str) -> int: ...
 
-    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome: ...
+    async def prepare(self, crm: str, deliveries: Sequence[Delivery]) -> None: ...
 
-    # optional: `async def prepare(crm, deliveries)`, awaited before a request slot is taken
+    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,12 +266,10 @@ class Outbox:
 
     async def _deliver(self, group: list[Claimed]) -> None:
         first = group[0].delivery
-        prepare: Callable[[str, Sequence[Delivery]], Awaitable[None]] | None = getattr(self.dispatcher, "prepare", None)
-        if prepare is not None:  # e.g. waiting for a recording: not a request, so outside the slots
-            try:
-                await prepare(first.crm, [c.delivery for c in group])
-            except Exception:
-                log.exception("outbox: %s %s prepare raised", first.crm, first.kind)
+        try:  # e.g. waiting for a recording: not a request, so outside the slots
+            await self.dispatcher.prepare(first.crm, [c.delivery for c in group])
+        except Exception:
+            log.exception("outbox: %s %s prepare raised", first.crm, first.kind)
         async with self._slots:
             started = time.perf_counter()
             try:
