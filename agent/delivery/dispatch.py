@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from agent.config.sections import OUTBOX_DEFAULTS
 from agent.delivery.integrations import Integrations
 from connectors.base import Delivery, RecordUrl, SendOutcome, recording_of
 from connectors.http import RateLimiter, retailcrm_route
@@ -70,9 +71,9 @@ class CrmDispatcher:
         self,
         integrations: Integrations,
         *,
-        concurrency: int = 4,
-        breaker_threshold: int = 5,
-        breaker_cooldown: float = 30.0,
+        concurrency: int = OUTBOX_DEFAULTS.account_concurrency,
+        breaker_threshold: int = OUTBOX_DEFAULTS.breaker_threshold,
+        breaker_cooldown: float = OUTBOX_DEFAULTS.breaker_cooldown,
         record_url: RecordUrl | None = None,
         clock: Callable[[], float] = time.monotonic,
         limiter: RateLimiter | None = None,
