@@ -9,7 +9,7 @@ the way a socket would; they run in one process, interleaved, several times; med
 reported. Measured:
 
 - bare:        `await reader.readuntil(b"\\r\\n\\r\\n")`, decode, split lines into a dict.
-- ours:        `await reader.read(chunk)` -> AmiFrameParser.feed -> CallTracker.feed per message,
+- ours:        `await reader.read(chunk)` -> AmiFrameParser.feed -> CallTracker.feed_many per read,
                with a wall-clock arrival stamp per read (as the live link will do).
 - ours-parse:  the same without the tracker.
 - ours-proto:  framer + tracker called from asyncio.Protocol.data_received with each read (the

@@ -1,19 +1,23 @@
-"""The boundary types between the agent and its CRM connectors: what to send (Delivery), how it went
-(SendOutcome), what smart redirect asks a CRM (ResponsibleLookup, answered with a Manager), and what a CRM's
-callback routes (connectors/<crm>/routes.py) are handed by the composition root: click-to-call (ClickToCall,
-failing with CallNotPlaced) and what an API token grants (Grant, or TokenRefused).
+"""The boundary types between the agent and its CRM connectors: a CRM itself (Connector, generic over its
+settings and its client), what to send (Delivery), how it went (SendOutcome), what smart redirect asks a CRM
+(ResponsibleLookup, answered with a Manager), and what a CRM's callback routes (connectors/<crm>/routes.py)
+are handed by the composition root: click-to-call (ClickToCall, failing with CallNotPlaced) and what an API
+token grants (Grant, or TokenRefused).
 
-Imports nothing of the project: the agent implements these protocols (agent.parts.adapters adapts its parts), the
-connectors use them."""
+Of the project it imports only CallEvent: the agent implements these protocols (agent.parts.adapters adapts
+its parts), the connectors use them."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
 
 import asyncpg
+import httpx
+
+from agent.tracking.event import CallEvent
 
 Status = Literal["success", "transient", "permanent"]
 
@@ -129,6 +133,48 @@ class ResponsibleLookup(Protocol):
 
 # enterprise -> its enabled lookups (an empty list answers DISABLED); raises when settings are unreadable.
 LookupSource = Callable[[str], Awaitable[list[ResponsibleLookup]]]
+
+
+class CrmClient(Protocol):
+    async def send(self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None) -> SendOutcome: ...
+
+
+S = TypeVar("S")  # a CRM's validated settings (e.g. RetailCrmSettings)
+C = TypeVar("C", bound=CrmClient)  # the client its settings make (e.g. RetailCrmClient)
+
+
+class Connector(Protocol[S, C]):
+    """One CRM, behind the small interface the outbox, planner, router and config API use."""
+
+    name: str
+    secret_fields: tuple[str, ...]
+
+    def parse_settings(self, raw: Mapping[str, Any]) -> S:
+        """Validated settings; raises a ValueError with `.field` naming the bad field."""
+        ...
+
+    def settings_json(self, settings: S) -> dict[str, Any]: ...
+
+    def enabled(self, settings: S) -> bool: ...
+
+    def plan(self, event: CallEvent, settings: S) -> list[Delivery]: ...
+
+    def batch_limit(self, kind: str) -> int: ...
+
+    def account(self, settings: S) -> str:
+        """Names the CRM account: rate limits and circuit breakers are per account."""
+        ...
+
+    def client(self, settings: S, http: httpx.AsyncClient) -> C: ...
+
+    def responsible_lookup(self, settings: S, client: C, enterprise: str) -> ResponsibleLookup | None:
+        """Smart redirect's question to this CRM (None: the CRM cannot answer it)."""
+        ...
+
+
+# Every CRM in one collection (the registry, an enterprise's enabled CRMs): each has settings of its own type, which
+# a dict's value type cannot name; a connector's settings only ever go back to the connector that parsed them.
+AnyConnector: TypeAlias = Connector[Any, Any]
 
 
 # What a CRM's callback routes are handed (agent.parts.adapters implements it, agent.app hands it in):

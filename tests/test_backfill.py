@@ -250,7 +250,7 @@ def stored_e(ids: dict[str, str]) -> CallEvent:
         talk_seconds=28,
         started_at=at,
         ended_at=at + timedelta(seconds=30),
-        extra={"pbx": "office"},
+        pbx="office",
     )
 
 

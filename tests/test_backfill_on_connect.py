@@ -106,7 +106,7 @@ def stored(call_id: str, ended_at: datetime) -> tuple[object, ...]:
             talk_seconds=10,
             started_at=ended_at - timedelta(seconds=12),
             ended_at=ended_at,
-            extra={"pbx": "office"},
+            pbx="office",
         )
     )
 

@@ -58,7 +58,7 @@ def core_show_channels(msgs: list[tuple[AmiMessage, datetime]]) -> list[Mapping[
 def feed(t: CallTracker, msgs: list[tuple[AmiMessage, datetime]]) -> list[CallEvent]:
     out: list[CallEvent] = []
     for msg, at in msgs:
-        out += t.feed(msg, at)
+        out += t.feed_many([msg], at)
     return out
 
 

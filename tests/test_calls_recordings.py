@@ -286,7 +286,7 @@ def test_recording_outcome(name: str) -> None:
         assert getattr(end, key) == value, (key, end)
     assert counts(events) == expected_counts
     assert {e.call_id for e in events} == {end.call_id}
-    assert all(e.enterprise == "100" and e.extra.get("pbx") == "office" for e in events)
+    assert all(e.enterprise == "100" and e.pbx == "office" for e in events)
     assert all(e.direction == end.direction and e.phone == end.phone for e in events)
     if ring is not None and ring < 1:
         assert end.ring_seconds is not None and end.ring_seconds < ring

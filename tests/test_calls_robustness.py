@@ -54,7 +54,7 @@ def test_chunking_does_not_change_events() -> None:
     small: list[CallEvent] = []
     for i in range(0, len(data), 13):
         for msg in p.feed(data[i : i + 13]):
-            small += t.feed(msg, None)
+            small += t.feed_many([msg], None)
     assert small == whole and len(whole) == 3
 
 
@@ -145,7 +145,7 @@ def test_100k_calls_leave_nothing_behind() -> None:
         if len(window) == 5:  # five calls in flight at a time, their events interleaved
             for step in range(7):
                 for call in window:
-                    for e in t.feed(call[step], None):
+                    for e in t.feed_many([call[step]], None):
                         if e.event == "ended":
                             results[e.result] += 1
             window.clear()
@@ -155,25 +155,27 @@ def test_100k_calls_leave_nothing_behind() -> None:
 
 def test_unknown_events_and_unknown_channels_change_nothing() -> None:
     t = tracker()
-    assert t.feed({"Event": "Hangup", "Uniqueid": "1.1", "Linkedid": "1.1"}, None) == []
+    assert t.feed_many([{"Event": "Hangup", "Uniqueid": "1.1", "Linkedid": "1.1"}], None) == []
     assert (
-        t.feed(
-            {
-                "Event": "DialEnd",
-                "Uniqueid": "1.1",
-                "Linkedid": "1.1",
-                "DestUniqueid": "1.2",
-                "DialStatus": "ANSWER",
-                "Channel": "x",
-            },
+        t.feed_many(
+            [
+                {
+                    "Event": "DialEnd",
+                    "Uniqueid": "1.1",
+                    "Linkedid": "1.1",
+                    "DestUniqueid": "1.2",
+                    "DialStatus": "ANSWER",
+                    "Channel": "x",
+                }
+            ],
             None,
         )
         == []
     )
-    assert t.feed({"Event": "BlindTransfer", "TransfereeLinkedid": "9.9"}, None) == []
-    assert t.feed({"Event": "SomethingNew", "Linkedid": "1.1"}, None) == []
-    assert t.feed({"Response": "Success"}, None) == []
-    assert t.feed({"Banner": "Asterisk Call Manager/11.0.0"}, None) == []
+    assert t.feed_many([{"Event": "BlindTransfer", "TransfereeLinkedid": "9.9"}], None) == []
+    assert t.feed_many([{"Event": "SomethingNew", "Linkedid": "1.1"}], None) == []
+    assert t.feed_many([{"Response": "Success"}], None) == []
+    assert t.feed_many([{"Banner": "Asterisk Call Manager/11.0.0"}], None) == []
     assert t.live_calls() == 0
     # and a real call around them still comes out right
     events = play("p_a_incoming_answered", tracker=t)
@@ -221,7 +223,7 @@ def test_time_comes_from_received_at_when_no_header() -> None:
         del m["Timestamp"]
     out: list[CallEvent] = []
     for k, m in enumerate(msgs):
-        out += t.feed(m, base + timedelta(seconds=k))
+        out += t.feed_many([m], base + timedelta(seconds=k))
     end = out[-1]
     assert end.started_at == base and end.ended_at == base + timedelta(seconds=6)
     assert end.ring_seconds == 4 and end.talk_seconds == 1

@@ -99,5 +99,5 @@ def test_trunk_context_beats_a_short_caller_id() -> None:
     ]
     for rules, direction in ((ChannelRules(), "internal"), (ChannelRules(trunk_contexts=("from-trunk",)), "in")):
         t = CallTracker(rules, "1")
-        events = [e for m in msgs for e in t.feed(m, None)]
+        events = [e for m in msgs for e in t.feed_many([m], None)]
         assert [(e.event, e.direction) for e in events] == [("ringing", direction)]

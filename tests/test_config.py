@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,9 @@ import pytest
 
 from agent.config.checks import parse_address
 from agent.config.load import load
-from agent.config.sections import ConfigError
+from agent.config.sections import ConfigError, OutboxSection
+from agent.delivery.dispatch import CrmDispatcher
+from agent.delivery.outbox import OutboxPolicy, policy_from
 
 VALID = """
 [agent]
@@ -187,3 +190,16 @@ def test_retention(tmp_path: Path) -> None:
         "agent.toml: [retention] calls_days: expected an integer, got 1.5",
         "agent.toml: [retention] log_days: unknown key (known here: calls_days, deliveries_days, logs_days)",
     ]
+
+
+def test_outbox_defaults_are_set_once_in_the_config_section() -> None:
+    """No [outbox] table and the outbox's own defaults agree: OutboxPolicy and CrmDispatcher take theirs from
+    OutboxSection."""
+    assert policy_from(OutboxSection()) == OutboxPolicy()
+    defaults = {name: p.default for name, p in inspect.signature(CrmDispatcher).parameters.items()}
+    section = OutboxSection()
+    assert (defaults["concurrency"], defaults["breaker_threshold"], defaults["breaker_cooldown"]) == (
+        section.account_concurrency,
+        section.breaker_threshold,
+        section.breaker_cooldown,
+    )

@@ -56,7 +56,7 @@ def ended(pbx: str, recording: str = NAME) -> CallEvent:
         started_at=T0,
         ended_at=T0,
         recording=recording,
-        extra={"pbx": pbx},
+        pbx=pbx,
     )
 
 

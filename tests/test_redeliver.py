@@ -35,7 +35,7 @@ def call(i: int, result: CallResult = "answered") -> CallEvent:
         talk_seconds=8.0 if result == "answered" else 0.0,
         started_at=T0 + timedelta(hours=i, seconds=-11),
         ended_at=T0 + timedelta(hours=i),
-        extra={"pbx": "office"},
+        pbx="office",
     )
 
 

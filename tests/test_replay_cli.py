@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from agent.repair import replay
+from tests import recordings
 from tests.recordings import recordings_dir
 
 
@@ -41,6 +43,18 @@ def test_json_lines_with_design_field_names(capsys: pytest.CaptureFixture[str]) 
     assert end["at"].endswith("Z") and end["started_at"].endswith("Z")
     assert isinstance(end["talk_seconds"], float) and isinstance(end["ring_seconds"], float)
     assert rows[2]["kind"] == "blind" and "kind" not in rows[0] and "result" not in rows[0]
+
+
+def test_typed_pbx_and_default_extension_keep_their_place_in_extra_json() -> None:
+    """`pbx` and `default_extension` are CallEvent fields now; the JSON still carries them inside `extra`,
+    after its own keys, as it did when they were `extra` keys."""
+    events = recordings.play("g_blind_transfer")  # the tracker was given PBX "office"
+    end = replace(events[-1], default_extension="150")
+    assert end.pbx == "office" and "legs" in end.extra and "pbx" not in end.extra
+    assert list(end.to_json()["extra"]) == [*end.extra, "pbx", "default_extension"]
+    assert list(end.to_json())[-1] == "extra" and "pbx" not in end.to_json()
+    assert events[0].to_json()["extra"] == {"pbx": "office"}
+    assert "extra" not in replace(events[0], pbx=None).to_json()
 
 
 def test_without_timing_or_timestamps_durations_are_null(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,14 +13,14 @@ from tests.test_retailcrm_plan import ended, settings
 
 
 def test_retailcrm_upload_names_the_default_manager_when_nobody_rang() -> None:
-    event = ended("cancelled", extensions=(), extra={"default_extension": "102"})
+    event = ended("cancelled", extensions=(), default_extension="102")
     [upload] = [d for d in retailcrm_plan(event, settings(upload_history=True)) if d.kind == "calls_upload"]
     assert (upload.payload["call"]["code"], upload.payload["call"]["userId"]) == ("102", 8)
     # someone who rang still comes first
-    event = ended("no_answer", extra={"default_extension": "102"})
+    event = ended("no_answer", default_extension="102")
     [upload] = [d for d in retailcrm_plan(event, settings(upload_history=True)) if d.kind == "calls_upload"]
     assert upload.payload["call"]["code"] == "102"  # the last one who rang, here the same phone
-    event = ended("no_answer", extensions=("101",), extra={"default_extension": "102"})
+    event = ended("no_answer", extensions=("101",), default_extension="102")
     [upload] = [d for d in retailcrm_plan(event, settings(upload_history=True)) if d.kind == "calls_upload"]
     assert upload.payload["call"]["code"] == "101"
 
@@ -31,6 +31,6 @@ def test_amocrm_missed_call_task_and_lead_go_to_the_default_manager() -> None:
     s = amocrm_settings(BASE)
     [plain] = amocrm_plan(missed, s)
     assert "default_user" not in plain.payload and "responsible_user_id" not in plain.payload["call"]
-    [owned] = amocrm_plan(replace(missed, extra={**missed.extra, "default_extension": "151"}), s)
+    [owned] = amocrm_plan(replace(missed, default_extension="151"), s)
     assert owned.payload["default_user"] == 8 and owned.payload["call"]["responsible_user_id"] == 8
     assert owned.payload["task"] == plain.payload["task"]

@@ -68,6 +68,10 @@ class OutboxSection:
     agents_refresh: float = 20.0  # seconds between counts of the agents sharing the CRMs' rate limits
 
 
+# The outbox's defaults, here only: agent.delivery's OutboxPolicy and CrmDispatcher take theirs from it.
+OUTBOX_DEFAULTS = OutboxSection()
+
+
 @dataclass(frozen=True)
 class RetentionSection:
     """How many days rows are kept before agent.store.retention deletes them; 0 keeps them forever."""

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from agent.config.sections import OUTBOX_DEFAULTS
 from agent.delivery.integrations import Integrations
 from connectors.base import Delivery, RecordUrl, SendOutcome, recording_of
 from connectors.http import RateLimiter, retailcrm_route
@@ -70,9 +71,9 @@ class CrmDispatcher:
         self,
         integrations: Integrations,
         *,
-        concurrency: int = 4,
-        breaker_threshold: int = 5,
-        breaker_cooldown: float = 30.0,
+        concurrency: int = OUTBOX_DEFAULTS.account_concurrency,
+        breaker_threshold: int = OUTBOX_DEFAULTS.breaker_threshold,
+        breaker_cooldown: float = OUTBOX_DEFAULTS.breaker_cooldown,
         record_url: RecordUrl | None = None,
         clock: Callable[[], float] = time.monotonic,
         limiter: RateLimiter | None = None,
@@ -206,3 +207,20 @@ class CrmDispatcher:
             )
             self._accounts[(crm, name)] = account
         return account
+
+
+class StoreOnly:
+    """The dispatcher of a command that only stores deliveries (`backfill`, `redeliver`): the running agent's
+    workers send them."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def batch_limit(self, crm: str, kind: str) -> int:
+        return 1
+
+    async def prepare(self, crm: str, deliveries: Sequence[Delivery]) -> None:
+        return None
+
+    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome:
+        raise RuntimeError(f"{self.command} does not send")

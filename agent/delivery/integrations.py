@@ -13,15 +13,14 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 import httpx
 
 from agent.store import enterprises
 from agent.store.database import Pool
 from agent.store.secretbox import SecretBox
-from connectors.base import ResponsibleLookup
-from connectors.registry import Connector, CrmClient
+from connectors.base import AnyConnector, C, Connector, CrmClient, ResponsibleLookup, S
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +28,11 @@ FULL_REFRESH_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
-class Enabled:
-    """One enabled CRM of one enterprise."""
+class Enabled(Generic[S, C]):
+    """One enabled CRM of one enterprise: its connector and the settings that connector parsed."""
 
-    connector: Connector
-    settings: Any
+    connector: Connector[S, C]
+    settings: S
 
     @property
     def crm(self) -> str:
@@ -41,23 +40,25 @@ class Enabled:
 
 
 class Integrations:
-    def __init__(self, pool: Pool, box: SecretBox, connectors: dict[str, Connector], http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, pool: Pool, box: SecretBox, connectors: dict[str, AnyConnector], http: httpx.AsyncClient
+    ) -> None:
         self.pool = pool
         self.box = box
         self.connectors = connectors
         self.http = http
-        self._cache: dict[str, dict[str, Enabled]] = {}
+        self._cache: dict[str, dict[str, Enabled[Any, Any]]] = {}
         self._clients: dict[tuple[str, int], CrmClient] = {}
         self._listeners: list[Callable[[str | None], None]] = []
         self._listened = False
         self.refresh_s = FULL_REFRESH_S
 
-    async def enabled(self, enterprise: str) -> dict[str, Enabled]:
+    async def enabled(self, enterprise: str) -> dict[str, Enabled[Any, Any]]:
         cached = self._cache.get(enterprise)
         if cached is not None:
             return cached
         config = await self.pool.fetchval("SELECT integrations_config FROM enterprises WHERE number = $1", enterprise)
-        found: dict[str, Enabled] = {}
+        found: dict[str, Enabled[Any, Any]] = {}
         for name, raw in (config or {}).items():
             connector = self.connectors.get(name)
             if connector is None or not isinstance(raw, dict):
@@ -83,7 +84,7 @@ class Integrations:
                 found.append(lookup)
         return found
 
-    def client(self, enabled: Enabled) -> CrmClient:
+    def client(self, enabled: Enabled[Any, Any]) -> CrmClient:
         """One client per (CRM, settings): a changed key or domain gets a new one."""
         key = (enabled.crm, hash(repr(enabled.settings)))
         client = self._clients.get(key)

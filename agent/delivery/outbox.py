@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import asyncpg
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
-from agent.config.sections import OutboxSection
+from agent.config.sections import OUTBOX_DEFAULTS, OutboxSection
 from agent.delivery.settle import SETTLE, Settler, columns
 from agent.store import database
 from agent.store.database import Pool
@@ -44,8 +44,8 @@ MAX_RETRY_AFTER_S = 3600.0
 
 @dataclass(frozen=True)
 class OutboxPolicy:
-    max_age: float = 24 * 3600.0
-    lease: float = 60.0
+    max_age: float = OUTBOX_DEFAULTS.max_age  # the fields [outbox] sets default to the section's
+    lease: float = OUTBOX_DEFAULTS.lease
     claim_batch: int = 200
     max_in_flight: int = 2000  # rows claimed and not yet settled, across all accounts
     concurrency: int = 16  # requests in flight, across all accounts
@@ -53,9 +53,9 @@ class OutboxPolicy:
     backoff_max: float = 600.0
     poll_interval: float = 5.0
     # per CRM account: after this many transient failures in a row, pause it for the cool-down
-    breaker_threshold: int = 5
-    breaker_cooldown: float = 30.0
-    account_concurrency: int = 4
+    breaker_threshold: int = OUTBOX_DEFAULTS.breaker_threshold
+    breaker_cooldown: float = OUTBOX_DEFAULTS.breaker_cooldown
+    account_concurrency: int = OUTBOX_DEFAULTS.account_concurrency
 
 
 def policy_from(section: OutboxSection) -> OutboxPolicy:
@@ -69,13 +69,14 @@ def policy_from(section: OutboxSection) -> OutboxPolicy:
 
 
 class Dispatcher(Protocol):
-    """Knows the CRMs: how many deliveries of a kind go in one request, and how to send them."""
+    """Knows the CRMs: how many deliveries of a kind go in one request, what to wait for before a request slot
+    is taken (`prepare`: a recording still being written, say; it holds up no other request), how to send them."""
 
     def batch_limit(self, crm: str, kind: str) -> int: ...
 
-    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome: ...
+    async def prepare(self, crm: str, deliveries: Sequence[Delivery]) -> None: ...
 
-    # optional: `async def prepare(crm, deliveries)`, awaited before a request slot is taken
+    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,12 +266,10 @@ class Outbox:
 
     async def _deliver(self, group: list[Claimed]) -> None:
         first = group[0].delivery
-        prepare: Callable[[str, Sequence[Delivery]], Awaitable[None]] | None = getattr(self.dispatcher, "prepare", None)
-        if prepare is not None:  # e.g. waiting for a recording: not a request, so outside the slots
-            try:
-                await prepare(first.crm, [c.delivery for c in group])
-            except Exception:
-                log.exception("outbox: %s %s prepare raised", first.crm, first.kind)
+        try:  # e.g. waiting for a recording: not a request, so outside the slots
+            await self.dispatcher.prepare(first.crm, [c.delivery for c in group])
+        except Exception:
+            log.exception("outbox: %s %s prepare raised", first.crm, first.kind)
         async with self._slots:
             started = time.perf_counter()
             try:

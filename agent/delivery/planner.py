@@ -4,7 +4,7 @@ An ended call is stored in `calls` in the same transaction as its deliveries.
 
 Routing rules filter before any connector plans (`for_crm`): a blocked caller, or a call on a DID with
 `crm_delivery` off, gets no delivery at all (the call is still stored); an incoming call nobody answered
-carries its DID's `default_extension` in `extra["default_extension"]` for the connectors' task/lead owner.
+carries its DID's `default_extension` (`CallEvent.default_extension`) for the connectors' task/lead owner.
 
 The AMI reader only enqueues here (`put` never waits); a background task reads the enterprise's
 settings (cached), asks each connector's pure `plan`, and stores the result in one transaction.
@@ -167,5 +167,5 @@ def for_crm(event: CallEvent, rules: Rules) -> CallEvent | None:
         return None
     rule = rules.did(event.did) if event.direction == "in" else None
     if rule is not None and rule.default_extension and not event.answered_by:
-        return replace(event, extra={**event.extra, "default_extension": rule.default_extension})
+        return replace(event, default_extension=rule.default_extension)
     return event

@@ -1,8 +1,8 @@
 """What smart redirect answers for what its cache holds (pure: the entry, the enterprise's plan, the phones'
 states and the wall clock in; an Answer out). Statuses: agent.redirect.answers.
 
-Routing rules (`agent.redirect.rules`, loaded with the enterprise's plan and dropped with it on NOTIFY) come
-first, evaluated against the wall clock (`clock`): a blocked caller is `BLOCKED` and outside the
+Routing rules (`agent.redirect.rules`, loaded with the enterprise's plan and dropped with it by `Router.invalidate`)
+come first, evaluated against the wall clock (`clock`): a blocked caller is `BLOCKED` and outside the
 enterprise's hours or on a holiday is `CLOSED`, both without asking any CRM. A manager outside their own
 hours, or away by their CRM status, is `UNAVAILABLE` with a `reason` (`off_hours`, `away`, `busy`). With no
 manager from any CRM, the extension that answered the caller's most recent call within `history_days`

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.config.load import parse_source
 from agent.config.sections import Config, PbxSection
+from agent.delivery.dispatch import StoreOnly
 from agent.delivery.integrations import Integrations
 from agent.delivery.outbox import Outbox
 from agent.delivery.planner import Planner
@@ -32,7 +33,6 @@ from agent.store import database, peers
 from agent.store import routing_rules as routing_store
 from agent.store.secretbox import SecretBox, load_or_create_secret
 from agent.tracking.channels import ChannelRules
-from connectors.base import Delivery, SendOutcome
 from connectors.http import make_client
 from connectors.registry import connectors, secret_fields
 
@@ -122,7 +122,7 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
                 # the enterprise's routing rules hold here as in the agent (a blocked caller never reaches a CRM)
                 planner = Planner(
                     Integrations(pool, box, connectors(), http),
-                    Outbox(pool, dispatcher=_NoSend()),
+                    Outbox(pool, dispatcher=StoreOnly("backfill")),
                     rules=routing_store.RulesCache(pool).get,
                 )
                 await store_missing(pool, planner, pbx, rules, groups, summary, progress=_progress)
@@ -163,16 +163,6 @@ async def store_missing(
         summary.backfilled += len(events)
         if progress is not None:
             progress(start + len(page), len(groups))
-
-
-class _NoSend:
-    """backfill only stores; the running agent's workers send."""
-
-    def batch_limit(self, crm: str, kind: str) -> int:
-        return 1
-
-    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome:
-        raise RuntimeError("backfill does not send")
 
 
 def report(summary: Summary) -> None:

@@ -224,7 +224,8 @@ def to_event(rows: list[CdrRow], rules: ChannelRules, enterprise: str, pbx: str)
         started_at=started,
         ended_at=ended,
         recording=recording,
-        extra={"pbx": pbx, "backfilled": True, "cdr_uniqueids": uniqueids},
+        pbx=pbx,
+        extra={"backfilled": True, "cdr_uniqueids": uniqueids},
     )
 
 

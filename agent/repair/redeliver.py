@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from agent.config.checks import check_enterprise
 from agent.config.sections import Config
+from agent.delivery.dispatch import StoreOnly
 from agent.delivery.integrations import Integrations
 from agent.delivery.outbox import Outbox
 from agent.delivery.planner import Planner
@@ -21,7 +21,6 @@ from agent.store import database, peers
 from agent.store import routing_rules as routing_store
 from agent.store.calls import event_from_row
 from agent.store.secretbox import SecretBox, load_or_create_secret
-from connectors.base import Delivery, SendOutcome
 from connectors.http import make_client
 from connectors.registry import connectors, secret_fields
 
@@ -63,7 +62,9 @@ async def redeliver(config: Config, args: argparse.Namespace) -> tuple[int, int]
                         f"enterprise {args.enterprise} has no enabled CRM" + (f" named {args.crm}" if args.crm else "")
                     )
                 planner = Planner(
-                    integrations, Outbox(pool, dispatcher=_NoSend()), rules=routing_store.RulesCache(pool).get
+                    integrations,
+                    Outbox(pool, dispatcher=StoreOnly("redeliver")),
+                    rules=routing_store.RulesCache(pool).get,
                 )  # as in the agent
                 total = await pool.fetchval(
                     "SELECT count(*) FROM calls WHERE enterprise_number = $1 AND ended_at >= $2 AND ended_at < $3",
@@ -92,16 +93,6 @@ async def redeliver(config: Config, args: argparse.Namespace) -> tuple[int, int]
                 return calls, added
         finally:
             await pool.close()
-
-
-class _NoSend:
-    """redeliver only stores; the running agent's workers send."""
-
-    def batch_limit(self, crm: str, kind: str) -> int:
-        return 1
-
-    async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome:
-        raise RuntimeError("redeliver does not send")
 
 
 def _progress(done: int, total: int) -> None:

@@ -19,11 +19,10 @@ ON CONFLICT (enterprise_number, call_id) DO NOTHING
 
 
 def row(event: CallEvent) -> tuple[object, ...]:
-    details = {k: v for k, v in event.extra.items() if k != "pbx"}
     return (
         event.call_id,
         event.enterprise,
-        str(event.extra.get("pbx", "")),
+        event.pbx or "",
         event.direction,
         event.phone,
         event.did,
@@ -35,15 +34,13 @@ def row(event: CallEvent) -> tuple[object, ...]:
         event.started_at,
         event.ended_at,
         event.recording,
-        json.loads(json.dumps(details, default=str)),
+        json.loads(json.dumps(event.extra, default=str)),
     )
 
 
 def event_from_row(r: Mapping[str, Any]) -> CallEvent:
     """The `ended` CallEvent a stored call came from (for redelivery and backfill)."""
     extensions = tuple(r["extensions"] or ())
-    extra = dict(r["details"] or {})
-    extra["pbx"] = r["pbx"]
     return CallEvent(
         event="ended",
         call_id=r["call_id"],
@@ -61,7 +58,8 @@ def event_from_row(r: Mapping[str, Any]) -> CallEvent:
         started_at=r["started_at"],
         ended_at=r["ended_at"],
         recording=r["recording"],
-        extra=extra,
+        pbx=r["pbx"],
+        extra=dict(r["details"] or {}),
     )
 
 

@@ -2,7 +2,8 @@
 validated by `agent.redirect.rules`), the history query on `calls`, and the managers' CRM statuses routing needs.
 
 A change of the rules sends `NOTIFY integrations_config, '<number>'` in its transaction, like every
-settings change, so every agent drops its cached rules (the Router's plan, the planner's `RulesCache`).
+settings change; each agent's `Integrations` hears it and tells its `on_change` listeners, to which agent.app
+wires the caches of rules (the Router's plan, the planner's `RulesCache`): nothing here listens itself.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ async def away_statuses(pool: Pool, enterprise: str) -> dict[tuple[str, str], st
 
 
 class RulesCache:
-    """The planner's copy of each enterprise's rules: read once, dropped on NOTIFY (`invalidate`)."""
+    """The planner's copy of each enterprise's rules: read once, dropped by `invalidate` (wired by agent.app to
+    `Integrations.on_change`: a NOTIFY or its periodic full refresh) or after `ttl_s`."""
 
     def __init__(self, pool: Pool, ttl_s: float = 300.0, timer: Callable[[], float] = time.monotonic) -> None:
         self.pool = pool

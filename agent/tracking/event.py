@@ -43,12 +43,17 @@ class CallEvent:
     from_extension: str | None = None
     to_extension: str | None = None
     kind: TransferKind | None = None
-    # details beside the contract: `legs` (per-leg talk time), `pbx` (the PBX's name: the recording's source)
-    # and `default_extension` (the DID's owner, set by the planner); connectors read the last two
+    # read by the connectors: the PBX's name (the recording's source; None when the tracker was given none)
+    # and, on a call nobody answered, its DID's `default_extension` (set by the planner from the routing rules)
+    pbx: str | None = None
+    default_extension: str | None = None
+    # details beside the contract, for people and logs only: `legs` (per-leg talk time), `closed_by`,
+    # `backfilled`, `cdr_uniqueids`
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """DESIGN.md's field names; times ISO-8601 UTC; only the fields of this event kind."""
+        """DESIGN.md's field names; times ISO-8601 UTC; only the fields of this event kind. `pbx` and
+        `default_extension`, when set, go out inside `extra` (after its own keys), where they always have."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -56,8 +61,12 @@ class CallEvent:
                 continue
             if f.name in _TRANSFER_ONLY and self.event != "transferred":
                 continue
-            if f.name == "extra" and not value:
+            if f.name in _IN_EXTRA:
                 continue
+            if f.name == "extra":
+                value = self._extra_json()
+                if not value:
+                    continue
             if isinstance(value, datetime):
                 value = value.isoformat().replace("+00:00", "Z")
             elif isinstance(value, tuple):
@@ -65,8 +74,19 @@ class CallEvent:
             out[f.name] = value
         return out
 
+    def _extra_json(self) -> dict[str, Any]:
+        if self.pbx is None and self.default_extension is None:
+            return self.extra
+        out = dict(self.extra)
+        if self.pbx is not None:
+            out["pbx"] = self.pbx
+        if self.default_extension is not None:
+            out["default_extension"] = self.default_extension
+        return out
+
 
 _ENDED_ONLY = frozenset(
     {"extensions", "answered_by", "result", "ring_seconds", "talk_seconds", "started_at", "ended_at", "recording"}
 )
 _TRANSFER_ONLY = frozenset({"from_extension", "to_extension", "kind"})
+_IN_EXTRA = frozenset({"pbx", "default_extension"})

@@ -115,9 +115,6 @@ class Call:
             self.extensions.append(ext)
 
     def event(self, env: Env, name: EventKind, extension: str | None, at: datetime | None, **more: Any) -> CallEvent:
-        extra: dict[str, Any] = more.pop("extra", {})
-        if env.pbx:
-            extra["pbx"] = env.pbx
         return CallEvent(
             event=name,
             call_id=self.call_id,
@@ -127,6 +124,6 @@ class Call:
             did=self.did,
             extension=extension,
             at=at,
-            extra=extra,
+            pbx=env.pbx or None,
             **more,
         )

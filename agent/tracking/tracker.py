@@ -58,19 +58,9 @@ class CallTracker:
         """The ids of the calls in progress: their linkedids and their channels' uniqueids."""
         return set(self._calls) | set(self._chans)
 
-    def feed(self, msg: Mapping[str, str], received_at: datetime | None = None) -> list[CallEvent]:
-        """One AMI message. Its time is its `Timestamp` header, else `received_at`."""
-        handler = _HANDLERS.get(msg.get("Event", ""))
-        if handler is None:
-            return _NONE
-        try:
-            return handler(self, msg, received_at)
-        except (KeyError, ValueError, TypeError):
-            log.exception("call tracker: skipped an event it could not read: %r", dict(msg))
-            return []
-
     def feed_many(self, msgs: Iterable[Mapping[str, str]], received_at: datetime | None = None) -> list[CallEvent]:
-        """`feed` for every message of one read, in order (what the live link calls)."""
+        """The AMI messages of one read, in order (what the live link and replay call). A message's time is
+        its `Timestamp` header, else `received_at`; one the tracker cannot read is logged and skipped."""
         out: list[CallEvent] = []
         get = _HANDLERS.get
         for msg in msgs:

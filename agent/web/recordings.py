@@ -133,7 +133,7 @@ class RecordLinks:
     def record_url(self, path: str, fmt: str | None = None, *, pbx: str | None = None) -> str | None:
         """The URL to hand a CRM for a call's `recording` (a path on the PBX that recorded it), or None.
 
-        `pbx` (the CallEvent's `extra["pbx"]`) picks that PBX's source; without it the path must belong to
+        `pbx` (the CallEvent's `pbx`) picks that PBX's source; without it the path must belong to
         exactly one configured source. `fmt="mp3"`: a WAV is served as MP3 (when ffmpeg is there).
         """
         if fmt is not None and fmt not in FORMATS:

@@ -1,4 +1,4 @@
-"""amoCRM as a `connectors.registry.Connector`, plus what the agent binds to it at start-up.
+"""amoCRM as a `connectors.base.Connector`, plus what the agent binds to it at start-up.
 
 `bind(pool, box, public_url, state_signer=...)` gives it the database (tokens, call steps, logs) and the key
 that signs OAuth `state` values; the composition root calls it through `agent.parts.delivery.attach_amocrm`.
@@ -22,7 +22,7 @@ from connectors.amocrm.plan import CRM, plan
 from connectors.amocrm.session import AccountGuard
 from connectors.amocrm.settings import SECRET_FIELDS, AmoCrmSettings, parse
 from connectors.amocrm.tokens import TokenStore
-from connectors.base import Delivery, Pool, Secrets, SendOutcome
+from connectors.base import Connector, Delivery, Pool, Secrets, SendOutcome
 from connectors.http import CONNECT_TIMEOUT, READ_TIMEOUT, Exchange
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ VALUES ($1, 'amocrm', $2, $3, $4, $5, $6, $7, $8)
 """
 
 
-class AmoCrmConnector:
+class AmoCrmConnector(Connector[AmoCrmSettings, AmoCrmClient]):
     name: str = CRM
     secret_fields: tuple[str, ...] = SECRET_FIELDS
 

@@ -98,7 +98,7 @@ def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
         "answered_by": event.answered_by,
         "extensions": rang,
         "recording": event.recording,  # a path on the PBX below; the sender turns it into a URL (`link`)
-        "recording_pbx": event.extra.get("pbx"),
+        "recording_pbx": event.pbx,
         "ended_at": _unix(event.ended_at or event.at),
     }
     if is_missed(event) and settings.missed_call_tasks:
@@ -106,7 +106,7 @@ def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
         due = (_unix(ended) or 0) + settings.task_due_minutes * 60
         when = ended.strftime("%Y-%m-%d %H:%M UTC") if ended is not None else "?"
         payload["task"] = {"complete_till": due, "text": f"Call back {event.phone}: missed call at {when}"}
-    default_user = settings.user_for_extension(event.extra.get("default_extension"))
+    default_user = settings.user_for_extension(event.default_extension)
     if default_user is not None and user is None:  # routing rules: the DID's default manager owns it
         payload["default_user"] = default_user
         call["responsible_user_id"] = default_user

@@ -1,4 +1,4 @@
-"""RetailCRM as a `connectors.registry.Connector`."""
+"""RetailCRM as a `connectors.base.Connector`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Any
 import httpx
 
 from agent.tracking.event import CallEvent
-from connectors.base import Delivery, Manager
+from connectors.base import Connector, Delivery, Manager
 from connectors.retailcrm.client import MAX_UPLOAD_BATCH, RetailCrmClient
 from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.plan import CRM, KIND_UPLOAD, plan
 from connectors.retailcrm.settings import SECRET_FIELDS, RetailCrmSettings, parse
 
 
-class RetailCrmConnector:
+class RetailCrmConnector(Connector[RetailCrmSettings, RetailCrmClient]):
     name: str = CRM
     secret_fields: tuple[str, ...] = SECRET_FIELDS
 

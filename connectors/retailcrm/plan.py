@@ -136,14 +136,14 @@ def _upload(event: CallEvent, settings: RetailCrmSettings, rang: list[str]) -> D
     if when is not None:
         call["date"] = _local(when, settings)
     # who handled it: the one who talked, else the last one who rang
-    manager = event.answered_by or (rang[-1] if rang else None) or event.extra.get("default_extension")
+    manager = event.answered_by or (rang[-1] if rang else None) or event.default_extension
     if manager:
         call["code"] = manager
         user_id = settings.user_for_extension(manager)
         if user_id is not None:
             call["userId"] = int(user_id)
     # `recording` is a path on the PBX `recording_pbx`; the sender turns it into a URL RetailCRM can fetch (recordUrl).
-    payload = {"call": call, "recording": event.recording, "recording_pbx": event.extra.get("pbx")}
+    payload = {"call": call, "recording": event.recording, "recording_pbx": event.pbx}
     return _delivery(event, "upload", KIND_UPLOAD, payload, batch_key=f"{CRM}:{event.enterprise}:{KIND_UPLOAD}")
 
 
