@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections import defaultdict
@@ -26,10 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import asyncpg
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from agent.config.sections import OUTBOX_DEFAULTS, OutboxSection
+from agent.delivery.claims import CLAIM, INSERT, RELEASE, RENEW, Claimed, claimed_row
 from agent.delivery.settle import SETTLE, Settler, columns
 from agent.store import database
 from agent.store.database import Pool
@@ -40,6 +39,8 @@ log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "deliveries"
 MAX_RETRY_AFTER_S = 3600.0
+SEND_SHARE = 0.8  # a send attempt gets this share of the lease: it ends before another worker may claim its rows
+RENEW_AFTER = 0.2  # a send starting later than this share into its lease renews it first
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class OutboxPolicy:
     breaker_threshold: int = OUTBOX_DEFAULTS.breaker_threshold
     breaker_cooldown: float = OUTBOX_DEFAULTS.breaker_cooldown
     account_concurrency: int = OUTBOX_DEFAULTS.account_concurrency
+    stop_grace: float = 3.0  # at stop, sends in flight get this long to finish; the rest are released
 
 
 def policy_from(section: OutboxSection) -> OutboxPolicy:
@@ -77,40 +79,6 @@ class Dispatcher(Protocol):
     async def prepare(self, crm: str, deliveries: Sequence[Delivery]) -> None: ...
 
     async def send(self, enterprise: str, crm: str, deliveries: Sequence[Delivery]) -> SendOutcome: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    id: int
-    delivery: Delivery
-    attempts: int
-    created_at: datetime
-    expires_at: datetime | None
-
-
-CLAIM = """
-WITH due AS (
-    SELECT id FROM deliveries
-    WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()
-    ORDER BY next_attempt_at, id
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE deliveries d
-SET status = 'in_progress', attempts = d.attempts + 1,
-    next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
-FROM due WHERE d.id = due.id
-RETURNING d.id, d.idempotency_key, d.enterprise_number, d.integration_type, d.kind, d.payload,
-          d.attempts, d.created_at, d.expires_at, d.batch_key
-"""
-
-INSERT = """
-INSERT INTO deliveries (idempotency_key, enterprise_number, integration_type, kind, payload, expires_at,
-                        batch_key)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[],
-                     $7::text[])
-ON CONFLICT (idempotency_key) DO NOTHING
-"""
 
 
 class Outbox:
@@ -187,12 +155,13 @@ class Outbox:
     async def _loop(self) -> None:
         """Claim while fewer than `max_in_flight` rows are being delivered; every group of rows is
         delivered by a task of its own, so one slow CRM account never holds up the others."""
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight: dict[asyncio.Task[None], list[int]] = {}  # each delivering task and the rows it holds
+        unsent: list[int] = []  # rows a claim leased as the stop came: no task was made for them
         rows_in_flight = 0
 
         def done(task: asyncio.Task[None], rows: int) -> None:
             nonlocal rows_in_flight
-            in_flight.discard(task)
+            in_flight.pop(task, None)
             rows_in_flight -= rows
             self._wake.set()
             if not task.cancelled() and task.exception() is not None:
@@ -203,9 +172,10 @@ class Outbox:
                 self._wake.clear()  # before claiming, so an insert during the claim is not missed
                 room = min(self.policy.claim_batch, self.policy.max_in_flight - rows_in_flight)
                 groups: list[list[Claimed]] = []
+                claimed_at = time.monotonic()
                 if room > 0:
                     try:
-                        groups = await self.claim(room)
+                        groups = await self._claim_whole(room, unsent)
                     except Exception as exc:
                         if not database.is_transient(exc):
                             raise
@@ -213,8 +183,8 @@ class Outbox:
                         await asyncio.sleep(1.0)
                         continue
                 for group in groups:
-                    task = asyncio.create_task(self._deliver(group))
-                    in_flight.add(task)
+                    task = asyncio.create_task(self._deliver(group, claimed_at))
+                    in_flight[task] = [c.id for c in group]
                     rows_in_flight += len(group)
                     task.add_done_callback(functools.partial(done, rows=len(group)))
                 if groups and rows_in_flight < self.policy.max_in_flight:
@@ -222,15 +192,43 @@ class Outbox:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
         finally:
-            for task in in_flight:
-                task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
+            await self._stop_sending(in_flight, unsent)
             await self._settler.close()
+
+    async def _claim_whole(self, room: int, unsent: list[int]) -> list[list[Claimed]]:
+        """`claim`, shielded: a stop that lands while the claim's UPDATE runs still learns which rows it leased
+        (into `unsent`), so that they are handed back with the others."""
+        claiming = asyncio.ensure_future(self.claim(room))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                unsent.extend(c.id for group in await claiming for c in group)
+            raise
+
+    async def _stop_sending(self, in_flight: dict[asyncio.Task[None], list[int]], unsent: list[int]) -> None:
+        """A graceful stop claims nothing more, lets the sends in flight finish within `stop_grace`, and makes
+        the rows of those that did not (and of a claim the stop interrupted) due again at once, not when their
+        lease runs out."""
+        late: set[asyncio.Task[None]] = set()
+        if in_flight:
+            _, late = await asyncio.wait(list(in_flight), timeout=self.policy.stop_grace)
+        unfinished = unsent + [row for task in late for row in in_flight.get(task, ())]
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        if unfinished:
+            try:
+                await self.pool.execute(RELEASE, unfinished)
+                log.info("outbox: %d delivery(ies) still sending at stop released for the next try", len(unfinished))
+            except Exception as exc:  # the database is away: their leases run out instead
+                log.warning("outbox: could not release %d delivery(ies) at stop: %s", len(unfinished), exc)
 
     async def run_once(self) -> int:
         """Claim one batch of due rows and deliver all of it (tests and benchmarks); rows handled."""
+        claimed_at = time.monotonic()
         groups = await self.claim(self.policy.claim_batch)
-        await asyncio.gather(*(self._deliver(group) for group in groups))
+        await asyncio.gather(*(self._deliver(group, claimed_at) for group in groups))
         return sum(len(g) for g in groups)
 
     async def claim(self, limit: int) -> list[list[Claimed]]:
@@ -239,7 +237,7 @@ class Outbox:
         now = datetime.now(UTC)
         live: list[Claimed] = []
         settled: list[tuple[int, str, float, str | None]] = []
-        for c in map(_claimed, rows):
+        for c in map(claimed_row, rows):
             if c.expires_at is not None and now >= c.expires_at:
                 settled.append((c.id, "expired", 0.0, "expired before it could be delivered"))
             elif now - c.created_at >= timedelta(seconds=self.policy.max_age):
@@ -264,7 +262,7 @@ class Outbox:
             groups.extend(items[i : i + limit] for i in range(0, len(items), limit))
         return groups
 
-    async def _deliver(self, group: list[Claimed]) -> None:
+    async def _deliver(self, group: list[Claimed], claimed_at: float) -> None:
         first = group[0].delivery
         try:  # e.g. waiting for a recording: not a request, so outside the slots
             await self.dispatcher.prepare(first.crm, [c.delivery for c in group])
@@ -272,8 +270,13 @@ class Outbox:
             log.exception("outbox: %s %s prepare raised", first.crm, first.kind)
         async with self._slots:
             started = time.perf_counter()
+            deadline = await self._deadline(group, claimed_at)
             try:
-                outcome = await self.dispatcher.send(first.enterprise, first.crm, [c.delivery for c in group])
+                outcome = await asyncio.wait_for(
+                    self.dispatcher.send(first.enterprise, first.crm, [c.delivery for c in group]), deadline
+                )
+            except TimeoutError:  # cut before the lease ends: the CRM may have it; the next try must check
+                outcome = SendOutcome(status="transient", error=f"no complete answer within {deadline:.0f} s")
             except Exception as exc:  # a connector bug must not lose the rows: retry them later
                 log.exception("outbox: %s %s send raised", first.crm, first.kind)
                 outcome = SendOutcome(status="transient", error=f"{type(exc).__name__}: {exc}")
@@ -310,6 +313,20 @@ class Outbox:
             f" {outcome.http_status}" if outcome.http_status else "",
             outcome.duration_ms,
         )
+
+    async def _deadline(self, group: list[Claimed], claimed_at: float) -> float:
+        """How long this send may take: within its lease, renewed first when the send starts late in it."""
+        lease = self.policy.lease
+        elapsed = time.monotonic() - claimed_at
+        if elapsed <= lease * RENEW_AFTER:
+            return max(lease * SEND_SHARE - elapsed, 0.1)
+        try:
+            await self.pool.execute(RENEW, [c.id for c in group], lease)
+        except Exception as exc:
+            if not database.is_transient(exc):
+                raise
+            return max(lease * SEND_SHARE - elapsed, 0.1)  # not renewed: what is left of the first lease
+        return lease * SEND_SHARE
 
     async def _record(
         self, group: list[Claimed], outcome: SendOutcome, settled: list[tuple[int, str, float, str | None]]
@@ -379,21 +396,3 @@ class Outbox:
             " WHERE status IN ('pending', 'in_progress') AND next_attempt_at <= now()"
         )
         return float(age or 0.0)
-
-
-def _claimed(row: asyncpg.Record) -> Claimed:
-    payload = row["payload"]
-    return Claimed(
-        id=row["id"],
-        delivery=Delivery(
-            idempotency_key=row["idempotency_key"],
-            enterprise=row["enterprise_number"],
-            crm=row["integration_type"],
-            kind=row["kind"],
-            payload=payload if isinstance(payload, dict) else json.loads(payload),
-            batch_key=row["batch_key"],
-        ),
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-    )
