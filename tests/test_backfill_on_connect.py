@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.app import Agent
+from agent.config import sections
 from agent.config.sections import Config, RecordingsSource
 from agent.repair import catchup
 from agent.repair.catchup import CdrCatchUp
@@ -245,13 +246,54 @@ async def test_a_missing_cdr_is_a_warning_and_a_health_field(
     assert len(warnings) == 2 and "backfill office: cannot read the CDR" in warnings[0].getMessage()
 
 
-async def test_without_an_explicit_cdr_csv_nothing_is_read(
-    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+async def test_the_cdr_at_its_standard_place_is_read_without_configuration(
+    fake_crm: FakeRetailCrm,
+    pool: Pool,
+    db_dsn: str,
+    tmp_path: Path,
+    make_config: Callable[..., Config],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The agent was stopped for a while; nobody set cdr_csv: the standard Master.csv gives the missed call."""
+    directory = recordings.recordings_dir()
+    standard = tmp_path / "var-log-asterisk" / "Master.csv"
+    standard.parent.mkdir()
+    monkeypatch.setattr(sections, "DEFAULT_CDR_CSV", str(standard))
+    ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))
+    now = datetime.now(UTC).replace(microsecond=0)
+    await pool.execute(INSERT, *stored("1.1", now - timedelta(minutes=20)))
+    standard.write_text(call_rows(now - timedelta(minutes=5), 8))  # while the agent was stopped
+    config = agent_config(make_config, db_dsn, ami, None)
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    async with running(config) as agent:
+        report = await catch_ups(agent, 1)
+        assert report["error"] is None and report["calls"] == 1
+        await drained(pool, at_least=1)
+    assert [c["externalId"] for u in fake_crm.uploads for c in u] == [uid(now - timedelta(minutes=5), 8)]
+
+
+@pytest.mark.parametrize("cdr", ["missing", "without uniqueids"])
+async def test_no_usable_cdr_at_the_standard_place_is_a_note_not_an_error(
+    cdr: str,
+    fake_crm: FakeRetailCrm,
+    pool: Pool,
+    db_dsn: str,
+    tmp_path: Path,
+    make_config: Callable[..., Config],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     directory = recordings.recordings_dir()
+    standard = tmp_path / "Master.csv"
+    if cdr == "without uniqueids":  # cdr_csv as shipped, without loguniqueid: 17 columns
+        standard.write_text('"","+375297777777","150","from-trunk","","PJSIP/a","PJSIP/b","Dial","",' + "x," * 7 + "\n")
+    monkeypatch.setattr(sections, "DEFAULT_CDR_CSV", str(standard))
     ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))
     await pool.execute(INSERT, *stored("1.1", datetime.now(UTC) - timedelta(minutes=5)))
-    async with running(agent_config(make_config, db_dsn, ami, None)) as agent:
-        await ami.wait_logins(1, within=10)
-        assert agent.pipelines["office"].follower is None
-        assert "backfill" not in (await agent.health.report())["components"]["pbx:office"]
+    with caplog.at_level(logging.INFO, logger="agent.repair.catchup"):
+        async with running(agent_config(make_config, db_dsn, ami, None)) as agent:
+            report = await catch_ups(agent, 1)
+            assert report["error"] is None
+            assert ("cannot read the CDR" if cdr == "missing" else "loguniqueid") in str(report["note"])
+            assert "not recovered" in str(report["note"])
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "agent.repair.catchup"]

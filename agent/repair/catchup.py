@@ -1,8 +1,10 @@
 """Backfill on connect: after each (re)connect of a PBX's AMI link, the calls its CDR has and we missed.
 
-Opt-in per PBX: only a `[[pbx]]` with `cdr_csv` set explicitly (the admin enabled cdr_csv with
-loguniqueid). After the link is up and reconciled, the pipeline `request`s one catch-up; it runs here, in
-the pipeline's own task group, never on the AMI reader's path. The window is from when this PBX's events
+On by default for every PBX: its `cdr_csv`, else the standard Master.csv (over SFTP when its AMI goes through
+SSH). Without an explicit `cdr_csv`, a CDR that is not there, not readable, or written without the uniqueid
+columns (cdr.conf `loguniqueid`) is a `note` in /health and one INFO line, not a failure: many PBXs keep no
+CSV. After the link is up and reconciled, the pipeline `request`s one catch-up; it runs here, in the
+pipeline's own task group, never on the AMI reader's path. The window is from when this PBX's events
 stopped being seen to the reconnect:
 - after an in-process reconnect: the time the link went down, minus `MARGIN`;
 - at agent start: the latest `ended_at` of this PBX's stored calls, minus `MARGIN`; with none stored
@@ -32,7 +34,7 @@ from agent.delivery.planner import Planner
 from agent.ingest.pipeline import channel_rules
 from agent.repair import cdr
 from agent.repair.backfill import LOOKBACK, Summary, store_missing
-from agent.repair.cdrtail import ended_before, read_tail
+from agent.repair.cdrtail import CdrUnreadable, ended_before, read_tail
 from agent.store import database
 from agent.tracking.channels import ChannelRules
 from agent.web.health import ComponentHealth
@@ -84,9 +86,9 @@ class CdrCatchUp:
         backfilled: Counter,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        assert pbx.cdr_csv is not None, "backfill on connect needs an explicit cdr_csv"
         self.pbx = pbx
-        self.source = pbx.cdr_csv
+        self.source = pbx.cdr_source
+        self.explicit = pbx.cdr_csv is not None  # the admin said this CDR is there and logs uniqueids
         self.rules = rules
         self.store = store
         self.health = health
@@ -118,6 +120,11 @@ class CdrCatchUp:
         }
         try:
             summary = await self.once(job, report)
+        except NoUsableCdr as exc:  # the default place, and nothing usable there: said once, not a failure
+            report["note"] = str(exc)
+            if self.health.details.get("backfill", {}).get("note") != report["note"]:
+                log.info("backfill %s: %s", self.pbx.name, exc)
+            summary = None
         except Exception as exc:  # a catch-up that fails is reported; the link goes on
             report["error"] = str(exc) or type(exc).__name__
             log.warning("backfill %s: %s", self.pbx.name, report["error"])
@@ -144,22 +151,39 @@ class CdrCatchUp:
             report["note"] = "no stored calls of this PBX yet: nothing to catch up"
             return None
         report["since"] = since.isoformat()
-        lines = await read_tail(self.source, self.pbx, ended_before(since - LOOKBACK))
+        try:
+            lines = await read_tail(self.source, self.pbx, ended_before(since - LOOKBACK))
+        except CdrUnreadable as exc:
+            if self.explicit:
+                raise
+            raise NoUsableCdr(f"{exc}: calls missed while the AMI link was down are not recovered") from None
         groups = await asyncio.to_thread(calls_ended_in, lines, since, job.until)
+        if not groups and not self.explicit and lines and not await asyncio.to_thread(has_uniqueids, lines):
+            raise NoUsableCdr(
+                f"the CDR {self.source} has no uniqueid columns (cdr.conf: loguniqueid = yes): calls missed while "
+                "the AMI link was down are not recovered"
+            )
         summary = Summary(rows=len(lines), calls=len(groups))
         await store_missing(self.store.pool, self.store.planner, self.pbx, self.rules, groups, summary, skip=job.skip)
         self.backfilled.inc(summary.backfilled)
         return summary
 
 
+class NoUsableCdr(Exception):
+    """No CDR at the default place this catch-up could use; the message says what and why it matters."""
+
+
+def has_uniqueids(lines: list[str]) -> bool:
+    """Do these Master.csv lines carry the uniqueid columns (a row the parser takes)?"""
+    return bool(cdr.parse(lines[-50:]).rows)
+
+
 def follower_of(
     store: CatchUpStore, default_region: str | None, backfilled: Counter
 ) -> Callable[[PbxSection, ComponentHealth], CdrCatchUp | None]:
-    """What the composition root hands the PBX links: a catch-up for each [[pbx]] with an explicit cdr_csv."""
+    """What the composition root hands the PBX links: a catch-up for each [[pbx]] (see the module's docstring)."""
 
     def build(pbx: PbxSection, health: ComponentHealth) -> CdrCatchUp | None:
-        if pbx.cdr_csv is None:
-            return None
         return CdrCatchUp(pbx, channel_rules(pbx, default_region), store, health, backfilled)
 
     return build
