@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class Env:
     when_busy: dict[str, bool] = field(default_factory=dict)
     source_calls: int = 0
     source_error: Exception | None = None
+    source_gate: asyncio.Event | None = None  # set: every settings lookup waits for it first (a hanging CRM)
 
     @property
     def port(self) -> int:
@@ -57,6 +59,8 @@ async def agi_env(
 
     async def source(enterprise: str) -> list[ResponsibleLookup]:
         env.source_calls += 1
+        if env.source_gate is not None:
+            await env.source_gate.wait()
         if env.source_error is not None:
             raise env.source_error
         return [lookup] if env.enabled.get(enterprise) else []

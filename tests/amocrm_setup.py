@@ -39,7 +39,7 @@ async def configure_amocrm(pool: Pool, state_dir: Path, fake: FakeAmoCrm, **over
 async def connect_tokens(connector: AmoCrmConnector, fake: FakeAmoCrm, *, expires_in: float = 86400) -> Tokens:
     """What the OAuth callback stores, without the dance: a fresh pair straight from the fake."""
     assert connector.tokens is not None
-    pair = fake._issue_pair()
+    pair = fake.issue_tokens()
     expires = datetime.now(UTC) + timedelta(seconds=expires_in)
     return await connector.tokens.connect(
         ENTERPRISE, fake.url, "oauth", pair["access_token"], pair["refresh_token"], expires

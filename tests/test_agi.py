@@ -15,7 +15,6 @@ from agent.config.sections import AgiSection, PbxSection
 from agent.ingest.frame import AmiMessage
 from agent.redirect.server import AgiServer, hosts_of
 from agent.redirect.variables import CRM, EXTEN, MANAGER, REASON, SOURCE, STATUS
-from connectors.base import ResponsibleLookup
 from tests.agi_client import agi_call, agi_files, raw_session, recorded_request, request_with
 from tests.agi_env import CUSTOMER_A, CUSTOMER_B, ENTERPRISE, UNKNOWN, agi_env
 from tests.waiting import until
@@ -279,14 +278,7 @@ async def test_crlf_request_is_accepted_too() -> None:
 async def test_settings_hanging_answers_timeout_in_time() -> None:
     deadline_ms = 150
     async with agi_env(deadline_ms=deadline_ms) as env:
-        release = asyncio.Event()
-        original = env.router._source
-
-        async def hanging(enterprise: str) -> list[ResponsibleLookup]:
-            await release.wait()
-            return await original(enterprise)
-
-        env.router._source = hanging
+        release = env.source_gate = asyncio.Event()
         got = await agi_call(env.port, A_REQUEST)
         assert got.status == "TIMEOUT"
         assert got.first_command_s is not None and got.first_command_s <= (deadline_ms + 50) / 1000

@@ -201,7 +201,7 @@ async def test_webhook_responsible_change_fires_the_hook_with_phones(
     cfg = config(make_config, db_dsn)
     settings = await configure_amocrm(pool, cfg.agent.state_dir, fake)
     contact = fake.add_contact("+375 29 765-43-21", responsible_user_id=8)
-    lead_id = fake._new_lead({"name": "deal"}, contact)
+    lead_id = fake.add_lead(contact, name="deal")
     async with running(cfg) as agent:
         await connect_tokens(amo_of(agent), fake)
         seen: list[tuple[str, list[str]]] = []
@@ -406,28 +406,10 @@ async def test_problem_json_rejection_fails_visibly(
     }
     async with running(cfg) as agent:
         await connect_tokens(amo_of(agent), fake)
-        await fake_fail_calls(fake, body)
+        fake.fail_next(1, status=400, body=body, path="/api/v4/calls")  # the first one, after the contact search
         ami.unpause()
         await ami.wait_finished(within=10)
         counts = await drained(pool, at_least=2)
     assert counts == {"failed": 1, "done": 1}  # the call was rejected; 150's pop-up went out
     error = await pool.fetchval("SELECT last_error FROM deliveries WHERE kind = 'call'")
     assert "Request validation failed" in error and "call_status" in error and "not a valid choice" in error
-
-
-async def fake_fail_calls(fake: FakeAmoCrm, body: dict[str, Any]) -> None:
-    """Fail the first POST /api/v4/calls (after the contact search) with `body`."""
-    original = fake._calls
-
-    async def once(request: Any) -> Any:
-        from aiohttp import web
-
-        fake._calls = original  # type: ignore[method-assign]
-        return web.json_response(body, status=400, content_type="application/problem+json")
-
-    fake._calls = once  # type: ignore[method-assign]
-    # routes were bound at start; rebind through the router's resource
-    for resource in fake._runner.app.router.resources():  # type: ignore[union-attr]
-        if resource.canonical == "/api/v4/calls":
-            for route in resource:
-                route._handler = once

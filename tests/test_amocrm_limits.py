@@ -105,26 +105,11 @@ async def test_a_retry_after_a_partial_send_repeats_no_acknowledged_step(
     await connect_tokens(connector, fake)
     (delivery,) = plan(missed_event("p1", ("151",)), settings)
     assert isinstance(delivery, Delivery) and "task" in delivery.payload
-    original = fake._tasks
-    failing = True
-
-    async def tasks(request):  # type: ignore[no-untyped-def]
-        if failing:
-            from aiohttp import web
-
-            return web.Response(status=502, text="bad gateway")
-        return await original(request)
-
-    for resource in fake._runner.app.router.resources():  # type: ignore[union-attr]
-        if resource.canonical == "/api/v4/tasks":
-            for route in resource:
-                if route.method == "POST":
-                    route._handler = tasks
+    fake.fail_next(1, status=502, body="bad gateway", path="/api/v4/tasks")  # the task's one POST
     async with make_client() as http:
         client = connector.client(settings, http)
         first = await client.send([delivery])
         assert first.status == "transient" and len(fake.unsorted) == 1 and not fake.tasks
-        failing = False
         second = await client.send([delivery])
     assert second.status == "success"
     assert len(fake.unsorted) == 1 and len(fake.tasks) == 1

@@ -173,7 +173,7 @@ async def test_after_a_reconnect_exactly_the_missed_calls_are_delivered_once(
         ami.unpause()  # the live call ends over AMI: delivered once, whole, by the live path
         await ami.wait_finished(within=10)
         await drained(pool, at_least=2)
-        assert agent.metrics.calls_backfilled.labels("office")._value.get() == 1
+        assert agent.metrics.registry.get_sample_value("pbx_agent_calls_backfilled_total", {"pbx": "office"}) == 1
     uploads = {c["externalId"]: c for upload in fake_crm.uploads for c in upload}
     assert sorted(uploads) == sorted([missed, live_id]) and len(fake_crm.uploads) == 2
     assert (uploads[live_id]["result"], uploads[live_id]["code"]) == ("answered", "150")

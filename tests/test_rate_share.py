@@ -100,7 +100,7 @@ async def test_the_count_goes_back_up_when_an_agent_stops_within_one_refresh() -
     count.on_change(lambda n: alone.set() if n == 1 and seen[-2:] == [2, 1] else None)
     await guard.acquire("acct")  # a bucket that exists before the change
     assert await count.refresh() == 2
-    assert guard.account_rate == ACCOUNT_RPS / 2 and guard._buckets["acct"].rate == ACCOUNT_RPS / 2
+    assert guard.account_rate == ACCOUNT_RPS / 2 and guard.rate_of("acct") == ACCOUNT_RPS / 2
     assert limiter.rate("x", "/api/v5/users") == 5.0
     task = asyncio.create_task(count.run())
     try:
@@ -111,7 +111,7 @@ async def test_the_count_goes_back_up_when_an_agent_stops_within_one_refresh() -
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert guard.account_rate == ACCOUNT_RPS and guard._buckets["acct"].rate == ACCOUNT_RPS
+    assert guard.account_rate == ACCOUNT_RPS and guard.rate_of("acct") == ACCOUNT_RPS
     assert limiter.rate("x", "/api/v5/users") == 10.0
     assert seen == [1, 2, 1]
 

@@ -97,7 +97,10 @@ async def test_click_to_call_reaches_the_pbx_as_one_originate(
         f"Event: OriginateResponse\r\nActionID: {aid}\r\nResponse: Success\r\n"
         f"Channel: PJSIP/101-00000001\r\nReason: 4\r\n\r\n".encode()
     )
-    await until(lambda: agent.metrics.ami_events.labels("office", "OriginateResponse")._value.get() > 0, within=5)
+    answered = {"pbx": "office", "event": "OriginateResponse"}
+    await until(
+        lambda: (agent.metrics.registry.get_sample_value("pbx_agent_ami_events_total", answered) or 0) > 0, within=5
+    )
     await asyncio.sleep(0.2)
     assert len(originates(ami)) == 2  # each click once, never more
     rows = await logged(agent, "make_call")

@@ -55,6 +55,11 @@ class AccountGuard:
         """The rate this process paces each account at now."""
         return shared_rate(self.rate, self.agents)
 
+    def rate_of(self, account: str) -> float | None:
+        """The rate `account`'s requests are paced at now (None: none sent to it yet)."""
+        bucket = self._buckets.get(account)
+        return bucket.rate if bucket is not None else None
+
     def share(self, agents: int) -> None:
         self.agents = agents
         for bucket in self._buckets.values():

@@ -80,6 +80,14 @@ class Recorded:
 
 
 @dataclass
+class _Failure:
+    path: str | None  # None: whatever request comes next
+    status: int
+    body: Any
+    retry_after: str | None
+
+
+@dataclass
 class _Token:
     expires_at: float
     admin: bool = True
@@ -149,7 +157,7 @@ class FakeAmoCrm:
         ]
         self.on_token_answer: Callable[[], Awaitable[None]] | None = None  # runs after a refresh rotated
         self._ids = itertools.count(100001)
-        self._failures: list[tuple[int, Any, str | None]] = []
+        self._failures: list[_Failure] = []
         self._bucket = float(rate or 0)
         self._stamp = time.monotonic()
         self._runner: web.AppRunner | None = None
@@ -202,6 +210,19 @@ class FakeAmoCrm:
         self.codes.add(code)
         return code
 
+    def issue_tokens(self) -> dict[str, Any]:
+        """A fresh access/refresh pair, as the token endpoint answers a code or a refresh."""
+        access, refresh = "acc." + secrets.token_urlsafe(48), "ref." + secrets.token_urlsafe(48)
+        self.access[access] = _Token(time.time() + self.access_ttl)
+        self.refresh[refresh] = True
+        return {
+            "token_type": "Bearer",
+            "expires_in": self.access_ttl,
+            "access_token": access,
+            "refresh_token": refresh,
+            "server_time": int(time.time()),
+        }
+
     def issue_long_lived(self, days: int = 365, admin: bool = True) -> str:
         exp = int(time.time()) + days * 86400
         token = jwt.encode(
@@ -219,8 +240,18 @@ class FakeAmoCrm:
     def revoke_access(self, token: str) -> None:
         self.access.pop(token, None)
 
-    def fail_next(self, n: int = 1, *, status: int = 500, body: Any = None, retry_after: str | None = None) -> None:
-        self._failures.extend((status, body, retry_after) for _ in range(n))
+    def fail_next(
+        self,
+        n: int = 1,
+        *,
+        status: int = 500,
+        body: Any = None,
+        retry_after: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """The next n requests get `status` with `body` (a dict: problem JSON; a str: HTML; None: a generic
+        problem). With `path`: the next n requests to that route, authenticated, in place of its handler."""
+        self._failures.extend(_Failure(path, status, body, retry_after) for _ in range(n))
 
     def add_contact(
         self, phone: str, *, name: str = "Customer", responsible_user_id: int = 1, lead_ids: tuple[int, ...] = ()
@@ -242,6 +273,10 @@ class FakeAmoCrm:
             "_embedded": {"leads": [{"id": i} for i in lead_ids], "tags": [], "companies": []},
         }
         return cid
+
+    def add_lead(self, contact_id: int | None, *, name: str = "") -> int:
+        """A lead in the main pipeline, of `contact_id` when given."""
+        return self._new_lead({"name": name}, contact_id)
 
     def complete_task(self, task_id: int) -> None:
         self.tasks[task_id]["is_completed"] = True
@@ -280,19 +315,9 @@ class FakeAmoCrm:
             if self.block_after is not None and self.violations >= self.block_after:
                 self.blocked = True
             return web.Response(status=429, text="Too Many Requests", content_type="text/plain")
-        if self._failures:
-            status, body, retry_after = self._failures.pop(0)
-            headers = {"Retry-After": retry_after} if retry_after else None
-            if isinstance(body, str):
-                return web.Response(status=status, text=body, content_type="text/html", headers=headers)
-            resp = (
-                problem(status, "Error", "Injected failure")
-                if body is None
-                else web.Response(status=status, text=json.dumps(body), content_type=PROBLEM)
-            )
-            if headers:
-                resp.headers.update(headers)
-            return resp
+        failure = self._take_failure(None)
+        if failure is not None:
+            return failure
         if request.path.startswith("/api/"):
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
@@ -302,7 +327,28 @@ class FakeAmoCrm:
             request[ADMIN] = known.admin
         if request.match_info.http_exception is not None:
             return problem(request.match_info.http_exception.status, "Not Found", "Route not found")
+        failure = self._take_failure(request.path)
+        if failure is not None:
+            return failure
         return await handler(request)
+
+    def _take_failure(self, path: str | None) -> web.Response | None:
+        """The first injected failure meant for `path` (None: for any request), as its response."""
+        found = next((f for f in self._failures if f.path == path), None)
+        if found is None:
+            return None
+        self._failures.remove(found)
+        headers = {"Retry-After": found.retry_after} if found.retry_after else None
+        if isinstance(found.body, str):
+            return web.Response(status=found.status, text=found.body, content_type="text/html", headers=headers)
+        resp = (
+            problem(found.status, "Error", "Injected failure")
+            if found.body is None
+            else web.Response(status=found.status, text=json.dumps(found.body), content_type=PROBLEM)
+        )
+        if headers:
+            resp.headers.update(headers)
+        return resp
 
     def _take(self) -> bool:
         assert self.rate is not None
@@ -313,18 +359,6 @@ class FakeAmoCrm:
             self._bucket -= 1
             return True
         return False
-
-    def _issue_pair(self) -> dict[str, Any]:
-        access, refresh = "acc." + secrets.token_urlsafe(48), "ref." + secrets.token_urlsafe(48)
-        self.access[access] = _Token(time.time() + self.access_ttl)
-        self.refresh[refresh] = True
-        return {
-            "token_type": "Bearer",
-            "expires_in": self.access_ttl,
-            "access_token": access,
-            "refresh_token": refresh,
-            "server_time": int(time.time()),
-        }
 
     # -- OAuth ---------------------------------------------------------------------------------
 
@@ -353,7 +387,7 @@ class FakeAmoCrm:
             if code not in self.codes:
                 return _oauth_problem(400, "Authorization code is invalid", hint="Authorization code has been revoked")
             self.codes.discard(code)
-            return web.json_response(self._issue_pair())
+            return web.json_response(self.issue_tokens())
         if grant == "refresh_token":
             token = body.get("refresh_token")
             if token not in self.refresh:
@@ -365,7 +399,7 @@ class FakeAmoCrm:
                 )
             self.refresh[token] = False
             self.refreshes += 1
-            pair = self._issue_pair()
+            pair = self.issue_tokens()
             if self.on_token_answer is not None:
                 await self.on_token_answer()
             return web.json_response(pair)
