@@ -1,6 +1,8 @@
 """Sending one `call` delivery: record the call in amoCRM whatever the caller, then the call-back task.
 
-Steps (each one acknowledged by amoCRM is saved in `amocrm_call_steps`, so a retry skips it):
+Steps (each one acknowledged by amoCRM is saved in `amocrm_call_steps`, so a retry skips it; a step that
+creates something is marked there before it is sent, so that a retry after a lost answer first asks amoCRM
+whether it was made: connectors/amocrm/lost_answers.py):
 1. look the caller up (contacts by phone);
 2. `recorded`: known contact -> `POST /api/v4/calls`; unknown -> per `unknown_caller`:
    `unsorted` -> `POST /api/v4/leads/unsorted/sip` (with the call in its metadata),
@@ -18,6 +20,7 @@ import time
 from typing import Any
 
 from connectors.amocrm.contacts import Contact, digits, find_contact, phone_field
+from connectors.amocrm.lost_answers import CLOCK_SLACK_S, already_exists, call_note_exists
 from connectors.amocrm.session import Session, StepFailed
 from connectors.base import Delivery, RecordUrl, SendOutcome, recording_of
 
@@ -94,7 +97,20 @@ class CallSender:
             await self._save("recorded", {"via": "contact_and_lead", **self.steps["created"]})
 
     async def _post_call(self) -> None:
-        exchange = await self.s.checked("POST", "/api/v4/calls", body=[self._call_body()])
+        body = self._call_body()
+        posted = self.steps.get("posting_call")
+        if posted is not None and await call_note_exists(self.s, body, since=int(posted["at"]) - CLOCK_SLACK_S):
+            return  # an earlier try's answer was lost, but amoCRM has the call
+
+        async def mark() -> None:  # as it goes out: should its answer be lost, the next try checks first
+            await self._save("posting_call", {"at": int(time.time())})
+
+        try:
+            exchange = await self.s.checked("POST", "/api/v4/calls", body=[body], before_send=mark)
+        except StepFailed:
+            if "posting_call" in self.steps and self.s.exchanges and self.s.exchanges[-1].http_status is not None:
+                await self._forget("posting_call")  # amoCRM answered no: nothing to find next time
+            raise
         calls = ((exchange.body or {}).get("_embedded") or {}).get("calls") if isinstance(exchange.body, dict) else None
         if not calls:  # amoCRM drops a call whose number matches no card (§B5): it must not vanish quietly
             raise StepFailed(
@@ -134,7 +150,14 @@ class CallSender:
         }
         if settings.pipeline_id is not None:
             item["pipeline_id"] = settings.pipeline_id
-        exchange = await self.s.checked("POST", "/api/v4/leads/unsorted/sip", body=[item])
+        try:
+            exchange = await self.s.checked("POST", "/api/v4/leads/unsorted/sip", body=[item])
+        except StepFailed:
+            if not self.s.exchanges or not already_exists(self.s.exchanges[-1]):
+                raise
+            # amoCRM keeps one unsorted item per `uniq`: an earlier try made it and its answer was lost
+            await self._save("recorded", {"via": "unsorted", "note": "amoCRM already had it (an earlier answer lost)"})
+            return
         unsorted = _embedded(exchange, "unsorted")
         lead_id = _first_id(unsorted, "leads")
         contact_id = _first_id(unsorted, "contacts")
@@ -156,6 +179,14 @@ class CallSender:
         return lead
 
     async def _complex(self) -> None:
+        if "creating" in self.steps:  # an earlier try may have made them: its answer was lost
+            made = await find_contact(self.s, self.p["phone"])
+            if made is not None:
+                lead_id = made.lead_ids[0] if made.lead_ids else None
+                await self._save(
+                    "created", {"lead_id": lead_id, "contact_id": made.id, "note": "found after a lost answer"}
+                )
+                return
         settings = self.s.settings
         lead = self._lead()
         if settings.pipeline_id is not None:
@@ -167,7 +198,12 @@ class CallSender:
             contact["responsible_user_id"] = lead["responsible_user_id"]
         lead["_embedded"] = {**lead.get("_embedded", {}), "contacts": [contact]}
         lead["request_id"] = "0"
-        exchange = await self.s.checked("POST", "/api/v4/leads/complex", body=[lead])
+        exchange = await self.s.checked(
+            "POST",
+            "/api/v4/leads/complex",
+            body=[lead],
+            before_send=lambda: self._save("creating", {"at": int(time.time())}),
+        )
         body = exchange.body
         first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
         await self._save("created", {"lead_id": first.get("id"), "contact_id": first.get("contact_id")})
@@ -270,8 +306,15 @@ class CallSender:
             raw = json.loads(raw)
         return dict(raw) if isinstance(raw, dict) else {}
 
+    async def _forget(self, step: str) -> None:
+        self.steps.pop(step, None)
+        await self._store()
+
     async def _save(self, step: str, value: dict[str, Any]) -> None:
         self.steps[step] = value
+        await self._store()
+
+    async def _store(self) -> None:
         await self.pool.execute(
             "INSERT INTO amocrm_call_steps (idempotency_key, enterprise_number, steps) VALUES ($1, $2, $3)"
             " ON CONFLICT (idempotency_key) DO UPDATE SET steps = EXCLUDED.steps, updated_at = now()",

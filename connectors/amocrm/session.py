@@ -115,9 +115,16 @@ class Session:
         return self.settings.account_netloc
 
     async def request(
-        self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> Exchange:
-        """One API request; raises StepFailed when it could not be made (blocked account, no token)."""
+        """One API request; raises StepFailed when it could not be made (blocked account, no token).
+        `before_send` runs once the request may go (paced, with a token), just before it is sent."""
         wait = self.guard.blocked_for(self.account)
         if wait > 0:
             raise StepFailed(
@@ -130,6 +137,8 @@ class Session:
         tokens = await self._tokens()
         for attempt in (1, 2):
             await self.guard.acquire(self.account)
+            if before_send is not None and attempt == 1:
+                await before_send()
             exchange = await perform_json(
                 self.http,
                 method,

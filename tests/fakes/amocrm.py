@@ -158,6 +158,8 @@ class FakeAmoCrm:
         self.on_token_answer: Callable[[], Awaitable[None]] | None = None  # runs after a refresh rotated
         self._ids = itertools.count(100001)
         self._failures: list[_Failure] = []
+        self._losing: dict[str, int] = {}  # path -> answers still to lose
+        self.lost_answers = 0
         self._bucket = float(rate or 0)
         self._stamp = time.monotonic()
         self._runner: web.AppRunner | None = None
@@ -172,6 +174,8 @@ class FakeAmoCrm:
         app.router.add_get("/api/v4/account", self._account)
         app.router.add_get("/api/v4/users", self._users)
         app.router.add_get("/api/v4/leads/pipelines", self._pipelines)
+        for entity in ("leads", "contacts", "companies"):  # plain paths: aiohttp prefers them to .../{id}
+            app.router.add_get(f"/api/v4/{entity}/notes", self._notes)
         app.router.add_get("/api/v4/contacts", self._contacts)
         app.router.add_get("/api/v4/contacts/{id}", self._contact)
         app.router.add_get("/api/v4/leads/{id}", self._lead)
@@ -330,7 +334,42 @@ class FakeAmoCrm:
         failure = self._take_failure(request.path)
         if failure is not None:
             return failure
-        return await handler(request)
+        response = await handler(request)
+        if self._losing.get(request.path):
+            self._losing[request.path] -= 1
+            self.lost_answers += 1
+            assert request.transport is not None
+            request.transport.abort()  # processed; the answer never leaves
+        return response
+
+    def lose_answers(self, n: int, path: str) -> None:
+        """The next n requests to `path` are processed as usual, and then the connection is cut instead of
+        answering: the client cannot know whether they were (a timeout or a reset after sending)."""
+        self._losing[path] = self._losing.get(path, 0) + n
+
+    async def _notes(self, request: web.Request) -> web.Response:
+        """GET /api/v4/{entity}/notes: the call notes that `calls` and unsorted items made (params.uniq),
+        filtered by filter[note_type] and filter[updated_at][from]."""
+        entity = {"leads": "lead", "contacts": "contact", "companies": "company"}[request.path.split("/")[3]]
+        types = set(request.query.getall("filter[note_type]", []) + request.query.getall("filter[note_type][]", []))
+        since = int(request.query.get("filter[updated_at][from]", "0") or 0)
+        notes = []
+        for call in self.calls:
+            note_type = "call_in" if call.get("direction") == "inbound" else "call_out"
+            if call.get("entity_type") != entity or (types and note_type not in types) or call.get("at", 0) < since:
+                continue
+            notes.append(
+                {
+                    "id": call.get("id", 0),
+                    "entity_id": call["entity_id"],
+                    "note_type": note_type,
+                    "updated_at": call.get("at", 0),
+                    "params": {"uniq": call.get("uniq"), "duration": call.get("duration"), "phone": call.get("phone")},
+                }
+            )
+        if not notes:
+            return web.Response(status=204)
+        return hal({"_page": 1, "_embedded": {"notes": notes}})
 
     def _take_failure(self, path: str | None) -> web.Response | None:
         """The first injected failure meant for `path` (None: for any request), as its response."""
@@ -537,7 +576,9 @@ class FakeAmoCrm:
                 continue
             contact = matches[0]
             cid = next(self._ids)
-            self.calls.append({**call, "id": cid, "entity_id": contact["id"], "entity_type": "contact"})
+            self.calls.append(
+                {**call, "id": cid, "entity_id": contact["id"], "entity_type": "contact", "at": int(time.time())}
+            )
             created.append(
                 {
                     "id": cid,
@@ -610,6 +651,9 @@ class FakeAmoCrm:
                 self.calls.append(
                     {
                         "via": "unsorted",
+                        "direction": "inbound",
+                        "entity_type": "lead",
+                        "at": int(time.time()),
                         "uniq": item["metadata"].get("uniq"),
                         "phone": item["metadata"].get("from"),
                         "entity_id": lid,
