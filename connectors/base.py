@@ -148,6 +148,9 @@ class Connector(Protocol[S, C]):
 
     name: str
     secret_fields: tuple[str, ...]
+    # the API path smart redirect's lookup takes, paced in the same per-account budget as the deliveries but
+    # ahead of them (agent.delivery.integrations); None: the connector paces its lookups itself
+    lookup_route: str | None
 
     def parse_settings(self, raw: Mapping[str, Any]) -> S:
         """Validated settings; raises a ValueError with `.field` naming the bad field."""

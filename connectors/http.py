@@ -153,8 +153,15 @@ def shared_rate(rate: float, agents: int, floor: float = RATE_FLOOR) -> float:
     return max(min(rate, floor), rate / max(1, agents))
 
 
+URGENT_RESERVE = 1  # tokens an ordinary acquirer leaves in the bucket for an urgent one
+
+
 class TokenBucket:
-    """`rate` tokens per second, at most `capacity` stored; `acquire` waits for one, in arrival order.
+    """`rate` tokens per second; `acquire` waits for one, in arrival order within its lane. `urgent`
+    acquirers (smart redirect's lookups: a caller waits on the line) go before every ordinary one
+    (deliveries, which can wait), and one token is held back for them: the ordinary lane takes a token only
+    while another stays, so an occasional lookup never waits at all, and a backlog of deliveries never
+    queues one behind it. Both lanes together keep to `rate` (bursting by at most `capacity` + 1).
     `set_rate` changes the rate in place (tokens earned so far are kept, at the old rate)."""
 
     def __init__(
@@ -168,12 +175,14 @@ class TokenBucket:
         if rate <= 0 or capacity < 1:
             raise ValueError("rate must be > 0 and capacity >= 1")
         self.rate = rate
-        self.capacity = capacity
+        self.capacity = capacity + URGENT_RESERVE
         self._clock = clock
         self._sleep = sleep
-        self._tokens = capacity
+        self._tokens = self.capacity
         self._stamp = clock()
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # the ordinary lane
+        self._urgent_lock = asyncio.Lock()  # the urgent lane
+        self._urgent = 0  # urgent acquirers waiting: the ordinary lane gives way to them
 
     def set_rate(self, rate: float) -> None:
         if rate <= 0:
@@ -186,15 +195,31 @@ class TokenBucket:
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
-    async def acquire(self) -> None:
+    def _take(self, keep: float) -> bool:
+        """Take a token if `keep` tokens stay after it."""
+        self._refill()
+        # tolerance: float steps such as 0.3 - 0.2 would otherwise leave us a hair short forever
+        if self._tokens >= 1 + keep - 1e-9:
+            self._tokens = max(0.0, self._tokens - 1)
+            return True
+        return False
+
+    def _until(self, tokens: float) -> float:
+        return max((tokens - self._tokens) / self.rate, 1e-3)
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        if urgent:
+            self._urgent += 1
+            try:
+                async with self._urgent_lock:
+                    while not self._take(keep=0):
+                        await self._sleep(self._until(1))
+            finally:
+                self._urgent -= 1
+            return
         async with self._lock:
-            while True:
-                self._refill()
-                # tolerance: float steps such as 0.3 - 0.2 would otherwise leave us a hair short forever
-                if self._tokens >= 1 - 1e-9:
-                    self._tokens = max(0.0, self._tokens - 1)
-                    return
-                await self._sleep((1 - self._tokens) / self.rate)
+            while self._urgent or not self._take(keep=URGENT_RESERVE):
+                await self._sleep(self._until(1 + URGENT_RESERVE))
 
 
 RouteRule = Callable[[str], tuple[str, float]]
@@ -227,7 +252,8 @@ class RateLimiter:
         """The rate this process paces `account`'s `path` at now."""
         return shared_rate(self._rule(path)[1], self.agents)
 
-    async def acquire(self, account: str, path: str) -> None:
+    async def acquire(self, account: str, path: str, *, urgent: bool = False) -> None:
+        """Wait for `path`'s turn on `account`; `urgent` goes before the waiting ordinary requests."""
         name, rate = self._rule(path)
         entry = self._buckets.get((account, name))
         if entry is None:
@@ -235,7 +261,7 @@ class RateLimiter:
                 rate,
                 TokenBucket(shared_rate(rate, self.agents), clock=self._clock, sleep=self._sleep),
             )
-        await entry[1].acquire()
+        await entry[1].acquire(urgent=urgent)
 
 
 def retailcrm_route(path: str) -> tuple[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,3 +127,25 @@ async def test_rate_limiter_separates_accounts_and_telephony() -> None:
     assert clock.now == pytest.approx(0.1)
     assert retailcrm_route("/api/v5/telephony/manager") == ("telephony", 40.0)
     assert retailcrm_route("/api/credentials") == ("general", 10.0)
+
+
+async def test_an_urgent_acquire_takes_the_token_held_back_for_it_and_the_rate_holds() -> None:
+    bucket = TokenBucket(100)
+    order: list[str] = []
+    three_granted = asyncio.Event()
+
+    async def take(name: str, urgent: bool = False) -> None:
+        await bucket.acquire(urgent=urgent)
+        order.append(name)
+        if len(order) == 3:
+            three_granted.set()
+
+    began = time.monotonic()
+    backlog = [asyncio.create_task(take(f"delivery-{i}")) for i in range(50)]  # half a second of backlog
+    await three_granted.wait()
+    asked = len(order)
+    await take("lookup", urgent=True)
+    waited_behind = order.index("lookup") - asked  # ordinary ones granted after the lookup asked
+    await asyncio.gather(*backlog)
+    assert waited_behind == 0, order  # the token held back for it: no wait at all
+    assert time.monotonic() - began >= (len(order) - 1) / 100 * 0.98  # both lanes together keep to the rate

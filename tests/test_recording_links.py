@@ -22,7 +22,7 @@ from agent.web.recording_sources import LocalSource
 from agent.web.recordings import RecordLinks
 from connectors.amocrm.plan import plan as amo_plan
 from connectors.base import Delivery, RecordUrl, SendOutcome
-from connectors.http import make_client
+from connectors.http import RateLimiter, make_client, retailcrm_route
 from connectors.retailcrm import settings as rc_settings
 from connectors.retailcrm.client import RetailCrmClient
 from connectors.retailcrm.plan import KIND_UPLOAD
@@ -149,10 +149,11 @@ class OneCrm:
 
     def __init__(self) -> None:
         self.hooks: list[RecordUrl | None] = []
+        self.limiter = RateLimiter(retailcrm_route)
 
     async def enabled(self, enterprise: str) -> dict[str, Any]:
         connector = SimpleNamespace(name="retailcrm", account=lambda settings: "shop")
-        return {"retailcrm": SimpleNamespace(connector=connector, settings=None)}
+        return {"retailcrm": SimpleNamespace(crm="retailcrm", connector=connector, settings=None)}
 
     def client(self, enabled: Any) -> OneCrm:
         return self

@@ -22,7 +22,7 @@ from typing import Protocol
 from agent.config.sections import OUTBOX_DEFAULTS
 from agent.delivery.integrations import Integrations
 from connectors.base import Delivery, RecordUrl, SendOutcome, recording_of
-from connectors.http import RateLimiter, retailcrm_route
+from connectors.http import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class CrmDispatcher:
         self._prepared: dict[str, bool] = {}  # idempotency key -> its recording was ready (from `prepare`)
         self.clock = clock
         self._accounts: dict[tuple[str, str], _Account] = {}
-        self._limiter = limiter or RateLimiter(retailcrm_route)
+        self._limiter = limiter or integrations.limiter  # the lookups take their turns in it too
 
     def share_limits(self, agents: int) -> None:
         """`agents` agents send from this database: pace every account at its share of the CRM's limit."""
@@ -128,7 +128,7 @@ class CrmDispatcher:
             )
         record_url = await self._ready_recordings(crm, deliveries, prepared)
         async with account.slots:
-            await self._limiter.acquire(f"{crm}:{account_name}", KIND_PATHS.get(deliveries[0].kind, ""))
+            await self._limiter.acquire(Integrations.account_key(enabled), KIND_PATHS.get(deliveries[0].kind, ""))
             outcome = await self.integrations.client(enabled).send(deliveries, record_url=record_url)
         before = account.breaker.open_until
         account.breaker.record(outcome.status, self.clock())

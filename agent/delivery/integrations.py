@@ -20,7 +20,8 @@ import httpx
 from agent.store import enterprises
 from agent.store.database import Pool
 from agent.store.secretbox import SecretBox
-from connectors.base import AnyConnector, C, Connector, CrmClient, ResponsibleLookup, S
+from connectors.base import AnyConnector, C, Connector, CrmClient, Manager, ResponsibleLookup, S
+from connectors.http import RateLimiter, retailcrm_route
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,37 @@ class Enabled(Generic[S, C]):
         return self.connector.name
 
 
+class PacedLookup:
+    """A CRM lookup that takes its turn in the account's rate budget ahead of the deliveries waiting there:
+    the CRM counts both against one limit, and a caller on the line must not wait behind a backlog."""
+
+    def __init__(self, inner: ResponsibleLookup, limiter: RateLimiter, account: str, route: str) -> None:
+        self.crm = inner.crm
+        self.inner = inner
+        self.limiter = limiter
+        self.account = account
+        self.route = route
+
+    async def find_responsible(self, phone_e164: str) -> Manager | None:
+        await self.limiter.acquire(self.account, self.route, urgent=True)
+        return await self.inner.find_responsible(phone_e164)
+
+
 class Integrations:
     def __init__(
-        self, pool: Pool, box: SecretBox, connectors: dict[str, AnyConnector], http: httpx.AsyncClient
+        self,
+        pool: Pool,
+        box: SecretBox,
+        connectors: dict[str, AnyConnector],
+        http: httpx.AsyncClient,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.pool = pool
         self.box = box
         self.connectors = connectors
         self.http = http
+        # each CRM account's request budget, for the deliveries (agent.delivery.dispatch) and the lookups
+        self.limiter = limiter or RateLimiter(retailcrm_route)
         self._cache: dict[str, dict[str, Enabled[Any, Any]]] = {}
         self._clients: dict[tuple[str, int], CrmClient] = {}
         self._listeners: list[Callable[[str | None], None]] = []
@@ -80,9 +104,16 @@ class Integrations:
         found: list[ResponsibleLookup] = []
         for item in (await self.enabled(enterprise)).values():
             lookup = item.connector.responsible_lookup(item.settings, self.client(item), enterprise)
-            if lookup is not None:
-                found.append(lookup)
+            if lookup is None:
+                continue
+            route = item.connector.lookup_route
+            found.append(lookup if route is None else PacedLookup(lookup, self.limiter, self.account_key(item), route))
         return found
+
+    @staticmethod
+    def account_key(enabled: Enabled[Any, Any]) -> str:
+        """The rate limiter's name for the enabled CRM's account (one budget per CRM account)."""
+        return f"{enabled.crm}:{enabled.connector.account(enabled.settings)}"
 
     def client(self, enabled: Enabled[Any, Any]) -> CrmClient:
         """One client per (CRM, settings): a changed key or domain gets a new one."""

@@ -36,8 +36,8 @@ class AmoCrmClient:
         self.phone_locks = phone_locks if phone_locks is not None else {}
         self.log_exchanges = log_exchanges
 
-    def session(self, enterprise: str) -> Session:
-        return Session(enterprise, self.settings, self.http, self.tokens, self.guard)
+    def session(self, enterprise: str, *, urgent: bool = False) -> Session:
+        return Session(enterprise, self.settings, self.http, self.tokens, self.guard, urgent=urgent)
 
     async def send(self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None) -> SendOutcome:
         if len(deliveries) != 1 or deliveries[0].kind not in (KIND_CALL, KIND_EVENT):
@@ -60,8 +60,8 @@ class AmoCrmClient:
 
     # -- lookups (each raises CrmError when amoCRM cannot answer) ------------------------------------
 
-    async def _run(self, enterprise: str, name: str, fn: Callable[[Session], Any]) -> Any:
-        session = self.session(enterprise)
+    async def _run(self, enterprise: str, name: str, fn: Callable[[Session], Any], *, urgent: bool = False) -> Any:
+        session = self.session(enterprise, urgent=urgent)
         try:
             result = await fn(session)
         except StepFailed as failed:
@@ -88,7 +88,7 @@ class AmoCrmClient:
             # the manager's name needs GET /api/v4/users (admin tokens only, §B4): not worth it on the call path
             return Manager(CRM, str(uid), "", self.settings.extension_for_user(uid))
 
-        result: Manager | None = await self._run(enterprise, "find_responsible", lookup)
+        result: Manager | None = await self._run(enterprise, "find_responsible", lookup, urgent=True)
         return result
 
     async def account(self, enterprise: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ VALUES ($1, 'amocrm', $2, $3, $4, $5, $6, $7, $8)
 class AmoCrmConnector(Connector[AmoCrmSettings, AmoCrmClient]):
     name: str = CRM
     secret_fields: tuple[str, ...] = SECRET_FIELDS
+    lookup_route: str | None = None  # its AccountGuard paces lookups ahead of deliveries (connectors.amocrm.session)
 
     def __init__(self) -> None:
         self.tokens: TokenStore | None = None

@@ -65,11 +65,12 @@ class AccountGuard:
         for bucket in self._buckets.values():
             bucket.set_rate(self.account_rate)
 
-    async def acquire(self, account: str) -> None:
+    async def acquire(self, account: str, *, urgent: bool = False) -> None:
+        """Wait for the account's next request slot; `urgent` (a lookup) goes before waiting deliveries."""
         bucket = self._buckets.get(account)
         if bucket is None:
             bucket = self._buckets[account] = TokenBucket(self.account_rate)
-        await bucket.acquire()
+        await bucket.acquire(urgent=urgent)
 
     def blocked_for(self, account: str) -> float:
         return max(0.0, self._blocked_until.get(account, 0.0) - self.clock())
@@ -101,8 +102,11 @@ class Session:
         http: httpx.AsyncClient,
         tokens: TokenStore,
         guard: AccountGuard,
+        *,
+        urgent: bool = False,
     ) -> None:
         self.enterprise = enterprise
+        self.urgent = urgent  # a lookup a caller waits on: paced ahead of the deliveries
         self.settings = settings
         self.http = http
         self.tokens = tokens
@@ -136,7 +140,7 @@ class Session:
             )
         tokens = await self._tokens()
         for attempt in (1, 2):
-            await self.guard.acquire(self.account)
+            await self.guard.acquire(self.account, urgent=self.urgent)
             if before_send is not None and attempt == 1:
                 await before_send()
             exchange = await perform_json(

@@ -73,11 +73,12 @@ class RetailCrmClient:
         params: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
         versioned: bool = True,
+        urgent: bool = False,
     ) -> tuple[Exchange, SendOutcome]:
         base = self.settings.api_url if versioned else f"{self.settings.domain}/api"
         secrets = (self.settings.api_key, self.settings.client_id)
         if self._limiter is not None:
-            await self._limiter.acquire(self.settings.domain, base + path)
+            await self._limiter.acquire(self.settings.domain, base + path, urgent=urgent)
         exchange = await perform(
             self._http,
             method,
@@ -144,7 +145,8 @@ class RetailCrmClient:
     async def find_responsible(self, phone: str, *, ignore_status: bool = False) -> Responsible | None:
         """The customer's responsible manager (None: no customer or no manager). Raises CrmError."""
         params = {"phone": phone, "details": "0", "ignoreStatus": "1" if ignore_status else "0"}
-        body = await self._checked("manager", "GET", "/telephony/manager", params=params)
+        # a caller waits on the line: ahead of the deliveries queued for this account's rate limit
+        body = await self._checked("manager", "GET", "/telephony/manager", params=params, urgent=True)
         return parse_responsible(body)
 
     async def list_users(self, page: int = 1, *, limit: int = USERS_PAGE_LIMIT) -> UsersPage:

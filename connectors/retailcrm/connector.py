@@ -18,6 +18,7 @@ from connectors.retailcrm.settings import SECRET_FIELDS, RetailCrmSettings, pars
 class RetailCrmConnector(Connector[RetailCrmSettings, RetailCrmClient]):
     name: str = CRM
     secret_fields: tuple[str, ...] = SECRET_FIELDS
+    lookup_route: str | None = "/api/v5/telephony/manager"
 
     def parse_settings(self, raw: Mapping[str, Any]) -> RetailCrmSettings:
         return parse(adapt(raw))
