@@ -107,7 +107,7 @@ async def test_crm_failure_serves_the_last_good_value_and_backs_off(
     assert (await router.resolve("100", CUSTOMER_A)).extension == "150"
     crms.a.fail = True
     clock.now += 601
-    with caplog.at_level(logging.INFO, logger="agent.redirect.router"):
+    with caplog.at_level(logging.INFO, logger="agent.redirect"):
         assert router.cached("100", CUSTOMER_A) == Answer(
             Status.FOUND, "150", "Ivan", "retailcrm", cached=True, source="crm"
         )
@@ -269,4 +269,47 @@ async def test_a_crm_that_never_answers_is_cut_at_the_fetch_timeout(crms: Crms) 
 
     router = Router(source, settings=CacheSettings(fetch_timeout_s=0.1), timer=clock)
     assert await router.resolve("100", CUSTOMER_A, within=1) == Answer(Status.UNAVAILABLE, crm="retailcrm")
+    await router.close()
+
+
+class Gated:
+    """A CRM that answers only when the test lets it; counts the requests in flight at once."""
+
+    crm = "retailcrm"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.in_flight = 0
+        self.most = 0
+
+    async def find_responsible(self, phone_e164: str) -> Manager | None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await self.gate.wait()
+            return Manager(self.crm, "7", "Ivan", "150")
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_burst_of_new_callers_is_answered_at_once_beyond_the_lookup_slots() -> None:
+    crm = Gated()
+
+    async def source(enterprise: str) -> list[ResponsibleLookup]:
+        return [crm]
+
+    settings = CacheSettings(fetch_timeout_s=30, max_lookups=4)
+    router = Router(source, default_region="BY", settings=settings)
+    callers = [f"+3752911{i:05d}" for i in range(40)]
+    first = [asyncio.create_task(router.resolve("100", c, within=30)) for c in callers[:4]]
+    await until(lambda: crm.in_flight == 4)  # these four hold every slot
+    # the others do not wait out their 30 s: the fallback (TIMEOUT) at once, their lookups queued
+    later = asyncio.gather(*(router.resolve("100", c, within=30) for c in callers[4:]))
+    answers = await asyncio.wait_for(later, 5)
+    assert all(a.status == Status.TIMEOUT for a in answers) and crm.most == 4
+    crm.gate.set()
+    assert all(a.status == Status.FOUND for a in await asyncio.gather(*first))
+    await settle(router)
+    assert crm.most == 4  # never more at once
+    assert all(router.cached("100", c) is not None for c in callers)  # the queued lookups filled the cache
     await router.close()

@@ -63,7 +63,8 @@ class CacheSettings:
     failure_ttl_s: float = 10.0  # how long a CRM failure is remembered before the CRM is asked again
     enterprise_ttl_s: float = 300.0  # lookups and settings are re-read after this even without a NOTIFY
     away_ttl_s: float = 15.0  # managers' CRM statuses (break, dinner, busy) are re-read this often
-    fetch_timeout_s: float = 10.0  # one CRM lookup in the background, at most
+    fetch_timeout_s: float = 10.0  # one CRM lookup in the background, at most (once it has a slot)
+    max_lookups: int = 64  # CRM lookups in flight at once; a caller who finds none free gets the fallback
     maxsize: int = 100_000  # numbers cached, all enterprises together
 
 

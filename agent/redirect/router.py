@@ -9,7 +9,9 @@ The cache owns the responsible-manager map in the manner of Home Assistant's upd
 
 - **Single flight**: one CRM request per (enterprise, number) at a time, however many calls wait on it.
 - **Never holds the caller**: `resolve(..., within=)` answers `TIMEOUT` when the time is up; the lookup
-  goes on in the background (bounded by `fetch_timeout_s`) and fills the cache for the next call.
+  goes on in the background (bounded by `fetch_timeout_s`) and fills the cache for the next call. At most
+  `max_lookups` CRM requests run at once (agent.redirect.asking); when all are taken, a new caller is
+  answered `TIMEOUT` at once and its lookup waits for a free one.
 - **Stale while refreshing**: a found entry is fresh for `found_ttl_s`, a not-found one for
   `not_found_ttl_s`. After that it is still served, for up to `stale_s` more, while one background
   refresh runs; so a busy number never waits on a CRM after its first call.
@@ -39,13 +41,14 @@ from cachetools import TLRUCache
 
 from agent.redirect import answers as sources  # what the router is handed, and the defaults
 from agent.redirect.answers import Answer, CacheSettings, by_rules
+from agent.redirect.asking import CrmAsker
 from agent.redirect.decide import answer_for
-from agent.redirect.entries import EXTENSION, Entry, Failure, Plan, normalised
+from agent.redirect.entries import Entry, Failure, Plan, normalised
 from agent.redirect.rules import Rules
 from agent.redirect.variables import Status
 from agent.tracking.event import CallEvent
 from agent.tracking.extstates import ExtensionStates
-from connectors.base import LookupSource, Manager, ResponsibleLookup
+from connectors.base import LookupSource, Manager
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,6 +95,7 @@ class Router:
         self._generation: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failing: set[tuple[str, str]] = set()  # (enterprise, crm or "settings") now failing
+        self._asker = CrmAsker(self.settings, self._failing)
 
     # --- answering -------------------------------------------------------------------------------
 
@@ -135,7 +139,11 @@ class Router:
         answer = self.cached(enterprise, caller)
         if answer is not None:
             return answer
-        task = self._fetch_task(enterprise, self.phone(enterprise, caller))
+        phone = self.phone(enterprise, caller)
+        queued = self._asker.full and (enterprise, phone) not in self._inflight
+        task = self._fetch_task(enterprise, phone)
+        if queued:  # every lookup slot is taken (a burst of new callers): the fallback at once, the lookup queued
+            return Answer(Status.TIMEOUT)
         try:
             async with asyncio.timeout(within):
                 outcome = await asyncio.shield(task)
@@ -238,7 +246,7 @@ class Router:
             if not plan.lookups and not plan.rules.history_days:
                 return Answer(Status.DISABLED)
             results, history = await asyncio.gather(
-                asyncio.gather(*(self._ask(enterprise, lookup, phone) for lookup in plan.lookups)),
+                asyncio.gather(*(self._asker.ask(enterprise, lookup, phone) for lookup in plan.lookups)),
                 self._ask_history(enterprise, phone, plan.rules),
             )
             entry = replace(self._entry(key, results), history=history)
@@ -251,30 +259,6 @@ class Router:
         finally:
             if self._inflight.get(key) is asyncio.current_task():
                 del self._inflight[key]
-
-    async def _ask(self, enterprise: str, lookup: ResponsibleLookup, phone: str) -> Manager | Failure | None:
-        crm = getattr(lookup, "crm", type(lookup).__name__)
-        try:
-            async with asyncio.timeout(self.settings.fetch_timeout_s):
-                manager = await lookup.find_responsible(phone)
-        except Exception as exc:  # the CRM failed: reported as data, logged once per state change
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if (enterprise, crm) not in self._failing:
-                self._failing.add((enterprise, crm))
-                log.warning("smart-redirect: %s lookups for enterprise %s are failing: %s", crm, enterprise, error)
-            return Failure(crm, error)
-        if (enterprise, crm) in self._failing:
-            self._failing.discard((enterprise, crm))
-            log.info("smart-redirect: %s lookups for enterprise %s work again", crm, enterprise)
-        if manager is not None and manager.extension is not None and not EXTENSION.fullmatch(manager.extension):
-            log.warning(
-                "smart-redirect: %s gave extension %r for user %s, not a dialable extension; ignored",
-                crm,
-                manager.extension,
-                manager.user_id,
-            )
-            manager = replace(manager, extension=None)
-        return manager
 
     async def _ask_history(self, enterprise: str, phone: str, rules: Rules) -> tuple[str, datetime] | None:
         if not rules.history_days or self._history is None:
