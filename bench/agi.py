@@ -352,6 +352,43 @@ async def drive(args: argparse.Namespace) -> str:
             p.stop()
 
 
+async def burst(args: argparse.Namespace) -> str:
+    """`--burst N`: N new callers at the same instant (each a cache miss), `--reps` times against a fresh
+    server each time; the time to the first command (what the deadline bounds) for every one of them."""
+    crm = Proc("--role", "crm", "--crm-ms", str(args.crm_ms))
+    rows: list[str] = []
+    try:
+        for rep in range(args.reps):
+            ours = Proc(
+                "--role", "ours", "--crm-url", f"http://127.0.0.1:{crm.port}", "--deadline-ms", str(args.deadline_ms)
+            )
+            try:
+                started = time.perf_counter()
+                sessions = await asyncio.gather(
+                    *(session(ours.port, request_for(f"+37544{rep}{i:06d}")) for i in range(args.burst)),
+                    return_exceptions=True,
+                )
+                wall = time.perf_counter() - started
+            finally:
+                ours.stop()
+            done = [s for s in sessions if isinstance(s, Session) and s.commands]
+            firsts = [s.first_s * 1e3 for s in done]
+            rows.append(
+                f"| {rep + 1} | {len(done)} of {args.burst} | {pct(firsts, 0.5):.0f} | {pct(firsts, 0.99):.0f} | "
+                f"{max(firsts, default=float('nan')):.0f} | {wall * 1e3:.0f} |"
+            )
+            print(rows[-1], file=sys.stderr)
+    finally:
+        crm.stop()
+    head = (
+        f"`python bench/agi.py --burst {args.burst} --reps {args.reps} --crm-ms {args.crm_ms:g}`; deadline "
+        f"{args.deadline_ms} ms; {os.cpu_count()} CPUs, the server, the CRM and this client in three processes.\n\n"
+        "| rep | answered | first command p50 ms | p99 ms | max ms | all answered after ms |\n"
+        "| ---: | ---: | ---: | ---: | ---: | ---: |\n"
+    )
+    return head + "\n".join(rows) + "\n"
+
+
 def report(args: argparse.Namespace, sat: dict[tuple[str, int], list[Run]], lat: dict[str, list[Run]]) -> str:
     def med(runs: list[Run], f: Callable[[Run], float]) -> float:
         return statistics.median(f(r) for r in runs)
@@ -438,6 +475,7 @@ def main() -> None:
     parser.add_argument("--crm-url", default="")
     parser.add_argument("--deadline-ms", type=int, default=800)
     parser.add_argument("--write", type=Path, help="write the results table (markdown) to this file")
+    parser.add_argument("--burst", type=int, default=0, help="only N new callers at once (cache misses)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     runners: dict[str, Callable[[], Awaitable[object]]] = {
@@ -450,7 +488,7 @@ def main() -> None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(runners[args.role]())  # type: ignore[arg-type]
         return
-    table = asyncio.run(drive(args))
+    table = asyncio.run(burst(args) if args.burst else drive(args))
     print(table)
     if args.write:
         args.write.write_text(table)

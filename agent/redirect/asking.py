@@ -24,11 +24,6 @@ class CrmAsker:
         self.failing = failing  # (enterprise, crm) now failing: the state change is logged, not each call
         self._slots = asyncio.Semaphore(settings.max_lookups)
 
-    @property
-    def full(self) -> bool:
-        """Every lookup slot is taken: a new lookup would wait."""
-        return self._slots.locked()
-
     async def ask(self, enterprise: str, lookup: ResponsibleLookup, phone: str) -> Manager | Failure | None:
         crm = getattr(lookup, "crm", type(lookup).__name__)
         try:

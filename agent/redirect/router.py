@@ -10,8 +10,8 @@ The cache owns the responsible-manager map in the manner of Home Assistant's upd
 - **Single flight**: one CRM request per (enterprise, number) at a time, however many calls wait on it.
 - **Never holds the caller**: `resolve(..., within=)` answers `TIMEOUT` when the time is up; the lookup
   goes on in the background (bounded by `fetch_timeout_s`) and fills the cache for the next call. At most
-  `max_lookups` CRM requests run at once (agent.redirect.asking); when all are taken, a new caller is
-  answered `TIMEOUT` at once and its lookup waits for a free one.
+  `max_lookups` CRM requests run at once (agent.redirect.asking); when as many lookups are under way, a new
+  caller is answered `TIMEOUT` at once and its lookup waits for a free slot.
 - **Stale while refreshing**: a found entry is fresh for `found_ttl_s`, a not-found one for
   `not_found_ttl_s`. After that it is still served, for up to `stale_s` more, while one background
   refresh runs; so a busy number never waits on a CRM after its first call.
@@ -140,7 +140,8 @@ class Router:
         if answer is not None:
             return answer
         phone = self.phone(enterprise, caller)
-        queued = self._asker.full and (enterprise, phone) not in self._inflight
+        # as many lookups under way as may run at once (asking, or waiting for the settings or a slot)
+        queued = len(self._inflight) >= self.settings.max_lookups and (enterprise, phone) not in self._inflight
         task = self._fetch_task(enterprise, phone)
         if queued:  # every lookup slot is taken (a burst of new callers): the fallback at once, the lookup queued
             return Answer(Status.TIMEOUT)
