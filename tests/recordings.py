@@ -75,11 +75,12 @@ def rewrite_ids(data: bytes, offset: int, epoch: int = 1_700_000_000) -> bytes:
     return _ID.sub(lambda m: b"%d.%d" % (epoch, int(m.group(2)) + offset), data)
 
 
-def burst(calls: int, recording: str = "p_c_incoming_busy") -> bytes:
-    """One AMI stream of `calls` copies of a recorded call, each with its own ids (one banner, one login)."""
+def burst(calls: int, recording: str = "p_c_incoming_busy", epoch: int = 1_700_000_000) -> bytes:
+    """One AMI stream of `calls` copies of a recorded call, each with its own ids (one banner, one login);
+    the ids' epoch part is `epoch` (a PBX's ids carry the time their channel was made)."""
     data = ami(recording)
     banner, _, body = data.partition(b"\r\n")
-    return banner + b"\r\n" + b"".join(rewrite_ids(body, offset=i * 10) for i in range(calls))
+    return banner + b"\r\n" + b"".join(rewrite_ids(body, offset=i * 10, epoch=epoch) for i in range(calls))
 
 
 def frames(data: bytes, entries: list[TimingEntry]) -> list[bytes]:

@@ -387,3 +387,16 @@ def test_cdr_csv_in_the_config(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=f"cdr_csv: .*{re.escape(problem)}"):
             load(write_config(tmp_path, "", value))
+
+
+def test_uniqueids_that_cannot_be_from_the_call_do_not_set_the_zone() -> None:
+    """The zone of Master.csv's local times is read from the uniqueids (epoch of the channel); ids whose epoch
+    is days away from the row (a PBX clock set wrong, ids rewritten) would give an offset no zone has."""
+    at = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    far = uid(at - timedelta(days=400), 1)
+    near = uid(at, 2)
+    line = cdr_line("150", "151", "from-internal", "PJSIP/150-1", "PJSIP/151-1", "Dial", at, at, at, "ANSWERED", far)
+    (row,) = cdr.parse([line]).rows  # no usable vote: the times are taken as UTC, not shifted by 400 days
+    assert abs(row.start - at) <= timedelta(hours=14)
+    mixed = cdr.parse([line, cdr_line("150", "151", "c", "PJSIP/150-2", "", "Dial", at, at, at, "ANSWERED", near)])
+    assert {r.start for r in mixed.rows} == {mixed.rows[1].start}  # the one plausible id decides

@@ -132,13 +132,18 @@ def parse(lines: Iterable[str], tz: tzinfo | None = None) -> Parsed:
     return Parsed(rows, skipped)
 
 
+MAX_UTC_OFFSET_S = 14 * 3600  # no zone is further from UTC (UTC-12 to UTC+14)
+
+
 def _inferred_offset(raw: list[tuple[dict[str, Any], datetime, datetime | None, datetime]]) -> tzinfo:
     votes: Counter[int] = Counter()
     for row, start, _, _ in raw:
         epoch = _epoch(row["uniqueid"])
         if epoch is not None:
             local_as_utc = start.replace(tzinfo=UTC).timestamp()
-            votes[round((local_as_utc - epoch) / 900) * 900] += 1
+            offset = round((local_as_utc - epoch) / 900) * 900
+            if -MAX_UTC_OFFSET_S <= offset <= MAX_UTC_OFFSET_S:  # else the uniqueid is not from the call's time
+                votes[offset] += 1
     if not votes:
         return UTC
     return timezone(timedelta(seconds=votes.most_common(1)[0][0]))
