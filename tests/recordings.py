@@ -75,12 +75,26 @@ def rewrite_ids(data: bytes, offset: int, epoch: int = 1_700_000_000) -> bytes:
     return _ID.sub(lambda m: b"%d.%d" % (epoch, int(m.group(2)) + offset), data)
 
 
-def burst(calls: int, recording: str = "p_c_incoming_busy", epoch: int = 1_700_000_000) -> bytes:
+def burst(calls: int, recording: str = "p_c_incoming_busy", epoch: int = 1_700_000_000, first: int = 0) -> bytes:
     """One AMI stream of `calls` copies of a recorded call, each with its own ids (one banner, one login);
-    the ids' epoch part is `epoch` (a PBX's ids carry the time their channel was made)."""
+    the ids' epoch part is `epoch` (a PBX's ids carry the time their channel was made). `first`: the copy
+    to begin with (the same ids as in a longer burst: a stream that goes on after a gap)."""
     data = ami(recording)
     banner, _, body = data.partition(b"\r\n")
-    return banner + b"\r\n" + b"".join(rewrite_ids(body, offset=i * 10, epoch=epoch) for i in range(calls))
+    copies = range(first, first + calls)
+    return banner + b"\r\n" + b"".join(rewrite_ids(body, offset=i * 10, epoch=epoch) for i in copies)
+
+
+def burst_call_ids(calls: int, enterprise: str, epoch: int = 1_700_000_000) -> list[str]:
+    """The ids of the calls of `burst(calls, epoch=epoch)`, in order, as the tracker names them."""
+    from agent.repair.replay import replay
+    from agent.tracking.channels import ChannelRules
+    from agent.tracking.tracker import CallTracker
+
+    events = replay(burst(calls, epoch=epoch), None, CallTracker(ChannelRules(), enterprise, "office"))
+    ids = [e.call_id for e in events if e.event == "ended"]
+    assert len(ids) == calls
+    return ids
 
 
 def frames(data: bytes, entries: list[TimingEntry]) -> list[bytes]:

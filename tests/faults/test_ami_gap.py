@@ -15,10 +15,7 @@ import pytest
 from agent.config import sections
 from agent.config.sections import Config
 from agent.repair import catchup
-from agent.repair.replay import replay
 from agent.store.database import Pool
-from agent.tracking.channels import ChannelRules
-from agent.tracking.tracker import CallTracker
 from tests import recordings
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, running
 from tests.fakes.ami import FakeAmi
@@ -31,13 +28,6 @@ CALLS = 30
 SEEN, GAP = 15, 10  # calls 0-14 live, 15-24 while the link is cut (only the CDR has them), 25-29 live again
 
 
-def call_ids(epoch: int) -> list[str]:
-    events = replay(recordings.burst(CALLS, epoch=epoch), None, CallTracker(ChannelRules(), ENTERPRISE, "office"))
-    ids = [e.call_id for e in events if e.event == "ended"]
-    assert len(ids) == CALLS
-    return ids
-
-
 async def test_calls_during_an_ami_cut_reach_the_crm_once_from_the_default_cdr(
     pool: Pool, db_dsn: str, tmp_path: Path, make_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -46,7 +36,7 @@ async def test_calls_during_an_ami_cut_reach_the_crm_once_from_the_default_cdr(
     monkeypatch.setattr(catchup, "SETTLE", timedelta(seconds=0.2))
     began = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=25)  # the gap's calls: 20 s, ended 5 s ago
     epoch = int(began.timestamp())  # their ids, as the PBX made them then (the CDR's zone is read from them)
-    ids = call_ids(epoch)
+    ids = recordings.burst_call_ids(CALLS, ENTERPRISE, epoch=epoch)
     stream = recordings.burst(CALLS, epoch=epoch)
     cut = len(recordings.burst(SEEN, epoch=epoch))
     skipped = len(recordings.burst(SEEN + GAP, epoch=epoch)) - cut
