@@ -144,6 +144,53 @@ async def latency(pool: database.Pool, planner: Planner, rate: float, seconds: f
     return put_at
 
 
+async def timed_lookups(integrations: Integrations, n: int, every: float) -> list[float]:
+    """`n` smart-redirect lookups through the agent's own path (Integrations.lookups), ms each."""
+    (lookup,) = await integrations.lookups(ENTERPRISE)
+    took: list[float] = []
+    for i in range(n):
+        started = time.perf_counter()
+        await lookup.find_responsible(f"+37529{7_000_000 + i}")
+        took.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(every)
+    return took
+
+
+async def lookups_during_backlog(pool: database.Pool, url: str, backlog: int) -> None:
+    """`--lookup-backlog N`: RetailCRM's real rate limits on (40 requests/s for /telephony), N pop-ups queued in
+    the outbox; lookups timed before (idle) and while the backlog drains, in one run."""
+    global UPLOADS_ONLY
+    UPLOADS_ONLY = False
+    async with make_client() as http:
+        box = SecretBox(os.urandom(32), secret_fields())
+        await enterprises.put(pool, ENTERPRISE, "Bench")
+        await enterprises.put_integration(pool, box, ENTERPRISE, "retailcrm", parse(settings_json(url)).to_json())
+        integrations = Integrations(pool, box, connectors(), http)  # its limiter: RetailCRM's real rates
+        outbox = Outbox(pool, CrmDispatcher(integrations, concurrency=CONCURRENCY), policy=OutboxPolicy())
+        idle = await timed_lookups(integrations, 30, 0.05)
+        settings = parse(settings_json(url))
+        now = datetime.now(UTC)
+        deliveries = [d for i in range(backlog) for d in plan(ended(i, now), settings) if d.kind == "call_event"]
+        await outbox.enqueue(deliveries[:backlog])
+        task = asyncio.create_task(outbox.run())
+        try:
+            await asyncio.sleep(1.0)  # the backlog drains at the account's rate from now on
+            busy = await timed_lookups(integrations, 60, 0.05)
+            done = await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'done'")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    left = backlog - int(done)
+    print(f"backlog: {backlog} pop-ups queued; {left} still waiting when the last lookup was timed")
+    for name, values in (("idle", idle), ("backlog", busy)):
+        values = sorted(values)
+        print(
+            f"| {name} | {statistics.median(values):.1f} | {values[int(len(values) * 0.99) - 1]:.1f} | "
+            f"{values[-1]:.1f} |"
+        )
+    print(f"added by the backlog at p50: {statistics.median(busy) - statistics.median(idle):+.1f} ms")
+
+
 async def start_fake(port: int, out: Path) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -177,6 +224,13 @@ async def main(args: argparse.Namespace) -> None:
         port, arrivals = free_port(), root / "arrivals.txt"
         fake = await start_fake(port, arrivals)
         url = f"http://127.0.0.1:{port}"
+        if args.lookup_backlog:
+            try:
+                await lookups_during_backlog(pool, url, args.lookup_backlog)
+            finally:
+                fake.terminate()
+                await fake.wait()
+            return
         async with make_client() as http:
             box = SecretBox(os.urandom(32), secret_fields())
             await enterprises.put(pool, ENTERPRISE, "Bench")
@@ -228,6 +282,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--uploads-only", action="store_true")
+    parser.add_argument("--lookup-backlog", type=int, default=0, help="only: lookups during N queued pop-ups")
     arguments = parser.parse_args()
     UPLOADS_ONLY = arguments.uploads_only
     asyncio.run(main(arguments))
