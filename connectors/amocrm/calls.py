@@ -20,12 +20,12 @@ import time
 from typing import Any
 
 from connectors.amocrm.contacts import Contact, digits, find_contact, phone_field
-from connectors.amocrm.lost_answers import CLOCK_SLACK_S, already_exists, call_note_exists
+from connectors.amocrm.lost_answers import CLOCK_SLACK_S, already_exists, call_note_exists, open_task_like
+from connectors.amocrm.missed_tasks import PENDING, MissedTasks
 from connectors.amocrm.session import Session, StepFailed
 from connectors.base import Delivery, RecordUrl, SendOutcome, recording_of
 
 TASK_TYPE_CALL = 1
-OPEN_TASKS_CHECKED = 3
 
 
 class CallSender:
@@ -214,7 +214,8 @@ class CallSender:
         phone = digits(self.p["phone"])
         lock = self.phone_locks.setdefault((self.d.enterprise, phone), asyncio.Lock())
         async with lock:  # two missed calls from one number at once still make one task
-            open_id = await self._open_task(phone)
+            missed = MissedTasks(self.pool, self.d.enterprise, phone, self.p["call"]["uniq"])
+            open_id = await self._open_task(missed)
             if open_id is not None:
                 await self._save("task", {"skipped": f"task {open_id} for this number is still open"})
                 return
@@ -232,18 +233,9 @@ class CallSender:
             assignee = self._assignee(contact)
             if assignee is not None:
                 task["responsible_user_id"] = assignee
-            exchange = await self.s.checked("POST", "/api/v4/tasks", body=[task])
-            tasks = _embedded(exchange, "tasks")
-            task_id = tasks[0].get("id") if tasks else None
+            task_id = await self._post_task(task, missed)
             if isinstance(task_id, int):
-                await self.pool.execute(
-                    "INSERT INTO amocrm_missed_tasks (enterprise_number, phone, task_id, call_id)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    self.d.enterprise,
-                    phone,
-                    task_id,
-                    self.p["call"]["uniq"],
-                )
+                await missed.made(task_id)
             await self._save(
                 "task",
                 {
@@ -253,25 +245,41 @@ class CallSender:
                 },
             )
 
-    async def _open_task(self, phone: str) -> int | None:
-        rows = await self.pool.fetch(
-            "SELECT task_id FROM amocrm_missed_tasks WHERE enterprise_number = $1 AND phone = $2"
-            " ORDER BY created_at DESC LIMIT $3",
-            self.d.enterprise,
-            phone,
-            OPEN_TASKS_CHECKED,
-        )
-        for row in rows:
+    async def _post_task(self, task: dict[str, Any], missed: MissedTasks) -> Any:
+        """POST the task, unless an earlier try's answer was lost after amoCRM made it: then its id."""
+        if "posting_task" in self.steps:
+            made = await open_task_like(self.s, task)
+            if made is not None:
+                return made
+
+        async def mark() -> None:
+            await self._save("posting_task", {"at": int(time.time())})
+            await missed.hold()
+
+        try:
+            exchange = await self.s.checked("POST", "/api/v4/tasks", body=[task], before_send=mark)
+        except StepFailed:
+            if self.s.exchanges and self.s.exchanges[-1].http_status is not None:
+                await missed.release()  # amoCRM answered no: no task to wait for
+            raise
+        tasks = _embedded(exchange, "tasks")
+        if not tasks:
+            await missed.release()
+        return tasks[0].get("id") if tasks else None
+
+    async def _open_task(self, missed: MissedTasks) -> int | None:
+        for row in await missed.latest():
+            waiting_for = missed.waits_for(row)
+            if waiting_for is not None:
+                error = f"waiting to learn whether call {waiting_for}'s call-back task for this number was made"
+                raise StepFailed(self.s.outcome("transient", error, None, retry_after=5.0))
+            if row["task_id"] == PENDING:
+                continue  # our own earlier try (the posting_task step checks it) or an abandoned one
             exchange = await self.s.checked("GET", f"/api/v4/tasks/{row['task_id']}")
             body = exchange.body if isinstance(exchange.body, dict) else None
             if body is not None and body.get("is_completed") is False:
                 return int(row["task_id"])
-            await self.pool.execute(  # done or deleted: forget it
-                "DELETE FROM amocrm_missed_tasks WHERE enterprise_number = $1 AND phone = $2 AND task_id = $3",
-                self.d.enterprise,
-                phone,
-                row["task_id"],
-            )
+            await missed.forget(int(row["task_id"]))  # done or deleted: forget it
         return None
 
     def _task_entity(self, contact: Contact | None) -> tuple[str, int | None]:

@@ -7,7 +7,9 @@ may have been processed. Before the next try creates the same thing again it ask
   answer other than a list is "not found", and the call is sent again: a duplicate rather than a loss);
 - an unsorted item: amoCRM refuses a second one with the same `uniq` ("This unsorted already exists"),
   which means the first one was made;
-- a contact and lead (`leads/complex`): the contact is looked up by the caller's number (calls.py).
+- a contact and lead (`leads/complex`): the contact is looked up by the caller's number (calls.py);
+- a call-back task: an open task with the same text on the same card, or for the same manager
+  (`GET /api/v4/tasks` with filters, crm-api.md §B8; RECALLED, so anything but a list is "not found").
 """
 
 from __future__ import annotations
@@ -61,3 +63,21 @@ def _notes(exchange: Exchange) -> list[dict[str, Any]]:
 def _uniq_of(note: dict[str, Any]) -> Any:
     params = note.get("params")
     return params.get("uniq") if isinstance(params, dict) else None
+
+
+async def open_task_like(session: Session, task: dict[str, Any]) -> int | None:
+    """The id of an open task with this task's text on the same card (or for the same manager), if any."""
+    params = {"filter[is_completed]": "0", "limit": PAGE}
+    if task.get("entity_id") is not None:
+        params["filter[entity_type]"] = str(task.get("entity_type"))
+        params["filter[entity_id]"] = str(task["entity_id"])
+    elif task.get("responsible_user_id") is not None:
+        params["filter[responsible_user_id]"] = str(task["responsible_user_id"])
+    exchange = await session.request("GET", "/api/v4/tasks", params=params)
+    body = exchange.body
+    if exchange.http_status != 200 or not isinstance(body, dict):
+        return None
+    for found in (body.get("_embedded") or {}).get("tasks") or []:
+        if isinstance(found, dict) and found.get("text") == task.get("text") and isinstance(found.get("id"), int):
+            return int(found["id"])
+    return None

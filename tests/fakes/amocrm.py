@@ -184,6 +184,7 @@ class FakeAmoCrm:
         app.router.add_post("/api/v4/leads/unsorted/sip", self._unsorted)
         app.router.add_post("/api/v4/leads/complex", self._complex)
         app.router.add_post("/api/v4/tasks", self._tasks)
+        app.router.add_get("/api/v4/tasks", self._task_list)
         app.router.add_get("/api/v4/tasks/{id}", self._task)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -503,6 +504,25 @@ class FakeAmoCrm:
         if lead is None:
             return web.Response(status=204)
         return hal(lead)
+
+    async def _task_list(self, request: web.Request) -> web.Response:
+        """GET /api/v4/tasks with filter[entity_type], filter[entity_id], filter[responsible_user_id] and
+        filter[is_completed] (0/1); 204 when none match."""
+        q = request.query
+        found = [
+            t
+            for t in self.tasks.values()
+            if ("filter[entity_type]" not in q or t.get("entity_type") == q["filter[entity_type]"])
+            and ("filter[entity_id]" not in q or str(t.get("entity_id")) == q["filter[entity_id]"])
+            and (
+                "filter[responsible_user_id]" not in q
+                or str(t.get("responsible_user_id")) == q["filter[responsible_user_id]"]
+            )
+            and ("filter[is_completed]" not in q or int(bool(t["is_completed"])) == int(q["filter[is_completed]"]))
+        ]
+        if not found:
+            return web.Response(status=204)
+        return hal({"_page": 1, "_embedded": {"tasks": found}})
 
     async def _task(self, request: web.Request) -> web.Response:
         task = self.tasks.get(_int(request.match_info["id"]))

@@ -65,3 +65,30 @@ async def test_lost_answers_make_nothing_twice(
     if caller == "unknown":
         assert len(fake.unsorted) == CALLS
     assert await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'failed'") == 0
+
+
+async def test_a_lost_task_answer_makes_no_second_task(
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    fake.add_contact(CALLER, responsible_user_id=8)
+    fake.lose_answers(1, "/api/v4/tasks")
+    missed = 5  # the same caller, missed five times: one call-back task while it stays open
+    async with FakeAmi(recordings.burst(missed, "p_b_incoming_missed"), speed=math.inf, pause_at=0) as ami:
+        cfg = replace(make_config(db_dsn, public_url="https://pbx.example.com"), pbx=(pbx_for(ami),))
+        await configure_amocrm(pool, cfg.agent.state_dir, fake)
+        async with running(cfg) as agent:
+            connector = agent.parts.integrations.connectors["amocrm"]
+            assert isinstance(connector, AmoCrmConnector)
+            await connect_tokens(connector, fake)
+            ami.unpause()
+            await ami.wait_finished(within=20)
+
+            async def settled() -> bool:
+                left = await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call' AND status <> 'done'")
+                done = await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call'")
+                return bool(left == 0 and done == missed)
+
+            await until(settled, within=60, every=0.1)
+    assert fake.lost_answers == 1
+    assert len(fake.tasks) == 1, fake.tasks
+    assert len(fake.calls) == missed
