@@ -93,6 +93,8 @@ class Agent:
         cfg = self.config
         for pbx in cfg.pbx:
             register_secret(pbx.secret)
+            if pbx.cdr_db and urlsplit(pbx.cdr_db).password:
+                register_secret(str(urlsplit(pbx.cdr_db).password))
         if cfg.database.dsn and urlsplit(cfg.database.dsn).password:
             register_secret(str(urlsplit(cfg.database.dsn).password))
         restarted = self.metrics.component_restarts.labels

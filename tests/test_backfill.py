@@ -400,3 +400,23 @@ def test_uniqueids_that_cannot_be_from_the_call_do_not_set_the_zone() -> None:
     assert abs(row.start - at) <= timedelta(hours=14)
     mixed = cdr.parse([line, cdr_line("150", "151", "c", "PJSIP/150-2", "", "Dial", at, at, at, "ANSWERED", near)])
     assert {r.start for r in mixed.rows} == {mixed.rows[1].start}  # the one plausible id decides
+
+
+def test_cdr_db_in_the_config(tmp_path: Path) -> None:
+    def with_db(extra: str) -> Path:
+        cfg = write_config(tmp_path, "", "cdr/Master.csv")
+        cfg.write_text(cfg.read_text() + extra)
+        return cfg
+
+    pbx = load(with_db('cdr_db = "postgresql://cdr:p4ss@pbx/asterisk"\ncdr_db_table = "public.cdr"\n')).pbx[0]
+    assert (pbx.cdr_db, pbx.cdr_db_table) == ("postgresql://cdr:p4ss@pbx/asterisk", "public.cdr")
+    assert "p4ss" not in repr(pbx)  # a config printed in a log never shows the CDR database's password
+    assert load(with_db("")).pbx[0].cdr_db is None
+    for extra, problem in (
+        ('cdr_db = "mysql://u:p4ss@pbx/asteriskcdrdb"\n', "cdr_db: a MySQL CDR database"),
+        ('cdr_db = "sqlite:///cdr.db"\n', "cdr_db: expected a postgresql:// URL"),
+        ('cdr_db = "postgresql://pbx/a"\ncdr_db_table = "cdr; DROP TABLE x"\n', "cdr_db_table: expected a table"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(problem)) as info:
+            load(with_db(extra))
+        assert "p4ss" not in str(info.value)

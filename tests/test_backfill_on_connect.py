@@ -297,3 +297,55 @@ async def test_no_usable_cdr_at_the_standard_place_is_a_note_not_an_error(
             assert ("cannot read the CDR" if cdr == "missing" else "loguniqueid") in str(report["note"])
             assert "not recovered" in str(report["note"])
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "agent.repair.catchup"]
+
+
+CDR_PGSQL = """
+CREATE TABLE cdr (
+    calldate timestamp with time zone NOT NULL DEFAULT now(), clid varchar(80) NOT NULL DEFAULT '',
+    src varchar(80) NOT NULL DEFAULT '', dst varchar(80) NOT NULL DEFAULT '',
+    dcontext varchar(80) NOT NULL DEFAULT '', channel varchar(80) NOT NULL DEFAULT '',
+    dstchannel varchar(80) NOT NULL DEFAULT '', lastapp varchar(80) NOT NULL DEFAULT '',
+    lastdata varchar(80) NOT NULL DEFAULT '', duration bigint NOT NULL DEFAULT 0,
+    billsec bigint NOT NULL DEFAULT 0, disposition varchar(45) NOT NULL DEFAULT '',
+    amaflags bigint NOT NULL DEFAULT 0, accountcode varchar(20) NOT NULL DEFAULT '',
+    uniqueid varchar(150) NOT NULL DEFAULT '', userfield varchar(255) NOT NULL DEFAULT '',
+    peeraccount varchar(20) NOT NULL DEFAULT '', linkedid varchar(150) NOT NULL DEFAULT '',
+    sequence int NOT NULL DEFAULT 0
+)
+"""  # the table contrib/scripts of Asterisk give cdr_pgsql
+
+
+async def test_the_cdr_in_postgresql_is_read_when_cdr_db_names_it(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    """cdr_pgsql: the agent was stopped; the calls of those minutes come from the PBX's cdr table."""
+    directory = recordings.recordings_dir()
+    ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))  # an idle PBX
+    now = datetime.now(UTC).replace(microsecond=0)
+    await pool.execute(INSERT, *stored("1.1", now - timedelta(minutes=30)))
+    await pool.execute(CDR_PGSQL)
+    missed = [(now - timedelta(minutes=20), 11, "ANSWERED"), (now - timedelta(minutes=10), 12, "NO ANSWER")]
+    for at, n, disposition in missed:
+        await pool.execute(
+            "INSERT INTO cdr (calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, duration, billsec,"
+            " disposition, uniqueid, linkedid, sequence) VALUES ($1, '', '+375297777777', '375173880000',"
+            " 'from-trunk', $2, $3, 'Dial', 20, $4, $5, $6, $6, $7)",
+            at,
+            f"PJSIP/provider-{n:08x}",
+            f"PJSIP/150-{n:08x}",
+            17 if disposition == "ANSWERED" else 0,
+            disposition,
+            uid(at, n),
+            n,
+        )
+    config = agent_config(make_config, db_dsn, ami, None)
+    config = replace(config, pbx=(replace(config.pbx[0], cdr_db=db_dsn),))
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    async with running(config) as agent:
+        report = await catch_ups(agent, 1)
+        assert report["error"] is None and report["calls"] == 2
+        await drained(pool, at_least=2)
+    uploads = {c["externalId"]: c for u in fake_crm.uploads for c in u}
+    assert sorted(uploads) == sorted(uid(at, n) for at, n, _ in missed)
+    assert uploads[uid(missed[0][0], 11)]["result"] == "answered"
+    assert uploads[uid(missed[1][0], 12)]["result"] == "no answer"

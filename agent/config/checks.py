@@ -154,6 +154,20 @@ def check_dsn(value: str) -> str | None:
     return f'expected "" (embedded) or a postgresql:// URL, got {show(mask_dsn(value))}'
 
 
+def check_cdr_db(value: str) -> str | None:
+    if value.startswith(("postgresql://", "postgres://")):
+        return None
+    if value.startswith(("mysql://", "mariadb://")):
+        return "a MySQL CDR database (FreePBX, Issabel) is not read yet: use cdr_csv, or cdr_pgsql"
+    return f"expected a postgresql:// URL, got {show(mask_dsn(value))}"
+
+
+def check_table(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", value):
+        return None
+    return f"expected a table name (schema.table allowed), got {show(value)}"
+
+
 def mask_dsn(value: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
 

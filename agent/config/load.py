@@ -14,6 +14,7 @@ from typing import Any
 
 from agent.config.checks import (
     Table,
+    check_cdr_db,
     check_context,
     check_dsn,
     check_enterprise,
@@ -23,6 +24,7 @@ from agent.config.checks import (
     check_regex,
     check_region,
     check_ssh_user,
+    check_table,
     check_url,
     one_of,
     show,
@@ -211,6 +213,8 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
         ssh = _ssh_table(t, base_dir)
         recordings = _recordings_source(t, base_dir, ssh)
         cdr_csv = _cdr_source(t, base_dir, ssh)
+        cdr_db = t.string("cdr_db", "", check=check_cdr_db) or None
+        cdr_db_table = t.string("cdr_db_table", PbxSection.cdr_db_table, check=check_table)
         t.reject_unknown()
         if secret and secret_file:
             problems.append(f"{label}: {t.where} secret: give either secret or secret_file, not both")
@@ -236,6 +240,8 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
                     ssh=ssh,
                     recordings=recordings,
                     cdr_csv=cdr_csv,
+                    cdr_db=cdr_db,
+                    cdr_db_table=cdr_db_table,
                 )
             )
     return tuple(result)

@@ -127,6 +127,8 @@ class PbxSection:
     ssh: SshSection | None = None  # AMI through SSH; host/port are then as seen from the PBX
     recordings: RecordingsSource | None = None  # None: [agent] recordings_dir
     cdr_csv: RecordingsSource | None = None  # Master.csv for `pbx-agent backfill`; None: the default place
+    cdr_db: str | None = field(default=None, repr=False)  # the CDR in PostgreSQL (cdr_pgsql): a DSN; wins over cdr_csv
+    cdr_db_table: str = "cdr"
 
     @property
     def cdr_source(self) -> RecordingsSource:

@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,7 +27,8 @@ from agent.delivery.outbox import Outbox
 from agent.delivery.planner import Planner
 from agent.ingest.pipeline import channel_rules
 from agent.repair import cdr
-from agent.repair.cdrtail import CdrUnreadable, ended_before, read_tail
+from agent.repair.cdrsource import read_cdr
+from agent.repair.cdrtail import CdrUnreadable
 from agent.repair.redeliver import _progress, _when
 from agent.store import database, peers
 from agent.store import routing_rules as routing_store
@@ -104,7 +105,8 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
     until = args.until or datetime.now(UTC)
     summary = Summary()
     try:  # the period's rows are at the file's end (cdr_csv appends): read back to where they start
-        lines = await read_tail(source, pbx, ended_before(args.since - LOOKBACK, args.cdr_timezone))
+        read_from = replace(pbx, cdr_db=None) if args.cdr else pbx  # --cdr names a file: that file, not cdr_db
+        lines = await read_cdr(read_from, source, args.since - LOOKBACK, args.cdr_timezone)
     except CdrUnreadable as exc:
         raise ValueError(str(exc)) from None
     got = cdr.parse(lines, args.cdr_timezone)

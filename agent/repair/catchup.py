@@ -1,11 +1,11 @@
 """Backfill on connect: after each (re)connect of a PBX's AMI link, the calls its CDR has and we missed.
 
-On by default for every PBX: its `cdr_csv`, else the standard Master.csv (over SFTP when its AMI goes through
-SSH). Without an explicit `cdr_csv`, a CDR that is not there, not readable, or written without the uniqueid
-columns (cdr.conf `loguniqueid`) is a `note` in /health and one INFO line, not a failure: many PBXs keep no
-CSV. After the link is up and reconciled, the pipeline `request`s one catch-up; it runs here, in the
-pipeline's own task group, never on the AMI reader's path. The window is from when this PBX's events
-stopped being seen to the reconnect:
+On by default for every PBX: its CDR database (`cdr_db`) or `cdr_csv`, else the standard Master.csv (over
+SFTP when its AMI goes through SSH). Without an explicit `cdr_csv` or `cdr_db`, a CDR that is not there, not
+readable, or written without the uniqueid columns (cdr.conf `loguniqueid`) is a `note` in /health and one
+INFO line, not a failure: many PBXs keep no CSV. After the link is up and reconciled, the pipeline
+`request`s one catch-up; it runs here, in the pipeline's own task group, never on the AMI reader's path.
+The window is from when this PBX's events stopped being seen to the reconnect:
 - after an in-process reconnect: the time the link went down, minus `MARGIN`;
 - at agent start: the latest `ended_at` of this PBX's stored calls, minus `MARGIN`; with none stored
   (a first install) nothing is backfilled: calls older than the agent are the CLI's job;
@@ -34,7 +34,8 @@ from agent.delivery.planner import Planner
 from agent.ingest.pipeline import channel_rules
 from agent.repair import cdr
 from agent.repair.backfill import LOOKBACK, Summary, store_missing
-from agent.repair.cdrtail import CdrUnreadable, ended_before, read_tail
+from agent.repair.cdrsource import read_cdr
+from agent.repair.cdrtail import CdrUnreadable
 from agent.store import database
 from agent.tracking.channels import ChannelRules
 from agent.web.health import ComponentHealth
@@ -88,7 +89,8 @@ class CdrCatchUp:
     ) -> None:
         self.pbx = pbx
         self.source = pbx.cdr_source
-        self.explicit = pbx.cdr_csv is not None  # the admin said this CDR is there and logs uniqueids
+        # the admin said this CDR is there (and logs uniqueids)
+        self.explicit = pbx.cdr_csv is not None or pbx.cdr_db is not None
         self.rules = rules
         self.store = store
         self.health = health
@@ -152,7 +154,7 @@ class CdrCatchUp:
             return None
         report["since"] = since.isoformat()
         try:
-            lines = await read_tail(self.source, self.pbx, ended_before(since - LOOKBACK))
+            lines = await read_cdr(self.pbx, self.source, since - LOOKBACK)
         except CdrUnreadable as exc:
             if self.explicit:
                 raise
