@@ -35,6 +35,10 @@ if [ "$dev" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   echo "setup: installing Chromium for the admin-page browser tests (apt)"
   apt_install chromium
 fi
+if [ "$dev" = 1 ] && [ ! -x /usr/sbin/mariadbd ]; then
+  echo "setup: installing the MariaDB server binaries for the MySQL CDR tests (apt; no service is started)"
+  apt_install mariadb-server-core
+fi
 if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 else

@@ -412,9 +412,9 @@ def test_cdr_db_in_the_config(tmp_path: Path) -> None:
     assert (pbx.cdr_db, pbx.cdr_db_table) == ("postgresql://cdr:p4ss@pbx/asterisk", "public.cdr")
     assert "p4ss" not in repr(pbx)  # a config printed in a log never shows the CDR database's password
     assert load(with_db("")).pbx[0].cdr_db is None
+    assert load(with_db('cdr_db = "mysql://freepbx:p4ss@pbx/asteriskcdrdb"\n')).pbx[0].cdr_db
     for extra, problem in (
-        ('cdr_db = "mysql://u:p4ss@pbx/asteriskcdrdb"\n', "cdr_db: a MySQL CDR database"),
-        ('cdr_db = "sqlite:///cdr.db"\n', "cdr_db: expected a postgresql:// URL"),
+        ('cdr_db = "sqlite://u:p4ss@/cdr.db"\n', "cdr_db: expected a postgresql:// or mysql:// URL"),
         ('cdr_db = "postgresql://pbx/a"\ncdr_db_table = "cdr; DROP TABLE x"\n', "cdr_db_table: expected a table"),
     ):
         with pytest.raises(ConfigError, match=re.escape(problem)) as info:

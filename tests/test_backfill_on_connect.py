@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiomysql
 import pytest
 
 from agent.app import Agent
@@ -25,6 +26,7 @@ from tests.admin_client import base, client
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running
 from tests.fakes.ami import FakeAmi, load_recording
 from tests.fakes.retailcrm import FakeRetailCrm
+from tests.mariadb import mariadb
 from tests.test_ami_link import pbx_for
 from tests.test_backfill import cdr_line, uid
 from tests.waiting import until
@@ -349,3 +351,61 @@ async def test_the_cdr_in_postgresql_is_read_when_cdr_db_names_it(
     assert sorted(uploads) == sorted(uid(at, n) for at, n, _ in missed)
     assert uploads[uid(missed[0][0], 11)]["result"] == "answered"
     assert uploads[uid(missed[1][0], 12)]["result"] == "no answer"
+
+
+FREEPBX_CDR = """
+CREATE TABLE cdr (
+    calldate datetime NOT NULL DEFAULT '1000-01-01 00:00:00', clid varchar(80) NOT NULL DEFAULT '',
+    src varchar(80) NOT NULL DEFAULT '', dst varchar(80) NOT NULL DEFAULT '',
+    dcontext varchar(80) NOT NULL DEFAULT '', channel varchar(80) NOT NULL DEFAULT '',
+    dstchannel varchar(80) NOT NULL DEFAULT '', lastapp varchar(80) NOT NULL DEFAULT '',
+    lastdata varchar(80) NOT NULL DEFAULT '', duration int(11) NOT NULL DEFAULT 0,
+    billsec int(11) NOT NULL DEFAULT 0, disposition varchar(45) NOT NULL DEFAULT '',
+    amaflags int(11) NOT NULL DEFAULT 0, accountcode varchar(20) NOT NULL DEFAULT '',
+    uniqueid varchar(32) NOT NULL DEFAULT '', userfield varchar(255) NOT NULL DEFAULT '',
+    did varchar(50) NOT NULL DEFAULT '', recordingfile varchar(255) NOT NULL DEFAULT '',
+    cnum varchar(80) NOT NULL DEFAULT '', cnam varchar(80) NOT NULL DEFAULT '',
+    outbound_cnum varchar(80) NOT NULL DEFAULT '', outbound_cnam varchar(80) NOT NULL DEFAULT '',
+    dst_cnam varchar(80) NOT NULL DEFAULT '', linkedid varchar(32) NOT NULL DEFAULT '',
+    peeraccount varchar(80) NOT NULL DEFAULT '', sequence int(11) NOT NULL DEFAULT 0,
+    KEY calldate (calldate)
+)
+"""  # asteriskcdrdb.cdr as FreePBX creates it
+
+
+async def test_the_cdr_in_mysql_is_read_as_freepbx_keeps_it(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    directory = recordings.recordings_dir()
+    ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))  # an idle PBX
+    now = datetime.now(UTC).replace(microsecond=0)
+    await pool.execute(INSERT, *stored("1.1", now - timedelta(minutes=30)))
+    at = now - timedelta(minutes=10)
+    async with mariadb() as port:
+        conn = await aiomysql.connect(host="127.0.0.1", port=port, user="root", autocommit=True)
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute("CREATE DATABASE asteriskcdrdb")
+                await cursor.execute("USE asteriskcdrdb")
+                await cursor.execute(FREEPBX_CDR)
+                await cursor.execute(
+                    "INSERT INTO cdr (calldate, src, dst, dcontext, channel, dstchannel, lastapp, duration, billsec,"
+                    " disposition, uniqueid, linkedid, recordingfile) VALUES (%s, '+375297777777', '375173880000',"
+                    " 'from-trunk', 'PJSIP/provider-0000000b', 'PJSIP/150-0000000c', 'Dial', 30, 25, 'ANSWERED',"
+                    " %s, %s, %s)",
+                    (at.replace(tzinfo=None), uid(at, 21), uid(at, 21), "in-375297777777-150.wav"),
+                )
+        finally:
+            conn.close()
+        config = agent_config(make_config, db_dsn, ami, None)
+        cdr_db = f"mysql://freepbx:secret@127.0.0.1:{port}/asteriskcdrdb"
+        config = replace(config, pbx=(replace(config.pbx[0], cdr_db=cdr_db),))
+        await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+        async with running(config) as agent:
+            report = await catch_ups(agent, 1)
+            assert report["error"] is None and report["calls"] == 1
+            await drained(pool, at_least=1)
+    ((call,),) = fake_crm.uploads
+    assert call["externalId"] == uid(at, 21) and call["result"] == "answered"
+    recording = await pool.fetchval("SELECT recording FROM calls WHERE call_id = $1", uid(at, 21))
+    assert recording == "in-375297777777-150.wav"  # FreePBX's recordingfile, where cdr_csv has the userfield

@@ -155,11 +155,9 @@ def check_dsn(value: str) -> str | None:
 
 
 def check_cdr_db(value: str) -> str | None:
-    if value.startswith(("postgresql://", "postgres://")):
+    if value.startswith(("postgresql://", "postgres://", "mysql://", "mariadb://")):
         return None
-    if value.startswith(("mysql://", "mariadb://")):
-        return "a MySQL CDR database (FreePBX, Issabel) is not read yet: use cdr_csv, or cdr_pgsql"
-    return f"expected a postgresql:// URL, got {show(mask_dsn(value))}"
+    return f"expected a postgresql:// or mysql:// URL, got {show(mask_dsn(value))}"
 
 
 def check_table(value: str) -> str | None:

@@ -1,11 +1,13 @@
-"""The CDR in a database (cdr_pgsql, or cdr_adaptive_odbc into PostgreSQL): its rows as Master.csv lines.
+"""The CDR in a database: its rows as Master.csv lines.
 
-`[[pbx]] cdr_db` names the database (a `postgresql://` DSN) and `cdr_db_table` the table (`cdr`). The columns
-are read by name, so the stock cdr_pgsql schema and FreePBX's wider one both fit: `calldate` (the start),
-`duration`, `billsec` and the rest of cdr_csv's columns; `answer` and `end` are derived (end = start +
-duration, answer = end - billsec when billsec > 0); a `recordingfile` column (FreePBX) stands in for an empty
-`userfield`. The lines are in cdr_csv's 21-column layout, so one parser (agent.repair.cdr) reads both, and the
-zone of the times is inferred the same way from the uniqueids (naive local times, or UTC from a timestamptz).
+`[[pbx]] cdr_db` names the database and `cdr_db_table` the table (`cdr`): a `postgresql://` DSN (cdr_pgsql, or
+cdr_adaptive_odbc into PostgreSQL; asyncpg) or a `mysql://` one (FreePBX and Issabel keep `asteriskcdrdb.cdr`
+in MySQL/MariaDB; aiomysql). The columns are read by name, so the stock schemas and FreePBX's wider one fit:
+`calldate` (the start), `duration`, `billsec` and the rest of cdr_csv's columns; `answer` and `end` are
+derived (end = start + duration, answer = end - billsec when billsec > 0); a `recordingfile` column (FreePBX)
+stands in for an empty `userfield`. The lines are in cdr_csv's 21-column layout, so one parser
+(agent.repair.cdr) reads both, and the zone of the times is inferred the same way from the uniqueids (naive
+local times, or UTC from a timestamptz).
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import io
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
+import aiomysql
 import asyncpg
+import pymysql
 
 from agent.repair.cdr import DATE_FORMAT
 
 # rows whose local start is this far before `since` are read too: the PBX's zone is not known before parsing
 ZONE_SLACK = timedelta(hours=14)
 CONNECT_TIMEOUT_S = 10.0
+MYSQL = ("mysql://", "mariadb://")
 TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -35,6 +41,18 @@ async def lines_since(dsn: str, table: str, since: datetime) -> list[str]:
     if not TABLE.fullmatch(table):
         raise CdrDbUnreadable(f"cdr_db_table {table!r} is not a table name")
     seconds = max(0.0, (datetime.now(UTC) - since + ZONE_SLACK).total_seconds())
+    if dsn.startswith(MYSQL):
+        rows = await _mysql_rows(dsn, table, seconds)
+    else:
+        rows = await _postgresql_rows(dsn, table, seconds)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in rows:
+        writer.writerow(csv_fields(row))
+    return out.getvalue().splitlines(keepends=True)
+
+
+async def _postgresql_rows(dsn: str, table: str, seconds: float) -> list[dict[str, Any]]:
     quoted = ".".join(f'"{part}"' for part in table.split("."))
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
@@ -47,11 +65,35 @@ async def lines_since(dsn: str, table: str, since: datetime) -> list[str]:
             await conn.close()
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise CdrDbUnreadable(f"cannot read the CDR table {table} of cdr_db: {exc}") from None
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for row in rows:
-        writer.writerow(csv_fields(dict(row)))
-    return out.getvalue().splitlines(keepends=True)
+    return [dict(row) for row in rows]
+
+
+async def _mysql_rows(dsn: str, table: str, seconds: float) -> list[dict[str, Any]]:
+    url = urlsplit(dsn)
+    quoted = ".".join(f"`{part}`" for part in table.split("."))
+    try:
+        conn = await aiomysql.connect(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 3306,
+            user=unquote(url.username or "root"),
+            password=unquote(url.password or ""),
+            db=url.path.lstrip("/") or "asteriskcdrdb",
+            connect_timeout=CONNECT_TIMEOUT_S,
+            cursorclass=aiomysql.DictCursor,
+        )
+        try:
+            async with conn.cursor() as cursor:
+                # calldate is the PBX's local time, as NOW() is on the PBX's database (the zone is inferred later)
+                await cursor.execute(
+                    f"SELECT * FROM {quoted} WHERE calldate >= NOW() - INTERVAL %s SECOND ORDER BY calldate",
+                    (int(seconds),),
+                )
+                rows = await cursor.fetchall()
+        finally:
+            conn.close()
+    except (OSError, pymysql.err.MySQLError) as exc:
+        raise CdrDbUnreadable(f"cannot read the CDR table {table} of cdr_db: {exc}") from None
+    return [dict(row) for row in rows]
 
 
 def csv_fields(row: dict[str, Any]) -> list[str]:
