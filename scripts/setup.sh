@@ -35,9 +35,9 @@ if [ "$dev" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   echo "setup: installing Chromium for the admin-page browser tests (apt)"
   apt_install chromium
 fi
-if [ "$dev" = 1 ] && [ ! -x /usr/sbin/mariadbd ]; then
+if [ "$dev" = 1 ] && { [ ! -x /usr/sbin/mariadbd ] || [ ! -x /usr/bin/my_print_defaults ]; }; then
   echo "setup: installing the MariaDB server binaries for the MySQL CDR tests (apt; no service is started)"
-  apt_install mariadb-server-core
+  apt_install mariadb-server-core mariadb-client-core  # mariadb-install-db needs the client's my_print_defaults
 fi
 if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true

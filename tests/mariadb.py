@@ -9,7 +9,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from subprocess import DEVNULL
+from subprocess import DEVNULL, PIPE, STDOUT
 
 import aiomysql
 import pymysql
@@ -28,9 +28,10 @@ async def mariadb() -> AsyncIterator[int]:
     as_root = ["--user=root"] if os.geteuid() == 0 else []
     data = root / "data"
     install = await asyncio.create_subprocess_exec(
-        INSTALL_DB, "--no-defaults", f"--datadir={data}", "--skip-test-db", *as_root, stdout=DEVNULL, stderr=DEVNULL
+        INSTALL_DB, "--no-defaults", f"--datadir={data}", "--skip-test-db", *as_root, stdout=PIPE, stderr=STDOUT
     )
-    assert await asyncio.wait_for(install.wait(), 120) == 0
+    output, _ = await asyncio.wait_for(install.communicate(), 120)
+    assert install.returncode == 0, output.decode(errors="replace")[-2000:]
     port = free_port()
     server = await asyncio.create_subprocess_exec(
         MARIADBD,
