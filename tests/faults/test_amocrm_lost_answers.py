@@ -33,6 +33,28 @@ async def fake() -> AsyncIterator[FakeAmoCrm]:
         yield amo
 
 
+async def deliver_burst(
+    fake: FakeAmoCrm, pool: Pool, config: Config, recording: str, calls: int, **settings: object
+) -> None:
+    """`calls` copies of `recording` through the agent to the fake amoCRM, until every call delivery is done."""
+    async with FakeAmi(recordings.burst(calls, recording), speed=math.inf, pause_at=0) as ami:
+        cfg = replace(config, pbx=(pbx_for(ami),))
+        await configure_amocrm(pool, cfg.agent.state_dir, fake, **settings)
+        async with running(cfg) as agent:
+            connector = agent.parts.integrations.connectors["amocrm"]
+            assert isinstance(connector, AmoCrmConnector)
+            await connect_tokens(connector, fake)  # before the first call: tokens exist when it is sent
+            ami.unpause()
+            await ami.wait_finished(within=20)
+
+            async def settled() -> bool:
+                left = await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call' AND status <> 'done'")
+                done = await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call'")
+                return bool(left == 0 and done == calls)
+
+            await until(settled, within=60, every=0.1)
+
+
 @pytest.mark.parametrize(
     ("caller", "path"),
     [("known", "/api/v4/calls"), ("unknown", "/api/v4/leads/unsorted/sip")],
@@ -43,22 +65,8 @@ async def test_lost_answers_make_nothing_twice(
     if caller == "known":
         fake.add_contact(CALLER, responsible_user_id=8)
     fake.lose_answers(LOST, path)
-    async with FakeAmi(recordings.burst(CALLS, "p_a_incoming_answered"), speed=math.inf, pause_at=0) as ami:
-        cfg = replace(make_config(db_dsn, public_url="https://pbx.example.com"), pbx=(pbx_for(ami),))
-        await configure_amocrm(pool, cfg.agent.state_dir, fake, unknown_caller="unsorted")
-        async with running(cfg) as agent:
-            connector = agent.parts.integrations.connectors["amocrm"]
-            assert isinstance(connector, AmoCrmConnector)
-            await connect_tokens(connector, fake)
-            ami.unpause()
-            await ami.wait_finished(within=20)
-
-            async def settled() -> bool:
-                left = await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call' AND status <> 'done'")
-                done = await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call'")
-                return bool(left == 0 and done == CALLS)
-
-            await until(settled, within=60, every=0.1)
+    config = make_config(db_dsn, public_url="https://pbx.example.com")
+    await deliver_burst(fake, pool, config, "p_a_incoming_answered", CALLS, unknown_caller="unsorted")
     assert fake.lost_answers == LOST
     made = Counter(c["uniq"] for c in fake.calls)
     assert len(made) == CALLS and set(made.values()) == {1}, made  # each call once, none twice
@@ -73,22 +81,9 @@ async def test_a_lost_task_answer_makes_no_second_task(
     fake.add_contact(CALLER, responsible_user_id=8)
     fake.lose_answers(1, "/api/v4/tasks")
     missed = 5  # the same caller, missed five times: one call-back task while it stays open
-    async with FakeAmi(recordings.burst(missed, "p_b_incoming_missed"), speed=math.inf, pause_at=0) as ami:
-        cfg = replace(make_config(db_dsn, public_url="https://pbx.example.com"), pbx=(pbx_for(ami),))
-        await configure_amocrm(pool, cfg.agent.state_dir, fake)
-        async with running(cfg) as agent:
-            connector = agent.parts.integrations.connectors["amocrm"]
-            assert isinstance(connector, AmoCrmConnector)
-            await connect_tokens(connector, fake)
-            ami.unpause()
-            await ami.wait_finished(within=20)
-
-            async def settled() -> bool:
-                left = await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call' AND status <> 'done'")
-                done = await pool.fetchval("SELECT count(*) FROM deliveries WHERE kind = 'call'")
-                return bool(left == 0 and done == missed)
-
-            await until(settled, within=60, every=0.1)
+    await deliver_burst(
+        fake, pool, make_config(db_dsn, public_url="https://pbx.example.com"), "p_b_incoming_missed", missed
+    )
     assert fake.lost_answers == 1
     assert len(fake.tasks) == 1, fake.tasks
     assert len(fake.calls) == missed
