@@ -1,14 +1,15 @@
 """One PBX's pipeline: its AMI link feeds its call tracker; the tracker's CallEvents go to the sink.
 
-A follower handed in at construction (the composition root hands the CDR catch-up, agent.repair.catchup, to a
-PBX with an explicit cdr_csv) hears every reconcile: when the link was lost, the reconcile time, and the calls
-the live tracker owns. It runs in this pipeline's task group, beside the link, never on the reader's path."""
+A follower handed in at construction (the composition root hands the CDR catch-up, agent.repair.catchup, to
+every PBX) hears every reconcile: when the link was lost, the reconcile time, the calls the live tracker owns,
+and the calls the reconcile closed (ended while the link was down: the follower sends the CDR's account of
+each, or hands them back). It runs in this pipeline's task group, beside the link, never on the reader's path."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Set
+from collections.abc import Callable, Sequence, Set
 from datetime import datetime
 from typing import Protocol
 
@@ -27,9 +28,20 @@ CallEventSink = Callable[[CallEvent], None]
 
 
 class ReconcileFollower(Protocol):
-    """Runs beside a PBX's link and hears each reconcile (queue work there; never wait)."""
+    """Runs beside a PBX's link and hears each reconcile (queue work there; never wait).
 
-    def request(self, lost_at: datetime | None, until: datetime, owned: Set[str]) -> None: ...
+    `closed`: the calls the reconcile just closed (they ended while the link was down, so their end is a guess);
+    the follower owns them from here: it delivers a better account of each if it has one, and hands the others
+    back through `release`, which sends them on as the live path would have."""
+
+    def request(
+        self,
+        lost_at: datetime | None,
+        until: datetime,
+        owned: Set[str],
+        closed: Sequence[CallEvent],
+        release: CallEventSink,
+    ) -> None: ...
 
     async def run(self) -> None: ...
 
@@ -92,7 +104,9 @@ class PbxPipeline:
 
     def _on_reconcile(self, channels: list[AmiMessage], at: datetime) -> None:
         closed = self.tracker.reconcile(list(channels), at)
-        for event in closed:
-            self._sink(event)
-        if self.follower is not None:  # the live path owns what the tracker holds now and what it just closed
-            self.follower.request(self.link.lost_at, at, self.tracker.active_ids() | {e.call_id for e in closed})
+        if self.follower is None:
+            for event in closed:
+                self._sink(event)
+            return
+        # the live path owns what the tracker holds now; what it just closed goes to the follower
+        self.follower.request(self.link.lost_at, at, self.tracker.active_ids(), closed, self._sink)

@@ -12,7 +12,9 @@ The window is from when this PBX's events stopped being seen to the reconnect:
 - never more than `MAX_BACK` back.
 Calls that ended in the window are read from the end of the CDR (agent.repair.cdrtail), and each one not
 already stored and not owned by the live tracker (active after the reconcile, or closed by it) is planned
-and stored through the same code as `pbx-agent backfill` (agent.repair.backfill.store_missing). The catch-up
+and stored through the same code as `pbx-agent backfill` (agent.repair.backfill.store_missing). Calls the
+reconcile closed (they ended while the link was down, so their end is a guess) wait for the catch-up: the
+CDR's account of each is stored instead, and the ones the CDR does not have are sent on as closed. The catch-up
 starts `SETTLE` after the reconnect, so cdr_csv has written the rows of the calls that ended just before.
 A failure (no file, SFTP down, database away) is one WARNING line and `backfill.error` in the PBX's
 /health component; the link goes on.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +40,7 @@ from agent.repair.cdrsource import read_cdr
 from agent.repair.cdrtail import CdrUnreadable
 from agent.store import database
 from agent.tracking.channels import ChannelRules
+from agent.tracking.event import CallEvent
 from agent.web.health import ComponentHealth
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,8 @@ class Job:
     lost_at: datetime | None  # when the link went down in this process; None: the first connect
     until: datetime  # the reconnect (reconcile) time
     skip: frozenset[str]  # ids of the calls the live tracker owns
+    closed: tuple[CallEvent, ...] = ()  # what the reconcile closed: the CDR's account of each wins
+    release: Callable[[CallEvent], None] | None = None  # sends on a closed call the CDR does not have
 
 
 def window_start(until: datetime, lost_at: datetime | None, last_stored: datetime | None) -> datetime | None:
@@ -99,9 +104,16 @@ class CdrCatchUp:
         self.jobs: asyncio.Queue[Job] = asyncio.Queue()
         self.runs = 0  # catch-ups finished (tests wait on it)
 
-    def request(self, lost_at: datetime | None, until: datetime, owned: Set[str]) -> None:
+    def request(
+        self,
+        lost_at: datetime | None,
+        until: datetime,
+        owned: Set[str],
+        closed: Sequence[CallEvent] = (),
+        release: Callable[[CallEvent], None] | None = None,
+    ) -> None:
         """After a reconcile, on the reader's path: queue one catch-up, never wait."""
-        self.jobs.put_nowait(Job(lost_at, until, frozenset(owned)))
+        self.jobs.put_nowait(Job(lost_at, until, frozenset(owned), tuple(closed), release))
 
     async def run(self) -> None:
         while True:
@@ -120,8 +132,9 @@ class CdrCatchUp:
             "calls": 0,
             "error": None,
         }
+        covered: set[str] = set()  # closed calls the CDR gave a better account of (stored from it)
         try:
-            summary = await self.once(job, report)
+            summary = await self.once(job, report, covered)
         except NoUsableCdr as exc:  # the default place, and nothing usable there: said once, not a failure
             report["note"] = str(exc)
             if self.health.details.get("backfill", {}).get("note") != report["note"]:
@@ -142,9 +155,19 @@ class CdrCatchUp:
                     summary.known,
                     summary.backfilled,
                 )
+        finally:
+            self._release(job, covered)
         self.health.details["backfill"] = report
 
-    async def once(self, job: Job, report: dict[str, object]) -> Summary | None:
+    def _release(self, job: Job, covered: set[str]) -> None:
+        """The closed calls the CDR did not have (or could not be read for) go on as the reconcile closed them."""
+        if job.release is None:
+            return
+        for event in job.closed:
+            if event.call_id not in covered:
+                job.release(event)
+
+    async def once(self, job: Job, report: dict[str, object], covered: set[str] | None = None) -> Summary | None:
         last_stored = None
         if job.lost_at is None:
             last_stored = await self.store.pool.fetchval(LAST_STORED, self.pbx.enterprise, self.pbx.name)
@@ -166,7 +189,11 @@ class CdrCatchUp:
                 "the AMI link was down are not recovered"
             )
         summary = Summary(rows=len(lines), calls=len(groups))
+        closed = {e.call_id for e in job.closed}
+        found = {i for g in groups for i in cdr.ids_of(g)} & closed
         await store_missing(self.store.pool, self.store.planner, self.pbx, self.rules, groups, summary, skip=job.skip)
+        if covered is not None:
+            covered |= found
         self.backfilled.inc(summary.backfilled)
         return summary
 

@@ -66,5 +66,8 @@ async def test_calls_during_an_ami_cut_reach_the_crm_once_from_the_default_cdr(
             report = (await agent.health.report())["components"]["pbx:office"]["backfill"]
             assert report["calls"] >= GAP and report["error"] is None
     assert sorted(crm.calls) == sorted(ids)
+    # a call the link was following when it was cut ends as the CDR says (answered here), not as the reconcile
+    # guessed (no answer): the live ones were busy, the CDR's answered
+    assert {crm.calls[i]["result"] for i in ids} == {"busy", "answered"}
     sent = sum(len(batch) for batch in crm.uploads)
     assert sent == CALLS and crm.duplicates_seen == 0
