@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
@@ -92,25 +93,28 @@ def call_rows(
 
 
 def stored(call_id: str, ended_at: datetime) -> tuple[object, ...]:
-    return row(
-        CallEvent(
-            event="ended",
-            call_id=call_id,
-            enterprise=ENTERPRISE,
-            direction="in",
-            phone="+375291112233",
-            did=None,
-            extension="150",
-            at=ended_at,
-            extensions=("150",),
-            answered_by="150",
-            result="answered",
-            ring_seconds=2,
-            talk_seconds=10,
-            started_at=ended_at - timedelta(seconds=12),
-            ended_at=ended_at,
-            pbx="office",
-        )
+    return row(stored_event(call_id, ended_at))
+
+
+def stored_event(call_id: str, ended_at: datetime | None = None) -> CallEvent:
+    ended_at = ended_at or datetime.now(UTC)
+    return CallEvent(
+        event="ended",
+        call_id=call_id,
+        enterprise=ENTERPRISE,
+        direction="in",
+        phone="+375291112233",
+        did=None,
+        extension="150",
+        at=ended_at,
+        extensions=("150",),
+        answered_by="150",
+        result="answered",
+        ring_seconds=2,
+        talk_seconds=10,
+        started_at=ended_at - timedelta(seconds=12),
+        ended_at=ended_at,
+        pbx="office",
     )
 
 
@@ -409,3 +413,26 @@ async def test_the_cdr_in_mysql_is_read_as_freepbx_keeps_it(
     assert call["externalId"] == uid(at, 21) and call["result"] == "answered"
     recording = await pool.fetchval("SELECT recording FROM calls WHERE call_id = $1", uid(at, 21))
     assert recording == "in-375297777777-150.wav"  # FreePBX's recordingfile, where cdr_csv has the userfield
+
+
+async def test_a_stop_before_the_catch_up_sends_the_reconciled_calls_on_as_closed() -> None:
+    """A stop during the settle wait: the calls the reconcile closed are not held back forever (the planner keeps
+    them in its journal at stop)."""
+    from prometheus_client import CollectorRegistry, Counter
+
+    from agent.repair.catchup import CatchUpStore
+    from agent.tracking.channels import ChannelRules
+    from agent.web.health import ComponentHealth
+
+    pbx = replace(pbx_for(FakeAmi(b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\n\r\n")), cdr_csv=None)
+    backfilled = Counter("b", "b", ["pbx"], registry=CollectorRegistry())
+    follower = CdrCatchUp(pbx, ChannelRules(), CatchUpStore(None, None), ComponentHealth(critical=False), backfilled)  # type: ignore[arg-type]
+    released: list[CallEvent] = []
+    closed = [stored_event("9.9"), stored_event("9.10")]
+    follower.request(None, datetime.now(UTC) + timedelta(hours=1), set(), closed, released.append)
+    follower.request(None, datetime.now(UTC) + timedelta(hours=1), set(), [stored_event("9.11")], released.append)
+    task = asyncio.create_task(follower.run())
+    await asyncio.sleep(0.05)  # waiting out the settle time of the first
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [e.call_id for e in released] == ["9.9", "9.10", "9.11"]

@@ -116,13 +116,20 @@ class CdrCatchUp:
         self.jobs.put_nowait(Job(lost_at, until, frozenset(owned), tuple(closed), release))
 
     async def run(self) -> None:
-        while True:
-            job = await self.jobs.get()
-            wait = (job.until + SETTLE - self.clock()).total_seconds()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await self._run_one(job)
-            self.runs += 1
+        waiting: Job | None = None  # taken off the queue, its catch-up not begun
+        try:
+            while True:
+                waiting = await self.jobs.get()
+                wait = (waiting.until + SETTLE - self.clock()).total_seconds()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                job, waiting = waiting, None
+                await self._run_one(job)  # releases what the job's reconcile closed, whatever happens
+                self.runs += 1
+        except asyncio.CancelledError:  # a stop: what no catch-up judged goes on as the reconcile closed it
+            for job in [*([waiting] if waiting else []), *(self.jobs.get_nowait() for _ in range(self.jobs.qsize()))]:
+                self._release(job, set())
+            raise
 
     async def _run_one(self, job: Job) -> None:
         report: dict[str, object] = {
