@@ -420,3 +420,13 @@ def test_cdr_db_in_the_config(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=re.escape(problem)) as info:
             load(with_db(extra))
         assert "p4ss" not in str(info.value)
+
+
+async def test_a_cdr_database_error_never_shows_its_password() -> None:
+    from agent.repair import cdrdb
+
+    since = datetime.now(UTC) - timedelta(hours=1)
+    for dsn in ("postgresql://cdr:Pw-7731x@127.0.0.1:1/asterisk", "mysql://cdr:Pw-7731x@127.0.0.1:1/asteriskcdrdb"):
+        with pytest.raises(cdrdb.CdrDbUnreadable) as info:
+            await cdrdb.lines_since(dsn, "cdr", since)
+        assert "cannot read the CDR table cdr" in str(info.value) and "Pw-7731x" not in str(info.value)

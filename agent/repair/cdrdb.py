@@ -41,10 +41,11 @@ async def lines_since(dsn: str, table: str, since: datetime) -> list[str]:
     if not TABLE.fullmatch(table):
         raise CdrDbUnreadable(f"cdr_db_table {table!r} is not a table name")
     seconds = max(0.0, (datetime.now(UTC) - since + ZONE_SLACK).total_seconds())
-    if dsn.startswith(MYSQL):
-        rows = await _mysql_rows(dsn, table, seconds)
-    else:
-        rows = await _postgresql_rows(dsn, table, seconds)
+    try:
+        rows = await (_mysql_rows if dsn.startswith(MYSQL) else _postgresql_rows)(dsn, table, seconds)
+    except CdrDbUnreadable as exc:  # the message reaches /health and the admin pages, where logs' masking is not
+        password = unquote(urlsplit(dsn).password or "")
+        raise CdrDbUnreadable(str(exc).replace(password, "***") if password else str(exc)) from None
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for row in rows:
