@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -80,12 +81,21 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
-async def start_agent(cfg: Path) -> asyncio.subprocess.Process:
-    """`pbx-agent run` from an async test; its output goes to agent.log beside the config."""
+def can_move_var_log() -> bool:
+    """Whether a child can be given a /var/log of its own (root with util-linux's unshare: a mount namespace)."""
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+async def start_agent(cfg: Path, var_log: Path | None = None) -> asyncio.subprocess.Process:
+    """`pbx-agent run` from an async test; its output goes to agent.log beside the config. `var_log`: the
+    directory the agent sees as /var/log (a private bind mount, nothing changes for other processes), so that
+    the defaults that point there (the standard Master.csv) are tried as they are (needs can_move_var_log)."""
+    command = [sys.executable, "-m", "agent", "run", "-c", str(cfg)]
+    if var_log is not None:
+        script = 'mount --bind "$0" /var/log && exec "$@"'
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(var_log), *command]
     log = await asyncio.to_thread(open, cfg.parent / "agent.log", "ab")  # the child keeps its own copy
     try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "run", "-c", str(cfg), stdout=log, stderr=log
-        )
+        return await asyncio.create_subprocess_exec(*command, stdout=log, stderr=log)
     finally:
         log.close()

@@ -10,10 +10,12 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from agent.store.database import Pool
 from agent.store.secretbox import load_or_create_secret
 from tests import recordings
-from tests.agent_process import free_port, start_agent
+from tests.agent_process import can_move_var_log, free_port, start_agent
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
@@ -24,13 +26,14 @@ CALLS = 30
 BEFORE, DOWN = 15, 10  # calls 0-14 with the first agent, 15-24 while none runs, 25-29 with the second
 
 
-def write_config(directory: Path, dsn: str, ami_port: int, cdr: Path) -> Path:
+def write_config(directory: Path, dsn: str, ami_port: int, cdr: Path | None) -> Path:
+    """`cdr=None`: no cdr_csv key, the agent reads the standard /var/log/asterisk/cdr-csv/Master.csv."""
     cfg = directory / "agent.toml"
     cfg.write_text(
         f'[agent]\nstate_dir = "state"\n[database]\ndsn = "{dsn}"\n'
         f'[http]\nlisten = "127.0.0.1:{free_port()}"\n[agi]\nlisten = "127.0.0.1:{free_port()}"\n'
         f'[[pbx]]\nname = "office"\nenterprise = "{ENTERPRISE}"\nusername = "agent"\nsecret = "secret"\n'
-        f'port = {ami_port}\ncdr_csv = "{cdr}"\n'
+        f"port = {ami_port}\n" + (f'cdr_csv = "{cdr}"\n' if cdr is not None else "")
     )
     return cfg
 
@@ -39,21 +42,34 @@ async def count(pool: Pool, sql: str) -> int:
     return int(await pool.fetchval(sql) or 0)
 
 
-async def test_calls_while_the_agent_was_stopped_reach_the_crm_once(pool: Pool, db_dsn: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("standard", marks=pytest.mark.skipif(not can_move_var_log(), reason="needs root and unshare")),
+        "configured",
+    ],
+)
+async def test_calls_while_the_agent_was_stopped_reach_the_crm_once(
+    pool: Pool, db_dsn: str, tmp_path: Path, where: str
+) -> None:
+    """ "standard": the agent's config names no CDR at all, and the PBX's cdr_csv writes where it does by
+    default; the agent runs with a /var/log of its own (a mount namespace) holding that file."""
     began = datetime.now(UTC).replace(microsecond=0)
     epoch = int(began.timestamp())
     ids = recordings.burst_call_ids(CALLS, ENTERPRISE, epoch=epoch)
-    cdr = tmp_path / "Master.csv"
+    var_log = tmp_path / "var-log" if where == "standard" else None
+    cdr = var_log / "asterisk" / "cdr-csv" / "Master.csv" if var_log is not None else tmp_path / "Master.csv"
+    cdr.parent.mkdir(parents=True, exist_ok=True)
     cdr.write_text("")
     port = free_port()
     async with FakeRetailCrm(api_key=API_KEY) as crm:
-        cfg = write_config(tmp_path, db_dsn, port, cdr)
+        cfg = write_config(tmp_path, db_dsn, port, None if var_log is not None else cdr)
         load_or_create_secret(tmp_path / "state")
         await configure_retailcrm(pool, tmp_path / "state", crm, popup_in=False, popup_hangup=False)
         before = FakeAmi(recordings.burst(BEFORE, epoch=epoch), speed=math.inf)
         await before.start(port=port)
         try:
-            first = await start_agent(cfg)
+            first = await start_agent(cfg, var_log)
             try:
 
                 async def stored_before() -> bool:
@@ -72,7 +88,7 @@ async def test_calls_while_the_agent_was_stopped_reach_the_crm_once(pool: Pool, 
         after = FakeAmi(recordings.burst(CALLS - BEFORE - DOWN, epoch=epoch, first=BEFORE + DOWN), speed=math.inf)
         await after.start(port=port)
         try:
-            second = await start_agent(cfg)
+            second = await start_agent(cfg, var_log)
             try:
 
                 async def all_delivered() -> bool:
