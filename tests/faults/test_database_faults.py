@@ -49,10 +49,12 @@ def write_config(directory: Path, http_port: int, ami_port: int) -> Path:
 
 
 @asynccontextmanager
-async def embedded_cluster(state: Path, crm: FakeRetailCrm) -> AsyncIterator[str]:
-    """The cluster the agent will use, started ahead so that the CRM is configured before the first call."""
-    cluster = EmbeddedPostgres(state / "pg")
+async def embedded_cluster(root: Path, crm: FakeRetailCrm, state: Path | None = None) -> AsyncIterator[str]:
+    """The cluster (in `root`/pg) the agent will use, started ahead so that the CRM is configured before the
+    first call; `state`: the agent's state dir, for its secret key (default `root`)."""
+    cluster = EmbeddedPostgres(root / "pg")
     await cluster.start()
+    state = state or root
     load_or_create_secret(state)
     pool = await database.create_pool(cluster.dsn, 2, name="test")
     try:
