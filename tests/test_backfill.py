@@ -429,4 +429,4 @@ async def test_a_cdr_database_error_never_shows_its_password() -> None:
     for dsn in ("postgresql://cdr:Pw-7731x@127.0.0.1:1/asterisk", "mysql://cdr:Pw-7731x@127.0.0.1:1/asteriskcdrdb"):
         with pytest.raises(cdrdb.CdrDbUnreadable) as info:
             await cdrdb.lines_since(dsn, "cdr", since)
-        assert "cannot read the CDR table cdr" in str(info.value) and "Pw-7731x" not in str(info.value)
+        assert "cannot read the table cdr of cdr_db" in str(info.value) and "Pw-7731x" not in str(info.value)

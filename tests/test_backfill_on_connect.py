@@ -17,12 +17,12 @@ import pytest
 from agent.app import Agent
 from agent.config import sections
 from agent.config.sections import Config, RecordingsSource
-from agent.repair import catchup
+from agent.repair import catchup, cdr
 from agent.repair.catchup import CdrCatchUp
 from agent.store.calls import INSERT, row
 from agent.store.database import Pool
 from agent.tracking.event import CallEvent
-from tests import recordings
+from tests import cel_calls, recordings
 from tests.admin_client import base, client
 from tests.crm_setup import API_KEY, ENTERPRISE, configure_retailcrm, drained, running
 from tests.fakes.ami import FakeAmi, load_recording
@@ -30,6 +30,7 @@ from tests.fakes.retailcrm import FakeRetailCrm
 from tests.mariadb import mariadb
 from tests.test_ami_link import pbx_for
 from tests.test_backfill import cdr_line, uid
+from tests.test_cel import CEL_PGSQL, forward_cdr, insert_cel
 from tests.waiting import until
 
 RECORDING = "p_a_incoming_answered"  # +375291234567 calls in, 150 answers
@@ -436,3 +437,41 @@ async def test_a_stop_before_the_catch_up_sends_the_reconciled_calls_on_as_close
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert [e.call_id for e in released] == ["9.9", "9.10", "9.11"]
+
+
+async def test_the_cel_beside_the_cdr_says_who_served_a_forwarded_call(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    """cdr_pgsql with cel_pgsql: the CDR alone makes the call a manager forwarded to his mobile a cancelled one
+    (tests/test_cel.py); with the CEL table beside it the catch-up stores it answered by 150, with the number."""
+    directory = recordings.recordings_dir()
+    ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))  # an idle PBX
+    now = datetime.now(UTC).replace(microsecond=0)
+    await pool.execute(INSERT, *stored("1.1", now - timedelta(minutes=30)))
+    epoch = int((now - timedelta(minutes=10)).timestamp())
+    script, call = cel_calls.forward(epoch)
+    await pool.execute(CDR_PGSQL)
+    await pool.execute(CEL_PGSQL)
+    for line in forward_cdr(datetime.fromtimestamp(epoch, UTC), call, epoch):
+        (row_,) = cdr.parse([line], UTC).rows
+        await pool.execute(
+            "INSERT INTO cdr (calldate, src, dst, dcontext, channel, dstchannel, lastapp, duration, billsec,"
+            " disposition, uniqueid, linkedid, sequence)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            row_.start, row_.src, row_.dst, row_.dcontext, row_.channel, row_.dstchannel, row_.lastapp,
+            row_.duration, row_.billsec, row_.disposition, row_.uniqueid, row_.linkedid, row_.sequence,
+        )  # fmt: skip
+    await insert_cel(pool, script)
+    config = agent_config(make_config, db_dsn, ami, None)
+    config = replace(config, pbx=(replace(config.pbx[0], cdr_db=db_dsn),))
+    await configure_retailcrm(pool, config.agent.state_dir, fake_crm, popup_in=False, popup_hangup=False)
+    async with running(config) as agent:
+        report = await catch_ups(agent, 1)
+        assert report["error"] is None and report["calls"] == 1
+        assert report["cel"] == f"{len(script.rows)} event(s) of 1 call(s)"
+        await drained(pool, at_least=1)
+    ((upload,),) = fake_crm.uploads
+    assert upload["externalId"] == call and upload["result"] == "answered"
+    assert upload["code"] == "150"  # the manager whose phone forwarded it
+    details = await pool.fetchval("SELECT details FROM calls WHERE call_id = $1", call)
+    assert "+375296660150" in str(details)

@@ -31,6 +31,7 @@ from agent.config.checks import (
 )
 from agent.config.sections import (
     DEFAULT_CDR_CSV,
+    DEFAULT_CEL_CSV,
     DEFAULT_CONFIG,
     ENV_CONFIG,
     LOG_FORMATS,
@@ -215,6 +216,9 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
         cdr_csv = _cdr_source(t, base_dir, ssh)
         cdr_db = t.string("cdr_db", "", check=check_cdr_db) or None
         cdr_db_table = t.string("cdr_db_table", PbxSection.cdr_db_table, check=check_table)
+        cel_csv = _cdr_source(t, base_dir, ssh, "cel_csv", DEFAULT_CEL_CSV)
+        cel_csv_fields = t.strings("cel_csv_fields", ())
+        cel_db_table = t.string("cel_db_table", PbxSection.cel_db_table, check=check_table)
         t.reject_unknown()
         if secret and secret_file:
             problems.append(f"{label}: {t.where} secret: give either secret or secret_file, not both")
@@ -242,6 +246,9 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
                     cdr_csv=cdr_csv,
                     cdr_db=cdr_db,
                     cdr_db_table=cdr_db_table,
+                    cel_csv=cel_csv,
+                    cel_csv_fields=cel_csv_fields,
+                    cel_db_table=cel_db_table,
                 )
             )
     return tuple(result)
@@ -333,14 +340,16 @@ def _recordings_source(t: Table, base_dir: Path, ssh: SshSection | None) -> Reco
     return RecordingsSource("local", os.path.normpath(path))
 
 
-def _cdr_source(t: Table, base_dir: Path, ssh: SshSection | None) -> RecordingsSource | None:
-    value = t.string("cdr_csv", "")
+def _cdr_source(
+    t: Table, base_dir: Path, ssh: SshSection | None, key: str = "cdr_csv", default: str = DEFAULT_CDR_CSV
+) -> RecordingsSource | None:
+    value = t.string(key, "")
     if not value:
-        if t.data.get("cdr_csv") == "":
-            t.problem("cdr_csv", f"must not be empty (leave the key out for {DEFAULT_CDR_CSV})")
+        if t.data.get(key) == "":
+            t.problem(key, f"must not be empty (leave the key out for {default})")
         return None
     return parse_source(
-        value, base_dir, has_ssh=ssh is not None or "ssh" in t.data, problem=lambda why: t.problem("cdr_csv", why)
+        value, base_dir, has_ssh=ssh is not None or "ssh" in t.data, problem=lambda why: t.problem(key, why)
     )
 
 

@@ -97,6 +97,7 @@ class SshSection:
 
 
 DEFAULT_CDR_CSV = "/var/log/asterisk/cdr-csv/Master.csv"
+DEFAULT_CEL_CSV = "/var/log/asterisk/cel-custom/Master.csv"  # cel_custom's, when its mapping is uncommented
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,9 @@ class PbxSection:
     cdr_csv: RecordingsSource | None = None  # Master.csv for `pbx-agent backfill`; None: the default place
     cdr_db: str | None = field(default=None, repr=False)  # the CDR in PostgreSQL (cdr_pgsql): a DSN; wins over cdr_csv
     cdr_db_table: str = "cdr"
+    cel_csv: RecordingsSource | None = None  # cel_custom's CSV; None: the default place, used when it is there
+    cel_csv_fields: tuple[str, ...] = ()  # its columns in order; (): cel_custom.conf.sample's mapping
+    cel_db_table: str = "cel"  # the CEL table in cdr_db's database; "": none
 
     @property
     def cdr_source(self) -> RecordingsSource:
@@ -136,6 +140,12 @@ class PbxSection:
         if self.cdr_csv is not None:
             return self.cdr_csv
         return RecordingsSource("sftp" if self.ssh is not None else "local", DEFAULT_CDR_CSV)
+
+    @property
+    def cel_source(self) -> RecordingsSource:
+        if self.cel_csv is not None:
+            return self.cel_csv
+        return RecordingsSource("sftp" if self.ssh is not None else "local", DEFAULT_CEL_CSV)
 
 
 @dataclass(frozen=True, slots=True)

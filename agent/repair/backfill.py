@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -26,9 +26,11 @@ from agent.delivery.integrations import Integrations
 from agent.delivery.outbox import Outbox
 from agent.delivery.planner import Planner
 from agent.ingest.pipeline import channel_rules
-from agent.repair import cdr
+from agent.repair import cdr, cel
 from agent.repair.cdrsource import read_cdr
 from agent.repair.cdrtail import CdrUnreadable
+from agent.repair.cel import CelEvent
+from agent.repair.celsource import CelUnavailable, read_cel
 from agent.repair.redeliver import _progress, _when
 from agent.store import database, peers
 from agent.store import routing_rules as routing_store
@@ -114,6 +116,7 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
     rows = [r for r in got.rows if args.since - LOOKBACK <= r.start < until]
     groups = [g for g in cdr.group(rows) if args.since <= g[0].start < until]
     summary.calls = len(groups)
+    cel_calls = (await cel_of(pbx, args.since - LOOKBACK))[0] if groups and not args.cdr else {}
     rules = channel_rules(pbx, config.agent.default_region)
     async with database.embedded_or_external(config.database.dsn, config.agent.state_dir) as dsn:
         pool = await database.create_pool(dsn, 2, name=peers.tool_name("backfill"))
@@ -127,10 +130,21 @@ async def backfill(config: Config, args: argparse.Namespace) -> Summary:
                     Outbox(pool, dispatcher=StoreOnly("backfill")),
                     rules=routing_store.RulesCache(pool).get,
                 )
-                await store_missing(pool, planner, pbx, rules, groups, summary, progress=_progress)
+                await store_missing(pool, planner, pbx, rules, groups, summary, progress=_progress, cel_calls=cel_calls)
         finally:
             await pool.close()
     return summary
+
+
+async def cel_of(pbx: PbxSection, since: datetime) -> tuple[dict[str, list[CelEvent]], str]:
+    """The PBX's CEL events from `since` on, by call, and what was read (or why nothing was) for the report."""
+    try:
+        events = await read_cel(pbx, since)
+    except CelUnavailable as exc:
+        (log.warning if pbx.cel_csv is not None else log.info)("CEL of %s not used: %s", pbx.name, exc)
+        return {}, f"not used: {exc}"
+    calls = cel.by_call(events)
+    return calls, f"{len(events)} event(s) of {len(calls)} call(s)"
 
 
 async def store_missing(
@@ -143,9 +157,12 @@ async def store_missing(
     *,
     skip: Set[str] = frozenset(),
     progress: Callable[[int, int], None] | None = None,
+    cel_calls: Mapping[str, Sequence[CelEvent]] | None = None,
 ) -> None:
     """Plan and store the calls of `groups` that are not in `calls` (by linkedid or any uniqueid) and have
-    no id in `skip` (calls the live tracker owns); counts into `summary`."""
+    no id in `skip` (calls the live tracker owns); counts into `summary`. `cel_calls`: the CEL's events of
+    each call (agent.repair.cel.by_call), which refine what the CDR says."""
+    cel_calls = cel_calls or {}
     for start in range(0, len(groups), PAGE):
         page = groups[start : start + PAGE]
         ids = sorted(set().union(*(cdr.ids_of(g) for g in page)))
@@ -159,7 +176,10 @@ async def store_missing(
         }
         missing = [g for g in page if not cdr.ids_of(g) & (stored | skip)]
         summary.known += len(page) - len(missing)
-        events = [cdr.to_event(g, rules, pbx.enterprise, pbx.name) for g in missing]
+        events = [
+            cel.refine(cdr.to_event(g, rules, pbx.enterprise, pbx.name), cel_calls.get(g[0].call_key), rules)
+            for g in missing
+        ]
         if events:
             summary.deliveries += await planner.plan_and_store(events)
         summary.backfilled += len(events)

@@ -35,9 +35,10 @@ from agent.config.sections import PbxSection
 from agent.delivery.planner import Planner
 from agent.ingest.pipeline import channel_rules
 from agent.repair import cdr
-from agent.repair.backfill import LOOKBACK, Summary, store_missing
+from agent.repair.backfill import LOOKBACK, Summary, cel_of, store_missing
 from agent.repair.cdrsource import read_cdr
 from agent.repair.cdrtail import CdrUnreadable
+from agent.repair.cel import CelEvent
 from agent.store import database
 from agent.tracking.channels import ChannelRules
 from agent.tracking.event import CallEvent
@@ -196,9 +197,21 @@ class CdrCatchUp:
                 "the AMI link was down are not recovered"
             )
         summary = Summary(rows=len(lines), calls=len(groups))
+        cel_calls: dict[str, list[CelEvent]] = {}
+        if groups:  # the CEL, where there is one, refines the CDR's account of each call (agent.repair.cel)
+            cel_calls, report["cel"] = await cel_of(self.pbx, since - LOOKBACK)
         closed = {e.call_id for e in job.closed}
         found = {i for g in groups for i in cdr.ids_of(g)} & closed
-        await store_missing(self.store.pool, self.store.planner, self.pbx, self.rules, groups, summary, skip=job.skip)
+        await store_missing(
+            self.store.pool,
+            self.store.planner,
+            self.pbx,
+            self.rules,
+            groups,
+            summary,
+            skip=job.skip,
+            cel_calls=cel_calls,
+        )
         if covered is not None:
             covered |= found
         self.backfilled.inc(summary.backfilled)

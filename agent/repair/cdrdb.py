@@ -38,38 +38,42 @@ class CdrDbUnreadable(Exception):
 
 async def lines_since(dsn: str, table: str, since: datetime) -> list[str]:
     """Master.csv lines of the CDRs that started at `since` or later (and some before: ZONE_SLACK)."""
-    if not TABLE.fullmatch(table):
-        raise CdrDbUnreadable(f"cdr_db_table {table!r} is not a table name")
-    seconds = max(0.0, (datetime.now(UTC) - since + ZONE_SLACK).total_seconds())
-    try:
-        rows = await (_mysql_rows if dsn.startswith(MYSQL) else _postgresql_rows)(dsn, table, seconds)
-    except CdrDbUnreadable as exc:  # the message reaches /health and the admin pages, where logs' masking is not
-        password = unquote(urlsplit(dsn).password or "")
-        raise CdrDbUnreadable(str(exc).replace(password, "***") if password else str(exc)) from None
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for row in rows:
+    for row in await rows_since(dsn, table, "calldate", since):
         writer.writerow(csv_fields(row))
     return out.getvalue().splitlines(keepends=True)
 
 
-async def _postgresql_rows(dsn: str, table: str, seconds: float) -> list[dict[str, Any]]:
+async def rows_since(dsn: str, table: str, column: str, since: datetime) -> list[dict[str, Any]]:
+    """The rows of `table` whose `column` (a time) is `since` or later (and some before: ZONE_SLACK), by name."""
+    if not TABLE.fullmatch(table):
+        raise CdrDbUnreadable(f"table {table!r} is not a table name")
+    seconds = max(0.0, (datetime.now(UTC) - since + ZONE_SLACK).total_seconds())
+    try:
+        return await (_mysql_rows if dsn.startswith(MYSQL) else _postgresql_rows)(dsn, table, column, seconds)
+    except CdrDbUnreadable as exc:  # the message reaches /health and the admin pages, where logs' masking is not
+        password = unquote(urlsplit(dsn).password or "")
+        raise CdrDbUnreadable(str(exc).replace(password, "***") if password else str(exc)) from None
+
+
+async def _postgresql_rows(dsn: str, table: str, column: str, seconds: float) -> list[dict[str, Any]]:
     quoted = ".".join(f'"{part}"' for part in table.split("."))
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
         try:
             rows = await conn.fetch(
-                f"SELECT * FROM {quoted} WHERE calldate >= now() - make_interval(secs => $1) ORDER BY calldate",
+                f'SELECT * FROM {quoted} WHERE "{column}" >= now() - make_interval(secs => $1) ORDER BY "{column}"',
                 seconds,
             )
         finally:
             await conn.close()
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise CdrDbUnreadable(f"cannot read the CDR table {table} of cdr_db: {exc}") from None
+        raise CdrDbUnreadable(f"cannot read the table {table} of cdr_db: {exc}") from None
     return [dict(row) for row in rows]
 
 
-async def _mysql_rows(dsn: str, table: str, seconds: float) -> list[dict[str, Any]]:
+async def _mysql_rows(dsn: str, table: str, column: str, seconds: float) -> list[dict[str, Any]]:
     url = urlsplit(dsn)
     quoted = ".".join(f"`{part}`" for part in table.split("."))
     try:
@@ -84,16 +88,16 @@ async def _mysql_rows(dsn: str, table: str, seconds: float) -> list[dict[str, An
         )
         try:
             async with conn.cursor() as cursor:
-                # calldate is the PBX's local time, as NOW() is on the PBX's database (the zone is inferred later)
+                # the PBX's local time, as NOW() is on the PBX's database (the zone is inferred later)
                 await cursor.execute(
-                    f"SELECT * FROM {quoted} WHERE calldate >= NOW() - INTERVAL %s SECOND ORDER BY calldate",
+                    f"SELECT * FROM {quoted} WHERE `{column}` >= NOW() - INTERVAL %s SECOND ORDER BY `{column}`",
                     (int(seconds),),
                 )
                 rows = await cursor.fetchall()
         finally:
             conn.close()
     except (OSError, pymysql.err.MySQLError) as exc:
-        raise CdrDbUnreadable(f"cannot read the CDR table {table} of cdr_db: {exc}") from None
+        raise CdrDbUnreadable(f"cannot read the table {table} of cdr_db: {exc}") from None
     return [dict(row) for row in rows]
 
 
