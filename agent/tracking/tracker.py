@@ -249,6 +249,28 @@ def _dial_end(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> l
     return out
 
 
+def _attended(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    """One call when the consultation ran inside it (a Local-channel feature); two when the transferer's
+    phone placed the consultation as a call of its own: the calls' remaining parties then talk in the call
+    that goes on, and the consultation ends here."""
+    first = tr._call_of(msg, "OrigTransferer", "Transferee")
+    second = tr._call_of(msg, "SecondTransferer", "TransferTarget")
+    at = _time(msg, at)
+    if first is None or second is None or first is second:
+        call = first or second
+        return calltransfer.attended(tr.env, call, msg, at) if call is not None else _NONE
+    if msg.get("Result", "Success") != "Success":
+        return _NONE
+    keep, gone = calltransfer.survivor(first, second)
+    newcomer = next(
+        (msg[k] for k in ("TransferTargetUniqueid", "TransfereeUniqueid") if msg.get(k) in gone.channels), None
+    )
+    out = calltransfer.merged(tr.env, keep, gone, msg, newcomer, at)
+    if newcomer is not None:
+        out += tr._adopt(keep, newcomer, at)
+    return out
+
+
 _HANDLERS: dict[str, Handler] = {
     "Newchannel": _newchannel,
     "NewCallerid": _newcallerid,
@@ -259,5 +281,5 @@ _HANDLERS: dict[str, Handler] = {
     "AgentConnect": _on(calldial.agent_connect, "", "Dest"),
     "Pickup": _pickup,
     "BlindTransfer": _on(calltransfer.blind, "Transferee", "Transferer"),
-    "AttendedTransfer": _on(calltransfer.attended, "OrigTransferer", "Transferee", "SecondTransferer"),
+    "AttendedTransfer": _attended,
 }
