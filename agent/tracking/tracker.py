@@ -271,6 +271,21 @@ def _attended(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> l
     return out
 
 
+def _unparked(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    """Someone took a parked call from its slot (`ParkedCall()`): the retriever answers it. Its channel came
+    with a Linkedid of its own, which never dialled: it joins the call and is no call of its own. (A call
+    parked too long goes back to the parker through an ordinary Dial; one whose caller hangs up while parked
+    keeps the parker as the one who answered: neither needs an event of its own.)"""
+    call = tr._call_of(msg, "Parkee")
+    if call is None:
+        return _NONE
+    at = _time(msg, at)
+    uid = msg.get("RetrieverUniqueid", "")
+    ext = tr.env.identity(msg.get("RetrieverChannel", ""), msg.get("RetrieverCallerIDNum"), msg.get("RetrieverContext"))
+    out = calldial.answer(tr.env, call, ext, uid, at) if ext is not None else []
+    return out + tr._adopt(call, uid, at)
+
+
 _HANDLERS: dict[str, Handler] = {
     "Newchannel": _newchannel,
     "NewCallerid": _newcallerid,
@@ -282,4 +297,10 @@ _HANDLERS: dict[str, Handler] = {
     "Pickup": _pickup,
     "BlindTransfer": _on(calltransfer.blind, "Transferee", "Transferer"),
     "AttendedTransfer": _attended,
+    "UnParkedCall": _unparked,
 }
+
+
+def handled_events() -> frozenset[str]:
+    """The AMI event names the tracker reads (the README's manager.conf event filter must let each through)."""
+    return frozenset(_HANDLERS)
