@@ -37,6 +37,8 @@ NAMES = (
     "p_l_ring_group",
     "p_n_ivr_then_missed",
     "p_o_recorded_call",
+    "p_m_pickup",
+    "p_t_forward_no_answer",
 )
 
 

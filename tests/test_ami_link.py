@@ -59,6 +59,7 @@ def essence(events: list[CallEvent]) -> list[tuple[object, ...]]:
             e.from_extension,
             e.to_extension,
             e.kind,
+            e.forwarded_to,
         )
         for e in events
     ]

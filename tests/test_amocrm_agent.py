@@ -3,6 +3,7 @@ reaching amoCRM through the outbox (FakeAmi replaying real AMI bytes)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -310,6 +311,26 @@ async def test_known_caller_call_is_logged_with_the_answering_manager(
     assert not fake.tasks
     (popup,) = fake.popups  # 150 rang: its manager saw the call come in
     assert popup == {"type": "phone_call", "phone_number": "+375291234567", "users": [7]}
+
+
+async def test_call_forwarded_to_the_managers_mobile_is_his_answered_call(
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    """p_t: 150's phone forwards (302) to his mobile, which answers: an answered call for 150 on the
+    customer's card; the mobile is never looked up, nor made a contact or a lead."""
+    fake.add_contact("+375291234567", responsible_user_id=8)
+    ami = await ami_for("p_t_forward_no_answer")
+    cfg = config(make_config, db_dsn, ami)
+    await configure_amocrm(pool, cfg.agent.state_dir, fake, unknown_caller="contact_and_lead", pipeline_id=3001)
+    await run_recording(fake, pool, cfg, ami)
+    (call,) = fake.calls
+    assert (call["direction"], call["call_status"], call["responsible_user_id"]) == ("inbound", 4, 7)
+    assert call["phone"] == "+375291234567"  # (durations: the fake AMI sends the whole stream at once)
+    assert call["call_result"] == "Answered (150 on +375296660150)"
+    assert not fake.tasks and not fake.leads and not fake.unsorted and len(fake.contacts) == 1
+    # the mobile is named only in the call's result text: never searched for, never sent as a phone
+    looked_up = [r for r in fake.requests if "6660150" in json.dumps([r.query, r.body])]
+    assert [r.path for r in looked_up] == ["/api/v4/calls"]
 
 
 async def test_missed_recorded_call_makes_one_task_and_a_repeat_adds_none(

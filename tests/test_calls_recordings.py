@@ -12,6 +12,7 @@ from tests.recordings import play
 CUSTOMER_A = "+375291234567"
 UNKNOWN = "+375445550011"
 REMOTE = "+375447654321"
+MOBILE_150 = "+375296660150"
 DID = "375173880000"
 TOL = 0.5
 
@@ -256,6 +257,38 @@ CASES: dict[str, tuple[dict[str, Any], tuple[int, int, int], float | None, float
         (1, 1, 1),
         3,
         8,
+    ),
+    # 151 picks up 150's ringing call: one call, answered by the picker; 150 only rang
+    "p_m_pickup": (
+        dict(
+            direction="in",
+            phone=CUSTOMER_A,
+            did=DID,
+            extension="151",
+            answered_by="151",
+            result="answered",
+            extensions=("150", "151"),
+            forwarded_to=None,
+        ),
+        (1, 1, 1),
+        3.6,
+        6,
+    ),
+    # 150's phone forwards (302) to his mobile, which answers: 150's call, answered, on that number
+    "p_t_forward_no_answer": (
+        dict(
+            direction="in",
+            phone=CUSTOMER_A,
+            did=DID,
+            extension="150",
+            answered_by="150",
+            result="answered",
+            extensions=("150",),
+            forwarded_to=MOBILE_150,
+        ),
+        (1, 1, 1),
+        7,
+        9,
     ),
 }
 

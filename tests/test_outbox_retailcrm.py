@@ -55,6 +55,8 @@ EXPECTED = {  # recording -> (popups of type "in"/"out", upload result, answered
     "i_queue_second_member": ({"in": 2, "hangup": 1}, "answered", "152"),
     "p_l_ring_group": ({"in": 3, "hangup": 1}, "answered", "151"),
     "p_n_ivr_then_missed": ({"in": 1, "hangup": 1}, "no answer", "150"),
+    "p_m_pickup": ({"in": 1, "hangup": 1}, "answered", "151"),  # 151 picked up 150's ringing call
+    "p_t_forward_no_answer": ({"in": 1, "hangup": 1}, "answered", "150"),  # 150's phone forwarded to his mobile
 }
 
 

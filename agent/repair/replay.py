@@ -108,9 +108,13 @@ def _details(e: CallEvent) -> str:
             f"ring={e.ring_seconds if e.ring_seconds is not None else '-'}s",
             f"talk={e.talk_seconds if e.talk_seconds is not None else '-'}s",
         ]
+        if e.forwarded_to:
+            bits.append(f"forwarded_to={e.forwarded_to}")
         if e.recording:
             bits.append(f"recording={e.recording}")
         return " ".join(bits)
+    if e.forwarded_to:
+        return f"forwarded_to={e.forwarded_to}"
     if e.event == "transferred":
         return f"{e.kind} {e.from_extension or '?'} -> {e.to_extension or '?'}"
     return ""

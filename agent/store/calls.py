@@ -10,6 +10,8 @@ from typing import Any
 from agent.tracking.event import CallEvent
 from agent.web.metrics import Metrics
 
+FORWARDED_TO = "forwarded_to"
+
 INSERT = """
 INSERT INTO calls (call_id, enterprise_number, pbx, direction, phone, did, extensions, answered_by, result,
                    ring_seconds, talk_seconds, started_at, ended_at, recording, details)
@@ -34,13 +36,22 @@ def row(event: CallEvent) -> tuple[object, ...]:
         event.started_at,
         event.ended_at,
         event.recording,
-        json.loads(json.dumps(event.extra, default=str)),
+        json.loads(json.dumps(_details(event), default=str)),
     )
+
+
+def _details(event: CallEvent) -> dict[str, Any]:
+    """`extra`, and `forwarded_to` when set (kept beside it: the table has no column of its own for it)."""
+    if event.forwarded_to is None:
+        return event.extra
+    return {**event.extra, FORWARDED_TO: event.forwarded_to}
 
 
 def event_from_row(r: Mapping[str, Any]) -> CallEvent:
     """The `ended` CallEvent a stored call came from (for redelivery and backfill)."""
     extensions = tuple(r["extensions"] or ())
+    extra = dict(r["details"] or {})
+    forwarded_to = extra.pop(FORWARDED_TO, None)
     return CallEvent(
         event="ended",
         call_id=r["call_id"],
@@ -59,7 +70,8 @@ def event_from_row(r: Mapping[str, Any]) -> CallEvent:
         ended_at=r["ended_at"],
         recording=r["recording"],
         pbx=r["pbx"],
-        extra=dict(r["details"] or {}),
+        forwarded_to=forwarded_to,
+        extra=extra,
     )
 
 

@@ -70,8 +70,13 @@ def dial_begin(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None
             return []
         call.add_extension(dest_ext)
         return [call.event(env, "ringing", dest_ext, at)]
+    forward, call.forward = call.forward, None
     if dest_ext is None:
         call.dials[dest_uid] = None
+        forwarded = _forwarded(env, call, msg, forward)
+        if forwarded is not None:
+            call.forwards[dest_uid] = forwarded
+            return []
         if call.direction == "out" and call.caller_ext is not None:
             return [call.event(env, "ringing", call.caller_ext, at)]
         return []
@@ -88,13 +93,23 @@ def dial_end(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) 
         if dest_uid in call.origin:
             call.origin_status = status
         return []
-    if dest_uid not in call.dials or dest_uid in call.dials_done:
-        # A consultation, an unknown dial, or the CANCEL that follows a queue member's NOANSWER.
-        return []
+    if dest_uid not in call.dials:
+        if status == "ANSWER" and msg.get("Uniqueid") == call.caller_uid:
+            return _answered_in_place(env, call, msg, at)
+        return []  # a consultation or an unknown dial
+    if dest_uid in call.dials_done:
+        return []  # the CANCEL that follows a queue member's NOANSWER
     call.dials_done.add(dest_uid)
     if status != "ANSWER":
         call.last_status = status
+        ext = call.dials[dest_uid]
+        if ext is not None and msg.get("Forward"):
+            # The phone forwarded the call (SIP 302): Dial's next leg, to the number it gave, is the phone's.
+            call.forward = (ext, env.number(msg["Forward"]))
         return []
+    forwarded = call.forwards.get(dest_uid)
+    if forwarded is not None:
+        return answer(env, call, forwarded[0], dest_uid, at, forwarded_to=forwarded[1])
     ext = call.pickups.get(dest_uid) or call.dials[dest_uid]
     if ext is not None:
         return answer(env, call, ext, dest_uid, at)
@@ -114,21 +129,60 @@ def agent_connect(env: Env, call: Call, msg: Mapping[str, str], at: datetime | N
     return answer(env, call, ext, dest_uid, at)
 
 
-def answer(env: Env, call: Call, ext: str, channel: str | None, at: datetime | None) -> list[CallEvent]:
-    """`ext` is now the one talking with the other party."""
+def answer(
+    env: Env, call: Call, ext: str, channel: str | None, at: datetime | None, forwarded_to: str | None = None
+) -> list[CallEvent]:
+    """`ext` is now the one talking with the other party (on the outside number `forwarded_to`, when its
+    phone forwarded the call there)."""
     current = call.current
     if current is not None and not current.closed and current.extension == ext:
         return []
     if current is not None:
         current.close(at)
-    leg = Leg(ext, channel, at)
+    leg = Leg(ext, channel, at, forwarded_to=forwarded_to)
     call.legs.append(leg)
     call.current = leg
     call.answered_by = ext
     call.add_extension(ext)
     if call.first_answer_at is None:
         call.first_answer_at = at
-    return [call.event(env, "answered", ext, at)]
+    return [call.event(env, "answered", ext, at, forwarded_to=forwarded_to)]
+
+
+def _outside_number(env: Env, msg: Mapping[str, str]) -> str | None:
+    """The outside number a Dial went to, from its `DialString` alone (`+375…@provider`, `PJSIP/+375…`)."""
+    dial = msg.get("DialString", "").split("@", 1)[0].rsplit("/", 1)[-1]
+    if _NUMBER.match(dial) and not env.rules.is_internal_number(dial):
+        return env.number(dial)
+    return None
+
+
+def _forwarded(
+    env: Env, call: Call, msg: Mapping[str, str], forward: tuple[str, str | None] | None
+) -> tuple[str, str | None] | None:
+    """(the extension, the number) when the caller's Dial to an outside number carries on for a phone that
+    rang: the leg Dial made for a phone's forward (a `DialEnd` with `Forward:` came just before), or a
+    follow-me in the dialplan (the same caller dials out after a phone rang). None for anything else."""
+    if call.direction not in ("in", "internal") or msg.get("Uniqueid") != call.caller_uid:
+        return None
+    number = _outside_number(env, msg)
+    if forward is not None:
+        return forward[0], forward[1] or number
+    if number is not None and call.last_ext is not None:
+        return call.last_ext, number
+    return None
+
+
+def _answered_in_place(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    """The caller's Dial was answered by a phone it never dialled: a pickup moved the picker's channel into
+    the dialled one's place (Asterisk swaps the two), so `DestChannel` is the picker's."""
+    dest_uid = msg.get("DestUniqueid", "")
+    ext = call.pickups.get(dest_uid) or env.rules.phone_extension(msg.get("DestChannel"))
+    if ext is None or not any(call.dials.values()):
+        return []
+    call.dials[dest_uid] = ext
+    call.dials_done.add(dest_uid)
+    return answer(env, call, ext, dest_uid, at)
 
 
 def pickup(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
@@ -138,6 +192,8 @@ def pickup(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) ->
     if picker is None:
         return []
     call.pickups[target] = picker
+    if msg.get("Uniqueid"):
+        call.pickups[msg["Uniqueid"]] = picker
     if target in call.dials_done and call.current is not None and call.current.channel == target:
         return answer(env, call, picker, target, at)
     return []

@@ -91,5 +91,6 @@ def ended(
         started_at=start,
         ended_at=ended_at,
         recording=call.recording,
+        forwarded_to=call.legs[-1].forwarded_to if call.legs else None,
         extra=more,
     )

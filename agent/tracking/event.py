@@ -39,6 +39,9 @@ class CallEvent:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     recording: str | None = None
+    # answered and ended: the outside number a phone forwarded the call to and that answered it (SIP 302, a
+    # dialplan follow-me); `extension` / `answered_by` stay the manager whose phone forwarded it
+    forwarded_to: str | None = None
     # transferred
     from_extension: str | None = None
     to_extension: str | None = None
@@ -53,7 +56,8 @@ class CallEvent:
 
     def to_json(self) -> dict[str, Any]:
         """DESIGN.md's field names; times ISO-8601 UTC; only the fields of this event kind. `pbx` and
-        `default_extension`, when set, go out inside `extra` (after its own keys), where they always have."""
+        `default_extension`, when set, go out inside `extra` (after its own keys), where they always have;
+        `forwarded_to` only when set (on `answered` and `ended`), so the JSON of every other call is unchanged."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -62,6 +66,8 @@ class CallEvent:
             if f.name in _TRANSFER_ONLY and self.event != "transferred":
                 continue
             if f.name in _IN_EXTRA:
+                continue
+            if f.name in _WHEN_SET and value is None:
                 continue
             if f.name == "extra":
                 value = self._extra_json()
@@ -90,3 +96,4 @@ _ENDED_ONLY = frozenset(
 )
 _TRANSFER_ONLY = frozenset({"from_extension", "to_extension", "kind"})
 _IN_EXTRA = frozenset({"pbx", "default_extension"})
+_WHEN_SET = frozenset({"forwarded_to"})

@@ -75,6 +75,7 @@ class Leg:
     start: datetime | None
     end: datetime | None = None
     closed: bool = False
+    forwarded_to: str | None = None  # the outside number the extension's phone forwarded the call to
 
     def close(self, at: datetime | None) -> None:
         if not self.closed:
@@ -99,7 +100,9 @@ class Call:
     consult: dict[str, str | None] = field(default_factory=dict)  # consultation channel uid -> ext
     origin: dict[str, str] = field(default_factory=dict)  # Originate's own dial: dest uid -> ext
     origin_status: str | None = None
-    pickups: dict[str, str] = field(default_factory=dict)  # picked-up channel uid -> picker ext
+    pickups: dict[str, str] = field(default_factory=dict)  # picked-up or picker's channel uid -> picker ext
+    forward: tuple[str, str | None] | None = None  # a phone forwarded (DialEnd Forward): (ext, number)
+    forwards: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # dest uid -> (ext, number)
     last_status: str | None = None
     last_ext: str | None = None
     answered_by: str | None = None
@@ -108,7 +111,11 @@ class Call:
     current: Leg | None = None
     recording: str | None = None
     transfers: int = 0
-    absorbed: bool = False  # a pickup's own channel: it becomes part of another call
+    absorbed: bool = False  # a picker's own dialplan leg whose channel joined another call: never a call
+
+    def emitted(self) -> bool:
+        """Whether any event of this call can have gone out (events start with its first real Dial)."""
+        return self.direction is not None or bool(self.legs)
 
     def add_extension(self, ext: str) -> None:
         if ext not in self.extensions:

@@ -20,6 +20,11 @@ trunk contexts), never from how Local channels happen to be paired:
 One event per answering leg: `answered` when a person picks up (Dial ANSWER to a phone, queue
 AgentConnect, pickup, the target of a completed attended transfer); `extra["legs"]` on `ended`
 splits the talk time per extension and `talk_seconds` is their sum.
+
+- A pickup: the picker answers; the phone it took only rang; the picker's channel, which arrived with a
+  Linkedid of its own, joins the call (its own Linkedid never becomes a call).
+- A forward: an outside number that a phone forwarded the call to (`DialEnd Forward:`, or the caller
+  dialling out after a phone rang: a follow-me) answers for that phone's extension, with `forwarded_to`.
 """
 
 from __future__ import annotations
@@ -120,6 +125,24 @@ class CallTracker:
                 return call
         return None
 
+    def _adopt(self, call: Call, uid: str, at: datetime | None) -> list[CallEvent]:
+        """The channel `uid` now belongs to `call` (a pickup, an attended transfer). The call it leaves
+        ends when it has no channel left; one that never reached a Dial (a picker's own dialplan leg) is
+        no call at all and vanishes without an event."""
+        old = self._chans.get(uid)
+        if old is None or old is call:
+            return _NONE
+        chan = old.channels.pop(uid)
+        call.channels[uid] = chan
+        self._chans[uid] = call
+        if old.current is not None and old.current.channel == uid:
+            old.current.close(at)
+        if not old.emitted():
+            old.absorbed = True
+        if old.channels:
+            return _NONE
+        return self._finish(old, at, at)
+
     def _finish(
         self, call: Call, at: datetime | None, ended_at: datetime | None, extra: dict[str, str] | None = None
     ) -> list[CallEvent]:
@@ -205,13 +228,62 @@ def _on(family: Callable[[Env, Call, Mapping[str, str], datetime | None], list[C
 
 
 def _pickup(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    """The picker's channel joins the ringing call (its own Linkedid gives way to the call's once bridged)."""
     call = tr._call_of(msg, "Target")
     if call is None:
         return _NONE
-    own = tr._call_of(msg, "")
-    if own is not None and own is not call:
-        own.absorbed = True
-    return calldial.pickup(tr.env, call, msg, _time(msg, at))
+    at = _time(msg, at)
+    out = calldial.pickup(tr.env, call, msg, at)
+    return out + tr._adopt(call, msg.get("Uniqueid", ""), at)
+
+
+def _dial_end(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    call = tr._call_of(msg, "", "Dest")
+    if call is None:
+        return _NONE
+    at = _time(msg, at)
+    out = calldial.dial_end(tr.env, call, msg, at)
+    dest = msg.get("DestUniqueid", "")
+    if msg.get("DialStatus") == "ANSWER" and dest in call.dials:
+        out += tr._adopt(call, dest, at)  # a picker that answered in the dialled phone's place
+    return out
+
+
+def _attended(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    """One call when the consultation ran inside it (a Local-channel feature); two when the transferer's
+    phone placed the consultation as a call of its own: the calls' remaining parties then talk in the call
+    that goes on, and the consultation ends here."""
+    first = tr._call_of(msg, "OrigTransferer", "Transferee")
+    second = tr._call_of(msg, "SecondTransferer", "TransferTarget")
+    at = _time(msg, at)
+    if first is None or second is None or first is second:
+        call = first or second
+        return calltransfer.attended(tr.env, call, msg, at) if call is not None else _NONE
+    if msg.get("Result", "Success") != "Success":
+        return _NONE
+    keep, gone = calltransfer.survivor(first, second)
+    newcomer = next(
+        (msg[k] for k in ("TransferTargetUniqueid", "TransfereeUniqueid") if msg.get(k) in gone.channels), None
+    )
+    out = calltransfer.merged(tr.env, keep, gone, msg, newcomer, at)
+    if newcomer is not None:
+        out += tr._adopt(keep, newcomer, at)
+    return out
+
+
+def _unparked(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    """Someone took a parked call from its slot (`ParkedCall()`): the retriever answers it. Its channel came
+    with a Linkedid of its own, which never dialled: it joins the call and is no call of its own. (A call
+    parked too long goes back to the parker through an ordinary Dial; one whose caller hangs up while parked
+    keeps the parker as the one who answered: neither needs an event of its own.)"""
+    call = tr._call_of(msg, "Parkee")
+    if call is None:
+        return _NONE
+    at = _time(msg, at)
+    uid = msg.get("RetrieverUniqueid", "")
+    ext = tr.env.identity(msg.get("RetrieverChannel", ""), msg.get("RetrieverCallerIDNum"), msg.get("RetrieverContext"))
+    out = calldial.answer(tr.env, call, ext, uid, at) if ext is not None else []
+    return out + tr._adopt(call, uid, at)
 
 
 _HANDLERS: dict[str, Handler] = {
@@ -220,9 +292,15 @@ _HANDLERS: dict[str, Handler] = {
     "Hangup": _hangup,
     "VarSet": _varset,
     "DialBegin": _on(calldial.dial_begin, "", "Dest"),
-    "DialEnd": _on(calldial.dial_end, "", "Dest"),
+    "DialEnd": _dial_end,
     "AgentConnect": _on(calldial.agent_connect, "", "Dest"),
     "Pickup": _pickup,
     "BlindTransfer": _on(calltransfer.blind, "Transferee", "Transferer"),
-    "AttendedTransfer": _on(calltransfer.attended, "OrigTransferer", "Transferee", "SecondTransferer"),
+    "AttendedTransfer": _attended,
+    "UnParkedCall": _unparked,
 }
+
+
+def handled_events() -> frozenset[str]:
+    """The AMI event names the tracker reads (the README's manager.conf event filter must let each through)."""
+    return frozenset(_HANDLERS)

@@ -51,3 +51,32 @@ def attended(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) 
     if dst is not None:
         out += answer(env, call, dst, target_uid, at)
     return out
+
+
+def survivor(first: Call, second: Call) -> tuple[Call, Call]:
+    """(the call that goes on, the one that ends) when an attended transfer joins two calls. The one with
+    an outside party goes on (the CRMs' call); between equals, the transferer's first call (its
+    `OrigTransferer` side, the older bridge)."""
+    if first.direction == "internal" and second.direction not in (None, "internal"):
+        return second, first
+    return first, second
+
+
+def merged(
+    env: Env, keep: Call, gone: Call, msg: Mapping[str, str], newcomer: str | None, at: datetime | None
+) -> list[CallEvent]:
+    """`newcomer`, the party of `gone` that stays (the consultation's target, or the transferee when the
+    transferer's first call is the one that ends), now talks in `keep`; `gone`'s conversation ends now."""
+    transferer = msg.get("OrigTransfererChannel") if keep.channels.get(msg.get("OrigTransfererUniqueid", "")) else None
+    src = _from_extension(env, keep, transferer or msg.get("SecondTransfererChannel"))
+    chan = gone.channels.get(newcomer or "")
+    dst = None
+    if newcomer is not None and chan is not None:
+        dst = gone.dials.get(newcomer) or gone.consult.get(newcomer) or env.rules.phone_extension(chan.name)
+    for call in (keep, gone):
+        if call.current is not None:
+            call.current.close(at)
+    out = [_transferred(env, keep, "attended", src, dst, at)]
+    if dst is not None:
+        out += answer(env, keep, dst, newcomer, at)
+    return out

@@ -72,6 +72,16 @@ def _unix(when: datetime | None) -> int | None:
     return int(when.timestamp()) if when is not None else None
 
 
+def _who(event: CallEvent) -> str:
+    """` (150)`, or ` (150 on +375296660150)` when 150's phone forwarded the call to that outside number (the
+    manager's mobile: the call stays his, and the customer's card gets it, never a card for the mobile)."""
+    if not event.answered_by:
+        return ""
+    if event.forwarded_to:
+        return f" ({event.answered_by} on {event.forwarded_to})"
+    return f" ({event.answered_by})"
+
+
 def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
     result: CallResult = event.result or ("answered" if event.answered_by else "no_answer")
     rang = list(dict.fromkeys(event.extensions))
@@ -82,7 +92,7 @@ def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
         "source": settings.source,
         "phone": event.phone,
         "call_status": CALL_STATUS[result],
-        "call_result": CALL_RESULT[result] + (f" ({event.answered_by})" if event.answered_by else ""),
+        "call_result": CALL_RESULT[result] + _who(event),
     }
     started = _unix(event.started_at or event.at)
     if started is not None:

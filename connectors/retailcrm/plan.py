@@ -135,7 +135,8 @@ def _upload(event: CallEvent, settings: RetailCrmSettings, rang: list[str]) -> D
     when = event.started_at or event.at
     if when is not None:
         call["date"] = _local(when, settings)
-    # who handled it: the one who talked, else the last one who rang
+    # who handled it: the one who talked (a call his phone forwarded to his mobile included: `answered_by` is
+    # his extension, `forwarded_to` the mobile, which the upload has no field for), else the last one who rang
     manager = event.answered_by or (rang[-1] if rang else None) or event.default_extension
     if manager:
         call["code"] = manager

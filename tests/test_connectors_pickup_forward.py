@@ -1,0 +1,93 @@
+"""What the CRMs get for a picked-up call and for a call a manager's phone forwarded to his mobile."""
+
+from __future__ import annotations
+
+from agent.store.calls import event_from_row, row
+from agent.tracking.event import CallEvent
+from connectors.amocrm.plan import plan as amo_plan
+from connectors.amocrm.settings import parse as amo_parse
+from connectors.retailcrm.plan import plan as rc_plan
+from connectors.retailcrm.settings import parse as rc_parse
+from tests.recordings import play
+
+CUSTOMER_A = "+375291234567"
+MOBILE_150 = "+375296660150"
+AMO = amo_parse(
+    {
+        "host": "https://shop.amocrm.ru",
+        "client_id": "5f2b8d9e-1c3a-4b7e-9f00-aa11bb22cc33",
+        "client_secret": "Sx9kT2mQ7vW4yZ1aB8cD3eF6gH0jK5lN",
+        "user_extensions": {"7": "150", "8": "151", "9": "152"},
+    }
+)
+RC = rc_parse(
+    {
+        "domain": "https://shop.retailcrm.ru",
+        "api_key": "k" * 32,
+        "client_id": "c" * 32,
+        "timezone": "Europe/Minsk",
+        "user_extensions": {"17": "150", "18": "151"},
+    }
+)
+
+
+def uploads(name: str) -> list[dict[str, object]]:
+    return [d.payload["call"] for e in play(name) for d in rc_plan(e, RC) if d.kind == "calls_upload"]
+
+
+def amo_calls(name: str) -> list[dict[str, object]]:
+    return [d.payload for e in play(name) for d in amo_plan(e, AMO) if d.kind == "call"]
+
+
+def test_retailcrm_forwarded_call_is_answered_by_the_forwarding_manager() -> None:
+    [call] = uploads("p_t_forward_no_answer")
+    assert (call["result"], call["code"], call["userId"], call["phone"]) == ("answered", "150", 17, CUSTOMER_A)
+    assert call["duration"] == 9 and call["durationWaiting"] == 7
+
+
+def test_amocrm_forwarded_call_is_answered_on_the_customers_card() -> None:
+    [payload] = amo_calls("p_t_forward_no_answer")
+    call = payload["call"]
+    assert isinstance(call, dict)
+    assert (call["call_status"], call["responsible_user_id"], call["phone"]) == (4, 7, CUSTOMER_A)
+    assert call["call_result"] == f"Answered (150 on {MOBILE_150})"
+    assert payload["phone"] == CUSTOMER_A and "task" not in payload  # not a missed call, not the mobile's card
+
+
+def test_picked_up_call_goes_to_the_picker() -> None:
+    [call] = uploads("p_m_pickup")
+    assert (call["result"], call["code"], call["userId"]) == ("answered", "151", 18)
+    [payload] = amo_calls("p_m_pickup")
+    assert payload["answered_by"] == "151" and "task" not in payload
+    assert payload["extensions"] == ["150", "151"]
+
+
+def test_forwarded_to_survives_the_calls_table() -> None:
+    end = play("p_t_forward_no_answer")[-1]
+    values = row(end)
+    stored = dict(
+        zip(
+            (
+                "call_id",
+                "enterprise_number",
+                "pbx",
+                "direction",
+                "phone",
+                "did",
+                "extensions",
+                "answered_by",
+                "result",
+                "ring_seconds",
+                "talk_seconds",
+                "started_at",
+                "ended_at",
+                "recording",
+                "details",
+            ),
+            values,
+            strict=True,
+        )
+    )
+    back: CallEvent = event_from_row(stored)
+    assert back.forwarded_to == MOBILE_150 and "forwarded_to" not in back.extra
+    assert back.extra == end.extra
