@@ -30,7 +30,7 @@ from tests.fakes.retailcrm import FakeRetailCrm
 from tests.mariadb import mariadb
 from tests.test_ami_link import pbx_for
 from tests.test_backfill import cdr_line, uid
-from tests.test_cel import CEL_PGSQL, forward_cdr, insert_cel
+from tests.test_cel import CEL_PGSQL, blind_transfer_cdr, insert_cel
 from tests.waiting import until
 
 RECORDING = "p_a_incoming_answered"  # +375291234567 calls in, 150 answers
@@ -439,20 +439,20 @@ async def test_a_stop_before_the_catch_up_sends_the_reconciled_calls_on_as_close
     assert [e.call_id for e in released] == ["9.9", "9.10", "9.11"]
 
 
-async def test_the_cel_beside_the_cdr_says_who_served_a_forwarded_call(
+async def test_the_cel_beside_the_cdr_gives_each_manager_of_a_transferred_call_his_talk(
     fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
 ) -> None:
-    """cdr_pgsql with cel_pgsql: the CDR alone makes the call a manager forwarded to his mobile a cancelled one
-    (tests/test_cel.py); with the CEL table beside it the catch-up stores it answered by 150, with the number."""
+    """cdr_pgsql with cel_pgsql: the CDR says who answered last; the CEL table beside it adds each manager's
+    talk (`legs`) and the transfer, which the catch-up stores as the live tracker would have."""
     directory = recordings.recordings_dir()
     ami = await started(FakeAmi(directory / f"{RECORDING}.ami", speed=math.inf, pause_at=0))  # an idle PBX
     now = datetime.now(UTC).replace(microsecond=0)
     await pool.execute(INSERT, *stored("1.1", now - timedelta(minutes=30)))
     epoch = int((now - timedelta(minutes=10)).timestamp())
-    script, call = cel_calls.forward(epoch)
+    script, call = cel_calls.blind_transfer(epoch)
     await pool.execute(CDR_PGSQL)
     await pool.execute(CEL_PGSQL)
-    for line in forward_cdr(datetime.fromtimestamp(epoch, UTC), call, epoch):
+    for line in blind_transfer_cdr(datetime.fromtimestamp(epoch, UTC), call):
         (row_,) = cdr.parse([line], UTC).rows
         await pool.execute(
             "INSERT INTO cdr (calldate, src, dst, dcontext, channel, dstchannel, lastapp, duration, billsec,"
@@ -471,7 +471,7 @@ async def test_the_cel_beside_the_cdr_says_who_served_a_forwarded_call(
         assert report["cel"] == f"{len(script.rows)} event(s) of 1 call(s)"
         await drained(pool, at_least=1)
     ((upload,),) = fake_crm.uploads
-    assert upload["externalId"] == call and upload["result"] == "answered"
-    assert upload["code"] == "150"  # the manager whose phone forwarded it
+    assert upload["externalId"] == call and upload["result"] == "answered" and upload["code"] == "151"
     details = await pool.fetchval("SELECT details FROM calls WHERE call_id = $1", call)
-    assert "+375296660150" in str(details)
+    assert details["legs"] == [{"extension": "150", "talk_seconds": 3.0}, {"extension": "151", "talk_seconds": 14.0}]
+    assert details["transfers"] == 1

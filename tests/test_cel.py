@@ -104,16 +104,51 @@ def from_cdr(lines: list[str]) -> CallEvent:
     return cdr.to_event(rows, RULES, "0001", "office")
 
 
-def test_the_cdr_alone_calls_a_forwarded_call_cancelled_and_the_cel_puts_it_right() -> None:
+def test_a_forwarded_call_from_the_cdr_and_from_the_cel() -> None:
+    """The CDR shows 150 not answering and a Local leg to the mobile answered: the call is 150's (the rule the
+    live tracker follows); the CEL says the same from FORWARD and the bridges, with the talk to the ms."""
     script, call = cel_calls.forward(EPOCH)
     at = datetime.fromtimestamp(EPOCH, UTC)
     event = from_cdr(forward_cdr(at, call))
-    assert event.answered_by is None and event.result != "answered"  # what a CDR-only catch-up stores
+    assert (event.result, event.answered_by, event.forwarded_to) == ("answered", "150", "+375296660150")
+    assert (event.ring_seconds, event.talk_seconds) == (7.0, 9.0)
     better = cel.refine(event, cel.by_call(cel.parse_lines(script.csv_lines()))[call], RULES)
     assert better.result == "answered" and better.answered_by == "150" and better.extension == "150"
-    assert better.extra is not None and better.extra["forwarded_to"] == "+375296660150"
-    assert better.talk_seconds == pytest.approx(9.0, abs=0.1)
+    assert better.forwarded_to == "+375296660150"
+    assert better.talk_seconds == pytest.approx(9.006, abs=0.01)
     assert better.phone == "+375291234567"  # the customer stays the customer
+
+
+def test_a_cdr_leg_to_an_outside_number_with_no_phone_before_it_is_nobodys() -> None:
+    at = datetime.fromtimestamp(EPOCH, UTC)
+    call = f"{EPOCH}.7"
+    (_, leg, out) = forward_cdr(at, call)
+    event = from_cdr([leg, out])  # the DID routed straight to an outside number: no manager's phone rang
+    assert event.answered_by is None and event.forwarded_to is None
+
+
+def blind_transfer_cdr(at: datetime, call: str) -> list[str]:
+    """What the CDR says of it: the trunk's dial to 150 answered (2-5 s), then its dial to 151 (7-21 s)."""
+    return [
+        cdr_line("+375291234567", "375173880000", "from-trunk", "PJSIP/provider-00000001", "PJSIP/150-00000002",
+                 "Dial", at, at + timedelta(seconds=2), at + timedelta(seconds=5), "ANSWERED", call, linkedid=call,
+                 sequence=1),
+        cdr_line("+375291234567", "151", "from-internal", "PJSIP/provider-00000001", "PJSIP/151-00000003", "Dial",
+                 at + timedelta(seconds=5), at + timedelta(seconds=7), at + timedelta(seconds=21), "ANSWERED", call,
+                 linkedid=call, sequence=2),
+    ]  # fmt: skip
+
+
+def test_the_cel_gives_each_manager_of_a_transferred_call_his_talk() -> None:
+    script, call = cel_calls.blind_transfer(EPOCH)
+    event = from_cdr(blind_transfer_cdr(datetime.fromtimestamp(EPOCH, UTC), call))
+    assert event.answered_by == "151" and "legs" not in (event.extra or {})  # the CDR has no talk per person
+    better = cel.refine(event, cel.by_call(cel.parse_lines(script.csv_lines()))[call], RULES)
+    assert better.extra is not None and better.extra["transfers"] == 1
+    assert better.extra["legs"] == [
+        {"extension": "150", "talk_seconds": 3.0},
+        {"extension": "151", "talk_seconds": 14.0},
+    ]
 
 
 def test_a_missed_call_stays_missed_with_every_phone_that_rang() -> None:

@@ -176,6 +176,7 @@ def to_event(rows: list[CdrRow], rules: ChannelRules, enterprise: str, pbx: str)
     direction: Direction
     phone: str | None
     did: str | None = None
+    forwarded_to: str | None = None
     if caller is None:
         direction, phone = "in", env.number(first.src)
         if first.dst and first.dst != "s" and not rules.is_internal_number(first.dst):
@@ -183,6 +184,8 @@ def to_event(rows: list[CdrRow], rules: ChannelRules, enterprise: str, pbx: str)
         by_phone = [r for r in answered if rules.phone_extension(r.dstchannel) is not None]
         answered_by = rules.phone_extension(by_phone[-1].dstchannel) if by_phone else None
         talk_rows = by_phone
+        if answered_by is None and rang:
+            answered_by, forwarded_to, talk_rows = _forwarded(rows, answered, rules, env)
     else:
         outside = [
             r
@@ -230,8 +233,32 @@ def to_event(rows: list[CdrRow], rules: ChannelRules, enterprise: str, pbx: str)
         ended_at=ended,
         recording=recording,
         pbx=pbx,
+        forwarded_to=forwarded_to,
         extra={"backfilled": True, "cdr_uniqueids": uniqueids},
     )
+
+
+_DIALLED_NUMBER = re.compile(r"^(?:Local|PJSIP|SIP|IAX2|DAHDI)/(?P<number>\+?\d{5,})(?:[@/-]|$)")
+
+
+def _forwarded(
+    rows: list[CdrRow], answered: list[CdrRow], rules: ChannelRules, env: Env
+) -> tuple[str | None, str | None, list[CdrRow]]:
+    """An incoming call no phone answered, though a phone rang and then an outside leg answered: the phone
+    forwarded it (SIP 302, a follow-me), and the call is that phone's, on the number it reached. Returns
+    (the phone's extension, the number, the outside leg's rows), or nobody's."""
+    outside = [r for r in answered if rules.phone_extension(r.dstchannel) is None]
+    if not outside:
+        return None, None, []
+    leg = outside[0]
+    before = [r for r in rows if r.dstchannel and r.start <= leg.start and r is not leg]
+    phones = [ext for r in before if (ext := rules.phone_extension(r.dstchannel)) is not None]
+    if not phones:
+        return None, None, []
+    dialled = _DIALLED_NUMBER.match(leg.dstchannel)
+    numbers = [dialled.group("number")] if dialled else []
+    numbers += [r.dst for r in rows if r.dst and r.dst != rows[0].dst and not rules.is_internal_number(r.dst)]
+    return phones[-1], env.number(numbers[0]) if numbers else None, [leg]
 
 
 def ids_of(rows: list[CdrRow]) -> set[str]:

@@ -262,11 +262,10 @@ def refine(event: CallEvent, events: Sequence[CelEvent] | None, rules: ChannelRu
     extensions = list(dict.fromkeys([*got.rang, *got.pickers, *got.legs]))
     extra = dict(event.extra or {})
     extra["cel"] = True
-    answered_by = got.last_talker
+    answered_by, forwarded_to = got.last_talker, None
     talk = sum(got.legs.values())
     if got.forwarded_to is not None and answered_by is None:
-        answered_by, talk = got.forwarded_by, got.outside_talk
-        extra["forwarded_to"] = got.forwarded_to
+        answered_by, forwarded_to, talk = got.forwarded_by, got.forwarded_to, got.outside_talk
     if answered_by is None:
         return replace(event, extensions=tuple(extensions) or event.extensions, extra=extra)
     if len(got.legs) > 1 or got.transfers:
@@ -280,5 +279,6 @@ def refine(event: CallEvent, events: Sequence[CelEvent] | None, rules: ChannelRu
         extensions=tuple(extensions),
         result="answered",
         talk_seconds=round(talk, 3) if talk else event.talk_seconds,
+        forwarded_to=forwarded_to,
         extra=extra,
     )
