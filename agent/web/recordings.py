@@ -7,8 +7,8 @@ token gets 403; a path that is not a regular file inside the root (after resolvi
 log line when it points outside; a source that cannot be reached (the PBX over SSH is down) 503.
 
 Files are streamed in chunks with Range support (local files by aiohttp's FileResponse; SFTP files by
-`_stream`), never read whole into memory. `fmt="mp3"` on a WAV gives an MP3 made once by ffmpeg and
-cached under `state_dir`, `[agent] mp3_cache_mb` at most (agent.web.transcode); without ffmpeg the original is
+`_stream`), never read whole into memory. `fmt="mp3"` on a WAV gives an MP3 made once (agent.web.lame, else ffmpeg) and
+cached under `state_dir`, `[agent] mp3_cache_mb` at most (agent.web.transcode); one neither can make, the original is
 served (said in /health).
 """
 
@@ -134,7 +134,7 @@ class RecordLinks:
         """The URL to hand a CRM for a call's `recording` (a path on the PBX that recorded it), or None.
 
         `pbx` (the CallEvent's `pbx`) picks that PBX's source; without it the path must belong to
-        exactly one configured source. `fmt="mp3"`: a WAV is served as MP3 (when ffmpeg is there).
+        exactly one configured source. `fmt="mp3"`: a WAV is served as MP3 (when it can be made).
         """
         if fmt is not None and fmt not in FORMATS:
             raise ValueError(f"unknown recording format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -250,6 +250,9 @@ class RecordLinks:
         await self._set.close()
 
 
+MP3_WITHOUT_FFMPEG = "MP3 by the built-in encoder; without ffmpeg, GSM (WAV49) recordings are served as they are"
+
+
 def from_config(cfg: Config, secret: bytes, health: HealthRegistry | None = None) -> RecordLinks:
     """RecordLinks with one source per `[[pbx]] recordings` (local or SFTP), reporting ffmpeg in /health."""
     ffmpeg = find_ffmpeg()
@@ -267,7 +270,7 @@ def from_config(cfg: Config, secret: bytes, health: HealthRegistry | None = None
         links.health.set(
             "ok",
             ffmpeg=ffmpeg is not None,
-            info=None if ffmpeg else "ffmpeg missing: serving originals",
+            info=None if ffmpeg else MP3_WITHOUT_FFMPEG,
             sources=links.source_specs(),
         )
     return links

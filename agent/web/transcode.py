@@ -1,8 +1,12 @@
-"""WAV recordings as MP3 for players that take nothing else (amoCRM), made once by ffmpeg and cached.
+"""WAV recordings as MP3 for players that take nothing else (amoCRM), made once and cached.
+
+The agent encodes them itself (agent.web.lame: LAME from the `lameenc` wheels, nothing to install on the
+host): the PCM, A-law and µ-law WAVs Asterisk records. A WAV it cannot read (WAV49's GSM) goes to `ffmpeg`
+when the host has one.
 
 The cache file is named by a hash of (source, path, size, mtime), so a recording that changes gets a new
 one; it is written to a temporary name (`*.part.mp3`) and renamed, so a half-made MP3 is never served.
-Without ffmpeg (or when it fails) the caller serves the original.
+When neither can make it (or making it fails) the caller serves the original.
 
 The cache is bounded (`[agent] mp3_cache_mb`): after each new MP3, and once at start, `sweep` deletes the
 least recently used MP3s until the cache fits (a cache hit sets the file's mtime, so mtime is "last used").
@@ -21,15 +25,17 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import BinaryIO
 
+from agent.web.lame import Unsupported, WavToMp3
 from agent.web.recording_sources import RecordingFile, RecordUnavailable, Source
 
 log = logging.getLogger(__name__)
 
 TRANSCODE_TIMEOUT_S = 300.0
-TRANSCODE_CONCURRENCY = 2  # ffmpeg processes at once; more requests wait their turn
+TRANSCODE_CONCURRENCY = 2  # encodings at once; more requests wait their turn
 WAV_SUFFIXES = (".wav",)
 DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024  # [agent] mp3_cache_mb's default
 PART_SUFFIX = ".part.mp3"
@@ -44,8 +50,8 @@ def wants_mp3(fmt: str | None, file: RecordingFile) -> bool:
 
 
 class Mp3Cache:
-    """MP3s of WAV recordings under `cache_dir`, at most about `max_bytes` of them. Without `cache_dir` or
-    `ffmpeg` none are made."""
+    """MP3s of WAV recordings under `cache_dir`, at most about `max_bytes` of them (none without `cache_dir`).
+    `ffmpeg`: for the WAVs the built-in encoder does not take."""
 
     def __init__(
         self,
@@ -64,8 +70,8 @@ class Mp3Cache:
         self._slots = asyncio.Semaphore(TRANSCODE_CONCURRENCY)
 
     async def mp3(self, source: Source, file: RecordingFile) -> Path | None:
-        """The cached MP3 of `file`, made now if needed; None without ffmpeg or when it fails."""
-        if self.ffmpeg is None or self.cache_dir is None:
+        """The cached MP3 of `file`, made now if needed; None when it cannot be made."""
+        if self.cache_dir is None:
             return None
         digest = hashlib.sha256(f"{source.key}\0{file.relative}\0{file.size}\0{file.mtime}".encode()).hexdigest()
         target = self.cache_dir / f"{digest[:32]}.mp3"
@@ -75,7 +81,9 @@ class Mp3Cache:
                 if await asyncio.to_thread(_use, target):
                     return target
                 async with self._slots:
-                    made = await self._transcode(self.ffmpeg, self.cache_dir, source, file, target)
+                    made = await self._encode(self.cache_dir, source, file, target)
+                    if made is None and self.ffmpeg is not None:
+                        made = await self._transcode(self.ffmpeg, self.cache_dir, source, file, target)
                 if made:
                     await self.sweep(keep=target)
                 return target if made else None
@@ -93,6 +101,34 @@ class Mp3Cache:
                 "records: MP3 cache over %d MB: %d least recently used deleted", self.max_bytes >> 20, len(removed)
             )
         return removed
+
+    async def _encode(self, cache_dir: Path, source: Source, file: RecordingFile, target: Path) -> bool | None:
+        """With the built-in encoder; None when it does not take this WAV."""
+        await asyncio.to_thread(cache_dir.mkdir, parents=True, exist_ok=True)
+        part = target.with_name(f"{target.stem}.{os.getpid()}{PART_SUFFIX}")
+        encoder = WavToMp3()
+        try:
+            out = await asyncio.to_thread(open, part, "wb")
+            try:
+                async with asyncio.timeout(self.timeout):
+                    async for chunk in source.read(file, 0, file.size):
+                        await asyncio.to_thread(_write, out, encoder.feed, chunk)
+                    await asyncio.to_thread(_write, out, lambda _: encoder.finish(), b"")
+            finally:
+                out.close()
+        except Unsupported as exc:
+            log.info("records: %s: %s, not for the built-in MP3 encoder", file.relative, exc)
+            _unlink(str(part))
+            return None
+        except (TimeoutError, RecordUnavailable, OSError) as exc:
+            why = str(exc) or type(exc).__name__
+            log.warning("records: MP3 of %s failed (%s); serving the original", file.relative, why)
+            _unlink(str(part))
+            return False
+        await asyncio.to_thread(os.replace, part, target)
+        self.made += 1
+        log.info("records: %s encoded to MP3 (%d bytes of WAV)", file.relative, file.size)
+        return True
 
     async def _transcode(self, ffmpeg: str, cache_dir: Path, source: Source, file: RecordingFile, target: Path) -> bool:
         await asyncio.to_thread(cache_dir.mkdir, parents=True, exist_ok=True)
@@ -151,6 +187,11 @@ class Mp3Cache:
         self.made += 1
         log.info("records: %s transcoded to MP3 (%d bytes of WAV)", file.relative, file.size)
         return True
+
+
+def _write(out: BinaryIO, encode: Callable[[bytes], bytes], chunk: bytes) -> None:
+    """Encode a chunk and write the MP3 bytes, in one trip to a thread."""
+    out.write(encode(chunk))
 
 
 def _use(path: Path) -> bool:
