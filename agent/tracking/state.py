@@ -43,18 +43,8 @@ class Env:
         return normalise(raw, self.rules.region)
 
     def identity(self, channel: str, cid: str | None, context: str | None) -> str | None:
-        """The extension behind a *calling* channel, or None for an external party.
-
-        Caller ID first: a Local channel's name names its target, not its source (`Local/151@
-        from-internal` is 150 calling 151), while a phone's caller ID is its extension. The
-        channel name is the fallback for a phone whose caller ID is an outside number.
-        """
-        rules = self.rules
-        if rules.is_trunk_context(context):
-            return None
-        if cid and rules.is_internal_number(cid):
-            return cid
-        return rules.phone_extension(channel)
+        """The extension behind a *calling* channel, or None for an external party (`ChannelRules.identity`)."""
+        return self.rules.identity(channel, cid, context)
 
 
 @dataclass(slots=True)

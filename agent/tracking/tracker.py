@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from agent.tracking import dial as calldial
 from agent.tracking import transfer as calltransfer
 from agent.tracking.channels import ChannelRules
 from agent.tracking.end import ended
+from agent.tracking.endpoints import Endpoints
 from agent.tracking.event import CallEvent
 from agent.tracking.reconcile import rebuild_call, reconcile_call
 from agent.tracking.state import Call, Chan, Env, parse_timestamp
@@ -47,6 +49,10 @@ class CallTracker:
         self.env = Env(rules, enterprise, pbx)
         self._calls: dict[str, Call] = {}
         self._chans: dict[str, Call] = {}
+
+    def learn(self, endpoints: Endpoints) -> None:
+        """What the PBX says its trunks and phones are (agent.ingest.discovery); rules the events from now on."""
+        self.env = replace(self.env, rules=replace(self.env.rules, endpoints=endpoints))
 
     def live_calls(self) -> int:
         return len(self._calls)
