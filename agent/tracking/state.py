@@ -92,6 +92,7 @@ class Call:
     pickups: dict[str, str] = field(default_factory=dict)  # picked-up channel uid -> picker ext
     last_status: str | None = None
     last_ext: str | None = None
+    responsible: str | None = None  # the manager smart redirect named from a CRM (VarSet REDIRECT_EXTEN)
     answered_by: str | None = None
     first_answer_at: datetime | None = None
     legs: list[Leg] = field(default_factory=list)

@@ -8,8 +8,9 @@ Who is who comes from `ChannelRules` only (phone-channel patterns, the internal-
 trunk contexts), never from how Local channels happen to be paired:
 
 - `in`: the first Dial's caller is an outside party. `phone` is the caller, `did` the number
-  it dialled, `extension` the phone each event is about (on `ended`: who answered last, else
-  the last phone that rang — the one the call was missed for).
+  it dialled, `extension` the phone each event is about (on `ended`: the call's owner, agent.tracking.end.
+  owner: who answered last, else the manager smart redirect named, else the one phone that rang; a group
+  call nobody answered has none, and `extensions` lists every member that rang).
 - `out`: an extension dials an outside number. `phone` is that number and `extension` is the
   calling manager on every event. When the remote party answers, `answered_by` is the calling
   manager too: `answered_by` always names our phone that talked with the other party, and on an
@@ -192,11 +193,26 @@ def _hangup(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> lis
     return tr._finish(call, at, at)
 
 
+# smart redirect's answer as the dialplan gets it (names as in agent.redirect.variables; tracking imports
+# nothing of the project): the extension it named, and who named it (`crm`, or `history`: not a CRM's manager)
+REDIRECT_EXTEN = "REDIRECT_EXTEN"
+REDIRECT_SOURCE = "REDIRECT_SOURCE"
+
+
 def _varset(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
-    if msg.get("Variable") == "MIXMONITOR_FILENAME":
+    name = msg.get("Variable")
+    if name == "MIXMONITOR_FILENAME":
         call = tr._call_of(msg, "")
         if call is not None and msg.get("Value"):
             call.recording = msg["Value"]
+    elif name in (REDIRECT_EXTEN, REDIRECT_SOURCE):
+        call = tr._call_of(msg, "")
+        if call is not None:
+            value = msg.get("Value", "").strip()
+            if name == REDIRECT_EXTEN:
+                call.responsible = value if tr.env.rules.is_internal_number(value) else None
+            elif value == "history":
+                call.responsible = None
     return _NONE
 
 
