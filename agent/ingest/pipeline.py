@@ -64,6 +64,7 @@ def channel_rules(pbx: PbxSection, default_region: str | None) -> ChannelRules:
         phone_channels=pbx.internal_channel_patterns or DEFAULT_PHONE_CHANNELS,
         internal_number=pbx.internal_number_pattern or DEFAULT_INTERNAL_NUMBER,
         trunk_contexts=pbx.trunk_contexts,
+        recording_variables=pbx.recording_variables,
         region=pbx.region or default_region,
     )
 

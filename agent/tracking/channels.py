@@ -36,6 +36,8 @@ class ChannelRules:
     - `internal_number`: what an extension looks like (caller IDs are checked against it).
     - `trunk_contexts`: dialplan contexts whose channels are always external parties, whatever
       their endpoint or caller ID says (the operator's override; exact names).
+    - `recording_variables`: dialplan variables whose value is the path of the call's recording
+      (besides MIXMONITOR_FILENAME and FreePBX's, agent.tracking.recording).
     - `endpoints`: the PBX's trunks and phones as learned over AMI (agent.tracking.endpoints).
     - `region`: ISO country code used to normalise external numbers to E.164 (None: only
       numbers already in international form are normalised).
@@ -45,6 +47,7 @@ class ChannelRules:
     internal_number: str = DEFAULT_INTERNAL_NUMBER
     trunk_contexts: tuple[str, ...] = ()
     region: str | None = None
+    recording_variables: tuple[str, ...] = ()
     endpoints: Endpoints = NO_ENDPOINTS
     _cache: dict[str, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 

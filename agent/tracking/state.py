@@ -98,6 +98,8 @@ class Call:
     legs: list[Leg] = field(default_factory=list)
     current: Leg | None = None
     recording: str | None = None
+    recording_guessed: bool = False  # `recording` was put together from FreePBX's variables (MixMonitor's wins)
+    rec_vars: dict[str, str] = field(default_factory=dict)  # agent.tracking.recording
     transfers: int = 0
     absorbed: bool = False  # a pickup's own channel: it becomes part of another call
 

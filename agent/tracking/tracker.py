@@ -31,6 +31,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from agent.tracking import dial as calldial
+from agent.tracking import recording
 from agent.tracking import transfer as calltransfer
 from agent.tracking.channels import ChannelRules
 from agent.tracking.end import ended
@@ -200,11 +201,13 @@ REDIRECT_SOURCE = "REDIRECT_SOURCE"
 
 
 def _varset(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
-    name = msg.get("Variable")
-    if name == "MIXMONITOR_FILENAME":
+    name = msg.get("Variable", "")
+    operator = tr.env.rules.recording_variables
+    plain = recording.watched(name, operator)
+    if plain is not None:
         call = tr._call_of(msg, "")
-        if call is not None and msg.get("Value"):
-            call.recording = msg["Value"]
+        if call is not None:
+            recording.note(call, plain, msg.get("Value", "").strip(), operator)
     elif name in (REDIRECT_EXTEN, REDIRECT_SOURCE):
         call = tr._call_of(msg, "")
         if call is not None:
