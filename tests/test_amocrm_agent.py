@@ -345,7 +345,7 @@ def missed(call_id: str, rang: tuple[str, ...], phone: str = CALLER) -> CallEven
         direction="in",
         phone=phone,
         did="375173880000",
-        extension=None,
+        extension=rang[0] if len(rang) == 1 else None,  # the owner, as agent.tracking.end.owner gives it
         at=now,
         extensions=rang,
         answered_by=None,
