@@ -114,4 +114,4 @@ async def test_a_retry_after_a_partial_send_repeats_no_acknowledged_step(
     assert second.status == "success"
     assert len(fake.unsorted) == 1 and len(fake.tasks) == 1
     (task,) = fake.tasks.values()
-    assert task["responsible_user_id"] == 8  # 151 rang last
+    assert task["responsible_user_id"] == 8  # 151, the one phone it rang, owns the missed call

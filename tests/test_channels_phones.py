@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.tracking.channels import ChannelRules
+from agent.tracking.endpoints import PHONE, TRUNK, Endpoints, Kind
 from agent.tracking.phones import normalise
 
 RULES = ChannelRules()
@@ -64,17 +65,16 @@ def test_normalise(raw: str, region: str | None, e164: str) -> None:
     assert normalise(raw, region) == e164
 
 
-def test_trunk_context_beats_a_short_caller_id() -> None:
-    from agent.tracking.tracker import CallTracker
-
+def short_cid_trunk_call(context: str) -> list[dict[str, str]]:
+    """A provider's incoming call whose caller ID is short (`112`), ringing phone 150."""
     base = {"Linkedid": "1.1"}
-    msgs = [
+    return [
         {
             "Event": "Newchannel",
             "Channel": "PJSIP/provider-00000001",
             "Uniqueid": "1.1",
             "CallerIDNum": "112",
-            "Context": "from-trunk",
+            "Context": context,
             "Exten": "375173880000",
             **base,
         },
@@ -97,7 +97,53 @@ def test_trunk_context_beats_a_short_caller_id() -> None:
             **base,
         },
     ]
-    for rules, direction in ((ChannelRules(), "internal"), (ChannelRules(trunk_contexts=("from-trunk",)), "in")):
-        t = CallTracker(rules, "1")
-        events = [e for m in msgs for e in t.feed_many([m], None)]
-        assert [(e.event, e.direction) for e in events] == [("ringing", direction)]
+
+
+@pytest.mark.parametrize(
+    ("context", "rules", "direction"),
+    [
+        # FreePBX / Issabel / the sample dialplan: their trunk contexts need no configuration
+        ("from-trunk", ChannelRules(), "in"),
+        ("from-pstn", ChannelRules(), "in"),
+        ("from-trunk-pjsip-provider", ChannelRules(), "in"),
+        # a context of the admin's own: the endpoint learned over AMI decides
+        ("incoming", ChannelRules(endpoints=Endpoints({"PJSIP/provider": TRUNK})), "in"),
+        # ... or the operator's override
+        ("incoming", ChannelRules(trunk_contexts=("incoming",)), "in"),
+        # nothing tells: the caller ID is all there is
+        ("incoming", ChannelRules(), "internal"),
+    ],
+)
+def test_the_endpoint_beats_a_short_caller_id(context: str, rules: ChannelRules, direction: str) -> None:
+    from agent.tracking.tracker import CallTracker
+
+    t = CallTracker(rules, "1")
+    events = [e for m in short_cid_trunk_call(context) for e in t.feed_many([m], None)]
+    assert [(e.event, e.direction) for e in events] == [("ringing", direction)]
+    if direction == "in":
+        assert events[0].phone == "112" and events[0].extension == "150"
+
+
+@pytest.mark.parametrize(
+    ("channel", "cid", "context", "endpoints", "identity"),
+    [
+        ("PJSIP/150-00000001", "150", "from-internal", {}, "150"),
+        ("PJSIP/150-00000001", "+375291234567", "from-internal", {}, "150"),  # the endpoint, not the caller ID
+        ("Local/151@from-internal-0000000a;2", "150", "from-internal", {}, "150"),  # Local: names its target
+        ("Local/375173880000@from-trunk-00000000;2", "123", "from-trunk", {}, None),
+        ("PJSIP/alice-00000001", "150", "from-internal", {"PJSIP/alice": PHONE}, "150"),
+        ("PJSIP/alice-00000001", "150", "custom", {}, "150"),  # nothing known: the caller ID
+        ("SIP/provider-00000001", "123", "from-trunk", {}, None),
+        ("SIP/provider-00000001", "123", "custom", {"SIP/provider": TRUNK}, None),
+        ("IAX2/100-00000001", "100", "custom", {"IAX2/100": TRUNK}, None),  # a trunk named like an extension
+    ],
+)
+def test_identity(channel: str, cid: str, context: str, endpoints: dict[str, Kind], identity: str | None) -> None:
+    rules = ChannelRules(endpoints=Endpoints(endpoints))
+    assert rules.identity(channel, cid, context) == identity
+
+
+def test_a_learned_trunk_is_never_a_phone_channel() -> None:
+    assert ChannelRules().phone_extension("PJSIP/100-00000001") == "100"
+    rules = ChannelRules(endpoints=Endpoints({"PJSIP/100": TRUNK}))
+    assert rules.phone_extension("PJSIP/100-00000001") is None

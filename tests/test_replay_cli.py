@@ -57,11 +57,58 @@ def test_typed_pbx_and_default_extension_keep_their_place_in_extra_json() -> Non
     assert "extra" not in replace(events[0], pbx=None).to_json()
 
 
-def test_without_timing_or_timestamps_durations_are_null(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, str(recordings_dir() / "p_b_incoming_missed.ami"), "--json")
+def test_without_timing_or_timestamps_durations_are_null(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    alone = tmp_path / "p_b_incoming_missed.ami"  # no .timing beside it
+    alone.write_bytes((recordings_dir() / "p_b_incoming_missed.ami").read_bytes())
+    code, out, _ = run(capsys, str(alone), "--json")
     end = json.loads(out.splitlines()[-1])
     assert code == 0 and end["result"] == "no_answer"
     assert end["ring_seconds"] is None and end["talk_seconds"] is None and end["at"] is None
+
+
+def test_the_timing_file_beside_the_recording_is_found(capsys: pytest.CaptureFixture[str]) -> None:
+    r = recordings_dir()
+    _, found, _ = run(capsys, str(r / "p_b_incoming_missed.ami"), "--json")
+    _, named, _ = run(
+        capsys, str(r / "p_b_incoming_missed.ami"), "--timing", str(r / "p_b_incoming_missed.timing"), "--json"
+    )
+    assert found == named
+    assert json.loads(found.splitlines()[-1])["ring_seconds"] == pytest.approx(20, abs=0.5)
+
+
+def test_a_file_that_is_no_ami_stream_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    code, out, err = run(capsys, str(readme))
+    assert code == 2 and out == ""
+    assert "README.md is not an AMI stream" in err
+
+
+SHORT_CID_TRUNK_CALL = (
+    "Asterisk Call Manager/9.0.0\r\n"
+    "Event: Newchannel\r\nChannel: PJSIP/provider-00000001\r\nCallerIDNum: 123\r\nContext: incoming\r\n"
+    "Exten: 375173880000\r\nUniqueid: 1700000000.1\r\nLinkedid: 1700000000.1\r\n\r\n"
+    "Event: Newchannel\r\nChannel: PJSIP/150-00000002\r\nCallerIDNum: 150\r\nContext: from-internal\r\n"
+    "Exten: s\r\nUniqueid: 1700000000.2\r\nLinkedid: 1700000000.1\r\n\r\n"
+    "Event: DialBegin\r\nChannel: PJSIP/provider-00000001\r\nCallerIDNum: 123\r\nUniqueid: 1700000000.1\r\n"
+    "Linkedid: 1700000000.1\r\nDestChannel: PJSIP/150-00000002\r\nDestUniqueid: 1700000000.2\r\n\r\n"
+)
+
+
+def test_config_classifies_channels_as_the_live_agent(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    ami = tmp_path / "capture.ami"
+    ami.write_text(SHORT_CID_TRUNK_CALL)
+    toml = tmp_path / "agent.toml"
+    toml.write_text(
+        '[[pbx]]\nname = "office"\nenterprise = "0042"\nusername = "u"\nsecret = "s"\ntrunk_contexts = ["incoming"]\n'
+    )
+    _, plain, _ = run(capsys, str(ami), "--json")
+    assert json.loads(plain)["direction"] == "internal"  # the defaults cannot tell: the caller ID decides
+    code, out, _ = run(capsys, str(ami), "--json", "-c", str(toml))
+    row = json.loads(out)
+    assert code == 0 and (row["direction"], row["phone"], row["enterprise"]) == ("in", "123", "0042")
+    assert row["extra"] == {"pbx": "office"}
+    code, _, err = run(capsys, str(ami), "-c", str(toml), "--pbx", "other")
+    assert code == 2 and "name one [[pbx]] with --pbx (tables: office)" in err
 
 
 def test_table(capsys: pytest.CaptureFixture[str]) -> None:

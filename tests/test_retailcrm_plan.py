@@ -151,10 +151,26 @@ def test_unanswered_spellings(result: str, hangup_status: str, upload_result: st
     call = ds["calls_upload"].payload["call"]
     assert call["result"] == upload_result
     assert call["duration"] == 0
-    # nobody answered: the last one who rang handled it
-    assert call["code"] == "102"
-    assert call["userId"] == 8
+    # a group call (101 and 102 rang) nobody answered is neither member's
+    assert "code" not in call and "userId" not in call
     assert ds["calls_upload"].payload["recording"] is None
+
+
+@pytest.mark.parametrize(
+    ("owner", "default", "code"),
+    [
+        ("101", None, "101"),  # the call's owner (smart redirect's manager, or the one phone that rang)
+        ("101", "102", "101"),
+        (None, "102", "102"),  # else the DID's default manager
+        (None, None, None),  # else unassigned: never the last member that rang
+    ],
+)
+def test_a_missed_call_belongs_to_its_owner_else_the_default_else_nobody(
+    owner: str | None, default: str | None, code: str | None
+) -> None:
+    e = ended("no_answer", extensions=("101", "102", "103"), extension=owner, default_extension=default)
+    call = _by_kind(plan(e, settings()))["calls_upload"].payload["call"]
+    assert call.get("code") == code
 
 
 def test_outgoing_upload_and_unknown_extension_has_no_user_id() -> None:

@@ -16,11 +16,12 @@ def test_retailcrm_upload_names_the_default_manager_when_nobody_rang() -> None:
     event = ended("cancelled", extensions=(), default_extension="102")
     [upload] = [d for d in retailcrm_plan(event, settings(upload_history=True)) if d.kind == "calls_upload"]
     assert (upload.payload["call"]["code"], upload.payload["call"]["userId"]) == ("102", 8)
-    # someone who rang still comes first
+    # a group nobody answered (101 and 102 rang): the default manager, not a member
     event = ended("no_answer", default_extension="102")
     [upload] = [d for d in retailcrm_plan(event, settings(upload_history=True)) if d.kind == "calls_upload"]
-    assert upload.payload["call"]["code"] == "102"  # the last one who rang, here the same phone
-    event = ended("no_answer", extensions=("101",), default_extension="102")
+    assert upload.payload["call"]["code"] == "102"
+    # the call's owner (the one phone it rang) still comes first
+    event = ended("no_answer", extensions=("101",), extension="101", default_extension="102")
     [upload] = [d for d in retailcrm_plan(event, settings(upload_history=True)) if d.kind == "calls_upload"]
     assert upload.payload["call"]["code"] == "101"
 

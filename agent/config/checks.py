@@ -211,6 +211,12 @@ def check_context(value: str) -> str | None:
     return f"expected a dialplan context name (letters, digits, '_', '.', '+', '-'), got {show(value)}"
 
 
+def check_variable(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_]{1,80}", value) and value.strip("_"):
+        return None
+    return f"expected a dialplan variable name (letters, digits, '_'), got {show(value)}"
+
+
 def check_regex(value: str) -> str | None:
     try:
         re.compile(value)

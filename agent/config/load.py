@@ -26,6 +26,7 @@ from agent.config.checks import (
     check_ssh_user,
     check_table,
     check_url,
+    check_variable,
     one_of,
     show,
 )
@@ -206,6 +207,7 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
         patterns = t.strings("internal_channel_patterns", (), check=check_regex)
         number_pattern = t.string("internal_number_pattern", "", check=check_regex) or None
         trunk_contexts = t.strings("trunk_contexts", ())
+        recording_variables = tuple(v.lstrip("_") for v in t.strings("recording_variables", (), check=check_variable))
         originate_channel = t.string("originate_channel", PbxSection.originate_channel, check=check_originate_channel)
         originate_context = t.string("originate_context", PbxSection.originate_context, check=check_context)
         for key in ("originate_channel", "originate_context"):
@@ -239,6 +241,7 @@ def _pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -
                     internal_channel_patterns=patterns,
                     internal_number_pattern=number_pattern,
                     trunk_contexts=trunk_contexts,
+                    recording_variables=recording_variables,
                     originate_channel=originate_channel,
                     originate_context=originate_context,
                     ssh=ssh,

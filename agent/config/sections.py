@@ -123,6 +123,7 @@ class PbxSection:
     internal_channel_patterns: tuple[str, ...] = ()
     internal_number_pattern: str | None = None
     trunk_contexts: tuple[str, ...] = ()
+    recording_variables: tuple[str, ...] = ()  # dialplan variables naming a call's recording file
     originate_channel: str = "PJSIP/{extension}"  # click-to-call: the manager's phone, rung first
     originate_context: str = "from-internal"  # ... then the number is dialled in this context
     ssh: SshSection | None = None  # AMI through SSH; host/port are then as seen from the PBX

@@ -213,7 +213,8 @@ def to_event(rows: list[CdrRow], rules: ChannelRules, enterprise: str, pbx: str)
     ring = ((first_answer if first_answer is not None else ended) - started).total_seconds()
     talk = float(sum(r.billsec for r in talk_rows))
     recording = next((r.userfield for r in reversed(rows) if _AUDIO.search(r.userfield or "")), None)
-    extension = caller if direction == "out" else answered_by or (rang[-1] if rang else None)
+    # as agent.tracking.end.owner: a group call nobody answered belongs to none of the members that rang
+    extension = caller if direction == "out" else answered_by or (rang[0] if len(rang) == 1 else None)
     uniqueids = list(dict.fromkeys(r.uniqueid for r in rows))
     return CallEvent(
         event="ended",

@@ -1,8 +1,12 @@
-"""`pbx-agent replay FILE.ami [--timing FILE.timing]`: recorded AMI bytes through the live parser
-and tracker, CallEvents out. No database, network or config file.
+"""`pbx-agent replay FILE.ami [--timing FILE.timing] [-c agent.toml]`: recorded AMI bytes through the live
+parser and tracker, CallEvents out. No database or network.
+
+With `-c`, the channels are classified by the `[[pbx]]` table's rules exactly as a live agent would (the one
+table, or the one `--pbx` names); without it, by the defaults. A file that holds no AMI message is refused.
 
 Arrival times come from `--timing` (`<seconds since connect>\\t<start>\\t<end>\\t<name>` per
-message; the file is fed in those chunks). They are anchored without reading any clock: the
+message; the file is fed in those chunks), else from the `.timing` file beside the recording when there is
+one. They are anchored without reading any clock: the
 first `Newchannel` is taken to arrive at the epoch second in its Uniqueid. Without `--timing`,
 times come from `Timestamp` headers when the stream has them, else they and all durations are
 null.
@@ -12,13 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent.config.load import load
+from agent.config.sections import ConfigError
 from agent.ingest.frame import AmiFrameParser
+from agent.ingest.pipeline import channel_rules
 from agent.tracking.channels import ChannelRules
 from agent.tracking.event import CallEvent
 from agent.tracking.tracker import CallTracker
@@ -146,8 +154,13 @@ def format_table(events: Iterable[CallEvent]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE.ami", help="raw AMI bytes as Asterisk sent them")
-    parser.add_argument("--timing", metavar="FILE.timing", help="arrival time of each message")
-    parser.add_argument("--pbx", default="", help="PBX name stamped on the events")
+    parser.add_argument(
+        "--timing", metavar="FILE.timing", help="arrival time of each message (default: FILE.timing beside FILE.ami)"
+    )
+    parser.add_argument(
+        "-c", "--config", metavar="PATH", help="classify channels by this agent.toml's [[pbx]] rules, as the live agent"
+    )
+    parser.add_argument("--pbx", default="", help="PBX name stamped on the events (with -c: which [[pbx]])")
     parser.add_argument("--enterprise", default="", help="enterprise number stamped on the events")
     parser.add_argument("--region", default=None, help="country for E.164 normalisation, e.g. BY")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -160,16 +173,50 @@ def _read(path: str, what: str) -> bytes:
         raise ReplayError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
+_FIRST_LINE = re.compile(rb"^(?:Asterisk Call Manager/|(?:Event|Response|Action): )")
+
+
+def is_ami(data: bytes) -> bool:
+    """Whether the bytes are an AMI stream: Asterisk's banner or an AMI message first, and an `Event:` or a
+    `Response:` message in them."""
+    if _FIRST_LINE.match(data.lstrip(b"\r\n")) is None:
+        return False
+    return any("Event" in m or "Response" in m for m in AmiFrameParser().feed(data + b"\r\n\r\n"))
+
+
+def tracker_for(args: argparse.Namespace) -> CallTracker:
+    """The tracker a live agent would run for this PBX (`-c`), else one with the default rules."""
+    if not args.config:
+        return CallTracker(ChannelRules(region=args.region), args.enterprise, args.pbx)
+    try:
+        config = load(Path(args.config))
+    except ConfigError as exc:
+        raise ReplayError("; ".join(exc.problems)) from None
+    pbxs = [p for p in config.pbx if not args.pbx or p.name == args.pbx]
+    if len(pbxs) != 1:
+        names = ", ".join(p.name for p in config.pbx) or "none"
+        raise ReplayError(f"{args.config}: name one [[pbx]] with --pbx (tables: {names})")
+    pbx = pbxs[0]
+    rules = channel_rules(pbx, args.region or config.agent.default_region)
+    return CallTracker(rules, args.enterprise or pbx.enterprise, pbx.name)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         data = _read(args.file, "AMI file")
+        if not is_ami(data):
+            raise ReplayError(f"{args.file} is not an AMI stream: it holds no Event or Response message")
         timing = None
-        if args.timing:
-            timing = read_timing(_read(args.timing, "timing file").decode("utf-8", "replace"))
+        timing_path = args.timing
+        beside = Path(args.file).with_suffix(".timing")
+        if not timing_path and beside != Path(args.file) and beside.is_file():
+            timing_path = str(beside)
+        if timing_path:
+            timing = read_timing(_read(timing_path, "timing file").decode("utf-8", "replace"))
+        tracker = tracker_for(args)
     except ReplayError as exc:
         print(f"pbx-agent replay: {exc}", file=sys.stderr)
         return 2
-    tracker = CallTracker(ChannelRules(region=args.region), args.enterprise, args.pbx)
     events = replay(data, timing, tracker)
     if args.json:
         for e in events:

@@ -10,6 +10,15 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from agent.tracking.endpoints import (
+    DEFAULT_TRUNK_CONTEXTS,
+    NO_ENDPOINTS,
+    PHONE,
+    TRUNK,
+    Endpoints,
+    context_matches,
+)
+
 DEFAULT_PHONE_CHANNELS: tuple[str, ...] = (
     r"^(?:PJSIP|SIP|IAX2)/(?P<ext>[^/@;-]+)-[0-9a-fA-F]+$",
     r"^Local/(?P<ext>[^/@;]+)@[^/;]+-[0-9a-fA-F]+;[12]$",
@@ -26,7 +35,10 @@ class ChannelRules:
       `PJSIP/provider-…` or `Local/+375…@from-trunk-…` are not phones.
     - `internal_number`: what an extension looks like (caller IDs are checked against it).
     - `trunk_contexts`: dialplan contexts whose channels are always external parties, whatever
-      their caller ID says (protects against a provider sending a short caller ID).
+      their endpoint or caller ID says (the operator's override; exact names).
+    - `recording_variables`: dialplan variables whose value is the path of the call's recording
+      (besides MIXMONITOR_FILENAME and FreePBX's, agent.tracking.recording).
+    - `endpoints`: the PBX's trunks and phones as learned over AMI (agent.tracking.endpoints).
     - `region`: ISO country code used to normalise external numbers to E.164 (None: only
       numbers already in international form are normalised).
     """
@@ -35,6 +47,8 @@ class ChannelRules:
     internal_number: str = DEFAULT_INTERNAL_NUMBER
     trunk_contexts: tuple[str, ...] = ()
     region: str | None = None
+    recording_variables: tuple[str, ...] = ()
+    endpoints: Endpoints = NO_ENDPOINTS
     _cache: dict[str, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
@@ -49,8 +63,10 @@ class ChannelRules:
         return bool(number) and self._internal_re.match(number or "") is not None
 
     def phone_extension(self, channel: str | None) -> str | None:
-        """The extension of an internal phone channel, or None for anything else."""
+        """The extension of an internal phone channel, or None for anything else (a learned trunk too)."""
         if not channel:
+            return None
+        if self.endpoints.kind_of(channel) == TRUNK:
             return None
         cache = self._cache
         if channel in cache:
@@ -69,4 +85,34 @@ class ChannelRules:
         return ext
 
     def is_trunk_context(self, context: str | None) -> bool:
+        """The operator's `trunk_contexts` (exact names)."""
         return bool(context) and context in self.trunk_contexts
+
+    def identity(self, channel: str, cid: str | None, context: str | None) -> str | None:
+        """The extension behind a *calling* channel, or None for an external party.
+
+        The endpoint decides, the caller ID only when the endpoint cannot:
+        1. the operator's `trunk_contexts`, then what the PBX said about the endpoint (a learned trunk);
+        2. a Local channel's name names its target, not its source (`Local/151@from-internal` is 150
+           calling 151), so there the caller ID comes first, unless the context is a trunk's;
+        3. a channel named after an extension (`PJSIP/150-…`) is that phone;
+        4. a trunk context a distribution generates (`from-trunk`, `from-pstn`) is a trunk;
+        5. otherwise (`PJSIP/alice-…`, a learned phone or an endpoint nothing is known of): its caller
+           ID, when that looks like an extension.
+        """
+        if self.is_trunk_context(context):
+            return None
+        kind = self.endpoints.kind_of(channel)
+        if kind == TRUNK:
+            return None
+        trunk_context = context_matches(context, DEFAULT_TRUNK_CONTEXTS)
+        if channel.startswith("Local/"):
+            if trunk_context:
+                return None
+            return cid if cid and self.is_internal_number(cid) else self.phone_extension(channel)
+        ext = self.phone_extension(channel)
+        if ext is not None:
+            return ext
+        if trunk_context and kind != PHONE:
+            return None
+        return cid if cid and self.is_internal_number(cid) else None

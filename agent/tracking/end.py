@@ -51,6 +51,17 @@ def fallback_direction(env: Env, call: Call) -> None:
         call.phone = ext
 
 
+def owner(call: Call) -> str | None:
+    """Whose call it is: who answered last; else the manager smart redirect named from a CRM; else the one
+    phone it rang. A group call (ring group, hunt list, queue) nobody answered belongs to none of the members
+    that rang: the CRMs give it to the DID's `default_extension`, else leave it unassigned."""
+    if call.answered_by is not None:
+        return call.answered_by
+    if call.responsible is not None:
+        return call.responsible
+    return call.extensions[0] if len(call.extensions) == 1 else None
+
+
 def ended(
     env: Env, call: Call, at: datetime | None, ended_at: datetime | None, extra: dict[str, Any] | None = None
 ) -> CallEvent:
@@ -59,7 +70,7 @@ def ended(
     if call.current is not None:
         call.current.close(ended_at)
     result = result_of(call)
-    extension = call.caller_ext if call.direction == "out" else call.answered_by or call.last_ext
+    extension = call.caller_ext if call.direction == "out" else owner(call)
     start = call.started_at
     if call.first_answer_at is not None:
         ring = seconds(start, call.first_answer_at)
@@ -78,6 +89,9 @@ def ended(
         more["legs"] = legs
     if call.transfers:
         more["transfers"] = call.transfers
+    dialled = call.first.exten if call.first is not None else ""
+    if call.direction == "internal" and dialled not in ("", "s") and dialled not in call.extensions:
+        more["dialled"] = dialled  # the group or queue number an extension called
     return call.event(
         env,
         "ended",

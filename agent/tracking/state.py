@@ -43,18 +43,8 @@ class Env:
         return normalise(raw, self.rules.region)
 
     def identity(self, channel: str, cid: str | None, context: str | None) -> str | None:
-        """The extension behind a *calling* channel, or None for an external party.
-
-        Caller ID first: a Local channel's name names its target, not its source (`Local/151@
-        from-internal` is 150 calling 151), while a phone's caller ID is its extension. The
-        channel name is the fallback for a phone whose caller ID is an outside number.
-        """
-        rules = self.rules
-        if rules.is_trunk_context(context):
-            return None
-        if cid and rules.is_internal_number(cid):
-            return cid
-        return rules.phone_extension(channel)
+        """The extension behind a *calling* channel, or None for an external party (`ChannelRules.identity`)."""
+        return self.rules.identity(channel, cid, context)
 
 
 @dataclass(slots=True)
@@ -105,11 +95,14 @@ class Call:
     forwards: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # dest uid -> (ext, number)
     last_status: str | None = None
     last_ext: str | None = None
+    responsible: str | None = None  # the manager smart redirect named from a CRM (VarSet REDIRECT_EXTEN)
     answered_by: str | None = None
     first_answer_at: datetime | None = None
     legs: list[Leg] = field(default_factory=list)
     current: Leg | None = None
     recording: str | None = None
+    recording_guessed: bool = False  # `recording` was put together from FreePBX's variables (MixMonitor's wins)
+    rec_vars: dict[str, str] = field(default_factory=dict)  # agent.tracking.recording
     transfers: int = 0
     absorbed: bool = False  # a picker's own dialplan leg whose channel joined another call: never a call
 

@@ -8,8 +8,9 @@ Who is who comes from `ChannelRules` only (phone-channel patterns, the internal-
 trunk contexts), never from how Local channels happen to be paired:
 
 - `in`: the first Dial's caller is an outside party. `phone` is the caller, `did` the number
-  it dialled, `extension` the phone each event is about (on `ended`: who answered last, else
-  the last phone that rang — the one the call was missed for).
+  it dialled, `extension` the phone each event is about (on `ended`: the call's owner, agent.tracking.end.
+  owner: who answered last, else the manager smart redirect named, else the one phone that rang; a group
+  call nobody answered has none, and `extensions` lists every member that rang).
 - `out`: an extension dials an outside number. `phone` is that number and `extension` is the
   calling manager on every event. When the remote party answers, `answered_by` is the calling
   manager too: `answered_by` always names our phone that talked with the other party, and on an
@@ -31,12 +32,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from agent.tracking import dial as calldial
+from agent.tracking import recording
 from agent.tracking import transfer as calltransfer
 from agent.tracking.channels import ChannelRules
 from agent.tracking.end import ended
+from agent.tracking.endpoints import Endpoints
 from agent.tracking.event import CallEvent
 from agent.tracking.reconcile import rebuild_call, reconcile_call
 from agent.tracking.state import Call, Chan, Env, parse_timestamp
@@ -52,6 +56,10 @@ class CallTracker:
         self.env = Env(rules, enterprise, pbx)
         self._calls: dict[str, Call] = {}
         self._chans: dict[str, Call] = {}
+
+    def learn(self, endpoints: Endpoints) -> None:
+        """What the PBX says its trunks and phones are (agent.ingest.discovery); rules the events from now on."""
+        self.env = replace(self.env, rules=replace(self.env.rules, endpoints=endpoints))
 
     def live_calls(self) -> int:
         return len(self._calls)
@@ -209,11 +217,28 @@ def _hangup(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> lis
     return tr._finish(call, at, at)
 
 
+# smart redirect's answer as the dialplan gets it (names as in agent.redirect.variables; tracking imports
+# nothing of the project): the extension it named, and who named it (`crm`, or `history`: not a CRM's manager)
+REDIRECT_EXTEN = "REDIRECT_EXTEN"
+REDIRECT_SOURCE = "REDIRECT_SOURCE"
+
+
 def _varset(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
-    if msg.get("Variable") == "MIXMONITOR_FILENAME":
+    name = msg.get("Variable", "")
+    operator = tr.env.rules.recording_variables
+    plain = recording.watched(name, operator)
+    if plain is not None:
         call = tr._call_of(msg, "")
-        if call is not None and msg.get("Value"):
-            call.recording = msg["Value"]
+        if call is not None:
+            recording.note(call, plain, msg.get("Value", "").strip(), operator)
+    elif name in (REDIRECT_EXTEN, REDIRECT_SOURCE):
+        call = tr._call_of(msg, "")
+        if call is not None:
+            value = msg.get("Value", "").strip()
+            if name == REDIRECT_EXTEN:
+                call.responsible = value if tr.env.rules.is_internal_number(value) else None
+            elif value == "history":
+                call.responsible = None
     return _NONE
 
 

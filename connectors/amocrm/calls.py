@@ -9,7 +9,8 @@ whether it was made: connectors/amocrm/lost_answers.py):
    `contact_and_lead` -> `POST /api/v4/leads/complex` (saved as `created`), then `POST /api/v4/calls`,
    `none` -> nothing (said so in the outcome);
 3. `task` (missed incoming calls): none while a call-back task made for this number is still open;
-   else `POST /api/v4/tasks` for the responsible manager -> the last extension that rang -> the default user.
+   else `POST /api/v4/tasks` for the contact's responsible manager -> the DID's default manager -> the call's owner
+   (agent.tracking.end.owner; a group call nobody answered has none) -> `task_default_user_id`.
 """
 
 from __future__ import annotations
@@ -298,10 +299,9 @@ class CallSender:
             return contact.responsible_user_id
         if isinstance(self.p.get("default_user"), int):  # the DID's default manager (routing rules)
             return int(self.p["default_user"])
-        for ext in reversed(self.p.get("extensions") or []):
-            user = settings.user_for_extension(ext)
-            if user is not None:
-                return user
+        owner = settings.user_for_extension(self.p.get("owner"))
+        if owner is not None:  # the call's owner: the manager smart redirect named, or the one phone it rang
+            return owner
         return settings.task_default_user_id
 
     # -- progress --------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
         "did": event.did,
         "answered_by": event.answered_by,
         "extensions": rang,
+        "owner": event.extension,  # agent.tracking.end.owner: never merely the last member of a group that rang
         "recording": event.recording,  # a path on the PBX below; the sender turns it into a URL (`link`)
         "recording_pbx": event.pbx,
         "ended_at": _unix(event.ended_at or event.at),

@@ -135,9 +135,11 @@ def _upload(event: CallEvent, settings: RetailCrmSettings, rang: list[str]) -> D
     when = event.started_at or event.at
     if when is not None:
         call["date"] = _local(when, settings)
-    # who handled it: the one who talked (a call his phone forwarded to his mobile included: `answered_by` is
-    # his extension, `forwarded_to` the mobile, which the upload has no field for), else the last one who rang
-    manager = event.answered_by or (rang[-1] if rang else None) or event.default_extension
+    # whose call it is: the one who talked (a call his phone forwarded to his mobile included: `answered_by` is
+    # his extension, `forwarded_to` the mobile, which the upload has no field for), else the call's owner (the
+    # manager smart redirect named from the CRM, or the one phone it rang), else the DID's default manager; a
+    # group call nobody answered is no member's
+    manager = event.answered_by or event.extension or event.default_extension
     if manager:
         call["code"] = manager
         user_id = settings.user_for_extension(manager)

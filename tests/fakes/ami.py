@@ -330,6 +330,8 @@ class FakeAmi:
         include_goodbye: replay the recording's final ``Response: Goodbye`` too (default no).
         responders: extra/overriding action handlers keyed by action name (case-insensitive).
         auth_fail_delay: seconds to wait before answering a bad Login (Asterisk sleeps 1 s).
+        refuse: action names the AMI user may not run (its ``write`` lacks their class): answered
+            ``Response: Error`` / ``Message: Permission denied``, as manager.c does.
     """
 
     def __init__(
@@ -349,6 +351,7 @@ class FakeAmi:
         include_goodbye: bool = False,
         responders: Mapping[str, ActionResponder] | None = None,
         auth_fail_delay: float = 0.0,
+        refuse: Iterable[str] = (),
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
@@ -366,6 +369,7 @@ class FakeAmi:
         self.include_goodbye = include_goodbye
         self.auth_fail_delay = auth_fail_delay
         self.responders: dict[str, ActionResponder] = {k.lower(): v for k, v in (responders or {}).items()}
+        self.refuse = {name.lower() for name in refuse}
 
         self.banner = self.messages[0].data
         login_idx = next((m.index for m in self.messages[1:] if m.data.startswith(b"Response:")), None)
@@ -716,6 +720,9 @@ class FakeAmi:
             await self._send(session, _response("Error", aid, "Permission denied"))
             return True
 
+        if name in self.refuse:
+            await self._send(session, _response("Error", aid, "Permission denied"))
+            return True
         if name in self.responders:
             result = self.responders[name](fields)
             raw = result if isinstance(result, bytes) else _response("Success", aid, result)
