@@ -308,3 +308,36 @@ async def test_a_recorded_call_carries_a_signed_record_url(
         assert path == "in-375173880003-+375291234567-20261124-005922-1795481962.0.wav"
     stored = await pool.fetchval("SELECT recording FROM calls")
     assert stored.endswith("1795481962.0.wav")
+
+
+async def test_a_record_the_old_system_wrote_is_delivered_as_it_is(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    """Seed 003's layout (api_url with /api/v5, client_id the module code, user_mappings {extension: user id as
+    a number}, `enabled` a string, no time zone), stored in clear as the old service wrote it: the running agent
+    delivers with it, nobody re-enters anything, and the record is left as it was."""
+    directory = recordings.recordings_dir()
+    ami = FakeAmi(directory / "a_incoming_answered.ami", speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    old = {
+        "enabled": "true",
+        "api_url": f"{fake_crm.url}/api/v5",
+        "api_key": API_KEY,
+        "client_id": "vochi-asterisk",
+        "user_mappings": {"150": 7, "151": 8, "152": None},
+        "last_sync": "2025-01-09T19:20:00Z",
+    }
+    await pool.execute(
+        "INSERT INTO enterprises (number, name, integrations_config) VALUES ($1, 'Shop', jsonb_build_object("
+        "'retailcrm', $2::jsonb))",
+        ENTERPRISE,
+        old,
+    )
+    async with running(config):
+        await ami.wait_finished(within=10)
+        await drained(pool, at_least=2)
+    ((call,),) = fake_crm.uploads
+    assert call["result"] == "answered" and call["code"] == "150" and call["userId"] in (7, "7")
+    assert await pool.fetchval("SELECT integrations_config -> 'retailcrm' FROM enterprises") == old

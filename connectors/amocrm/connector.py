@@ -78,7 +78,7 @@ class AmoCrmConnector(Connector[AmoCrmSettings, AmoCrmClient]):
 
     # -- the Connector protocol ------------------------------------------------------------------
 
-    def parse_settings(self, raw: Mapping[str, Any]) -> AmoCrmSettings:
+    def parse_settings(self, raw: Mapping[str, Any], *, enterprise_timezone: str | None = None) -> AmoCrmSettings:
         return parse(raw)
 
     def settings_json(self, settings: AmoCrmSettings) -> dict[str, Any]:
