@@ -50,6 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    import asyncpg
+
     from agent.life import logs
     from agent.store import database, peers
     from agent.store.embedded import EmbeddedPgError
@@ -61,15 +63,23 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         async with database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir) as dsn:
             pool = await database.create_pool(dsn, 2, name=peers.tool_name("migrate"))
             try:
-                return await database.migrate(pool)
+                return await database.migrate(pool, said)
             finally:
                 await pool.close()
+
+    def said(version: str, changes: list[str]) -> None:
+        print(f"{version}:")
+        for line in changes or ["nothing to change (already there)"]:
+            print(f"  {line}")
 
     try:
         applied = asyncio.run(migrate())
     except EmbeddedPgError as exc:
         print(f"pbx-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except asyncpg.PostgresError as exc:  # the migration rolled back: nothing of it was applied
+        print(f"pbx-agent migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
     return EXIT_OK
 
