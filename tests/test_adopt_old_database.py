@@ -99,7 +99,11 @@ async def test_the_agent_starts_on_it_and_every_record_is_active(
     async with running(make_config(old_dsn)) as agent:
         integrations = agent.parts.integrations
         active: dict[str, Any] = {n: await integrations.enabled(n) for n in old_platform.RECORDS}
-        assert set(active["0367"]) == {"retailcrm"} or set(active["0367"]) == {"retailcrm", "amocrm"}
+        assert set(active["0367"]) == {"retailcrm", "amocrm"}
+        assert active["0367"]["amocrm"].settings.host == "https://julaycompany.amocrm.ru"
+        tokens = await agent.parts.pool.fetchrow("SELECT * FROM amocrm_tokens WHERE enterprise_number = '0367'")
+        assert tokens["status"] == "connected" and tokens["refresh_token"].startswith("enc:v1:")
+        assert tokens["expires_at"].year == 2031
         rc = active["0367"]["retailcrm"].settings
         assert rc.domain == "https://evgenybaevski.retailcrm.ru" and dict(rc.user_extensions) == {
             "19": "150",
@@ -128,3 +132,27 @@ def test_the_command_says_what_each_migration_did(
     assert "  added table deliveries" in out and "removed" not in out
     assert cli.main(["migrate", "-c", str(cfg)]) == 0
     assert capsys.readouterr().out.strip() == "applied 0 migration(s)"
+
+
+@pytest.mark.parametrize("migrated", [False, True])
+def test_check_legacy_lists_each_enterprise_and_what_is_unusable(
+    old_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], migrated: bool
+) -> None:
+    """Before the cut-over (the old database as it is) and after it; read only, secrets never printed."""
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'[agent]\nstate_dir = "state"\n[database]\ndsn = "{old_dsn}"\n')
+    if migrated:
+        assert cli.main(["migrate", "-c", str(cfg)]) == 0
+        capsys.readouterr()
+    assert cli.main(["check-legacy", "-c", str(cfg)]) == 1  # 0999 has no API key
+    out = capsys.readouterr().out
+    blocks = {b.split()[0]: b for b in ("\n" + out).split("\n0")[1:]}
+    assert set(blocks) == {n[1:] for n in old_platform.RECORDS}
+    assert "retailcrm: UNUSABLE: retailcrm.api_key: required" in blocks["999"] and "UNUSABLE RECORD" in blocks["999"]
+    assert "retailcrm: ok: enabled; written by the old system" in blocks["201"]
+    assert "retailcrm: ok: disabled" in blocks["105"]
+    assert "no time zone: Europe/Moscow (default)" in blocks["367"]
+    assert "no CRM configured" in blocks["400"] and "no CRM configured" in blocks["500"]
+    assert "6 enterprise(s), 1 with an unusable record" in out
+    for secret in (old_platform.RC_KEY, old_platform.RC_KEY[::-1], old_platform.AMO_ACCESS, old_platform.AMO_SECRET):
+        assert secret not in out
