@@ -15,18 +15,18 @@ from admin import retailcrm_api as rc
 from admin.i18n import catalog
 from admin.pages import Refused, after_post, answer, enterprise_of, iso, read_body
 from admin.retailcrm_api import CRM, Problem
+from agent.life.masking import mask_data
 from agent.store import enterprises
 from agent.web import keys
 from agent.web.keys import Parts
 from connectors.base import CrmError
 from connectors.retailcrm import store as retailcrm_store
-from connectors.retailcrm.legacy import adapt, is_legacy
-from connectors.retailcrm.settings import DEFAULT_CODE, SettingsError, parse
+from connectors.retailcrm.legacy import DEFAULT_TIMEZONE, LEGACY_KEYS, adapt, is_legacy, missing_timezone
+from connectors.retailcrm.settings import DEFAULT_CODE, KNOWN, SettingsError, parse
 
 FLAGS = ("enabled", "popup_in", "popup_out", "popup_hangup", "upload_history")
 TEXTS = ("domain", "api_key", "timezone", "site", "external_phone")
 ACTIONS = ("save", "test", "register", "delete")
-DEFAULT_TIMEZONE = "Europe/Moscow"
 TRUE = ("on", "true", "1", "yes")
 
 
@@ -36,16 +36,31 @@ def error_key(field: str, message: str) -> str:
     return key if key in catalog("en") else message
 
 
-def shown(stored: dict[str, Any] | None, box: Any) -> dict[str, Any]:
-    """The stored settings as the page shows them: new layout, secrets masked, client_id left out."""
-    masked = adapt(enterprises.masked(box, CRM, stored or {}))
+def shown(stored: dict[str, Any] | None, box: Any, zone: str | None = None) -> dict[str, Any]:
+    """The stored settings as the page shows them: the agent's layout (an old record adapted first, then
+    masked), secrets masked, client_id left out; `zone` is the enterprise's, for a record without one."""
+    masked = enterprises.masked(box, CRM, adapt(stored or {}, timezone=zone))
     out: dict[str, Any] = {f: masked.get(f, True) for f in FLAGS}
     for f in TEXTS:
         out[f] = masked.get(f) or ""
-    out["timezone"] = out["timezone"] or DEFAULT_TIMEZONE
+    out["timezone"] = out["timezone"] or zone or DEFAULT_TIMEZONE
     out["user_extensions"] = masked.get("user_extensions") or {}
     out["code"] = masked.get("code") or DEFAULT_CODE
     return out
+
+
+def kept(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """Keys of the record the agent does not use, kept as written (`last_sync`, `version`, ...), masked."""
+    found: dict[str, Any] = mask_data(
+        {k: v for k, v in (stored or {}).items() if k not in KNOWN and k not in LEGACY_KEYS}
+    )
+    return found
+
+
+def _timezone_from(stored: dict[str, Any] | None, zone: str | None, shown_zone: str) -> str | None:
+    if not stored or not missing_timezone(stored):
+        return None
+    return "enterprise" if zone and shown_zone == zone else "default"
 
 
 def submitted(body: dict[str, str], current: dict[str, Any]) -> dict[str, Any]:
@@ -69,9 +84,12 @@ def typed(body: dict[str, str], stored: dict[str, Any] | None, box: Any) -> dict
 
 async def _save(parts: Parts, number: str, body: dict[str, str], stored: dict[str, Any] | None) -> dict[str, str]:
     pool, box = parts[keys.POOL], parts[keys.SECRETS]
-    wanted = submitted(body, adapt(enterprises.masked(box, CRM, stored or {})))
+    zone = await enterprises.timezone_of(pool, number)
+    # adapted before masking: an old record's client_id is its module code, and its clientId comes from the key
+    current = adapt(stored or {}, timezone=zone)
+    wanted = submitted(body, enterprises.masked(box, CRM, current))
     try:
-        settings = parse(adapt(enterprises.unmask(box, CRM, wanted, stored)))
+        settings = parse(adapt(enterprises.unmask(box, CRM, wanted, current), timezone=zone))
     except SettingsError as exc:
         return {exc.field: error_key(exc.field, exc.message)}
     await enterprises.put_integration(pool, box, number, CRM, settings.to_json())
@@ -90,7 +108,9 @@ async def _run(parts: Parts, number: str, action: str, body: dict[str, str]) -> 
         if action == "test":
             if "domain" in body:  # the form as typed, before it is saved
                 stored = await enterprises.get_integration(parts[keys.POOL], number, CRM)
-                settings = await rc.settings_to_test(parts, number, submitted(body, shown(stored, parts[keys.SECRETS])))
+                zone = await enterprises.timezone_of(parts[keys.POOL], number)
+                shown_now = shown(stored, parts[keys.SECRETS], zone)
+                settings = await rc.settings_to_test(parts, number, submitted(body, shown_now))
             else:
                 settings = await rc.load_settings(parts, number)
             return {"action": action, **await rc.connection_report(parts, number, settings)}
@@ -149,11 +169,16 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
             stored = await enterprises.get_integration(pool, number, CRM)
     row = await enterprises.get(pool, number)
     module = await retailcrm_store.module_state(pool, number)
+    zone = await enterprises.timezone_of(pool, number)
+    settings = shown(stored, box, zone)
     data = {
         "enterprise": enterprise,
         "configured": stored is not None,
         "legacy": bool(stored) and is_legacy(stored or {}),
-        "settings": {**shown(stored, box), **form},
+        # the record has no time zone: the page says whose it shows (the enterprise's or the agent's default)
+        "timezone_from": _timezone_from(stored, zone, settings["timezone"]),
+        "kept": kept(stored),
+        "settings": {**settings, **form},
         "smart_redirect": bool(row and row["settings"].get("redirect_when_busy")),
         "module": {k: iso(v) if hasattr(v, "isoformat") else v for k, v in (module or {}).items()} or None,
         "result": result,

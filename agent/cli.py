@@ -50,6 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    import asyncpg
+
     from agent.life import logs
     from agent.store import database, peers
     from agent.store.embedded import EmbeddedPgError
@@ -61,17 +63,52 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         async with database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir) as dsn:
             pool = await database.create_pool(dsn, 2, name=peers.tool_name("migrate"))
             try:
-                return await database.migrate(pool)
+                return await database.migrate(pool, said)
             finally:
                 await pool.close()
+
+    def said(version: str, changes: list[str]) -> None:
+        print(f"{version}:")
+        for line in changes or ["nothing to change (already there)"]:
+            print(f"  {line}")
 
     try:
         applied = asyncio.run(migrate())
     except EmbeddedPgError as exc:
         print(f"pbx-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except asyncpg.PostgresError as exc:  # the migration rolled back: nothing of it was applied
+        print(f"pbx-agent migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
     return EXIT_OK
+
+
+def cmd_check_legacy(args: argparse.Namespace) -> int:
+    from agent.parts import legacy_check
+    from agent.store import database, peers
+    from agent.store.embedded import EmbeddedPgError
+    from agent.store.secretbox import SecretBox, load_or_create_secret
+    from connectors.registry import connectors, secret_fields
+
+    cfg = _load_config(args)
+    box = SecretBox(load_or_create_secret(cfg.agent.state_dir), secret_fields())
+
+    async def check() -> list[legacy_check.Enterprise]:
+        async with database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir) as dsn:
+            pool = await database.create_pool(dsn, 2, name=peers.tool_name("check-legacy"))
+            try:
+                return await legacy_check.check(pool, box, connectors())
+            finally:
+                await pool.close()
+
+    try:
+        found = asyncio.run(check())
+    except EmbeddedPgError as exc:
+        print(f"pbx-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(legacy_check.lines(found)))
+    return EXIT_OK if all(e.usable for e in found) else EXIT_FAILURE
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -175,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("run", cmd_run, "run the agent until SIGTERM/SIGINT")
     command("check-config", cmd_check_config, "validate the configuration file and exit (2 when invalid)")
     command("migrate", cmd_migrate, "apply database migrations and exit")
+    command(
+        "check-legacy",
+        cmd_check_legacy,
+        "list each enterprise's CRM records as the agent reads them and what makes one unusable (exit 1 then)",
+    )
     token = command("token", cmd_token, "print an API token (JWT) for the /api routes")
     token.add_argument("--enterprise", metavar="N", help="limit the token to one enterprise (default: admin)")
     token.add_argument("--days", type=float, default=365, metavar="D", help="validity in days (default 365)")

@@ -152,8 +152,9 @@ class Connector(Protocol[S, C]):
     # ahead of them (agent.delivery.integrations); None: the connector paces its lookups itself
     lookup_route: str | None
 
-    def parse_settings(self, raw: Mapping[str, Any]) -> S:
-        """Validated settings; raises a ValueError with `.field` naming the bad field."""
+    def parse_settings(self, raw: Mapping[str, Any], *, enterprise_timezone: str | None = None) -> S:
+        """Validated settings; raises a ValueError with `.field` naming the bad field. `enterprise_timezone`
+        stands in for a time zone the record lacks (the old system's records have none)."""
         ...
 
     def settings_json(self, settings: S) -> dict[str, Any]: ...

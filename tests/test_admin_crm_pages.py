@@ -120,34 +120,70 @@ async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
 
 
 async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_agent: Agent) -> None:
+    """An old record (seeds 001/003: api_url, client_id as the module code, user_mappings with numbers, `enabled`
+    as a string, no time zone, last_sync/version) is shown and saved without error, in the agent's layout, its
+    unknown keys kept; the page says which time zone it uses."""
     await enterprises.put(running_agent.parts.pool, "100", "Shop")
-    box = SecretBox(load_or_create_secret(running_agent.config.agent.state_dir), secret_fields())
     legacy = {
         "api_url": "https://shop.retailcrm.ru/api/v5",
         "api_key": API_KEY,
-        "timezone": "Europe/Moscow",
-        "user_mappings": {"150": "7"},
+        "enabled": "true",
+        "client_id": "vochi-asterisk",
+        "user_mappings": {"150": 7, "151": None},
+        "last_sync": "2025-01-09T19:20:00Z",
+        "version": "1.0",
     }
-    async with running_agent.parts.pool.acquire() as conn:
+    async with running_agent.parts.pool.acquire() as conn:  # as the old system wrote it: the key in clear
         await conn.execute(
             "UPDATE enterprises SET integrations_config = jsonb_build_object('retailcrm', $1::jsonb)"
             " WHERE number = '100'",
-            enterprises.encrypt_secrets(box, "retailcrm", legacy, {}),
+            legacy,
         )
     b = f"{base(running_agent)}/admin/100"
     async with client(running_agent, "100") as http:
         async with http.get(f"{b}/retailcrm.json") as resp:
+            assert resp.status == 200
             data = await resp.json()
-        assert data["legacy"] is True
+        assert data["legacy"] is True and API_KEY not in str(data)
         assert data["settings"]["domain"] == "https://shop.retailcrm.ru"
         assert data["settings"]["user_extensions"] == {"7": "150"}
+        assert data["settings"]["code"] == "vochi-asterisk" and data["settings"]["enabled"] is True
+        assert data["settings"]["timezone"] == "Europe/Moscow" and data["timezone_from"] == "default"
+        assert data["kept"] == {"last_sync": "2025-01-09T19:20:00Z", "version": "1.0"}
+        async with http.get(f"{b}/retailcrm") as resp:
+            html = await resp.text()
+            assert resp.status == 200 and 'id="timezone-from"' in html and "last_sync" in html
+            assert API_KEY not in html
         token = await csrf(http, f"{b}/retailcrm")
         status, _ = await post(http, f"{b}/retailcrm", token, action="save")
         assert status == 200
+        async with http.get(f"{b}/retailcrm.json") as resp:
+            after = await resp.json()
+        assert after["legacy"] is False and after["timezone_from"] is None
     saved = await stored(running_agent)
     assert "api_url" not in saved and "user_mappings" not in saved
     assert saved["domain"] == "https://shop.retailcrm.ru" and saved["user_extensions"] == {"7": "150"}
-    assert saved["api_key"] == API_KEY
+    assert saved["api_key"] == API_KEY and saved["code"] == "vochi-asterisk" and saved["enabled"] is True
+    assert saved["timezone"] == "Europe/Moscow" and len(saved["client_id"]) >= 32
+    assert saved["last_sync"] == "2025-01-09T19:20:00Z" and saved["version"] == "1.0"
+
+
+async def test_a_legacy_record_takes_the_enterprise_time_zone(running_agent: Agent) -> None:
+    pool = running_agent.parts.pool
+    await enterprises.put(pool, "100", "Shop")
+    await pool.execute(
+        "UPDATE enterprises SET integrations_config = jsonb_build_object('retailcrm', $1::jsonb) WHERE number = '100'",
+        {"domain": "https://shop.retailcrm.ru", "api_key": API_KEY, "enabled": True},
+    )
+    await pool.execute(
+        "INSERT INTO routing_rules (enterprise_number, rules) VALUES ('100', $1::jsonb)", {"timezone": "Asia/Tokyo"}
+    )
+    async with (
+        client(running_agent, "100") as http,
+        http.get(f"{base(running_agent)}/admin/100/retailcrm.json") as resp,
+    ):
+        data = await resp.json()
+    assert data["settings"]["timezone"] == "Asia/Tokyo" and data["timezone_from"] == "enterprise"
 
 
 async def test_viewer_sees_but_cannot_change(running_agent: Agent, fake_rc: FakeRetailCrm) -> None:

@@ -435,3 +435,64 @@ async def test_problem_json_rejection_fails_visibly(
     assert counts == {"failed": 1, "done": 1}  # the call was rejected; 150's pop-up went out
     error = await pool.fetchval("SELECT last_error FROM deliveries WHERE kind = 'call'")
     assert "Request validation failed" in error and "call_status" in error and "not a valid choice" in error
+
+
+# -- the old integration's record ------------------------------------------------------------------
+
+
+async def test_the_old_integrations_tokens_keep_the_account_connected(
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    """Seeds 002/004: the settings under the old names (domain, lead_pipeline_id, `enabled` a string, sync flags)
+    and the OAuth pair in the record, in clear. The agent adopts the pair (encrypted) at start: connected, the
+    account answers, a refresh works with the old refresh token, a settings save keeps the connection and the
+    old keys; a disconnect removes the tokens from the record too, so they are not adopted again."""
+    cfg = config(make_config, db_dsn)
+    pair = fake.issue_tokens()
+    old = {
+        "domain": fake.url,
+        "client_id": fake.client_id,
+        "client_secret": fake.client_secret,
+        "redirect_uri": "https://bot.vochi.by/admin/crm/callback",
+        "access_token": pair["access_token"],
+        "refresh_token": pair["refresh_token"],
+        "expires_at": int(datetime.now(UTC).timestamp()) + 86400,
+        "sync_contacts": True,
+        "auto_create_lead": True,
+        "lead_pipeline_id": 3001,
+        "lead_status_id": "142",
+        "enabled": "true",
+    }
+    await pool.execute(
+        "INSERT INTO enterprises (number, name, integrations_config) VALUES ($1, 'Shop',"
+        " jsonb_build_object('amocrm', $2::jsonb))",
+        ENTERPRISE,
+        old,
+    )
+    headers = api_headers(cfg, ENTERPRISE)
+    async with running(cfg) as agent, aiohttp.ClientSession(headers=headers) as http:
+        row = await pool.fetchrow("SELECT * FROM amocrm_tokens")
+        assert row["kind"] == "oauth" and row["access_token"].startswith("enc:v1:") and row["host"] == fake.url
+        enabled = await agent.parts.integrations.enabled(ENTERPRISE)
+        settings = enabled["amocrm"].settings
+        assert settings.pipeline_id == 3001 and settings.status_id == 142 and settings.enabled
+        base = f"http://127.0.0.1:{agent.parts.http_port}/api/enterprises/{ENTERPRISE}/integrations/amocrm"
+        async with http.get(f"{base}/status") as resp:
+            body = await resp.json()
+        assert body["status"] == "connected" and body["account"]["id"] == fake.account_id, body
+        fake.expire_access_tokens()  # the next call refreshes with the old integration's refresh token
+        async with http.get(f"{base}/pipelines") as resp:
+            assert resp.status == 200
+        assert fake.refreshes == 1
+        async with http.put(base, json={**settings.to_json(), "unknown_caller": "none"}) as resp:
+            assert resp.status == 200, await resp.text()
+        stored = await pool.fetchval("SELECT integrations_config -> 'amocrm' FROM enterprises")
+        assert stored["sync_contacts"] is True and stored["redirect_uri"] == old["redirect_uri"]
+        async with http.get(f"{base}/status") as resp:
+            assert (await resp.json())["status"] == "connected"
+        async with http.delete(f"{base}/tokens") as resp:
+            assert (await resp.json())["deleted"] is True
+        async with http.get(f"{base}/status") as resp:
+            assert (await resp.json())["status"] == "not_connected"
+    assert await pool.fetchval("SELECT count(*) FROM amocrm_tokens") == 0
+    assert "refresh_token" not in await pool.fetchval("SELECT integrations_config -> 'amocrm' FROM enterprises")

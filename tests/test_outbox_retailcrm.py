@@ -206,7 +206,6 @@ async def test_invalid_settings_are_refused_naming_the_field(running_agent: Agen
     async with aiohttp.ClientSession(headers=headers) as http:
         await http.put(base, json={"name": "Shop"})
         for body, field in [
-            ({"domain": "https://x.retailcrm.ru", "api_key": API_KEY}, "timezone"),
             ({"domain": "ftp://x", "api_key": API_KEY, "timezone": "UTC"}, "domain"),
             (
                 {
@@ -217,7 +216,7 @@ async def test_invalid_settings_are_refused_naming_the_field(running_agent: Agen
                 },
                 "user_extensions.2",
             ),
-            ({"domain": "https://x.retailcrm.ru", "api_key": API_KEY, "timezone": "UTC", "colour": 1}, "colour"),
+            ({"domain": "https://x.retailcrm.ru", "api_key": API_KEY, "timezone": "Mars/Base"}, "timezone"),
         ]:
             async with http.put(f"{base}/integrations/retailcrm", json=body) as resp:
                 answer = await resp.json()
@@ -225,6 +224,11 @@ async def test_invalid_settings_are_refused_naming_the_field(running_agent: Agen
                 assert answer["field"] == field, answer
         async with http.get(f"{base}/integrations/retailcrm") as resp:
             assert await resp.json() == {}
+        # what the old system's records lack or add is no error: the default time zone, the key kept as it was
+        body = {"domain": "https://x.retailcrm.ru", "api_key": API_KEY, "colour": 1}
+        async with http.put(f"{base}/integrations/retailcrm", json=body) as resp:
+            saved = await resp.json()
+            assert resp.status == 200 and saved["timezone"] == "Europe/Moscow" and saved["colour"] == 1, saved
 
 
 async def test_the_api_key_never_reaches_a_log_line(
@@ -308,3 +312,36 @@ async def test_a_recorded_call_carries_a_signed_record_url(
         assert path == "in-375173880003-+375291234567-20261124-005922-1795481962.0.wav"
     stored = await pool.fetchval("SELECT recording FROM calls")
     assert stored.endswith("1795481962.0.wav")
+
+
+async def test_a_record_the_old_system_wrote_is_delivered_as_it_is(
+    fake_crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    """Seed 003's layout (api_url with /api/v5, client_id the module code, user_mappings {extension: user id as
+    a number}, `enabled` a string, no time zone), stored in clear as the old service wrote it: the running agent
+    delivers with it, nobody re-enters anything, and the record is left as it was."""
+    directory = recordings.recordings_dir()
+    ami = FakeAmi(directory / "a_incoming_answered.ami", speed=math.inf)
+    await ami.start()
+    request_stop(ami)
+    config = config_with(make_config, db_dsn, ami)
+    old = {
+        "enabled": "true",
+        "api_url": f"{fake_crm.url}/api/v5",
+        "api_key": API_KEY,
+        "client_id": "vochi-asterisk",
+        "user_mappings": {"150": 7, "151": 8, "152": None},
+        "last_sync": "2025-01-09T19:20:00Z",
+    }
+    await pool.execute(
+        "INSERT INTO enterprises (number, name, integrations_config) VALUES ($1, 'Shop', jsonb_build_object("
+        "'retailcrm', $2::jsonb))",
+        ENTERPRISE,
+        old,
+    )
+    async with running(config):
+        await ami.wait_finished(within=10)
+        await drained(pool, at_least=2)
+    ((call,),) = fake_crm.uploads
+    assert call["result"] == "answered" and call["code"] == "150" and call["userId"] in (7, "7")
+    assert await pool.fetchval("SELECT integrations_config -> 'retailcrm' FROM enterprises") == old

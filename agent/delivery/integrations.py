@@ -81,14 +81,15 @@ class Integrations:
         cached = self._cache.get(enterprise)
         if cached is not None:
             return cached
-        config = await self.pool.fetchval("SELECT integrations_config FROM enterprises WHERE number = $1", enterprise)
+        row = await self.pool.fetchrow(enterprises.CONFIG_AND_TIMEZONE, enterprise)
+        config, zone = (row["integrations_config"], row["timezone"]) if row is not None else (None, None)
         found: dict[str, Enabled[Any, Any]] = {}
         for name, raw in (config or {}).items():
             connector = self.connectors.get(name)
             if connector is None or not isinstance(raw, dict):
                 continue
             try:
-                settings = connector.parse_settings(self.box.decrypted(name, raw))
+                settings = connector.parse_settings(self.box.decrypted(name, raw), enterprise_timezone=zone)
             except ValueError as exc:
                 log.error(
                     "enterprise %s: stored %s settings are invalid (%s); integration skipped", enterprise, name, exc

@@ -22,6 +22,7 @@ from agent.store.secretbox import SecretBox, derive_key
 from agent.web.health import HealthRegistry
 from agent.web.metrics import Metrics
 from agent.web.recordings import RecordLinks
+from connectors.amocrm import legacy as amocrm_legacy
 from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.oauth import STATE_PURPOSE, StateSigner
 from connectors.http import make_client
@@ -57,6 +58,8 @@ async def delivery_part(
         amocrm = attach_amocrm(integrations, secret, cfg.agent.public_url)
         if amocrm is not None:
             stack.push_async_callback(amocrm.aclose)
+            # before any settings save can rewrite them: the old integration's tokens, so it stays connected
+            await amocrm_legacy.adopt_all(integrations.pool, integrations.box)
         policy = policy or policy_from(cfg.outbox)
         dispatcher = CrmDispatcher(
             integrations,

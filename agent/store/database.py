@@ -110,9 +110,9 @@ async def create_pool(dsn: str, size: int = 10, *, name: str) -> Pool:
     return pool
 
 
-async def migrate(pool: Pool) -> list[str]:
+async def migrate(pool: Pool, report: migrations.Report | None = None) -> list[str]:
     async with pool.acquire() as conn:
-        return await migrations.apply(conn)
+        return await migrations.apply(conn, report)
 
 
 async def probe(pool: Pool) -> dict[str, Any]:

@@ -16,6 +16,13 @@ from agent.store.secretbox import SecretBox, is_encrypted, looks_masked
 NOTIFY_CHANNEL = "integrations_config"  # connectors.base.CONFIG_CHANGED names the same channel
 
 
+# An enterprise's CRM records and its time zone (its routing rules' explicit one), for a record that has none.
+CONFIG_AND_TIMEZONE = (
+    "SELECT e.integrations_config, (SELECT r.rules ->> 'timezone' FROM routing_rules r"
+    " WHERE r.enterprise_number = e.number) AS timezone FROM enterprises e WHERE e.number = $1"
+)
+
+
 class NotFound(Exception):
     pass
 
@@ -52,6 +59,12 @@ async def put(pool: Pool, number: str, name: str, settings: dict[str, Any] | Non
     return dict(row)
 
 
+async def timezone_of(pool: Pool, number: str) -> str | None:
+    """The enterprise's own time zone, if it has one (a CRM record without a time zone takes it)."""
+    row = await pool.fetchrow(CONFIG_AND_TIMEZONE, number)
+    return row["timezone"] if row is not None else None
+
+
 async def redirect_when_busy(pool: Pool, number: str) -> bool:
     value = await pool.fetchval("SELECT settings -> 'redirect_when_busy' FROM enterprises WHERE number = $1", number)
     return bool(value) if isinstance(value, bool) else bool(SETTINGS_DEFAULTS["redirect_when_busy"])
@@ -76,7 +89,8 @@ async def put_integration(
             raise NotFound(number)
         stored = encrypt_secrets(box, crm, settings, current if isinstance(current, dict) else {})
         await conn.execute(
-            "UPDATE enterprises SET integrations_config = jsonb_set(integrations_config, ARRAY[$2::text], $3::jsonb),"
+            "UPDATE enterprises SET integrations_config ="
+            " jsonb_set(COALESCE(integrations_config, '{}'), ARRAY[$2::text], $3::jsonb),"
             " updated_at = now() WHERE number = $1",
             number,
             crm,

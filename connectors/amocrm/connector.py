@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from agent.tracking.event import CallEvent
-from connectors.amocrm import oauth
+from connectors.amocrm import legacy, oauth
 from connectors.amocrm.client import AmoCrmClient, Lookup
 from connectors.amocrm.plan import CRM, plan
 from connectors.amocrm.session import AccountGuard
@@ -78,8 +78,8 @@ class AmoCrmConnector(Connector[AmoCrmSettings, AmoCrmClient]):
 
     # -- the Connector protocol ------------------------------------------------------------------
 
-    def parse_settings(self, raw: Mapping[str, Any]) -> AmoCrmSettings:
-        return parse(raw)
+    def parse_settings(self, raw: Mapping[str, Any], *, enterprise_timezone: str | None = None) -> AmoCrmSettings:
+        return parse(legacy.adapt(raw))
 
     def settings_json(self, settings: AmoCrmSettings) -> dict[str, Any]:
         return settings.to_json()

@@ -80,6 +80,8 @@ class AmoCrmSettings:
     task_default_user_id: int | None = None
     source: str = DEFAULT_SOURCE
     proxy: str | None = None
+    # keys the agent does not know (the old integration's `sync_*`, `redirect_uri`, ...): written back as they were
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_kommo(self) -> bool:
@@ -104,6 +106,7 @@ class AmoCrmSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "enabled": self.enabled,
             "host": self.host,
             "client_id": self.client_id,
@@ -124,7 +127,7 @@ class AmoCrmSettings:
 
 def parse(data: Mapping[str, Any], *, new_secret: Callable[[], str] | None = None) -> AmoCrmSettings:
     """Validate the JSON object; every error names its field. A missing `webhook_secret` is generated
-    (the caller stores `to_json()` so it stays stable)."""
+    (the caller stores `to_json()` so it stays stable). Keys it does not know are kept in `extra`."""
     if not isinstance(data, Mapping):
         raise SettingsError("*", "must be a JSON object")
     for key in data:
@@ -134,8 +137,6 @@ def parse(data: Mapping[str, Any], *, new_secret: Callable[[], str] | None = Non
                 "tokens are not settings: connect through OAuth or POST the token "
                 "to /api/enterprises/{n}/integrations/amocrm/token",
             )
-        if key not in _KNOWN:
-            raise SettingsError(str(key), "unknown setting")
     secret = data.get("webhook_secret") or (new_secret or _new_secret)()
     if not isinstance(secret, str) or not re.fullmatch(r"[A-Za-z0-9_-]{32,128}", secret):
         raise SettingsError("webhook_secret", "32-128 letters, digits, '-' or '_'")
@@ -162,6 +163,7 @@ def parse(data: Mapping[str, Any], *, new_secret: Callable[[], str] | None = Non
         task_default_user_id=_optional_id(data, "task_default_user_id"),
         source=_source(data.get("source")),
         proxy=_proxy(data.get("proxy")),
+        extra={str(k): v for k, v in data.items() if k not in _KNOWN},
     )
 
 

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import httpx
 
-from connectors.amocrm import oauth
+from connectors.amocrm import legacy, oauth
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.stored_tokens import Kind, TokenError, Tokens, TokenStatus, iso
 from connectors.base import CONFIG_CHANGED, Pool, Secrets
@@ -87,6 +87,8 @@ class TokenStore:
         if not fresh and enterprise in self._cache:
             return self._cache[enterprise]
         row = await self.pool.fetchrow("SELECT * FROM amocrm_tokens WHERE enterprise_number = $1", enterprise)
+        if row is None and await legacy.adopt(self.pool, self.box, enterprise):  # the old integration's tokens
+            row = await self.pool.fetchrow("SELECT * FROM amocrm_tokens WHERE enterprise_number = $1", enterprise)
         tokens = self._decode(row) if row is not None else None
         if tokens is None:
             self._cache.pop(enterprise, None)
@@ -363,6 +365,7 @@ class TokenStore:
     async def disconnect(self, enterprise: str) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute("DELETE FROM amocrm_tokens WHERE enterprise_number = $1", enterprise)
+            await conn.execute(legacy.FORGET_TOKENS, enterprise, list(legacy.TOKEN_KEYS))  # or they come back
             await conn.execute("SELECT pg_notify($1, $2)", CONFIG_CHANGED, enterprise)
         self.forget(enterprise)
         return status.endswith(" 1")

@@ -20,8 +20,8 @@ class RetailCrmConnector(Connector[RetailCrmSettings, RetailCrmClient]):
     secret_fields: tuple[str, ...] = SECRET_FIELDS
     lookup_route: str | None = "/api/v5/telephony/manager"
 
-    def parse_settings(self, raw: Mapping[str, Any]) -> RetailCrmSettings:
-        return parse(adapt(raw))
+    def parse_settings(self, raw: Mapping[str, Any], *, enterprise_timezone: str | None = None) -> RetailCrmSettings:
+        return parse(adapt(raw, timezone=enterprise_timezone))
 
     def settings_json(self, settings: RetailCrmSettings) -> dict[str, Any]:
         return settings.to_json()

@@ -17,7 +17,7 @@ DEFAULT_CODE = "pbx-agent"
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
-_KNOWN = frozenset(
+KNOWN = frozenset(
     {
         "enabled",
         "domain",
@@ -60,6 +60,8 @@ class RetailCrmSettings:
     site: str | None = None
     external_phone: str | None = None
     code: str = DEFAULT_CODE
+    # keys the agent does not know (`last_sync`, `version`, another service's): kept, written back as they were
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -77,6 +79,7 @@ class RetailCrmSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "enabled": self.enabled,
             "domain": self.domain,
             "api_key": self.api_key,
@@ -95,12 +98,9 @@ class RetailCrmSettings:
 
 def parse(data: Mapping[str, Any], *, new_client_id: Callable[[], str] | None = None) -> RetailCrmSettings:
     """Validate the JSON object; every error names its field. A missing `client_id` is generated
-    (the caller stores `to_json()` so it stays stable)."""
+    (the caller stores `to_json()` so it stays stable). Keys it does not know are kept in `extra`."""
     if not isinstance(data, Mapping):
         raise SettingsError("*", "must be a JSON object")
-    for key in data:
-        if key not in _KNOWN:
-            raise SettingsError(str(key), "unknown setting")
     enabled = _bool(data, "enabled", True)
     client_id = data.get("client_id") or (new_client_id or _new_client_id)()
     if not isinstance(client_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", client_id):
@@ -119,6 +119,7 @@ def parse(data: Mapping[str, Any], *, new_client_id: Callable[[], str] | None = 
         site=_optional_str(data, "site"),
         external_phone=_phone(data.get("external_phone")),
         code=_code(data.get("code")),
+        extra={str(k): v for k, v in data.items() if k not in KNOWN},
     )
 
 
@@ -166,8 +167,9 @@ def _domain(value: Any) -> str:
 def _api_key(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise SettingsError("api_key", "required")
-    if not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", value):
-        raise SettingsError("api_key", "must be 8-128 letters or digits (copy it from Settings → API keys)")
+    # 4, not 8: the old system stored short test keys (seed 003: test123); RetailCRM says whether one works
+    if not re.fullmatch(r"[A-Za-z0-9_-]{4,128}", value):
+        raise SettingsError("api_key", "must be 4-128 letters or digits (copy it from Settings → API keys)")
     return value
 
 

@@ -16,6 +16,8 @@ from connectors.retailcrm.settings import RetailCrmSettings, SettingsError, pars
 log = logging.getLogger(__name__)
 
 CRM = "retailcrm"
+# the enterprise's time zone (its routing rules'), for a record without one (agent.store.enterprises says the same)
+_ZONE = "(SELECT r.rules ->> 'timezone' FROM routing_rules r WHERE r.enterprise_number = e.number)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +30,14 @@ class Account:
 
 async def settings_of(pool: Pool, box: Secrets, enterprise: str) -> RetailCrmSettings | None:
     """The stored settings, decrypted and validated; None when RetailCRM is not configured."""
-    stored = await pool.fetchval("SELECT integrations_config -> $2 FROM enterprises WHERE number = $1", enterprise, CRM)
-    if not isinstance(stored, dict):
-        stored = None
-    if stored is None:
+    row = await pool.fetchrow(
+        f"SELECT e.integrations_config -> $2 AS settings, {_ZONE} AS timezone FROM enterprises e WHERE e.number = $1",
+        enterprise,
+        CRM,
+    )
+    if row is None or not isinstance(row["settings"], dict):
         return None
-    return parse(adapt(box.decrypted(CRM, stored)))
+    return parse(adapt(box.decrypted(CRM, row["settings"]), timezone=row["timezone"]))
 
 
 async def account_by_client_id(pool: Pool, box: Secrets, client_id: str) -> Account | None:
@@ -43,8 +47,8 @@ async def account_by_client_id(pool: Pool, box: Secrets, client_id: str) -> Acco
     every candidate is compared (no early exit) so timing says nothing about which matched.
     """
     rows = await pool.fetch(
-        "SELECT number, integrations_config -> $1 AS settings FROM enterprises"
-        " WHERE integrations_config ? $1 ORDER BY number",
+        f"SELECT e.number, e.integrations_config -> $1 AS settings, {_ZONE} AS timezone FROM enterprises e"
+        " WHERE e.integrations_config ? $1 ORDER BY e.number",
         CRM,
     )
     found: Account | None = None
@@ -53,7 +57,7 @@ async def account_by_client_id(pool: Pool, box: Secrets, client_id: str) -> Acco
         if not isinstance(stored, dict):
             continue
         try:
-            settings = parse(adapt(box.decrypted(CRM, stored)))
+            settings = parse(adapt(box.decrypted(CRM, stored), timezone=row["timezone"]))
         except (SettingsError, ValueError) as exc:
             log.warning("enterprise %s: stored retailcrm settings unusable (%s)", row["number"], exc)
             continue

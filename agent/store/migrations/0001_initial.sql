@@ -1,14 +1,34 @@
 -- The schema DESIGN.md names. Columns named there keep their names; the rest may grow.
+--
+-- On a database of the platform the agent replaces, enterprises, integration_logs and user_internal_phones
+-- already exist and other services read them: they are adopted as they are (IF NOT EXISTS), never recreated,
+-- renamed or retyped; only the columns the agent needs and they lack are added beside theirs.
 
-CREATE TABLE enterprises (
+CREATE TABLE IF NOT EXISTS enterprises (
     number              text PRIMARY KEY,
     name                text NOT NULL DEFAULT '',
     integrations_config jsonb NOT NULL DEFAULT '{}',
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE enterprises ADD COLUMN IF NOT EXISTS name text NOT NULL DEFAULT '';
+ALTER TABLE enterprises ADD COLUMN IF NOT EXISTS integrations_config jsonb DEFAULT '{}';
+ALTER TABLE enterprises ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE enterprises ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+-- The agent finds an enterprise by its number (ON CONFLICT, foreign keys): the platform's table may key it
+-- by another column (id), so the number gets a unique index of its own unless one is there.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = 'enterprises'::regclass AND i.indisunique AND i.indnkeyatts = 1
+          AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = 'number'
+    ) THEN
+        CREATE UNIQUE INDEX enterprises_number_unique ON enterprises (number);
+    END IF;
+END $$;
 
-CREATE TABLE integration_logs (
+CREATE TABLE IF NOT EXISTS integration_logs (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     enterprise_number text NOT NULL,
     integration_type  text NOT NULL,
@@ -22,15 +42,22 @@ CREATE TABLE integration_logs (
     delivery_id       bigint,
     created_at        timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX integration_logs_enterprise_created ON integration_logs (enterprise_number, created_at DESC, id DESC);
+ALTER TABLE integration_logs ADD COLUMN IF NOT EXISTS http_status integer;
+ALTER TABLE integration_logs ADD COLUMN IF NOT EXISTS duration_ms double precision;
+ALTER TABLE integration_logs ADD COLUMN IF NOT EXISTS delivery_id bigint;
+CREATE INDEX IF NOT EXISTS integration_logs_enterprise_created
+    ON integration_logs (enterprise_number, created_at DESC, id DESC);
 
-CREATE TABLE user_internal_phones (
+CREATE TABLE IF NOT EXISTS user_internal_phones (
     enterprise_number text NOT NULL,
     phone_number      text NOT NULL,
     display_name      text NOT NULL DEFAULT '',
     created_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (enterprise_number, phone_number)
 );
+-- the platform's pages take the owner's name from `users` (user_id); the agent's pages show display_name
+ALTER TABLE user_internal_phones ADD COLUMN IF NOT EXISTS display_name text NOT NULL DEFAULT '';
+ALTER TABLE user_internal_phones ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
 
 CREATE TABLE deliveries (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
