@@ -81,7 +81,7 @@ async def test_number_without_a_unique_index_gets_one(old_dsn: str) -> None:
     try:
         await conn.execute("ALTER TABLE enterprises DROP CONSTRAINT enterprises_number_key")
         said: dict[str, list[str]] = {}
-        await migrations.apply(conn, lambda version, changes: said.setdefault(version, changes))
+        await migrations.apply(conn, lambda version, changes: said.__setitem__(version, changes))
         assert "added index enterprises_number_unique on enterprises" in said["0001_initial"]
     finally:
         await conn.close()
@@ -102,6 +102,7 @@ async def test_the_agent_starts_on_it_and_every_record_is_active(
         assert set(active["0367"]) == {"retailcrm", "amocrm"}
         assert active["0367"]["amocrm"].settings.host == "https://julaycompany.amocrm.ru"
         tokens = await agent.parts.pool.fetchrow("SELECT * FROM amocrm_tokens WHERE enterprise_number = '0367'")
+        assert tokens is not None
         assert tokens["status"] == "connected" and tokens["refresh_token"].startswith("enc:v1:")
         assert tokens["expires_at"].year == 2031
         rc = active["0367"]["retailcrm"].settings

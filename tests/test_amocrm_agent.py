@@ -472,6 +472,7 @@ async def test_the_old_integrations_tokens_keep_the_account_connected(
     headers = api_headers(cfg, ENTERPRISE)
     async with running(cfg) as agent, aiohttp.ClientSession(headers=headers) as http:
         row = await pool.fetchrow("SELECT * FROM amocrm_tokens")
+        assert row is not None
         assert row["kind"] == "oauth" and row["access_token"].startswith("enc:v1:") and row["host"] == fake.url
         enabled = await agent.parts.integrations.enabled(ENTERPRISE)
         settings = enabled["amocrm"].settings
