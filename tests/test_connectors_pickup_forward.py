@@ -8,7 +8,7 @@ from connectors.amocrm.plan import plan as amo_plan
 from connectors.amocrm.settings import parse as amo_parse
 from connectors.retailcrm.plan import plan as rc_plan
 from connectors.retailcrm.settings import parse as rc_parse
-from tests.recordings import play
+from tests.recordings import NAMES, play
 
 CUSTOMER_A = "+375291234567"
 MOBILE_150 = "+375296660150"
@@ -91,3 +91,29 @@ def test_forwarded_to_survives_the_calls_table() -> None:
     back: CallEvent = event_from_row(stored)
     assert back.forwarded_to == MOBILE_150 and "forwarded_to" not in back.extra
     assert back.extra == end.extra
+
+
+def stored_and_back(event: CallEvent) -> CallEvent:
+    columns = ("call_id", "enterprise_number", "pbx", "direction", "phone", "did", "extensions", "answered_by",
+               "result", "ring_seconds", "talk_seconds", "started_at", "ended_at", "recording", "details")  # fmt: skip
+    return event_from_row(dict(zip(columns, row(event), strict=True)))
+
+
+def test_the_owner_of_a_stored_call_survives_the_table() -> None:
+    """Redelivery and backfill plan a stored call again: whose call it is must come back as the tracker said,
+    not be guessed from the phones that rang (a group call nobody answered is nobody's)."""
+    ended = [e for name in NAMES for e in play(name) if e.event == "ended"]
+    for event in ended:
+        back = stored_and_back(event)
+        assert (back.extension, back.answered_by, back.extensions) == (
+            event.extension,
+            event.answered_by,
+            event.extensions,
+        ), event.call_id
+        assert "owner" not in back.extra
+    missed_group = CallEvent(
+        event="ended", call_id="1.1", enterprise="1", direction="in", phone=CUSTOMER_A, did=None, extension=None,
+        at=None, extensions=("150", "151", "152"), result="no_answer",
+    )  # fmt: skip
+    assert stored_and_back(missed_group).extension is None
+    assert rc_plan(stored_and_back(missed_group), RC)[-1].payload["call"].get("code") is None

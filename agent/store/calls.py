@@ -11,6 +11,13 @@ from agent.tracking.event import CallEvent
 from agent.web.metrics import Metrics
 
 FORWARDED_TO = "forwarded_to"
+OWNER = "owner"
+# whose call a stored call is (CallEvent.extension), in SQL: `details.owner` when it is kept, else the rule
+# `implied_owner` applies
+OWNER_SQL = (
+    "CASE WHEN details ? 'owner' THEN details ->> 'owner'"
+    " ELSE coalesce(answered_by, CASE WHEN cardinality(extensions) = 1 THEN extensions[1] END) END"
+)
 
 INSERT = """
 INSERT INTO calls (call_id, enterprise_number, pbx, direction, phone, did, extensions, answered_by, result,
@@ -40,11 +47,21 @@ def row(event: CallEvent) -> tuple[object, ...]:
     )
 
 
+def implied_owner(answered_by: str | None, extensions: tuple[str, ...]) -> str | None:
+    """Whose call it is when nothing else is said: who answered, else the one phone it rang."""
+    return answered_by or (extensions[0] if len(extensions) == 1 else None)
+
+
 def _details(event: CallEvent) -> dict[str, Any]:
-    """`extra`, and `forwarded_to` when set (kept beside it: the table has no column of its own for it)."""
-    if event.forwarded_to is None:
-        return event.extra
-    return {**event.extra, FORWARDED_TO: event.forwarded_to}
+    """`extra`, and beside it what the table has no column for: `forwarded_to` when set, and the call's owner
+    (`extension`) when it is not the one `implied_owner` gives (a group call nobody answered is nobody's; the
+    manager smart redirect named owns a call that rang several phones)."""
+    details = dict(event.extra)
+    if event.forwarded_to is not None:
+        details[FORWARDED_TO] = event.forwarded_to
+    if event.extension != implied_owner(event.answered_by, event.extensions):
+        details[OWNER] = event.extension
+    return details
 
 
 def event_from_row(r: Mapping[str, Any]) -> CallEvent:
@@ -52,6 +69,7 @@ def event_from_row(r: Mapping[str, Any]) -> CallEvent:
     extensions = tuple(r["extensions"] or ())
     extra = dict(r["details"] or {})
     forwarded_to = extra.pop(FORWARDED_TO, None)
+    owner = extra.pop(OWNER) if OWNER in extra else implied_owner(r["answered_by"], extensions)
     return CallEvent(
         event="ended",
         call_id=r["call_id"],
@@ -59,7 +77,7 @@ def event_from_row(r: Mapping[str, Any]) -> CallEvent:
         direction=r["direction"],
         phone=r["phone"],
         did=r["did"],
-        extension=r["answered_by"] or (extensions[-1] if extensions else None),
+        extension=owner,
         at=r["ended_at"],
         extensions=extensions,
         answered_by=r["answered_by"],
