@@ -15,6 +15,7 @@ from aiohttp import web
 
 from admin import (
     i18n,
+    stats,
     views_amocrm,
     views_auth,
     views_calls,
@@ -25,6 +26,7 @@ from admin import (
     views_overview,
     views_retailcrm,
     views_routing,
+    views_stats,
 )
 from admin.auth import LinkSigner, load_session
 from admin.pages import FRAME_ANCESTORS, JINJA, LANG, LINKS, SESSION, Refused, T, read_body, session, wants_json
@@ -134,9 +136,11 @@ def create_app(secret: bytes) -> web.Application:
         loader=jinja2.PackageLoader("admin", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
-        filters={"when": views_overview.when, "pretty": views_calls.pretty},
+        filters={"when": views_overview.when, "pretty": views_calls.pretty, "duration": stats.duration},
         default_helpers=False,
     )
+    env = aiohttp_jinja2.get_env(app, app_key=JINJA)
+    env.globals.update(hour_columns=stats.hour_columns, bar_widths=stats.bar_widths)
     r = app.router
     r.add_static("/static/", static_dir(), name="admin-static")
     r.add_get("", redirect_slash)  # /admin itself
@@ -147,6 +151,7 @@ def create_app(secret: bytes) -> web.Application:
     r.add_get("/go", views_auth.switch)
     r.add_route("*", f"/instance{JSON_EXT}", views_instance.instance)
     r.add_get(f"/{NUMBER}/overview{JSON_EXT}", views_overview.overview)
+    r.add_get(f"/{NUMBER}/stats{JSON_EXT}", views_stats.statistics)
     r.add_get(f"/{NUMBER}/calls{JSON_EXT}", views_calls.calls)
     r.add_route("*", f"/{NUMBER}/calls/{{call_id:[^/]+?}}{JSON_EXT}", views_calls.call)
     r.add_route("*", f"/{NUMBER}/log{JSON_EXT}", views_log.log)

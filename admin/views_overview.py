@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
+from admin import stats
 from admin.pages import answer, enterprise_of, iso
+from agent.store import enterprises, extensions
 from agent.store.database import Pool
 from agent.web import keys
 from connectors import registry
@@ -130,10 +133,30 @@ async def overview(request: web.Request) -> web.StreamResponse:
     number = enterprise["number"]
     today = await pool.fetchrow(TODAY, number)
     assert today is not None
+    zone = await local_zone(pool, number)
+    day = datetime.now(zone).date()
+    names = await manager_names(pool, number)
     data = {
         "enterprise": enterprise,
         "pbx": pbx_links(request, number),
         "today": {k: int(today[k]) for k in ("incoming", "outgoing", "internal", "missed")},
         "crms": await crm_states(pool, number),
+        "zone": zone.key,
+        "date": day.isoformat(),
+        "hourly": await stats.hourly(pool, number, day, zone),
+        "missed_by_manager": await stats.missed_by_manager(pool, number, day, zone, names),
     }
     return await answer(request, "overview.html", data)
+
+
+async def local_zone(pool: Pool, number: str) -> ZoneInfo:
+    """The enterprise's time zone (its routing rules'), else UTC; the pages name it."""
+    name = await enterprises.timezone_of(pool, number)
+    try:
+        return ZoneInfo(name) if name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+async def manager_names(pool: Pool, number: str) -> dict[str, str]:
+    return {e.extension: e.display_name for e in await extensions.list_for(pool, number) if e.display_name}

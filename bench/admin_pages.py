@@ -89,6 +89,10 @@ def pages(call_id: str, day: str) -> list[tuple[str, str]]:
     return [
         ("overview", f"{e}/overview"),
         ("overview .json", f"{e}/overview.json"),
+        ("stats: 1 day", f"{e}/stats?days=1"),
+        ("stats: 7 days", f"{e}/stats?days=7"),
+        ("stats: 30 days", f"{e}/stats?days=30"),
+        ("stats .json", f"{e}/stats.json"),
         ("calls", f"{e}/calls"),
         ("calls, 2nd page", "NEXT:calls"),
         ("calls, 20th page", "NEXT20:calls"),
@@ -229,7 +233,7 @@ async def run_pages(pool: database.Pool, root: Path, runs: int) -> list[tuple[st
 
 def render(rows: list[tuple[str, int, float, float, float]], args: argparse.Namespace) -> str:
     lines = [
-        "## `admin.py`: admin pages, server time",
+        "## `admin_pages.py`: admin pages, server time",
         "",
         f"{args.calls:,} calls and {args.logs:,} integration_logs rows for the enterprise shown (plus a fifth as "
         "much for another), one delivery per call; the agent's own app with the admin middleware; "
