@@ -30,7 +30,7 @@ SCOPES = ("crm", "notifications")
 
 
 def light(status: dict[str, Any], now: datetime) -> str:
-    """🟢 connected, 🟡 expiring or expired, 🔴 error, ⚪ not connected."""
+    """The connection's state for its coloured dot: connected, expiring or expired, error, not connected."""
     state = status.get("status")
     if state == "connected":
         expires = status.get("expires_at")

@@ -65,15 +65,15 @@ async def test_retailcrm_register_test_and_map_with_the_dropdown(
         page.goto(f"{b}/admin/100/managers")
         assert page.locator("#save-mapping").is_hidden()
         row7 = page.locator("tr[data-user='7']")
-        assert "📞 150" in row7.inner_text()
+        assert row7.locator(".phone-text").inner_text() == "150"
         assert page.locator("tr[data-user='9'] option[value='152']").inner_text() == "152 (User9 Test)"
         row7.locator("select").select_option("151")
         assert page.locator("tr[data-user='8'] select").input_value() == ""  # 151 left its old owner
         assert page.locator("#save-mapping").is_visible()
         page.click("#save-mapping")
         assert "Saved" in page.locator("#result").inner_text()
-        assert "📞 151" in page.locator("tr[data-user='7']").inner_text()
-        assert "📞 not assigned" in page.locator("tr[data-user='8']").inner_text()
+        assert page.locator("tr[data-user='7'] .phone-text").inner_text() == "151"
+        assert page.locator("tr[data-user='8'] .phone-text").inner_text() == "not assigned"
         assert page.locator("#last-synced").inner_text() != "never"
         shoot(page, "managers")
         pages.append(page.content())
@@ -107,6 +107,10 @@ async def test_amocrm_connects_through_oauth(
             page.click("#back")
             assert page.url == f"{b}/admin/100/amocrm"
             assert page.locator("#amo-status").get_attribute("data-light") == "connected"
+            dot = page.locator("#amo-status .dot")
+            box = dot.bounding_box()
+            assert box is not None and box["width"] >= 8 and box["height"] >= 8  # drawn, not a missing glyph
+            assert dot.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(26, 127, 55)"  # --ok
             assert page.locator("#amo-account").is_visible()
             page.locator("select[name=pipeline_id]").select_option("3001")
             page.locator("select[name=status_id]").select_option("40002")
