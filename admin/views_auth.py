@@ -42,6 +42,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     except TokenError:
         raise Refused(401, "error.link_invalid") from None
     if not await use_link(request.config_dict[keys.POOL], claims):
+        current = request.get(SESSION)
+        if current is not None and (current.enterprise, current.role) == (claims.enterprise, claims.role):
+            # the browser this link already signed in (a reload, a second click): it only opens the site; a
+            # messenger's preview or another browser has no such session and is refused as before
+            raise web.HTTPSeeOther("./")
         raise Refused(401, "error.link_used")
     return await _start_session(request, claims.enterprise, claims.role, claims.source)
 

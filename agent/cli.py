@@ -164,9 +164,28 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _enterprise_known(cfg: Config, number: str) -> bool:
+    """Is there such an enterprise in the database (one added on the Instance page or by the API)?"""
+    import asyncpg
+
+    from agent.store import database
+
+    async with database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return bool(await conn.fetchval("SELECT to_regclass('enterprises') IS NOT NULL")) and bool(
+                await conn.fetchval("SELECT 1 FROM enterprises WHERE number = $1", number)
+            )
+        finally:
+            await conn.close()
+
+
 def cmd_admin_link(args: argparse.Namespace) -> int:
+    import asyncpg
+
     from admin.auth import LINK_MINUTES_MAX, LinkSigner
     from agent.config.checks import check_enterprise
+    from agent.store.embedded import EmbeddedPgError
     from agent.store.secretbox import load_or_create_secret
 
     cfg = _load_config(args)
@@ -177,6 +196,20 @@ def cmd_admin_link(args: argparse.Namespace) -> int:
     if not 0 < args.minutes <= LINK_MINUTES_MAX:
         print(f"pbx-agent admin-link: --minutes: expected 1..{LINK_MINUTES_MAX:g}", file=sys.stderr)
         return EXIT_USAGE
+    if args.enterprise is not None and args.enterprise not in cfg.enterprises:
+        try:
+            known = asyncio.run(_enterprise_known(cfg, args.enterprise))
+        except (OSError, asyncpg.PostgresError, EmbeddedPgError) as exc:
+            print(f"pbx-agent admin-link: cannot check the enterprise in the database: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        if not known:
+            configured = ", ".join(cfg.enterprises) or "none"
+            print(
+                f"pbx-agent admin-link: --enterprise: no enterprise {args.enterprise} (in the config: {configured}; "
+                "none of that number in the database either)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     signer = LinkSigner(load_or_create_secret(cfg.agent.state_dir))
     token = signer.issue(args.enterprise, args.role, args.minutes)
     print(f"{cfg.agent.public_url}/admin/login?token={token}")

@@ -42,6 +42,8 @@ async def test_sign_in_by_link_once_and_switch_language(running_agent: Agent, ch
         assert page.locator("h1").inner_text() == "Звонки"
         page.click(".langs a[hreflang=en]")
         assert page.locator("h1").inner_text() == "Calls"
+        response = page.goto(url)  # the same link again in the browser it signed in: the site opens
+        assert response.status == 200 and page.url.endswith("/admin/100/overview")
         page.context.clear_cookies()
         response = page.goto(url)
         assert response.status == 401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -288,11 +289,15 @@ def test_templates_use_no_inline_script_or_style_and_every_message_exists() -> N
     assert json.dumps(keys)  # both load as JSON
 
 
-def test_admin_link_cli(tmp_path: Any, capsys: Any) -> None:
+def test_admin_link_cli(tmp_path: Any, capsys: Any, db_dsn: str) -> None:
     from agent.cli import main
 
     config = tmp_path / "agent.toml"
-    config.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\npublic_url = "https://pbx.example/p"\n')
+    config.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\npublic_url = "https://pbx.example/p"\n'
+        f'[database]\ndsn = "{db_dsn}"\n'
+        '[[pbx]]\nname = "office"\nenterprise = "100"\nusername = "agent"\nsecret = "s"\n'
+    )
     assert main(["admin-link", "-c", str(config), "--enterprise", "100", "--role", "viewer"]) == 0
     url = capsys.readouterr().out.strip()
     assert url.startswith("https://pbx.example/p/admin/login?token=")
@@ -302,6 +307,26 @@ def test_admin_link_cli(tmp_path: Any, capsys: Any) -> None:
     claims = LinkSigner(load_or_create_secret(tmp_path / "state")).verify(url.split("token=")[1])
     assert (claims.enterprise, claims.role) == ("100", "viewer")
     assert main(["admin-link", "-c", str(config), "--enterprise", "no way"]) == 2
+    assert main(["admin-link", "-c", str(config), "--enterprise", "9999"]) == 2  # no such enterprise
+    assert "no enterprise 9999" in capsys.readouterr().err
+    assert main(["admin-link", "-c", str(config), "--role", "admin"]) == 0  # the instance: no enterprise needed
+
+
+async def test_admin_link_for_an_enterprise_added_in_the_database(tmp_path: Any, capsys: Any, db_dsn: str) -> None:
+    """An enterprise added on the Instance page (in the database, not in the config) gets its link."""
+    from agent.cli import main
+    from agent.store import database, enterprises
+
+    pool = await database.create_pool(db_dsn, 1, name="test")
+    try:
+        await database.migrate(pool)
+        await enterprises.put(pool, "300", "Added")
+    finally:
+        await pool.close()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[database]\ndsn = "{db_dsn}"\n')
+    assert await asyncio.to_thread(main, ["admin-link", "-c", str(config), "--enterprise", "300"]) == 0
+    assert "/admin/login?token=" in capsys.readouterr().out
 
 
 async def test_retry_by_json_and_by_form(running_agent: Agent) -> None:
