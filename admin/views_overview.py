@@ -13,6 +13,7 @@ from admin.pages import answer, enterprise_of, iso
 from agent.store import enterprises, extensions
 from agent.store.database import Pool
 from agent.web import keys
+from agent.web.publishing import unreachable_because
 from connectors import registry
 
 TODAY = """
@@ -141,6 +142,8 @@ async def overview(request: web.Request) -> web.StreamResponse:
         "pbx": pbx_links(request, number),
         "today": {k: int(today[k]) for k in ("incoming", "outgoing", "internal", "missed")},
         "crms": await crm_states(pool, number),
+        "public_url": request.config_dict[keys.CONFIG].agent.public_url,
+        "public_url_problem": unreachable_because(request.config_dict[keys.CONFIG].agent.public_url),
         "zone": zone.key,
         "date": day.isoformat(),
         "hourly": await stats.hourly(pool, number, day, zone),

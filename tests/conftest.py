@@ -86,7 +86,9 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
         state = tmp_path / "state"
         return Config(
             path=tmp_path / "agent.toml",
-            agent=replace(AgentSection(state_dir=state), **agent_fields),  # type: ignore[arg-type]
+            # a test's public_url is loopback: modules are registered all the same (tests/test_publishing.py checks
+            # the refusal)
+            agent=replace(AgentSection(state_dir=state, allow_private_public_url=True), **agent_fields),  # type: ignore[arg-type]
             database=DatabaseSection(dsn=dsn, pool_size=4),
             http=HttpSection(listen=Address("127.0.0.1", 0)),
             agi=AgiSection(listen=Address("127.0.0.1", 0)),

@@ -84,6 +84,15 @@ class Table:
             return default
         return value
 
+    def boolean(self, key: str, default: bool) -> bool:
+        present, value = self._get(key)
+        if not present:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, f"expected true or false, got {show(value)}")
+            return default
+        return value
+
     def number(self, key: str, default: float, minimum: float | None = None) -> float:
         present, value = self._get(key)
         if not present:

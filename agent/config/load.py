@@ -114,6 +114,7 @@ def _agent_section(t: Table, base_dir: Path) -> AgentSection:
     shutdown = t.number("shutdown_timeout", AgentSection.shutdown_timeout, minimum=1)
     recordings_dir = t.string("recordings_dir", str(AgentSection.recordings_dir))
     mp3_cache_mb = t.integer("mp3_cache_mb", AgentSection.mp3_cache_mb, minimum=1, maximum=MAX_MP3_CACHE_MB)
+    allow_private = t.boolean("allow_private_public_url", AgentSection.allow_private_public_url)
     t.reject_unknown()
     state_path = Path(state_dir).expanduser()
     if not state_path.is_absolute():
@@ -130,6 +131,7 @@ def _agent_section(t: Table, base_dir: Path) -> AgentSection:
         shutdown_timeout=shutdown,
         recordings_dir=recordings_path,
         mp3_cache_mb=mp3_cache_mb,
+        allow_private_public_url=allow_private,
     )
 
 

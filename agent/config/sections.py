@@ -38,6 +38,7 @@ class AgentSection:
     shutdown_timeout: float = 10.0
     recordings_dir: Path = Path("/var/spool/asterisk/monitor")
     mp3_cache_mb: int = 1024  # MP3s of WAV recordings kept under state_dir/records-mp3 (least recently used go)
+    allow_private_public_url: bool = False  # a test install: register CRM modules at an unreachable public_url
 
 
 @dataclass(frozen=True)

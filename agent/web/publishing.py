@@ -1,0 +1,36 @@
+"""Whether the CRMs in the cloud can reach the agent at `[agent] public_url` at all, judged from the URL alone.
+
+RetailCRM and amoCRM call the agent from their own servers (the module's baseUrl, makeCallUrl and activity,
+amoCRM's webhooks and OAuth redirect, the recording links they play), so a loopback or private address, a
+name that only a LAN resolves, or plain http (every request and recording in clear text) cannot serve them.
+This says which, for the overview's warning and for refusing to register a module that would be unreachable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+from urllib.parse import urlsplit
+
+Problem = Literal["loopback", "private", "local_name", "http"]
+LOCAL_SUFFIXES = (".local", ".lan", ".internal", ".localdomain", ".home", ".corp", ".localhost")
+
+
+def unreachable_because(url: str) -> Problem | None:
+    """The reason `url` cannot be reached from the Internet (the worst one), or None when it may be."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        if address.is_loopback or address.is_unspecified:
+            return "loopback"
+        if address.is_private or address.is_link_local or address.is_reserved:
+            return "private"
+    elif host == "localhost" or "." not in host or host.endswith(LOCAL_SUFFIXES):
+        return "loopback" if host == "localhost" or host.endswith(".localhost") else "local_name"
+    if parts.scheme != "https":
+        return "http"
+    return None
