@@ -13,11 +13,13 @@ import json
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from admin import localtime
 from admin.auth import LinkSigner, Session
 from admin.i18n import LANGS, Translate
 from agent.web import keys
@@ -117,7 +119,12 @@ async def chrome(request: web.Request, page: str) -> dict[str, Any]:
         "csrf_token": "",
         "switcher": [],
         "current": request.match_info.get("number"),
+        "tz": ZoneInfo("UTC"),
     }
+    number = ctx["current"]
+    if number and who is not None and who.may_access(number):
+        config = request.config_dict[keys.CONFIG]
+        ctx["tz"] = await localtime.zone_for(request.config_dict[keys.POOL], number, config.agent.default_region)
     if who is not None:
         ctx["session"] = {
             "enterprise": who.enterprise,

@@ -6,6 +6,7 @@ are read through `request.config_dict`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from admin import (
     i18n,
+    localtime,
     stats,
     views_amocrm,
     views_auth,
@@ -130,13 +132,18 @@ def create_app(secret: bytes) -> web.Application:
     app = web.Application(middlewares=[admin_site])
     app[LINKS] = LinkSigner(secret)
     app[FRAME_ANCESTORS] = []  # hook: the CRM's origin, when its one-click link opens the pages in a frame
+    filters: dict[str, Callable[..., str]] = {
+        "when": localtime.when,
+        "pretty": views_calls.pretty,
+        "duration": stats.duration,
+    }
     aiohttp_jinja2.setup(
         app,
         app_key=JINJA,
         loader=jinja2.PackageLoader("admin", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
-        filters={"when": views_overview.when, "pretty": views_calls.pretty, "duration": stats.duration},
+        filters=filters,
         default_helpers=False,
     )
     env = aiohttp_jinja2.get_env(app, app_key=JINJA)

@@ -10,10 +10,11 @@ answered is nobody's ("unassigned") rather than the last member's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from admin.localtime import day_bounds
 from agent.store.calls import OWNER_SQL
 from agent.store.database import Pool
 
@@ -55,12 +56,6 @@ SELECT extension,
        coalesce(sum(talk_seconds) FILTER (WHERE answered_by = extension), 0) AS talk_seconds
 FROM involved GROUP BY extension ORDER BY count(*) DESC, extension
 """
-
-
-def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """A local day as [start, end) instants (a DST day has 23 or 25 hours)."""
-    start = datetime.combine(day, time(), zone)
-    return start, datetime.combine(day + timedelta(days=1), time(), zone)
 
 
 async def hourly(pool: Pool, enterprise: str, day: date, zone: ZoneInfo) -> list[dict[str, int]]:

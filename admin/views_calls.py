@@ -6,9 +6,12 @@ import json
 import re
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from admin import localtime
+from admin.localtime import day_bounds
 from admin.pages import (
     Refused,
     after_post,
@@ -101,14 +104,10 @@ def call_filters(query: Any) -> tuple[dict[str, str], dict[str, str]]:
     return given, errors
 
 
-def _calls_where(number: str, f: dict[str, str]) -> Where:
+def _calls_where(number: str, f: dict[str, str], zone: ZoneInfo) -> Where:
     w = Where(number)
-    if f["date"]:
-        w.add(
-            "listed_at >= ?::date::timestamptz AND listed_at < (?::date + 1)::timestamptz",
-            date.fromisoformat(f["date"]),
-            date.fromisoformat(f["date"]),
-        )
+    if f["date"]:  # the enterprise's day, as the pages show times
+        w.add("listed_at >= ? AND listed_at < ?", *day_bounds(date.fromisoformat(f["date"]), zone))
     if f["direction"]:
         w.add("direction = ?", f["direction"])
     if f["result"] == "missed":
@@ -131,7 +130,11 @@ async def calls(request: web.Request) -> web.StreamResponse:
     filters, errors = call_filters(request.query)
     rows: list[Any] = []
     if not errors:
-        w = _calls_where(enterprise["number"], filters)
+        config = request.config_dict[keys.CONFIG]
+        zone = await localtime.zone_for(
+            request.config_dict[keys.POOL], enterprise["number"], config.agent.default_region
+        )
+        w = _calls_where(enterprise["number"], filters, zone)
         rows = await request.config_dict[keys.POOL].fetch(
             f"SELECT {COLUMNS} FROM calls WHERE {w} ORDER BY listed_at DESC, call_id DESC LIMIT {PAGE + 1}", *w.args
         )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from admin import stats
+from admin import localtime, stats
 from admin.pages import answer, enterprise_of, iso
-from agent.store import enterprises, extensions
+from agent.store import extensions
 from agent.store.database import Pool
 from agent.web import keys
 from agent.web.publishing import unreachable_because
@@ -45,16 +45,6 @@ SELECT created_at, event_type, http_status, error_message FROM integration_logs
 WHERE enterprise_number = $1 AND integration_type = $2 AND status = 'error'
 ORDER BY created_at DESC, id DESC LIMIT 1
 """
-
-
-def when(value: object) -> str:
-    """Template filter: an ISO time as 'YYYY-MM-DD HH:MM:SS' (UTC offset dropped), '—' for none."""
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, int | float):
-        value = datetime.fromtimestamp(value, UTC).isoformat()
-    text = str(value).replace("T", " ")
-    return text[:19]
 
 
 def pbx_links(request: web.Request, number: str | None) -> list[dict[str, Any]]:
@@ -134,7 +124,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
     number = enterprise["number"]
     today = await pool.fetchrow(TODAY, number)
     assert today is not None
-    zone = await local_zone(pool, number)
+    zone = await local_zone(request, number)
     day = datetime.now(zone).date()
     names = await manager_names(pool, number)
     data = {
@@ -152,13 +142,10 @@ async def overview(request: web.Request) -> web.StreamResponse:
     return await answer(request, "overview.html", data)
 
 
-async def local_zone(pool: Pool, number: str) -> ZoneInfo:
-    """The enterprise's time zone (its routing rules'), else UTC; the pages name it."""
-    name = await enterprises.timezone_of(pool, number)
-    try:
-        return ZoneInfo(name) if name else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+async def local_zone(request: web.Request, number: str) -> ZoneInfo:
+    """The enterprise's time zone (admin.localtime), which the pages show times in and name."""
+    config = request.config_dict[keys.CONFIG]
+    return await localtime.zone_for(request.config_dict[keys.POOL], number, config.agent.default_region)
 
 
 async def manager_names(pool: Pool, number: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ async def statistics(request: web.Request) -> web.StreamResponse:
         days = 0
     if days not in PERIODS:
         raise web.HTTPBadRequest(text=f"days: one of {', '.join(map(str, PERIODS))}")
-    zone = await local_zone(pool, number)
+    zone = await local_zone(request, number)
     today = datetime.now(zone).date()
     names = await manager_names(pool, number)
     data = {

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from admin import stats
+from admin import localtime, stats
 from agent.app import Agent
 from agent.store import routing_rules
 from agent.store.database import Pool
@@ -34,7 +34,7 @@ def test_axis_and_columns() -> None:
 
 
 def test_a_local_day_with_a_clock_change() -> None:
-    start, end = stats.day_bounds(date(2026, 3, 29), ZoneInfo("Europe/Berlin"))
+    start, end = localtime.day_bounds(date(2026, 3, 29), ZoneInfo("Europe/Berlin"))
     assert end.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=23)  # instants, not wall clocks
 
 
