@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from admin.api import PRINCIPAL, error
+from admin.pages import bigint
 from agent.web import keys
 
 STATUSES = ("pending", "in_progress", "done", "failed", "dead", "expired")
@@ -39,11 +40,10 @@ async def list_deliveries(request: web.Request) -> web.Response:
         return error(400, "enterprise is required", "enterprise")
     if enterprise is not None and not principal.may_access(enterprise):
         return error(403, "this token is for another enterprise")
-    try:
-        after = int(request.query.get("after", "0"))
-        limit = min(PAGE_MAX, max(1, int(request.query.get("limit", "100"))))
-    except ValueError:
-        return error(400, "after and limit must be integers", "limit")
+    after, limit = bigint(request.query.get("after", "0")), bigint(request.query.get("limit", "100"))
+    if after is None or limit is None:
+        return error(400, "after and limit must be whole numbers (ids)", "limit" if after is not None else "after")
+    limit = min(PAGE_MAX, max(1, limit))
     rows = await request.config_dict[keys.POOL].fetch(
         "SELECT * FROM deliveries WHERE status = $1 AND ($2::text IS NULL OR enterprise_number = $2) AND id > $3"
         " ORDER BY id LIMIT $4",
@@ -61,10 +61,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 async def retry_delivery(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
-    try:
-        delivery_id = int(request.match_info["id"])
-    except ValueError:
-        return error(400, "delivery id must be an integer", "id")
+    delivery_id = bigint(request.match_info["id"])
+    if delivery_id is None:
+        return error(400, "delivery id must be a whole number (an id)", "id")
     retried = await request.config_dict[keys.OUTBOX].retry(delivery_id, principal.enterprise)
     if not retried:
         return error(404, f"no failed, dead or expired delivery {delivery_id} for this token")

@@ -196,12 +196,43 @@ def encode_next(*values: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
 
 
-def decode_next(token: str, size: int) -> list[Any] | None:
-    """A `next` token's values, or None when the token is not one we made."""
+BIGINT_MAX = 2**63 - 1  # the largest id PostgreSQL's bigint holds: beyond it a query fails instead of finding none
+NEXT_TEXT_MAX = 512
+
+
+def bigint(text: str) -> int | None:
+    """A non-negative integer id from a query or form field, or None when it is not one the database can hold."""
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > BIGINT_MAX:
+        return None
+    return int(text)
+
+
+def decode_next(token: str, kinds: tuple[str, ...]) -> list[Any] | None:
+    """A `next` token's values, typed by `kinds` ("time": an aware datetime, "int": a bigint id, "text"), or None
+    when the token is not one we made (a crafted one is refused here, never reaches a query)."""
     try:
         values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, binascii.Error):
         return None
-    if not isinstance(values, list) or len(values) != size:
+    if not isinstance(values, list) or len(values) != len(kinds):
         return None
-    return values
+    out: list[Any] = []
+    for kind, value in zip(kinds, values, strict=True):
+        if kind == "time":
+            try:
+                moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                moment = None
+            if moment is None or moment.tzinfo is None:
+                return None
+            out.append(moment)
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= BIGINT_MAX:
+                return None
+            out.append(value)
+        elif isinstance(value, str) and len(value) <= NEXT_TEXT_MAX:
+            out.append(value)
+        else:
+            return None
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ from admin.pages import (
     Refused,
     after_post,
     answer,
+    bigint,
     decode_next,
     encode_next,
     enterprise_of,
@@ -99,9 +100,12 @@ def call_filters(query: Any) -> tuple[dict[str, str], dict[str, str]]:
     if given["number"] and not NUMBER_RE.fullmatch(cleaned):
         errors["number"] = "error.number"
     given["number_clean"] = cleaned
-    if given["next"] and decode_next(given["next"], 2) is None:
+    if given["next"] and decode_next(given["next"], NEXT_KINDS) is None:
         errors["next"] = "error.next"
     return given, errors
+
+
+NEXT_KINDS = ("time", "text")  # (listed_at, call_id) of the last call shown
 
 
 def _calls_where(number: str, f: dict[str, str], zone: ZoneInfo) -> Where:
@@ -120,8 +124,8 @@ def _calls_where(number: str, f: dict[str, str], zone: ZoneInfo) -> Where:
         digits = f["number_clean"].lstrip("+")
         w.add("phone = ANY(?::text[])", [digits, "+" + digits])
     if f["next"]:
-        at, call_id = decode_next(f["next"], 2) or ("", "")
-        w.add("(listed_at, call_id) < (?::timestamptz, ?)", datetime.fromisoformat(str(at)), str(call_id))
+        at, call_id = decode_next(f["next"], NEXT_KINDS) or (None, None)
+        w.add("(listed_at, call_id) < (?::timestamptz, ?)", at, call_id)
     return w
 
 
@@ -239,9 +243,8 @@ async def retry(request: web.Request, number: str) -> tuple[int | None, str | No
     """The Retry button: (delivery id, error key or None)."""
     require_admin(request)
     body = await read_body(request)
-    try:
-        delivery_id = int(body.get("delivery", ""))
-    except ValueError:
+    delivery_id = bigint(body.get("delivery", ""))
+    if delivery_id is None:
         return None, "error.delivery"
     if not await request.config_dict[keys.OUTBOX].retry(delivery_id, number):
         return delivery_id, "error.not_retryable"

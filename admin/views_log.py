@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from aiohttp import web
 
-from admin.pages import Refused, after_post, answer, decode_next, encode_next, enterprise_of
+from admin.pages import Refused, after_post, answer, bigint, decode_next, encode_next, enterprise_of
 from admin.views_calls import LOG_COLUMNS, RETRYABLE, Where, delivery_row, log_row, retry
 from agent.web import keys
 from connectors import registry
@@ -34,11 +34,14 @@ def log_filters(query: Any) -> tuple[dict[str, str], dict[str, str]]:
                 date.fromisoformat(given[key])
             except ValueError:
                 errors[key] = "error.date"
-    if given["next"] and decode_next(given["next"], 2) is None:
+    if given["next"] and decode_next(given["next"], NEXT_KINDS) is None:
         errors["next"] = "error.next"
-    if given["dnext"] and not given["dnext"].isdigit():
+    if given["dnext"] and bigint(given["dnext"]) is None:
         errors["dnext"] = "error.next"
     return given, errors
+
+
+NEXT_KINDS = ("time", "int")  # (created_at, id) of the last entry shown
 
 
 def _log_where(number: str, f: dict[str, str]) -> Where:
@@ -54,8 +57,8 @@ def _log_where(number: str, f: dict[str, str]) -> Where:
     if f["to"]:
         w.add("created_at < (?::date + 1)::timestamptz", date.fromisoformat(f["to"]))
     if f["next"]:
-        at, last_id = decode_next(f["next"], 2) or ("", 0)
-        w.add("(created_at, id) < (?::timestamptz, ?::bigint)", datetime.fromisoformat(str(at)), int(last_id))
+        at, last_id = decode_next(f["next"], NEXT_KINDS) or (None, None)
+        w.add("(created_at, id) < (?::timestamptz, ?::bigint)", at, last_id)
     return w
 
 
@@ -100,7 +103,7 @@ async def log(request: web.Request) -> web.StreamResponse:
             *w.args,
         )
         deliveries, dnext = await failed_deliveries(
-            request, number, filters["crm"], int(filters["dnext"]) if filters["dnext"] else None
+            request, number, filters["crm"], bigint(filters["dnext"]) if filters["dnext"] else None
         )
     items = [log_row(r) for r in entries[:PAGE]]
     nxt = encode_next(items[-1]["at"], items[-1]["id"]) if len(entries) > PAGE else None
