@@ -65,6 +65,42 @@ async def list_for(pool: Pool, enterprise: str) -> list[Extension]:
     return [Extension(r["phone_number"], r["display_name"]) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class Phone:
+    """An extension with its owner as the platform's pages showed it (`users` joined on `user_id`)."""
+
+    extension: str
+    display_name: str
+    user_id: int | None
+    owner: str | None  # the owner's name from `users`, else the agent's display_name, else None
+
+
+async def with_owners(pool: Pool, enterprise: str) -> list[Phone]:
+    """The list with owners' names: on the platform's database its `users` (first and last name) by the phone's
+    `user_id`; on the agent's own database (no such table or column) the display name alone."""
+    joined = await pool.fetchval(
+        "SELECT count(*) = 3 FROM information_schema.columns WHERE table_schema = current_schema() AND"
+        " ((table_name = 'user_internal_phones' AND column_name = 'user_id')"
+        " OR (table_name = 'users' AND column_name IN ('first_name', 'last_name')))"
+    )
+    if joined:
+        sql = (
+            "SELECT p.phone_number, p.display_name, p.user_id,"
+            " nullif(concat_ws(' ', nullif(btrim(u.first_name), ''), nullif(btrim(u.last_name), '')), '') AS owner"
+            " FROM user_internal_phones p LEFT JOIN users u ON u.id = p.user_id"
+        )
+    else:
+        sql = (
+            "SELECT p.phone_number, p.display_name, NULL::integer AS user_id, NULL AS owner FROM user_internal_phones p"
+        )
+    rows = await pool.fetch(
+        sql + " WHERE p.enterprise_number = $1 ORDER BY length(p.phone_number), p.phone_number", enterprise
+    )
+    return [
+        Phone(r["phone_number"], r["display_name"], r["user_id"], r["owner"] or r["display_name"] or None) for r in rows
+    ]
+
+
 async def replace(pool: Pool, enterprise: str, items: list[Extension]) -> None:
     """Make the enterprise's list `items` in one transaction; NOTIFY like any config change.
 
