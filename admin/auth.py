@@ -13,10 +13,12 @@ import hmac
 import secrets
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
 
 from agent.store.database import Pool
 from agent.store.secretbox import derive_key
@@ -27,6 +29,9 @@ ROLES = ("admin", "viewer")
 SESSION_HOURS = 12.0
 LINK_MINUTES_DEFAULT = 15.0
 LINK_MINUTES_MAX = 24 * 60.0
+# The old RetailCRM service's JWT secret (its JWT_SECRET_KEY), copied under state_dir at the cut-over: with it the
+# accountUrl that service registered keeps signing in until the agent registers the module (docs/cutover.md).
+LEGACY_SECRET_FILE = "legacy-jwt.secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,21 @@ class LinkSigner:
 
     def csrf_ok(self, session: Session, submitted: str) -> bool:
         return bool(submitted) and hmac.compare_digest(self.csrf(session), submitted)
+
+
+def legacy_account_token_ok(secret: bytes, token: str, enterprise: str) -> bool:
+    """A token of the old service's accountUrl (seed 001: HS256 with its JWT_SECRET_KEY; `enterprise_number`,
+    `source: "retailcrm"`, `exp` a year ahead) for this enterprise, signed with `secret` and not expired."""
+    if not secret or not token:
+        return False
+    try:
+        with warnings.catch_warnings():  # the old secret is whatever that service was given, short or not
+            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+            claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})
+    except jwt.InvalidTokenError:
+        return False
+    number = claims.get("enterprise_number")
+    return claims.get("source") == "retailcrm" and isinstance(number, str) and hmac.compare_digest(number, enterprise)
 
 
 def _hash(cookie: str) -> bytes:

@@ -35,7 +35,10 @@ async def put_extensions(request: web.Request) -> web.Response:
     pool = request.config_dict[keys.POOL]
     if await enterprises.get(pool, number) is None:
         return error(404, f"no enterprise {number}")
-    await extensions.replace(pool, number, items)
+    try:
+        await extensions.replace(pool, number, items)
+    except extensions.InvalidExtensions as exc:  # the platform's table refuses a new row
+        return error(409, exc.message, exc.field)
     return web.json_response({"extensions": [e.to_json() for e in items]})
 
 
@@ -58,7 +61,10 @@ async def discover_extensions(request: web.Request) -> web.Response:
     current = await extensions.list_for(pool, number)
     items, added = discovery.merged(current, found)
     if added:
-        await extensions.replace(pool, number, items)
+        try:
+            await extensions.replace(pool, number, items)
+        except extensions.InvalidExtensions as exc:
+            return error(409, exc.message, exc.field)
     return web.json_response({"added": added, "extensions": [e.to_json() for e in items]})
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from admin import retailcrm_adopt
 from admin.api import _enterprise, _json_object, error
 from agent.config.sections import AgentSection
 from agent.life.masking import mask
@@ -178,6 +179,11 @@ async def register_module(parts: Parts, number: str) -> dict[str, Any]:
     settings = await load_settings(parts, number)
     if not settings.enabled:
         raise Problem(409, "retailcrm is disabled for this enterprise; enable it before registering the module")
+    async with _client(parts, number, settings, "adopt_module") as client:  # the module the account has, if any
+        settings, adopted = await retailcrm_adopt.adopt(client, parts[keys.POOL], parts[keys.SECRETS], number, settings)
+        for looked in client.seen:  # "no such module" is an answer to the lookup, not a failure
+            if looked.http_status == 404:
+                looked.status, looked.error = "success", None
     signer = parts[keys.SIGNER]
     token = signer.issue(number, ACCOUNT_TOKEN_DAYS, source=CRM)
     token_id = signer.verify(token).token_id
@@ -191,6 +197,7 @@ async def register_module(parts: Parts, number: str) -> dict[str, Any]:
         "registered": True,
         "created": result.created,
         "code": settings.code,
+        "adopted": adopted,
         "not_exist_user_ids": list(result.not_exist_user_ids),
         "not_exist_site_codes": list(result.not_exist_site_codes),
         "account_token_id": token_id,

@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from admin.auth import SESSION_HOURS, close_session, open_session, use_link
+from admin.auth import LEGACY_SECRET_FILE, SESSION_HOURS, close_session, legacy_account_token_ok, open_session, use_link
 from admin.pages import LINKS, SESSION, Refused, answer, read_body, session
 from agent.web import keys
 from agent.web.tokens import TokenError
@@ -68,6 +68,8 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
     try:
         principal = request.config_dict[keys.SIGNER].verify(params.get("token", ""))
     except TokenError:
+        if await _old_service_link(request, number, params.get("token", "")):
+            return await _start_session(request, number, "admin", "retailcrm-legacy")
         raise Refused(401, "error.link_invalid") from None
     if principal.source != "retailcrm" or principal.enterprise != number or not NUMBER_RE.fullmatch(number):
         raise Refused(401, "error.link_invalid")
@@ -76,6 +78,21 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
     ):
         raise Refused(401, "error.link_revoked")
     return await _start_session(request, number, "admin", "retailcrm")
+
+
+async def _old_service_link(request: web.Request, number: str, token: str) -> bool:
+    """The accountUrl the old service registered (its token, signed with its secret), while the agent has not
+    registered the module for the enterprise yet: registering rotates the link, and the old one stops."""
+    if not NUMBER_RE.fullmatch(number) or not token:
+        return False
+    path = request.config_dict[keys.CONFIG].agent.state_dir / LEGACY_SECRET_FILE
+    try:
+        secret = path.read_bytes().strip()
+    except OSError:
+        return False
+    if not legacy_account_token_ok(secret, token, number):
+        return False
+    return not await retailcrm_store.registered_by_agent(request.config_dict[keys.POOL], number)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

@@ -19,6 +19,7 @@ from agent.config.checks import Address
 from agent.config.sections import AgentSection, AgiSection, Config, DatabaseSection, HttpSection
 from agent.store import database
 from agent.store.embedded import EmbeddedPostgres
+from tests import old_platform
 
 pytest_plugins = ["tests.browser"]  # the admin pages' browser fixtures: chromium, page
 
@@ -138,3 +139,36 @@ def agent_dir() -> Iterator[Path]:
     if (data / "postmaster.pid").exists():  # never leave a server behind, whatever the test did
         asyncio.run(EmbeddedPostgres(path / "state" / "pg").stop())
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def old_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A database built like the old platform's, not migrated."""
+    name = f"old_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_cluster.dsn_for("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(pg_cluster.dsn_for(name))
+    try:
+        await old_platform.build(conn)
+    finally:
+        await conn.close()
+    yield pg_cluster.dsn_for(name)
+    admin = await asyncpg.connect(pg_cluster.dsn_for("postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def old_migrated(old_dsn: str) -> str:
+    """The old platform's database after `pbx-agent migrate` (the agent's tables added beside the platform's)."""
+    pool = await database.create_pool(old_dsn, 2, name="pbx-agent-test")
+    try:
+        await database.migrate(pool)
+    finally:
+        await pool.close()
+    return old_dsn

@@ -208,3 +208,32 @@ async def old_columns(
         names = {c[0] for c in only[table]} if only is not None else None
         out[table] = [tuple(r.values()) for r in rows if names is None or r["column_name"] in names]
     return out
+
+
+OLD_MODULE_CODE = "vochi-telephony"
+
+
+def old_module(number: str, codes: dict[str, str], code: str = OLD_MODULE_CODE) -> dict[str, Any]:
+    """The telephony module the old service registered in the account (seed 001 «Vochi-CRM»; the old service's
+    code: clientId the enterprise number, accountUrl with its own token, makeCallUrl on /retailcrm/make-call)."""
+    return {
+        "code": code,
+        "active": True,
+        "name": "Vochi-CRM",
+        "logo": "https://bot.vochi.by/static/img/vochi_logo.svg",
+        "baseUrl": "https://bot.vochi.by",
+        "clientId": number,
+        "accountUrl": f"https://bot.vochi.by/retailcrm-admin/?enterprise_number={number}&token=old.jwt.token",
+        "integrations": {
+            "telephony": {
+                "makeCallUrl": "https://bot.vochi.by/retailcrm/make-call",
+                "changeUserStatusUrl": "https://bot.vochi.by/retailcrm/status",
+                "allowEdit": False,
+                "inputEventSupported": True,
+                "outputEventSupported": True,
+                "hangupEventSupported": True,
+                "additionalCodes": [{"userId": int(u), "code": c} for u, c in codes.items()],
+                "externalPhones": [],
+            }
+        },
+    }

@@ -91,7 +91,7 @@ async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
             assert resp.status == 400 and 'id="error-host"' in html and 'value="None"' not in html
         # RetailCRM's refusal is shown as it answered
         fake_rc.fail_next(
-            1,
+            2,  # the look for a module to adopt, then the registration
             status=400,
             body={
                 "success": False,

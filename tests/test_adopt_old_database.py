@@ -4,8 +4,7 @@ changes nothing, and the agent starts on it with every enterprise's records acti
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +14,8 @@ import pytest
 from agent import cli
 from agent.config.sections import Config
 from agent.store import migrate as migrations
-from agent.store.embedded import EmbeddedPostgres
 from tests import old_platform
 from tests.crm_setup import running
-
-
-@pytest.fixture
-async def old_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
-    """A database built like the old platform's, not migrated."""
-    name = f"old_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_cluster.dsn_for("postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(pg_cluster.dsn_for(name))
-    try:
-        await old_platform.build(conn)
-    finally:
-        await conn.close()
-    yield pg_cluster.dsn_for(name)
-    admin = await asyncpg.connect(pg_cluster.dsn_for("postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def test_migrate_adopts_the_old_database_and_says_what_it_did(old_dsn: str) -> None:

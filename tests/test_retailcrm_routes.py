@@ -169,6 +169,8 @@ async def test_register_reregister_and_deregister(
 
     rows = await logged(agent)
     assert [(r["event_type"], r["status"]) for r in rows] == [
+        ("adopt_module", "success"),  # the account has no pbx-agent module ...
+        ("adopt_module", "success"),  # ... and no vochi-telephony either: ours is created
         ("register_module", "success"),
         ("register_module", "success"),
         ("deactivate_module", "success"),
@@ -233,7 +235,7 @@ async def test_managers_merge_local_and_crm_codes(agent: Agent, crm: FakeRetailC
     ]
     assert body["unknown_users"] == ["9"]
     assert body["module_registered"] is True
-    assert {r["event_type"] for r in await logged(agent)} == {"register_module", "list_managers"}
+    assert {r["event_type"] for r in await logged(agent)} == {"adopt_module", "register_module", "list_managers"}
 
 
 async def test_put_extensions_reassigns_and_syncs_codes(

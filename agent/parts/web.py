@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from admin import api_app, retailcrm_api
+from admin import api_app, legacy_api, retailcrm_api
 from admin import site as admin_site
 from agent.config.sections import Config
 from agent.delivery.integrations import Integrations
@@ -81,6 +81,7 @@ async def http_part(
     app.add_subapp(api_app.PREFIX, api_app.create_app())  # each with its own middlewares
     app.add_subapp(admin_site.PREFIX, admin_site.create_app(secret))
     retailcrm_api.add_logo(app)
+    legacy_api.add_entry(app)  # the replaced RetailCRM service's URLs: /retailcrm-admin/, /retailcrm/api/, ...
     # the CRMs' callbacks, handed what they need of the agent (agent.parts.adapters fits it to their protocols)
     retailcrm_routes.add_routes(app, retailcrm_routes.Deps(pool, box, OriginatorCalls(originator)))
     amocrm_routes.add_routes(app, AmoCrmSetup(app))

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from agent.store import enterprises
 from agent.store.database import Pool
 
@@ -63,12 +65,80 @@ async def list_for(pool: Pool, enterprise: str) -> list[Extension]:
     return [Extension(r["phone_number"], r["display_name"]) for r in rows]
 
 
-async def replace(pool: Pool, enterprise: str, items: list[Extension]) -> None:
-    """Replace the enterprise's list in one transaction; NOTIFY like any config change."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("DELETE FROM user_internal_phones WHERE enterprise_number = $1", enterprise)
-        await conn.executemany(
-            "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ($1, $2, $3)",
-            [(enterprise, e.extension, e.display_name) for e in items],
+@dataclass(frozen=True, slots=True)
+class Phone:
+    """An extension with its owner as the platform's pages showed it (`users` joined on `user_id`)."""
+
+    extension: str
+    display_name: str
+    user_id: int | None
+    owner: str | None  # the owner's name from `users`, else the agent's display_name, else None
+
+
+async def with_owners(pool: Pool, enterprise: str) -> list[Phone]:
+    """The list with owners' names: on the platform's database its `users` (first and last name) by the phone's
+    `user_id`; on the agent's own database (no such table or column) the display name alone."""
+    joined = await pool.fetchval(
+        "SELECT count(*) = 3 FROM information_schema.columns WHERE table_schema = current_schema() AND"
+        " ((table_name = 'user_internal_phones' AND column_name = 'user_id')"
+        " OR (table_name = 'users' AND column_name IN ('first_name', 'last_name')))"
+    )
+    if joined:
+        sql = (
+            "SELECT p.phone_number, p.display_name, p.user_id,"
+            " nullif(concat_ws(' ', nullif(btrim(u.first_name), ''), nullif(btrim(u.last_name), '')), '') AS owner"
+            " FROM user_internal_phones p LEFT JOIN users u ON u.id = p.user_id"
         )
+    else:
+        sql = (
+            "SELECT p.phone_number, p.display_name, NULL::integer AS user_id, NULL AS owner FROM user_internal_phones p"
+        )
+    rows = await pool.fetch(
+        sql + " WHERE p.enterprise_number = $1 ORDER BY length(p.phone_number), p.phone_number", enterprise
+    )
+    return [
+        Phone(r["phone_number"], r["display_name"], r["user_id"], r["owner"] or r["display_name"] or None) for r in rows
+    ]
+
+
+async def replace(pool: Pool, enterprise: str, items: list[Extension]) -> None:
+    """Make the enterprise's list `items` in one transaction; NOTIFY like any config change.
+
+    Row by row, never delete-all-and-insert: on the platform's shared table a row carries columns other services
+    read (`id`, `user_id`, `password`, ...), so a listed extension keeps its row (only `display_name` may change),
+    an unlisted one loses its row, and a new one gets a row of its own. A new row the platform's table refuses
+    (a NOT NULL column the agent cannot fill, a shorter column) is an InvalidExtensions and changes nothing."""
+    wanted = [e.extension for e in items]
+    names = [e.display_name for e in items]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "DELETE FROM user_internal_phones WHERE enterprise_number = $1 AND NOT (phone_number = ANY($2::text[]))",
+            enterprise,
+            wanted,
+        )
+        await conn.execute(
+            "UPDATE user_internal_phones u SET display_name = x.name"
+            " FROM unnest($2::text[], $3::text[]) AS x(ext, name)"
+            " WHERE u.enterprise_number = $1 AND u.phone_number = x.ext AND u.display_name IS DISTINCT FROM x.name",
+            enterprise,
+            wanted,
+            names,
+        )
+        try:
+            await conn.execute(
+                "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name)"
+                " SELECT $1::text, x.ext, x.name FROM unnest($2::text[], $3::text[]) AS x(ext, name)"
+                " WHERE NOT EXISTS (SELECT 1 FROM user_internal_phones u"
+                " WHERE u.enterprise_number = $1::text AND u.phone_number = x.ext)",
+                enterprise,
+                wanted,
+                names,
+            )
+        except (asyncpg.NotNullViolationError, asyncpg.StringDataRightTruncationError) as exc:
+            column = getattr(exc, "column_name", None) or "phone_number"
+            raise InvalidExtensions(
+                "extensions",
+                f"this database's user_internal_phones cannot take a new extension from the agent ({column}:"
+                f" {exc.__class__.__name__.removesuffix('Error')}); add it where the platform adds phones",
+            ) from None
         await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)

@@ -177,8 +177,10 @@ class RetailCrmClient:
         module = module_object(self.settings, urls, name=name, active=active)
         return await self._edit_module(module)
 
-    async def get_module(self) -> dict[str, Any] | None:
-        exchange, result = await self._call("module_get", "GET", f"/integration-modules/{self.settings.code}")
+    async def get_module(self, code: str | None = None) -> dict[str, Any] | None:
+        """The module `code` (default: ours) as RetailCRM has it; None: the account has no such module."""
+        path = f"/integration-modules/{code or self.settings.code}"
+        exchange, result = await self._call("module_get", "GET", path)
         if result.http_status == 404:
             return None
         if not result.ok:

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+OLD_MODULE_CODE = "vochi-telephony"  # the code the old service registered its module under (seed 001)
 DEFAULT_TIMEZONE = "Europe/Moscow"  # the agent's default for a record without one (the admin page's too)
 LEGACY_KEYS = ("api_url", "user_mappings")
 _API_PATH = re.compile(r"/api(/v\d+)?/?$")

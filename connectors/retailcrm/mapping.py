@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.retailcrm.models import CrmUser
+from connectors.settings_rules import EXTENSION
 
 
 class MappingError(ValueError):
@@ -58,6 +59,30 @@ def module_codes(module: Mapping[str, Any] | None) -> dict[str, str]:
         if isinstance(item, dict) and item.get("userId") not in (None, "") and item.get("code") not in (None, ""):
             codes[str(item["userId"])] = str(item["code"])
     return codes
+
+
+def import_codes(
+    local: Mapping[str, str], crm: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str], list[dict[str, str | None]]]:
+    """An adopted module's codes taken into the local mapping: (merged, imported, conflicts).
+
+    Local data wins (seed 001): a user mapped here keeps the local extension, and a code an other user holds here
+    stays that user's; each such difference is a conflict `{user_id, local, crm, held_by}`, listed, not applied.
+    A code that is no extension the agent accepts is a conflict too (`local` None, `held_by` None)."""
+    merged = dict(local)
+    holder = {ext: uid for uid, ext in local.items()}
+    imported: dict[str, str] = {}
+    conflicts: list[dict[str, str | None]] = []
+    for uid in sorted(crm, key=_numeric):
+        code, mine = crm[uid], local.get(uid)
+        if mine == code:
+            continue
+        if mine is not None or code in holder or not EXTENSION.fullmatch(code):
+            conflicts.append({"user_id": uid, "local": mine, "crm": code, "held_by": holder.get(code)})
+            continue
+        merged[uid] = imported[uid] = code
+        holder[code] = uid
+    return merged, imported, conflicts
 
 
 @dataclass(frozen=True, slots=True)

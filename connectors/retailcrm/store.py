@@ -82,6 +82,12 @@ async def set_account_token(pool: Pool, enterprise: str, token_id: str | None) -
     )
 
 
+async def registered_by_agent(pool: Pool, enterprise: str) -> bool:
+    """The agent has registered the module for this enterprise at least once (its accountUrl replaced the old one)."""
+    at = await pool.fetchval("SELECT registered_at FROM retailcrm_modules WHERE enterprise_number = $1", enterprise)
+    return at is not None
+
+
 async def token_current(pool: Pool, source: str | None, enterprise: str | None, token_id: str) -> bool:
     """A token issued for a source (the module's accountUrl) is valid only while it is the one in force."""
     if source != CRM or enterprise is None:
