@@ -53,6 +53,8 @@ async def routing(request: web.Request) -> web.StreamResponse:
             except RulesError as exc:  # the form's checks missed something: named, never saved
                 checked.fail("rules", "routing.err.invalid", field=exc.field)
             else:
+                if wants_json(request):  # a form post to routing.json
+                    return after_post(request, {"rules": checked.document})
                 raise web.HTTPSeeOther(self_url(request).split("?", 1)[0] + "?saved=1")
     data = {
         "enterprise": enterprise,

@@ -79,6 +79,8 @@ async def test_the_form_saves_normalised_rules_and_shows_them_back(running_agent
             assert data["rules"] == STORED and data["form"]["hours"]["mon"] == "09:00-13:00, 14:00-18:00"
             assert data["form"]["dids"] == [{"number": "+375173880000", "owner": "151", "crm": False}]
             assert data["default_timezone"] == "UTC" and "zones" not in data
+        async with http.post(url + ".json", data={"csrf_token": token, **FORM}) as resp:  # the form, answered in JSON
+            assert resp.status == 200 and (await resp.json()) == {"rules": STORED}
         # the rules as JSON (the API's contract) still go in as they are
         rules = {"blocklist": ["+37529000*"]}
         headers = {"X-CSRF-Token": token}
