@@ -26,6 +26,13 @@ document.addEventListener("DOMContentLoaded", function () {
       });
     });
   });
+  // routing: typing working hours for the company chooses "open only at these hours"
+  var schedule = document.getElementById("hours-schedule");
+  if (schedule) {
+    document.querySelectorAll("#when input[data-hours]").forEach(function (input) {
+      input.addEventListener("input", function () { if (input.value.trim()) { schedule.checked = true; } });
+    });
+  }
   document.querySelectorAll("button[data-copy]").forEach(function (button) {
     button.addEventListener("click", function () {
       var source = document.getElementById(button.getAttribute("data-copy"));
