@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -13,11 +14,24 @@ import time
 import urllib.request
 from pathlib import Path
 
+# Ports for a config are drawn below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default),
+# where the fake servers of the tests running beside this one (bound to port 0) never land: a port taken from
+# that range and given to an agent as "nothing listens there" could meanwhile become another test's SSH or AMI
+# server, which the agent would then talk to (seen as a stray SSH connection, and "BadStatusLine: SSH-2.0").
+PORTS = range(20000, 32000)
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, outside the ephemeral range (see PORTS)."""
+    for _ in range(200):
+        port = random.choice(PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS}")
 
 
 def write_config(directory: Path, port: int) -> Path:
