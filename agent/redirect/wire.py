@@ -57,6 +57,7 @@ def peer_ip(host: str) -> str | None:
 def commands_for(answer: Answer) -> tuple[bytes, ...]:
     """The SET VARIABLE lines for an answer, last first (they are popped): REDIRECT_EXTEN goes first."""
     return (
+        dv.set_variable(dv.CALLERNAME, answer.caller_name),
         dv.set_variable(dv.SOURCE, answer.source),
         dv.set_variable(dv.REASON, answer.reason),
         dv.set_variable(dv.CRM, answer.crm),

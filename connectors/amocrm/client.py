@@ -14,7 +14,7 @@ from connectors.amocrm.plan import CRM, KIND_CALL, KIND_EVENT
 from connectors.amocrm.session import AccountGuard, Session, StepFailed
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.tokens import TokenStore
-from connectors.base import CrmError, Delivery, Manager, RecordUrl, SendOutcome
+from connectors.base import Caller, CrmError, Delivery, Manager, RecordUrl, SendOutcome
 
 
 class AmoCrmClient:
@@ -77,18 +77,21 @@ class AmoCrmClient:
         outcome = session.outcome(failed.status if failed else "success", failed.error if failed else None, last)
         await self.log_exchanges(enterprise, name, outcome)
 
-    async def find_responsible(self, enterprise: str, phone: str) -> Manager | None:
-        """contacts by phone -> responsible_user_id -> extension through `user_extensions`."""
+    async def find_responsible(self, enterprise: str, phone: str) -> Caller | None:
+        """contacts by phone -> the contact's name, and its responsible_user_id -> extension through
+        `user_extensions`."""
 
-        async def lookup(session: Session) -> Manager | None:
+        async def lookup(session: Session) -> Caller | None:
             contact = await find_contact(session, phone)
-            if contact is None or contact.responsible_user_id is None:
+            if contact is None:
                 return None
             uid = contact.responsible_user_id
+            if uid is None:
+                return Caller(CRM, contact.name)
             # the manager's name needs GET /api/v4/users (admin tokens only, §B4): not worth it on the call path
-            return Manager(CRM, str(uid), "", self.settings.extension_for_user(uid))
+            return Caller(CRM, contact.name, Manager(CRM, str(uid), "", self.settings.extension_for_user(uid)))
 
-        result: Manager | None = await self._run(enterprise, "find_responsible", lookup, urgent=True)
+        result: Caller | None = await self._run(enterprise, "find_responsible", lookup, urgent=True)
         return result
 
     async def account(self, enterprise: str) -> dict[str, Any]:
@@ -173,5 +176,5 @@ class Lookup:
         self.client = client
         self.enterprise = enterprise
 
-    async def find_responsible(self, phone_e164: str) -> Manager | None:
+    async def find_responsible(self, phone_e164: str) -> Caller | None:
         return await self.client.find_responsible(self.enterprise, phone_e164)
