@@ -10,9 +10,10 @@ import pytest
 
 from agent.app import Agent
 from agent.config.sections import Config
-from agent.redirect.answers import CacheSettings
+from agent.redirect.answers import Answer, CacheSettings
 from agent.redirect.entries import Failure, entry_for
-from agent.redirect.variables import CALLERNAME, MAX_CALLERNAME_CHARS, caller_name
+from agent.redirect.variables import CALLERNAME, MAX_CALLERNAME_CHARS, Status, caller_name
+from agent.redirect.wire import _lines, commands_for
 from agent.store.database import Pool
 from connectors.amocrm.connector import AmoCrmConnector
 from connectors.base import Caller, Manager
@@ -157,3 +158,15 @@ def test_the_name_comes_from_the_crm_whose_manager_wins() -> None:
     assert (failed.kind, failed.caller_name) == ("failed", "Maria")
     kept = entry_for([Failure("retailcrm", "HTTP 500")], both, s, 5)
     assert (kept.manager, kept.caller_name) == (mapped, "Maria Ivanova")  # the last good answer, name and all
+
+
+def test_a_name_per_caller_keeps_the_memo_of_the_other_lines_one_per_manager() -> None:
+    """Thousands of callers of one manager: the six lines they share are rendered once, the name's line apart."""
+    before = _lines.cache_info()
+    for i in range(5000):
+        answer = Answer(Status.FOUND, "150", "Ivan Petrov", "retailcrm", source="crm", caller_name=f"Caller {i}")
+        lines = commands_for(answer)
+        assert lines[0] == f'SET VARIABLE {CALLERNAME} "Caller {i}"\n'.encode()
+        assert lines[-1] == b'SET VARIABLE REDIRECT_EXTEN "150"\n'  # popped first
+    after = _lines.cache_info()
+    assert after.misses - before.misses <= 1 and after.hits - before.hits >= 4999
