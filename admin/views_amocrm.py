@@ -1,6 +1,7 @@
 """The amoCRM page: connection status, OAuth connect (state), a pasted code or long-lived token,
 disconnect, and the settings (pipeline and status for new leads, unknown callers, tags, missed-call
-tasks, proxy). Operations are the JSON API's (admin/amocrm_api.py); secrets are only shown masked.
+tasks, routing by the open deal, proxy). Operations are the JSON API's (admin/amocrm_api.py); secrets are
+only shown masked.
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ from connectors.base import CrmError
 
 CRM = "amocrm"
 ACTIONS = ("save", "code", "token", "disconnect")
-FLAGS = ("enabled", "missed_call_tasks")
+FLAGS = ("enabled", "missed_call_tasks", "route_by_deal")
 TEXTS = ("host", "client_id", "client_secret", "unknown_caller", "source", "proxy")
 NUMBERS = ("pipeline_id", "status_id", "task_due_minutes", "task_default_user_id")
 EXPIRING = timedelta(days=7)
 TRUE = ("on", "true", "1", "yes")
-EVENTS = ("add_contact", "update_contact", "responsible_contact", "add_lead", "update_lead", "responsible_lead")
+EVENTS = (
+    "add_contact",
+    "update_contact",
+    "responsible_contact",
+    "add_lead",
+    "update_lead",
+    "responsible_lead",
+    "status_lead",  # a deal won or lost: with route_by_deal its caller's manager may change
+)
 SCOPES = ("crm", "notifications")
 
 

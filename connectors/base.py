@@ -1,8 +1,8 @@
 """The boundary types between the agent and its CRM connectors: a CRM itself (Connector, generic over its
 settings and its client), what to send (Delivery), how it went (SendOutcome), what smart redirect asks a CRM
-(ResponsibleLookup, answered with a Manager), and what a CRM's callback routes (connectors/<crm>/routes.py)
-are handed by the composition root: click-to-call (ClickToCall, failing with CallNotPlaced) and what an API
-token grants (Grant, or TokenRefused).
+(ResponsibleLookup, answered with a Caller: the caller's name and Manager), and what a CRM's callback routes
+(connectors/<crm>/routes.py) are handed by the composition root: click-to-call (ClickToCall, failing with
+CallNotPlaced) and what an API token grants (Grant, or TokenRefused).
 
 Of the project it imports only CallEvent: the agent implements these protocols (agent.parts.adapters adapts
 its parts), the connectors use them."""
@@ -123,11 +123,23 @@ class Manager:
     extension: str | None  # None when the enterprise has no extension mapped for this user
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What a CRM knows of a caller: their name as the CRM shows it ("" when it has none) and their
+    responsible manager (None when it knows none). The name is raw CRM text: smart redirect makes it safe
+    for a caller ID (agent.redirect.variables.caller_name)."""
+
+    crm: str
+    name: str = ""
+    manager: Manager | None = None
+
+
 class ResponsibleLookup(Protocol):
     crm: str
 
-    async def find_responsible(self, phone_e164: str) -> Manager | None:
-        """The responsible manager, or None when the CRM knows none; raises when the CRM fails."""
+    async def find_responsible(self, phone_e164: str) -> Caller | Manager | None:
+        """Who the caller is (Caller), or only their manager (a Manager alone: the CRM gives no caller
+        name), or None when the CRM knows neither; raises when the CRM fails."""
         ...
 
 

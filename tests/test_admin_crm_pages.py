@@ -332,6 +332,13 @@ async def test_amocrm_page_connects_by_code_and_token_and_disconnects(running_ag
                 settings = (await resp.json())["settings"]
             assert (settings["pipeline_id"], settings["status_id"]) == (3001, 40002)
             assert settings["lead_tags"] == "calls, pbx" and settings["task_due_minutes"] == 15
+            assert settings["route_by_deal"] is True  # smart redirect by the open deal: on unless switched off
+            async with http.get(f"{b}/amocrm") as resp:
+                assert 'name="route_by_deal"' in await resp.text()
+            status, body = await post(http, f"{b}/amocrm", token, action="save", route_by_deal="off")
+            assert status == 200, body
+            async with http.get(f"{b}/amocrm.json") as resp:
+                assert (await resp.json())["settings"]["route_by_deal"] is False
             # managers for amoCRM
             async with http.get(f"{b}/managers.json?crm=amocrm") as resp:
                 listing = await resp.json()

@@ -14,7 +14,7 @@ from agent.config.checks import Address
 from agent.config.sections import AgiSection, PbxSection
 from agent.ingest.frame import AmiMessage
 from agent.redirect.server import AgiServer, hosts_of
-from agent.redirect.variables import CRM, EXTEN, MANAGER, REASON, SOURCE, STATUS
+from agent.redirect.variables import CALLERNAME, CRM, EXTEN, MANAGER, REASON, SOURCE, STATUS
 from tests.agi_client import agi_call, agi_files, raw_session, recorded_request, request_with
 from tests.agi_env import CUSTOMER_A, CUSTOMER_B, ENTERPRISE, UNKNOWN, agi_env
 from tests.waiting import until
@@ -48,7 +48,7 @@ async def test_every_recorded_request_gets_its_answer(name: str) -> None:
         assert got.status == status
         assert got.exten == exten
         assert got.commands[0] == (f'SET VARIABLE {EXTEN} "{exten}"')  # the variable the dialplan branches on
-        assert set(got.variables) == {EXTEN, STATUS, MANAGER, CRM, REASON, SOURCE}
+        assert set(got.variables) == {EXTEN, STATUS, MANAGER, CRM, REASON, SOURCE, CALLERNAME}
         assert got.variables[CRM] == ("retailcrm" if status == "FOUND" else "")
         assert got.variables[MANAGER] == ("Ivan Petrov" if status == "FOUND" else "")
         await until(lambda: not env.server.sessions, every=0.005)  # our HANGUP read, the socket closed
@@ -255,7 +255,7 @@ async def test_peer_closing_early_is_tolerated(caplog: pytest.LogCaptureFixture)
 async def test_hangup_and_error_replies_from_asterisk() -> None:
     async with agi_env() as env:
         got = await agi_call(env.port, A_REQUEST, reply=b"510 Invalid or unknown command\n")
-        assert len(got.commands) == 6 and got.eof
+        assert len(got.commands) == 7 and got.eof
         got = await agi_call(env.port, A_REQUEST, reply=b"HANGUP\n")  # the caller hung up: stop at once
         assert len(got.commands) == 1 and got.eof
 

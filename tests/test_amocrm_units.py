@@ -95,7 +95,8 @@ def test_webhook_brackets_and_changes() -> None:
     )
     assert body["account"] == {"subdomain": "shop"} and body["weird]key"] == "x"
     changes = responsible_changes(body)
-    assert [(c.entity, c.id) for c in changes] == [("contacts", 5), ("leads", 78)]
+    # a lead won or lost (status) may change who its caller is routed to (route_by_deal)
+    assert [(c.entity, c.id) for c in changes] == [("contacts", 5), ("leads", 78), ("leads", 77)]
     assert changes[0].phones == ("+375291234567", "+375447654321")
 
 

@@ -20,7 +20,7 @@ import httpx
 from agent.store import enterprises
 from agent.store.database import Pool
 from agent.store.secretbox import SecretBox
-from connectors.base import AnyConnector, C, Connector, CrmClient, Manager, ResponsibleLookup, S
+from connectors.base import AnyConnector, C, Caller, Connector, CrmClient, Manager, ResponsibleLookup, S
 from connectors.http import RateLimiter, retailcrm_route
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class PacedLookup:
         self.account = account
         self.route = route
 
-    async def find_responsible(self, phone_e164: str) -> Manager | None:
+    async def find_responsible(self, phone_e164: str) -> Caller | Manager | None:
         await self.limiter.acquire(self.account, self.route, urgent=True)
         return await self.inner.find_responsible(phone_e164)
 

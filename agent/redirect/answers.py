@@ -53,6 +53,7 @@ class Answer:
     cached: bool = False  # answered without waiting for a CRM
     reason: str = ""  # UNAVAILABLE: why (Reason)
     source: str = ""  # FOUND: who named the extension (Source)
+    caller_name: str = ""  # the caller's name as a CRM knows it, already fit for a caller ID
 
 
 @dataclass(frozen=True, slots=True)

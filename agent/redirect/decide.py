@@ -7,7 +7,7 @@ enterprise's hours or on a holiday is `CLOSED`, both without asking any CRM. A m
 hours, or away by their CRM status, is `UNAVAILABLE` with a `reason` (`off_hours`, `away`, `busy`). With no
 manager from any CRM, the extension that answered the caller's most recent call within `history_days`
 (`HistoryLookup`, cached beside the CRM answer, updated at once by `note_answered`) is `FOUND` with
-`source="history"`.
+`source="history"`. Every answer made from a CRM's entry carries the caller's name the CRMs gave (`caller_name`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def answer_for(
 ) -> Answer:
     """What the router answers for a cached or fetched `entry`, at wall-clock time `wall`. `states`: the
     enterprise's phones; `recent`: the extension that last answered this caller, as the live calls say."""
-    m = entry.manager
+    m, name = entry.manager, entry.caller_name
     rules = plan.rules if plan is not None else NO_RULES
     if m is None:
         if rules.history_days:
@@ -40,18 +40,26 @@ def answer_for(
             if found is not None:
                 return found
         if entry.kind == "failed":
-            return Answer(Status.UNAVAILABLE, crm=entry.crm, cached=cached)
+            return Answer(Status.UNAVAILABLE, crm=entry.crm, cached=cached, caller_name=name)
         if plan is not None and not plan.lookups:
             return Answer(Status.DISABLED, cached=cached)
-        return Answer(Status.NOT_FOUND, cached=cached)
+        return Answer(Status.NOT_FOUND, cached=cached, caller_name=name)
     if not m.extension:
-        return Answer(Status.NOT_FOUND, manager=m.name, crm=m.crm, cached=cached)
+        return Answer(Status.NOT_FOUND, manager=m.name, crm=m.crm, cached=cached, caller_name=name)
     reason = unavailable(m.extension, plan, wall, states)
     if not reason and plan is not None and plan.away:
         reason = plan.away.get((m.crm, m.user_id), "")
     if reason:
-        return Answer(Status.UNAVAILABLE, manager=m.name, crm=m.crm, cached=cached, reason=reason)
-    return Answer(Status.FOUND, extension=m.extension, manager=m.name, crm=m.crm, cached=cached, source=Source.CRM)
+        return Answer(Status.UNAVAILABLE, manager=m.name, crm=m.crm, cached=cached, reason=reason, caller_name=name)
+    return Answer(
+        Status.FOUND,
+        extension=m.extension,
+        manager=m.name,
+        crm=m.crm,
+        cached=cached,
+        source=Source.CRM,
+        caller_name=name,
+    )
 
 
 def unavailable(extension: str, plan: Plan | None, wall: datetime, states: ExtensionStates | None) -> str:
@@ -82,4 +90,4 @@ def from_history(
         return None
     if unavailable(last[0], plan, wall, states):
         return None  # the one who spoke to them last is not there: the usual route
-    return Answer(Status.FOUND, extension=last[0], cached=cached, source=Source.HISTORY)
+    return Answer(Status.FOUND, extension=last[0], cached=cached, source=Source.HISTORY, caller_name=entry.caller_name)

@@ -43,12 +43,12 @@ from agent.redirect import answers as sources  # what the router is handed, and 
 from agent.redirect.answers import Answer, CacheSettings, by_rules
 from agent.redirect.asking import CrmAsker
 from agent.redirect.decide import answer_for
-from agent.redirect.entries import Entry, Failure, Plan, normalised
+from agent.redirect.entries import Entry, Plan, entry_for, normalised
 from agent.redirect.rules import Rules
 from agent.redirect.variables import Status
 from agent.tracking.event import CallEvent
 from agent.tracking.extstates import ExtensionStates
-from connectors.base import LookupSource, Manager
+from connectors.base import LookupSource
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -250,7 +250,7 @@ class Router:
                 asyncio.gather(*(self._asker.ask(enterprise, lookup, phone) for lookup in plan.lookups)),
                 self._ask_history(enterprise, phone, plan.rules),
             )
-            entry = replace(self._entry(key, results), history=history)
+            entry = replace(entry_for(results, self._cache.get(key), self.settings, self._timer()), history=history)
             if self._generation.get(enterprise, 0) == gen:
                 self._cache[key] = entry
             return entry
@@ -276,24 +276,6 @@ class Router:
                 exc,
             )
             return None
-
-    def _entry(self, key: tuple[str, str], results: list[Manager | Failure | None]) -> Entry:
-        s, now = self.settings, self._timer()
-        managers = [r for r in results if isinstance(r, Manager)]
-        failures = [r for r in results if isinstance(r, Failure)]
-        if managers:
-            best = next((m for m in managers if m.extension), managers[0])
-            fresh = now + s.found_ttl_s
-            return Entry("found", best, best.crm, fresh, fresh + s.stale_s)
-        if not failures:
-            fresh = now + s.not_found_ttl_s
-            return Entry("none", None, "", fresh, fresh + s.stale_s)
-        old = self._cache.get(key)
-        if old is not None and old.kind != "failed":  # serve the last good value; ask again later
-            retry = now + s.failure_ttl_s
-            return replace(old, fresh_until=retry, keep_until=max(old.keep_until, retry))
-        fresh = now + s.failure_ttl_s
-        return Entry("failed", None, failures[0].crm, fresh, fresh)
 
     # --- the enterprise's lookups and settings ---------------------------------------------------
 

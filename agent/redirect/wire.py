@@ -53,16 +53,29 @@ def peer_ip(host: str) -> str | None:
     return str(addr)
 
 
-@lru_cache(maxsize=4096)
 def commands_for(answer: Answer) -> tuple[bytes, ...]:
-    """The SET VARIABLE lines for an answer, last first (they are popped): REDIRECT_EXTEN goes first."""
+    """The SET VARIABLE lines for an answer, last first (they are popped): REDIRECT_EXTEN goes first. The caller's
+    name is rendered apart: the other lines repeat for every caller of a manager and stay memoised as few."""
     return (
-        dv.set_variable(dv.SOURCE, answer.source),
-        dv.set_variable(dv.REASON, answer.reason),
-        dv.set_variable(dv.CRM, answer.crm),
-        dv.set_variable(dv.MANAGER, answer.manager),
-        dv.set_variable(dv.STATUS, answer.status.value),
-        dv.set_variable(dv.EXTEN, answer.extension),
+        _name_line(answer.caller_name),
+        *_lines(answer.status, answer.extension, answer.manager, answer.crm, answer.reason, answer.source),
+    )
+
+
+@lru_cache(maxsize=65_536)
+def _name_line(name: str) -> bytes:
+    return dv.set_variable(dv.CALLERNAME, name)
+
+
+@lru_cache(maxsize=4096)
+def _lines(status: str, extension: str, manager: str, crm: str, reason: str, source: str) -> tuple[bytes, ...]:
+    return (
+        dv.set_variable(dv.SOURCE, source),
+        dv.set_variable(dv.REASON, reason),
+        dv.set_variable(dv.CRM, crm),
+        dv.set_variable(dv.MANAGER, manager),
+        dv.set_variable(dv.STATUS, status),
+        dv.set_variable(dv.EXTEN, extension),
     )
 
 

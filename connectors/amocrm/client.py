@@ -10,15 +10,18 @@ import httpx
 
 from connectors.amocrm.calls import CallSender
 from connectors.amocrm.contacts import find_contact
+from connectors.amocrm.deals import open_deal_owner
 from connectors.amocrm.plan import CRM, KIND_CALL, KIND_EVENT
 from connectors.amocrm.session import AccountGuard, Session, StepFailed
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.tokens import TokenStore
-from connectors.base import CrmError, Delivery, Manager, RecordUrl, SendOutcome
+from connectors.amocrm.users import UserNames
+from connectors.base import Caller, CrmError, Delivery, Manager, RecordUrl, SendOutcome
 
 
 class AmoCrmClient:
-    """Shares the connector's token store, account guard (pacing, blocks) and per-phone task locks."""
+    """Shares the connector's token store, account guard (pacing, blocks), per-phone task locks and the
+    accounts' user names."""
 
     def __init__(
         self,
@@ -28,6 +31,7 @@ class AmoCrmClient:
         guard: AccountGuard,
         phone_locks: dict[tuple[str, str], asyncio.Lock] | None = None,
         log_exchanges: Callable[[str, str, SendOutcome], Any] | None = None,
+        names: UserNames | None = None,
     ) -> None:
         self.settings = settings
         self.http = http
@@ -35,6 +39,7 @@ class AmoCrmClient:
         self.guard = guard
         self.phone_locks = phone_locks if phone_locks is not None else {}
         self.log_exchanges = log_exchanges
+        self.names = names if names is not None else UserNames()
 
     def session(self, enterprise: str, *, urgent: bool = False) -> Session:
         return Session(enterprise, self.settings, self.http, self.tokens, self.guard, urgent=urgent)
@@ -77,19 +82,41 @@ class AmoCrmClient:
         outcome = session.outcome(failed.status if failed else "success", failed.error if failed else None, last)
         await self.log_exchanges(enterprise, name, outcome)
 
-    async def find_responsible(self, enterprise: str, phone: str) -> Manager | None:
-        """contacts by phone -> responsible_user_id -> extension through `user_extensions`."""
+    async def find_responsible(self, enterprise: str, phone: str) -> Caller | None:
+        """contacts by phone -> the caller's name (the contact's) and the responsible user: of the contact's newest
+        open lead when `route_by_deal` (connectors.amocrm.deals), else the contact's -> the extension through
+        `user_extensions`, the name through the account's users (connectors.amocrm.users: cached; when they must
+        be read, that read goes beside the contact search and adds no wait)."""
 
-        async def lookup(session: Session) -> Manager | None:
+        async def lookup(session: Session) -> tuple[str, int | None] | None:
             contact = await find_contact(session, phone)
-            if contact is None or contact.responsible_user_id is None:
+            if contact is None:
                 return None
             uid = contact.responsible_user_id
-            # the manager's name needs GET /api/v4/users (admin tokens only, §B4): not worth it on the call path
-            return Manager(CRM, str(uid), "", self.settings.extension_for_user(uid))
+            if self.settings.route_by_deal and contact.lead_ids:
+                uid = await open_deal_owner(session, contact.lead_ids) or uid
+            return contact.name, uid
 
-        result: Manager | None = await self._run(enterprise, "find_responsible", lookup, urgent=True)
-        return result
+        account = self.settings.account_netloc
+        names = self.names.cached(account)
+        reading = None
+        if names is None:
+            reading = asyncio.create_task(self.names.of(account, lambda: self.users(enterprise, urgent=True)))
+        try:
+            found: tuple[str, int | None] | None = await self._run(enterprise, "find_responsible", lookup, urgent=True)
+            if reading is not None:
+                names = await reading
+        finally:
+            if reading is not None and not reading.done():  # the lookup failed: so does the read beside it
+                reading.cancel()
+                await asyncio.wait([reading])
+        if found is None:
+            return None
+        name, uid = found
+        if uid is None:
+            return Caller(CRM, name)
+        manager = Manager(CRM, str(uid), (names or {}).get(str(uid), ""), self.settings.extension_for_user(uid))
+        return Caller(CRM, name, manager)
 
     async def account(self, enterprise: str) -> dict[str, Any]:
         async def get(session: Session) -> dict[str, Any]:
@@ -99,8 +126,8 @@ class AmoCrmClient:
         result: dict[str, Any] = await self._run(enterprise, "account", get)
         return result
 
-    async def users(self, enterprise: str) -> list[dict[str, Any]]:
-        """The account's users (first 250): id, name, email, active."""
+    async def users(self, enterprise: str, *, urgent: bool = False) -> list[dict[str, Any]]:
+        """The account's users (first 250): id, name, email, active. `urgent`: a caller waits for it."""
 
         async def get(session: Session) -> list[dict[str, Any]]:
             exchange = await session.checked("GET", "/api/v4/users?limit=250")
@@ -116,7 +143,7 @@ class AmoCrmClient:
                 if u.get("id") is not None
             ]
 
-        result: list[dict[str, Any]] = await self._run(enterprise, "users", get)
+        result: list[dict[str, Any]] = await self._run(enterprise, "users", get, urgent=urgent)
         return result
 
     async def pipelines(self, enterprise: str) -> list[dict[str, Any]]:
@@ -173,5 +200,5 @@ class Lookup:
         self.client = client
         self.enterprise = enterprise
 
-    async def find_responsible(self, phone_e164: str) -> Manager | None:
+    async def find_responsible(self, phone_e164: str) -> Caller | None:
         return await self.client.find_responsible(self.enterprise, phone_e164)

@@ -22,6 +22,7 @@ from connectors.amocrm.plan import CRM, plan
 from connectors.amocrm.session import AccountGuard
 from connectors.amocrm.settings import SECRET_FIELDS, AmoCrmSettings, parse
 from connectors.amocrm.tokens import TokenStore
+from connectors.amocrm.users import UserNames
 from connectors.base import Connector, Delivery, Pool, Secrets, SendOutcome
 from connectors.http import CONNECT_TIMEOUT, READ_TIMEOUT, Exchange
 
@@ -49,6 +50,7 @@ class AmoCrmConnector(Connector[AmoCrmSettings, AmoCrmClient]):
         self.public_url = ""
         self.guard = AccountGuard()
         self.phone_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.user_names = UserNames()  # per account, for the managers' names smart redirect sends
         self._proxied: dict[str, httpx.AsyncClient] = {}
         self._responsible_hooks: list[ResponsibleHook] = []
 
@@ -100,7 +102,13 @@ class AmoCrmConnector(Connector[AmoCrmSettings, AmoCrmClient]):
         if self.tokens is None:
             raise RuntimeError("the amoCRM connector is not bound to the database (agent.parts.delivery.attach_amocrm)")
         return AmoCrmClient(
-            settings, self.http_for(settings, http), self.tokens, self.guard, self.phone_locks, self.log_outcome
+            settings,
+            self.http_for(settings, http),
+            self.tokens,
+            self.guard,
+            self.phone_locks,
+            self.log_outcome,
+            names=self.user_names,
         )
 
     def responsible_lookup(self, settings: AmoCrmSettings, client: AmoCrmClient, enterprise: str) -> Lookup:

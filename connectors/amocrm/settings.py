@@ -47,6 +47,7 @@ _KNOWN = frozenset(
         "missed_call_tasks",
         "task_due_minutes",
         "task_default_user_id",
+        "route_by_deal",
         "source",
         "proxy",
     }
@@ -78,6 +79,7 @@ class AmoCrmSettings:
     missed_call_tasks: bool = True
     task_due_minutes: int = 15
     task_default_user_id: int | None = None
+    route_by_deal: bool = True  # smart redirect: the newest open lead's responsible user before the contact's
     source: str = DEFAULT_SOURCE
     proxy: str | None = None
     # keys the agent does not know (the old integration's `sync_*`, `redirect_uri`, ...): written back as they were
@@ -120,6 +122,7 @@ class AmoCrmSettings:
             "missed_call_tasks": self.missed_call_tasks,
             "task_due_minutes": self.task_due_minutes,
             "task_default_user_id": self.task_default_user_id,
+            "route_by_deal": self.route_by_deal,
             "source": self.source,
             "proxy": self.proxy,
         }
@@ -161,6 +164,7 @@ def parse(data: Mapping[str, Any], *, new_secret: Callable[[], str] | None = Non
         missed_call_tasks=_bool(data, "missed_call_tasks", True),
         task_due_minutes=due,
         task_default_user_id=_optional_id(data, "task_default_user_id"),
+        route_by_deal=_bool(data, "route_by_deal", True),
         source=_source(data.get("source")),
         proxy=_proxy(data.get("proxy")),
         extra={str(k): v for k, v in data.items() if k not in _KNOWN},

@@ -42,7 +42,8 @@ class Change:
 
 # add: a new contact may replace a cached "not found"; delete: a cached manager is wrong now
 _CONTACT_ACTIONS = ("add", "update", "responsible", "delete", "restore")
-_LEAD_ACTIONS = ("add", "responsible", "update", "restore")
+# status: a deal won or lost no longer routes its caller (route_by_deal)
+_LEAD_ACTIONS = ("add", "responsible", "update", "restore", "status")
 
 
 def responsible_changes(body: Mapping[str, Any]) -> list[Change]:

@@ -21,6 +21,7 @@ from connectors.retailcrm.models import (
     UsersPage,
     connection_report,
     module_object,
+    parse_customer_name,
     parse_module_info,
     parse_responsible,
     parse_users_page,
@@ -144,10 +145,19 @@ class RetailCrmClient:
 
     async def find_responsible(self, phone: str, *, ignore_status: bool = False) -> Responsible | None:
         """The customer's responsible manager (None: no customer or no manager). Raises CrmError."""
-        params = {"phone": phone, "details": "0", "ignoreStatus": "1" if ignore_status else "0"}
-        # a caller waits on the line: ahead of the deliveries queued for this account's rate limit
-        body = await self._checked("manager", "GET", "/telephony/manager", params=params, urgent=True)
+        body = await self._manager(phone, ignore_status=ignore_status, details=False)
         return parse_responsible(body)
+
+    async def find_caller(self, phone: str, *, ignore_status: bool = False) -> tuple[Responsible | None, str]:
+        """The customer's responsible manager and the customer's name ("" when unknown), from one
+        `telephony/manager` asked with `details=1`. Raises CrmError."""
+        body = await self._manager(phone, ignore_status=ignore_status, details=True)
+        return parse_responsible(body), parse_customer_name(body)
+
+    async def _manager(self, phone: str, *, ignore_status: bool, details: bool) -> dict[str, Any]:
+        params = {"phone": phone, "details": "1" if details else "0", "ignoreStatus": "1" if ignore_status else "0"}
+        # a caller waits on the line: ahead of the deliveries queued for this account's rate limit
+        return await self._checked("manager", "GET", "/telephony/manager", params=params, urgent=True)
 
     async def list_users(self, page: int = 1, *, limit: int = USERS_PAGE_LIMIT) -> UsersPage:
         params = {"page": str(page), "limit": str(limit)}

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from agent.tracking.event import CallEvent
-from connectors.base import Connector, Delivery, Manager
+from connectors.base import Caller, Connector, Delivery, Manager
 from connectors.retailcrm.client import MAX_UPLOAD_BATCH, RetailCrmClient
 from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.plan import CRM, KIND_UPLOAD, plan
@@ -49,7 +49,8 @@ class RetailCrmConnector(Connector[RetailCrmSettings, RetailCrmClient]):
 
 class RetailCrmLookup:
     """`telephony/manager` -> the manager -> the extension: the enterprise's mapping first, else the code
-    RetailCRM holds for the manager (the module's additionalCodes are our extensions)."""
+    RetailCRM holds for the manager (the module's additionalCodes are our extensions); with `details=1` the same
+    answer names the customer, the caller's name."""
 
     crm = CRM
 
@@ -57,9 +58,10 @@ class RetailCrmLookup:
         self.settings = settings
         self.client = client
 
-    async def find_responsible(self, phone_e164: str) -> Manager | None:
-        found = await self.client.find_responsible(phone_e164)  # raises CrmError when RetailCRM fails
+    async def find_responsible(self, phone_e164: str) -> Caller | None:
+        found, name = await self.client.find_caller(phone_e164)  # raises CrmError when RetailCRM fails
         if found is None:
-            return None
+            return Caller(CRM, name) if name else None
         extension = self.settings.user_extensions.get(found.user_id) or found.code
-        return Manager(crm=CRM, user_id=found.user_id, name=found.name, extension=extension or None)
+        manager = Manager(crm=CRM, user_id=found.user_id, name=found.name, extension=extension or None)
+        return Caller(CRM, name, manager)

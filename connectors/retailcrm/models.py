@@ -106,6 +106,27 @@ def parse_responsible(body: dict[str, Any]) -> Responsible | None:
     )
 
 
+def parse_customer_name(body: dict[str, Any]) -> str:
+    """The caller's name in a `telephony/manager` answer asked with `details=1` (crm-api.md §A6): the customer's
+    `firstName lastName` (no patronymic: a caller ID has little room), else a company name. The vendor's model of
+    this customer has no company field; a `company` (a string, or an object with `name`) or a corporate
+    customer's `nickName` is taken when an answer carries one, and its absence is the usual case."""
+    customer = body.get("customer")
+    if not isinstance(customer, dict):
+        return ""
+    parts = (customer.get("firstName"), customer.get("lastName"))
+    name = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+    if name:
+        return name
+    for key in ("company", "nickName"):
+        value = customer.get(key)
+        if isinstance(value, dict):
+            value = value.get("name")
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
 def parse_users_page(body: dict[str, Any], page: int) -> UsersPage:
     users = [
         CrmUser(

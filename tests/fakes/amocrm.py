@@ -178,6 +178,7 @@ class FakeAmoCrm:
             app.router.add_get(f"/api/v4/{entity}/notes", self._notes)
         app.router.add_get("/api/v4/contacts", self._contacts)
         app.router.add_get("/api/v4/contacts/{id}", self._contact)
+        app.router.add_get("/api/v4/leads", self._lead_list)
         app.router.add_get("/api/v4/leads/{id}", self._lead)
         app.router.add_post("/api/v4/calls", self._calls)
         app.router.add_post("/api/v2/events", self._events)
@@ -279,9 +280,22 @@ class FakeAmoCrm:
         }
         return cid
 
-    def add_lead(self, contact_id: int | None, *, name: str = "") -> int:
-        """A lead in the main pipeline, of `contact_id` when given."""
-        return self._new_lead({"name": name}, contact_id)
+    def add_lead(
+        self,
+        contact_id: int | None,
+        *,
+        name: str = "",
+        status_id: int = 40002,
+        responsible_user_id: int | None = None,
+        created_at: int | None = None,
+    ) -> int:
+        """A lead in the main pipeline, of `contact_id` when given; `status_id` 142 (won) or 143 (lost) closes it."""
+        data: dict[str, Any] = {"name": name, "status_id": status_id}
+        if responsible_user_id is not None:
+            data["responsible_user_id"] = responsible_user_id
+        if created_at is not None:
+            data["created_at"] = created_at
+        return self._new_lead(data, contact_id)
 
     def complete_task(self, task_id: int) -> None:
         self.tasks[task_id]["is_completed"] = True
@@ -499,6 +513,23 @@ class FakeAmoCrm:
             return web.Response(status=204)
         return hal(self._shown(contact, True))
 
+    async def _lead_list(self, request: web.Request) -> web.Response:
+        """GET /api/v4/leads with `filter[id]` (one id, or a list as `filter[id][]` / `filter[id][N]`, as PHP's
+        http_build_query writes it) and `limit` <= 250 (§B1); 204 when none match."""
+        try:
+            limit = int(request.query.get("limit", "50"))
+            wanted = {
+                int(v) for k, v in request.query.items() if k == "filter[id]" or re.fullmatch(r"filter\[id\]\[\d*\]", k)
+            }
+        except ValueError:
+            return validation([("0", "filter.id", "This value should be of type int.")])
+        if not 1 <= limit <= 250:
+            return validation([("0", "limit", "This value should be between 1 and 250.")])
+        found = [lead for lid, lead in sorted(self.leads.items()) if not wanted or lid in wanted][:limit]
+        if not found:
+            return web.Response(status=204)
+        return hal({"_page": 1, "_embedded": {"leads": found}})
+
     async def _lead(self, request: web.Request) -> web.Response:
         lead = self.leads.get(_int(request.match_info["id"]))
         if lead is None:
@@ -633,6 +664,7 @@ class FakeAmoCrm:
             "pipeline_id": data.get("pipeline_id", 3001),
             "status_id": data.get("status_id", 40002),
             "responsible_user_id": data.get("responsible_user_id", self.current_user_id),
+            "created_at": data.get("created_at", int(time.time())),
             "_embedded": {
                 "contacts": [{"id": contact_id}] if contact_id else [],
                 "tags": (data.get("_embedded") or {}).get("tags", []),
