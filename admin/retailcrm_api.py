@@ -22,13 +22,12 @@ from aiohttp import web
 
 from admin import retailcrm_adopt
 from admin.api import _enterprise, _json_object, error
-from agent.config.sections import AgentSection
 from agent.life.masking import mask
 from agent.store import enterprises, extensions
 from agent.store.database import Pool
 from agent.web import keys
 from agent.web.keys import Parts
-from agent.web.publishing import unreachable_because
+from agent.web.publishing import registration_refused
 from connectors.base import CrmError, SendOutcome
 from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.client import RetailCrmClient
@@ -153,29 +152,11 @@ async def settings_to_test(parts: Parts, number: str, body: dict[str, Any]) -> R
         raise Problem(400, exc.message, exc.field) from None
 
 
-UNREACHABLE = {
-    "loopback": "a loopback address only this machine can open",
-    "private": "a private address the CRM's servers on the Internet cannot reach",
-    "local_name": "a name only your network resolves",
-    "http": "plain http, unencrypted",
-}
-
-
-def refuse_unreachable(agent: AgentSection) -> None:
-    """A module registered at a URL RetailCRM cannot reach would look installed and never work."""
-    problem = unreachable_because(agent.public_url)
-    if problem is not None and not agent.allow_private_public_url:
-        raise Problem(
-            409,
-            f"[agent] public_url {agent.public_url} is {UNREACHABLE[problem]}: RetailCRM could not call the agent. "
-            "Publish it behind a reverse proxy with TLS and set public_url to that https address (README: "
-            "«Publishing to the cloud CRMs»), or set [agent] allow_private_public_url = true on a test installation",
-        )
-
-
 async def register_module(parts: Parts, number: str) -> dict[str, Any]:
     """Create or update the telephony module (RetailCRM's answer, or CrmError); a new account token."""
-    refuse_unreachable(parts[keys.CONFIG].agent)
+    unreachable = registration_refused(parts[keys.CONFIG].agent, "RetailCRM")
+    if unreachable is not None:  # a module at a URL RetailCRM cannot reach would look installed and never work
+        raise Problem(409, unreachable)
     settings = await load_settings(parts, number)
     if not settings.enabled:
         raise Problem(409, "retailcrm is disabled for this enterprise; enable it before registering the module")

@@ -12,6 +12,8 @@ import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
+from agent.config.sections import AgentSection
+
 Problem = Literal["loopback", "private", "local_name", "http"]
 LOCAL_SUFFIXES = (".local", ".lan", ".internal", ".localdomain", ".home", ".corp", ".localhost")
 
@@ -34,3 +36,23 @@ def unreachable_because(url: str) -> Problem | None:
     if parts.scheme != "https":
         return "http"
     return None
+
+
+EXPLAINED: dict[Problem, str] = {
+    "loopback": "a loopback address only this machine can open",
+    "private": "a private address the CRM's servers on the Internet cannot reach",
+    "local_name": "a name only your network resolves",
+    "http": "plain http, unencrypted",
+}
+
+
+def registration_refused(agent: AgentSection, crm: str) -> str | None:
+    """Why a CRM module must not be registered at `public_url` now (None: go ahead)."""
+    problem = unreachable_because(agent.public_url)
+    if problem is None or agent.allow_private_public_url:
+        return None
+    return (
+        f"[agent] public_url {agent.public_url} is {EXPLAINED[problem]}: {crm} could not call the agent. Publish it "
+        "behind a reverse proxy with TLS and set public_url to that https address (README: «Publishing to the cloud "
+        "CRMs»), or set [agent] allow_private_public_url = true on a test installation"
+    )
