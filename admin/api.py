@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.store import enterprises
+from agent.store import api_tokens, enterprises
 from agent.web import keys
 from agent.web.server import Handler
 from agent.web.tokens import Principal, TokenError
@@ -44,10 +44,13 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         principal = request.config_dict[keys.SIGNER].verify(token.strip())
     except TokenError as exc:
         return error(401, str(exc))
+    pool = request.config_dict[keys.POOL]
     if principal.source is not None and not await retailcrm_store.token_current(
-        request.config_dict[keys.POOL], principal.source, principal.enterprise, principal.token_id
+        pool, principal.source, principal.enterprise, principal.token_id
     ):
         return error(401, "token revoked (the RetailCRM module was registered again or removed)")
+    if principal.source is None and await api_tokens.revoked(pool, principal.token_id):
+        return error(401, "token revoked (pbx-agent token --revoke, or the Instance page)")
     request[PRINCIPAL] = principal
     return await handler(request)
 

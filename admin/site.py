@@ -29,6 +29,7 @@ from admin import (
     views_retailcrm,
     views_routing,
     views_stats,
+    views_tokens,
 )
 from admin.auth import LinkSigner, load_session
 from admin.pages import FRAME_ANCESTORS, JINJA, LANG, LINKS, SESSION, Refused, T, read_body, session, wants_json
@@ -157,6 +158,7 @@ def create_app(secret: bytes) -> web.Application:
     r.add_route("*", "/retailcrm", views_auth.retailcrm)
     r.add_get("/go", views_auth.switch)
     r.add_route("*", f"/instance{JSON_EXT}", views_instance.instance)
+    r.add_route("*", f"/tokens{JSON_EXT}", views_tokens.tokens)
     r.add_get(f"/{NUMBER}/overview{JSON_EXT}", views_overview.overview)
     r.add_get(f"/{NUMBER}/stats{JSON_EXT}", views_stats.statistics)
     r.add_get(f"/{NUMBER}/calls{JSON_EXT}", views_calls.calls)

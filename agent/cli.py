@@ -112,7 +112,13 @@ def cmd_check_legacy(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    import asyncpg
+
     from agent.config.checks import check_enterprise
+    from agent.store import api_tokens, database
+    from agent.store.embedded import EmbeddedPgError
     from agent.store.secretbox import load_or_create_secret
     from agent.web.tokens import TokenSigner
 
@@ -125,7 +131,44 @@ def cmd_token(args: argparse.Namespace) -> int:
         print("pbx-agent token: --days: expected 1..3650", file=sys.stderr)
         return EXIT_USAGE
     signer = TokenSigner(load_or_create_secret(cfg.agent.state_dir))
-    print(signer.issue(args.enterprise, args.days))
+    token = signer.issue(args.enterprise, args.days) if not (args.list or args.revoke) else ""
+
+    async def with_database() -> str:
+        """The table of issued tokens: record the new one, list them, or revoke one."""
+        async with database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir) as dsn:
+            pool = await database.create_pool(dsn, 1, name="pbx-agent token")
+            try:
+                await database.migrate(pool)
+                if args.list:
+                    rows = await api_tokens.listing(pool)
+                    return (
+                        "\n".join(
+                            f"{r['id']}  {r['state']:<7}  {r['enterprise'] or 'all':<8}  until {r['expires_at'][:10]}"
+                            f"  {r['label']}"
+                            for r in rows
+                        )
+                        or "no tokens recorded"
+                    )
+                if args.revoke:
+                    done = await api_tokens.revoke(pool, args.revoke)
+                    return f"revoked {args.revoke}" if done else ""
+                claims = signer.verify(token)
+                now = datetime.now(UTC)
+                expires = datetime.fromtimestamp(now.timestamp() + args.days * 86400, UTC)
+                await api_tokens.record(pool, claims.token_id, args.enterprise, args.label, now, expires)
+                return token
+            finally:
+                await pool.close()
+
+    try:
+        out = asyncio.run(with_database())
+    except (OSError, asyncpg.PostgresError, EmbeddedPgError) as exc:
+        print(f"pbx-agent token: the database, where tokens are recorded, cannot be used: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.revoke and not out:
+        print(f"pbx-agent token: --revoke: no valid token {args.revoke} (see --list)", file=sys.stderr)
+        return EXIT_USAGE
+    print(out)
     return EXIT_OK
 
 
@@ -253,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = command("token", cmd_token, "print an API token (JWT) for the /api routes")
     token.add_argument("--enterprise", metavar="N", help="limit the token to one enterprise (default: admin)")
     token.add_argument("--days", type=float, default=365, metavar="D", help="validity in days (default 365)")
+    token.add_argument("--label", default="", metavar="TEXT", help="what the token is for (shown by --list)")
+    token.add_argument("--list", action="store_true", help="list the tokens issued (ids, never the tokens)")
+    token.add_argument("--revoke", metavar="ID", help="revoke one token by its id (from --list)")
     redeliver_cmd = command("redeliver", cmd_redeliver, "plan stored calls of a period into the outbox again")
     importlib.import_module("agent.repair.redeliver").add_arguments(redeliver_cmd)
     backfill_cmd = command("backfill", cmd_backfill, "store and plan the calls of a period that only the PBX's CDR has")

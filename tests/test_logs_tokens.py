@@ -58,7 +58,9 @@ def test_token_scopes(tmp_path: Path) -> None:
         TokenSigner(b"y" * 32).verify(signer.issue(None, 1))
 
 
-def test_token_cli(tmp_path: Path, agent_env: dict[str, str]) -> None:
+def test_token_cli(agent_dir: Path, agent_env: dict[str, str]) -> None:
+    """With the embedded database (the token is recorded there), in a directory its server user can enter."""
+    tmp_path = agent_dir
     cfg = tmp_path / "agent.toml"
     cfg.write_text('[agent]\nstate_dir = "st"\n')
     out = subprocess.run(
