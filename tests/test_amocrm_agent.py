@@ -95,11 +95,10 @@ async def test_oauth_connect_redirect_callback_and_state_rules(
     api_token = api_headers(cfg, ENTERPRISE)["Authorization"].split()[1]
     async with running(cfg) as agent, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{agent.parts.http_port}"
-        async with http.get(
-            f"{base}/amocrm/{ENTERPRISE}/connect", params={"token": api_token}, allow_redirects=False
-        ) as resp:
-            assert resp.status == 302
-            consent = resp.headers["Location"]
+        connect_url = f"{base}/api/enterprises/{ENTERPRISE}/integrations/amocrm/connect-url"
+        async with http.get(connect_url, headers={"Authorization": f"Bearer {api_token}"}) as resp:
+            assert resp.status == 200
+            consent = (await resp.json())["url"]
         assert consent.startswith(fake.url + "/oauth?")
         async with http.get(consent, allow_redirects=False) as resp:  # the admin clicks "Allow"
             assert resp.status == 302
@@ -128,10 +127,8 @@ async def test_oauth_connect_redirect_callback_and_state_rules(
         ) as resp:
             assert resp.status == 400
         # a valid fresh state but a referer that is not the account: our secret is not sent there
-        async with http.get(
-            f"{base}/amocrm/{ENTERPRISE}/connect", params={"token": api_token}, allow_redirects=False
-        ) as resp:
-            state = parse_qs(urlsplit(resp.headers["Location"]).query)["state"][0]
+        async with http.get(connect_url, headers={"Authorization": f"Bearer {api_token}"}) as resp:
+            state = parse_qs(urlsplit((await resp.json())["url"]).query)["state"][0]
         token_calls = len(fake.requests_to("/oauth2/access_token"))
         async with http.get(
             f"{base}/amocrm/oauth/callback", params={"code": "x", "referer": "evil.example.com", "state": state}
@@ -140,8 +137,13 @@ async def test_oauth_connect_redirect_callback_and_state_rules(
         assert len(fake.requests_to("/oauth2/access_token")) == token_calls
         assert await pool.fetchval("SELECT generation FROM amocrm_tokens") == generation
         # connect without a valid API token
-        async with http.get(f"{base}/amocrm/{ENTERPRISE}/connect", allow_redirects=False) as resp:
+        async with http.get(connect_url) as resp:
             assert resp.status == 401
+        # the old route that took the token in its URL: gone, and it reads no token
+        async with http.get(
+            f"{base}/amocrm/{ENTERPRISE}/connect", params={"token": api_token}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 410 and "connect-url" in await resp.text()
 
         # the status route shows the account, never a token
         async with http.get(

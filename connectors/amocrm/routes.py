@@ -26,7 +26,7 @@ from connectors.amocrm.client import AmoCrmClient
 from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.amocrm.webhooks import parse_brackets, responsible_changes
-from connectors.base import ENTERPRISE_NUMBER, CrmError, Grant, SendOutcome, TokenRefused
+from connectors.base import ENTERPRISE_NUMBER, CrmError, Grant, SendOutcome
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +79,15 @@ def _page(status: int, title: str, text: str, back: str | None = None) -> web.Re
 
 
 async def connect(request: web.Request) -> web.StreamResponse:
-    number = request.match_info["enterprise"]
-    if not ENTERPRISE_NUMBER.fullmatch(number):
-        return _page(400, "Invalid enterprise", "the enterprise number is not valid")
-    setup = request.config_dict[SETUP]
-    try:
-        grant = setup.verify(request.query.get("token", ""))
-    except TokenRefused as exc:
-        return _page(401, "Not allowed", f"{exc}: open this link from the admin pages")
-    if not grant.may_access(number):
-        return _page(403, "Not allowed", "this token is for another enterprise")
-    settings = await setup.settings_of(number)
-    if settings is None or not settings.client_id or not settings.client_secret:
-        return _page(409, "amoCRM is not set up", "save the host, client id and client secret first")
-    raise web.HTTPFound(setup.consent_link(number, settings))
+    """Gone: it took an API token in its URL (kept in browser history, proxy logs and Referer headers). The
+    admin page's «Connect amoCRM» (a session) and the API's connect-url (a bearer header) do the same."""
+    return _page(
+        410,
+        "Gone",
+        "this link took an API token in its address and no longer exists: use «Connect amoCRM» on the enterprise's "
+        "amoCRM page of the admin site, or GET /api/enterprises/{n}/integrations/amocrm/connect-url with the token "
+        "in the Authorization header",
+    )
 
 
 async def callback(request: web.Request) -> web.Response:
