@@ -60,6 +60,7 @@ class RunningParts:
     originator: Originator
     http_port: int
     on_call_event: CallEventSink  # where every PBX's CallEvents go (agent.parts.pbx.call_events)
+    public_http_port: int | None = None  # [http] public_listen's real port, when there is one
 
 
 @dataclass
@@ -146,6 +147,7 @@ class Agent:
                     http.originator,
                     http.port,
                     pbxs.sink,
+                    http.public_port,
                 )
                 self._start_work(supervisor, self._parts)
                 self.metrics.up.set(1)

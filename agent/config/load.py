@@ -144,8 +144,11 @@ def _database_section(t: Table) -> DatabaseSection:
 
 def _http_section(t: Table) -> HttpSection:
     listen = t.address("listen", HttpSection.listen)
+    public = t.address("public_listen", listen) if "public_listen" in t.data else None
     t.reject_unknown()
-    return HttpSection(listen=listen)
+    if public == listen:
+        t.problem("public_listen", "must differ from listen (the point is to keep the private routes off it)")
+    return HttpSection(listen=listen, public_listen=public)
 
 
 def _outbox_section(t: Table) -> OutboxSection:

@@ -50,6 +50,9 @@ class DatabaseSection:
 @dataclass(frozen=True)
 class HttpSection:
     listen: Address = DEFAULT_HTTP_LISTEN
+    # a second listener with only what the CRMs' servers must reach (callbacks, webhooks, recordings); the
+    # admin site, /api, /health and /metrics stay on `listen`
+    public_listen: Address | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from admin import api_app, legacy_api, retailcrm_api
 from admin import site as admin_site
+from agent.config.checks import Address
 from agent.config.sections import Config
 from agent.delivery.integrations import Integrations
 from agent.delivery.outbox import Outbox
@@ -50,6 +51,7 @@ async def records_part(cfg: Config, secret: bytes, health: HealthRegistry) -> As
 class Http:
     originator: Originator  # click-to-call on the PBX links
     port: int  # the real port when [http] listen asks for port 0
+    public_port: int | None = None  # [http] public_listen's, when there is one
 
 
 @asynccontextmanager
@@ -67,34 +69,58 @@ async def http_part(
 ) -> AsyncIterator[Http]:
     """Listening on `[http] listen` (taken: ConflictError) until the block ends."""
     app = create_app()
-    app[keys.CONFIG] = cfg
-    app[keys.HEALTH] = health
-    app[keys.METRICS] = metrics
-    app[keys.POOL] = pool
-    box = app[keys.SECRETS] = SecretBox(secret, secret_fields())
-    app[keys.SIGNER] = TokenSigner(secret)
-    app[keys.INTEGRATIONS] = integrations
-    app[keys.OUTBOX] = outbox
     originator = Originator(cfg.pbx, pbxs.pipelines)
-    app[keys.ORIGINATOR] = originator
-    app[keys.RECORDS] = records
+    box, signer = SecretBox(secret, secret_fields()), TokenSigner(secret)
+
+    def fill(target: web.Application) -> None:
+        """What the handlers find in `request.config_dict`: the same parts on every listener."""
+        target[keys.CONFIG] = cfg
+        target[keys.HEALTH] = health
+        target[keys.METRICS] = metrics
+        target[keys.POOL] = pool
+        target[keys.SECRETS] = box
+        target[keys.SIGNER] = signer
+        target[keys.INTEGRATIONS] = integrations
+        target[keys.OUTBOX] = outbox
+        target[keys.ORIGINATOR] = originator
+        target[keys.RECORDS] = records
+
+    fill(app)
     app.add_subapp(api_app.PREFIX, api_app.create_app())  # each with its own middlewares
     app.add_subapp(admin_site.PREFIX, admin_site.create_app(secret))
-    retailcrm_api.add_logo(app)
     legacy_api.add_entry(app)  # the replaced RetailCRM service's URLs: /retailcrm-admin/, /retailcrm/api/, ...
-    # the CRMs' callbacks, handed what they need of the agent (agent.parts.adapters fits it to their protocols)
-    retailcrm_routes.add_routes(app, retailcrm_routes.Deps(pool, box, OriginatorCalls(originator)))
+    add_public_routes(app, pool, originator)
+    runners = [web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)]
+    if cfg.http.public_listen is not None:
+        public = web.Application()  # no /health, /metrics, admin or API: only what the CRMs' servers call
+        fill(public)
+        add_public_routes(public, pool, originator)
+        runners.append(web.AppRunner(public, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S))
+    try:
+        ports = []
+        for runner, (name, listen) in zip(runners, listeners(cfg), strict=False):
+            await runner.setup()
+            site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConflictError(f"cannot listen on [http] {name} {listen}: {why(exc)}") from exc
+            ports.append(runner.addresses[0][1])
+        yield Http(originator, ports[0], ports[1] if len(ports) > 1 else None)
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+def listeners(cfg: Config) -> list[tuple[str, Address]]:
+    public = [("public_listen", cfg.http.public_listen)] if cfg.http.public_listen is not None else []
+    return [("listen", cfg.http.listen), *public]
+
+
+def add_public_routes(app: web.Application, pool: database.Pool, originator: Originator) -> None:
+    """What the CRMs' servers call: the RetailCRM module's logo and callbacks, amoCRM's OAuth redirect and
+    webhooks, the recording links (handed what they need of the agent: agent.parts.adapters)."""
+    retailcrm_api.add_logo(app)
+    retailcrm_routes.add_routes(app, retailcrm_routes.Deps(pool, app[keys.SECRETS], OriginatorCalls(originator)))
     amocrm_routes.add_routes(app, AmoCrmSetup(app))
     records_http.add_routes(app)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
-    await runner.setup()
-    try:
-        listen = cfg.http.listen
-        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConflictError(f"cannot listen on [http] listen {listen}: {why(exc)}") from exc
-        yield Http(originator, runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
