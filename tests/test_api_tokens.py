@@ -4,6 +4,7 @@ the Instance admin's page; a revoked token gets 401 at once while the others kee
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,32 @@ async def test_the_instance_admin_revokes_on_the_page(
     assert await api_status(running_agent, token) == 401
     async with client(running_agent, "100") as http, http.get(f"{url}.json") as resp:
         assert resp.status == 403  # an enterprise's admin does not see the instance's tokens
+
+
+async def test_the_instance_admin_issues_and_revokes_sign_in_links(running_agent: Agent) -> None:
+    await seed(running_agent.parts.pool)
+    url = f"{base(running_agent)}/admin/tokens"
+    async with client(running_agent) as http:
+        form = {"csrf_token": await csrf(http, url), "enterprise": "100", "role": "viewer", "minutes": "30"}
+        async with http.post(url, data=form) as resp:
+            assert resp.status == 200
+            html = await resp.text()
+        link = re.search(r"<code>(http[^<]+/admin/login\?token=[^<]+)</code>", html)
+        assert link is not None
+        given = link.group(1).replace(running_agent.config.agent.public_url, base(running_agent))
+        async with http.post(url, data={**form, "enterprise": "9999"}) as resp:
+            assert resp.status == 400  # no such enterprise
+        async with http.post(url, data=form) as resp:
+            second = re.search(r"login\?token=([^<]+)</code>", await resp.text())
+        assert second is not None
+        async with http.get(f"{url}.json") as resp:
+            listed = (await resp.json())["links"]
+        assert [x["state"] for x in listed] == ["open", "open"] and listed[0]["role"] == "viewer"
+        async with http.post(url, data={"csrf_token": form["csrf_token"], "revoke_link": listed[0]["id"]}) as resp:
+            assert resp.status == 200
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as someone, someone.get(given) as resp:
+        assert resp.status == 200 and "/admin/100/" in str(resp.url)  # the first link: an enterprise viewer's
+    revoked = f"{base(running_agent)}/admin/login?token={second.group(1)}"
+    async with aiohttp.ClientSession() as other, other.get(revoked) as resp:
+        assert resp.status == 401  # revoked before use (a browser with no session of that kind)
