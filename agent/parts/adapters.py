@@ -8,11 +8,12 @@ it translates.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from admin import amocrm_api
+from admin import amocrm_api, i18n
 from agent.ingest.link import AmiNotConnected
 from agent.ingest.originate import NoPbx, OriginateRefused, Originator
 from agent.web import keys
@@ -66,3 +67,30 @@ class AmoCrmSetup:
 
     async def connect_with(self, number: str, settings: AmoCrmSettings, host: str, code: str) -> web.Response | None:
         return await amocrm_api.connect_with(self.app, number, settings, host, code)
+
+    def page(
+        self, request: web.Request, status: int, key: str, back: str | None = None, detail: str = "", **values: str
+    ) -> web.Response:
+        return result_page(request, status, key, back, detail, **values)
+
+
+def result_page(
+    request: web.Request, status: int, key: str, back: str | None, detail: str, **values: str
+) -> web.Response:
+    """amoCRM's OAuth result page, in the admin site's language and look (its catalogue, its stylesheet)."""
+    t = i18n.translator(i18n.choose(request)[0])
+    title, text = t(f"amo.cb.{key}.title"), t(f"amo.cb.{key}.text", **values)
+    more = f"<p class='error-text'>{html.escape(detail)}</p>" if detail else ""
+    link = f"<p><a id='back' href='{html.escape(back)}'>{html.escape(t('amo.cb.back'))}</a></p>" if back else ""
+    lang = i18n.choose(request)[0]
+    body = (
+        f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<link rel='stylesheet' href='/admin/static/admin.css'></head><body><main><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(text)}</p>{more}{link}</main></body></html>"
+    )
+    return web.Response(
+        status=status,
+        text=body,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )

@@ -55,6 +55,13 @@ class Setup(Protocol):
         """The account's consent page, with a signed single-use state naming the enterprise."""
         ...
 
+    def page(
+        self, request: web.Request, status: int, key: str, back: str | None = None, detail: str = "", **values: str
+    ) -> web.Response:
+        """The result page a person sees, in their language: `key` names its title and text in the catalogues
+        (`amo.cb.<key>.title`, `.text`); `detail` is what the other side said, shown as it is."""
+        ...
+
     async def connect_with(self, number: str, settings: AmoCrmSettings, host: str, code: str) -> web.Response | None:
         """Exchange an authorization code and store the tokens; None when stored, else the API's error answer."""
         ...
@@ -93,33 +100,32 @@ async def connect(request: web.Request) -> web.StreamResponse:
 async def callback(request: web.Request) -> web.Response:
     q = request.query
     state, code, referer = q.get("state"), q.get("code"), q.get("referer")
-    if not state:
-        why = "a widget install is not tied to an enterprise" if "from_widget" in q else "the callback has no state"
-        return _page(400, "Not connected", f"{why}; start the connection from the agent's admin page")
     setup = request.config_dict[SETUP]
+    if not state:
+        return setup.page(request, 400, "widget" if "from_widget" in q else "no_state")
     amo = setup.connector()
     assert amo.state_signer is not None and amo.tokens is not None
     try:
         number, nonce, expires = amo.state_signer.verify(state)
     except oauth.StateError as exc:
-        return _page(400, "Not connected", str(exc))
+        return setup.page(request, 400, "bad_state", detail=str(exc))
     back = f"/admin/{number}/amocrm"  # the state was signed by this agent: the number is one of ours
     if not code or not referer:
-        return _page(400, "Not connected", "amoCRM sent no code or referer (was access denied?)", back)
+        return setup.page(request, 400, "denied", back)
     settings = await setup.settings_of(number)
     if settings is None:
-        return _page(400, "Not connected", f"enterprise {number} has no amoCRM settings", back)
+        return setup.page(request, 400, "no_settings", back, number=number)
     try:
         host = oauth.host_from_referer(referer, settings.host)
     except ValueError as exc:
-        return _page(400, "Not connected", str(exc), back)
+        return setup.page(request, 400, "wrong_account", back, detail=str(exc))
     if not await amo.tokens.use_state(nonce, number, expires):
-        return _page(400, "Not connected", "this connection link was already used; start again", back)
+        return setup.page(request, 400, "used", back)
     failed = await setup.connect_with(number, settings, host, code)
     if failed is not None:
-        return _page(failed.status, "Not connected", (failed.text or "")[:500], back)
+        return setup.page(request, failed.status, "refused", back, detail=(failed.text or "")[:500])
     log.info("amoCRM connected for enterprise %s (%s)", number, host)
-    return _page(200, "amoCRM connected", f"enterprise {number} is connected to {host}", back)
+    return setup.page(request, 200, "connected", back, number=number, host=host)
 
 
 async def webhook(request: web.Request) -> web.Response:
