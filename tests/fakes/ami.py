@@ -448,12 +448,13 @@ class FakeAmi:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._player
             self._player = None
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # no new clients
         for session in list(self._sessions):
-            session.close()
+            session.close()  # before waiting: Server.wait_closed waits for the connections too (3.11.7, 3.12)
+        if server is not None:
+            await server.wait_closed()
         # Closing the transports makes every handler see EOF and finish on its own; cancel
         # only what is still stuck after a grace period.
         tasks = list(self._handler_tasks)
