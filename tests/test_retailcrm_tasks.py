@@ -7,6 +7,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 
@@ -51,13 +52,20 @@ async def config_for(make_config: Callable[..., Config], db_dsn: str, name: str 
     return replace(base, pbx=(pbx_for(ami),))
 
 
-def ended(call_id: str, rang: tuple[str, ...], phone: str = CALLER, answered_by: str | None = None) -> CallEvent:
-    now = datetime.now(UTC)
+def ended(
+    call_id: str,
+    rang: tuple[str, ...],
+    phone: str = CALLER,
+    answered_by: str | None = None,
+    direction: Literal["in", "out"] = "in",
+    ago: float = 0.0,
+) -> CallEvent:
+    now = datetime.now(UTC) - timedelta(seconds=ago)
     return CallEvent(
         event="ended",
         call_id=call_id,
         enterprise=ENTERPRISE,
-        direction="in",
+        direction=direction,
         phone=phone,
         did="375173880000",
         extension=answered_by or (rang[0] if len(rang) == 1 else None),
@@ -79,7 +87,7 @@ async def test_a_missed_call_gives_one_task_for_the_customers_manager_and_a_repe
     cfg = await config_for(make_config, db_dsn, "p_b_incoming_missed")
     await configure_retailcrm(pool, cfg.agent.state_dir, crm, missed_call_tasks=True, task_due_minutes=30)
     async with running(cfg) as agent:
-        await drained(pool, at_least=3)
+        await drained(pool, at_least=4)
         (task,) = crm.records.tasks.values()
         # the customer's manager, even while busy (ignoreStatus), on the customer's card, due in 30 minutes
         assert task["performerId"] == 8 and task["customer"] == {"id": 55} and task["complete"] is False
@@ -88,11 +96,11 @@ async def test_a_missed_call_gives_one_task_for_the_customers_manager_and_a_repe
         assert 20 <= (due - datetime.now()).total_seconds() / 60 <= 31 + 180  # Europe/Minsk, the test host may be UTC
         # the same caller misses again while it is open: no second task; once it is done, a new one
         agent.parts.on_call_event(ended("second", ("150",)))
-        await drained(pool, at_least=4)
+        await drained(pool, at_least=7)
         assert len(crm.records.tasks) == 1
         task["complete"] = True
         agent.parts.on_call_event(ended("third", ("150",)))
-        await drained(pool, at_least=5)
+        await drained(pool, at_least=10)
     assert len(crm.records.tasks) == 2
     statuses = await pool.fetch("SELECT status FROM deliveries WHERE kind = 'task'")
     assert [r["status"] for r in statuses] == ["done"] * 3
@@ -106,7 +114,7 @@ async def test_without_a_customers_manager_the_owner_then_the_fallback_user_gets
     async with running(cfg) as agent:
         agent.parts.on_call_event(ended("one", ("150",), phone="+375291110001"))  # 150 = user 7
         agent.parts.on_call_event(ended("group", ("150", "151"), phone="+375291110002"))  # nobody's
-        await drained(pool, at_least=2)
+        await drained(pool, at_least=6)
     by_phone = {t["phone"]: t for t in crm.records.tasks.values()}
     assert by_phone["+375291110001"]["performerId"] == 7 and "customer" not in by_phone["+375291110001"]
     assert by_phone["+375291110002"]["performerId"] == 9
@@ -119,7 +127,44 @@ async def test_an_unknown_performer_is_refused_and_shows_in_the_delivery(
     await configure_retailcrm(pool, cfg.agent.state_dir, crm, missed_call_tasks=True, task_default_user_id="99")
     async with running(cfg) as agent:
         agent.parts.on_call_event(ended("lost", ("150", "151")))
-        await drained(pool, at_least=1)
+        await drained(pool, at_least=3)
     assert not crm.records.tasks
     row = await pool.fetchrow("SELECT status, last_error FROM deliveries WHERE kind = 'task'")
     assert row is not None and row["status"] == "failed" and "performerId" in row["last_error"]
+
+
+async def test_an_answered_call_with_the_customer_completes_the_task_exactly_once(
+    crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    crm.set_manager(CALLER, MANAGER)
+    cfg = await config_for(make_config, db_dsn, None)
+    await configure_retailcrm(pool, cfg.agent.state_dir, crm, missed_call_tasks=True)
+    async with running(cfg) as agent:
+        agent.parts.on_call_event(ended("missed", ("150",)))
+        await drained(pool, at_least=3)  # the hangup pop-up, the upload, the task
+        (task,) = crm.records.tasks.values()
+        assert task["complete"] is False
+        # any manager calls the customer back and reaches them: the task is completed
+        agent.parts.on_call_event(ended("back", ("152",), answered_by="152", direction="out"))
+        await drained(pool, at_least=6)
+        assert task["complete"] is True and task["completedAt"]
+        # the customer calls again and is answered: nothing left to complete
+        agent.parts.on_call_event(ended("again", ("150",), answered_by="150"))
+        await drained(pool, at_least=9)
+    assert len(crm.requests_to("/edit")) == 1
+    done = await pool.fetch("SELECT status FROM deliveries WHERE kind = 'task_done' ORDER BY id")
+    assert [r["status"] for r in done] == ["done", "done"]
+
+
+async def test_a_task_for_a_customer_reached_since_is_not_made(
+    crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    cfg = await config_for(make_config, db_dsn, None)
+    await configure_retailcrm(pool, cfg.agent.state_dir, crm, missed_call_tasks=True)
+    async with running(cfg) as agent:
+        # the callback's delivery got through first; the older missed call's task comes late
+        agent.parts.on_call_event(ended("back", ("150",), answered_by="150", direction="out"))
+        await drained(pool, at_least=3)
+        agent.parts.on_call_event(ended("missed", ("150",), ago=600))
+        await drained(pool, at_least=6)
+    assert not crm.records.tasks

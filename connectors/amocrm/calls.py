@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.amocrm.contacts import Contact, digits, find_contact, phone_field
@@ -219,6 +220,10 @@ class CallSender:
             open_id = await self._open_task(missed)
             if open_id is not None:
                 await self._save("task", {"skipped": f"task {open_id} for this number is still open"})
+                return
+            ended = self.p.get("ended_at")
+            if isinstance(ended, int) and await missed.reached_since(datetime.fromtimestamp(ended, UTC)):
+                await self._save("task", {"skipped": "the customer was reached since (an answered call)"})
                 return
             if contact is None and self.steps.get("recorded", {}).get("via") == "calls":
                 contact = await find_contact(self.s, self.p["phone"])

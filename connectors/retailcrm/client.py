@@ -26,9 +26,9 @@ from connectors.retailcrm.models import (
     parse_responsible,
     parse_users_page,
 )
-from connectors.retailcrm.plan import KIND_EVENT, KIND_TASK, KIND_UPLOAD
+from connectors.retailcrm.plan import KIND_EVENT, KIND_TASK, KIND_TASK_DONE, KIND_UPLOAD
 from connectors.retailcrm.settings import RetailCrmSettings
-from connectors.retailcrm.tasks import TaskSender
+from connectors.retailcrm.tasks import TaskDoneSender, TaskSender
 
 MAX_UPLOAD_BATCH = 50
 USERS_PAGE_LIMIT = 100
@@ -144,6 +144,8 @@ class RetailCrmClient:
             return await self._upload(deliveries, record_url)
         if kind == KIND_TASK:
             return await self._one(deliveries, TaskSender)
+        if kind == KIND_TASK_DONE:
+            return await self._one(deliveries, TaskDoneSender)
         raise ValueError(f"unknown delivery kind {kind!r}")
 
     async def _one(self, deliveries: Sequence[Delivery], sender: type[TaskSender]) -> SendOutcome:

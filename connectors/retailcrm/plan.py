@@ -5,7 +5,8 @@
 - `answered` -> nothing: the event API has no "answered" type (only in/out/hangup).
 - `ended` -> a `hangup` event closing every pop-up of the call, and one `telephony/calls/upload` item; a missed
   incoming call also one call-back `task` (`missed_call_tasks`; connectors/retailcrm/tasks.py decides at send
-  time whether one is still open for the number and whom it is for).
+  time whether one is still open for the number and whom it is for); an answered call, in or out, a
+  `task_done` that completes the number's open call-back task (the customer was reached).
 - `internal` calls -> nothing: RetailCRM's telephony records calls with a customer (`phone` is the
   customer's number); an extension-to-extension call has none.
 - no external number (anonymous caller) -> nothing: `phone` is required by both methods.
@@ -24,6 +25,7 @@ CRM = "retailcrm"
 KIND_EVENT = "call_event"
 KIND_UPLOAD = "calls_upload"
 KIND_TASK = "task"
+KIND_TASK_DONE = "task_done"
 POPUP_TTL = 60.0
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -124,6 +126,10 @@ def _ended(event: CallEvent, settings: RetailCrmSettings) -> list[Delivery]:
         out.append(_upload(event, settings, rang))
     if settings.missed_call_tasks and event.direction == "in" and event.answered_by is None:
         out.append(_task(event, settings))
+    if settings.missed_call_tasks and event.answered_by:
+        ended = event.ended_at or event.at
+        payload = {"phone": event.phone, "call_id": event.call_id, "at": ended.isoformat() if ended else None}
+        out.append(_delivery(event, "task_done", KIND_TASK_DONE, payload))
     return out
 
 

@@ -150,6 +150,9 @@ class TaskSender:
             if await self._open(int(row["task_id"])):
                 return self.steps.done(f"task {row['task_id']} for this number is still open")
             await missed.forget(int(row["task_id"]))
+        missed_at = self.p.get("missed_at")
+        if missed_at and await missed.reached_since(datetime.fromisoformat(missed_at)):
+            return self.steps.done("the customer was reached since (an answered call): no task")
         manager, customer = await responsible(self.steps, self.p["phone"])
         performer = manager or next(iter(self.p.get("users") or []), None)
         if performer is None:
@@ -205,3 +208,36 @@ class TaskSender:
             if isinstance(item, dict) and item.get("text") == task["text"] and isinstance(item.get("id"), int):
                 return int(item["id"])
         return None
+
+
+class TaskDoneSender(TaskSender):
+    """An answered call with the number: its open call-back tasks are completed (`complete: true`), once each;
+    the number is marked reached, so that a task still to be made for an older missed call is not made."""
+
+    async def send(self) -> SendOutcome:
+        try:
+            async with self.locks.setdefault((self.d.enterprise, digits(self.p["phone"])), asyncio.Lock()):
+                return await self._complete(self.missed())
+        except Failed as failed:
+            return failed.outcome
+
+    async def _complete(self, missed: MissedTasks) -> SendOutcome:
+        if self.p.get("at"):
+            await missed.reached(datetime.fromisoformat(self.p["at"]))
+        done: list[int] = []
+        for row in await missed.latest():
+            waiting_for = missed.waits_for(row)
+            if waiting_for is not None:
+                error = f"waiting to learn whether call {waiting_for}'s call-back task for this number was made"
+                return SendOutcome("transient", error=error, retry_after=5.0)
+            if row["task_id"] == PENDING:
+                continue
+            task_id = int(row["task_id"])
+            form = {"task": to_json({"complete": True})}
+            _, result = await self.steps.client.request("task_done", "POST", f"/tasks/{task_id}/edit", form=form)
+            self.steps.last = result
+            if not result.ok and result.http_status != 404:  # 404: deleted in RetailCRM, nothing to complete
+                raise Failed(result)
+            await missed.forget(task_id)
+            done.append(task_id)
+        return self.steps.done(f"completed {done}" if done else "no open call-back task for this number")
