@@ -24,8 +24,24 @@ from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.legacy import DEFAULT_TIMEZONE, LEGACY_KEYS, adapt, is_legacy, missing_timezone
 from connectors.retailcrm.settings import DEFAULT_CODE, KNOWN, SettingsError, parse
 
-FLAGS = ("enabled", "popup_in", "popup_out", "popup_hangup", "upload_history")
-TEXTS = ("domain", "api_key", "timezone", "site", "external_phone")
+FLAGS = (
+    "enabled",
+    "popup_in",
+    "popup_out",
+    "popup_hangup",
+    "upload_history",
+    "missed_call_tasks",
+)
+OFF_BY_DEFAULT = frozenset({"missed_call_tasks"})
+TEXTS = (
+    "domain",
+    "api_key",
+    "timezone",
+    "site",
+    "external_phone",
+    "task_due_minutes",
+    "task_default_user_id",
+)
 ACTIONS = ("save", "test", "register", "delete")
 TRUE = ("on", "true", "1", "yes")
 
@@ -40,9 +56,10 @@ def shown(stored: dict[str, Any] | None, box: Any, zone: str | None = None) -> d
     """The stored settings as the page shows them: the agent's layout (an old record adapted first, then
     masked), secrets masked, client_id left out; `zone` is the enterprise's, for a record without one."""
     masked = enterprises.masked(box, CRM, adapt(stored or {}, timezone=zone))
-    out: dict[str, Any] = {f: masked.get(f, True) for f in FLAGS}
+    out: dict[str, Any] = {f: masked.get(f, f not in OFF_BY_DEFAULT) for f in FLAGS}
     for f in TEXTS:
         out[f] = masked.get(f) or ""
+    out["task_due_minutes"] = out["task_due_minutes"] or 15
     out["timezone"] = out["timezone"] or zone or DEFAULT_TIMEZONE
     out["user_extensions"] = masked.get("user_extensions") or {}
     out["code"] = masked.get("code") or DEFAULT_CODE
@@ -72,7 +89,7 @@ def submitted(body: dict[str, str], current: dict[str, Any]) -> dict[str, Any]:
     for f in TEXTS:
         if f in body:
             out[f] = body[f].strip()
-    for f in ("site", "external_phone"):
+    for f in ("site", "external_phone", "task_default_user_id"):
         out[f] = out.get(f) or None
     return out
 

@@ -276,8 +276,9 @@ async def test_unknown_caller_is_recorded_per_policy(
         status_id=40002 if policy == "contact_and_lead" else None,
         lead_tags=["pbx"],
     )
-    counts = await run_recording(fake, pool, cfg, ami, at_least=2)
-    assert counts == {"done": 2}  # the call, and the pop-up for 150's manager
+    counts = await run_recording(fake, pool, cfg, ami, at_least=3)
+    # the call, the pop-up for 150's manager, and the answered call's task_done (no task to complete)
+    assert counts == {"done": 3}
     call_id = await pool.fetchval("SELECT call_id FROM calls")
     steps = await pool.fetchval("SELECT steps FROM amocrm_call_steps")
     assert steps["recorded"]["via"] == policy
@@ -359,6 +360,30 @@ async def test_missed_recorded_call_makes_one_task_and_a_repeat_adds_none(
     assert len(fake.tasks) == 2
 
 
+async def test_the_next_answered_call_with_the_customer_completes_the_task_once(
+    fake: FakeAmoCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+) -> None:
+    fake.add_contact(CALLER, responsible_user_id=9)
+    ami = await ami_for("p_b_incoming_missed")
+    cfg = config(make_config, db_dsn, ami)
+    await configure_amocrm(pool, cfg.agent.state_dir, fake)
+    await run_recording(fake, pool, cfg, ami, at_least=2)
+    (task,) = fake.tasks.values()
+    assert task["is_completed"] is False
+    async with running(cfg) as agent:
+        # a colleague calls the customer back: the task is done, with a result text, through the outbox
+        agent.parts.on_call_event(replace(missed("back", ("151",)), direction="out", answered_by="151"))
+        await drained(pool, at_least=4)
+        assert task["is_completed"] is True and "151" in task["result"]["text"]
+        # the customer calls again and is answered: nothing more to complete
+        agent.parts.on_call_event(replace(missed("again", ("150",)), answered_by="150", result="answered"))
+        await drained(pool, at_least=6)
+    patched = [r for r in fake.requests if r.method == "PATCH" and r.path.startswith("/api/v4/tasks/")]
+    assert len(patched) == 1
+    done = await pool.fetch("SELECT status FROM deliveries WHERE kind = 'task_done'")
+    assert [r["status"] for r in done] == ["done", "done"]
+
+
 def missed(call_id: str, rang: tuple[str, ...], phone: str = CALLER) -> CallEvent:
     now = datetime.now(UTC)
     return CallEvent(
@@ -433,8 +458,8 @@ async def test_problem_json_rejection_fails_visibly(
         fake.fail_next(1, status=400, body=body, path="/api/v4/calls")  # the first one, after the contact search
         ami.unpause()
         await ami.wait_finished(within=10)
-        counts = await drained(pool, at_least=2)
-    assert counts == {"failed": 1, "done": 1}  # the call was rejected; 150's pop-up went out
+        counts = await drained(pool, at_least=3)
+    assert counts == {"failed": 1, "done": 2}  # the call was rejected; 150's pop-up and the task_done went out
     error = await pool.fetchval("SELECT last_error FROM deliveries WHERE kind = 'call'")
     assert "Request validation failed" in error and "call_status" in error and "not a valid choice" in error
 

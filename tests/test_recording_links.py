@@ -113,7 +113,7 @@ async def test_amocrm_call_links_an_mp3_of_its_own_pbx(two_pbx: RecordLinks, poo
         settings = await configure_amocrm(pool, tmp_path / "state", fake)
         connector = bound(pool, tmp_path / "state")
         await connect_tokens(connector, fake)
-        (delivery,) = amo_plan(ended("branch", enterprise=ENTERPRISE), settings)
+        delivery, _task_done = amo_plan(ended("branch", enterprise=ENTERPRISE), settings)  # the call, its task_done
         assert delivery.payload["recording_pbx"] == "branch"
         async with make_client() as http:
             outcome = await connector.client(settings, http).send([delivery], record_url=two_pbx.record_url)

@@ -27,6 +27,7 @@ from connectors.amocrm.connector import AmoCrmConnector
 from connectors.amocrm.oauth import STATE_PURPOSE, StateSigner
 from connectors.http import make_client
 from connectors.registry import connectors, secret_fields
+from connectors.retailcrm.connector import RetailCrmConnector
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ async def delivery_part(
         stack.push_async_callback(http.aclose)
         integrations = Integrations(pool, SecretBox(secret, secret_fields()), connectors(), http)
         amocrm = attach_amocrm(integrations, secret, cfg.agent.public_url)
+        retailcrm = integrations.connectors.get(RetailCrmConnector.name)
+        if isinstance(retailcrm, RetailCrmConnector):
+            retailcrm.bind(integrations.pool)  # its call-back tasks are kept there
         if amocrm is not None:
             stack.push_async_callback(amocrm.aclose)
             # before any settings save can rewrite them: the old integration's tokens, so it stays connected

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.amocrm.contacts import Contact, digits, find_contact, phone_field
 from connectors.amocrm.lost_answers import CLOCK_SLACK_S, already_exists, call_note_exists, open_task_like
-from connectors.amocrm.missed_tasks import PENDING, MissedTasks
 from connectors.amocrm.session import Session, StepFailed
 from connectors.base import Delivery, RecordUrl, SendOutcome, recording_of
+from connectors.missed_tasks import PENDING, MissedTasks
 
 TASK_TYPE_CALL = 1
 
@@ -215,10 +216,14 @@ class CallSender:
         phone = digits(self.p["phone"])
         lock = self.phone_locks.setdefault((self.d.enterprise, phone), asyncio.Lock())
         async with lock:  # two missed calls from one number at once still make one task
-            missed = MissedTasks(self.pool, self.d.enterprise, phone, self.p["call"]["uniq"])
+            missed = MissedTasks(self.pool, "amocrm_missed_tasks", self.d.enterprise, phone, self.p["call"]["uniq"])
             open_id = await self._open_task(missed)
             if open_id is not None:
                 await self._save("task", {"skipped": f"task {open_id} for this number is still open"})
+                return
+            ended = self.p.get("ended_at")
+            if isinstance(ended, int) and await missed.reached_since(datetime.fromtimestamp(ended, UTC)):
+                await self._save("task", {"skipped": "the customer was reached since (an answered call)"})
                 return
             if contact is None and self.steps.get("recorded", {}).get("via") == "calls":
                 contact = await find_contact(self.s, self.p["phone"])

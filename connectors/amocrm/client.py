@@ -11,9 +11,10 @@ import httpx
 from connectors.amocrm.calls import CallSender
 from connectors.amocrm.contacts import find_contact
 from connectors.amocrm.deals import open_deal_owner
-from connectors.amocrm.plan import CRM, KIND_CALL, KIND_EVENT
+from connectors.amocrm.plan import CRM, KIND_CALL, KIND_EVENT, KIND_TASK_DONE
 from connectors.amocrm.session import AccountGuard, Session, StepFailed
 from connectors.amocrm.settings import AmoCrmSettings
+from connectors.amocrm.task_done import complete_tasks
 from connectors.amocrm.tokens import TokenStore
 from connectors.amocrm.users import UserNames
 from connectors.base import Caller, CrmError, Delivery, Manager, RecordUrl, SendOutcome
@@ -45,11 +46,14 @@ class AmoCrmClient:
         return Session(enterprise, self.settings, self.http, self.tokens, self.guard, urgent=urgent)
 
     async def send(self, deliveries: Sequence[Delivery], *, record_url: RecordUrl | None = None) -> SendOutcome:
-        if len(deliveries) != 1 or deliveries[0].kind not in (KIND_CALL, KIND_EVENT):
-            raise ValueError("amoCRM deliveries are `call`s and `event`s, one per send")
+        if len(deliveries) != 1 or deliveries[0].kind not in (KIND_CALL, KIND_EVENT, KIND_TASK_DONE):
+            raise ValueError("amoCRM deliveries are `call`s, `event`s and `task_done`s, one per send")
         delivery = deliveries[0]
         if delivery.kind == KIND_EVENT:
             outcome = await self._popup(delivery)
+        elif delivery.kind == KIND_TASK_DONE:
+            session = self.session(delivery.enterprise)
+            outcome = await complete_tasks(session, self.tokens.pool, delivery, self.phone_locks)
         else:
             outcome = await CallSender(self.session(delivery.enterprise), delivery, record_url, self.phone_locks).send()
         outcome.items = {delivery.idempotency_key: outcome.status}

@@ -8,6 +8,8 @@
   rang several phones still ends in one `ended` event, so one delivery, one task.
 - incoming `ringing` of a mapped manager's phone -> a live call pop-up for that manager (`POST /api/v2/events`,
   crm-api.md §B6; amoCRM finds the card itself), which expires after 60 s: it only matters while it rings.
+- `ended` and answered (in or out), with `missed_call_tasks` -> a `task_done` delivery
+  (`amocrm:<call_id>:task_done`) completing the number's open call-back task: the customer was reached.
 - `answered`, `transferred` -> nothing.
 - `internal` calls and calls without an external number -> nothing.
 """
@@ -24,6 +26,7 @@ from connectors.base import Delivery
 CRM = "amocrm"
 KIND_CALL = "call"
 KIND_EVENT = "event"
+KIND_TASK_DONE = "task_done"
 POPUP_TTL = 60.0
 
 # call_status (crm-api.md §B5): 3 not available, 4 had a conversation, 6 no connection, 7 line busy
@@ -44,7 +47,23 @@ def plan(event: CallEvent, settings: AmoCrmSettings) -> list[Delivery]:
         return _popup(event, settings) if event.direction == "in" else []
     if event.event != "ended":
         return []
-    return [_call(event, settings)]
+    out = [_call(event, settings)]
+    if settings.missed_call_tasks and event.answered_by:
+        out.append(_task_done(event))
+    return out
+
+
+def _task_done(event: CallEvent) -> Delivery:
+    ended = event.ended_at or event.at
+    when = ended.strftime("%Y-%m-%d %H:%M UTC") if ended is not None else "?"
+    way = "from" if event.direction == "in" else "to"
+    payload = {
+        "phone": event.phone,
+        "call_id": event.call_id,
+        "at": _unix(ended),
+        "result": f"Reached: answered call {way} {event.phone} at {when} ({event.answered_by})",
+    }
+    return Delivery(f"{CRM}:{event.call_id}:task_done", event.enterprise, CRM, KIND_TASK_DONE, payload)
 
 
 def _popup(event: CallEvent, settings: AmoCrmSettings) -> list[Delivery]:

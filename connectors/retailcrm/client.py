@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,8 +27,9 @@ from connectors.retailcrm.models import (
     parse_responsible,
     parse_users_page,
 )
-from connectors.retailcrm.plan import KIND_EVENT, KIND_UPLOAD
+from connectors.retailcrm.plan import KIND_EVENT, KIND_TASK, KIND_TASK_DONE, KIND_UPLOAD
 from connectors.retailcrm.settings import RetailCrmSettings
+from connectors.retailcrm.tasks import TaskDoneSender, TaskSender
 
 MAX_UPLOAD_BATCH = 50
 USERS_PAGE_LIMIT = 100
@@ -37,7 +39,8 @@ ExchangeHook = Callable[[str, SendOutcome], None]
 class RetailCrmClient:
     """One account. Pass a shared `http` client (connectors.http.make_client); else one is made and
     closed by `aclose()`. `on_exchange(name, outcome)` sees every exchange, for integration_logs;
-    `limiter` (e.g. RateLimiter(retailcrm_route), shared per process) paces requests per account."""
+    `limiter` (e.g. RateLimiter(retailcrm_route), shared per process) paces requests per account.
+    `pool` (the agent's database) and `phone_locks` (shared per process) are what call-back tasks need."""
 
     def __init__(
         self,
@@ -46,8 +49,12 @@ class RetailCrmClient:
         *,
         on_exchange: ExchangeHook | None = None,
         limiter: RateLimiter | None = None,
+        pool: Any = None,
+        phone_locks: dict[tuple[str, str], asyncio.Lock] | None = None,
     ) -> None:
         self.settings = settings
+        self.pool = pool
+        self.phone_locks = phone_locks if phone_locks is not None else {}
         self._own_http = http is None
         self._http = http or make_client()
         self._on_exchange = on_exchange
@@ -96,6 +103,18 @@ class RetailCrmClient:
             self._on_exchange(name, result)
         return exchange, result
 
+    async def request(
+        self,
+        name: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> tuple[Exchange, SendOutcome]:
+        """One exchange of a delivery that takes several (connectors/retailcrm/tasks.py)."""
+        return await self._call(name, method, path, params=params, form=form)
+
     async def _checked(self, name: str, method: str, path: str, **kw: Any) -> dict[str, Any]:
         exchange, result = await self._call(name, method, path, **kw)
         if not result.ok:
@@ -124,7 +143,20 @@ class RetailCrmClient:
             return result
         if kind == KIND_UPLOAD:
             return await self._upload(deliveries, record_url)
+        if kind == KIND_TASK:
+            return await self._one(deliveries, TaskSender)
+        if kind == KIND_TASK_DONE:
+            return await self._one(deliveries, TaskDoneSender)
         raise ValueError(f"unknown delivery kind {kind!r}")
+
+    async def _one(self, deliveries: Sequence[Delivery], sender: type[TaskSender]) -> SendOutcome:
+        if len(deliveries) != 1:
+            raise ValueError("tasks go one per send")
+        if self.pool is None:
+            raise RuntimeError("the RetailCRM connector is not bound to the database (agent.parts.delivery)")
+        result = await sender(self, self.pool, self.phone_locks, deliveries[0]).send()
+        result.items = {deliveries[0].idempotency_key: result.status}
+        return result
 
     async def _upload(self, deliveries: Sequence[Delivery], record_url: RecordUrl | None) -> SendOutcome:
         if not 1 <= len(deliveries) <= MAX_UPLOAD_BATCH:

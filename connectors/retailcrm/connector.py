@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from agent.tracking.event import CallEvent
-from connectors.base import Caller, Connector, Delivery, Manager
+from connectors.base import Caller, Connector, Delivery, Manager, Pool
 from connectors.retailcrm.client import MAX_UPLOAD_BATCH, RetailCrmClient
 from connectors.retailcrm.legacy import adapt
 from connectors.retailcrm.plan import CRM, KIND_UPLOAD, plan
@@ -19,6 +20,14 @@ class RetailCrmConnector(Connector[RetailCrmSettings, RetailCrmClient]):
     name: str = CRM
     secret_fields: tuple[str, ...] = SECRET_FIELDS
     lookup_route: str | None = "/api/v5/telephony/manager"
+
+    def __init__(self) -> None:
+        self.pool: Pool | None = None
+        self.phone_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def bind(self, pool: Pool) -> None:
+        """The database the call-back tasks are kept in (agent.parts.delivery); unbound, tasks are refused."""
+        self.pool = pool
 
     def parse_settings(self, raw: Mapping[str, Any], *, enterprise_timezone: str | None = None) -> RetailCrmSettings:
         return parse(adapt(raw, timezone=enterprise_timezone))
@@ -39,7 +48,7 @@ class RetailCrmConnector(Connector[RetailCrmSettings, RetailCrmClient]):
         return settings.domain
 
     def client(self, settings: RetailCrmSettings, http: httpx.AsyncClient) -> RetailCrmClient:
-        return RetailCrmClient(settings, http)
+        return RetailCrmClient(settings, http, pool=self.pool, phone_locks=self.phone_locks)
 
     def responsible_lookup(
         self, settings: RetailCrmSettings, client: RetailCrmClient, enterprise: str

@@ -3,7 +3,10 @@
 - `ringing` -> a pop-up (`telephony/call/event`, type in/out) for the ringing extension.
 - `transferred` -> a pop-up for the transfer target, so the customer card follows the call.
 - `answered` -> nothing: the event API has no "answered" type (only in/out/hangup).
-- `ended` -> a `hangup` event closing every pop-up of the call, and one `telephony/calls/upload` item.
+- `ended` -> a `hangup` event closing every pop-up of the call, and one `telephony/calls/upload` item; a missed
+  incoming call also one call-back `task` (`missed_call_tasks`; connectors/retailcrm/tasks.py decides at send
+  time whether one is still open for the number and whom it is for); an answered call, in or out, a
+  `task_done` that completes the number's open call-back task (the customer was reached).
 - `internal` calls -> nothing: RetailCRM's telephony records calls with a customer (`phone` is the
   customer's number); an extension-to-extension call has none.
 - no external number (anonymous caller) -> nothing: `phone` is required by both methods.
@@ -21,6 +24,8 @@ from connectors.retailcrm.settings import RetailCrmSettings
 CRM = "retailcrm"
 KIND_EVENT = "call_event"
 KIND_UPLOAD = "calls_upload"
+KIND_TASK = "task"
+KIND_TASK_DONE = "task_done"
 POPUP_TTL = 60.0
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -119,7 +124,37 @@ def _ended(event: CallEvent, settings: RetailCrmSettings) -> list[Delivery]:
         out.append(_delivery(event, "event:hangup", KIND_EVENT, {"event": wire}, expires_after=POPUP_TTL))
     if settings.upload_history:
         out.append(_upload(event, settings, rang))
+    if settings.missed_call_tasks and event.direction == "in" and event.answered_by is None:
+        out.append(_task(event, settings))
+    if settings.missed_call_tasks and event.answered_by:
+        ended = event.ended_at or event.at
+        payload = {"phone": event.phone, "call_id": event.call_id, "at": ended.isoformat() if ended else None}
+        out.append(_delivery(event, "task_done", KIND_TASK_DONE, payload))
     return out
+
+
+def _task(event: CallEvent, settings: RetailCrmSettings) -> Delivery:
+    """The call-back task, with whom it may be for after the customer's own manager (asked at send time): the
+    DID's default manager (routing rules), the call's owner (the manager smart redirect named, or the one phone
+    it rang), the configured fallback user."""
+    ended = event.ended_at or event.at
+    if ended is not None and ended.tzinfo is None:
+        ended = ended.replace(tzinfo=UTC)
+    when = _local(ended, settings)[:16] if ended is not None else "?"
+    candidates = [
+        settings.user_for_extension(event.default_extension) if event.default_extension else None,
+        settings.user_for_extension(event.extension) if event.extension else None,
+        settings.task_default_user_id,
+    ]
+    payload: dict[str, Any] = {
+        "phone": event.phone,
+        "call_id": event.call_id,
+        "missed_at": ended.isoformat() if ended is not None else None,
+        "due_minutes": settings.task_due_minutes,
+        "text": f"Call back {event.phone}: missed call at {when} ({settings.timezone})",
+        "users": [u for u in dict.fromkeys(candidates) if u is not None],
+    }
+    return _delivery(event, "task", KIND_TASK, payload)
 
 
 def _upload(event: CallEvent, settings: RetailCrmSettings, rang: list[str]) -> Delivery:

@@ -32,8 +32,15 @@ KNOWN = frozenset(
         "site",
         "external_phone",
         "code",
+        "missed_call_tasks",
+        "task_due_minutes",
+        "task_default_user_id",
+        "create_customers",
+        "create_orders",
+        "order_method",
     }
 )
+MAX_DUE_MINUTES = 10080  # a week
 
 
 class SettingsError(ValueError):
@@ -60,6 +67,17 @@ class RetailCrmSettings:
     site: str | None = None
     external_phone: str | None = None
     code: str = DEFAULT_CODE
+    # a missed incoming call -> one call-back task per caller while one is open (tasks/create), completed by the
+    # next answered call with the number; assigned to the customer's manager, else the DID's default manager,
+    # else the call's owner, else `task_default_user_id` (a RetailCRM user id)
+    missed_call_tasks: bool = False
+    task_due_minutes: int = 15
+    task_default_user_id: str | None = None
+    # an unknown caller becomes a customer (customers/create), and with `create_orders` an order too
+    # (orders/create, `orderMethod` = `order_method`), once per number
+    create_customers: bool = False
+    create_orders: bool = False
+    order_method: str = "phone"
     # keys the agent does not know (`last_sync`, `version`, another service's): kept, written back as they were
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -93,6 +111,12 @@ class RetailCrmSettings:
             "site": self.site,
             "external_phone": self.external_phone,
             "code": self.code,
+            "missed_call_tasks": self.missed_call_tasks,
+            "task_due_minutes": self.task_due_minutes,
+            "task_default_user_id": self.task_default_user_id,
+            "create_customers": self.create_customers,
+            "create_orders": self.create_orders,
+            "order_method": self.order_method,
         }
 
 
@@ -119,6 +143,12 @@ def parse(data: Mapping[str, Any], *, new_client_id: Callable[[], str] | None = 
         site=_optional_str(data, "site"),
         external_phone=_phone(data.get("external_phone")),
         code=_code(data.get("code")),
+        missed_call_tasks=_bool(data, "missed_call_tasks", False),
+        task_due_minutes=_due(data.get("task_due_minutes")),
+        task_default_user_id=_user_id(data.get("task_default_user_id")),
+        create_customers=_bool(data, "create_customers", False),
+        create_orders=_bool(data, "create_orders", False),
+        order_method=_order_method(data.get("order_method")),
         extra={str(k): v for k, v in data.items() if k not in KNOWN},
     )
 
@@ -201,3 +231,31 @@ def _code(value: Any) -> str:
     if not isinstance(value, str) or not _CODE.fullmatch(value):
         raise SettingsError("code", "lowercase letters, digits, '-' or '_', up to 63 characters")
     return value
+
+
+def _due(value: Any) -> int:
+    if value is None or value == "":
+        return 15
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DUE_MINUTES:
+        raise SettingsError("task_due_minutes", f"whole minutes, 1 to {MAX_DUE_MINUTES} (a week)")
+    return value
+
+
+def _user_id(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not re.fullmatch(r"[1-9][0-9]{0,17}", value.strip()):
+        raise SettingsError("task_default_user_id", "a RetailCRM user id (a positive number)")
+    return value.strip()
+
+
+def _order_method(value: Any) -> str:
+    if value is None or value == "":
+        return "phone"
+    if not isinstance(value, str) or not _CODE.fullmatch(value.strip()):
+        raise SettingsError("order_method", "the order method's code: lowercase letters, digits, '-' or '_'")
+    return value.strip()

@@ -187,6 +187,7 @@ class FakeAmoCrm:
         app.router.add_post("/api/v4/tasks", self._tasks)
         app.router.add_get("/api/v4/tasks", self._task_list)
         app.router.add_get("/api/v4/tasks/{id}", self._task)
+        app.router.add_patch("/api/v4/tasks/{id}", self._task_edit)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
@@ -558,6 +559,28 @@ class FakeAmoCrm:
     async def _task(self, request: web.Request) -> web.Response:
         task = self.tasks.get(_int(request.match_info["id"]))
         return hal(task) if task is not None else web.Response(status=204)
+
+    async def _task_edit(self, request: web.Request) -> web.Response:
+        """PATCH /api/v4/tasks/{id} (amocrm-api-php TaskModel: `is_completed` bool, `result` {text})."""
+        task = self.tasks.get(_int(request.match_info["id"]))
+        if task is None:
+            return web.Response(status=404)
+        try:
+            change = await request.json()
+        except ValueError:
+            return web.json_response({"title": "Bad Request", "status": 400}, status=400)
+        bad = not isinstance(change, dict) or (
+            "is_completed" in change and not isinstance(change["is_completed"], bool)
+        )
+        result = change.get("result") if isinstance(change, dict) else None
+        if bad or (result is not None and not (isinstance(result, dict) and isinstance(result.get("text"), str))):
+            return web.json_response(
+                {"title": "Bad Request", "status": 400, "validation-errors": [{"errors": [{"detail": "invalid"}]}]},
+                status=400,
+                content_type="application/problem+json",
+            )
+        task.update(change)
+        return hal({"id": task["id"], "updated_at": int(time.time())})
 
     # -- writes --------------------------------------------------------------------------------
 

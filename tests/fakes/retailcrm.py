@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.fakes import retailcrm_rules as rules
+from tests.fakes.retailcrm_tasks import Records
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 ALL_METHODS = (
@@ -29,6 +30,12 @@ ALL_METHODS = (
     "/api/integration-modules/{code}",
     "/api/integration-modules/{code}/edit",
     "/api/users",
+    "/api/tasks",
+    "/api/tasks/create",
+    "/api/tasks/{id}",
+    "/api/tasks/{id}/edit",
+    "/api/customers/create",
+    "/api/orders/create",
 )
 DEFAULT_SCOPES = ("integration_read", "integration_write", "telephony_read", "telephony_write", "user_read")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -118,6 +125,8 @@ class FakeRetailCrm:
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
+        # tasks, customers, orders (tests/fakes/retailcrm_tasks.py); a performer must be one of `users`
+        self.records = Records(lambda: {str(u["id"]) for u in self.users}, self._json_field, self._invalid, _envelope)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -132,6 +141,7 @@ class FakeRetailCrm:
         app.router.add_post("/api/v5/telephony/calls/upload", self._upload)
         app.router.add_get("/api/v5/telephony/manager", self._manager)
         app.router.add_get("/api/v5/users", self._users)
+        self.records.add(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
@@ -188,6 +198,8 @@ class FakeRetailCrm:
             self.managers.pop(key, None)
         else:
             self.managers[key] = (user, customer)
+            if customer is not None:
+                self.records.known_customers.add(str(customer.get("id")))
 
     def add_users(self, count: int, start_id: int = 1) -> None:
         for i in range(start_id, start_id + count):
@@ -385,7 +397,10 @@ class FakeRetailCrm:
             return _envelope(400, "Parameter 'phone' is missing")
         found = self.managers.get(rules.phone_digits(phone))
         if found is None:
-            return web.json_response({"success": True})
+            made = self.records.customer_by_phone(rules.phone_digits(phone))
+            if made is None or not rules.truthy(request.query.get("details")):
+                return web.json_response({"success": True})
+            return web.json_response({"success": True, "customer": made})
         user, customer = found
         body: dict[str, Any] = {"success": True}
         free = user is not None and user.get("status", "free") == "free"

@@ -145,3 +145,65 @@ def phone_digits(phone: str) -> str:
 def truthy(value: str | None) -> bool:
     """`1`/`0` (PHP client) or `True`/`False`/`true`/`false` (Python client)."""
     return (value or "").strip().lower() in ("1", "true")
+
+
+TASK_DATETIME = "%Y-%m-%d %H:%M"  # the PHP client's serialisation of Task.datetime
+TASK_STATUSES = frozenset({"performing", "completed"})
+
+
+def check_task(task: Any, users: set[str], customers: set[str], *, creating: bool) -> Errors:
+    """tasks/create (`creating`) and tasks/{id}/edit: the PHP client's Task; on create `text` and a
+    `performerId` naming an existing user are required (the vendor's example sends both)."""
+    if not isinstance(task, dict):
+        return {"task": "must be an object"}
+    errors: Errors = {}
+    text = task.get("text")
+    if (creating or "text" in task) and (not isinstance(text, str) or not text.strip()):
+        errors["text"] = "This value should not be blank."
+    if creating or "performerId" in task:
+        performer = task.get("performerId")
+        if not _int_like(performer):
+            errors["performerId"] = "This value should not be blank."
+        elif str(performer) not in users:
+            errors["performerId"] = f"User with id {performer} not found"
+    if "datetime" in task:
+        try:
+            datetime.strptime(str(task["datetime"]), TASK_DATETIME)
+        except ValueError:
+            errors["datetime"] = "This value is not a valid datetime."
+    if "complete" in task and not isinstance(task["complete"], bool):
+        errors["complete"] = "This value should be of type bool."
+    customer = task.get("customer")
+    if customer is not None:
+        if not isinstance(customer, dict) or not _int_like(customer.get("id")):
+            errors["customer"] = "must be an object with an id"
+        elif str(customer["id"]) not in customers:
+            errors["customer"] = f"Customer with id {customer['id']} not found"
+    return errors
+
+
+def check_customer(customer: Any) -> Errors:
+    """customers/create: a customer needs a name or a phone or an email (RECALLED: lenient)."""
+    if not isinstance(customer, dict):
+        return {"customer": "must be an object"}
+    phones = customer.get("phones")
+    if phones is not None and (
+        not isinstance(phones, list) or not all(isinstance(p, dict) and p.get("number") for p in phones)
+    ):
+        return {"phones": "a list of {number}"}
+    if not (customer.get("firstName") or phones or customer.get("email")):
+        return {"customer": "a name, a phone or an e-mail is required"}
+    return {}
+
+
+def check_order(order: Any, customers: set[str], methods: set[str]) -> Errors:
+    """orders/create: `orderMethod` must be one of the account's order methods, `customer.id` an existing one."""
+    if not isinstance(order, dict):
+        return {"order": "must be an object"}
+    errors: Errors = {}
+    if "orderMethod" in order and order["orderMethod"] not in methods:
+        errors["orderMethod"] = f"Order method '{order['orderMethod']}' does not exist"
+    customer = order.get("customer")
+    if customer is not None and (not isinstance(customer, dict) or str(customer.get("id")) not in customers):
+        errors["customer"] = "Customer not found"
+    return errors
