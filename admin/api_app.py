@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import amocrm_api, api, deliveries_api, extensions_api, legacy_api, retailcrm_api, routing_api
+from admin import (
+    amocrm_api,
+    api,
+    deliveries_api,
+    extensions_api,
+    legacy_api,
+    retailcrm_api,
+    routing_api,
+)
 
 PREFIX = api.PREFIX
 
