@@ -24,6 +24,7 @@ from admin.pages import (
     read_body,
     require_admin,
 )
+from admin.phone_search import phone_query, reversed_prefix
 from agent.web import keys
 from connectors import registry
 
@@ -108,7 +109,7 @@ def call_filters(query: Any) -> tuple[dict[str, str], dict[str, str]]:
 NEXT_KINDS = ("time", "text")  # (listed_at, call_id) of the last call shown
 
 
-def _calls_where(number: str, f: dict[str, str], zone: ZoneInfo) -> Where:
+def _calls_where(number: str, f: dict[str, str], zone: ZoneInfo, region: str | None = None) -> Where:
     w = Where(number)
     if f["date"]:  # the enterprise's day, as the pages show times
         w.add("listed_at >= ? AND listed_at < ?", *day_bounds(date.fromisoformat(f["date"]), zone))
@@ -121,8 +122,15 @@ def _calls_where(number: str, f: dict[str, str], zone: ZoneInfo) -> Where:
     if f["extension"]:
         w.add("(extensions @> ARRAY[?]::text[] OR answered_by = ?)", f["extension"], f["extension"])
     if f["number_clean"]:
-        digits = f["number_clean"].lstrip("+")
-        w.add("phone = ANY(?::text[])", [digits, "+" + digits])
+        wanted = phone_query(f["number_clean"], region)
+        if not wanted.suffix:
+            w.add("phone = ANY(?::text[])", list(wanted.exact))
+        elif not wanted.exact:
+            w.add("reverse(phone) LIKE ?", reversed_prefix(wanted.suffix))
+        else:
+            w.add(
+                "(phone = ANY(?::text[]) OR reverse(phone) LIKE ?)", list(wanted.exact), reversed_prefix(wanted.suffix)
+            )
     if f["next"]:
         at, call_id = decode_next(f["next"], NEXT_KINDS) or (None, None)
         w.add("(listed_at, call_id) < (?::timestamptz, ?)", at, call_id)
@@ -138,7 +146,7 @@ async def calls(request: web.Request) -> web.StreamResponse:
         zone = await localtime.zone_for(
             request.config_dict[keys.POOL], enterprise["number"], config.agent.default_region
         )
-        w = _calls_where(enterprise["number"], filters, zone)
+        w = _calls_where(enterprise["number"], filters, zone, config.agent.default_region)
         rows = await request.config_dict[keys.POOL].fetch(
             f"SELECT {COLUMNS} FROM calls WHERE {w} ORDER BY listed_at DESC, call_id DESC LIMIT {PAGE + 1}", *w.args
         )
