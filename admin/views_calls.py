@@ -25,6 +25,8 @@ from admin.pages import (
     require_admin,
 )
 from admin.phone_search import phone_query, reversed_prefix
+from agent.config.sections import Config
+from agent.tracking.phones import normalise
 from agent.web import keys
 from connectors import registry
 
@@ -48,13 +50,22 @@ def pretty(value: object) -> str:
     return text if len(text) <= SHOW_MAX else text[:SHOW_MAX] + "\n…"
 
 
-def call_row(r: Any) -> dict[str, Any]:
+def dialled(did: str | None, pbx: str | None, config: Config) -> str | None:
+    """The number dialled as one display: live calls store the PBX's `exten` as it came (`375173880000`,
+    `80173880000`), catch-up from the CDR stores E.164; both shown E.164 in the PBX's region where possible."""
+    if not did:
+        return did
+    region = next((p.region for p in config.pbx if p.name == pbx and p.region), None) or config.agent.default_region
+    return normalise(did, region)
+
+
+def call_row(r: Any, config: Config) -> dict[str, Any]:
     return {
         "call_id": r["call_id"],
         "pbx": r["pbx"],
         "direction": r["direction"],
         "phone": r["phone"],
-        "did": r["did"],
+        "did": dialled(r["did"], r["pbx"], config),
         "extensions": list(r["extensions"]),
         "answered_by": r["answered_by"],
         "result": r["result"],
@@ -150,7 +161,7 @@ async def calls(request: web.Request) -> web.StreamResponse:
         rows = await request.config_dict[keys.POOL].fetch(
             f"SELECT {COLUMNS} FROM calls WHERE {w} ORDER BY listed_at DESC, call_id DESC LIMIT {PAGE + 1}", *w.args
         )
-    items = [call_row(r) for r in rows[:PAGE]]
+    items = [call_row(r, request.config_dict[keys.CONFIG]) for r in rows[:PAGE]]
     nxt = encode_next(items[-1]["listed_at"], items[-1]["call_id"]) if len(rows) > PAGE else None
     shown = {k: v for k, v in filters.items() if k not in ("next", "number_clean")}
     data = {
@@ -280,7 +291,7 @@ async def call(request: web.Request) -> web.StreamResponse:
     details = row["details"] if isinstance(row["details"], dict) else {}
     data = {
         "enterprise": enterprise,
-        "call": call_row(row)
+        "call": call_row(row, request.config_dict[keys.CONFIG])
         | {"legs": details.get("legs", []), "transfers": details.get("transfers", 0), "details": details},
         "deliveries": await call_deliveries(request, number, call_id),
         "errors": errors,

@@ -68,3 +68,26 @@ async def test_a_search_by_the_end_of_a_number_uses_an_index(running_agent: Agen
             )
         )
     assert "calls_enterprise_phone_reversed" in plan, plan
+
+
+async def test_live_and_backfilled_calls_show_the_dialled_number_alike(running_agent: Agent) -> None:
+    """A live call stores the PBX's exten as it came, a catch-up from the CDR stores E.164: one display."""
+    pool = running_agent.parts.pool
+    await setup_enterprises(running_agent)
+    for call_id, did in (("live", "375173880000"), ("live8", "80173880000"), ("cdr", "+375173880000")):
+        await pool.execute(
+            "INSERT INTO calls (call_id, enterprise_number, direction, phone, did, extensions, result, started_at,"
+            " ended_at) VALUES ($1, '100', 'in', '+375291234567', $2, '{150}', 'answered', now(), now())",
+            call_id,
+            did,
+        )
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/calls.json") as resp:
+            assert {c["call_id"]: c["did"] for c in (await resp.json())["calls"]} == dict.fromkeys(
+                ("live", "live8", "cdr"), "+375173880000"
+            )
+        async with http.get(f"{b}/calls") as resp:
+            assert (await resp.text()).count("→ +375173880000") == 3
+        async with http.get(f"{b}/calls/live") as resp:
+            assert "+375173880000" in await resp.text()
