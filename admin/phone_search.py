@@ -1,6 +1,6 @@
 """The calls filter's number, in any common way of writing it: `+375 29 123-45-67`, `80291234567`, `291234567`
 find `+375291234567` (the whole number, read with `phonenumbers` in the agent's default region), and a part of a
-number (`1234567`) finds the numbers it ends with. Pure; the SQL's indexes are in migration 0012."""
+number (`1234567`) finds the numbers it ends with. Pure; the SQL's indexes are in migration 0013."""
 
 from __future__ import annotations
 
