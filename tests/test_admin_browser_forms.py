@@ -14,7 +14,7 @@ import pytest
 from admin.i18n import catalog
 from agent.app import Agent
 from tests.admin_client import add_calls, base, link
-from tests.browser import Browser, seed, shoot
+from tests.browser import Browser, seed
 from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.fakes.retailcrm import FakeRetailCrm
 
@@ -90,7 +90,6 @@ async def test_instance_renames_and_removes_an_enterprise(
         page.locator("#enterprise-200 button.danger").click()
         assert page.locator("#enterprise-200").count() == 0
         assert "200" not in page.locator("form.switcher").inner_text()
-        shoot(page, f"instance-{lang}")
 
     await chromium.run(steps)
     assert await pool.fetchval("SELECT name FROM enterprises WHERE number = '200'") == "Other shop"  # data kept
@@ -109,7 +108,6 @@ async def test_the_discovery_button_says_why_nothing_was_asked(
         page.goto(extensions)
         page.locator("#discover button").click()
         assert page.locator("#error-discover").inner_text() == messages["ext.error.no_pbx"]
-        shoot(page, f"extensions-{lang}")
 
     await chromium.run(steps)
 
@@ -130,6 +128,5 @@ async def test_the_calls_filter_finds_a_number_typed_the_national_way(
             page.locator("form.filters button[type=submit]").click()
             rows = page.locator("table.calls tbody tr")
             assert rows.count() == 1 and "+375290000007" in rows.first.inner_text(), typed
-        shoot(page, f"calls-search-{lang}")
 
     await chromium.run(steps)
