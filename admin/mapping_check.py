@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from admin.i18n import translator
-
 Problems = dict[str, tuple[str, dict[str, str]]]
 
 
@@ -28,8 +26,3 @@ def check(changes: Mapping[str, str | None], users: Mapping[str, str] | None, kn
         elif ext:
             holder[ext] = uid
     return problems
-
-
-def english(key: str, values: Mapping[str, str]) -> str:
-    """The API's message (the API speaks English)."""
-    return translator("en")(key, **values)

@@ -10,7 +10,6 @@ from typing import Any
 
 from aiohttp import web
 
-from admin import mapping_check
 from admin.api import _enterprise, _json_object
 from admin.crm_reads import CrmReads
 from admin.retailcrm_api import CRM, PREFIX, Problem, answers_problems, load_settings, logged_client
@@ -170,8 +169,9 @@ async def managers(request: web.Request) -> web.Response:
 @answers_problems
 async def put_extensions(request: web.Request) -> web.Response:
     """`{"user_extensions": {user_id: extension | null}, "replace": false}`: assign (or with replace,
-    set the whole mapping); then copy the result to the module's additionalCodes. An extension that is not
-    in the enterprise's list (when it has one) is refused, naming the field."""
+    set the whole mapping); then copy the result to the module's additionalCodes. The API's contract: an
+    extension that is not in the enterprise's list is saved and reported in `unknown_extensions` (the admin page
+    refuses it, admin/mapping_check.py)."""
     number = _enterprise(request)
     body = await _json_object(request)
     unknown = sorted(set(body) - {"user_extensions", "replace"})
@@ -182,9 +182,6 @@ async def put_extensions(request: web.Request) -> web.Response:
         raise Problem(400, "must be an object {crm_user_id: extension or null}", "user_extensions")
     if not isinstance(replace, bool):
         raise Problem(400, "must be true or false", "replace")
-    known = [e.extension for e in await extensions.list_for(request.config_dict[keys.POOL], number)]
-    for uid, (key, values) in mapping_check.check(changes, None, known).items():
-        raise Problem(400, mapping_check.english(key, values), f"user_extensions.{uid}")
     return web.json_response(await save_mapping(request.config_dict, number, changes, replace))
 
 
