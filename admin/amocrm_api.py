@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from admin.api import _enterprise, _json_object, error
+from admin.crm_reads import CrmReads
 from agent.delivery.integrations import Integrations
 from agent.store import enterprises
 from agent.web import keys
@@ -205,12 +206,16 @@ async def pipelines(request: web.Request) -> web.Response:
     return web.json_response({"pipelines": found})
 
 
-async def managers_of(parts: Parts, number: str) -> dict[str, Any]:
-    """amoCRM users with their extensions (`user_extensions`; amoCRM keeps no copy of its own)."""
+async def managers_of(parts: Parts, number: str, reads: CrmReads | None = None) -> dict[str, Any]:
+    """amoCRM users with their extensions (`user_extensions`; amoCRM keeps no copy of its own); the users from
+    `reads` while fresh."""
     settings = await settings_of(parts, number)
     if settings is None:
         raise LookupError("amocrm is not configured")
-    users = await client_for(parts, settings).users(number)
+    client = client_for(parts, settings)
+    users = await (
+        reads.get("amocrm", number, "users", lambda: client.users(number)) if reads else client.users(number)
+    )
     mapping = settings.user_extensions
     return {
         "managers": [

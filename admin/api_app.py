@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin import amocrm_api, api, deliveries_api, extensions_api, legacy_api, retailcrm_api, routing_api
+from admin import (
+    amocrm_api,
+    api,
+    deliveries_api,
+    extensions_api,
+    legacy_api,
+    retailcrm_api,
+    retailcrm_managers,
+    routing_api,
+)
 
 PREFIX = api.PREFIX
 
@@ -17,6 +26,15 @@ PREFIX = api.PREFIX
 def create_app() -> web.Application:
     """The sub-application; its routes are relative to PREFIX (/enterprises/{number}, /deliveries, ...)."""
     app = web.Application(middlewares=[api.bearer_auth])
-    for module in (api, routing_api, deliveries_api, extensions_api, retailcrm_api, amocrm_api, legacy_api):
+    for module in (
+        api,
+        routing_api,
+        deliveries_api,
+        extensions_api,
+        retailcrm_api,
+        retailcrm_managers,
+        amocrm_api,
+        legacy_api,
+    ):
         module.add_routes(app)
     return app

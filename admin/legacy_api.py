@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from admin import api
+from admin import api, retailcrm_managers
 from admin import retailcrm_api as rc
 from admin.api import _enterprise
 from agent.store import enterprises, extensions
@@ -118,7 +118,9 @@ async def save_extensions(request: web.Request) -> web.Response:
     result to the module's additionalCodes. The old page sent every user's assignment; a caller sending some
     changes only those (the tolerant reading: nobody loses an extension by being left out)."""
     number = _enterprise(request)
-    saved = await rc.save_mapping(request.config_dict, number, _assignments(await _body(request)), replace=False)
+    saved = await retailcrm_managers.save_mapping(
+        request.config_dict, number, _assignments(await _body(request)), replace=False
+    )
     codes = [{"userId": user, "code": ext} for user, ext in saved["user_extensions"].items()]
     answer = {"success": saved["sync"]["ok"], "saved_extensions": len(codes), "assignments": codes, **saved}
     if not saved["sync"]["ok"]:
@@ -130,7 +132,7 @@ async def save_extensions(request: web.Request) -> web.Response:
 async def sync_extensions(request: web.Request) -> web.Response:
     """Copy the local mapping to the module's additionalCodes (ours wins)."""
     number = _enterprise(request)
-    saved = await rc.save_mapping(request.config_dict, number, {}, replace=False)
+    saved = await retailcrm_managers.save_mapping(request.config_dict, number, {}, replace=False)
     mapping = saved["user_extensions"]
     if not saved["sync"]["ok"]:
         return failed(502, f"RetailCRM: {saved['sync']['error']}")

@@ -22,6 +22,7 @@ from aiohttp import web
 from admin import localtime
 from admin.auth import LinkSigner, Session
 from admin.i18n import LANGS, Translate
+from agent.store.enterprises import NOT_REMOVED
 from agent.web import keys
 
 JINJA = web.AppKey("admin_jinja", jinja2.Environment)
@@ -76,9 +77,9 @@ def self_url(request: web.Request, json_suffix: bool = False) -> str:
 async def accessible_enterprises(request: web.Request, who: Session) -> list[dict[str, str]]:
     pool = request.config_dict[keys.POOL]
     if who.enterprise is not None:
-        name = await pool.fetchval("SELECT name FROM enterprises WHERE number = $1", who.enterprise)
+        name = await pool.fetchval(f"SELECT name FROM enterprises WHERE number = $1 AND {NOT_REMOVED}", who.enterprise)
         return [{"number": who.enterprise, "name": name or ""}]
-    rows = await pool.fetch("SELECT number, name FROM enterprises ORDER BY number LIMIT 1000")
+    rows = await pool.fetch(f"SELECT number, name FROM enterprises WHERE {NOT_REMOVED} ORDER BY number LIMIT 1000")
     found = {r["number"]: r["name"] for r in rows}
     for number in request.config_dict[keys.CONFIG].enterprises:
         found.setdefault(number, "")
@@ -91,7 +92,9 @@ async def enterprise_of(request: web.Request) -> dict[str, str]:
     who = session(request)
     if not who.may_access(number):
         raise Refused(403, "error.other_enterprise")
-    name = await request.config_dict[keys.POOL].fetchval("SELECT name FROM enterprises WHERE number = $1", number)
+    name = await request.config_dict[keys.POOL].fetchval(
+        f"SELECT name FROM enterprises WHERE number = $1 AND {NOT_REMOVED}", number
+    )
     if name is None and number not in request.config_dict[keys.CONFIG].enterprises:
         raise Refused(404, "error.no_enterprise", number=number)
     return {"number": number, "name": name or ""}

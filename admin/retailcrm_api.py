@@ -2,7 +2,7 @@
 
 - `POST .../test` — what the stored (or the posted) API key may call, or why it fails;
 - `POST .../register` / `DELETE .../register` — create/update or switch off the telephony module;
-- `GET .../managers` — CRM users with their extensions; `PUT .../extensions` — save and sync the mapping;
+- `GET .../managers`, `PUT .../extensions`: admin/retailcrm_managers.py;
 - `GET .../statuses` — the managers' statuses and the module's activity, as RetailCRM reported them.
 
 Every exchange with RetailCRM is written to integration_logs (masked by the client) under the
@@ -23,8 +23,7 @@ from aiohttp import web
 from admin import retailcrm_adopt
 from admin.api import _enterprise, _json_object, error
 from agent.life.masking import mask
-from agent.store import enterprises, extensions
-from agent.store.database import Pool
+from agent.store import enterprises
 from agent.web import keys
 from agent.web.keys import Parts
 from agent.web.publishing import registration_refused
@@ -32,7 +31,6 @@ from connectors.base import CrmError, SendOutcome
 from connectors.retailcrm import store as retailcrm_store
 from connectors.retailcrm.client import RetailCrmClient
 from connectors.retailcrm.legacy import adapt
-from connectors.retailcrm.mapping import MappingError, merge, module_codes, reassign
 from connectors.retailcrm.models import ModuleUrls
 from connectors.retailcrm.routes import ACTIVITY, MAKE_CALL, USER_STATUS
 from connectors.retailcrm.settings import RetailCrmSettings, SettingsError, parse
@@ -212,98 +210,6 @@ async def deregister_module(parts: Parts, number: str) -> dict[str, Any]:
     return {"deactivated": result is not None, "token_revoked": True}
 
 
-async def managers_of(parts: Parts, number: str, import_codes: bool = False) -> dict[str, Any]:
-    """CRM users with their extension (ours, else the module's additionalCodes) and the differences.
-
-    With `import_codes`, a local mapping that is still empty takes the codes registered at RetailCRM
-    (the first visit of the managers page); from then on ours is the truth and differences are shown."""
-    settings = await load_settings(parts, number)
-    pool = parts[keys.POOL]
-    async with _client(parts, number, settings, "list_managers") as client:
-        users = await client.all_users()
-        try:
-            module = await client.get_module()
-            crm_error = None
-        except CrmError as exc:  # e.g. the key may not read the module: show ours, say why theirs is missing
-            module, crm_error = None, exc.outcome.error or exc.outcome.status
-    codes, imported = module_codes(module), 0
-    if import_codes and not settings.user_extensions and codes:
-        try:
-            settings = parse({**settings.to_json(), "user_extensions": codes})
-        except SettingsError:
-            pass  # codes we cannot take as they are: shown as differences instead
-        else:
-            await enterprises.put_integration(pool, parts[keys.SECRETS], number, CRM, settings.to_json())
-            imported = len(codes)
-    merged = merge(users, settings.user_extensions, codes)
-    status = {s.user_id: s.status for s in await retailcrm_store.user_statuses(pool, number)}
-    return {
-        "managers": [
-            {
-                "user_id": m.user.id,
-                "name": m.user.name,
-                "email": m.user.email,
-                "active": m.user.active,
-                "is_manager": m.user.is_manager,
-                "status": status.get(m.user.id, m.user.status),
-                "extension": m.extension,
-                "source": m.source,
-                "crm_extension": m.crm_extension,
-                "differs": m.differs,
-            }
-            for m in merged.managers
-        ],
-        "differences": merged.differences,
-        "unknown_users": merged.unknown_users,
-        "module_registered": module is not None,
-        "module_error": crm_error,
-        "imported": imported,
-        "last_synced": await last_synced(pool, number),
-        "extensions": [e.to_json() for e in await extensions.list_for(pool, number)],
-    }
-
-
-async def last_synced(pool: Pool, number: str) -> str | None:
-    """When additionalCodes were last copied to RetailCRM successfully (from integration_logs)."""
-    at = await pool.fetchval(
-        "SELECT max(created_at) FROM integration_logs WHERE enterprise_number = $1 AND integration_type = $2"
-        " AND event_type = 'sync_codes' AND status = 'success'",
-        number,
-        CRM,
-    )
-    return at.isoformat() if at is not None else None
-
-
-async def save_mapping(parts: Parts, number: str, changes: dict[str, str | None], replace: bool) -> dict[str, Any]:
-    """Assign `{user_id: extension | None}` (or, with replace, set the whole mapping), store it, then copy
-    it to the module's additionalCodes (a failed copy is reported in `sync`, the local mapping stays)."""
-    settings = await load_settings(parts, number)
-    try:
-        mapping, moves = reassign(settings.user_extensions, changes, replace=replace)
-        updated = parse({**settings.to_json(), "user_extensions": mapping})
-    except (MappingError, SettingsError) as exc:
-        raise Problem(400, getattr(exc, "message", str(exc)), getattr(exc, "field", None)) from None
-    pool, box = parts[keys.POOL], parts[keys.SECRETS]
-    try:
-        await enterprises.put_integration(pool, box, number, CRM, updated.to_json())
-    except enterprises.NotFound:
-        raise Problem(404, f"no enterprise {number}") from None
-    known = {e.extension for e in await extensions.list_for(pool, number)}
-    sync: dict[str, Any] = {"ok": True, "error": None}
-    async with _client(parts, number, updated, "sync_codes") as client:
-        try:
-            result = await client.set_additional_codes(updated.user_extensions)
-            sync["not_exist_user_ids"] = list(result.not_exist_user_ids)
-        except CrmError as exc:
-            sync = {"ok": False, "error": exc.outcome.error or exc.outcome.status}
-    return {
-        "user_extensions": dict(updated.user_extensions),
-        "moved": [{"extension": m.extension, "from_user": m.from_user, "to_user": m.to_user} for m in moves],
-        "unknown_extensions": sorted(e for e in set(updated.user_extensions.values()) if known and e not in known),
-        "sync": sync,
-    }
-
-
 # -- routes ----------------------------------------------------------------------------------------
 
 
@@ -347,28 +253,6 @@ async def statuses(request: web.Request) -> web.Response:
     )
 
 
-@answers_problems
-async def managers(request: web.Request) -> web.Response:
-    return web.json_response(await managers_of(request.config_dict, _enterprise(request)))
-
-
-@answers_problems
-async def put_extensions(request: web.Request) -> web.Response:
-    """`{"user_extensions": {user_id: extension | null}, "replace": false}`: assign (or with replace,
-    set the whole mapping); then copy the result to the module's additionalCodes."""
-    number = _enterprise(request)
-    body = await _json_object(request)
-    unknown = sorted(set(body) - {"user_extensions", "replace"})
-    if unknown:
-        raise Problem(400, f"unknown field {unknown[0]!r}", unknown[0])
-    changes, replace = body.get("user_extensions"), body.get("replace", False)
-    if not isinstance(changes, dict) or not all(v is None or isinstance(v, str) for v in changes.values()):
-        raise Problem(400, "must be an object {crm_user_id: extension or null}", "user_extensions")
-    if not isinstance(replace, bool):
-        raise Problem(400, "must be true or false", "replace")
-    return web.json_response(await save_mapping(request.config_dict, number, changes, replace))
-
-
 async def logo(request: web.Request) -> web.FileResponse:
     return web.FileResponse(LOGO_FILE, headers={"Content-Type": "image/svg+xml", "Cache-Control": "max-age=86400"})
 
@@ -377,11 +261,12 @@ def add_routes(api: web.Application) -> None:
     api.router.add_post(PREFIX + "/test", test_connection)
     api.router.add_post(PREFIX + "/register", register)
     api.router.add_delete(PREFIX + "/register", deregister)
-    api.router.add_get(PREFIX + "/managers", managers)
-    api.router.add_put(PREFIX + "/extensions", put_extensions)
     api.router.add_get(PREFIX + "/statuses", statuses)
 
 
 def add_logo(app: web.Application) -> None:
     """The module's logo, which RetailCRM fetches: on the root application, outside /api/."""
     app.router.add_get(LOGO, logo)
+
+
+logged_client = _client  # for admin/retailcrm_managers.py

@@ -32,6 +32,7 @@ from admin import (
     views_tokens,
 )
 from admin.auth import LinkSigner, load_session
+from admin.crm_reads import CRM_READS, CrmReads
 from admin.pages import FRAME_ANCESTORS, JINJA, LANG, LINKS, SESSION, Refused, T, read_body, session, wants_json
 from agent.web import keys
 from agent.web.server import Handler
@@ -132,6 +133,7 @@ def create_app(secret: bytes) -> web.Application:
     """The sub-application (agent.parts.web.http_part mounts it at PREFIX)."""
     app = web.Application(middlewares=[admin_site])
     app[LINKS] = LinkSigner(secret)
+    app[CRM_READS] = CrmReads()
     app[FRAME_ANCESTORS] = []  # hook: the CRM's origin, when its one-click link opens the pages in a frame
     filters: dict[str, Callable[..., str]] = {
         "when": localtime.when,

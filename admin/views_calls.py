@@ -24,6 +24,9 @@ from admin.pages import (
     read_body,
     require_admin,
 )
+from admin.phone_search import phone_query, reversed_prefix
+from agent.config.sections import Config
+from agent.tracking.phones import normalise
 from agent.web import keys
 from connectors import registry
 
@@ -47,13 +50,22 @@ def pretty(value: object) -> str:
     return text if len(text) <= SHOW_MAX else text[:SHOW_MAX] + "\n…"
 
 
-def call_row(r: Any) -> dict[str, Any]:
+def dialled(did: str | None, pbx: str | None, config: Config) -> str | None:
+    """The number dialled as one display: live calls store the PBX's `exten` as it came (`375173880000`,
+    `80173880000`), catch-up from the CDR stores E.164; both shown E.164 in the PBX's region where possible."""
+    if not did:
+        return did
+    region = next((p.region for p in config.pbx if p.name == pbx and p.region), None) or config.agent.default_region
+    return normalise(did, region)
+
+
+def call_row(r: Any, config: Config) -> dict[str, Any]:
     return {
         "call_id": r["call_id"],
         "pbx": r["pbx"],
         "direction": r["direction"],
         "phone": r["phone"],
-        "did": r["did"],
+        "did": dialled(r["did"], r["pbx"], config),
         "extensions": list(r["extensions"]),
         "answered_by": r["answered_by"],
         "result": r["result"],
@@ -108,7 +120,7 @@ def call_filters(query: Any) -> tuple[dict[str, str], dict[str, str]]:
 NEXT_KINDS = ("time", "text")  # (listed_at, call_id) of the last call shown
 
 
-def _calls_where(number: str, f: dict[str, str], zone: ZoneInfo) -> Where:
+def _calls_where(number: str, f: dict[str, str], zone: ZoneInfo, region: str | None = None) -> Where:
     w = Where(number)
     if f["date"]:  # the enterprise's day, as the pages show times
         w.add("listed_at >= ? AND listed_at < ?", *day_bounds(date.fromisoformat(f["date"]), zone))
@@ -121,8 +133,15 @@ def _calls_where(number: str, f: dict[str, str], zone: ZoneInfo) -> Where:
     if f["extension"]:
         w.add("(extensions @> ARRAY[?]::text[] OR answered_by = ?)", f["extension"], f["extension"])
     if f["number_clean"]:
-        digits = f["number_clean"].lstrip("+")
-        w.add("phone = ANY(?::text[])", [digits, "+" + digits])
+        wanted = phone_query(f["number_clean"], region)
+        if not wanted.suffix:
+            w.add("phone = ANY(?::text[])", list(wanted.exact))
+        elif not wanted.exact:
+            w.add("reverse(phone) LIKE ?", reversed_prefix(wanted.suffix))
+        else:
+            w.add(
+                "(phone = ANY(?::text[]) OR reverse(phone) LIKE ?)", list(wanted.exact), reversed_prefix(wanted.suffix)
+            )
     if f["next"]:
         at, call_id = decode_next(f["next"], NEXT_KINDS) or (None, None)
         w.add("(listed_at, call_id) < (?::timestamptz, ?)", at, call_id)
@@ -138,11 +157,11 @@ async def calls(request: web.Request) -> web.StreamResponse:
         zone = await localtime.zone_for(
             request.config_dict[keys.POOL], enterprise["number"], config.agent.default_region
         )
-        w = _calls_where(enterprise["number"], filters, zone)
+        w = _calls_where(enterprise["number"], filters, zone, config.agent.default_region)
         rows = await request.config_dict[keys.POOL].fetch(
             f"SELECT {COLUMNS} FROM calls WHERE {w} ORDER BY listed_at DESC, call_id DESC LIMIT {PAGE + 1}", *w.args
         )
-    items = [call_row(r) for r in rows[:PAGE]]
+    items = [call_row(r, request.config_dict[keys.CONFIG]) for r in rows[:PAGE]]
     nxt = encode_next(items[-1]["listed_at"], items[-1]["call_id"]) if len(rows) > PAGE else None
     shown = {k: v for k, v in filters.items() if k not in ("next", "number_clean")}
     data = {
@@ -272,7 +291,7 @@ async def call(request: web.Request) -> web.StreamResponse:
     details = row["details"] if isinstance(row["details"], dict) else {}
     data = {
         "enterprise": enterprise,
-        "call": call_row(row)
+        "call": call_row(row, request.config_dict[keys.CONFIG])
         | {"legs": details.get("legs", []), "transfers": details.get("transfers", 0), "details": details},
         "deliveries": await call_deliveries(request, number, call_id),
         "errors": errors,

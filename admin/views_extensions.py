@@ -1,19 +1,24 @@
-"""The enterprise's internal phones (user_internal_phones): names editable, added and removed by hand."""
+"""The enterprise's internal phones (user_internal_phones): names editable, added and removed by hand, or found on
+the enterprise's connected PBXs (`action=discover`, the same as `POST /api/enterprises/{n}/extensions/discover`)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from admin.pages import Refused, after_post, answer, enterprise_of, iso, read_body, require_admin
+from admin.extensions_api import NoPbx, discover_for
+from admin.pages import Refused, after_post, answer, dumps, enterprise_of, iso, read_body, require_admin, wants_json
+from agent.store import extensions as store
 from agent.web import keys
 
 PHONE_RE = re.compile(r"[0-9*#]{1,20}")
 NAME_MAX = 200
 LIMIT = 2000
 ACTIONS = ("add", "rename", "remove")
+DISCOVER = "discover"
 
 
 def validate(body: dict[str, str], action: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -33,13 +38,10 @@ def validate(body: dict[str, str], action: str) -> tuple[dict[str, str], dict[st
 async def _apply(request: web.Request, number: str, action: str, f: dict[str, str]) -> str | None:
     pool = request.config_dict[keys.POOL]
     if action == "add":
-        added = await pool.fetchval(
-            "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING RETURNING phone_number",
-            number,
-            f["phone_number"],
-            f["display_name"],
-        )
+        try:
+            added = await store.add(pool, number, f["phone_number"], f["display_name"])
+        except store.InvalidExtensions:  # the platform's table wants what only the platform fills (a password)
+            return "error.extension_platform"
         return None if added else "error.extension_exists"
     if action == "rename":
         status = await pool.execute(
@@ -57,6 +59,23 @@ async def _apply(request: web.Request, number: str, action: str, f: dict[str, st
     return None if status.endswith(" 1") else "error.no_extension"
 
 
+async def _discover(request: web.Request, number: str) -> web.StreamResponse | str:
+    """Ask the connected PBXs, then back to the page with what was added (`?found=`); else the error key."""
+    try:
+        added, _ = await discover_for(request.config_dict, number)
+    except NoPbx:
+        problem, status = "ext.error.no_pbx", 503
+    except store.InvalidExtensions:
+        problem, status = "error.extension_platform", 409
+    else:
+        if wants_json(request):
+            return web.json_response({"added": added}, dumps=dumps)
+        raise web.HTTPSeeOther("extensions?" + urlencode({"found": ",".join(added)}))
+    if wants_json(request):
+        raise Refused(status, problem, DISCOVER)
+    return problem
+
+
 async def extensions(request: web.Request) -> web.StreamResponse:
     enterprise = await enterprise_of(request)
     number = enterprise["number"]
@@ -68,15 +87,23 @@ async def extensions(request: web.Request) -> web.StreamResponse:
         require_admin(request)
         body = await read_body(request)
         action = body.get("action", "")
-        form, errors = validate(body, action)
-        if not errors:
+        if action == DISCOVER:
+            outcome = await _discover(request, number)
+            if not isinstance(outcome, str):
+                return outcome
+            errors[DISCOVER] = outcome
+        else:
+            form, errors = validate(body, action)
+        if not errors and action != DISCOVER:
             problem = await _apply(request, number, action, form)
             if problem is None:
                 return after_post(request, {"action": action, **form})
             errors["phone_number"] = problem
         if request.content_type == "application/json":
             field = next(iter(errors))
-            status = {"error.no_extension": 404, "error.extension_exists": 409}.get(errors[field], 400)
+            status = {"error.no_extension": 404, "error.extension_exists": 409, "error.extension_platform": 409}.get(
+                errors[field], 400
+            )
             raise Refused(status, errors[field], field)
         form["action"] = action
     rows = await request.config_dict[keys.POOL].fetch(
@@ -88,5 +115,14 @@ async def extensions(request: web.Request) -> web.StreamResponse:
         {"phone_number": r["phone_number"], "display_name": r["display_name"], "created_at": iso(r["created_at"])}
         for r in rows
     ]
-    data = {"enterprise": enterprise, "extensions": items, "errors": errors, "form": form}
-    return await answer(request, "extensions.html", data, status=400 if errors else 200)
+    found = request.query.get("found", "")
+    discovered = {"added": found.split(",") if found else [], "none": request.query.get("found") == ""}
+    data = {
+        "enterprise": enterprise,
+        "extensions": items,
+        "errors": errors,
+        "form": form,
+        "discovered": discovered if "found" in request.query else None,
+    }
+    status = 503 if errors.get(DISCOVER) == "ext.error.no_pbx" else 400 if errors else 200
+    return await answer(request, "extensions.html", data, status=status)

@@ -1,8 +1,10 @@
 """Managers ↔ extensions: each CRM user with their extension, one dropdown each; saving reassigns
 (one extension, one manager) and, for RetailCRM, copies the mapping to the module's additionalCodes.
 
-The data comes from the same operations as the JSON API (`retailcrm_api.managers_of`/`save_mapping`,
-`amocrm_api.managers_of`/`save_mapping`).
+The data comes from the same operations as the JSON API (`retailcrm_managers.managers_of`/`save_mapping`,
+`amocrm_api.managers_of`/`save_mapping`); what they read from the CRM is kept a short while (`CrmReads`).
+A change is checked against what exists first (`mapping_check`): every unknown user or extension is named
+beside its field, and nothing is saved or sent.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from admin import amocrm_api, retailcrm_api
-from admin.pages import Refused, answer, enterprise_of, read_body, session, wants_json
+from admin import amocrm_api, mapping_check, retailcrm_api, retailcrm_managers
+from admin.crm_reads import CRM_READS
+from admin.pages import Refused, answer, enterprise_of, read_body, session, t, wants_json
 from agent.store import enterprises, extensions
 from agent.web import keys
 from agent.web.keys import Parts
@@ -37,13 +40,14 @@ def _choose(request: web.Request, body: dict[str, str], configured: list[str]) -
     return configured[0] if configured else None
 
 
-async def _listing(parts: Parts, number: str, crm: str, may_import: bool) -> dict[str, Any]:
+async def _listing(request: web.Request, number: str, crm: str, may_import: bool) -> dict[str, Any]:
     """{managers, differences, module_error, ...} or {error} when the CRM could not be asked.
     `may_import`: an admin's first visit takes RetailCRM's codes into the empty local mapping."""
+    parts, reads = request.config_dict, request.app[CRM_READS]
     try:
         if crm == "retailcrm":
-            return await retailcrm_api.managers_of(parts, number, import_codes=may_import)
-        return await amocrm_api.managers_of(parts, number)
+            return await retailcrm_managers.managers_of(parts, number, import_codes=may_import, reads=reads)
+        return await amocrm_api.managers_of(parts, number, reads=reads)
     except retailcrm_api.Problem as exc:
         return {"error": exc.message}
     except LookupError as exc:
@@ -71,10 +75,12 @@ def _changes(body: dict[str, str], current: dict[str, str | None]) -> dict[str, 
     return out
 
 
-async def _save(parts: Parts, number: str, crm: str, changes: dict[str, str | None]) -> dict[str, Any]:
+async def _save(request: web.Request, number: str, crm: str, changes: dict[str, str | None]) -> dict[str, Any]:
+    parts = request.config_dict
     try:
         if crm == "retailcrm":
-            saved = await retailcrm_api.save_mapping(parts, number, changes, False)
+            reads = request.app[CRM_READS]
+            saved = await retailcrm_managers.save_mapping(parts, number, changes, False, reads=reads)
         else:
             saved = await amocrm_api.save_mapping(parts, number, changes)
     except retailcrm_api.Problem as exc:
@@ -97,6 +103,36 @@ def _extension_choices(items: list[extensions.Extension], managers: list[dict[st
     ]
 
 
+def _named(result: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """Moves with the managers' names beside their ids (the page says who, not `#7`)."""
+    moved = [
+        {**m, "from_name": names.get(m["from_user"]), "to_name": names.get(m["to_user"])}
+        for m in result.get("moved", [])
+    ]
+    return {**result, "moved": moved} if "moved" in result else result
+
+
+async def _post(
+    request: web.Request, number: str, crm: str, listing: dict[str, Any], items: list[extensions.Extension]
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """(result, errors {field: message}, form {user id: what was typed}) of a POST; saved only when no errors."""
+    body = await read_body(request)
+    shown = {m["user_id"]: m["extension"] for m in listing.get("managers", [])}
+    changes = _changes(body, shown)
+    if not changes:
+        return {"ok": True, "unchanged": True}, {}, {}
+    names = {m["user_id"]: m["name"] or m["email"] or m["user_id"] for m in listing.get("managers", [])}
+    users = names if "managers" in listing else None
+    problems = mapping_check.check(changes, users, [e.extension for e in items])
+    if problems:
+        tr = t(request)
+        errors = {f"{USER_FIELD}{uid}": tr(key, **values) for uid, (key, values) in problems.items()}
+        first = next(iter(errors))
+        form = {uid: ext or "" for uid, ext in changes.items()}
+        return {"ok": False, "error": errors[first], "field": first, "errors": errors}, errors, form
+    return _named(await _save(request, number, crm, changes), names), {}, {}
+
+
 async def managers(request: web.Request) -> web.StreamResponse:
     enterprise = await enterprise_of(request)
     number = enterprise["number"]
@@ -107,18 +143,20 @@ async def managers(request: web.Request) -> web.StreamResponse:
     configured = await _configured(parts, number)
     crm = _choose(request, body, configured)
     result: dict[str, Any] | None = None
+    errors: dict[str, str] = {}
+    form: dict[str, str] = {}
     listing: dict[str, Any] = {}
+    items = await extensions.list_for(parts[keys.POOL], number)
     if crm is not None and crm in configured:
+        listing = await _listing(request, number, crm, session(request).can_edit)
         if request.method == "POST":
-            listing = await _listing(parts, number, crm, session(request).can_edit)
-            shown = {m["user_id"]: m["extension"] for m in listing.get("managers", [])}
-            changes = _changes(body, shown)
-            result = await _save(parts, number, crm, changes) if changes else {"ok": True, "unchanged": True}
+            result, errors, form = await _post(request, number, crm, listing, items)
             if wants_json(request):
                 return web.json_response(result, status=200 if result["ok"] else 400)
-        listing = await _listing(parts, number, crm, session(request).can_edit)
+            if result["ok"] and not result.get("unchanged"):
+                listing = await _listing(request, number, crm, session(request).can_edit)  # from the fresh cache
     managers_ = listing.get("managers", [])
-    items = await extensions.list_for(parts[keys.POOL], number)
+    names = {m["user_id"]: m["name"] or m["email"] or m["user_id"] for m in managers_}
     data = {
         "enterprise": enterprise,
         "crm": crm,
@@ -126,12 +164,14 @@ async def managers(request: web.Request) -> web.StreamResponse:
         "configured": crm in configured,
         "managers": managers_,
         "extensions": _extension_choices(items, managers_),
-        "differences": listing.get("differences", []),
+        "differences": [{**d, "name": names.get(str(d["user_id"]))} for d in listing.get("differences", [])],
         "unknown_users": listing.get("unknown_users", []),
         "module_error": listing.get("module_error"),
         "imported": listing.get("imported", 0),
         "last_synced": listing.get("last_synced"),
         "error": listing.get("error"),
         "result": result,
+        "errors": errors,
+        "form": form,
     }
     return await answer(request, "managers.html", data, status=400 if result and not result["ok"] else 200)

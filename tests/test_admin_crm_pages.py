@@ -250,7 +250,9 @@ async def test_managers_reassign_and_sync_additional_codes(running_agent: Agent,
         assert status == 200 and body["sync"]["ok"]
         status, body = await post(http, f"{b}/managers", token, crm="retailcrm", user_extensions={"8": "150"})
         assert status == 200 and body["ok"], body
-        assert body["moved"] == [{"extension": "150", "from_user": "7", "to_user": "8"}]
+        assert body["moved"] == [
+            {"extension": "150", "from_user": "7", "to_user": "8", "from_name": "User7 Test", "to_name": "User8 Test"}
+        ]
         assert body["sync"]["ok"] is True, body
         assert codes(fake_rc) == {"8": "150", "9": "152"}
         # the form: only what differs from what was shown is a change; an empty choice unassigns
@@ -264,7 +266,7 @@ async def test_managers_reassign_and_sync_additional_codes(running_agent: Agent,
         status, body = await post(
             http, f"{b}/managers", token, crm="retailcrm", user_extensions={"7": "151", "9": "151"}
         )
-        assert status == 400 and body["field"] == "user_extensions.9"
+        assert status == 400 and body["field"] == "user.9"
         async with http.get(f"{b}/managers.json") as resp:
             assert (await resp.json())["last_synced"] is not None
 

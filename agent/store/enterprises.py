@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import asyncpg
+
 from agent.life.masking import mask
 from agent.store.database import Pool
 from agent.store.secretbox import SecretBox, is_encrypted, looks_masked
@@ -155,3 +157,84 @@ def masked(box: SecretBox, crm: str, stored: dict[str, Any]) -> dict[str, Any]:
             except ValueError:
                 out[key] = "…"
     return out
+
+
+# -- rename and remove (the Instance page) -----------------------------------------------------------------
+
+REMOVED = "removed"  # enterprises.settings key: removed with its data kept (hidden from the lists, nothing deleted)
+NOT_REMOVED = f"NOT coalesce((settings->>'{REMOVED}')::boolean, false)"
+# the agent's own per-enterprise rows, deleted with "remove data" (then the enterprises row itself); children first
+AGENT_TABLES = (
+    "deliveries",
+    "calls",
+    "integration_logs",
+    "user_internal_phones",
+    "retailcrm_user_statuses",
+    "retailcrm_modules",
+    "amocrm_missed_tasks",
+    "retailcrm_missed_tasks",
+    "amocrm_call_steps",
+    "amocrm_oauth_states",
+    "amocrm_tokens",
+    "routing_rules",
+    "admin_sessions",
+    "api_tokens",
+    "admin_links_issued",
+)
+
+
+class StillReferenced(Exception):
+    """Another service's rows still refer to the enterprise: its data was not removed (nothing changed)."""
+
+
+async def rename(pool: Pool, number: str, name: str) -> bool:
+    """Only `name` changes (on the platform's table every other column stays as it is); NOTIFY. False: no such one."""
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.execute(
+            "UPDATE enterprises SET name = $2, updated_at = now() WHERE number = $1", number, name
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
+    return status.endswith(" 1")
+
+
+async def remove(pool: Pool, number: str, *, with_data: bool) -> bool:
+    """Without data: the enterprise is marked removed in the agent's own `settings` column and leaves every list;
+    its row, calls, logs and settings stay, so other services reading the table see no change and adding the number
+    again brings it back. With data: the agent's tables lose its rows, then the enterprises row goes (one
+    transaction); a row of another service that still refers to it raises StillReferenced and changes nothing."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not with_data:
+            status = await conn.execute(
+                "UPDATE enterprises SET settings = settings || jsonb_build_object($2::text, true), updated_at = now()"
+                " WHERE number = $1",
+                number,
+                REMOVED,
+            )
+        else:
+            present = {
+                r["table_name"]
+                for r in await conn.fetch(
+                    "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema()"
+                    " AND column_name = 'enterprise_number'"
+                )
+            }
+            try:
+                for table in (t for t in AGENT_TABLES if t in present):
+                    await conn.execute(f"DELETE FROM {table} WHERE enterprise_number = $1", number)
+                status = await conn.execute("DELETE FROM enterprises WHERE number = $1", number)
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise StillReferenced(exc.table_name or "") from None
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)
+    return status.endswith(" 1")
+
+
+async def restore(pool: Pool, number: str, name: str) -> None:
+    """An enterprise removed with its data kept, back in the lists under `name`."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE enterprises SET name = $2, settings = settings - $3::text, updated_at = now() WHERE number = $1",
+            number,
+            name,
+            REMOVED,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, number)

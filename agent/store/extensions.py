@@ -135,10 +135,33 @@ async def replace(pool: Pool, enterprise: str, items: list[Extension]) -> None:
                 names,
             )
         except (asyncpg.NotNullViolationError, asyncpg.StringDataRightTruncationError) as exc:
-            column = getattr(exc, "column_name", None) or "phone_number"
-            raise InvalidExtensions(
-                "extensions",
-                f"this database's user_internal_phones cannot take a new extension from the agent ({column}:"
-                f" {exc.__class__.__name__.removesuffix('Error')}); add it where the platform adds phones",
-            ) from None
+            raise _refused(exc, "extensions") from None
         await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)
+
+
+def _refused(exc: asyncpg.PostgresError, field: str) -> InvalidExtensions:
+    column = getattr(exc, "column_name", None) or "phone_number"
+    return InvalidExtensions(
+        field,
+        f"this database's user_internal_phones cannot take a new extension from the agent ({column}:"
+        f" {exc.__class__.__name__.removesuffix('Error')}); add it where the platform adds phones",
+    )
+
+
+async def add(pool: Pool, enterprise: str, extension: str, display_name: str) -> bool:
+    """One new extension (False: it is already listed); NOTIFY. On the platform's table a row the agent cannot
+    fill (a NOT NULL `password`, a shorter column) is an InvalidExtensions, never a database error."""
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            added = await conn.fetchval(
+                "INSERT INTO user_internal_phones (enterprise_number, phone_number, display_name) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING phone_number",
+                enterprise,
+                extension,
+                display_name,
+            )
+        except (asyncpg.NotNullViolationError, asyncpg.StringDataRightTruncationError) as exc:
+            raise _refused(exc, "phone_number") from None
+        if added:
+            await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, enterprise)
+    return added is not None

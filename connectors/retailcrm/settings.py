@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ DEFAULT_CODE = "pbx-agent"
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 KNOWN = frozenset(
     {
         "enabled",
@@ -178,7 +180,7 @@ def _domain(value: Any) -> str:
         raw = "https://" + raw
     parts = urlsplit(raw)
     host = (parts.hostname or "").lower()
-    if not host or parts.username or parts.password or parts.query or parts.fragment:
+    if not _host_ok(host) or parts.username or parts.password or parts.query or parts.fragment:
         raise SettingsError("domain", "must be a plain account URL such as https://shop.retailcrm.ru")
     if parts.path not in ("", "/"):
         raise SettingsError("domain", "must not have a path (give the account URL only)")
@@ -192,6 +194,21 @@ def _domain(value: Any) -> str:
     if port is not None:
         netloc += f":{port}"
     return f"{parts.scheme}://{netloc}"
+
+
+def _host_ok(host: str) -> bool:
+    """A host name (letters, digits and hyphens between dots; IDNA allowed) or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.removesuffix(".").split(".")
+    return len(ascii_host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def _api_key(value: Any) -> str:
