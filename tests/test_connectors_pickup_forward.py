@@ -50,7 +50,7 @@ def test_amocrm_forwarded_call_is_answered_on_the_customers_card() -> None:
     call = payload["call"]
     assert isinstance(call, dict)
     assert (call["call_status"], call["responsible_user_id"], call["phone"]) == (4, 7, CUSTOMER_A)
-    assert call["call_result"] == f"Answered (150 on {MOBILE_150})"
+    assert call["call_result"] == f"Отвечен (150 на {MOBILE_150})"  # an amocrm.ru account: Russian by default
     assert payload["phone"] == CUSTOMER_A and "task" not in payload  # not a missed call, not the mobile's card
 
 

@@ -168,11 +168,9 @@ class CallSender:
 
     def _lead(self) -> dict[str, Any]:
         settings = self.s.settings
-        lead: dict[str, Any] = {
-            "name": f"Call from {self.p['phone']}"
-            if self.p["call"]["direction"] == "inbound"
-            else f"Call to {self.p['phone']}"
-        }
+        inbound = self.p["call"]["direction"] == "inbound"
+        fallback = f"Call from {self.p['phone']}" if inbound else f"Call to {self.p['phone']}"  # planned before names
+        lead: dict[str, Any] = {"name": self.p.get("lead_name") or fallback}
         if settings.lead_tags:
             lead["_embedded"] = {"tags": [{"name": t} for t in settings.lead_tags]}
         user = self.p["call"].get("responsible_user_id")

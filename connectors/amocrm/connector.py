@@ -81,7 +81,7 @@ class AmoCrmConnector(Connector[AmoCrmSettings, AmoCrmClient]):
     # -- the Connector protocol ------------------------------------------------------------------
 
     def parse_settings(self, raw: Mapping[str, Any], *, enterprise_timezone: str | None = None) -> AmoCrmSettings:
-        return parse(legacy.adapt(raw))
+        return parse(legacy.adapt(raw), enterprise_timezone=enterprise_timezone)
 
     def settings_json(self, settings: AmoCrmSettings) -> dict[str, Any]:
         return settings.to_json()

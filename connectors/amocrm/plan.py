@@ -22,6 +22,7 @@ from typing import Any
 from agent.tracking.event import CallEvent, CallResult
 from connectors.amocrm.settings import AmoCrmSettings
 from connectors.base import Delivery
+from connectors.texts import local, say
 
 CRM = "amocrm"
 KIND_CALL = "call"
@@ -31,13 +32,6 @@ POPUP_TTL = 60.0
 
 # call_status (crm-api.md §B5): 3 not available, 4 had a conversation, 6 no connection, 7 line busy
 CALL_STATUS: dict[CallResult, int] = {"answered": 4, "no_answer": 6, "cancelled": 6, "busy": 7, "failed": 3}
-CALL_RESULT: dict[CallResult, str] = {
-    "answered": "Answered",
-    "no_answer": "No answer",
-    "cancelled": "The caller hung up before an answer",
-    "busy": "Busy",
-    "failed": "Failed",
-}
 
 
 def plan(event: CallEvent, settings: AmoCrmSettings) -> list[Delivery]:
@@ -49,19 +43,19 @@ def plan(event: CallEvent, settings: AmoCrmSettings) -> list[Delivery]:
         return []
     out = [_call(event, settings)]
     if settings.missed_call_tasks and event.answered_by:
-        out.append(_task_done(event))
+        out.append(_task_done(event, settings))
     return out
 
 
-def _task_done(event: CallEvent) -> Delivery:
+def _task_done(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
     ended = event.ended_at or event.at
-    when = ended.strftime("%Y-%m-%d %H:%M UTC") if ended is not None else "?"
-    way = "from" if event.direction == "in" else "to"
+    way = "in" if event.direction == "in" else "out"
+    when = local(ended, settings.timezone)
     payload = {
         "phone": event.phone,
         "call_id": event.call_id,
         "at": _unix(ended),
-        "result": f"Reached: answered call {way} {event.phone} at {when} ({event.answered_by})",
+        "result": say(settings.language, f"task.reached.{way}", phone=event.phone, when=when, who=event.answered_by),
     }
     return Delivery(f"{CRM}:{event.call_id}:task_done", event.enterprise, CRM, KIND_TASK_DONE, payload)
 
@@ -91,13 +85,13 @@ def _unix(when: datetime | None) -> int | None:
     return int(when.timestamp()) if when is not None else None
 
 
-def _who(event: CallEvent) -> str:
+def _who(event: CallEvent, settings: AmoCrmSettings) -> str:
     """` (150)`, or ` (150 on +375296660150)` when 150's phone forwarded the call to that outside number (the
     manager's mobile: the call stays his, and the customer's card gets it, never a card for the mobile)."""
     if not event.answered_by:
         return ""
     if event.forwarded_to:
-        return f" ({event.answered_by} on {event.forwarded_to})"
+        return f" ({say(settings.language, 'who.forwarded', who=event.answered_by, number=event.forwarded_to)})"
     return f" ({event.answered_by})"
 
 
@@ -111,7 +105,7 @@ def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
         "source": settings.source,
         "phone": event.phone,
         "call_status": CALL_STATUS[result],
-        "call_result": CALL_RESULT[result] + _who(event),
+        "call_result": say(settings.language, f"result.{result}") + _who(event, settings),
     }
     started = _unix(event.started_at or event.at)
     if started is not None:
@@ -130,12 +124,16 @@ def _call(event: CallEvent, settings: AmoCrmSettings) -> Delivery:
         "recording": event.recording,  # a path on the PBX below; the sender turns it into a URL (`link`)
         "recording_pbx": event.pbx,
         "ended_at": _unix(event.ended_at or event.at),
+        "lead_name": say(settings.language, "lead.in" if event.direction == "in" else "lead.out", phone=event.phone),
     }
     if is_missed(event) and settings.missed_call_tasks:
         ended = event.ended_at or event.at
         due = (_unix(ended) or 0) + settings.task_due_minutes * 60
-        when = ended.strftime("%Y-%m-%d %H:%M UTC") if ended is not None else "?"
-        payload["task"] = {"complete_till": due, "text": f"Call back {event.phone}: missed call at {when}"}
+        when = local(ended, settings.timezone)
+        payload["task"] = {
+            "complete_till": due,
+            "text": say(settings.language, "task.missed", phone=event.phone, when=when),
+        }
     default_user = settings.user_for_extension(event.default_extension)
     if default_user is not None and user is None:  # routing rules: the DID's default manager owns it
         payload["default_user"] = default_user

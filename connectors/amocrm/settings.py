@@ -14,6 +14,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from connectors.settings_rules import parse_bool, parse_user_extensions
+from connectors.texts import LANGUAGES, Language, zone_of
 
 # proxy: its URL may carry a password
 SECRET_FIELDS: tuple[str, ...] = (
@@ -50,6 +51,8 @@ _KNOWN = frozenset(
         "route_by_deal",
         "source",
         "proxy",
+        "language",
+        "timezone",
     }
 )
 _TOKENS_ELSEWHERE = ("access_token", "refresh_token", "long_lived_token")
@@ -83,6 +86,8 @@ class AmoCrmSettings:
     source: str = DEFAULT_SOURCE
     proxy: str | None = None
     # keys the agent does not know (the old integration's `sync_*`, `redirect_uri`, ...): written back as they were
+    language: Language = "en"  # of what the agent writes (connectors.texts); parse() picks by the account's domain
+    timezone: str | None = None  # times in those texts; None: UTC
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -125,10 +130,14 @@ class AmoCrmSettings:
             "route_by_deal": self.route_by_deal,
             "source": self.source,
             "proxy": self.proxy,
+            "language": self.language,
+            **({"timezone": self.timezone} if self.timezone else {}),
         }
 
 
-def parse(data: Mapping[str, Any], *, new_secret: Callable[[], str] | None = None) -> AmoCrmSettings:
+def parse(
+    data: Mapping[str, Any], *, new_secret: Callable[[], str] | None = None, enterprise_timezone: str | None = None
+) -> AmoCrmSettings:
     """Validate the JSON object; every error names its field. A missing `webhook_secret` is generated
     (the caller stores `to_json()` so it stays stable). Keys it does not know are kept in `extra`."""
     if not isinstance(data, Mapping):
@@ -150,9 +159,10 @@ def parse(data: Mapping[str, Any], *, new_secret: Callable[[], str] | None = Non
     due = data.get("task_due_minutes", 15)
     if not isinstance(due, int) or isinstance(due, bool) or not 1 <= due <= 7 * 24 * 60:
         raise SettingsError("task_due_minutes", "whole minutes, 1 to 10080 (a week)")
+    host = _host(data.get("host"))
     return AmoCrmSettings(
         enabled=_bool(data, "enabled", True),
-        host=_host(data.get("host")),
+        host=host,
         client_id=_client_id(data.get("client_id")),
         client_secret=_client_secret(data.get("client_secret")),
         webhook_secret=secret,
@@ -167,8 +177,27 @@ def parse(data: Mapping[str, Any], *, new_secret: Callable[[], str] | None = Non
         route_by_deal=_bool(data, "route_by_deal", True),
         source=_source(data.get("source")),
         proxy=_proxy(data.get("proxy")),
+        language=_language(data.get("language"), host),
+        timezone=_timezone(data.get("timezone")) or enterprise_timezone,
         extra={str(k): v for k, v in data.items() if k not in _KNOWN},
     )
+
+
+def _language(value: Any, host: str) -> Language:
+    """ru/en; unset: Russian for an amocrm.ru account, English for amocrm.com and Kommo."""
+    if value in (None, ""):
+        return "ru" if (urlsplit(host).hostname or "").endswith(".amocrm.ru") else "en"
+    if value not in LANGUAGES:
+        raise SettingsError("language", "ru or en: the language of what the agent writes into amoCRM")
+    return value  # type: ignore[no-any-return]
+
+
+def _timezone(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or zone_of(value).key != value:
+        raise SettingsError("timezone", "an IANA time zone such as Europe/Moscow (times in texts and tasks)")
+    return value
 
 
 def _new_secret() -> str:

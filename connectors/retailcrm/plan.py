@@ -20,6 +20,7 @@ from typing import Any
 from agent.tracking.event import CallEvent, CallResult
 from connectors.base import Delivery
 from connectors.retailcrm.settings import RetailCrmSettings
+from connectors.texts import local, say
 
 CRM = "retailcrm"
 KIND_EVENT = "call_event"
@@ -140,7 +141,7 @@ def _task(event: CallEvent, settings: RetailCrmSettings) -> Delivery:
     ended = event.ended_at or event.at
     if ended is not None and ended.tzinfo is None:
         ended = ended.replace(tzinfo=UTC)
-    when = _local(ended, settings)[:16] if ended is not None else "?"
+    when = local(ended, settings.timezone)
     candidates = [
         settings.user_for_extension(event.default_extension) if event.default_extension else None,
         settings.user_for_extension(event.extension) if event.extension else None,
@@ -151,7 +152,7 @@ def _task(event: CallEvent, settings: RetailCrmSettings) -> Delivery:
         "call_id": event.call_id,
         "missed_at": ended.isoformat() if ended is not None else None,
         "due_minutes": settings.task_due_minutes,
-        "text": f"Call back {event.phone}: missed call at {when} ({settings.timezone})",
+        "text": say(settings.language, "task.missed", phone=event.phone, when=when),
         "users": [u for u in dict.fromkeys(candidates) if u is not None],
     }
     return _delivery(event, "task", KIND_TASK, payload)

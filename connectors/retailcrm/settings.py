@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.settings_rules import parse_bool, parse_user_extensions
+from connectors.texts import LANGUAGES, Language, language_of
 
 SECRET_FIELDS: tuple[str, ...] = ("api_key", "client_id")
 DEFAULT_CODE = "pbx-agent"
@@ -37,6 +38,7 @@ KNOWN = frozenset(
         "missed_call_tasks",
         "task_due_minutes",
         "task_default_user_id",
+        "language",
         "create_customers",
         "create_orders",
         "order_method",
@@ -75,6 +77,7 @@ class RetailCrmSettings:
     missed_call_tasks: bool = False
     task_due_minutes: int = 15
     task_default_user_id: str | None = None
+    language: Language = "ru"  # of what the agent writes into RetailCRM (connectors.texts)
     # an unknown caller becomes a customer (customers/create), and with `create_orders` an order too
     # (orders/create, `orderMethod` = `order_method`), once per number
     create_customers: bool = False
@@ -116,6 +119,7 @@ class RetailCrmSettings:
             "missed_call_tasks": self.missed_call_tasks,
             "task_due_minutes": self.task_due_minutes,
             "task_default_user_id": self.task_default_user_id,
+            "language": self.language,
             "create_customers": self.create_customers,
             "create_orders": self.create_orders,
             "order_method": self.order_method,
@@ -148,6 +152,7 @@ def parse(data: Mapping[str, Any], *, new_client_id: Callable[[], str] | None = 
         missed_call_tasks=_bool(data, "missed_call_tasks", False),
         task_due_minutes=_due(data.get("task_due_minutes")),
         task_default_user_id=_user_id(data.get("task_default_user_id")),
+        language=_language(data.get("language")),
         create_customers=_bool(data, "create_customers", False),
         create_orders=_bool(data, "create_orders", False),
         order_method=_order_method(data.get("order_method")),
@@ -268,6 +273,14 @@ def _user_id(value: Any) -> str | None:
     if not isinstance(value, str) or not re.fullmatch(r"[1-9][0-9]{0,17}", value.strip()):
         raise SettingsError("task_default_user_id", "a RetailCRM user id (a positive number)")
     return value.strip()
+
+
+def _language(value: Any) -> Language:
+    if value in (None, ""):
+        return "ru"
+    if value not in LANGUAGES:
+        raise SettingsError("language", "ru or en: the language of what the agent writes into RetailCRM")
+    return language_of(value, "ru")
 
 
 def _order_method(value: Any) -> str:
