@@ -31,8 +31,10 @@ FLAGS = (
     "popup_hangup",
     "upload_history",
     "missed_call_tasks",
+    "create_customers",
+    "create_orders",
 )
-OFF_BY_DEFAULT = frozenset({"missed_call_tasks"})
+OFF_BY_DEFAULT = frozenset({"missed_call_tasks", "create_customers", "create_orders"})
 TEXTS = (
     "domain",
     "api_key",
@@ -41,6 +43,7 @@ TEXTS = (
     "external_phone",
     "task_due_minutes",
     "task_default_user_id",
+    "order_method",
 )
 ACTIONS = ("save", "test", "register", "delete")
 TRUE = ("on", "true", "1", "yes")
@@ -60,6 +63,7 @@ def shown(stored: dict[str, Any] | None, box: Any, zone: str | None = None) -> d
     for f in TEXTS:
         out[f] = masked.get(f) or ""
     out["task_due_minutes"] = out["task_due_minutes"] or 15
+    out["order_method"] = out["order_method"] or "phone"
     out["timezone"] = out["timezone"] or zone or DEFAULT_TIMEZONE
     out["user_extensions"] = masked.get("user_extensions") or {}
     out["code"] = masked.get("code") or DEFAULT_CODE

@@ -119,6 +119,33 @@ async def test_retailcrm_page_saves_tests_registers_without_showing_the_key(
     assert await enterprises.get_integration(running_agent.parts.pool, "100", "retailcrm") is None
 
 
+async def test_retailcrm_unknown_caller_switches_save_and_show(running_agent: Agent, fake_rc: FakeRetailCrm) -> None:
+    await configure_retailcrm(running_agent.parts.pool, running_agent.config.agent.state_dir, fake_rc)
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/retailcrm.json") as resp:
+            shown = (await resp.json())["settings"]
+        # off by default, the order method "phone"
+        assert shown["create_customers"] is False and shown["create_orders"] is False
+        assert shown["order_method"] == "phone"
+        token = await csrf(http, f"{b}/retailcrm")
+        form = {"csrf_token": token, "action": "save", "create_customers": "true", "create_orders": "true"}
+        async with http.post(f"{b}/retailcrm", data={**form, "order_method": "call"}) as resp:
+            assert resp.status == 200
+        saved = await stored(running_agent)
+        assert saved["create_customers"] is True and saved["create_orders"] is True
+        assert saved["order_method"] == "call" and saved["api_key"] == API_KEY
+        async with http.get(f"{b}/retailcrm") as resp:
+            html = await resp.text()
+        assert 'name="create_customers" value="true" checked' in html
+        assert 'name="create_orders" value="true" checked' in html and 'name="order_method" value="call"' in html
+        # a bad method is refused beside its field; switching off is kept
+        async with http.post(f"{b}/retailcrm", data={**form, "order_method": "Phone Orders"}) as resp:
+            assert resp.status == 400 and 'id="error-order_method"' in await resp.text()
+        status, _ = await post(http, f"{b}/retailcrm", token, action="save", create_orders="false")
+        assert status == 200 and (await stored(running_agent))["create_orders"] is False
+
+
 async def test_legacy_settings_are_shown_and_saved_in_the_new_layout(running_agent: Agent) -> None:
     """An old record (seeds 001/003: api_url, client_id as the module code, user_mappings with numbers, `enabled`
     as a string, no time zone, last_sync/version) is shown and saved without error, in the agent's layout, its

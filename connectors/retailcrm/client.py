@@ -13,6 +13,7 @@ from agent.life.masking import mask_text
 from connectors.base import CrmError, Delivery, RecordUrl, SendOutcome, recording_of
 from connectors.http import Exchange, RateLimiter, make_client, perform
 from connectors.retailcrm import envelope
+from connectors.retailcrm.customers import ensure_customers
 from connectors.retailcrm.models import (
     ConnectionReport,
     CrmUser,
@@ -161,6 +162,10 @@ class RetailCrmClient:
     async def _upload(self, deliveries: Sequence[Delivery], record_url: RecordUrl | None) -> SendOutcome:
         if not 1 <= len(deliveries) <= MAX_UPLOAD_BATCH:
             raise ValueError(f"calls/upload takes 1..{MAX_UPLOAD_BATCH} calls, got {len(deliveries)}")
+        if self.settings.create_customers:
+            held = await ensure_customers(self, self.phone_locks, deliveries)
+            if held is not None:
+                return held
         calls = [_with_record_url(d.payload, record_url) for d in deliveries]
         exchange, result = await self._call(
             KIND_UPLOAD, "POST", "/telephony/calls/upload", form={"calls": _json(calls)}

@@ -6,7 +6,9 @@
 - `ended` -> a `hangup` event closing every pop-up of the call, and one `telephony/calls/upload` item; a missed
   incoming call also one call-back `task` (`missed_call_tasks`; connectors/retailcrm/tasks.py decides at send
   time whether one is still open for the number and whom it is for); an answered call, in or out, a
-  `task_done` that completes the number's open call-back task (the customer was reached).
+  `task_done` that completes the number's open call-back task (the customer was reached). With
+  `create_customers`, an incoming call's upload from an outside number is marked so that the sender makes the
+  caller a customer first when RetailCRM does not know the number (connectors/retailcrm/customers.py).
 - `internal` calls -> nothing: RetailCRM's telephony records calls with a customer (`phone` is the
   customer's number); an extension-to-extension call has none.
 - no external number (anonymous caller) -> nothing: `phone` is required by both methods.
@@ -29,6 +31,7 @@ KIND_TASK = "task"
 KIND_TASK_DONE = "task_done"
 POPUP_TTL = 60.0
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+MIN_OUTSIDE_DIGITS = 7  # shorter: an extension or a service number, never a customer
 
 # The same outcome is spelled differently by the two methods (crm-api.md §A4, §A5).
 HANGUP_STATUS: dict[CallResult, str] = {
@@ -182,8 +185,22 @@ def _upload(event: CallEvent, settings: RetailCrmSettings, rang: list[str]) -> D
         if user_id is not None:
             call["userId"] = int(user_id)
     # `recording` is a path on the PBX `recording_pbx`; the sender turns it into a URL RetailCRM can fetch (recordUrl).
-    payload = {"call": call, "recording": event.recording, "recording_pbx": event.pbx}
+    payload: dict[str, Any] = {"call": call, "recording": event.recording, "recording_pbx": event.pbx}
+    if settings.create_customers and _unknown_caller(event, settings):
+        # the sender makes the caller a customer first when RetailCRM does not know the number (customers.py)
+        payload["new_customer"] = {"order_method": settings.order_method if settings.create_orders else None}
     return _delivery(event, "upload", KIND_UPLOAD, payload, batch_key=f"{CRM}:{event.enterprise}:{KIND_UPLOAD}")
+
+
+def _unknown_caller(event: CallEvent, settings: RetailCrmSettings) -> bool:
+    """An incoming call from an outside number: not an extension or a short service number, not one of the
+    enterprise's own numbers (the DID it came in on, the external phone): never an employee's phone."""
+    if event.direction != "in" or not event.phone:
+        return False
+    number = "".join(c for c in event.phone if c.isdigit())
+    own = {settings.external_phone or "", event.did or "", *settings.user_extensions.values()}
+    own_digits = {"".join(c for c in n if c.isdigit()) for n in own} - {""}
+    return len(number) >= MIN_OUTSIDE_DIGITS and number not in own_digits
 
 
 def _local(when: datetime, settings: RetailCrmSettings) -> str:

@@ -114,6 +114,8 @@ class FakeRetailCrm:
         self.events: list[dict[str, Any]] = []
         self.calls: dict[str, dict[str, Any]] = {}
         self.uploads: list[list[dict[str, Any]]] = []
+        self.lose_answers: list[str] = []  # path suffixes: the next such request is done, its answer lost (504)
+        self.linked: dict[str, int] = {}  # upload externalId -> the made customer it was attached to
         self.duplicates_seen = 0  # upload items whose externalId was already stored (a redelivery)
         self.users: list[dict[str, Any]] = []
         self.managers: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
@@ -264,7 +266,12 @@ class FakeRetailCrm:
         canonical = route.canonical.replace("/api/v5/", "/api/") if route is not None else ""
         if canonical not in ("/api/credentials", "/api/api-versions") and canonical not in self.credentials:
             return _envelope(403, "Access denied.")
-        return await handler(request)
+        response = await handler(request)
+        lost = next((p for p in self.lose_answers if request.path.endswith(p)), None)
+        if lost is not None:  # done, but the answer never reaches the client
+            self.lose_answers.remove(lost)
+            return _envelope(504, "Gateway Time-out")
+        return response
 
     def _failure_response(self, failure: _Failure) -> web.Response:
         headers = {"Retry-After": failure.retry_after} if failure.retry_after else None
@@ -386,6 +393,10 @@ class FakeRetailCrm:
                 self.duplicates_seen += 1
                 continue
             self.calls[ext_id or f"anon-{len(self.calls)}"] = call
+            # RetailCRM attaches an uploaded call to the customer with its phone, if there is one by then
+            made = self.records.customer_by_phone(rules.phone_digits(str(call.get("phone", ""))))
+            if made is not None and ext_id is not None:
+                self.linked[ext_id] = made["id"]
         body: dict[str, Any] = {"success": True, "processedCallsCount": len(calls) - len(duplicates)}
         if self.report_duplicates and duplicates:
             body["duplicateCalls"] = duplicates
