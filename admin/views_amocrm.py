@@ -22,7 +22,7 @@ from connectors.base import CrmError
 CRM = "amocrm"
 ACTIONS = ("save", "code", "token", "disconnect")
 FLAGS = ("enabled", "missed_call_tasks", "route_by_deal")
-TEXTS = ("host", "client_id", "client_secret", "unknown_caller", "source", "proxy")
+TEXTS = ("host", "client_id", "client_secret", "unknown_caller", "source", "proxy", "language", "timezone")
 NUMBERS = ("pipeline_id", "status_id", "task_due_minutes", "task_default_user_id")
 EXPIRING = timedelta(days=7)
 TRUE = ("on", "true", "1", "yes")

@@ -39,6 +39,7 @@ TEXTS = (
     "domain",
     "api_key",
     "timezone",
+    "language",
     "site",
     "external_phone",
     "task_due_minutes",

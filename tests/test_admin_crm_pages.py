@@ -387,3 +387,22 @@ async def test_amocrm_page_connects_by_code_and_token_and_disconnects(running_ag
             async with http.get(f"{b}/amocrm.json") as resp:
                 connection = (await resp.json())["connection"]
             assert connection["kind"] == "long_lived" and connection["light"] in ("connected", "expiring")
+
+
+async def test_the_language_of_the_crm_texts_is_chosen_on_the_page(
+    running_agent: Agent, fake_rc: FakeRetailCrm
+) -> None:
+    await configure_retailcrm(running_agent.parts.pool, running_agent.config.agent.state_dir, fake_rc)
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/retailcrm.json") as resp:
+            assert (await resp.json())["settings"]["language"] in ("", "ru")  # RetailCRM: Russian by default
+        token = await csrf(http, f"{b}/retailcrm")
+        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "save", "language": "en"}) as resp:
+            assert resp.status == 200
+        assert (await stored(running_agent))["language"] == "en"
+        async with http.get(f"{b}/retailcrm", headers={"Accept-Language": "ru"}) as resp:
+            html = await resp.text()
+        assert '<option value="en" selected>английский</option>' in html
+        async with http.post(f"{b}/retailcrm", data={"csrf_token": token, "action": "save", "language": "de"}) as resp:
+            assert resp.status == 400 and 'id="error-language"' in await resp.text()
