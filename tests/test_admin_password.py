@@ -153,6 +153,9 @@ async def test_wrong_passwords_are_refused_then_locked_out(running_agent: Agent,
 
 async def test_a_removed_password_no_longer_signs_in(running_agent: Agent) -> None:
     await setup(running_agent)
+    # a page that needs signing in leads to the form
+    async with new_client() as http, http.get(f"{base(running_agent)}/admin/100/overview") as resp:
+        assert resp.status == 401 and 'href="../login"' in await resp.text()
     assert await passwords.remove_password(running_agent.parts.pool, "100")
     async with new_client() as http:
         status, _, page = await sign_in(running_agent, http, "100", PASSWORD)
