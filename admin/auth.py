@@ -133,6 +133,13 @@ class LinkSigner:
     def csrf_ok(self, session: Session, submitted: str) -> bool:
         return bool(submitted) and hmac.compare_digest(self.csrf(session), submitted)
 
+    def login_form_token(self, nonce: str) -> str:
+        """The sign-in form's token, bound to the random `nonce` of its browser's cookie (no session yet)."""
+        return hmac.new(self._csrf_key, b"login form:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+    def login_form_ok(self, nonce: str, submitted: str) -> bool:
+        return bool(nonce) and bool(submitted) and hmac.compare_digest(self.login_form_token(nonce), submitted)
+
 
 def legacy_account_token_ok(secret: bytes, token: str, enterprise: str) -> bool:
     """A token of the old service's accountUrl (seed 001: HS256 with its JWT_SECRET_KEY; `enterprise_number`,

@@ -40,7 +40,8 @@ from agent.web.server import Handler
 PREFIX = "/admin"  # where agent.app mounts the sub-application; its routes below are relative to it
 COOKIE = views_auth.COOKIE
 STATIC = PREFIX + "/static/"
-NO_CSRF = {PREFIX + "/retailcrm"}  # token-authenticated entry from the CRM, before any session exists
+# entries before any session exists: the CRM's token-authenticated link; the password form (its own form token)
+NO_CSRF = {PREFIX + "/retailcrm", PREFIX + "/login"}
 ANY_ROLE_POST = {PREFIX + "/logout"}
 JSON_EXT = "{ext:(?:\\.json)?}"
 NUMBER = "{number:[A-Za-z0-9_-]{1,32}}"
@@ -156,6 +157,7 @@ def create_app(secret: bytes) -> web.Application:
     r.add_get("", redirect_slash)  # /admin itself
     r.add_get("/", views_auth.home)
     r.add_get("/login", views_auth.login)
+    r.add_post("/login", views_auth.password_login)
     r.add_post("/logout", views_auth.logout)
     r.add_route("*", "/retailcrm", views_auth.retailcrm)
     r.add_get("/go", views_auth.switch)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
 
 from aiohttp import web
 
+from admin import passwords
 from admin.auth import LEGACY_SECRET_FILE, SESSION_HOURS, close_session, legacy_account_token_ok, open_session, use_link
-from admin.pages import LINKS, SESSION, Refused, answer, read_body, session
+from admin.pages import LINKS, SESSION, Refused, T, answer, read_body, session
 from agent.web import keys
 from agent.web.tokens import TokenError
 from connectors.retailcrm import store as retailcrm_store
 
 COOKIE = "pbx_admin"
+FORM_COOKIE = "pbx_login"  # the sign-in form's random nonce; the form carries its HMAC (see password_login)
+log = logging.getLogger(__name__)
 NUMBER_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
@@ -36,7 +41,9 @@ async def _start_session(request: web.Request, enterprise: str | None, role: str
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    """GET /admin/login?token=…: a link from `pbx-agent admin-link`, good once."""
+    """GET /admin/login?token=…: a link from `pbx-agent admin-link`, good once. Without a token: the password form."""
+    if "token" not in request.query:
+        return await _password_form(request)
     try:
         claims = request.app[LINKS].verify(request.query.get("token", ""))
     except TokenError:
@@ -115,3 +122,46 @@ async def switch(request: web.Request) -> web.StreamResponse:
     if not NUMBER_RE.fullmatch(number):
         raise Refused(400, "error.no_enterprise", "enterprise", number=number)
     raise web.HTTPSeeOther(f"{number}/overview")
+
+
+async def _password_form(
+    request: web.Request, number: str = "", error: str | None = None, status: int = 200, **values: object
+) -> web.StreamResponse:
+    nonce = request.cookies.get(FORM_COOKIE, "")
+    fresh = not (0 < len(nonce) <= 100)
+    if fresh:
+        nonce = secrets.token_urlsafe(24)
+    data = {
+        "form_token": request.app[LINKS].login_form_token(nonce),
+        "number": number,
+        "error": request[T](error, **values) if error else "",
+    }
+    response = await answer(request, "login.html", data, status=status)
+    if fresh:
+        response.set_cookie(FORM_COOKIE, nonce, httponly=True, samesite="Strict", path="/", max_age=86400)
+    return response
+
+
+async def password_login(request: web.Request) -> web.StreamResponse:
+    """POST /admin/login: an enterprise number and its password (`pbx-agent admin-password`).
+
+    Login CSRF (a foreign page signing the browser in as someone else) is stopped by a double-submit token: the
+    form's hidden field must be the HMAC of this browser's own FORM_COOKIE nonce, which another site can neither
+    read nor set (SameSite=Strict, HttpOnly); unlike an Origin check it does not depend on what a browser sends.
+    """
+    body = await read_body(request)
+    if not request.app[LINKS].login_form_ok(request.cookies.get(FORM_COOKIE, ""), body.get("form_token", "")):
+        raise Refused(403, "error.csrf")
+    number = body.get("enterprise", "").strip()
+    password = body.get("password", "")
+    if not NUMBER_RE.fullmatch(number) or not password or len(password) > passwords.PASSWORD_MAX:
+        return await _password_form(request, number if NUMBER_RE.fullmatch(number) else "", "error.password", 401)
+    pool = request.config_dict[keys.POOL]
+    outcome = await passwords.check(pool, number, request.remote or "", password)
+    if outcome.role is not None:
+        log.info("admin: enterprise %s signed in with its password as %s", number, outcome.role)
+        return await _start_session(request, number, outcome.role, "password")
+    if outcome.locked:
+        log.warning("admin: password sign-in to enterprise %s locked for %s after failures", number, request.remote)
+        return await _password_form(request, number, "error.password_locked", 429, minutes=passwords.LOCKOUT_MINUTES)
+    return await _password_form(request, number, "error.password", 401)

@@ -259,6 +259,53 @@ def cmd_admin_link(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_admin_password(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from admin import passwords
+    from agent.config.checks import check_enterprise
+    from agent.store import database
+    from agent.store.embedded import EmbeddedPgError
+
+    cfg = _load_config(args)
+    name = "pbx-agent admin-password"
+    problem = check_enterprise(args.enterprise)
+    if problem:
+        print(f"{name}: --enterprise: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    password = "" if args.remove else passwords.read_password()
+    problem = None if args.remove else passwords.problem(password)
+    if problem:
+        print(f"{name}: the password (read from stdin, or asked twice on a terminal): {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def with_database() -> bool:
+        async with database.embedded_or_external(cfg.database.dsn, cfg.agent.state_dir) as dsn:
+            pool = await database.create_pool(dsn, 1, name=name)
+            try:
+                await database.migrate(pool)
+                if args.remove:
+                    return await passwords.remove_password(pool, args.enterprise)
+                await passwords.set_password(pool, args.enterprise, args.role, password)
+                return True
+            finally:
+                await pool.close()
+
+    try:
+        if args.enterprise not in cfg.enterprises and not asyncio.run(_enterprise_known(cfg, args.enterprise)):
+            print(f"{name}: --enterprise: no enterprise {args.enterprise} (config or database)", file=sys.stderr)
+            return EXIT_USAGE
+        done = asyncio.run(with_database())
+    except (OSError, asyncpg.PostgresError, EmbeddedPgError) as exc:
+        print(f"{name}: the database cannot be used: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.remove:
+        print(f"password of enterprise {args.enterprise} removed" if done else f"enterprise {args.enterprise} had none")
+    else:
+        print(f"password of enterprise {args.enterprise} set: it signs in as {args.role} at /admin/login")
+    return EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     result: int = importlib.import_module("agent.repair.replay").run(args)
     return result
@@ -307,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--enterprise", metavar="N", help="an enterprise session (default: the whole instance)")
     link.add_argument("--role", choices=("admin", "viewer"), default="admin", help="admin (default) or viewer")
     link.add_argument("--minutes", type=float, default=15, metavar="M", help="the link works for M minutes (15)")
+    pw = command("admin-password", cmd_admin_password, "set (from stdin) or remove an enterprise's sign-in password")
+    pw.add_argument("--enterprise", metavar="N", required=True, help="the enterprise the password signs in to")
+    pw.add_argument("--role", choices=("admin", "viewer"), default="admin", help="admin (default) or viewer")
+    pw.add_argument("--remove", action="store_true", help="remove the enterprise's password")
     replay = command("replay", cmd_replay, "print the calls a recorded AMI byte stream gives", config=False)
     try:
         importlib.import_module("agent.repair.replay").add_arguments(replay)

@@ -180,6 +180,8 @@ AGENT_TABLES = (
     "admin_sessions",
     "api_tokens",
     "admin_links_issued",
+    "admin_passwords",
+    "admin_password_failures",
 )
 
 
