@@ -27,8 +27,11 @@ async def test_the_admin_site_answers_all_of_its_prefix_and_nothing_else(running
         async with http.get(url + "/admin/no-such-page") as resp:
             assert resp.status == 404 and resp.content_type == "text/html"
             assert resp.headers["X-Frame-Options"] == "SAMEORIGIN"
-        async with http.post(url + "/admin/login") as resp:  # a POST needs a session before its route is asked
+        async with http.post(url + "/admin/instance") as resp:  # a POST needs a session before its route is asked
             assert resp.status == 401 and resp.content_type == "text/html"
+            assert "Content-Security-Policy" in resp.headers
+        async with http.post(url + "/admin/login") as resp:  # the password form: refused without its form token
+            assert resp.status == 403 and resp.content_type == "text/html"
             assert "Content-Security-Policy" in resp.headers
         async with http.get(url + "/admin/static/admin.css") as resp:
             assert resp.status == 200
@@ -76,5 +79,5 @@ async def test_metrics_name_each_route_by_its_full_path(running_agent: Agent) ->
         async with http.get(url + "/metrics") as resp:
             text = await resp.text()
     assert 'pbx_agent_http_requests_total{route="/api/enterprises/{number}",status="404"}' in text
-    assert 'pbx_agent_http_requests_total{route="/admin/login",status="401"}' in text
+    assert 'pbx_agent_http_requests_total{route="/admin/login",status="200"}' in text  # the password form
     assert 'pbx_agent_http_requests_total{route="unmatched",status="404"}' in text

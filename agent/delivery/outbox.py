@@ -216,13 +216,15 @@ class Outbox:
         unfinished = unsent + [row for task in late for row in in_flight.get(task, ())]
         for task in late:
             task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
-        if unfinished:
+        if unfinished:  # before waiting for the cancelled sends: however long their unwinding takes (a loaded
+            # host, the agent's own stop deadline), their rows are not left leased
             try:
                 await self.pool.execute(RELEASE, unfinished)
                 log.info("outbox: %d delivery(ies) still sending at stop released for the next try", len(unfinished))
             except Exception as exc:  # the database is away: their leases run out instead
                 log.warning("outbox: could not release %d delivery(ies) at stop: %s", len(unfinished), exc)
+        if late:
+            await asyncio.wait(late, timeout=self.policy.stop_grace)
 
     async def run_once(self) -> int:
         """Claim one batch of due rows and deliver all of it (tests and benchmarks); rows handled."""
