@@ -454,7 +454,9 @@ class FakeAmi:
         for session in list(self._sessions):
             session.close()  # before waiting: Server.wait_closed waits for the connections too (3.11.7, 3.12)
         if server is not None:
-            await server.wait_closed()
+            with contextlib.suppress(TimeoutError):  # bounded: a connection that will not close must not hang it
+                async with asyncio.timeout(5):
+                    await server.wait_closed()
         # Closing the transports makes every handler see EOF and finish on its own; cancel
         # only what is still stuck after a grace period.
         tasks = list(self._handler_tasks)

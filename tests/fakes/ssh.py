@@ -8,6 +8,7 @@ sftp-server (no chroot); no shell. Keys are generated per test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -77,10 +78,16 @@ class FakeSshServer:
         self.port = self._acceptor.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is not None:
+            acceptor.close()  # first: no client reconnecting while the others are dropped
         await self.drop_clients()
-        if self._acceptor is not None:
-            self._acceptor.close()
-            await self._acceptor.wait_closed()
+        if acceptor is not None:
+            # the server's wait_closed waits for its connections too: bounded, so that a test failing with a
+            # client still attached shows its assertion instead of hanging in teardown until pytest's timeout
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await acceptor.wait_closed()
 
     async def drop_clients(self) -> None:
         """Close every SSH connection from the server side (what a restarted sshd or a cut line does)."""
