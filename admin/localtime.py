@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import jinja2
 import phonenumbers
@@ -19,6 +19,7 @@ from phonenumbers import timezone as phone_zones
 
 from agent.store import enterprises
 from agent.store.database import Pool
+from connectors.texts import known_zone
 
 # where a country has several zones, the one most of its offices keep (phonenumbers picks a region's example)
 CAPITALS = {
@@ -48,20 +49,12 @@ def region_zone(region: str | None) -> str:
         return CAPITALS[region]
     example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.FIXED_LINE)
     zones = phone_zones.time_zones_for_geographical_number(example) if example is not None else ()
-    return next((z for z in zones if _known(z)), "UTC")
+    return next((z for z in zones if known_zone(z)), "UTC")
 
 
 async def zone_for(pool: Pool, number: str, default_region: str | None) -> ZoneInfo:
     name = await enterprises.timezone_of(pool, number)
-    return ZoneInfo(name) if name and _known(name) else ZoneInfo(region_zone(default_region))
-
-
-def _known(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    return ZoneInfo(name) if name and known_zone(name) else ZoneInfo(region_zone(default_region))
 
 
 def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -48,6 +48,15 @@ def say(language: Language, key: str, **values: object) -> str:
     return CATALOGUE[language][key].format(**values)
 
 
+def known_zone(name: str) -> bool:
+    """Is `name` an IANA zone this host's tz database has?"""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def zone_of(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name) if name else ZoneInfo("UTC")

@@ -24,7 +24,8 @@ import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from connectors.texts import known_zone
 
 OLD_MODULE_CODE = "vochi-telephony"  # the code the old service registered its module under (seed 001)
 DEFAULT_TIMEZONE = "Europe/Moscow"  # the agent's default for a record without one (the admin page's too)
@@ -53,7 +54,7 @@ def adapt(raw: Mapping[str, Any], *, timezone: str | None = None) -> dict[str, A
     if isinstance(enabled, str) and enabled.strip().lower() in _TRUE | _FALSE:
         out["enabled"] = enabled.strip().lower() in _TRUE
     if out.get("timezone") in (None, ""):
-        out["timezone"] = timezone if timezone and _known_zone(timezone) else DEFAULT_TIMEZONE
+        out["timezone"] = timezone if timezone and known_zone(timezone) else DEFAULT_TIMEZONE
     if "code" not in raw and (
         any(k in raw for k in LEGACY_KEYS) or not _CLIENT_ID.fullmatch(str(out.get("client_id")))
     ):
@@ -68,14 +69,6 @@ def is_legacy(raw: Mapping[str, Any]) -> bool:
 
 def missing_timezone(raw: Mapping[str, Any]) -> bool:
     return raw.get("timezone") in (None, "")
-
-
-def _known_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 def _assigned(mapping: Mapping[Any, Any]) -> dict[str, Any]:
