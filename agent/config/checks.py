@@ -151,6 +151,14 @@ def check_host(value: str) -> str | None:
     return f"not a valid host name or IP address: {show(value)}"
 
 
+def check_network(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+        return None
+    except ValueError:
+        return f"expected an IP address or network (10.0.0.0/8), got {show(value)}"
+
+
 def check_url(value: str) -> str | None:
     if re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
         return None

@@ -6,6 +6,7 @@ everything to fix in one go. One small function per section, in the manner of fe
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from agent.config.checks import (
     check_enterprise,
     check_host,
     check_name,
+    check_network,
     check_originate_channel,
     check_regex,
     check_region,
@@ -145,10 +147,14 @@ def _database_section(t: Table) -> DatabaseSection:
 def _http_section(t: Table) -> HttpSection:
     listen = t.address("listen", HttpSection.listen)
     public = t.address("public_listen", listen) if "public_listen" in t.data else None
+    proxies = t.strings("trusted_proxies", (), check=check_network) if "trusted_proxies" in t.data else None
     t.reject_unknown()
     if public == listen:
         t.problem("public_listen", "must differ from listen (the point is to keep the private routes off it)")
-    return HttpSection(listen=listen, public_listen=public)
+    if proxies is None:
+        return HttpSection(listen=listen, public_listen=public)
+    trusted = tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+    return HttpSection(listen=listen, public_listen=public, trusted_proxies=trusted)
 
 
 def _outbox_section(t: Table) -> OutboxSection:

@@ -3,6 +3,7 @@ Reading and validating the file is agent.config.load."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,11 @@ class HttpSection:
     # a second listener with only what the CRMs' servers must reach (callbacks, webhooks, recordings); the
     # admin site, /api, /health and /metrics stay on `listen`
     public_listen: Address | None = None
+    # reverse proxies whose X-Forwarded-For is believed (the client's address for sign-in lockouts and logs)
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from agent.web import recordings as records
 from agent.web.health import HealthRegistry
 from agent.web.metrics import Metrics
 from agent.web.recordings import RecordLinks
-from agent.web.server import create_app
+from agent.web.server import create_app, real_client
 from agent.web.tokens import TokenSigner
 from connectors.amocrm import routes as amocrm_routes
 from connectors.registry import secret_fields
@@ -92,7 +92,8 @@ async def http_part(
     add_public_routes(app, pool, originator)
     runners = [web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)]
     if cfg.http.public_listen is not None:
-        public = web.Application()  # no /health, /metrics, admin or API: only what the CRMs' servers call
+        # no /health, /metrics, admin or API: only what the CRMs' servers call
+        public = web.Application(middlewares=[real_client])
         fill(public)
         add_public_routes(public, pool, originator)
         runners.append(web.AppRunner(public, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S))

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.delivery.outbox_health import outbox_probe
 from agent.web import keys
+from agent.web.client_address import client_address
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,6 +36,20 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @web.middleware
+async def real_client(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`request.remote` is the client behind a trusted reverse proxy (`[http] trusted_proxies`), for everything
+    downstream: the password lockout's key, the log lines that name who asked."""
+    config = request.config_dict.get(keys.CONFIG)
+    if config is None or "X-Forwarded-For" not in request.headers:
+        return await handler(request)
+    forwarded = request.headers.getall("X-Forwarded-For")
+    remote = client_address(request.remote, forwarded, config.http.trusted_proxies)
+    if remote is None or remote == request.remote:
+        return await handler(request)
+    return await handler(request.clone(remote=remote))
+
+
+@web.middleware
 async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
@@ -53,7 +68,7 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def create_app() -> web.Application:
-    app = web.Application(middlewares=[measure], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[real_client, measure], client_max_size=1024 * 1024)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     return app
