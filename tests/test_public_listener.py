@@ -3,6 +3,7 @@ addresses, paths, error texts), the admin site and the API answer only on the pr
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from admin import i18n
 from agent.config.checks import Address
 from agent.config.load import load
 from agent.config.sections import Config, ConfigError
@@ -26,6 +28,15 @@ async def test_the_public_listener_serves_only_the_crms_routes(db_dsn: str, make
         for path in ("/health", "/metrics", "/admin/", "/api/deliveries?status=failed"):
             async with http.get(public + path, allow_redirects=False) as resp:
                 assert resp.status == 404, path
+        # RetailCRM's settings link (accountUrl) on the public name: a page that says where the admin site is
+        for lang in i18n.LANGS:
+            page = f"{public}/admin/retailcrm?enterprise_number=100&token=x"
+            async with http.get(page, headers={"Accept-Language": lang}, allow_redirects=False) as resp:
+                text = await resp.text()
+                assert resp.status == 404 and "Set-Cookie" not in resp.headers
+                assert html.escape(i18n.translator(lang)("public.admin_private.text"), quote=True) in text
+        async with http.get(public + "/admin/static/admin.css") as resp:
+            assert resp.status == 200  # the notice in the admin site's look
         async with http.get(private + "/health") as resp:
             assert resp.status in (200, 503)
         for path, wanted in (
