@@ -14,8 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
+from admin import mapping_check
 from admin.api import _enterprise, _json_object
 from admin.crm_reads import CrmReads
+from admin.i18n import translator
 from admin.retailcrm_api import CRM, PREFIX, Problem, answers_problems, load_settings, logged_client
 from agent.store import enterprises, extensions
 from agent.store.database import Pool
@@ -163,7 +165,7 @@ async def save_mapping(
         await enterprises.put_integration(pool, box, number, CRM, updated.to_json())
     except enterprises.NotFound:
         raise Problem(404, f"no enterprise {number}") from None
-    known = {e.extension for e in await extensions.list_for(pool, number)}
+    known = {e.extension for e in await extensions.list_for(pool, number)}  # the old URLs store unlisted ones
     sync: dict[str, Any] = {"ok": True, "error": None}
     async with logged_client(parts, number, updated, "sync_codes") as client:
         try:
@@ -193,12 +195,41 @@ async def managers(request: web.Request) -> web.Response:
     return web.json_response(await managers_of(request.config_dict, _enterprise(request)))
 
 
+async def refusals(parts: Parts, number: str, changes: dict[str, str | None]) -> dict[str, Any] | None:
+    """What is wrong with `changes` against what exists (admin/mapping_check.py, as the Managers form checks it),
+    every problem at once as the API's 400 body, or None. RetailCRM's users are asked (one listing); when it cannot
+    list them the users are not checked (the save goes on, as the form's does)."""
+    settings = await load_settings(parts, number)
+    try:
+        listed: dict[str, str] | None = {u.id: u.name or u.email or u.id for u in await _users(parts, number, settings)}
+    except CrmError:
+        listed = None
+    known = [e.extension for e in await extensions.list_for(parts[keys.POOL], number)]
+    problems = mapping_check.check(changes, listed, known)
+    if not problems:
+        return None
+    t = translator("en")
+    errors = {f"user_extensions.{uid}": t(key, **values) for uid, (key, values) in problems.items()}
+    first = next(iter(errors))
+
+    def named(kind: str, value: str) -> list[str]:
+        return sorted({v[value] for k, v in problems.values() if k == kind}, key=lambda x: (len(x), x))
+
+    return {
+        "error": errors[first],
+        "field": first,
+        "errors": errors,
+        "unknown_extensions": named("mgr.error.unknown_extension", "extension"),
+        "unknown_users": named("mgr.error.unknown_user", "user"),
+    }
+
+
 @answers_problems
 async def put_extensions(request: web.Request) -> web.Response:
     """`{"user_extensions": {user_id: extension | null}, "replace": false}`: assign (or with replace,
-    set the whole mapping); then copy the result to the module's additionalCodes. The API's contract: an
-    extension that is not in the enterprise's list is saved and reported in `unknown_extensions` (the admin page
-    refuses it, admin/mapping_check.py)."""
+    set the whole mapping); then copy the result to the module's additionalCodes. Checked first as the Managers form
+    is (`refusals`): a user RetailCRM does not list, an extension not in the enterprise's list (when it keeps one)
+    or one extension given twice answers 400 naming every one, and nothing is stored or sent."""
     number = _enterprise(request)
     body = await _json_object(request)
     unknown = sorted(set(body) - {"user_extensions", "replace"})
@@ -209,6 +240,9 @@ async def put_extensions(request: web.Request) -> web.Response:
         raise Problem(400, "must be an object {crm_user_id: extension or null}", "user_extensions")
     if not isinstance(replace, bool):
         raise Problem(400, "must be true or false", "replace")
+    refused = await refusals(request.config_dict, number, changes)
+    if refused is not None:
+        return web.json_response(refused, status=400)
     return web.json_response(await save_mapping(request.config_dict, number, changes, replace))
 
 
