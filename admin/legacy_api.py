@@ -116,7 +116,10 @@ def _assignments(body: dict[str, Any]) -> dict[str, str | None]:
 async def save_extensions(request: web.Request) -> web.Response:
     """Assign the given users' extensions (an extension given to another user moves), keep the others', copy the
     result to the module's additionalCodes. The old page sent every user's assignment; a caller sending some
-    changes only those (the tolerant reading: nobody loses an extension by being left out)."""
+    changes only those (the tolerant reading: nobody loses an extension by being left out). An extension missing
+    from the enterprise's list is stored and reported in `unknown_extensions`, as the old service stored any code:
+    its page sent every manager's assignment, so refusing one stale extension would refuse the whole save (the
+    bearer API's PUT .../retailcrm/extensions refuses it, retailcrm_managers.refusals)."""
     number = _enterprise(request)
     saved = await retailcrm_managers.save_mapping(
         request.config_dict, number, _assignments(await _body(request)), replace=False

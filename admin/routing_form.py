@@ -20,7 +20,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.redirect.rules import DAYS, MAX_BLOCKLIST, MAX_HISTORY_DAYS
+from agent.redirect.rules import DAYS, MAX_BLOCKLIST, MAX_HISTORY_DAYS, time_text
 
 MAX_ROWS = 500
 # The parts of the rules a form post may remove altogether; removing one asks for a confirmation first.
@@ -45,7 +45,6 @@ ERROR_KEYS = (
     "routing.err.invalid",
 )
 
-_TIME = re.compile(r"(\d{1,2})[:.](\d{2})")
 _RANGE = re.compile(r"(\S+?)\s*[-–—]\s*(\S+)")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DOTTED_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
@@ -209,17 +208,6 @@ def wiped(stored: Mapping[str, Any], document: Mapping[str, Any]) -> list[str]:
 def _present(doc: Mapping[str, Any], section: str) -> bool:
     value = doc.get(section)
     return value is not None if section == "hours" else bool(value)
-
-
-def time_text(value: str) -> str | None:
-    """`9:00` / `09.00` / `24:00` as `HH:MM`, or None when it is not a time of day."""
-    found = _TIME.fullmatch(value.strip())
-    if found is None:
-        return None
-    hh, mm = int(found.group(1)), int(found.group(2))
-    if hh > 24 or mm > 59 or (hh == 24 and mm):
-        return None
-    return f"{hh:02d}:{mm:02d}"
 
 
 def _ranges(text: str) -> tuple[list[list[str]] | None, str | None]:

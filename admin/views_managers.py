@@ -2,7 +2,9 @@
 (one extension, one manager) and, for RetailCRM, copies the mapping to the module's additionalCodes.
 
 The data comes from the same operations as the JSON API (`retailcrm_managers.managers_of`/`save_mapping`,
-`amocrm_api.managers_of`/`save_mapping`); what they read from the CRM is kept a short while (`CrmReads`).
+`amocrm_api.managers_of`/`save_mapping`); what they read from the CRM is kept a short while (`CrmReads`), so a visit
+costs at most one CRM request (the users) and none while fresh. RetailCRM's own codes are shown as the agent's last
+exchange with the module left them (registration, a save); `?compare=1` reads them again.
 A change is checked against what exists first (`mapping_check`): every unknown user or extension is named
 beside its field, and nothing is saved or sent.
 """
@@ -16,7 +18,7 @@ from aiohttp import web
 
 from admin import amocrm_api, mapping_check, retailcrm_api, retailcrm_managers
 from admin.crm_reads import CRM_READS
-from admin.pages import Refused, answer, enterprise_of, read_body, session, t, wants_json
+from admin.pages import Refused, answer, enterprise_of, read_body, t, wants_json
 from agent.store import enterprises, extensions
 from agent.web import keys
 from agent.web.keys import Parts
@@ -40,13 +42,13 @@ def _choose(request: web.Request, body: dict[str, str], configured: list[str]) -
     return configured[0] if configured else None
 
 
-async def _listing(request: web.Request, number: str, crm: str, may_import: bool) -> dict[str, Any]:
+async def _listing(request: web.Request, number: str, crm: str, compare: bool = False) -> dict[str, Any]:
     """{managers, differences, module_error, ...} or {error} when the CRM could not be asked.
-    `may_import`: an admin's first visit takes RetailCRM's codes into the empty local mapping."""
+    `compare`: RetailCRM's module is read again, to compare its codes with ours."""
     parts, reads = request.config_dict, request.app[CRM_READS]
     try:
         if crm == "retailcrm":
-            return await retailcrm_managers.managers_of(parts, number, import_codes=may_import, reads=reads)
+            return await retailcrm_managers.managers_of(parts, number, reads=reads, compare=compare)
         return await amocrm_api.managers_of(parts, number, reads=reads)
     except retailcrm_api.Problem as exc:
         return {"error": exc.message}
@@ -148,13 +150,14 @@ async def managers(request: web.Request) -> web.StreamResponse:
     listing: dict[str, Any] = {}
     items = await extensions.list_for(parts[keys.POOL], number)
     if crm is not None and crm in configured:
-        listing = await _listing(request, number, crm, session(request).can_edit)
+        compare = request.method != "POST" and request.query.get("compare") == "1"
+        listing = await _listing(request, number, crm, compare)
         if request.method == "POST":
             result, errors, form = await _post(request, number, crm, listing, items)
             if wants_json(request):
                 return web.json_response(result, status=200 if result["ok"] else 400)
             if result["ok"] and not result.get("unchanged"):
-                listing = await _listing(request, number, crm, session(request).can_edit)  # from the fresh cache
+                listing = await _listing(request, number, crm)  # from the fresh cache
     managers_ = listing.get("managers", [])
     names = {m["user_id"]: m["name"] or m["email"] or m["user_id"] for m in managers_}
     data = {
@@ -167,7 +170,7 @@ async def managers(request: web.Request) -> web.StreamResponse:
         "differences": [{**d, "name": names.get(str(d["user_id"]))} for d in listing.get("differences", [])],
         "unknown_users": listing.get("unknown_users", []),
         "module_error": listing.get("module_error"),
-        "imported": listing.get("imported", 0),
+        "module_read_at": listing.get("module_read_at"),
         "last_synced": listing.get("last_synced"),
         "error": listing.get("error"),
         "result": result,

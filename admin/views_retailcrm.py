@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from admin import retailcrm_api as rc
+from admin import retailcrm_managers
+from admin.crm_reads import CRM_READS
 from admin.i18n import catalog
 from admin.pages import Refused, after_post, answer, enterprise_of, iso, read_body
 from admin.retailcrm_api import CRM, Problem
@@ -183,6 +185,8 @@ async def retailcrm(request: web.Request) -> web.StreamResponse:
             form = typed(body, stored, box)
         else:
             result = await _run(parts, number, action, body)
+            if action == "register" and result["ok"]:  # the module now has our codes: the Managers page knows them
+                await retailcrm_managers.registered(parts, number, request.app[CRM_READS])
             if action == "test" and "domain" in body:  # keep what was typed (never the key) beside the answer
                 form = typed(body, stored, box)
             if request.content_type == "application/json":

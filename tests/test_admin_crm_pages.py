@@ -298,9 +298,11 @@ async def test_managers_reassign_and_sync_additional_codes(running_agent: Agent,
             assert (await resp.json())["last_synced"] is not None
 
 
-async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
+async def test_a_visit_imports_nothing_and_registration_adopts_the_codes_registered_at_retailcrm(
     running_agent: Agent, fake_rc: FakeRetailCrm
 ) -> None:
+    """A page view changes nothing, not even an empty mapping: what RetailCRM's module has is taken in once, when
+    «Save and register» adopts the module (admin/retailcrm_adopt.py), which the page then shows without asking."""
     await configure_retailcrm(
         running_agent.parts.pool, running_agent.config.agent.state_dir, fake_rc, user_extensions={}
     )
@@ -309,13 +311,23 @@ async def test_managers_first_visit_imports_the_codes_registered_at_retailcrm(
         "integrations": {"telephony": {"additionalCodes": [{"userId": 7, "code": "151"}]}},
     }
     url = f"{base(running_agent)}/admin/100/managers"
-    async with client(running_agent, "100", role="viewer") as http, http.get(f"{url}.json") as resp:
-        assert (await resp.json())["imported"] == 0  # a viewer changes nothing, not even by looking
-    assert (await stored(running_agent))["user_extensions"] == {}
-    async with client(running_agent, "100", headers={"Accept-Language": "ru"}) as http, http.get(url) as resp:
-        html = await resp.text()
-        assert '<span class="phone-text">не назначен</span>' in html and '<span class="phone-text">151</span>' in html
-    assert (await stored(running_agent))["user_extensions"] == {"7": "151"}
+    async with client(running_agent, "100", headers={"Accept-Language": "ru"}) as http:
+        async with http.get(url) as resp:
+            html = await resp.text()
+        assert (
+            '<span class="phone-text">не назначен</span>' in html and '<span class="phone-text">151</span>' not in html
+        )
+        assert (await stored(running_agent))["user_extensions"] == {}
+        token = await csrf(http, f"{base(running_agent)}/admin/100/retailcrm")
+        status, body = await post(http, f"{base(running_agent)}/admin/100/retailcrm", token, action="register")
+        assert status == 200 and body["adopted"]["imported"] == {"7": "151"}, body
+        assert (await stored(running_agent))["user_extensions"] == {"7": "151"}
+        before = len(fake_rc.requests)
+        async with http.get(f"{url}.json") as resp:
+            listing = await resp.json()
+        assert len(fake_rc.requests) == before  # the users were fresh; the registration told the module's codes
+        assert {m["user_id"]: m["crm_extension"] for m in listing["managers"]}["7"] == "151"
+        assert listing["module_read_at"] and listing["differences"] == []
 
 
 async def test_amocrm_page_connects_by_code_and_token_and_disconnects(running_agent: Agent) -> None:

@@ -1,6 +1,7 @@
 """The Managers form checks what it is sent against what exists (issue 19, item 7): unknown users and extensions
 refused beside their fields, all at once, in the page's language, nothing stored or pushed to RetailCRM;
-messages name managers, not ids; RetailCRM is read at most once per TTL; the account URL is a URL."""
+messages name managers, not ids; a visit asks RetailCRM at most one request, and none within the TTL; the account URL
+is a URL."""
 
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ async def test_a_visit_reads_retailcrm_once_and_a_fresh_one_not_at_all(
         first = reads(fake_rc)
         async with http.get(f"{b}/managers") as resp:
             assert resp.status == 200
-        assert reads(fake_rc) - first <= 2  # the users and the module, once
+        assert reads(fake_rc) - first <= 1  # the users, once: the registration told the page the module's codes
         cold = reads(fake_rc)
         for _ in range(3):
             async with http.get(f"{b}/managers") as resp, http.get(f"{b}/managers.json") as resp2:
@@ -115,6 +116,55 @@ async def test_a_visit_reads_retailcrm_once_and_a_fresh_one_not_at_all(
         assert reads(fake_rc) == saved  # the save updated what is kept: the page shows what was saved
         assert {m["user_id"]: m["extension"] for m in listing["managers"]}["8"] == "150"
         assert listing["differences"] == [] and codes(fake_rc)["8"] == "150"
+
+
+async def test_a_cold_visit_costs_one_request_and_a_fresh_one_none(
+    running_agent: Agent, fake_rc: FakeRetailCrm
+) -> None:
+    """Every request the fake RetailCRM receives is counted, whatever its method or path."""
+    await configure_retailcrm(running_agent.parts.pool, running_agent.config.agent.state_dir, fake_rc)
+    await seed_extensions(running_agent)
+    fake_rc.modules["pbx-agent"] = {
+        "code": "pbx-agent",
+        "integrations": {
+            "telephony": {"additionalCodes": [{"userId": 7, "code": "150"}, {"userId": 8, "code": "160"}]}
+        },
+    }
+    b = f"{base(running_agent)}/admin/100"
+    async with client(running_agent, "100") as http:
+        async with http.get(f"{b}/managers") as resp:
+            html = await resp.text()
+            assert resp.status == 200, html
+        assert [r.path for r in fake_rc.requests] == ["/api/v5/users"]  # the cold visit: the users, nothing else
+        assert 'id="compare"' in html and "User7 Test" in html
+        for _ in range(2):
+            async with http.get(f"{b}/managers") as resp, http.get(f"{b}/managers.json") as resp2:
+                assert resp.status == resp2.status == 200
+                listing = await resp2.json()
+        assert len(fake_rc.requests) == 1  # within the TTL: none
+        assert listing["module_read_at"] is None and listing["differences"] == []  # not read: nothing compared
+        assert not any(m["differs"] for m in listing["managers"])
+        # asked for, RetailCRM's codes are read (that one request) and compared
+        async with http.get(f"{b}/managers.json?compare=1") as resp:
+            listing = await resp.json()
+        assert [r.path for r in fake_rc.requests[1:]] == ["/api/v5/integration-modules/pbx-agent"]
+        assert listing["module_read_at"]
+        assert [(d["user_id"], d["local"], d["crm"], d["name"]) for d in listing["differences"]] == [
+            ("8", "151", "160", "User8 Test"),
+            ("9", "152", None, "User9 Test"),
+        ]
+        async with http.get(f"{b}/managers.json") as resp:
+            assert (await resp.json())["differences"] == listing["differences"]  # kept, without asking again
+        assert len(fake_rc.requests) == 2
+        # a write to the module the page did not make (the API, another agent) outdates what it read
+        await running_agent.parts.pool.execute(
+            "INSERT INTO integration_logs (enterprise_number, integration_type, event_type, status)"
+            " VALUES ('100', 'retailcrm', 'sync_codes', 'success')"
+        )
+        async with http.get(f"{b}/managers.json") as resp:
+            listing = await resp.json()
+        assert listing["module_read_at"] is None and listing["differences"] == []
+        assert len(fake_rc.requests) == 2
 
 
 @pytest.mark.parametrize("domain", ["not a url!", "https://shop .retailcrm.ru", "https://-x.ru", "https://a..ru"])

@@ -113,6 +113,11 @@ async def test_register_and_save_extensions(old_migrated: str, make_config: Call
         assert codes == {"19": "150", "25": "152"}  # 19 was not named: kept
         status, body = await call(agent, "POST", "/retailcrm/api/sync-extensions/0367", token)
         assert (status, body["synced_extensions"]) == (200, 2)
+        # the old service stored any code it was sent, and its callers send every user's: an extension not listed
+        # is still stored and reported here (the bearer API and the page refuse it)
+        status, body = await call(agent, "POST", "/api/save-extensions/0367", token, {"extensions": {"16": "777"}})
+        assert status == 200 and body["success"] is True and body["unknown_extensions"] == ["777"], body
+        assert (await call(agent, "GET", "/api/user-extensions/0367", token))[1]["user_extensions"]["16"] == "777"
         status, body = await call(agent, "POST", "/api/save-extensions/0367", token, {"extensions": ["150"]})
         assert status == 400 and body["field"] == "extensions"
 

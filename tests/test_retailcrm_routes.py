@@ -294,11 +294,44 @@ async def test_put_extensions_without_module_saves_and_says_sync_failed(agent: A
         token,
         {"extensions": [{"extension": "101", "display_name": "Anna"}]},
     )
-    status, body = await call(agent, "PUT", rc("/extensions"), token, {"user_extensions": {"1": "101", "2": "555"}})
+    status, body = await call(agent, "PUT", rc("/extensions"), token, {"user_extensions": {"1": "101"}})
     assert status == 200
-    assert body["user_extensions"] == {"1": "101", "2": "555"}
-    assert body["unknown_extensions"] == ["555"]
+    assert body["user_extensions"] == {"1": "101"} and body["unknown_extensions"] == []
     assert body["sync"] == {"ok": False, "error": "the telephony module is not registered"}
+
+
+async def test_put_extensions_refuses_what_does_not_exist_naming_each_and_stores_nothing(
+    agent: Agent, crm: FakeRetailCrm
+) -> None:
+    """The API checks as the Managers form does (admin/mapping_check.py): every unknown extension and user at once."""
+    token = admin_token(agent)
+    await configure(agent, crm, token, user_extensions={"1": "101"})
+    assert (await call(agent, "POST", rc("/register"), token))[0] == 200
+    items = [{"extension": "101"}, {"extension": "102"}]
+    assert (await call(agent, "PUT", f"/api/enterprises/{ENTERPRISE}/extensions", token, {"extensions": items}))[
+        0
+    ] == 200
+    before = len(crm.requests_to("/edit"))
+    for replace in (False, True):
+        changes = {"1": "555", "2": "102", "3": "556", "42": "101"}
+        status, body = await call(
+            agent, "PUT", rc("/extensions"), token, {"user_extensions": changes, "replace": replace}
+        )
+        assert status == 400, body
+        assert body["unknown_extensions"] == ["555", "556"] and body["unknown_users"] == ["42"]
+        assert body["errors"] == {
+            "user_extensions.1": "555 is not one of the enterprise's extensions (Extensions page).",
+            "user_extensions.3": "556 is not one of the enterprise's extensions (Extensions page).",
+            "user_extensions.42": "There is no user 42 in the CRM.",
+        }
+        assert (body["field"], body["error"]) == ("user_extensions.1", body["errors"]["user_extensions.1"])
+    status, body = await call(agent, "PUT", rc("/extensions"), token, {"user_extensions": {"2": "101", "3": "101"}})
+    assert status == 400 and body["errors"] == {"user_extensions.3": "Extension 101 is also chosen for User2 Test."}
+    status, stored = await call(agent, "GET", f"/api/enterprises/{ENTERPRISE}/integrations/retailcrm", token)
+    assert stored["user_extensions"] == {"1": "101"}  # nothing stored
+    assert len(crm.requests_to("/edit")) == before  # nothing sent to RetailCRM
+    status, body = await call(agent, "PUT", rc("/extensions"), token, {"user_extensions": {"2": "102"}})
+    assert status == 200 and body["user_extensions"] == {"1": "101", "2": "102"} and body["sync"]["ok"], body
 
 
 async def test_enterprise_extensions_list(agent: Agent) -> None:

@@ -150,6 +150,19 @@ async def test_api_validates_and_stores(
         status, body = await api(agent, "PUT", {"timezone": "Europe/Nowhere"})
         assert (status, body["field"]) == (400, "timezone")
         assert await api(agent, "GET") == (200, rules)  # a refused document changes nothing
+        # a time as the routing form takes it (9:00) is taken, and stored as the form stores it (09:00)
+        loose = {
+            **rules,
+            "hours": {"mon": [["9:00", "18:00"]]},
+            "managers": {"150": {"hours": {"fri": [["8:30", "9:45"]]}}},
+        }
+        tidy = {
+            **rules,
+            "hours": {"mon": [["09:00", "18:00"]]},
+            "managers": {"150": {"hours": {"fri": [["08:30", "09:45"]]}}},
+        }
+        assert await api(agent, "PUT", loose) == (200, tidy)
+        assert await api(agent, "GET") == (200, tidy)
         assert (await api(agent, "PUT", {}, number="999"))[0] == 404
         assert (await api(agent, "GET", number="999"))[0] == 404
 

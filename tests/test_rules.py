@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from admin import routing_form
 from agent.delivery.planner import for_crm
-from agent.redirect.rules import RulesError, parse
+from agent.redirect.rules import RulesError, parse, time_text
 from agent.tracking.event import CallEvent
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -120,7 +121,10 @@ def test_planner_filter_blocked_did_off_and_default_extension() -> None:
     [
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"hours": {"mon": [["18:00", "09:00"]]}}, "hours.mon[0]"),
-        ({"hours": {"mon": [["9:00", "18:00"]]}}, "hours.mon[0]"),
+        ({"hours": {"mon": [["9:0", "18:00"]]}}, "hours.mon[0]"),
+        ({"hours": {"mon": [["09:00", "24:30"]]}}, "hours.mon[0]"),
+        ({"hours": {"mon": [["9h00", "18:00"]]}}, "hours.mon[0]"),
+        ({"hours": {"mon": [[900, "18:00"]]}}, "hours.mon[0]"),
         ({"hours": {"monday": []}}, "hours.monday"),
         ({"hours": []}, "hours"),
         ({"holidays": ["2026-13-01"]}, "holidays[0]"),
@@ -137,6 +141,26 @@ def test_invalid_rules_name_the_field(raw: dict[str, object], field: str) -> Non
     with pytest.raises(RulesError) as caught:
         parse(raw)
     assert caught.value.field == field
+
+
+def test_a_time_written_h_mm_is_read_and_kept_as_hh_mm() -> None:
+    """One reading of a time for the JSON API and the routing form: `9:00` is `09:00`, stored so."""
+    raw = {"hours": {"mon": [["9:00", "18:00"]]}, "managers": {"150": {"hours": {"fri": [["8.30", "12:00"]]}}}}
+    rules = parse(raw)
+    assert rules.raw["hours"] == {"mon": [["09:00", "18:00"]]}
+    assert rules.raw["managers"] == {"150": {"hours": {"fri": [["08:30", "12:00"]]}}}
+    assert rules == parse(rules.raw)  # the same rules either way
+    assert raw["hours"] == {"mon": [["9:00", "18:00"]]}  # what was given is not changed
+    assert [time_text(t) for t in ("9:00", " 09:05", "24:00", "0.00", "24:01", "9:0", "12")] == [
+        "09:00",
+        "09:05",
+        "24:00",
+        "00:00",
+        None,
+        None,
+        None,
+    ]
+    assert routing_form.time_text is time_text  # the form reads times the same way
 
 
 def test_timezone_defaults_to_the_enterprise_crm_zone_else_utc() -> None:

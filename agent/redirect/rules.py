@@ -15,7 +15,8 @@ JSON (`GET/PUT /api/enterprises/{n}/routing`; every key optional):
 `timezone` absent: the enterprise's RetailCRM time zone, else UTC (`parse(raw, default_timezone)`).
 `hours` absent (or null) means open around the clock; present, the enterprise is open only within the
 listed ranges (a day not listed is closed). A range is `[start, end)` in local wall time, `"24:00"` allowed
-as an end. A manager's `hours` work the same way for that extension; the enterprise's holidays apply to all.
+as an end; a time may be written `9:00` and is kept as `09:00` (`time_text`, `normalised`). A manager's `hours`
+work the same way for that extension; the enterprise's holidays apply to all.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_TIMEZONE = "UTC"
 MAX_HISTORY_DAYS = 3650
 MAX_BLOCKLIST = 10_000
-_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)|24:00")
+_TIME = re.compile(r"(\d{1,2})[:.](\d{2})")  # read by time_text: 9:00, 09:00, 9.00
 _NUMBER = re.compile(r"\+?\d{1,20}")
 _PREFIX = re.compile(r"\+?\d{1,20}\*")
 _EXTENSION = re.compile(r"[\w*#+-]{1,32}")
@@ -67,7 +68,7 @@ class Rules:
     blocked_prefixes: tuple[str, ...] = ()  # digits only: "37529" for "+37529*"
     did_rules: Mapping[str, DidRule] = field(default_factory=dict)
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE), compare=False)
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)  # as stored, for GET
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)  # as stored (normalised), for GET
 
     # --- evaluation (now: an aware datetime) -------------------------------------------------------
 
@@ -142,7 +143,40 @@ def parse(raw: Mapping[str, Any] | None, default_timezone: str | None = None) ->
         raise RulesError("history_days", f"must be a whole number of days from 0 (off) to {MAX_HISTORY_DAYS}")
     blocked, prefixes = _blocklist(raw.get("blocklist"))
     dids = _did_rules(raw.get("did_rules"))
-    return Rules(tz_name, hours, holidays, managers, history, blocked, prefixes, dids, zone, dict(raw))
+    return Rules(tz_name, hours, holidays, managers, history, blocked, prefixes, dids, zone, normalised(raw))
+
+
+def time_text(value: str) -> str | None:
+    """`9:00`, `09:00`, `9.00` or `24:00` as `HH:MM` (00:00 to 24:00), None when it is not a time of day: the one
+    reading of a time, for the JSON API and the routing form (admin/routing_form.py) alike."""
+    found = _TIME.fullmatch(value.strip())
+    if found is None:
+        return None
+    hh, mm = int(found.group(1)), int(found.group(2))
+    if hh > 24 or mm > 59 or (hh == 24 and mm):
+        return None
+    return f"{hh:02d}:{mm:02d}"
+
+
+def normalised(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Rules `parse` accepted, as they are stored and shown: every time of the enterprise's and the managers'
+    hours as `HH:MM` (`9:00` -> `09:00`); the rest as given."""
+    out = dict(raw)
+    if isinstance(raw.get("hours"), Mapping):
+        out["hours"] = _week_text(raw["hours"])
+    if isinstance(raw.get("managers"), Mapping):
+        out["managers"] = {
+            ext: {**item, "hours": _week_text(item["hours"])}
+            if isinstance(item, Mapping) and isinstance(item.get("hours"), Mapping)
+            else item
+            for ext, item in raw["managers"].items()
+        }
+    return out
+
+
+def _week_text(week: Mapping[str, Any]) -> dict[str, Any]:
+    """A week `_week` accepted, its times as HH:MM."""
+    return {day: [[time_text(t) or t for t in r] for r in ranges] for day, ranges in week.items()}
 
 
 def _valid_zone(name: str | None) -> str | None:
@@ -173,9 +207,10 @@ def _week(value: Any, where: str) -> Week:
 
 
 def _minute(value: Any, path: str) -> int:
-    if not isinstance(value, str) or not _TIME.fullmatch(value):
-        raise RulesError(path, f"{value!r} is not a time HH:MM (00:00 to 24:00)")
-    hh, mm = value.split(":")
+    text = time_text(value) if isinstance(value, str) else None
+    if text is None:
+        raise RulesError(path, f"{value!r} is not a time H:MM or HH:MM (00:00 to 24:00)")
+    hh, mm = text.split(":")
     return int(hh) * 60 + int(mm)
 
 

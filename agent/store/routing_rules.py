@@ -57,7 +57,8 @@ async def get(pool: Pool, number: str) -> Rules:
 
 
 async def put(pool: Pool, number: str, raw: dict[str, Any]) -> Rules:
-    """Validate (RulesError names the field) and store; NOTIFY in the same transaction."""
+    """Validate (RulesError names the field) and store as `parse` normalised it (`rules.raw`: `9:00` stored as
+    `09:00`); NOTIFY in the same transaction."""
     rules = parse(raw)
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT 1 FROM enterprises WHERE number = $1", number):
@@ -66,7 +67,7 @@ async def put(pool: Pool, number: str, raw: dict[str, Any]) -> Rules:
             "INSERT INTO routing_rules (enterprise_number, rules) VALUES ($1, $2)"
             " ON CONFLICT (enterprise_number) DO UPDATE SET rules = EXCLUDED.rules, updated_at = now()",
             number,
-            raw,
+            dict(rules.raw),
         )
         await conn.execute("SELECT pg_notify($1, $2)", enterprises.NOTIFY_CHANNEL, number)
     return rules
