@@ -66,7 +66,7 @@ class Problem(Exception):
 
     def page(self) -> dict[str, object]:
         """What a page needs to say it in its language (admin/templates/retailcrm.html)."""
-        return {"code": self.key, "values": self.values, "said": self.said}
+        return {"error_code": self.key, "error_values": self.values, "error_said": self.said}
 
 
 Route = Callable[[web.Request], Awaitable[web.Response]]

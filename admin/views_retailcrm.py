@@ -138,7 +138,7 @@ async def _run(parts: Parts, number: str, action: str, body: dict[str, str]) -> 
             crm_answer = {"error": exc.message, **exc.page()}
         await enterprises.delete_integration(parts[keys.POOL], number, CRM)
         return {"action": action, "ok": True, "deleted": True, **crm_answer}
-    except Problem as exc:  # `error` in English (the JSON's contract), `code` and `values` for the page
+    except Problem as exc:  # `error` in English (the JSON's contract), `error_code` and `error_values` for the page
         return {"action": action, "ok": False, "error": exc.message, "field": exc.field, **exc.page()}
     except CrmError as exc:  # the page reads `error` with admin/said.py
         return {
