@@ -40,7 +40,8 @@ async def adopt(
                 found = code, module
                 break
     except CrmError as exc:
-        return settings, {"code": settings.code, "error": exc.outcome.error or exc.outcome.status}
+        error = exc.outcome.error or exc.outcome.status
+        return settings, {"code": settings.code, "error": error, "http_status": exc.outcome.http_status}
     if found is None:
         return settings, None
     code, module = found

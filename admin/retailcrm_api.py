@@ -22,6 +22,7 @@ from aiohttp import web
 
 from admin import retailcrm_adopt
 from admin.api import _enterprise, _json_object, error
+from admin.i18n import catalog
 from agent.life.masking import mask
 from agent.store import enterprises
 from agent.web import keys
@@ -44,11 +45,28 @@ ACCOUNT_TOKEN_DAYS = 365
 
 
 class Problem(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    """A refusal: `message` (English) for the API and the logs; `key` and `values` (a catalogue message) for a
+    page, with `said` the words behind it that a page quotes as they are (a CRM's answer, admin/said.py)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        *,
+        key: str | None = None,
+        said: str | None = None,
+        **values: str,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.key, self.said, self.values = key, said, values
+
+    def page(self) -> dict[str, object]:
+        """What a page needs to say it in its language (admin/templates/retailcrm.html)."""
+        return {"error_code": self.key, "error_values": self.values, "error_said": self.said}
 
 
 Route = Callable[[web.Request], Awaitable[web.Response]]
@@ -71,13 +89,13 @@ async def load_settings(parts: Parts, number: str) -> RetailCrmSettings:
     """The enterprise's stored settings (legacy layout adapted), or a Problem saying why there are none."""
     pool = parts[keys.POOL]
     if await enterprises.get(pool, number) is None:
-        raise Problem(404, f"no enterprise {number}")
+        raise Problem(404, f"no enterprise {number}", key="error.no_enterprise", number=number)
     try:
         settings = await retailcrm_store.settings_of(pool, parts[keys.SECRETS], number)
     except (SettingsError, ValueError) as exc:
-        raise Problem(409, f"the stored retailcrm settings are unusable: {exc}") from None
+        raise Problem(409, f"the stored retailcrm settings are unusable: {exc}", key="rc.problem.unusable") from None
     if settings is None:
-        raise Problem(404, f"retailcrm is not configured for enterprise {number}")
+        raise Problem(404, f"retailcrm is not configured for enterprise {number}", key="rc.problem.not_configured")
     return settings
 
 
@@ -119,6 +137,12 @@ def module_urls(public_url: str, number: str, token: str) -> ModuleUrls:
 # -- operations (the API routes below and the admin pages call these) --------------------------------
 
 
+def field_error_key(field: str) -> str:
+    """The catalogue message for a settings field the connector refused (its English words go to the API)."""
+    key = f"rc.error.{field}"
+    return key if key in catalog("en") else "error.invalid"
+
+
 async def connection_report(parts: Parts, number: str, settings: RetailCrmSettings) -> dict[str, Any]:
     """What the key may call, or why it fails; logged as `test_connection`."""
     async with _client(parts, number, settings, "test_connection") as client:
@@ -142,22 +166,26 @@ async def settings_to_test(parts: Parts, number: str, body: dict[str, Any]) -> R
     """Posted settings to try before saving; masked secrets mean "the stored one"."""
     pool = parts[keys.POOL]
     if await enterprises.get(pool, number) is None:
-        raise Problem(404, f"no enterprise {number}")
+        raise Problem(404, f"no enterprise {number}", key="error.no_enterprise", number=number)
     stored = await enterprises.get_integration(pool, number, CRM)
     try:
         return parse(adapt(enterprises.unmask(parts[keys.SECRETS], CRM, body, stored)))
     except SettingsError as exc:
-        raise Problem(400, exc.message, exc.field) from None
+        raise Problem(400, exc.message, exc.field, key=field_error_key(exc.field)) from None
 
 
 async def register_module(parts: Parts, number: str) -> dict[str, Any]:
     """Create or update the telephony module (RetailCRM's answer, or CrmError); a new account token."""
     unreachable = registration_refused(parts[keys.CONFIG].agent, "RetailCRM")
     if unreachable is not None:  # a module at a URL RetailCRM cannot reach would look installed and never work
-        raise Problem(409, unreachable)
+        raise Problem(409, unreachable, key="rc.problem.unpublished", url=parts[keys.CONFIG].agent.public_url)
     settings = await load_settings(parts, number)
     if not settings.enabled:
-        raise Problem(409, "retailcrm is disabled for this enterprise; enable it before registering the module")
+        raise Problem(
+            409,
+            "retailcrm is disabled for this enterprise; enable it before registering the module",
+            key="rc.problem.disabled",
+        )
     async with _client(parts, number, settings, "adopt_module") as client:  # the module the account has, if any
         settings, adopted = await retailcrm_adopt.adopt(client, parts[keys.POOL], parts[keys.SECRETS], number, settings)
         for looked in client.seen:  # "no such module" is an answer to the lookup, not a failure
@@ -195,7 +223,7 @@ async def register_module(parts: Parts, number: str) -> dict[str, Any]:
 async def deregister_module(parts: Parts, number: str) -> dict[str, Any]:
     pool = parts[keys.POOL]
     if await enterprises.get(pool, number) is None:
-        raise Problem(404, f"no enterprise {number}")
+        raise Problem(404, f"no enterprise {number}", key="error.no_enterprise", number=number)
     await retailcrm_store.set_account_token(pool, number, None)  # whatever RetailCRM says next
     settings = await load_settings(parts, number)
     async with _client(parts, number, settings, "deactivate_module") as client:
@@ -206,6 +234,8 @@ async def deregister_module(parts: Parts, number: str) -> dict[str, Any]:
                 502,
                 f"the account link was revoked, but RetailCRM refused to switch the module off: "
                 f"{exc.outcome.error or exc.outcome.status}",
+                key="rc.problem.deactivate",
+                said=exc.outcome.error or exc.outcome.status,
             ) from None
     return {"deactivated": result is not None, "token_revoked": True}
 

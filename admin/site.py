@@ -17,6 +17,7 @@ from aiohttp import web
 from admin import (
     i18n,
     localtime,
+    said,
     stats,
     views_amocrm,
     views_auth,
@@ -151,7 +152,7 @@ def create_app(secret: bytes) -> web.Application:
         default_helpers=False,
     )
     env = aiohttp_jinja2.get_env(app, app_key=JINJA)
-    env.globals.update(hour_columns=stats.hour_columns, bar_widths=stats.bar_widths)
+    env.globals.update(hour_columns=stats.hour_columns, bar_widths=stats.bar_widths, read_said=said.said)
     r = app.router
     r.add_static("/static/", static_dir(), name="admin-static")
     r.add_get("", redirect_slash)  # /admin itself

@@ -6,12 +6,14 @@ only shown masked.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from admin import amocrm_api as amo_api
+from admin.i18n import catalog
 from admin.pages import Refused, after_post, answer, enterprise_of, read_body, require_admin, session
 from agent.store import enterprises
 from agent.web import keys
@@ -36,6 +38,21 @@ EVENTS = (
     "status_lead",  # a deal won or lost: with route_by_deal its caller's manager may change
 )
 SCOPES = ("crm", "notifications")
+
+
+def field_error_key(field: str) -> str:
+    """The catalogue message for a settings field the connector refused (its English words go to the API)."""
+    key = f"amo.error.{field}"
+    return key if key in catalog("en") else "error.invalid"
+
+
+def _refusal(failed: web.Response) -> str:
+    """The API's English refusal of a pasted code (the page reads it with admin/said.py)."""
+    try:
+        said = json.loads(failed.text or "{}").get("error")
+    except (ValueError, AttributeError):
+        said = None
+    return str(said or failed.reason or failed.status)[:500]
 
 
 def light(status: dict[str, Any], now: datetime) -> str:
@@ -91,7 +108,7 @@ async def _save(parts: Parts, number: str, body: dict[str, str], stored: dict[st
         settings = amo.parse_settings(enterprises.unmask(box, CRM, wanted, stored))
     except SettingsError as exc:
         field = exc.field.split(".")[0]
-        return {field: exc.message}
+        return {field: field_error_key(field)}
     await enterprises.put_integration(parts[keys.POOL], box, number, CRM, amo.settings_json(settings))
     return {}
 
@@ -111,7 +128,7 @@ async def _act(parts: Parts, number: str, action: str, body: dict[str, str]) -> 
         return {action: f"amo.error.{action}"}
     if action == "code":
         failed = await amo_api.connect_with(parts, number, settings, settings.host, value)
-        return {action: (failed.text or "")[:500]} if failed is not None else {}
+        return {action: _refusal(failed)} if failed is not None else {}
     why = await amo_api.connect_token(parts, number, settings, value)
     return {action: why} if why else {}
 

@@ -14,7 +14,6 @@ from aiohttp import web
 from admin import retailcrm_api as rc
 from admin import retailcrm_managers
 from admin.crm_reads import CRM_READS
-from admin.i18n import catalog
 from admin.pages import Refused, after_post, answer, enterprise_of, iso, read_body
 from admin.retailcrm_api import CRM, Problem
 from agent.life.masking import mask_data
@@ -50,12 +49,6 @@ TEXTS = (
 )
 ACTIONS = ("save", "test", "register", "delete")
 TRUE = ("on", "true", "1", "yes")
-
-
-def error_key(field: str, message: str) -> str:
-    """A catalog key for a field's error when there is one, else the connector's own message."""
-    key = f"rc.error.{field}"
-    return key if key in catalog("en") else message
 
 
 def shown(stored: dict[str, Any] | None, box: Any, zone: str | None = None) -> dict[str, Any]:
@@ -115,7 +108,7 @@ async def _save(parts: Parts, number: str, body: dict[str, str], stored: dict[st
     try:
         settings = parse(adapt(enterprises.unmask(box, CRM, wanted, current), timezone=zone))
     except SettingsError as exc:
-        return {exc.field: error_key(exc.field, exc.message)}
+        return {exc.field: rc.field_error_key(exc.field)}
     await enterprises.put_integration(pool, box, number, CRM, settings.to_json())
     if "smart_redirect" in body:
         row = await enterprises.get(pool, number)
@@ -144,12 +137,12 @@ async def _run(parts: Parts, number: str, action: str, body: dict[str, str]) -> 
         try:
             crm_answer = await rc.deregister_module(parts, number)
         except Problem as exc:  # removal goes on: the settings go whatever RetailCRM says
-            crm_answer = {"error": exc.message}
+            crm_answer = {"error": exc.message, **exc.page()}
         await enterprises.delete_integration(parts[keys.POOL], number, CRM)
         return {"action": action, "ok": True, "deleted": True, **crm_answer}
-    except Problem as exc:
-        return {"action": action, "ok": False, "error": exc.message, "field": exc.field}
-    except CrmError as exc:
+    except Problem as exc:  # `error` in English (the JSON's contract), `error_code` and `error_values` for the page
+        return {"action": action, "ok": False, "error": exc.message, "field": exc.field, **exc.page()}
+    except CrmError as exc:  # the page reads `error` with admin/said.py
         return {
             "action": action,
             "ok": False,
