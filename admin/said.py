@@ -7,7 +7,8 @@ exception's (`detail`, lang="en").
 The texts stay English where they are made (logs, integration_logs, the JSON API); only the pages read them
 here, so no stored row needs a code. A text that none of the patterns knows is shown as stored, quoted, under a
 generic headline (`raw`): with an HTTP status it is the CRM's answer; without one it may be a message of the
-agent's that this module does not know yet (tests/test_admin_said.py feeds it every producer's messages).
+agent's that this module does not know yet (tests/test_admin_one_language.py feeds it
+every producer's messages).
 """
 
 from __future__ import annotations
