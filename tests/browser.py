@@ -30,6 +30,8 @@ ARGS = [
 R = TypeVar("R")
 
 sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect  # waits for what a click or a navigation leads to: no fixed sleeps
+expect.set_options(timeout=10_000)  # as long as the pages' own default (a loaded CI machine)
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
 
 
