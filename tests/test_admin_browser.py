@@ -14,40 +14,48 @@ from typing import Any
 
 import pytest
 
+from admin.i18n import translator
 from agent.app import Agent
 from agent.config.sections import Config
 from agent.store.database import Pool
 from tests import recordings
 from tests.admin_client import add_calls, base, link
-from tests.browser import Browser, seed, shoot
+from tests.browser import Browser, expect, seed, shoot
 from tests.crm_setup import API_KEY, configure_retailcrm, drained, running
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.test_ami_link import pbx_for
 
 
-async def test_sign_in_by_link_once_and_switch_language(running_agent: Agent, chromium: Browser, page: Any) -> None:
+@pytest.mark.parametrize("lang", ["en", "ru"])
+async def test_sign_in_by_link_once_and_switch_language(
+    running_agent: Agent, chromium: Browser, page: Any, lang: str
+) -> None:
     await seed(running_agent.parts.pool)
     url = link(running_agent, "100")
+    other = "ru" if lang == "en" else "en"
+    t, o = translator(lang), translator(other)
 
     def steps() -> None:
         page.goto(url)
         assert page.url.endswith("/admin/100/overview")
         assert page.locator("h1").inner_text().startswith("100")
-        assert page.locator("nav.sections a.active").inner_text() == "Overview"
-        page.click(".langs a[hreflang=ru]")
-        assert page.locator("nav.sections a.active").inner_text() == "Обзор"
-        page.click("nav.sections >> text=Звонки")
-        assert page.url.endswith("/admin/100/calls")
-        assert page.locator("h1").inner_text() == "Звонки"
-        page.click(".langs a[hreflang=en]")
-        assert page.locator("h1").inner_text() == "Calls"
+        page.click(f".langs a[hreflang={lang}]")
+        expect(page.locator("nav.sections a.active")).to_have_text(t("nav.overview"))
+        page.click(f".langs a[hreflang={other}]")
+        expect(page.locator("nav.sections a.active")).to_have_text(o("nav.overview"))
+        page.locator("nav.sections").get_by_role("link", name=o("nav.calls"), exact=True).click()
+        page.wait_for_url("**/admin/100/calls")
+        expect(page.locator("h1")).to_have_text(o("nav.calls"))
+        page.click(f".langs a[hreflang={lang}]")
+        expect(page.locator("h1")).to_have_text(t("nav.calls"))
         response = page.goto(url)  # the same link again in the browser it signed in: the site opens
         assert response.status == 200 and page.url.endswith("/admin/100/overview")
-        page.context.clear_cookies()
-        response = page.goto(url)
+        expect(page.locator("nav.sections a.active")).to_have_text(t("nav.overview"))  # in the language chosen
+        page.context.clear_cookies()  # another browser (a messenger's preview): the link is spent
+        response = page.goto(f"{url}&lang={lang}")
         assert response.status == 401
-        assert "already been used" in page.content()
+        expect(page.locator("main")).to_contain_text(t("error.link_used"))
 
     await chromium.run(steps)
 
