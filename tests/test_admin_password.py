@@ -12,10 +12,11 @@ import pytest
 from argon2 import PasswordHasher
 
 from admin import passwords
+from admin.i18n import translator
 from agent.app import Agent
 from agent.store import database, enterprises
 from tests.admin_client import base
-from tests.browser import Browser, seed
+from tests.browser import Browser, expect, seed
 
 PASSWORD = "correct horse battery"
 FORM_TOKEN_RE = re.compile(r'name="form_token" value="([0-9a-f]+)"')
@@ -177,21 +178,26 @@ async def test_the_form_in_russian_and_english(running_agent: Agent) -> None:
         assert status == 401 and "Неверный номер предприятия или пароль" in page
 
 
-async def test_sign_in_with_the_password_in_a_browser(running_agent: Agent, chromium: Browser, page: Any) -> None:
+@pytest.mark.parametrize("lang", ["en", "ru"])
+async def test_sign_in_with_the_password_in_a_browser(
+    running_agent: Agent, chromium: Browser, page: Any, lang: str
+) -> None:
     await seed(running_agent.parts.pool)
     await passwords.set_password(running_agent.parts.pool, "100", "admin", PASSWORD)
-    url = f"{base(running_agent)}/admin/login"
+    url = f"{base(running_agent)}/admin/login?lang={lang}"
+    t = translator(lang)
 
     def steps() -> None:
         page.goto(url)
-        page.fill("input[name=enterprise]", "100")
-        page.fill("input[name=password]", "wrong password here")
-        page.click("form.login button[type=submit]")
-        assert "Wrong enterprise number or password" in page.locator("#login-error").inner_text()
-        assert page.locator("input[name=enterprise]").input_value() == "100"
-        page.fill("input[name=password]", PASSWORD)
-        page.click("form.login button[type=submit]")
+        expect(page.locator("h1")).to_have_text(t("login.title"))
+        page.get_by_label(t("login.enterprise")).fill("100")
+        page.get_by_label(t("login.password")).fill("wrong password here")
+        page.get_by_role("button", name=t("login.submit")).click()
+        expect(page.locator("#login-error")).to_have_text(t("error.password"))
+        expect(page.get_by_label(t("login.enterprise"))).to_have_value("100")  # what was typed is kept
+        page.get_by_label(t("login.password")).fill(PASSWORD)
+        page.get_by_role("button", name=t("login.submit")).click()
         page.wait_for_url("**/admin/100/overview")
-        assert page.locator("nav.sections a.active").inner_text() == "Overview"
+        expect(page.locator("nav.sections a.active")).to_have_text(t("nav.overview"))
 
     await chromium.run(steps)
