@@ -7,12 +7,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from admin import localtime, stats
+from admin.i18n import translator
 from agent.app import Agent
 from agent.store import routing_rules
 from agent.store.database import Pool
 from tests.admin_client import base, client, link
-from tests.browser import Browser, seed
+from tests.browser import Browser, expect, seed
 
 MINSK = ZoneInfo("Europe/Minsk")  # UTC+3 all year
 
@@ -109,29 +112,33 @@ async def test_per_manager_table(running_agent: Agent) -> None:
     assert week["150"]["missed"] == 2 and week["150"]["name"] == "Anna Petrova"
 
 
-async def test_the_charts_in_a_browser(running_agent: Agent, chromium: Browser, page: Any) -> None:
+@pytest.mark.parametrize("lang", ["en", "ru"])
+async def test_the_charts_in_a_browser(running_agent: Agent, chromium: Browser, page: Any, lang: str) -> None:
     await a_day_of_calls(running_agent.parts.pool)
     url = link(running_agent, "100")
+    t = translator(lang)
 
     def steps() -> None:
         page.goto(url)
+        page.click(f".langs a[hreflang={lang}]")
+        expect(page.locator("nav.sections a.active")).to_have_text(t("nav.overview"))
         column = page.locator("#chart-hours g.column[data-hour='1']")
         assert column.get_attribute("data-total") == "2"
         assert column.locator("rect.seg.in_missed").count() == 1
-        assert "incoming missed 2" in column.locator("title").text_content()
+        assert f"{t('chart.in_missed')} 2" in column.locator("title").text_content()
         assert page.locator("#chart-hours g.column rect.seg").count() == 5  # hours 0, 1, 2: 1 + 1 + 3 segments
+        box = column.locator("rect.seg.in_missed").bounding_box()
+        assert box is not None and box["width"] > 0 and box["height"] > 0  # drawn, not just in the markup
         bars = page.locator("#chart-missed g.manager")
         assert bars.count() == 3
         assert bars.first.get_attribute("data-extension") == "150"
         assert bars.first.locator("text.label").text_content() == "150 · Anna Petrova"
         box = bars.first.locator("rect.week").bounding_box()
         assert box is not None and box["width"] > 0
-        assert "times in Europe/Minsk" in page.locator("#chart-hours figcaption").inner_text()
-        page.click(".langs a[hreflang=ru]")
-        assert page.locator("#chart-missed g.manager text.label").nth(2).text_content() == "без менеджера"
-        assert "время: Europe/Minsk" in page.locator("#chart-hours figcaption").inner_text()
-        page.click("text=Звонки каждого менеджера")
-        assert page.locator("h1").inner_text() == "Статистика"
+        assert bars.nth(2).locator("text.label").text_content() == t("chart.unassigned")
+        assert t("chart.zone", zone="Europe/Minsk") in page.locator("#chart-hours figcaption").inner_text()
+        page.get_by_role("link", name=t("chart.more")).click()
+        expect(page.locator("h1")).to_have_text(t("nav.stats"))
         assert page.locator("#per-manager tr[data-extension='150'] td").nth(4).inner_text() == "0:01:00"
 
     await chromium.run(steps)
