@@ -1,6 +1,7 @@
 """The CRM pages in a real browser (Chromium via Playwright, as in tests/test_admin_browser.py): RetailCRM
 test and register against the fake, a mapping changed with the dropdown reaching the fake's
-additionalCodes, amoCRM connected through the fake's OAuth; no key or token in any page's HTML.
+additionalCodes, amoCRM connected through the fake's OAuth (in English and Russian, its state dot laid out by
+Chromium in each state's colour and the managers' phone drawn as SVG, no emoji); no key or token in any page's HTML.
 Set ADMIN_SCREENSHOTS=docs/screenshots to refresh docs/screenshots/{retailcrm,managers,amocrm}.png.
 """
 
@@ -11,15 +12,17 @@ from typing import Any
 
 import pytest
 
+from admin.i18n import translator
 from agent.app import Agent
 from agent.config.sections import Config
 from tests.admin_client import base, link
 from tests.amocrm_setup import configure_amocrm
-from tests.browser import Browser, seed, shoot
+from tests.browser import Browser, expect, seed, shoot
 from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.fakes.amocrm import FakeAmoCrm
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.rc_agent import started
+from tests.test_admin_no_emoji import EMOJI
 
 
 @pytest.fixture
@@ -84,9 +87,19 @@ async def test_retailcrm_register_test_and_map_with_the_dropdown(
         assert API_KEY not in html
 
 
+def drawn(dot: Any) -> str:
+    """A state's dot as Chromium lays it out: its size (not a missing glyph's box) and its colour."""
+    box = dot.bounding_box()
+    assert box is not None and box["width"] >= 8 and box["height"] >= 8
+    colour: str = dot.evaluate("e => getComputedStyle(e).backgroundColor")
+    return colour
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
 async def test_amocrm_connects_through_oauth(
-    db_dsn: str, make_config: Callable[..., Config], chromium: Browser, page: Any
+    db_dsn: str, make_config: Callable[..., Config], chromium: Browser, page: Any, lang: str
 ) -> None:
+    t = translator(lang)
     async with FakeAmoCrm() as fake, started(make_config, db_dsn) as agent:
         pool = agent.parts.pool
         assert pool is not None
@@ -99,18 +112,21 @@ async def test_amocrm_connects_through_oauth(
 
         def steps() -> None:
             page.goto(url)
-            page.goto(f"{b}/admin/100/amocrm")
-            assert page.locator("#amo-status").get_attribute("data-light") == "not_connected"
+            page.goto(f"{b}/admin/100/amocrm?lang={lang}")
+            status = page.locator("#amo-status")
+            assert status.get_attribute("data-light") == "not_connected"
+            expect(status).to_have_text(t("amo.light.not_connected"))
+            unconnected = drawn(status.locator(".dot"))
+            assert unconnected == "rgb(255, 255, 255)"  # an empty ring
             assert page.locator("#redirect-uri").input_value() == fake.redirect_uri
             page.click("#amo-connect")
-            assert "amoCRM connected" in page.content()
+            expect(page.locator("main")).to_contain_text(t("amo.cb.connected.title"))
             page.click("#back")
             assert page.url == f"{b}/admin/100/amocrm"
-            assert page.locator("#amo-status").get_attribute("data-light") == "connected"
-            dot = page.locator("#amo-status .dot")
-            box = dot.bounding_box()
-            assert box is not None and box["width"] >= 8 and box["height"] >= 8  # drawn, not a missing glyph
-            assert dot.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(26, 127, 55)"  # --ok
+            assert status.get_attribute("data-light") == "connected"
+            expect(status).to_have_text(t("amo.light.connected"))
+            assert drawn(status.locator(".dot")) == "rgb(26, 127, 55)" != unconnected  # --ok: green
+            assert not EMOJI.search(page.locator("body").inner_text())
             assert page.locator("#amo-account").is_visible()
             page.locator("select[name=pipeline_id]").select_option("3001")
             page.locator("select[name=status_id]").select_option("40002")
@@ -119,6 +135,10 @@ async def test_amocrm_connects_through_oauth(
             shoot(page, "amocrm")
             pages.append(page.content())
             page.goto(f"{b}/admin/100/managers?crm=amocrm")
+            icon = page.locator("span.phone svg.icon").first  # the phone drawn as inline SVG, not an emoji
+            box = icon.bounding_box()
+            assert box is not None and box["width"] > 0 and box["height"] > 0
+            assert not EMOJI.search(page.locator("body").inner_text())
             pages.append(page.content())
 
         await chromium.run(steps)
