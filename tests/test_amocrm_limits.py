@@ -68,7 +68,9 @@ async def test_burst_of_200_calls_keeps_7_rps_and_survives_a_token_rotation(
     # measured where the requests arrive, so a loaded machine can bunch a pacing of 6.5/s a little:
     # judged over 3-second windows (at most 21), which still fails any sender faster than 7/s
     assert busiest_window([r.at for r in fake.requests], 3.0) <= 21
-    assert sum(r.status == 401 for r in api) >= 1
+    # the expiry is met once per request in flight at most: the refresh goes before the waiting deliveries and
+    # each request reads the token when its slot comes (a queue of 401s with the old token cost ~30 s of slots)
+    assert 1 <= sum(r.status == 401 for r in api) <= cfg.outbox.account_concurrency
 
 
 async def test_429_backs_off_and_403_block_pauses_the_account_loudly(

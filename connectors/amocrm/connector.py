@@ -73,10 +73,15 @@ class AmoCrmConnector(Connector[AmoCrmSettings, AmoCrmClient]):
             box,
             oauth.redirect_uri(public_url),
             on_exchange=self._token_exchange,
-            pace=self.guard.acquire,
+            pace=self._pace_refresh,
             **token_options,
         )
         return self.tokens
+
+    async def _pace_refresh(self, account: str) -> None:
+        # every request to the account waits on a token refresh: it goes before the waiting deliveries, which
+        # would otherwise each spend a slot on a 401 with the old token first
+        await self.guard.acquire(account, urgent=True)
 
     # -- the Connector protocol ------------------------------------------------------------------
 

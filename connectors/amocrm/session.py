@@ -141,8 +141,11 @@ class Session:
         tokens = await self._tokens()
         for attempt in (1, 2):
             await self.guard.acquire(self.account, urgent=self.urgent)
-            if before_send is not None and attempt == 1:
-                await before_send()
+            if attempt == 1:
+                # read again once the slot is ours: a refresh made while this request waited is not wasted on a 401
+                tokens = await self._tokens()
+                if before_send is not None:
+                    await before_send()
             exchange = await perform_json(
                 self.http,
                 method,
