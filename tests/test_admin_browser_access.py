@@ -36,7 +36,7 @@ async def test_sign_in_links_issued_listed_and_revoked(
         expect(page.locator("#links tbody tr")).to_have_count(listed)  # the page that answered the click
         shown = page.locator("#issued-link")
         expect(shown).to_contain_text(t("links.issued"))
-        return shown.locator("code").inner_text().replace(public, b)  # the page names the agent by public_url
+        return str(shown.locator("code").inner_text()).replace(public, b)  # the page names the agent by public_url
 
     def row(role: str) -> Any:
         return page.locator("#links tbody tr").filter(
