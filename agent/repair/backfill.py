@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.config.load import parse_source
+from agent.config.load_pbx import parse_source
 from agent.config.sections import Config, PbxSection
 from agent.delivery.dispatch import StoreOnly
 from agent.delivery.integrations import Integrations
