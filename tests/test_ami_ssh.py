@@ -24,6 +24,7 @@ from tests.test_ami_link import essence
 from tests.waiting import until
 
 NAME = "a_incoming_answered"
+RECONCILED: dict[PbxPipeline, int] = {}  # snapshots (CoreShowChannels answers) each pipeline has applied
 
 
 def fake_ami(**kw: Any) -> FakeAmi:
@@ -60,6 +61,13 @@ async def pipeline(
     pipe = PbxPipeline(pbx, "BY", health, Metrics(), events.append)
     for name, value in link_options.items():
         setattr(pipe.link, name, value)
+    applied = pipe.link.on_reconcile
+
+    def counted(channels: list[Any], at: Any) -> None:
+        applied(channels, at)
+        RECONCILED[pipe] = RECONCILED.get(pipe, 0) + 1
+
+    pipe.link.on_reconcile = counted
     task = asyncio.create_task(pipe.run())
     try:
         yield pipe, events, health
@@ -104,7 +112,7 @@ async def test_ssh_session_dropped_mid_call_reconnects_and_the_call_ends_once(tm
             await fake.wait_paused(within=10)
             await fake.wait_action("CoreShowChannels")
             await until(lambda: any(e.event == "answered" for e in events))
-            await asyncio.sleep(0.1)  # the snapshot's answer is in
+            await until(lambda: RECONCILED.get(pipe) == 1)  # the snapshot's answer is applied
             await ssh.drop_clients()  # the SSH server side closes: the tunnel and AMI go with it
             await until(lambda: fake.clients == 0)
             fake.unpause()
