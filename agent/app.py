@@ -258,7 +258,8 @@ async def serve(config: Config) -> int:
     await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if not main.done():
         try:
-            await asyncio.wait_for(asyncio.shield(main), timeout=config.agent.shutdown_timeout)
+            async with asyncio.timeout(config.agent.shutdown_timeout):
+                await asyncio.shield(main)
         except TimeoutError:
             log.error("shutdown took longer than %.0f s; exiting anyway", config.agent.shutdown_timeout)
             main.cancel()

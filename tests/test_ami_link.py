@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from agent.config.sections import PbxSection
+from agent.ingest.link import AmiNotConnected
 from agent.ingest.pipeline import PbxPipeline
 from agent.tracking.event import CallEvent
 from agent.web.health import HealthRegistry
@@ -216,3 +217,22 @@ async def test_agent_stores_ended_calls_and_counts_them(db_dsn: str, make_config
         finally:
             agent.stopping.set()
             await asyncio.wait_for(task, 15)
+
+
+async def test_a_cancel_is_never_lost_to_an_answer_landing_with_it() -> None:
+    """On Python 3.11 `asyncio.wait_for` returned the answer when it landed together with a cancel, and the cancel
+    was gone: a pipeline stopped just as its AMI connection dropped never ended (its endpoint learner took the
+    lost connection's error for an answer and waited for the next connect)."""
+    directory = recordings.recordings_dir()
+    fake = FakeAmi(directory / "a_incoming_answered.ami", speed=math.inf)
+    async with fake, pipeline(fake) as (pipe, _, _h):
+        await until(lambda: pipe.link.connected.is_set())
+        asking = asyncio.create_task(pipe.link.send_action({"Action": "Ping"}))
+        await asyncio.sleep(0)  # sent; the fake cannot have answered yet (its answer needs the socket)
+        protocol = pipe.link._protocol
+        assert protocol is not None and protocol.last_action_id is not None
+        # what connection_lost does to a pending action, in the same turn of the loop as the cancel
+        protocol.pending[protocol.last_action_id].future.set_exception(AmiNotConnected("lost"))
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking

@@ -77,5 +77,17 @@ def test_no_module_outgrows_its_room() -> None:
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
 
 
+def test_no_wait_for_that_can_swallow_a_cancel() -> None:
+    """Python 3.11's asyncio.wait_for returns the awaited result when it lands in the same turn as a cancel, and the
+    cancel is lost (a pipeline that never stopped, tests/test_ami_link.py): `async with asyncio.timeout()` it is."""
+    users = [
+        str(path.relative_to(ROOT))
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if "wait_for(" in path.read_text()
+    ]
+    assert users == []
+
+
 def test_store_and_connectors_name_the_same_notify_channel() -> None:
     assert CONFIG_CHANGED == NOTIFY_CHANNEL

@@ -159,7 +159,8 @@ class Integrations:
                     # database do not all reload at once) forget everything cached
                     period = self.refresh_s * random.uniform(0.8, 1.2)
                     try:
-                        await asyncio.wait_for(lost.wait(), period)
+                        async with asyncio.timeout(period):
+                            await lost.wait()
                     except TimeoutError:
                         self._cache.clear()
                         for listener in self._listeners:

@@ -190,7 +190,8 @@ class Outbox:
                 if groups and rows_in_flight < self.policy.max_in_flight:
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
+                    async with asyncio.timeout(self.policy.poll_interval):
+                        await self._wake.wait()
         finally:
             await self._stop_sending(in_flight, unsent)
             await self._settler.close()
@@ -274,9 +275,8 @@ class Outbox:
             started = time.perf_counter()
             deadline = await self._deadline(group, claimed_at)
             try:
-                outcome = await asyncio.wait_for(
-                    self.dispatcher.send(first.enterprise, first.crm, [c.delivery for c in group]), deadline
-                )
+                async with asyncio.timeout(deadline):
+                    outcome = await self.dispatcher.send(first.enterprise, first.crm, [c.delivery for c in group])
             except TimeoutError:  # cut before the lease ends: the CRM may have it; the next try must check
                 outcome = SendOutcome(status="transient", error=f"no complete answer within {deadline:.0f} s")
             except Exception as exc:  # a connector bug must not lose the rows: retry them later

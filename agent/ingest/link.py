@@ -229,7 +229,8 @@ class AmiLink:
         protocol = self._protocol
         if protocol is None or not self.connected.is_set():
             raise AmiNotConnected(f"AMI link {self.pbx.name} is down")
-        return await asyncio.wait_for(protocol.send(fields), within)
+        async with asyncio.timeout(within):
+            return await protocol.send(fields)
 
     # -- one connection -------------------------------------------------------------------------
 
@@ -273,7 +274,8 @@ class AmiLink:
         future = protocol.send({"Action": "CoreShowChannels"})
         protocol.snapshot_id = protocol.last_action_id
         try:
-            answer = await asyncio.wait_for(future, RECONCILE_TIMEOUT_S)
+            async with asyncio.timeout(RECONCILE_TIMEOUT_S):
+                answer = await future
             messages = answer if isinstance(answer, list) else [answer]
             channels = [AmiMessage(m) for m in messages if m.get("Event") == "CoreShowChannel"]
             self.on_reconcile(channels, self.clock())

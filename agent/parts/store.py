@@ -66,6 +66,7 @@ async def database_part(
 
 async def _close(pool: database.Pool) -> None:
     try:
-        await asyncio.wait_for(pool.close(), timeout=POOL_CLOSE_S)
+        async with asyncio.timeout(POOL_CLOSE_S):
+            await pool.close()
     except TimeoutError:
         pool.terminate()
