@@ -143,7 +143,11 @@ async def test_oauth_connect_redirect_callback_and_state_rules(
         async with http.get(
             f"{base}/amocrm/{ENTERPRISE}/connect", params={"token": api_token}, allow_redirects=False
         ) as resp:
-            assert resp.status == 410 and "connect-url" in await resp.text()
+            assert resp.status == 410 and f"/api/enterprises/{ENTERPRISE}/integrations/amocrm/connect-url" in (
+                await resp.text()
+            )
+        async with http.get(f"{base}/amocrm/{ENTERPRISE}/connect", headers={"Accept-Language": "ru"}) as resp:
+            assert resp.status == 410 and "Эта ссылка больше не работает" in await resp.text()
 
         # the status route shows the account, never a token
         async with http.get(

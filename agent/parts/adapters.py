@@ -16,6 +16,7 @@ from aiohttp import web
 from admin import amocrm_api, i18n
 from agent.ingest.link import AmiNotConnected
 from agent.ingest.originate import NoPbx, OriginateRefused, Originator
+from agent.parts.public_pages import plain_page
 from agent.web import keys
 from agent.web.tokens import TokenError
 from connectors.amocrm.client import AmoCrmClient
@@ -78,19 +79,9 @@ def result_page(
     request: web.Request, status: int, key: str, back: str | None, detail: str, **values: str
 ) -> web.Response:
     """amoCRM's OAuth result page, in the admin site's language and look (its catalogue, its stylesheet)."""
-    t = i18n.translator(i18n.choose(request)[0])
+    lang = i18n.choose(request)[0]
+    t = i18n.translator(lang)
     title, text = t(f"amo.cb.{key}.title"), t(f"amo.cb.{key}.text", **values)
     more = f"<p class='error-text'>{html.escape(detail)}</p>" if detail else ""
     link = f"<p><a id='back' href='{html.escape(back)}'>{html.escape(t('amo.cb.back'))}</a></p>" if back else ""
-    lang = i18n.choose(request)[0]
-    body = (
-        f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<link rel='stylesheet' href='/admin/static/admin.css'></head><body><main><h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(text)}</p>{more}{link}</main></body></html>"
-    )
-    return web.Response(
-        status=status,
-        text=body,
-        content_type="text/html",
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
+    return plain_page(lang, status, title, f"<p>{html.escape(text)}</p>{more}{link}")

@@ -17,7 +17,7 @@ from agent.delivery.integrations import Integrations
 from agent.delivery.outbox import Outbox
 from agent.ingest.links import PbxManager
 from agent.ingest.originate import Originator
-from agent.parts import public_notice
+from agent.parts import public_pages
 from agent.parts.adapters import AmoCrmSetup, OriginatorCalls
 from agent.parts.errors import ConflictError, why
 from agent.store import database
@@ -97,7 +97,7 @@ async def http_part(
         public = web.Application(middlewares=[real_client])
         fill(public)
         add_public_routes(public, pool, originator)
-        public_notice.add_routes(public)  # /admin/… there says where the admin site is
+        public_pages.add_routes(public)  # /admin/… there says where the admin site is
         runners.append(web.AppRunner(public, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S))
     try:
         ports = []

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import html
 import logging
 from typing import Protocol
 
@@ -70,31 +69,12 @@ class Setup(Protocol):
 SETUP = web.AppKey("amocrm_setup", Setup)
 
 
-def _page(status: int, title: str, text: str, back: str | None = None) -> web.Response:
-    """A plain result page; `back`: the enterprise's amoCRM admin page, linked when the enterprise is known."""
-    link = f"<p><a id='back' href='{html.escape(back)}'>Back to the amoCRM settings</a></p>" if back else ""
-    body = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{link}</body></html>"
-    )
-    return web.Response(
-        status=status,
-        text=body,
-        content_type="text/html",
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
-
-
 async def connect(request: web.Request) -> web.StreamResponse:
     """Gone: it took an API token in its URL (kept in browser history, proxy logs and Referer headers). The
     admin page's «Connect amoCRM» (a session) and the API's connect-url (a bearer header) do the same."""
-    return _page(
-        410,
-        "Gone",
-        "this link took an API token in its address and no longer exists: use «Connect amoCRM» on the enterprise's "
-        "amoCRM page of the admin site, or GET /api/enterprises/{n}/integrations/amocrm/connect-url with the token "
-        "in the Authorization header",
-    )
+    number = request.match_info["enterprise"]
+    shown = number if number.isdigit() and len(number) <= 20 else "N"  # only echoed into a path in the text
+    return request.config_dict[SETUP].page(request, 410, "gone", n=shown)
 
 
 async def callback(request: web.Request) -> web.Response:
