@@ -10,6 +10,7 @@ GET    /api/enterprises/{n}/integrations/amocrm/pipelines
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -134,6 +135,16 @@ async def connect_with(
     await amo.tokens.connect(number, host, "oauth", pair.access_token, pair.refresh_token, pair.expires_at)
     await _remember_account(parts, number, settings)
     return None
+
+
+def refusal(failed: web.Response) -> str:
+    """The English message of a refusal `connect_with` answered (its JSON `error`), for the pages to read with
+    admin/said.py (the admin page's pasted code, the OAuth callback's result page)."""
+    try:
+        message = json.loads(failed.text or "{}").get("error")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or failed.reason or failed.status)[:500]
 
 
 async def _remember_account(parts: Parts, number: str, settings: AmoCrmSettings) -> None:

@@ -13,7 +13,9 @@ every producer's messages).
 
 from __future__ import annotations
 
+import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Headline = tuple[str, dict[str, str]]
@@ -111,6 +113,22 @@ def said(text: object, http_status: int | None = None, kind: str = "crm") -> Sai
     if found.raw and http_status:
         return Said([("said.crm_refused", {"status": str(http_status)})], crm=found.crm, raw=True)
     return found
+
+
+def as_html(t: Callable[..., str], text: object, http_status: int | None = None, kind: str = "crm") -> str:
+    """`said` as the pages show it (the `said` macro of admin/templates/_macros.html, and the pages outside the
+    admin site): the headlines in `t`'s language, the untranslatable words quoted with their language."""
+    found = said(text, http_status, kind)
+    if found is None:
+        return ""
+    css = "said said-raw" if found.raw and not http_status else "said"
+    out = [f'<span class="{css}">', html.escape(": ".join(t(key, **values) for key, values in found.headlines))]
+    if found.detail:
+        out.append(f' <q class="said-detail" lang="en">{html.escape(found.detail)}</q>')
+    if found.crm:
+        out.append(f' <q class="crm-said" lang="und">{html.escape(found.crm)}</q>')
+    out.append("</span>")
+    return "".join(out)
 
 
 def _read(text: str, depth: int) -> Said:

@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from admin import (
     i18n,
@@ -127,6 +128,10 @@ async def redirect_slash(request: web.Request) -> web.StreamResponse:
     raise web.HTTPMovedPermanently("admin/")
 
 
+def said_html(t: Callable[..., str], text: object, status: int | None = None, kind: str = "crm") -> Markup:
+    return Markup(said.as_html(t, text, status, kind))  # escaped by as_html
+
+
 def static_dir() -> Path:
     return Path(str(resources.files("admin") / "static"))
 
@@ -152,7 +157,7 @@ def create_app(secret: bytes) -> web.Application:
         default_helpers=False,
     )
     env = aiohttp_jinja2.get_env(app, app_key=JINJA)
-    env.globals.update(hour_columns=stats.hour_columns, bar_widths=stats.bar_widths, read_said=said.said)
+    env.globals.update(hour_columns=stats.hour_columns, bar_widths=stats.bar_widths, said_html=said_html)
     r = app.router
     r.add_static("/static/", static_dir(), name="admin-static")
     r.add_get("", redirect_slash)  # /admin itself

@@ -6,7 +6,6 @@ only shown masked.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,15 +43,6 @@ def field_error_key(field: str) -> str:
     """The catalogue message for a settings field the connector refused (its English words go to the API)."""
     key = f"amo.error.{field}"
     return key if key in catalog("en") else "error.invalid"
-
-
-def _refusal(failed: web.Response) -> str:
-    """The API's English refusal of a pasted code (the page reads it with admin/said.py)."""
-    try:
-        said = json.loads(failed.text or "{}").get("error")
-    except (ValueError, AttributeError):
-        said = None
-    return str(said or failed.reason or failed.status)[:500]
 
 
 def light(status: dict[str, Any], now: datetime) -> str:
@@ -128,7 +118,7 @@ async def _act(parts: Parts, number: str, action: str, body: dict[str, str]) -> 
         return {action: f"amo.error.{action}"}
     if action == "code":
         failed = await amo_api.connect_with(parts, number, settings, settings.host, value)
-        return {action: _refusal(failed)} if failed is not None else {}
+        return {action: amo_api.refusal(failed)} if failed is not None else {}
     why = await amo_api.connect_token(parts, number, settings, value)
     return {action: why} if why else {}
 

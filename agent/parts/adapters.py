@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from admin import amocrm_api, i18n
+from admin import amocrm_api, i18n, said
 from agent.ingest.link import AmiNotConnected
 from agent.ingest.originate import NoPbx, OriginateRefused, Originator
 from agent.parts.public_pages import plain_page
@@ -70,8 +70,15 @@ class AmoCrmSetup:
         return await amocrm_api.connect_with(self.app, number, settings, host, code)
 
     def page(
-        self, request: web.Request, status: int, key: str, back: str | None = None, detail: str = "", **values: str
+        self,
+        request: web.Request,
+        status: int,
+        key: str,
+        back: str | None = None,
+        refusal: web.Response | None = None,
+        **values: str,
     ) -> web.Response:
+        detail = amocrm_api.refusal(refusal) if refusal is not None else ""
         return result_page(request, status, key, back, detail, **values)
 
 
@@ -82,6 +89,6 @@ def result_page(
     lang = i18n.choose(request)[0]
     t = i18n.translator(lang)
     title, text = t(f"amo.cb.{key}.title"), t(f"amo.cb.{key}.text", **values)
-    more = f"<p class='error-text'>{html.escape(detail)}</p>" if detail else ""
+    more = f"<p class='error-text'>{said.as_html(t, detail)}</p>" if detail else ""
     link = f"<p><a id='back' href='{html.escape(back)}'>{html.escape(t('amo.cb.back'))}</a></p>" if back else ""
     return plain_page(lang, status, title, f"<p>{html.escape(text)}</p>{more}{link}")

@@ -55,10 +55,17 @@ class Setup(Protocol):
         ...
 
     def page(
-        self, request: web.Request, status: int, key: str, back: str | None = None, detail: str = "", **values: str
+        self,
+        request: web.Request,
+        status: int,
+        key: str,
+        back: str | None = None,
+        refusal: web.Response | None = None,
+        **values: str,
     ) -> web.Response:
         """The result page a person sees, in their language: `key` names its title and text in the catalogues
-        (`amo.cb.<key>.title`, `.text`); `detail` is what the other side said, shown as it is."""
+        (`amo.cb.<key>.title`, `.text`); `refusal` is connect_with's answer when it refused, its words read in the
+        page's language as far as they can be (amoCRM's own quoted)."""
         ...
 
     async def connect_with(self, number: str, settings: AmoCrmSettings, host: str, code: str) -> web.Response | None:
@@ -88,7 +95,8 @@ async def callback(request: web.Request) -> web.Response:
     try:
         number, nonce, expires = amo.state_signer.verify(state)
     except oauth.StateError as exc:
-        return setup.page(request, 400, "bad_state", detail=str(exc))
+        log.info("amoCRM callback refused: %s", exc)
+        return setup.page(request, 400, "bad_state")
     back = f"/admin/{number}/amocrm"  # the state was signed by this agent: the number is one of ours
     if not code or not referer:
         return setup.page(request, 400, "denied", back)
@@ -98,12 +106,13 @@ async def callback(request: web.Request) -> web.Response:
     try:
         host = oauth.host_from_referer(referer, settings.host)
     except ValueError as exc:
-        return setup.page(request, 400, "wrong_account", back, detail=str(exc))
+        log.info("amoCRM callback for enterprise %s refused: %s", number, exc)
+        return setup.page(request, 400, "wrong_account", back)
     if not await amo.tokens.use_state(nonce, number, expires):
         return setup.page(request, 400, "used", back)
     failed = await setup.connect_with(number, settings, host, code)
     if failed is not None:
-        return setup.page(request, failed.status, "refused", back, detail=(failed.text or "")[:500])
+        return setup.page(request, failed.status, "refused", back, refusal=failed)
     log.info("amoCRM connected for enterprise %s (%s)", number, host)
     return setup.page(request, 200, "connected", back, number=number, host=host)
 
