@@ -114,7 +114,9 @@ async def test_retailcrm_name_and_a_slow_crm(
         retailcrm.slow(0.6)
         late = await call(agent, CUSTOMER)
         assert (late.status, late.variables[CALLERNAME]) == ("TIMEOUT", "")
-        assert late.first_command_s is not None and late.first_command_s < 0.3
+        # the agent answers 5 ms before 300 ms from the connection's arrival; the client's clock also counts its
+        # connect and a loaded loop's lateness: the same +50 ms as test_agi's deadline checks, far below the CRM's 0.6 s
+        assert late.first_command_s is not None and late.first_command_s <= 0.3 + 0.05
         retailcrm.normal()
         for _ in range(100):
             warm = await call(agent, CUSTOMER)
