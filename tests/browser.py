@@ -85,6 +85,21 @@ async def page(chromium: Browser) -> AsyncIterator[Any]:
     assert not problems  # no script error, no Content-Security-Policy violation
 
 
+def click_through(page: Any, target: Any) -> None:
+    """Click what leads to another page (a form's button or a link; a selector or a locator) and return once
+    that page has loaded.
+
+    After a click Playwright waits only for a navigation the page requested before the click's round trip
+    to the renderer ended, and Chromium submits a form from a task of its own: on a loaded machine the click
+    can return before the form's navigation exists, and the next step reads, or reloads, the page being left
+    (CI saw `Page.reload: Not attached to an active page` after a Retry). A navigation waited for from before
+    the click cannot be missed.
+    """
+    button = page.locator(target) if isinstance(target, str) else target
+    with page.expect_navigation():
+        button.click()
+
+
 def shoot(page: Any, name: str) -> None:
     folder = os.environ.get("ADMIN_SCREENSHOTS")
     if folder:

@@ -20,7 +20,7 @@ from agent.config.sections import Config
 from agent.store.database import Pool
 from tests import recordings
 from tests.admin_client import add_calls, base, link
-from tests.browser import Browser, expect, seed, shoot
+from tests.browser import Browser, click_through, expect, seed, shoot
 from tests.crm_setup import API_KEY, configure_retailcrm, drained, running
 from tests.fakes.ami import FakeAmi
 from tests.fakes.retailcrm import FakeRetailCrm
@@ -111,16 +111,16 @@ async def test_a_forged_csrf_token_is_rejected_and_real_forms_work(
         form.locator("input[name=phone_number]").fill("160")
         form.locator("input[name=display_name]").fill("Forged")
         page.evaluate("document.querySelector('form.add-extension input[name=csrf_token]').value = '00'.repeat(32)")
-        form.locator("button").click()
+        click_through(page, form.locator("button"))
         assert "CSRF" in page.content()
         page.goto(f"{b}/admin/100/extensions")
         form = page.locator("form.add-extension")
         form.locator("input[name=phone_number]").fill("16x")
-        form.locator("button").click()
+        click_through(page, form.locator("button"))
         assert page.locator("#error-phone_number").is_visible()
         page.locator("form.add-extension input[name=phone_number]").fill("160")
         page.locator("form.add-extension input[name=display_name]").fill("Vera")
-        page.locator("form.add-extension button").click()
+        click_through(page, "form.add-extension button")
         assert page.url.endswith("/admin/100/extensions")
         assert page.locator("input[value=Vera]").count() == 1
         shoot(page, "extensions")
@@ -206,12 +206,12 @@ async def _browse_the_call(agent: Agent, chromium: Browser, page: Any, call_id: 
         page.goto(f"{b}/admin/100/calls")
         shoot(page, "calls")
         pages.append(page.content())
-        page.click(f"a[href='calls/{call_id}']")
+        click_through(page, f"a[href='calls/{call_id}']")
         assert page.url.endswith(f"/admin/100/calls/{call_id}")
         section = page.locator(".delivery", has_text="calls_upload")
         assert "Bad value" in section.inner_text()
         pages.append(page.content())
-        section.locator("button.retry").click()
+        click_through(page, section.locator("button.retry"))
         assert page.url.endswith(f"/admin/100/calls/{call_id}")
 
     def after_retry() -> None:

@@ -17,7 +17,7 @@ from agent.app import Agent
 from agent.config.sections import Config
 from tests.admin_client import base, link
 from tests.amocrm_setup import configure_amocrm
-from tests.browser import Browser, expect, seed, shoot
+from tests.browser import Browser, click_through, expect, seed, shoot
 from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.fakes.amocrm import FakeAmoCrm
 from tests.fakes.retailcrm import FakeRetailCrm
@@ -52,15 +52,15 @@ async def test_retailcrm_register_test_and_map_with_the_dropdown(
         page.goto(url)
         page.goto(f"{b}/admin/100/retailcrm")
         assert page.locator("nav.sections a.active").inner_text() == "RetailCRM"
-        page.click("#test")
+        click_through(page, "#test")
         assert page.locator("#result[data-action=test]").inner_text().startswith("Connection test: success")
-        page.click("#register")
+        click_through(page, "#register")
         result = page.locator("#result[data-action=register]")
         assert "The module was created in RetailCRM" in result.inner_text()
         shoot(page, "retailcrm")
         pages.append(page.content())
         page.fill("input[name=domain]", "ftp://shop")
-        page.click("button[value=save]")
+        click_through(page, "button[value=save]")
         assert page.locator("#error-domain").is_visible()
         page.goto(f"{b}/admin/100/retailcrm")
         pages.append(page.content())
@@ -73,7 +73,7 @@ async def test_retailcrm_register_test_and_map_with_the_dropdown(
         row7.locator("select").select_option("151")
         assert page.locator("tr[data-user='8'] select").input_value() == ""  # 151 left its old owner
         assert page.locator("#save-mapping").is_visible()
-        page.click("#save-mapping")
+        click_through(page, "#save-mapping")
         assert "Saved" in page.locator("#result").inner_text()
         assert page.locator("tr[data-user='7'] .phone-text").inner_text() == "151"
         assert page.locator("tr[data-user='8'] .phone-text").inner_text() == "not assigned"
@@ -121,7 +121,7 @@ async def test_amocrm_connects_through_oauth(
             assert page.locator("#redirect-uri").input_value() == fake.redirect_uri
             page.click("#amo-connect")
             expect(page.locator("main")).to_contain_text(t("amo.cb.connected.title"))
-            page.click("#back")
+            click_through(page, "#back")
             assert page.url == f"{b}/admin/100/amocrm"
             assert status.get_attribute("data-light") == "connected"
             expect(status).to_have_text(t("amo.light.connected"))
@@ -130,7 +130,7 @@ async def test_amocrm_connects_through_oauth(
             assert page.locator("#amo-account").is_visible()
             page.locator("select[name=pipeline_id]").select_option("3001")
             page.locator("select[name=status_id]").select_option("40002")
-            page.click("#amocrm-settings button[value=save]")
+            click_through(page, "#amocrm-settings button[value=save]")
             assert page.locator("select[name=status_id]").input_value() == "40002"
             shoot(page, "amocrm")
             pages.append(page.content())

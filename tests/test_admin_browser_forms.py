@@ -14,7 +14,7 @@ import pytest
 from admin.i18n import catalog
 from agent.app import Agent
 from tests.admin_client import add_calls, base, link
-from tests.browser import Browser, seed
+from tests.browser import Browser, click_through, seed
 from tests.crm_setup import API_KEY, configure_retailcrm
 from tests.fakes.retailcrm import FakeRetailCrm
 
@@ -44,7 +44,7 @@ async def test_managers_refuse_an_extension_no_longer_listed(
         page.locator("tr[data-user='8'] select").select_option("152")
 
     def save_refused() -> None:
-        page.click("#save-mapping")
+        click_through(page, "#save-mapping")
         error = page.locator("[id='user.8-error']")
         assert error.inner_text() == messages["mgr.error.unknown_extension"].format(extension="152")
         assert page.locator("tr[data-user='8'] select").input_value() == "152"  # what was chosen is kept
@@ -53,7 +53,7 @@ async def test_managers_refuse_an_extension_no_longer_listed(
     def move_150() -> None:
         page.goto(managers)
         page.locator("tr[data-user='8'] select").select_option("150")
-        page.click("#save-mapping")
+        click_through(page, "#save-mapping")
         moved = messages["mgr.moved"].format(extension="150", from_user="User7 Test", to_user="User8 Test")
         assert moved in page.locator("#result").inner_text()
 
@@ -79,15 +79,15 @@ async def test_instance_renames_and_removes_an_enterprise(
         assert page.locator("#enterprise-100").is_visible() and page.locator("#enterprise-200").is_visible()
         row = page.locator("#enterprise-200")
         row.locator("input[name=name]").fill("Other shop")
-        row.locator("button", has_text=messages["instance.rename"]).click()
+        click_through(page, row.locator("button", has_text=messages["instance.rename"]))
         assert page.locator("#enterprise-200 input[name=name]").input_value() == "Other shop"
         assert "Other shop" in page.locator("form.switcher").inner_text()
         page.locator("#enterprise-200 summary").click()
         page.locator("#enterprise-200 input[name=confirm]").fill("2")
-        page.locator("#enterprise-200 button.danger").click()
+        click_through(page, "#enterprise-200 button.danger")
         assert page.locator("#error-confirm").inner_text() == messages["instance.error.confirm"]
         page.locator("#enterprise-200 input[name=confirm]").fill("200")
-        page.locator("#enterprise-200 button.danger").click()
+        click_through(page, "#enterprise-200 button.danger")
         assert page.locator("#enterprise-200").count() == 0
         assert "200" not in page.locator("form.switcher").inner_text()
 
@@ -106,7 +106,7 @@ async def test_the_discovery_button_says_why_nothing_was_asked(
     def steps() -> None:
         page.goto(url)
         page.goto(extensions)
-        page.locator("#discover button").click()
+        click_through(page, "#discover button")
         assert page.locator("#error-discover").inner_text() == messages["ext.error.no_pbx"]
 
     await chromium.run(steps)
@@ -125,7 +125,7 @@ async def test_the_calls_filter_finds_a_number_typed_the_national_way(
         page.goto(calls)
         for typed in ("8 029 000-00-07", "0000007"):
             page.fill("input[name=number]", typed)
-            page.locator("form.filters button[type=submit]").click()
+            click_through(page, "form.filters button[type=submit]")
             rows = page.locator("table.calls tbody tr")
             assert rows.count() == 1 and "+375290000007" in rows.first.inner_text(), typed
 

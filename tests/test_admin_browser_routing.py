@@ -12,7 +12,7 @@ from admin.i18n import catalog
 from agent.app import Agent
 from agent.store import routing_rules as routing_store
 from tests.admin_client import base, link
-from tests.browser import Browser, seed, shoot
+from tests.browser import Browser, click_through, seed, shoot
 
 LANGS = pytest.mark.parametrize("lang", ["en", "ru"])
 STORED = {
@@ -52,7 +52,7 @@ async def test_an_admin_sets_the_rules_with_the_form_alone(
         page.fill(field("blocklist"), "+37529000*")
         page.fill(field("did.0.number"), "+375173880000")
         page.fill(field("did.0.owner"), "150")
-        page.click("#routing button[type=submit]")
+        click_through(page, "#routing button[type=submit]")
         assert page.locator("#saved").inner_text() == messages["routing.saved"]
         page.reload()
         assert page.locator(field("hours.mon")).input_value() == "09:00-13:00, 14:00-18:00"
@@ -83,7 +83,7 @@ async def test_a_wrong_time_is_refused_beside_its_field_in_the_pages_language(
         open_routing(page, url, b, lang)
         page.fill(field("hours.tue"), "25:00-18:00")
         page.fill(field("did.0.owner"), "999")
-        page.click("#routing button[type=submit]")
+        click_through(page, "#routing button[type=submit]")
         error = page.locator("[id='error-hours.tue']")
         assert error.inner_text() == messages["routing.err.ranges"].format(value="25:00-18:00")
         cell = page.locator(f"td:has({field('hours.tue')})")
@@ -113,13 +113,13 @@ async def test_clearing_every_rule_asks_first(running_agent: Agent, chromium: Br
         page.check("input[name=hours_mode][value=always]")
         for name in ("hours.mon", "holidays", "blocklist", "did.0.number", "did.0.owner"):
             page.fill(field(name), "")
-        page.click("#routing button[type=submit]")
+        click_through(page, "#routing button[type=submit]")
         confirm = page.locator("#confirm")
         assert messages["routing.confirm_intro"] in confirm.inner_text()
         assert messages["routing.section.blocklist"] in confirm.inner_text()
         assert page.locator("#saved").count() == 0
         page.check(field("confirm_wipe"))
-        page.click("#routing button[type=submit]")
+        click_through(page, "#routing button[type=submit]")
         assert page.locator("#saved").inner_text() == messages["routing.saved"]
         assert page.locator(field("blocklist")).input_value() == ""
         assert page.locator("input[name=hours_mode][value=always]").is_checked()
