@@ -255,7 +255,42 @@ async def call_deliveries(request: web.Request, number: str, call_id: str) -> li
                 logs.setdefault(delivery_id, []).append(entry)
     for d in found:
         d["logs"] = logs.get(d["id"], [])
+    await with_last_http_status(pool, number, found, [entry for entries in logs.values() for entry in entries])
     return found
+
+
+# The exchanges that ended in an error with an HTTP answer, newest first, for `with_last_http_status`: the two
+# arms of DELIVERY_LOGS, each on its partial index.
+ERROR_STATUSES = (
+    "SELECT delivery_id, delivery_ids, error_message, http_status FROM integration_logs"
+    " WHERE (delivery_ids && $1::bigint[] OR delivery_id = ANY($1::bigint[]))"
+    " AND enterprise_number = $2 AND http_status IS NOT NULL AND error_message IS NOT NULL ORDER BY id DESC LIMIT 2000"
+)
+
+
+async def with_last_http_status(
+    pool: Any, number: str, deliveries: list[dict[str, Any]], logs: list[dict[str, Any]] | None = None
+) -> None:
+    """Set each delivery's `last_http_status`: the HTTP status of the exchange that stored its last_error (the
+    outbox keeps only the text on the delivery), so a CRM's own words show under "refused (HTTP 400)" rather
+    than a bare "Error". A text written with no exchange (expired, not delivered in time) borrows no earlier
+    status. `logs` are the deliveries' exchanges when the caller has them (log_row's shape), else they are read."""
+    failing = {d["id"]: d["last_error"] for d in deliveries if d["last_error"]}
+    found: dict[int, int] = {}
+    if failing:
+        if logs is None:
+            rows = await pool.fetch(ERROR_STATUSES, list(failing), number)
+            logs = [
+                {"delivery_ids": carried(r), "error": r["error_message"], "http_status": r["http_status"]} for r in rows
+            ]
+        else:
+            logs = sorted(logs, key=lambda entry: entry["id"], reverse=True)
+        for entry in logs:
+            for delivery_id in entry["delivery_ids"]:
+                if delivery_id not in found and entry["http_status"] and failing.get(delivery_id) == entry["error"]:
+                    found[delivery_id] = entry["http_status"]
+    for d in deliveries:
+        d["last_http_status"] = found.get(d["id"])
 
 
 async def retry(request: web.Request, number: str) -> tuple[int | None, str | None]:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from admin.pages import Refused, after_post, answer, bigint, decode_next, encode_next, enterprise_of
-from admin.views_calls import LOG_COLUMNS, RETRYABLE, Where, delivery_row, log_row, retry
+from admin.views_calls import LOG_COLUMNS, RETRYABLE, Where, delivery_row, log_row, retry, with_last_http_status
 from agent.web import keys
 from connectors import registry
 
@@ -75,6 +75,7 @@ async def failed_deliveries(
         before,
     )
     items = [delivery_row(r) for r in rows[:DELIVERY_PAGE]]
+    await with_last_http_status(request.config_dict[keys.POOL], number, items)
     return items, items[-1]["id"] if len(rows) > DELIVERY_PAGE else None
 
 
