@@ -4,6 +4,7 @@ every problem named by table and key like the rest of agent.config.load."""
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ from agent.config.sections import (
     PbxSection,
     RecordingsSource,
     SshSection,
+    TlsSection,
 )
+
+AMI_TLS_PORT = 5039  # Asterisk's manager.conf tlsbindaddr default
 
 
 def pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) -> tuple[PbxSection, ...]:
@@ -52,7 +56,8 @@ def pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) ->
             names.add(name)
         enterprise = t.string("enterprise", None, check=check_enterprise)
         host = t.string("host", PbxSection.host, check=check_host)
-        port = t.integer("port", PbxSection.port, minimum=1, maximum=65535)
+        tls = _tls_table(t, base_dir)
+        port = t.integer("port", AMI_TLS_PORT if tls else PbxSection.port, minimum=1, maximum=65535)
         username = t.string("username", None)
         secret = t.string("secret", "")
         secret_file = t.string("secret_file", "")
@@ -75,6 +80,8 @@ def pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) ->
         cel_csv_fields = t.strings("cel_csv_fields", ())
         cel_db_table = t.string("cel_db_table", PbxSection.cel_db_table, check=check_table)
         t.reject_unknown()
+        if tls is not None and ssh is not None:
+            problems.append(f"{label}: {t.where} tls: not with ssh (the SSH connection already encrypts AMI)")
         if secret and secret_file:
             problems.append(f"{label}: {t.where} secret: give either secret or secret_file, not both")
         elif secret_file:
@@ -98,6 +105,7 @@ def pbx_sections(value: Any, label: str, base_dir: Path, problems: list[str]) ->
                     originate_channel=originate_channel,
                     originate_context=originate_context,
                     ssh=ssh,
+                    tls=tls,
                     recordings=recordings,
                     cdr_csv=cdr_csv,
                     cdr_db=cdr_db,
@@ -146,6 +154,33 @@ def _ssh_table(t: Table, base_dir: Path) -> SshSection | None:
     return SshSection(
         host=host, username=username, key_file=key_file, known_hosts=known_hosts, port=port, keepalive=keepalive
     )
+
+
+def _tls_table(t: Table, base_dir: Path) -> TlsSection | None:
+    """`tls = true` (the system's CAs) or `tls = { ca_file = "...", server_name = "..." }`."""
+    present, value = t._get("tls")
+    if not present or value is False:
+        return None
+    if value is True:
+        return TlsSection()
+    if not isinstance(value, dict):
+        t.problem("tls", 'expected true or a table such as { ca_file = "asterisk.pem" }, got ' + show(value))
+        return None
+    s = Table(t.label, t.where, value, t.problems, prefix="tls.")
+    before = len(t.problems)
+    ca_file = None
+    if "ca_file" in value:
+        ca_file = _readable_file(s, "ca_file", base_dir, "")
+        if ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=str(ca_file))
+            except (ssl.SSLError, ValueError) as exc:
+                s.problem("ca_file", f"{ca_file} holds no PEM certificate ({exc})")
+    server_name = s.string("server_name", "", check=check_host) or None
+    s.reject_unknown()
+    if len(t.problems) > before:
+        return None
+    return TlsSection(ca_file=ca_file, server_name=server_name)
 
 
 def _readable_file(t: Table, key: str, base_dir: Path, why: str) -> Path | None:

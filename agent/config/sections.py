@@ -92,6 +92,14 @@ class RetentionSection:
 
 
 @dataclass(frozen=True)
+class TlsSection:
+    """`[[pbx]] tls = {...}`: AMI over TLS (Asterisk's manager.conf `tlsenable`), the certificate checked."""
+
+    ca_file: Path | None = None  # the PBX's certificate or its CA (PEM); None: the system's CAs
+    server_name: str | None = None  # the name the certificate must carry; None: `host`
+
+
+@dataclass(frozen=True)
 class SshSection:
     """`[[pbx]] ssh = {...}`: AMI (and SFTP recordings) through an SSH connection to the PBX host."""
 
@@ -137,6 +145,7 @@ class PbxSection:
     originate_channel: str = "PJSIP/{extension}"  # click-to-call: the manager's phone, rung first
     originate_context: str = "from-internal"  # ... then the number is dialled in this context
     ssh: SshSection | None = None  # AMI through SSH; host/port are then as seen from the PBX
+    tls: TlsSection | None = None  # AMI over TLS (port 5039 unless given); not with ssh
     recordings: RecordingsSource | None = None  # None: [agent] recordings_dir
     cdr_csv: RecordingsSource | None = None  # Master.csv for `pbx-agent backfill`; None: the default place
     cdr_db: str | None = field(default=None, repr=False)  # the CDR in PostgreSQL (cdr_pgsql): a DSN; wins over cdr_csv

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -185,6 +186,8 @@ class AmiLink:
         health.set(
             "down", connected=False, since=None, last_event_at=None, reconnects=0, address=f"{pbx.host}:{pbx.port}"
         )
+        if pbx.tls is not None:
+            health.details["tls"] = True
         if self.connector.via is not None:
             health.details.update(via=self.connector.via, ssh_refused=False)
 
@@ -213,6 +216,12 @@ class AmiLink:
             except SshRefused as exc:
                 self._down(str(exc), ssh_refused=True)
                 log.error("AMI %s: %s; retrying in %.0f s", self.pbx.name, exc, self.auth_retry)
+                await asyncio.sleep(self.auth_retry)
+                continue
+            except ssl.SSLCertVerificationError as exc:  # a setting to fix, like a refused login: said loudly
+                reason = f"the PBX's TLS certificate was not accepted: {exc.verify_message or exc.reason}"
+                self._down(reason)
+                log.error("AMI %s: %s; check [[pbx]] tls; retrying in %.0f s", self.pbx.name, reason, self.auth_retry)
                 await asyncio.sleep(self.auth_retry)
                 continue
             except (OSError, TimeoutError, AmiNotConnected) as exc:
@@ -259,7 +268,7 @@ class AmiLink:
             now = time.time()
             self.health.set("ok", connected=True, since=now, reconnects=self.reconnects, error=None, banner=banner)
             self.connected.set()
-            via = f" via {self.connector.via}" if self.connector.via else ""
+            via = f" via {self.connector.via}" if self.connector.via else " over TLS" if self.pbx.tls else ""
             log.info("AMI %s: connected to %s:%d%s (%s)", self.pbx.name, self.pbx.host, self.pbx.port, via, banner)
             await self._reconcile(protocol)
             await self._keepalive(protocol)

@@ -1,8 +1,10 @@
-"""Where an AMI link's byte stream comes from: a plain TCP connection, or a channel through SSH.
+"""Where an AMI link's byte stream comes from: a TCP connection (plain or TLS), or a channel through SSH.
 
 `AmiLink` asks its connector for a connected `asyncio.Protocol` and never knows which it got:
 
-- `TcpConnector`: `loop.create_connection` to `[[pbx]] host:port`;
+- `TcpConnector`: `loop.create_connection` to `[[pbx]] host:port`, over TLS with `[[pbx]] tls` (Asterisk's
+  manager.conf `tlsenable`; the certificate is checked against `ca_file` or the system's CAs, and must name
+  `server_name` or `host`);
 - `SshConnector`: a direct-tcpip channel through the PBX's SSH connection to `[[pbx]] host:port` *as seen
   from the PBX* (normally its own 127.0.0.1:5038, so AMI never listens on a public address). The SSH
   connection is shared by every AMI reconnect while it lives; when it dies the channel's protocol sees
@@ -12,13 +14,14 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 import asyncssh
 
 from agent.config.checks import Address
-from agent.config.sections import PbxSection
+from agent.config.sections import PbxSection, TlsSection
 from agent.ingest.ssh import SshClient
 
 P = TypeVar("P", bound=asyncio.Protocol)
@@ -39,13 +42,19 @@ class Connector(Protocol):
 class TcpConnector:
     via: str | None = None
 
-    def __init__(self, host: str, port: int, *, timeout: float = TCP_CONNECT_TIMEOUT_S) -> None:
+    def __init__(
+        self, host: str, port: int, *, timeout: float = TCP_CONNECT_TIMEOUT_S, tls: TlsSection | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.tls = tls_context(tls) if tls is not None else None
+        self.server_name = (tls.server_name or host) if tls is not None else None
 
     async def connect(self, factory: Callable[[], P]) -> P:
-        _, protocol = await asyncio.get_running_loop().create_connection(factory, self.host, self.port)
+        _, protocol = await asyncio.get_running_loop().create_connection(
+            factory, self.host, self.port, ssl=self.tls, server_hostname=self.server_name
+        )
         return protocol
 
     async def close(self) -> None:
@@ -86,7 +95,13 @@ class SshConnector:
 def connector_for(pbx: PbxSection) -> Connector:
     if pbx.ssh is not None:
         return SshConnector(SshClient(pbx.ssh), pbx.host, pbx.port)
-    return TcpConnector(pbx.host, pbx.port)
+    return TcpConnector(pbx.host, pbx.port, tls=pbx.tls)
+
+
+def tls_context(tls: TlsSection) -> ssl.SSLContext:
+    """Python's defaults (TLS 1.2 or later, the certificate and its name checked); `ca_file` replaces the
+    system's CAs, so a PBX's self-signed certificate is trusted by naming it and nothing else is."""
+    return ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file is not None else None)
 
 
 class _ChannelTransport(asyncio.Transport):

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import math
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -332,6 +333,7 @@ class FakeAmi:
         auth_fail_delay: seconds to wait before answering a bad Login (Asterisk sleeps 1 s).
         refuse: action names the AMI user may not run (its ``write`` lacks their class): answered
             ``Response: Error`` / ``Message: Permission denied``, as manager.c does.
+        tls: serve over TLS with this server context (manager.conf ``tlsenable``).
     """
 
     def __init__(
@@ -352,12 +354,14 @@ class FakeAmi:
         responders: Mapping[str, ActionResponder] | None = None,
         auth_fail_delay: float = 0.0,
         refuse: Iterable[str] = (),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
         if chunk_size is not None and chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
         self.recording, self.messages = load_recording(recording, timing)
+        self.tls = tls
         self.has_timing = timing is not None
         self.speed = speed
         self.username = username
@@ -438,7 +442,7 @@ class FakeAmi:
         self._player = asyncio.create_task(self._play(), name="fake-ami-player")
 
     async def _bind(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._handle, host, port)
+        self._server = await asyncio.start_server(self._handle, host, port, ssl=self.tls)
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
 
