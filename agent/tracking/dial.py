@@ -80,10 +80,19 @@ def dial_begin(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None
         if call.direction == "out" and call.caller_ext is not None:
             return [call.event(env, "ringing", call.caller_ext, at)]
         return []
+    ringing = dest_ext in call.dials.values() and _still_ringing(call, dest_ext)
     call.dials[dest_uid] = dest_ext
     call.add_extension(dest_ext)
     call.last_ext = dest_ext
+    if ringing:
+        # A leg that already rings this extension dials its phone (a queue member or ring-group member
+        # `Local/151@from-queue` whose `;2` half dials `PJSIP/151`): the same ring, not a second one.
+        return []
     return [call.event(env, "ringing", dest_ext, at)]
+
+
+def _still_ringing(call: Call, ext: str) -> bool:
+    return any(e == ext and uid not in call.dials_done for uid, e in call.dials.items())
 
 
 def dial_end(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
@@ -101,7 +110,10 @@ def dial_end(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) 
         return []  # the CANCEL that follows a queue member's NOANSWER
     call.dials_done.add(dest_uid)
     if status != "ANSWER":
-        call.last_status = status
+        if msg.get("Uniqueid") == call.caller_uid or call.last_status is None:
+            # How the caller's own Dial ended decides; a nested leg's (the Local `;2` half of a queue or
+            # group member, cancelled after the member's ring time ran out) only when nothing else is known.
+            call.last_status = status
         ext = call.dials[dest_uid]
         if ext is not None and msg.get("Forward"):
             # The phone forwarded the call (SIP 302): Dial's next leg, to the number it gave, is the phone's.
