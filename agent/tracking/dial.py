@@ -53,7 +53,7 @@ def decide(env: Env, call: Call, msg: Mapping[str, str], dest_ext: str | None) -
 
 def dial_begin(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
     dest_uid = msg.get("DestUniqueid", "")
-    dest_ext = env.rules.phone_extension(msg.get("DestChannel"))
+    dest_ext = env.rules.dialled_extension(msg.get("DestChannel"), msg.get("DestContext"))
     if "Channel" not in msg:
         # The Originate's own leg (click-to-call rings the manager first): not a callee.
         if dest_ext is not None:
@@ -134,7 +134,7 @@ def agent_connect(env: Env, call: Call, msg: Mapping[str, str], at: datetime | N
     dest_uid = msg.get("DestUniqueid", "")
     ext = call.pickups.get(dest_uid) or call.dials.get(dest_uid)
     if ext is None:
-        ext = env.rules.phone_extension(msg.get("DestChannel"))
+        ext = env.rules.dialled_extension(msg.get("DestChannel"), msg.get("DestContext"))
     if ext is None or dest_uid in call.dials_done:
         return []
     call.dials_done.add(dest_uid)
@@ -189,7 +189,7 @@ def _answered_in_place(env: Env, call: Call, msg: Mapping[str, str], at: datetim
     """The caller's Dial was answered by a phone it never dialled: a pickup moved the picker's channel into
     the dialled one's place (Asterisk swaps the two), so `DestChannel` is the picker's."""
     dest_uid = msg.get("DestUniqueid", "")
-    ext = call.pickups.get(dest_uid) or env.rules.phone_extension(msg.get("DestChannel"))
+    ext = call.pickups.get(dest_uid) or env.rules.dialled_extension(msg.get("DestChannel"), msg.get("DestContext"))
     if ext is None or not any(call.dials.values()):
         return []
     call.dials[dest_uid] = ext
