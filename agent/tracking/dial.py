@@ -16,10 +16,20 @@ from agent.tracking.state import Call, Env, Leg
 _NUMBER = re.compile(r"^\+?\d[\d*#]*$")
 
 
+def _dial_target(dial_string: str) -> str:
+    """The user part of a Dial's destination: `+375…` from `+375…@provider`, `PJSIP/150`,
+    `provider/sip:+375…@host` (chan_pjsip's endpoint with a URI) or `Local/+375…@from-internal/n`."""
+    target = dial_string.split("@", 1)[0].rsplit("/", 1)[-1]
+    scheme, colon, rest = target.partition(":")
+    return rest if colon and scheme.lower() in _URI_SCHEMES else target
+
+
+_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+
+
 def dialled_number(msg: Mapping[str, str]) -> str | None:
     """The number an outgoing Dial went to: `DialString` without tech and trunk, else `Exten`."""
-    dial = msg.get("DialString", "")
-    dial = dial.split("@", 1)[0].rsplit("/", 1)[-1]
+    dial = _dial_target(msg.get("DialString", ""))
     if _NUMBER.match(dial):
         return dial
     for key in ("Exten", "DestCallerIDNum"):
@@ -71,27 +81,28 @@ def dial_begin(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None
         call.add_extension(dest_ext)
         return [call.event(env, "ringing", dest_ext, at)]
     forward, call.forward = call.forward, None
+    # A leg that already rings this party dials on (a queue or group member `Local/151@from-queue` whose `;2`
+    # half dials `PJSIP/151`, an outbound route's `Local/<number>@from-internal` dialling the trunk): the same
+    # ring, not a second one.
+    ringing = dest_ext in call.dials.values() and _still_ringing(call, dest_ext)
     if dest_ext is None:
         call.dials[dest_uid] = None
         forwarded = _forwarded(env, call, msg, forward)
         if forwarded is not None:
             call.forwards[dest_uid] = forwarded
             return []
-        if call.direction == "out" and call.caller_ext is not None:
+        if call.direction == "out" and call.caller_ext is not None and not ringing:
             return [call.event(env, "ringing", call.caller_ext, at)]
         return []
-    ringing = dest_ext in call.dials.values() and _still_ringing(call, dest_ext)
     call.dials[dest_uid] = dest_ext
     call.add_extension(dest_ext)
     call.last_ext = dest_ext
     if ringing:
-        # A leg that already rings this extension dials its phone (a queue member or ring-group member
-        # `Local/151@from-queue` whose `;2` half dials `PJSIP/151`): the same ring, not a second one.
         return []
     return [call.event(env, "ringing", dest_ext, at)]
 
 
-def _still_ringing(call: Call, ext: str) -> bool:
+def _still_ringing(call: Call, ext: str | None) -> bool:
     return any(e == ext and uid not in call.dials_done for uid, e in call.dials.items())
 
 
@@ -163,7 +174,7 @@ def answer(
 
 def _outside_number(env: Env, msg: Mapping[str, str]) -> str | None:
     """The outside number a Dial went to, from its `DialString` alone (`+375…@provider`, `PJSIP/+375…`)."""
-    dial = msg.get("DialString", "").split("@", 1)[0].rsplit("/", 1)[-1]
+    dial = _dial_target(msg.get("DialString", ""))
     if _NUMBER.match(dial) and not env.rules.is_internal_number(dial):
         return env.number(dial)
     return None
