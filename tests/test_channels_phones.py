@@ -136,6 +136,11 @@ def test_the_endpoint_beats_a_short_caller_id(context: str, rules: ChannelRules,
         ("SIP/provider-00000001", "123", "from-trunk", {}, None),
         ("SIP/provider-00000001", "123", "custom", {"SIP/provider": TRUNK}, None),
         ("IAX2/100-00000001", "100", "custom", {"IAX2/100": TRUNK}, None),  # a trunk named like an extension
+        ("PJSIP/7001-00000001", "+375291234567", "from-pstn", {}, None),  # ... in a distribution's trunk context
+        ("PJSIP/7001-00000001", "7001", "from-pstn", {"PJSIP/7001": PHONE}, "7001"),  # the PBX said phone
+        ("DAHDI/1-1", "1234", "from-analog", {}, None),  # FreePBX's FXO port, a short caller ID
+        ("DAHDI/i1/1234-1", "1234", "from-digital", {}, None),  # FreePBX's ISDN span
+        ("DAHDI/3-1", "153", "from-internal", {}, "153"),  # an FXS port: a phone, known by its caller ID
     ],
 )
 def test_identity(channel: str, cid: str, context: str, endpoints: dict[str, Kind], identity: str | None) -> None:
@@ -147,3 +152,20 @@ def test_a_learned_trunk_is_never_a_phone_channel() -> None:
     assert ChannelRules().phone_extension("PJSIP/100-00000001") == "100"
     rules = ChannelRules(endpoints=Endpoints({"PJSIP/100": TRUNK}))
     assert rules.phone_extension("PJSIP/100-00000001") is None
+
+
+@pytest.mark.parametrize(
+    ("channel", "context", "endpoints", "ext"),
+    [
+        ("PJSIP/150-00000001", "from-internal", {}, "150"),
+        ("PJSIP/7001-00000002", "from-pstn", {}, None),  # a dialled trunk leg carries its endpoint's context
+        ("PJSIP/7001-00000002", "from-trunk", {"PJSIP/7001": PHONE}, "7001"),
+        ("PJSIP/7001-00000002", "incoming", {}, "7001"),  # nothing says trunk ...
+        ("Local/151@from-queue-00000001;1", "from-queue", {}, "151"),
+        ("Local/151@from-trunk-00000001;1", "from-trunk", {}, "151"),  # a Local channel's context is its target's
+    ],
+)
+def test_dialled_extension(channel: str, context: str, endpoints: dict[str, Kind], ext: str | None) -> None:
+    assert ChannelRules(endpoints=Endpoints(endpoints)).dialled_extension(channel, context) == ext
+    trunk = ChannelRules(trunk_contexts=("incoming",))  # ... unless the operator's trunk_contexts does
+    assert trunk.dialled_extension("PJSIP/7001-00000002", "incoming") is None

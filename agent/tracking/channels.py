@@ -50,6 +50,7 @@ class ChannelRules:
     recording_variables: tuple[str, ...] = ()
     endpoints: Endpoints = NO_ENDPOINTS
     _cache: dict[str, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _contexts: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
     def _phone_res(self) -> tuple[re.Pattern[str], ...]:
@@ -88,6 +89,29 @@ class ChannelRules:
         """The operator's `trunk_contexts` (exact names)."""
         return bool(context) and context in self.trunk_contexts
 
+    def _trunk_context(self, context: str | None) -> bool:
+        """The operator's `trunk_contexts` or one a distribution generates for trunks (`from-pstn`, …)."""
+        if not context:
+            return False
+        cache = self._contexts
+        trunk = cache.get(context)
+        if trunk is None:
+            trunk = context in self.trunk_contexts or context_matches(context, DEFAULT_TRUNK_CONTEXTS)
+            if len(cache) > 1024:
+                cache.clear()
+            cache[context] = trunk
+        return trunk
+
+    def dialled_extension(self, channel: str | None, context: str | None) -> str | None:
+        """The extension of a *dialled* channel (`DestChannel`, with `DestContext`): a channel that Asterisk
+        made for an endpoint carries the endpoint's context, so one in a trunk context (`PJSIP/7001-…` in
+        `from-pstn`) is a trunk however it is named, unless the PBX said it is a phone. A Local channel's
+        context is its target's, which says nothing about the endpoint."""
+        ext = self.phone_extension(channel)
+        if ext is None or channel is None or channel.startswith("Local/") or not self._trunk_context(context):
+            return ext
+        return ext if self.endpoints.kind_of(channel) == PHONE else None
+
     def identity(self, channel: str, cid: str | None, context: str | None) -> str | None:
         """The extension behind a *calling* channel, or None for an external party.
 
@@ -95,8 +119,10 @@ class ChannelRules:
         1. the operator's `trunk_contexts`, then what the PBX said about the endpoint (a learned trunk);
         2. a Local channel's name names its target, not its source (`Local/151@from-internal` is 150
            calling 151), so there the caller ID comes first, unless the context is a trunk's;
-        3. a channel named after an extension (`PJSIP/150-…`) is that phone;
-        4. a trunk context a distribution generates (`from-trunk`, `from-pstn`) is a trunk;
+        3. a trunk context a distribution generates (`from-trunk`, `from-pstn`) is a trunk, even when the
+           endpoint is named like an extension (`PJSIP/7001-…`: a provider's account number), unless the PBX
+           said it is a phone: an endpoint's channel starts in the endpoint's context;
+        4. a channel named after an extension (`PJSIP/150-…`) is that phone;
         5. otherwise (`PJSIP/alice-…`, a learned phone or an endpoint nothing is known of): its caller
            ID, when that looks like an extension.
         """
@@ -110,9 +136,9 @@ class ChannelRules:
             if trunk_context:
                 return None
             return cid if cid and self.is_internal_number(cid) else self.phone_extension(channel)
+        if trunk_context and kind != PHONE:
+            return None
         ext = self.phone_extension(channel)
         if ext is not None:
             return ext
-        if trunk_context and kind != PHONE:
-            return None
         return cid if cid and self.is_internal_number(cid) else None

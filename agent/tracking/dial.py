@@ -16,10 +16,20 @@ from agent.tracking.state import Call, Env, Leg
 _NUMBER = re.compile(r"^\+?\d[\d*#]*$")
 
 
+def _dial_target(dial_string: str) -> str:
+    """The user part of a Dial's destination: `+375…` from `+375…@provider`, `PJSIP/150`,
+    `provider/sip:+375…@host` (chan_pjsip's endpoint with a URI) or `Local/+375…@from-internal/n`."""
+    target = dial_string.split("@", 1)[0].rsplit("/", 1)[-1]
+    scheme, colon, rest = target.partition(":")
+    return rest if colon and scheme.lower() in _URI_SCHEMES else target
+
+
+_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+
+
 def dialled_number(msg: Mapping[str, str]) -> str | None:
     """The number an outgoing Dial went to: `DialString` without tech and trunk, else `Exten`."""
-    dial = msg.get("DialString", "")
-    dial = dial.split("@", 1)[0].rsplit("/", 1)[-1]
+    dial = _dial_target(msg.get("DialString", ""))
     if _NUMBER.match(dial):
         return dial
     for key in ("Exten", "DestCallerIDNum"):
@@ -53,7 +63,7 @@ def decide(env: Env, call: Call, msg: Mapping[str, str], dest_ext: str | None) -
 
 def dial_begin(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
     dest_uid = msg.get("DestUniqueid", "")
-    dest_ext = env.rules.phone_extension(msg.get("DestChannel"))
+    dest_ext = env.rules.dialled_extension(msg.get("DestChannel"), msg.get("DestContext"))
     if "Channel" not in msg:
         # The Originate's own leg (click-to-call rings the manager first): not a callee.
         if dest_ext is not None:
@@ -71,19 +81,29 @@ def dial_begin(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None
         call.add_extension(dest_ext)
         return [call.event(env, "ringing", dest_ext, at)]
     forward, call.forward = call.forward, None
+    # A leg that already rings this party dials on (a queue or group member `Local/151@from-queue` whose `;2`
+    # half dials `PJSIP/151`, an outbound route's `Local/<number>@from-internal` dialling the trunk): the same
+    # ring, not a second one.
+    ringing = dest_ext in call.dials.values() and _still_ringing(call, dest_ext)
     if dest_ext is None:
         call.dials[dest_uid] = None
         forwarded = _forwarded(env, call, msg, forward)
         if forwarded is not None:
             call.forwards[dest_uid] = forwarded
             return []
-        if call.direction == "out" and call.caller_ext is not None:
+        if call.direction == "out" and call.caller_ext is not None and not ringing:
             return [call.event(env, "ringing", call.caller_ext, at)]
         return []
     call.dials[dest_uid] = dest_ext
     call.add_extension(dest_ext)
     call.last_ext = dest_ext
+    if ringing:
+        return []
     return [call.event(env, "ringing", dest_ext, at)]
+
+
+def _still_ringing(call: Call, ext: str | None) -> bool:
+    return any(e == ext and uid not in call.dials_done for uid, e in call.dials.items())
 
 
 def dial_end(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
@@ -101,7 +121,10 @@ def dial_end(env: Env, call: Call, msg: Mapping[str, str], at: datetime | None) 
         return []  # the CANCEL that follows a queue member's NOANSWER
     call.dials_done.add(dest_uid)
     if status != "ANSWER":
-        call.last_status = status
+        if msg.get("Uniqueid") == call.caller_uid or call.last_status is None:
+            # How the caller's own Dial ended decides; a nested leg's (the Local `;2` half of a queue or
+            # group member, cancelled after the member's ring time ran out) only when nothing else is known.
+            call.last_status = status
         ext = call.dials[dest_uid]
         if ext is not None and msg.get("Forward"):
             # The phone forwarded the call (SIP 302): Dial's next leg, to the number it gave, is the phone's.
@@ -122,7 +145,7 @@ def agent_connect(env: Env, call: Call, msg: Mapping[str, str], at: datetime | N
     dest_uid = msg.get("DestUniqueid", "")
     ext = call.pickups.get(dest_uid) or call.dials.get(dest_uid)
     if ext is None:
-        ext = env.rules.phone_extension(msg.get("DestChannel"))
+        ext = env.rules.dialled_extension(msg.get("DestChannel"), msg.get("DestContext"))
     if ext is None or dest_uid in call.dials_done:
         return []
     call.dials_done.add(dest_uid)
@@ -151,7 +174,7 @@ def answer(
 
 def _outside_number(env: Env, msg: Mapping[str, str]) -> str | None:
     """The outside number a Dial went to, from its `DialString` alone (`+375…@provider`, `PJSIP/+375…`)."""
-    dial = msg.get("DialString", "").split("@", 1)[0].rsplit("/", 1)[-1]
+    dial = _dial_target(msg.get("DialString", ""))
     if _NUMBER.match(dial) and not env.rules.is_internal_number(dial):
         return env.number(dial)
     return None
@@ -177,7 +200,7 @@ def _answered_in_place(env: Env, call: Call, msg: Mapping[str, str], at: datetim
     """The caller's Dial was answered by a phone it never dialled: a pickup moved the picker's channel into
     the dialled one's place (Asterisk swaps the two), so `DestChannel` is the picker's."""
     dest_uid = msg.get("DestUniqueid", "")
-    ext = call.pickups.get(dest_uid) or env.rules.phone_extension(msg.get("DestChannel"))
+    ext = call.pickups.get(dest_uid) or env.rules.dialled_extension(msg.get("DestChannel"), msg.get("DestContext"))
     if ext is None or not any(call.dials.values()):
         return []
     call.dials[dest_uid] = ext

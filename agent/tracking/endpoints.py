@@ -7,8 +7,10 @@ cannot (see `ChannelRules.identity`). What the agent learns over AMI at connect 
 Without it, the contexts the common distributions generate with no configuration still tell:
 
 - FreePBX and Issabel put trunks in `from-trunk` or `from-pstn` (and `from-trunk-<tech>-<name>`,
-  `from-pstn-…` variants), phones in `from-internal`; their ring groups, queues and follow-me dial
-  members through Local channels in `from-internal`, `macro-dial-one`, `macro-dial` and `from-queue`.
+  `from-pstn-…` variants; DAHDI spans in `from-digital`, analogue FXO ports in `from-analog`: a DAHDI
+  channel's name, `DAHDI/i1/<number>-1` or `DAHDI/1-1`, names no endpoint), phones in `from-internal`;
+  their ring groups, queues and follow-me dial members through Local channels in `from-internal`,
+  `macro-dial-one`, `macro-dial` and `from-queue`.
 - A plain Asterisk set up after the sample configuration uses `from-internal` for phones too.
 
 The operator's `trunk_contexts` in agent.toml come first and override all of this.
@@ -26,7 +28,14 @@ TRUNK: Kind = "trunk"
 PHONE: Kind = "phone"
 
 # fnmatch patterns, matched against a channel's dialplan context
-DEFAULT_TRUNK_CONTEXTS: tuple[str, ...] = ("from-trunk", "from-trunk-*", "from-pstn", "from-pstn-*")
+DEFAULT_TRUNK_CONTEXTS: tuple[str, ...] = (
+    "from-trunk",
+    "from-trunk-*",
+    "from-pstn",
+    "from-pstn-*",
+    "from-digital",
+    "from-analog",
+)
 DEFAULT_PHONE_CONTEXTS: tuple[str, ...] = (
     "from-internal",
     "from-internal-*",

@@ -24,6 +24,8 @@ splits the talk time per extension and `talk_seconds` is their sum.
 
 - A pickup: the picker answers; the phone it took only rang; the picker's channel, which arrived with a
   Linkedid of its own, joins the call (its own Linkedid never becomes a call).
+- A conference (ConfBridge, MeetMe): the first phone in the room with an outside caller answers that caller
+  (agent.tracking.conference); the room's own answer is no person's.
 - A forward: an outside number that a phone forwarded the call to (`DialEnd Forward:`, or the caller
   dialling out after a phone rang: a follow-me) answers for that phone's extension, with `forwarded_to`.
 """
@@ -39,6 +41,7 @@ from agent.tracking import dial as calldial
 from agent.tracking import recording
 from agent.tracking import transfer as calltransfer
 from agent.tracking.channels import ChannelRules
+from agent.tracking.conference import Rooms
 from agent.tracking.end import ended
 from agent.tracking.endpoints import Endpoints
 from agent.tracking.event import CallEvent
@@ -56,6 +59,7 @@ class CallTracker:
         self.env = Env(rules, enterprise, pbx)
         self._calls: dict[str, Call] = {}
         self._chans: dict[str, Call] = {}
+        self._rooms = Rooms()
 
     def learn(self, endpoints: Endpoints) -> None:
         """What the PBX says its trunks and phones are (agent.ingest.discovery); rules the events from now on."""
@@ -311,6 +315,21 @@ def _unparked(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> l
     return out + tr._adopt(call, uid, at)
 
 
+def _room_join(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    call = tr._call_of(msg, "")
+    return tr._rooms.join(tr.env, call, msg, _time(msg, at)) if call is not None else _NONE
+
+
+def _room_leave(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    tr._rooms.leave(msg, _time(msg, at))
+    return _NONE
+
+
+def _room_end(tr: CallTracker, msg: Mapping[str, str], at: datetime | None) -> list[CallEvent]:
+    tr._rooms.end(msg)
+    return _NONE
+
+
 _HANDLERS: dict[str, Handler] = {
     "Newchannel": _newchannel,
     "NewCallerid": _newcallerid,
@@ -323,6 +342,12 @@ _HANDLERS: dict[str, Handler] = {
     "BlindTransfer": _on(calltransfer.blind, "Transferee", "Transferer"),
     "AttendedTransfer": _attended,
     "UnParkedCall": _unparked,
+    "ConfbridgeJoin": _room_join,
+    "ConfbridgeLeave": _room_leave,
+    "ConfbridgeEnd": _room_end,
+    "MeetmeJoin": _room_join,
+    "MeetmeLeave": _room_leave,
+    "MeetmeEnd": _room_end,
 }
 
 
