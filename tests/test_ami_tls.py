@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from agent.config.load import load
 from agent.config.sections import TlsSection
+from agent.ingest import link as link_module
 from agent.ingest.pipeline import PbxPipeline
 from agent.tracking.event import CallEvent
 from agent.web.health import HealthRegistry
@@ -72,7 +73,7 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
 
 @asynccontextmanager
 async def tls_pipeline(
-    fake: FakeAmi, tls: TlsSection, auth_retry: float = 30.0
+    fake: FakeAmi, tls: TlsSection | None, auth_retry: float = 30.0
 ) -> AsyncIterator[tuple[HealthRegistry, list[CallEvent]]]:
     health = HealthRegistry()
     events: list[CallEvent] = []
@@ -84,6 +85,18 @@ async def tls_pipeline(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def link_error(health: HealthRegistry) -> str:
+    """The PBX link's error in /health, once it has one."""
+    found: list[str] = []
+
+    async def failed() -> bool:
+        found[:] = [(await health.report())["components"]["pbx:office"].get("error") or ""]
+        return bool(found[0])
+
+    await until(failed, within=10)
+    return found[0]
 
 
 async def test_a_trusted_certificate_gives_the_calls(tmp_path: Path) -> None:
@@ -121,6 +134,26 @@ async def test_any_other_certificate_is_refused_loudly_and_retried_slowly(
     assert second - first >= 0.95  # retried after auth_retry, not at the connect back-off's 0.5 s
     assert link["status"] == "down" and refused in link["error"] and link["tls"] is True
     assert fake.connections == 0 and fake.logins == 0 and not events  # no byte of AMI over a refused certificate
+
+
+async def test_tls_to_a_plain_port_and_plain_to_a_tls_port_say_which(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two mix-ups an admin makes: each one's /health error names it instead of a bare TimeoutError."""
+    monkeypatch.setattr(link_module, "LOGIN_TIMEOUT_S", 0.3)
+    cert, key = self_signed(tmp_path, NAME)
+    directory = recordings.recordings_dir()
+    plain = FakeAmi(directory / "a_incoming_answered.ami", speed=math.inf)
+    async with plain, tls_pipeline(plain, TlsSection(ca_file=cert, server_name=NAME)) as (health, _):
+        error = await link_error(health)
+    assert error.startswith(f"TLS with 127.0.0.1:{plain.port} failed") and "tlsenable" in error, error
+    secure = FakeAmi(directory / "a_incoming_answered.ami", speed=math.inf, tls=server_context(cert, key))
+    async with secure, tls_pipeline(secure, None) as (health, _):
+        error = await link_error(health)
+    assert error == (
+        f"no AMI greeting from 127.0.0.1:{secure.port} within 0.3 s: is it Asterisk's AMI port"
+        " (a TLS one needs [[pbx]] tls)?"
+    )
 
 
 def test_the_tls_settings(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from panoramisk.actions import Action
 from panoramisk.message import Message
 
+from agent.config.checks import Address
 from agent.config.sections import PbxSection
 from agent.ingest.frame import AmiFrameParser, AmiMessage
 from agent.ingest.ssh import SshRefused
@@ -244,20 +245,40 @@ class AmiLink:
     # -- one connection -------------------------------------------------------------------------
 
     async def _session(self) -> None:
-        async with asyncio.timeout(self.connector.timeout):
-            protocol = await self.connector.connect(lambda: _Protocol(self))
-        self._protocol = protocol
+        where = Address(self.pbx.host, self.pbx.port)
         try:
-            async with asyncio.timeout(LOGIN_TIMEOUT_S):
-                banner = await protocol.banner
-                answer = await protocol.send(
-                    {
-                        "Action": "Login",
-                        "Username": self.pbx.username,
-                        "Secret": self.pbx.secret,
-                        "Events": EVENT_CLASSES,
-                    }
-                )
+            async with asyncio.timeout(self.connector.timeout):
+                protocol = await self.connector.connect(lambda: _Protocol(self))
+        except TimeoutError as exc:
+            raise TimeoutError(str(exc) or f"no connection to {where} within {self.connector.timeout:g} s") from None
+        except ssl.SSLCertVerificationError:
+            raise
+        except ssl.SSLError as exc:  # the port speaks no TLS (plain AMI answers with its greeting)
+            raise ConnectionError(
+                f"TLS with {where} failed ({exc.reason or exc}): is it AMI over TLS (manager.conf tlsenable)?"
+            ) from None
+        self._protocol = protocol
+        step = "greeting"
+        try:
+            try:
+                async with asyncio.timeout(LOGIN_TIMEOUT_S):
+                    banner = await protocol.banner
+                    step = "answer to Login"
+                    answer = await protocol.send(
+                        {
+                            "Action": "Login",
+                            "Username": self.pbx.username,
+                            "Secret": self.pbx.secret,
+                            "Events": EVENT_CLASSES,
+                        }
+                    )
+            except TimeoutError:
+                hint = ""
+                if step == "greeting":
+                    hint = ": is it Asterisk's AMI port" + (
+                        " (a TLS one needs [[pbx]] tls)?" if not self.pbx.tls else "?"
+                    )
+                raise TimeoutError(f"no AMI {step} from {where} within {LOGIN_TIMEOUT_S:g} s{hint}") from None
             if answer.get("Response") != "Success":
                 raise AmiLoginFailed(answer.get("Message") or "authentication failed")
             self._connections += 1
