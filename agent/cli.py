@@ -306,6 +306,11 @@ def cmd_admin_password(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check_pbx(args: argparse.Namespace) -> int:
+    result: int = importlib.import_module("agent.ingest.check").main(_load_config(args), args)
+    return result
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     result: int = importlib.import_module("agent.repair.replay").run(args)
     return result
@@ -358,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--enterprise", metavar="N", required=True, help="the enterprise the password signs in to")
     pw.add_argument("--role", choices=("admin", "viewer"), default="admin", help="admin (default) or viewer")
     pw.add_argument("--remove", action="store_true", help="remove the enterprise's password")
+    check_pbx = command("check-pbx", cmd_check_pbx, "log in to each [[pbx]] as the agent does and say what works")
+    importlib.import_module("agent.ingest.check").add_arguments(check_pbx)
     replay = command("replay", cmd_replay, "print the calls a recorded AMI byte stream gives", config=False)
     try:
         importlib.import_module("agent.repair.replay").add_arguments(replay)

@@ -152,6 +152,15 @@ def _is_async(fields: Mapping[str, Any]) -> bool:
     return any(k.lower() == "async" and str(v).lower() in ("true", "yes", "1") for k, v in fields.items())
 
 
+def why(exc: BaseException) -> str:
+    """What a failed connection says in /health and the log."""
+    if isinstance(exc, AmiLoginFailed):
+        return f"login refused: {exc}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"the PBX's TLS certificate was not accepted: {exc.verify_message or exc.reason}"
+    return str(exc) or type(exc).__name__
+
+
 class AmiLink:
     """Keeps one AMI connection alive and hands the events of each read to `on_event` (never awaited)."""
 
@@ -205,7 +214,7 @@ class AmiLink:
                 await self._session()
                 failures = 0
             except AmiLoginFailed as exc:
-                self._down(f"login refused: {exc}", auth_failed=True)
+                self._down(why(exc), auth_failed=True)
                 log.error(
                     "AMI %s: login refused (%s); check username/secret; retrying in %.0f s",
                     self.pbx.name,
@@ -220,19 +229,24 @@ class AmiLink:
                 await asyncio.sleep(self.auth_retry)
                 continue
             except ssl.SSLCertVerificationError as exc:  # a setting to fix, like a refused login: said loudly
-                reason = f"the PBX's TLS certificate was not accepted: {exc.verify_message or exc.reason}"
+                reason = why(exc)
                 self._down(reason)
                 log.error("AMI %s: %s; check [[pbx]] tls; retrying in %.0f s", self.pbx.name, reason, self.auth_retry)
                 await asyncio.sleep(self.auth_retry)
                 continue
             except (OSError, TimeoutError, AmiNotConnected) as exc:
                 failures += 1
-                reason = str(exc) or type(exc).__name__
+                reason = why(exc)
                 if failures == 1:
                     log.warning("AMI %s: %s", self.pbx.name, reason)
                 self._down(reason)
             delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, failures - 1))
             await asyncio.sleep(delay)
+
+    async def session(self) -> None:
+        """One connection and no retry (`run` retries it; `pbx-agent check-pbx` does not): logs in, reconciles
+        and keeps the connection until it drops; raises what kept it from being made (`why` words it)."""
+        await self._session()
 
     async def send_action(self, fields: Mapping[str, Any], within: float = 10.0) -> Any:
         """Send one action and wait for its answer; AmiNotConnected when the link is down."""
@@ -251,6 +265,10 @@ class AmiLink:
                 protocol = await self.connector.connect(lambda: _Protocol(self))
         except TimeoutError as exc:
             raise TimeoutError(str(exc) or f"no connection to {where} within {self.connector.timeout:g} s") from None
+        except ConnectionRefusedError:
+            raise ConnectionRefusedError(
+                f"{where} refused the connection: is AMI on there (manager.conf [general] enabled, bindaddr, port)?"
+            ) from None
         except ssl.SSLCertVerificationError:
             raise
         except ssl.SSLError as exc:  # the port speaks no TLS (plain AMI answers with its greeting)
