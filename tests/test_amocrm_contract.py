@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from agent.store.database import Pool
 from connectors.amocrm.plan import plan
 from connectors.amocrm.settings import parse
+from connectors.http import make_client
+from tests.amocrm_setup import bound, configure_amocrm, connect_tokens
 from tests.fakes import amocrm_rules as rules
 from tests.fakes.amocrm import FakeAmoCrm
 from tests.test_amocrm_agent import missed
@@ -185,3 +189,27 @@ def test_a_planned_call_keeps_the_contract() -> None:
     settings = parse({"host": "https://x.amocrm.ru", "user_extensions": {"7": "150"}})
     (delivery,) = plan(missed("c1", ("150",)), settings)
     assert rules.check_call({**delivery.payload["call"], "source": settings.source, "request_id": "0"}) == []
+
+
+async def test_task_and_unsorted_ids_answered_as_strings_are_taken(
+    amo: tuple[FakeAmoCrm, httpx.AsyncClient], pool: Pool, tmp_path: Path
+) -> None:
+    """The answers of tasks and unsorted items are UNCONFIRMED (§B7, §B8): an id spelled "123" is that id. Else
+    the task's row stays pending, and the number's next missed call waits on it instead of finding it open."""
+    fake, _ = amo
+    fake.string_ids = True
+    settings = await configure_amocrm(pool, tmp_path, fake, unknown_caller="unsorted")
+    connector = bound(pool, tmp_path)
+    await connect_tokens(connector, fake)
+    (first,) = plan(missed("p1", ("151",), phone="+375297770000"), settings)
+    (second,) = plan(missed("p2", ("151",), phone="+375297770000"), settings)
+    async with make_client() as http:
+        client = connector.client(settings, http)
+        assert (await client.send([first])).status == "success"
+        outcome = await client.send([second])
+    assert outcome.status == "success", outcome.error
+    (task,) = fake.tasks.values()
+    assert len(fake.unsorted) == 2  # each call is recorded; the second finds the first's task open
+    assert task["entity_type"] == "leads" and task["entity_id"] == fake.unsorted[0]["lead_id"]
+    rows = await pool.fetch("SELECT task_id FROM amocrm_missed_tasks WHERE phone = '375297770000'")
+    assert [r["task_id"] for r in rows] == [task["id"]]
