@@ -22,11 +22,12 @@ from tests.fakes.amocrm import FakeAmoCrm
 from tests.test_amocrm_agent import missed
 
 CALL = {"direction": "inbound", "duration": 12, "source": "pbx-agent", "phone": "+375291234567", "request_id": "0"}
-UNSORTED = {
+META: dict[str, Any] = {"uniq": "c1", "duration": 0, "service_code": "pbx-agent", "link": "", "from": "+375291234567"}
+UNSORTED: dict[str, Any] = {
     "source_uid": "pbx-agent:c1",
     "source_name": "pbx-agent",
     "request_id": "0",
-    "metadata": {"uniq": "c1", "duration": 0, "service_code": "pbx-agent", "link": "", "from": "+375291234567"},
+    "metadata": META,
     "_embedded": {"contacts": [{"name": "+375291234567"}], "leads": [{"name": "Call"}]},
 }
 TASK = {"text": "Call back", "complete_till": 1_900_000_000, "task_type_id": 1, "request_id": "0"}
@@ -113,10 +114,10 @@ async def test_a_call_against_the_contract_is_refused(
     ("change", "field"),
     [
         ({"pipeline_id": "3001"}, "pipeline_id"),  # §B7 types
-        ({"metadata": {**UNSORTED["metadata"], "duration": "5"}}, "metadata.duration"),
-        ({"metadata": {**UNSORTED["metadata"], "called_at": "now"}}, "metadata.called_at"),
-        ({"metadata": {**UNSORTED["metadata"], "is_call_event_needed": "true"}}, "metadata.is_call_event_needed"),
-        ({"metadata": {**UNSORTED["metadata"], "from": 375291234567}}, "metadata.from"),
+        ({"metadata": {**META, "duration": "5"}}, "metadata.duration"),
+        ({"metadata": {**META, "called_at": "now"}}, "metadata.called_at"),
+        ({"metadata": {**META, "is_call_event_needed": "true"}}, "metadata.is_call_event_needed"),
+        ({"metadata": {**META, "from": 375291234567}}, "metadata.from"),
         ({"_embedded": {"contacts": [{"name": "a"}, {"name": "b"}]}}, "_embedded.contacts"),  # array(1)
     ],
 )

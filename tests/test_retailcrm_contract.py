@@ -44,7 +44,8 @@ async def refused(http: httpx.AsyncClient, path: str, field: str, value: Any) ->
     assert r.status_code == 400, r.text
     body: dict[str, Any] = r.json()
     assert body["success"] is False and body["errorMsg"] == "Errors in the entity format"
-    return body["errors"]
+    errors: dict[str, Any] = body["errors"]
+    return errors
 
 
 async def test_the_valid_shapes_pass(raw: httpx.AsyncClient) -> None:
