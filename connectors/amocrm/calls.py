@@ -23,6 +23,7 @@ from typing import Any
 
 from connectors.amocrm.contacts import Contact, digits, find_contact, phone_field
 from connectors.amocrm.lost_answers import CLOCK_SLACK_S, already_exists, call_note_exists, open_task_like
+from connectors.amocrm.problem import answer_id
 from connectors.amocrm.session import Session, StepFailed
 from connectors.base import Delivery, RecordUrl, SendOutcome, recording_of
 from connectors.missed_tasks import PENDING, MissedTasks
@@ -238,7 +239,7 @@ class CallSender:
             if assignee is not None:
                 task["responsible_user_id"] = assignee
             task_id = await self._post_task(task, missed)
-            if isinstance(task_id, int):
+            if task_id is not None:
                 await missed.made(task_id)
             await self._save(
                 "task",
@@ -249,7 +250,7 @@ class CallSender:
                 },
             )
 
-    async def _post_task(self, task: dict[str, Any], missed: MissedTasks) -> Any:
+    async def _post_task(self, task: dict[str, Any], missed: MissedTasks) -> int | None:
         """POST the task, unless an earlier try's answer was lost after amoCRM made it: then its id."""
         if "posting_task" in self.steps:
             made = await open_task_like(self.s, task)
@@ -267,9 +268,10 @@ class CallSender:
                 await missed.release()  # amoCRM answered no: no task to wait for
             raise
         tasks = _embedded(exchange, "tasks")
-        if not tasks:
+        made = answer_id(tasks[0].get("id")) if tasks else None
+        if made is None:  # no id to remember: nothing for the number's next task to wait for
             await missed.release()
-        return tasks[0].get("id") if tasks else None
+        return made
 
     async def _open_task(self, missed: MissedTasks) -> int | None:
         for row in await missed.latest():
@@ -344,6 +346,7 @@ def _embedded(exchange: Any, name: str) -> list[dict[str, Any]]:
 def _first_id(items: list[dict[str, Any]], name: str) -> int | None:
     for item in items:
         for entity in (item.get("_embedded") or {}).get(name) or []:
-            if isinstance(entity, dict) and isinstance(entity.get("id"), int):
-                return int(entity["id"])
+            made = answer_id(entity.get("id")) if isinstance(entity, dict) else None
+            if made is not None:
+                return made
     return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.amocrm.problem import answer_id
 from connectors.amocrm.session import Session
 from connectors.http import Exchange
 
@@ -78,6 +79,7 @@ async def open_task_like(session: Session, task: dict[str, Any]) -> int | None:
     if exchange.http_status != 200 or not isinstance(body, dict):
         return None
     for found in (body.get("_embedded") or {}).get("tasks") or []:
-        if isinstance(found, dict) and found.get("text") == task.get("text") and isinstance(found.get("id"), int):
-            return int(found["id"])
+        made = answer_id(found.get("id")) if isinstance(found, dict) else None
+        if made is not None and found.get("text") == task.get("text"):
+            return made
     return None

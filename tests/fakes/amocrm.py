@@ -29,6 +29,8 @@ import aiohttp
 import jwt
 from aiohttp import web
 
+from tests.fakes import amocrm_rules as rules
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ADMIN = web.RequestKey("admin", bool)
 PROBLEM = "application/problem+json"
@@ -112,6 +114,9 @@ class FakeAmoCrm:
         self.access_ttl = access_ttl
         self.account_id = account_id
         self.current_user_id = 1
+        # answer the ids of made tasks and unsorted items as digit strings: those answer examples are UNCONFIRMED
+        # (crm-api.md §B7, §B8), and the client must take either spelling
+        self.string_ids = False
         self.requests: list[Recorded] = []
         self.access: dict[str, _Token] = {}
         self.refresh: dict[str, bool] = {}  # refresh token -> still usable
@@ -347,6 +352,9 @@ class FakeAmoCrm:
             request[ADMIN] = known.admin
         if request.match_info.http_exception is not None:
             return problem(request.match_info.http_exception.status, "Not Found", "Route not found")
+        refused = self._malformed(request)
+        if refused is not None:
+            return refused
         failure = self._take_failure(request.path)
         if failure is not None:
             return failure
@@ -357,6 +365,19 @@ class FakeAmoCrm:
             assert request.transport is not None
             request.transport.abort()  # processed; the answer never leaves
         return response
+
+    def _malformed(self, request: web.Request) -> web.Response | None:
+        """§B1: a body is JSON sent as application/json (the token endpoint's too, §B3.2); a list's `limit` is at
+        most 250. What the real one answers a form body is not documented: a 400 problem here."""
+        if request.method in ("POST", "PATCH") and request.content_type != rules.JSON_TYPE:
+            if request.path == "/oauth2/access_token":
+                return _oauth_problem(400, f"Content-Type must be {rules.JSON_TYPE}")
+            return problem(400, "Bad Request", f"Content-Type must be {rules.JSON_TYPE}")
+        if request.method == "GET" and request.path.startswith("/api/"):
+            errors = rules.list_query(request.query)
+            if errors:
+                return validation([("0", path, detail) for path, detail in errors])
+        return None
 
     def lose_answers(self, n: int, path: str) -> None:
         """The next n requests to `path` are processed as usual, and then the connection is cut instead of
@@ -434,9 +455,12 @@ class FakeAmoCrm:
             return _oauth_problem(400, "Request body is not an object")
         if body.get("client_id") != self.client_id or body.get("client_secret") != self.client_secret:
             return _oauth_problem(401, "Client authentication failed", hint="Client authentication failed")
+        grant = body.get("grant_type")
+        # §B3.2: redirect_uri is a field of both grants (refresh included) and must be the registered one
+        if grant in ("authorization_code", "refresh_token") and not isinstance(body.get("redirect_uri"), str):
+            return _oauth_problem(400, "redirect_uri is missing", hint="Check the `redirect_uri` parameter")
         if self.redirect_uri and body.get("redirect_uri") != self.redirect_uri:
             return _oauth_problem(400, "redirect_uri mismatch", hint="Invalid redirect_uri")
-        grant = body.get("grant_type")
         if grant == "authorization_code":
             code = body.get("code")
             if code not in self.codes:
@@ -556,6 +580,9 @@ class FakeAmoCrm:
             return web.Response(status=204)
         return hal({"_page": 1, "_embedded": {"tasks": found}})
 
+    def _shown_id(self, value: int) -> int | str:
+        return str(value) if self.string_ids else value
+
     async def _task(self, request: web.Request) -> web.Response:
         task = self.tasks.get(_int(request.match_info["id"]))
         return hal(task) if task is not None else web.Response(status=204)
@@ -629,17 +656,7 @@ class FakeAmoCrm:
         items, error = await self._array(request, 50)
         if error is not None:
             return error
-        errors = []
-        for i, call in enumerate(items):
-            rid = str(call.get("request_id", i))
-            if call.get("direction") not in ("inbound", "outbound"):
-                errors.append((rid, "direction", "The value you selected is not a valid choice."))
-            for name, kind in (("duration", int), ("source", str), ("phone", str)):
-                if not isinstance(call.get(name), kind) or isinstance(call.get(name), bool):
-                    errors.append((rid, name, "This value should not be blank."))
-            status = call.get("call_status")
-            if status is not None and status not in range(1, 8):
-                errors.append((rid, "call_status", "The value you selected is not a valid choice."))
+        errors = _item_errors(items, rules.check_call)  # §B5
         if errors:
             return validation(errors)
         created = []
@@ -701,17 +718,13 @@ class FakeAmoCrm:
         items, error = await self._array(request, 50)
         if error is not None:
             return error
-        errors = []
+        errors = _item_errors(items, rules.check_unsorted)  # §B7
         for i, item in enumerate(items):
-            rid = str(item.get("request_id", i))
-            for name in ("source_uid", "source_name"):
-                if not isinstance(item.get(name), str) or not item[name]:
-                    errors.append((rid, name, "This value should not be blank."))
             meta = item.get("metadata")
-            if not isinstance(meta, dict):
-                errors.append((rid, "metadata", "This value should not be blank."))
-            elif any(u["metadata"].get("uniq") == meta.get("uniq") for u in self.unsorted if meta.get("uniq")):
-                errors.append((rid, "metadata.uniq", "This unsorted already exists."))
+            if not isinstance(meta, dict) or not meta.get("uniq"):
+                continue
+            if any(u["metadata"].get("uniq") == meta["uniq"] for u in self.unsorted):  # §B7: no second time
+                errors.append((str(item.get("request_id", i)), "metadata.uniq", "This unsorted already exists."))
         if errors:
             return validation(errors)
         answer = []
@@ -738,7 +751,7 @@ class FakeAmoCrm:
                 {
                     "uid": uid,
                     "request_id": str(item.get("request_id", i)),
-                    "_embedded": {"leads": [{"id": lid}], "contacts": [{"id": cid}]},
+                    "_embedded": {"leads": [{"id": self._shown_id(lid)}], "contacts": [{"id": self._shown_id(cid)}]},
                 }
             )
         return hal({"_total_items": len(answer), "_embedded": {"unsorted": answer}})
@@ -752,11 +765,12 @@ class FakeAmoCrm:
         items, error = await self._array(request, 50)
         if error is not None:
             return error
+        errors = _item_errors(items, rules.check_complex)  # §B8
+        if errors:
+            return validation(errors)
         out = []
         for i, lead in enumerate(items):
             contacts = (lead.get("_embedded") or {}).get("contacts") or []
-            if len(contacts) > 1:
-                return validation([(str(i), "_embedded.contacts", "Only one contact per lead")])
             cid = self._new_contact(contacts[0], unsorted=False) if contacts else None
             lid = self._new_lead(lead, cid)
             out.append(
@@ -774,15 +788,7 @@ class FakeAmoCrm:
         items, error = await self._array(request)
         if error is not None:
             return error
-        errors = []
-        for i, task in enumerate(items):
-            rid = str(task.get("request_id", i))
-            if not isinstance(task.get("complete_till"), int):
-                errors.append((rid, "complete_till", "This value should not be blank."))
-            if not isinstance(task.get("text"), str) or not task["text"]:
-                errors.append((rid, "text", "This value should not be blank."))
-            if task.get("entity_type") not in (None, "leads", "contacts", "companies", "customers"):
-                errors.append((rid, "entity_type", "The value you selected is not a valid choice."))
+        errors = _item_errors(items, rules.check_task)  # §B8
         if errors:
             return validation(errors)
         out = []
@@ -794,7 +800,7 @@ class FakeAmoCrm:
                 "is_completed": False,
                 "responsible_user_id": task.get("responsible_user_id", self.current_user_id),
             }
-            out.append({"id": tid, "request_id": str(task.get("request_id", i))})
+            out.append({"id": self._shown_id(tid), "request_id": str(task.get("request_id", i))})
         return hal({"_embedded": {"tasks": out}})
 
     # -- driving our endpoints -----------------------------------------------------------------
@@ -803,6 +809,15 @@ class FakeAmoCrm:
         """An account webhook: a form-encoded PHP-bracket body, no signature (§B9)."""
         async with aiohttp.ClientSession() as session, session.post(url, data=fields) as resp:
             return resp.status, await resp.text()
+
+
+def _item_errors(
+    items: list[dict[str, Any]], check: Callable[[dict[str, Any]], rules.Problems]
+) -> list[tuple[str, str, str]]:
+    """(request_id, path, detail) of every failing item; an item without request_id is named by its index."""
+    return [
+        (str(item.get("request_id", i)), path, detail) for i, item in enumerate(items) for path, detail in check(item)
+    ]
 
 
 def _int(value: str) -> int:

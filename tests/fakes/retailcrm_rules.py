@@ -29,6 +29,11 @@ def _url(value: Any) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def _strings(obj: dict[str, Any], names: tuple[str, ...]) -> Errors:
+    """Optional fields typed string by the contract: when sent, a string (a number is refused)."""
+    return {n: "This value should be of type string." for n in names if n in obj and not isinstance(obj[n], str)}
+
+
 def _int_like(value: Any) -> bool:
     # PHP types ids as int, Go as string: accept both.
     return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit())
@@ -39,7 +44,9 @@ def check_module(path_code: str, module: Any) -> Errors:
         return {"integrationModule": "must be an object"}
     errors: Errors = {}
     code = module.get("code")
-    if code is not None and code != path_code:
+    if not isinstance(code, str) or not code:  # §A3: `code` is the module code, equal to {code} in the path
+        errors["code"] = "This value should not be blank."
+    elif code != path_code:
         errors["code"] = "Code must match the code in the URL"
     integration_code = module.get("integrationCode")
     if integration_code and not path_code.startswith(str(integration_code)):
@@ -57,6 +64,12 @@ def check_module(path_code: str, module: Any) -> Errors:
     for name in ("active", "allowEdit"):
         if name in module and not isinstance(module[name], bool):
             errors[name] = "This value should be of type bool."
+    errors.update(_strings(module, ("name", "integrationCode")))  # §A3 field types
+    if module.get("accountUrl") is not None and not _url(module["accountUrl"]):
+        errors["accountUrl"] = "This value is not a valid URL."
+    countries = module.get("availableCountries")
+    if countries is not None and not (isinstance(countries, list) and all(isinstance(c, str) for c in countries)):
+        errors["availableCountries"] = "This value should be of type string[]."
     telephony = (module.get("integrations") or {}).get("telephony")
     if telephony is not None:
         errors.update(_check_telephony(telephony))
@@ -92,9 +105,12 @@ def check_event(event: Any) -> Errors:
     users_ok = isinstance(user_ids, list) and user_ids and all(_int_like(u) for u in user_ids)
     if not (codes_ok or users_ok):
         errors["codes"] = "codes or userIds must be given"
-    # accepted on any type (the .NET client sends it always); validated when present
-    if "hangupStatus" in event and event["hangupStatus"] not in HANGUP_STATUSES:
+    # §A4: required on `hangup`; accepted on any type (the .NET client sends it always), validated when present
+    if event.get("type") == "hangup" and "hangupStatus" not in event:
+        errors["hangupStatus"] = "This value should not be blank."
+    elif "hangupStatus" in event and event["hangupStatus"] not in HANGUP_STATUSES:
         errors["hangupStatus"] = "The value you selected is not a valid choice."
+    errors.update(_strings(event, ("site", "callExternalId", "externalPhone")))  # §A4 field types
     return errors
 
 
@@ -132,8 +148,10 @@ def _check_call(call: Any) -> Errors:
         errors["userId"] = "This value should be of type int."
     if "recordUrl" in call and not _url(call["recordUrl"]):
         errors["recordUrl"] = "This value is not a valid URL."
-    if "externalId" in call and not isinstance(call["externalId"], str):
-        errors["externalId"] = "This value should be of type string."
+    # §A5 field types: `code` (an extension) and the other ids are strings, `source` an object
+    errors.update(_strings(call, ("externalId", "code", "externalPhone", "site", "clientId")))
+    if "source" in call and not isinstance(call["source"], dict):
+        errors["source"] = "This value should be of type object."
     return errors
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -14,7 +14,10 @@ from tests.fakes import retailcrm_rules as rules
 
 Invalid = Callable[[dict[str, str]], web.Response]
 Field = Callable[[web.Request, str], Awaitable[tuple[Any, web.Response | None]]]
-Envelope = Callable[[int, str], web.Response]
+
+
+class Envelope(Protocol):
+    def __call__(self, status: int, msg: str, errors: dict[str, str] | None = None) -> web.Response: ...
 
 
 class Records:
@@ -96,6 +99,10 @@ class Records:
 
     async def _list(self, request: web.Request) -> web.Response:
         q = request.query
+        limit, page = q.get("limit", "20"), q.get("page", "1")
+        # §A1.4: `limit` is one of 20, 50, 100, 250 and `page` 1-based, as on every paged list
+        if not (limit.isdigit() and int(limit) in rules.PAGE_LIMITS) or not (page.isdigit() and int(page) >= 1):
+            return self.envelope(400, "Validation error", {"limit": "This value is not a valid choice."})
         performers = set(q.getall("filter[performers][]", []))
         status = q.get("filter[status]")
         if status is not None and status not in rules.TASK_STATUSES:
@@ -111,8 +118,13 @@ class Records:
         return web.json_response(
             {
                 "success": True,
-                "tasks": found[:100],
-                "pagination": {"limit": 100, "totalCount": len(found), "currentPage": 1, "totalPageCount": 1},
+                "tasks": found[(int(page) - 1) * int(limit) : int(page) * int(limit)],
+                "pagination": {
+                    "limit": int(limit),
+                    "totalCount": len(found),
+                    "currentPage": int(page),
+                    "totalPageCount": max(1, -(-len(found) // int(limit))),
+                },
             }
         )
 
