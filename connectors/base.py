@@ -220,3 +220,14 @@ class Grant(Protocol):
 
 class TokenRefused(Exception):
     """An API token that is not valid (forged, expired, ...); the message says why."""
+
+
+def answer_id(value: Any) -> int | None:
+    """An id in a CRM's answer to a write: an int, or a string of digits. Both spellings are taken where the
+    answer's shape is not confirmed (amoCRM's tasks and unsorted items, crm-api.md §B7, §B8; RetailCRM's
+    tasks/create and customers/create, which crm-api.md does not cover)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value > 0 else None
+    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+        return int(value)
+    return None

@@ -80,9 +80,11 @@ def ended(
     )
 
 
+@pytest.mark.parametrize("string_ids", [False, True], ids=["int-id", "string-id"])
 async def test_a_missed_call_gives_one_task_for_the_customers_manager_and_a_repeat_none(
-    crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config]
+    crm: FakeRetailCrm, pool: Pool, db_dsn: str, make_config: Callable[..., Config], string_ids: bool
 ) -> None:
+    crm.records.string_ids = string_ids  # the task's id answered as "1" is that id too: the repeat finds it open
     crm.set_manager(CALLER, MANAGER, {"id": 55, "firstName": "Ivan", "phones": [{"number": CALLER}]})
     cfg = await config_for(make_config, db_dsn, "p_b_incoming_missed")
     await configure_retailcrm(pool, cfg.agent.state_dir, crm, missed_call_tasks=True, task_due_minutes=30)

@@ -23,9 +23,8 @@ from typing import Any
 
 from connectors.amocrm.contacts import Contact, digits, find_contact, phone_field
 from connectors.amocrm.lost_answers import CLOCK_SLACK_S, already_exists, call_note_exists, open_task_like
-from connectors.amocrm.problem import answer_id
 from connectors.amocrm.session import Session, StepFailed
-from connectors.base import Delivery, RecordUrl, SendOutcome, recording_of
+from connectors.base import Delivery, RecordUrl, SendOutcome, answer_id, recording_of
 from connectors.missed_tasks import PENDING, MissedTasks
 
 TASK_TYPE_CALL = 1

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.amocrm.problem import answer_id
 from connectors.amocrm.session import Session
+from connectors.base import answer_id
 from connectors.http import Exchange
 
 CLOCK_SLACK_S = 120  # our clock against amoCRM's, and the time the first try took

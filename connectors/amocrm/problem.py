@@ -11,16 +11,6 @@ DEFAULT_429_WAIT = 2.0
 PAYMENT_WAIT = 1800.0
 
 
-def answer_id(value: Any) -> int | None:
-    """An id in a write's answer: an int, or a string of digits. The answer examples of tasks and unsorted
-    items are UNCONFIRMED (crm-api.md §B7, §B8), so both spellings are taken."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if value > 0 else None
-    if isinstance(value, str) and value.isdigit() and int(value) > 0:
-        return int(value)
-    return None
-
-
 def is_block(exchange: Exchange) -> bool:
     """403 for everything, usually an nginx HTML page: the account or our IP is blocked (§B2).
     A JSON problem 403 is "no rights for this method" instead."""

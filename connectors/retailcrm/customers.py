@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.base import Delivery, SendOutcome
+from connectors.base import Delivery, SendOutcome, answer_id
 from connectors.retailcrm.tasks import Caller, Failed, Steps, digits, responsible, to_json
 
 PAYLOAD_KEY = "new_customer"  # in a calls_upload payload: {"order_method": str | None}
@@ -66,8 +66,8 @@ async def _ensure(client: Caller, phone: str, order_method: str | None) -> int |
     new: dict[str, Any] = {"firstName": phone, "phones": [{"number": phone}]}
     exchange = await steps.post("customer_create", "/customers/create", {"customer": to_json(new), **site})
     body = exchange.body if isinstance(exchange.body, dict) else {}
-    made = body.get("id")
-    if not isinstance(made, int):
+    made = answer_id(body.get("id"))
+    if made is None:
         return None
     if order_method:
         order = {"orderMethod": order_method, "customer": {"id": made}, "phone": phone, "firstName": phone}

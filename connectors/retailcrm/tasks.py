@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from connectors.base import Delivery, SendOutcome
+from connectors.base import Delivery, SendOutcome, answer_id
 from connectors.http import Exchange
 from connectors.missed_tasks import PENDING, MissedTasks, Table
 from connectors.retailcrm.settings import RetailCrmSettings
@@ -181,8 +181,8 @@ class TaskSender:
                 await missed.release()  # RetailCRM answered no: there is no task to wait for
             raise
         body = exchange.body if isinstance(exchange.body, dict) else {}
-        made = body.get("id")
-        if isinstance(made, int):
+        made = answer_id(body.get("id"))
+        if made is not None:
             await missed.made(made)
         else:
             await missed.release()
@@ -205,8 +205,9 @@ class TaskSender:
         exchange, _ = await self.steps.get("task_list", "/tasks", params)
         found = exchange.body.get("tasks") if isinstance(exchange.body, dict) else None
         for item in found if isinstance(found, list) else []:
-            if isinstance(item, dict) and item.get("text") == task["text"] and isinstance(item.get("id"), int):
-                return int(item["id"])
+            made = answer_id(item.get("id")) if isinstance(item, dict) and item.get("text") == task["text"] else None
+            if made is not None:
+                return made
         return None
 
 

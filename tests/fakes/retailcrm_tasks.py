@@ -31,6 +31,7 @@ class Records:
         self.orders: dict[int, dict[str, Any]] = {}
         self.order_methods = {"phone", "shopping-cart"}
         self.known_customers: set[str] = {"1"}  # the customer the fake's telephony/manager makes up
+        self.string_ids = False  # answer made ids as strings (tasks/create, customers/create: not in crm-api.md)
 
     def add(self, app: web.Application) -> None:
         app.router.add_get("/api/v5/tasks", self._list)
@@ -69,7 +70,7 @@ class Records:
             "complete": bool(task.get("complete", False)),
             "createdAt": datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
         }
-        return web.json_response({"success": True, "id": tid})
+        return web.json_response({"success": True, "id": self._spelt(tid)})
 
     def _task(self, request: web.Request) -> dict[str, Any] | None:
         raw = request.match_info["id"]
@@ -137,7 +138,10 @@ class Records:
             return self.invalid(errors)
         cid = 1000 + len(self.customers) + 1
         self.customers[cid] = {**customer, "id": cid}
-        return web.json_response({"success": True, "id": cid}, status=201)
+        return web.json_response({"success": True, "id": self._spelt(cid)}, status=201)
+
+    def _spelt(self, made: int) -> int | str:
+        return str(made) if self.string_ids else made
 
     async def _order(self, request: web.Request) -> web.Response:
         order, error = await self.field(request, "order")
