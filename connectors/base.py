@@ -228,6 +228,6 @@ def answer_id(value: Any) -> int | None:
     tasks/create and customers/create, which crm-api.md does not cover)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value if value > 0 else None
-    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) > 0:
         return int(value)
     return None

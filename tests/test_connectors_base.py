@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from agent.life.masking import mask, mask_data, mask_text
+from connectors.base import answer_id
 from connectors.http import (
     RateLimiter,
     TokenBucket,
@@ -149,3 +150,21 @@ async def test_an_urgent_acquire_takes_the_token_held_back_for_it_and_the_rate_h
     await asyncio.gather(*backlog)
     assert waited_behind == 0, order  # the token held back for it: no wait at all
     assert time.monotonic() - began >= (len(order) - 1) / 100 * 0.98  # both lanes together keep to the rate
+
+
+@pytest.mark.parametrize(
+    ("answered", "taken"),
+    [
+        (123, 123),
+        ("123", 123),
+        (0, None),
+        ("0", None),
+        (True, None),
+        ("²", None),
+        ("12a", None),
+        (None, None),
+        (1.0, None),
+    ],
+)
+def test_an_answered_id_is_an_int_or_a_string_of_digits(answered: object, taken: int | None) -> None:
+    assert answer_id(answered) == taken
