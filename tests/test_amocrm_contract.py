@@ -16,7 +16,7 @@ from agent.store.database import Pool
 from connectors.amocrm.plan import plan
 from connectors.amocrm.settings import parse
 from connectors.http import make_client
-from tests.amocrm_setup import bound, configure_amocrm, connect_tokens
+from tests.amocrm_setup import ENTERPRISE, bound, configure_amocrm, connect_tokens
 from tests.fakes import amocrm_rules as rules
 from tests.fakes.amocrm import FakeAmoCrm
 from tests.test_amocrm_agent import missed
@@ -214,3 +214,23 @@ async def test_task_and_unsorted_ids_answered_as_strings_are_taken(
     assert task["entity_type"] == "leads" and task["entity_id"] == fake.unsorted[0]["lead_id"]
     rows = await pool.fetch("SELECT task_id FROM amocrm_missed_tasks WHERE phone = '375297770000'")
     assert [r["task_id"] for r in rows] == [task["id"]]
+
+
+@pytest.mark.parametrize(("added", "pages"), [(0, 1), (249, 1), (260, 2), (499, 2), (500, 3)])
+async def test_every_user_is_read_page_by_page(
+    amo: tuple[FakeAmoCrm, httpx.AsyncClient], pool: Pool, tmp_path: Path, added: int, pages: int
+) -> None:
+    """§B1: a list gives at most 250 a page. An account with more users than that has managers past the first
+    page: the client follows the pages (HAL `_links.next`) and asks no page past the last."""
+    fake, _ = amo
+    fake.users += [{"id": 100 + i, "name": f"Manager {i}", "rights": {"is_active": True}} for i in range(added)]
+    settings = await configure_amocrm(pool, tmp_path, fake)
+    connector = bound(pool, tmp_path)
+    await connect_tokens(connector, fake)
+    async with make_client() as http:
+        users = await connector.client(settings, http).users(ENTERPRISE)
+    assert [u["id"] for u in users] == [str(u["id"]) for u in fake.users]
+    asked = [r for r in fake.api_requests() if r.path == "/api/v4/users"]
+    assert [(r.query["page"], r.query["limit"], r.status) for r in asked] == [
+        (str(n), "250", 200) for n in range(1, pages + 1)
+    ]

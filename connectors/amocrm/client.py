@@ -19,6 +19,9 @@ from connectors.amocrm.tokens import TokenStore
 from connectors.amocrm.users import UserNames
 from connectors.base import Caller, CrmError, Delivery, Manager, RecordUrl, SendOutcome
 
+USER_PAGE = 250  # §B1: a list's `limit` is at most 250
+USER_PAGES = 40  # 10,000 users: far past any account, and a bound on a list that never ends
+
 
 class AmoCrmClient:
     """Shares the connector's token store, account guard (pacing, blocks), per-phone task locks and the
@@ -131,21 +134,32 @@ class AmoCrmClient:
         return result
 
     async def users(self, enterprise: str, *, urgent: bool = False) -> list[dict[str, Any]]:
-        """The account's users (first 250): id, name, email, active. `urgent`: a caller waits for it."""
+        """The account's users: id, name, email, active. `urgent`: a caller waits for it.
+
+        Page by page (at most 250 each, §B1) while a page is full and does not say it is the last: HAL's
+        `_links.next` is followed where it is given, and a full page without `_links` is asked past (its keys
+        are UNCONFIRMED); an empty page or a 204 ends the list."""
 
         async def get(session: Session) -> list[dict[str, Any]]:
-            exchange = await session.checked("GET", "/api/v4/users?limit=250")
-            body = exchange.body if isinstance(exchange.body, dict) else {}
-            return [
-                {
-                    "id": str(u.get("id")),
-                    "name": u.get("name") or "",
-                    "email": u.get("email") or "",
-                    "active": bool((u.get("rights") or {}).get("is_active", True)),
-                }
-                for u in (body.get("_embedded") or {}).get("users") or []
-                if u.get("id") is not None
-            ]
+            found: list[dict[str, Any]] = []
+            for page in range(1, USER_PAGES + 1):
+                exchange = await session.checked("GET", f"/api/v4/users?limit={USER_PAGE}&page={page}")
+                body = exchange.body if isinstance(exchange.body, dict) else {}
+                listed = [u for u in (body.get("_embedded") or {}).get("users") or [] if isinstance(u, dict)]
+                found += [
+                    {
+                        "id": str(u.get("id")),
+                        "name": u.get("name") or "",
+                        "email": u.get("email") or "",
+                        "active": bool((u.get("rights") or {}).get("is_active", True)),
+                    }
+                    for u in listed
+                    if u.get("id") is not None
+                ]
+                links = body.get("_links")
+                if len(listed) < USER_PAGE or (isinstance(links, dict) and "next" not in links):
+                    break
+            return found
 
         result: list[dict[str, Any]] = await self._run(enterprise, "users", get, urgent=urgent)
         return result

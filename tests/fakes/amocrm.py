@@ -503,7 +503,15 @@ class FakeAmoCrm:
     async def _users(self, request: web.Request) -> web.Response:
         if not request[ADMIN]:
             return problem(403, "Forbidden", "Access denied")
-        return hal({"_page": 1, "_embedded": {"users": self.users}})
+        # §B1 lists: `page` from 1, `limit` (50 unless given); HAL `_links.next` while more follow; 204 past the end
+        limit, page = int(request.query.get("limit", "50")), int(request.query.get("page", "1"))
+        shown = self.users[(page - 1) * limit : page * limit]
+        if not shown:
+            return web.Response(status=204)
+        links = {"self": {"href": f"{self.url}/api/v4/users?limit={limit}&page={page}"}}
+        if page * limit < len(self.users):
+            links["next"] = {"href": f"{self.url}/api/v4/users?limit={limit}&page={page + 1}"}
+        return hal({"_page": page, "_links": links, "_embedded": {"users": shown}})
 
     async def _pipelines(self, request: web.Request) -> web.Response:
         return hal({"_total_items": len(self.pipelines), "_embedded": {"pipelines": self.pipelines}})
