@@ -216,13 +216,18 @@ async def test_task_and_unsorted_ids_answered_as_strings_are_taken(
     assert [r["task_id"] for r in rows] == [task["id"]]
 
 
-@pytest.mark.parametrize(("added", "pages"), [(0, 1), (249, 1), (260, 2), (499, 2), (500, 3)])
+@pytest.mark.parametrize(
+    ("added", "pages", "links"),
+    [(0, 1, True), (249, 1, True), (260, 2, True), (499, 2, True), (500, 3, True), (260, 2, False), (499, 3, False)],
+)
 async def test_every_user_is_read_page_by_page(
-    amo: tuple[FakeAmoCrm, httpx.AsyncClient], pool: Pool, tmp_path: Path, added: int, pages: int
+    amo: tuple[FakeAmoCrm, httpx.AsyncClient], pool: Pool, tmp_path: Path, added: int, pages: int, links: bool
 ) -> None:
     """§B1: a list gives at most 250 a page. An account with more users than that has managers past the first
-    page: the client follows the pages (HAL `_links.next`) and asks no page past the last."""
+    page: the client follows the pages (HAL `_links.next`) and asks no page past the last. Without `_links` (its
+    keys are UNCONFIRMED) a full page is asked past: the one after a full last page answers 204."""
     fake, _ = amo
+    fake.hal_links = links
     fake.users += [{"id": 100 + i, "name": f"Manager {i}", "rights": {"is_active": True}} for i in range(added)]
     settings = await configure_amocrm(pool, tmp_path, fake)
     connector = bound(pool, tmp_path)
@@ -231,6 +236,6 @@ async def test_every_user_is_read_page_by_page(
         users = await connector.client(settings, http).users(ENTERPRISE)
     assert [u["id"] for u in users] == [str(u["id"]) for u in fake.users]
     asked = [r for r in fake.api_requests() if r.path == "/api/v4/users"]
-    assert [(r.query["page"], r.query["limit"], r.status) for r in asked] == [
-        (str(n), "250", 200) for n in range(1, pages + 1)
-    ]
+    assert [(r.query["page"], r.query["limit"]) for r in asked] == [(str(n), "250") for n in range(1, pages + 1)]
+    asked_past_a_full_last_page = not links and len(fake.users) % 250 == 0
+    assert [r.status for r in asked] == [200] * (pages - 1) + [204 if asked_past_a_full_last_page else 200]

@@ -117,6 +117,7 @@ class FakeAmoCrm:
         # answer the ids of made tasks and unsorted items as digit strings: those answer examples are UNCONFIRMED
         # (crm-api.md §B7, §B8), and the client must take either spelling
         self.string_ids = False
+        self.hal_links = True  # False: lists answer without `_links` (their keys are UNCONFIRMED)
         self.requests: list[Recorded] = []
         self.access: dict[str, _Token] = {}
         self.refresh: dict[str, bool] = {}  # refresh token -> still usable
@@ -511,6 +512,8 @@ class FakeAmoCrm:
         links = {"self": {"href": f"{self.url}/api/v4/users?limit={limit}&page={page}"}}
         if page * limit < len(self.users):
             links["next"] = {"href": f"{self.url}/api/v4/users?limit={limit}&page={page + 1}"}
+        if not self.hal_links:  # the `_links` keys are UNCONFIRMED (crm-api.md §B1): a client must do without
+            return hal({"_page": page, "_embedded": {"users": shown}})
         return hal({"_page": page, "_links": links, "_embedded": {"users": shown}})
 
     async def _pipelines(self, request: web.Request) -> web.Response:
