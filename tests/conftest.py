@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import pytest
 from agent.app import Agent
 from agent.config.checks import Address
 from agent.config.sections import AgentSection, AgiSection, Config, DatabaseSection, HttpSection
+from agent.life import logs
 from agent.store import database
 from agent.store.embedded import EmbeddedPostgres
 from tests import old_platform
@@ -24,6 +26,23 @@ from tests import old_platform
 pytest_plugins = ["tests.browser"]  # the admin pages' browser fixtures: chromium, page
 
 TEMPLATE_DB = "pbx_template"
+
+
+@pytest.fixture(autouse=True)
+def logging_left_as_found() -> Iterator[None]:
+    """A command run in-process (`migrate` sets up the agent's logging: its own handler on the stdout of the
+    moment, the root logger at INFO) must not hand that to the tests after it in the same worker: the handler
+    writes to a capture stream closed since ("I/O operation on closed file"), and INFO lines pile up in every
+    later test's report (the 100k-call tracker test's 100,000 "call ended" lines took it past its timeout)."""
+    root = logging.getLogger()
+    handlers, level = set(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in logs.NOISY}
+    yield
+    for added in [h for h in root.handlers if h not in handlers and type(h) is logging.StreamHandler]:
+        root.removeHandler(added)
+    root.setLevel(level)
+    for name, was in levels.items():
+        logging.getLogger(name).setLevel(was)
 
 
 def reachable_tmpdir(prefix: str) -> Path:

@@ -84,6 +84,9 @@ def _syslog_priority(levelno: int) -> int:
     return 7
 
 
+NOISY = ("asyncio", "aiohttp.access", "httpx", "httpcore")  # kept at WARNING or above whatever the level
+
+
 def setup(level: str = "info", fmt: str = "text", journal: bool = False) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(journal=journal))
@@ -92,5 +95,5 @@ def setup(level: str = "info", fmt: str = "text", journal: bool = False) -> None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("asyncio", "aiohttp.access", "httpx", "httpcore"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
